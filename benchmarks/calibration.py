@@ -19,7 +19,8 @@ Every check goes through the project's own public functions, as a user's data wo
   at most 5 %), drop claims of no change with skewed per-subject changes ("holds" at most 5 %);
 - intervals: per-class accuracy over 2–20 trials, polarised (trials all right or all wrong) or
   alike (`emg_lens.stats.units.class_trial_cis`, 95 %), and the study table's Δ% over 2–20
-  subjects (`emg_lens.stats.compare.delta_t_intervals`, 95 %): their coverage;
+  subjects (`emg_lens.stats.compare.delta_t_intervals`, 95 %; also on exponential losses and
+  on two clusters of subjects): their coverage;
 - chance over trials (`emg_lens.stats.chance.chance_table`): a model at chance per trial
   called above chance (at most 5 %; on braindecode's overlapping windows, read through
   `SubjectData.from_windows_dataset`, at most 8 %), a model at chance per recording on
@@ -315,9 +316,9 @@ def _interval_checks() -> list[Check]:
                 f"{n} subjects, change growing with the baseline (0 to −10 %)", "at least",
                 0.95, _delta_coverage(n, "proportional"), 400, 40)
           for n in (2, 3, 5, 8, 12, 20)),
-        # a skewed population: what the table promises from 6 subjects (issue 86)
+        # a skewed population, where Student's t alone covered 0.885-0.91 (issue 86)
         *(Check("intervals", "the table's 95 % Δ% interval covers the population's",
-                f"{n} subjects, {EXPONENTIAL}", "at least", 0.93,
+                f"{n} subjects, {EXPONENTIAL}", "at least", 0.95,
                 _delta_coverage(n, "exponential"), 2000, 40)
           for n in (6, 8, 12, 20)),
         # every subject drawn from one cluster in 2^(1 - n) of studies: over 5 % up to 5

@@ -504,8 +504,8 @@ def delta_t_intervals(
     are left out; fewer than 2 subjects, or a zero baseline mean, give NaN.
 
     Of exponential losses at 6–20 subjects Student's t alone covered 0.885–0.91, this
-    0.945–0.953, at about 1.5 times the width below 6 subjects (docs/trust.md, where a few
-    subjects cover less); a percentile bootstrap over 3–8 subjects 75–90 % (DESIGN.md §16).
+    0.945–0.953, wider where the values lean (docs/trust.md, also where a few subjects cover
+    less); a percentile bootstrap over 3–8 subjects 75–90 % (docs/DESIGN.md §16).
 
     >>> lows, highs = delta_t_intervals(np.array([[0.5, 0.6, 0.55, 0.58]]),
     ...                                 np.array([0.9, 0.95, 0.92, 0.91]))
