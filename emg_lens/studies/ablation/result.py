@@ -38,7 +38,6 @@ from emg_lens.studies.ablation.erasure import erasure_table, side_effects
 from emg_lens.studies.ablation.spec import StudySpec
 from emg_lens.studies.ablation.summary import (
     CONDITION_COLUMNS,
-    INTERVAL,
     STATISTIC_COLUMNS,
     STATISTIC_NAMES,
     STRUCTURAL,
@@ -51,6 +50,8 @@ from emg_lens.studies.ablation.summary import (
 from emg_lens.studies.ablation.verdicts import claims_markdown, evaluate_claims, format_claims
 from emg_lens.studies.subjects import cell_score
 from emg_lens.train.baseline import below_baseline
+
+INTERVAL = "Student's t spanned with the claims' correction for the subjects' skewness"
 
 TRIAL_FIELDS = ("trial_correct", "trial_total", "design_effect")
 """What a cell holds of its trials (`emg_lens.stats.chance.cell_fields`); None in a cell

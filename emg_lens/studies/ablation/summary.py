@@ -42,13 +42,6 @@ SUMMARY_COLUMNS = [
 FAMILY_COLUMN = {"mode": "mode", "intervention": "intervention", "all": None}
 
 
-INTERVAL = (
-    "Student's t spanned with its correction for the subjects' skewness, Johnson's t as the "
-    "claims use it: each end the more cautious of the two"
-)
-"""How the table's 95 % interval (``ci_low``, ``ci_high``, `delta_t_intervals`) is made."""
-
-
 STRUCTURAL = "≡0"  # the stars of a structural zero: the mask cannot change the output
 
 

@@ -188,7 +188,6 @@ def subject_changes(
                 half = (
                     sps.t.ppf(1 - ALPHA / n, len(b) - 1) * influence.std(ddof=1) / np.sqrt(len(b))
                 )
-                # no accuracy falls by more than all of it
                 row["low"], row["high"] = max(100 * (ratio - half), -100.0), 100 * (ratio + half)
                 if len(b) > 2:  # the third cumulant of a mean of T trials: theirs over T²
                     row["k3"] = float(sps.kstat(100 * influence, 3)) / len(b) ** 2

@@ -768,7 +768,7 @@ def test_per_class_csv_columns_and_values(tmp_path, monkeypatch):
     assert "smallest corrected p" in markdown and "| r_rb |" in markdown
     # issue 86: the interval's method and what it assumes, on the table's face
     said = " ".join(markdown.split())
-    assert "Student's t spanned with its correction for the subjects' skewness" in said
+    assert "Student's t spanned with the claims' correction for the subjects' skewness" in said
     assert "never below −100 %" in said and "it covers less than 95 % with few subjects" in said
     assert not list(tmp_path.glob("*.tmp"))
 
