@@ -200,6 +200,8 @@ def subject_changes(
     - ``"moderate subgroup"``: 30 % of subjects lose 10 % (twice the margin), the rest nothing
       (a mean of −3 %: a keep on the mean is true, and its reach says how large a subgroup
       losing 10 % its lower bound leaves room for);
+    - ``"two clusters"``: half of the subjects unchanged, the other half losing 10 % (the mean
+      −5 %, symmetric, but a change part of the subjects carry);
     - ``"proportional"``: the change grows with the subject's baseline accuracy ``base`` (in
       0.80–0.95): from 0 at 0.80 to −10 % at 0.95, ± 1 point; the subjects' mean change is −5 %
       and the ratio of their mean accuracies −5.14 %, so a table's Δ% (the ratio of means) and
@@ -226,6 +228,8 @@ def subject_changes(
         return -2.5 + rng.normal(0.0, 2.0, n)
     if kind == "moderate subgroup":
         return np.where(rng.uniform(size=n) < 0.3, -10.0, 0.0)
+    if kind == "two clusters":
+        return np.where(rng.uniform(size=n) < 0.5, 0.0, -10.0)
     if kind == "proportional":
         return -(200.0 / 3.0) * (np.asarray(base) - 0.8) + rng.normal(0.0, 1.0, n)
     raise ValueError(kind)
@@ -242,6 +246,7 @@ POPULATION_CHANGE = {
     "gamma": -5.0,
     "half the margin": -2.5,
     "moderate subgroup": -3.0,
+    "two clusters": -5.0,
     # the ratio of means, E[b c] / E[b] with b uniform in 0.80-0.95: -(200/3)(E[b²] - 0.8 E[b])
     # / E[b] = -(200/3)(0.7675 - 0.7) / 0.875
     "proportional": -(200.0 / 3.0) * (0.7675 - 0.7) / 0.875,

@@ -5,10 +5,11 @@ layer, layers, heads, key, metric, value`` (plus per-class counts and the ``stru
 ``summary`` has one row per (condition, metric): ``mean, std, baseline, delta, delta_pct,
 ci_low, ci_high, r_rb, U, p, p_corr, stars``: the change of the mean (``delta``, absolute;
 ``delta_pct``, in percent of the baseline, for the prediction metrics only: see
-`emg_lens.stats.metrics`) with a Student-t 95% interval over subjects on the scale the
-metric is reported in (`emg_lens.stats.compare.delta_t_intervals`: Δ% is the ratio of the
-means, the IsoNet paper's; a study's claims report the mean of each subject's Δ% instead,
-and say so), the rank-biserial effect size (negative for a drop), the test,
+`emg_lens.stats.metrics`) with a 95% interval over subjects on the scale the metric is
+reported in (`emg_lens.stats.compare.delta_t_intervals`: Student's t spanned with its skew
+correction, as the claims'; Δ% is the ratio of the means, the IsoNet paper's, its interval
+never below −100 %; a study's claims report the mean of each subject's Δ% instead, and say
+so), the rank-biserial effect size (negative for a drop), the test,
 and the p-value corrected over the family the spec names (the paper's: each layer mode),
 within each metric's table. ``per_class`` has one row per
 (subject, condition, class). `StudyResult.power_note` states the smallest corrected p the
@@ -49,6 +50,8 @@ from emg_lens.studies.ablation.summary import (
 from emg_lens.studies.ablation.verdicts import claims_markdown, evaluate_claims, format_claims
 from emg_lens.studies.subjects import cell_score
 from emg_lens.train.baseline import below_baseline
+
+INTERVAL = "Student's t spanned with the claims' correction for the subjects' skewness"
 
 TRIAL_FIELDS = ("trial_correct", "trial_total", "design_effect")
 """What a cell holds of its trials (`emg_lens.stats.chance.cell_fields`); None in a cell
@@ -363,16 +366,21 @@ class StudyResult(StudyOutput):
         if metric in RELATIVE_METRICS:
             delta = (
                 "Δ% (delta_pct) = 100 (masked − baseline) / baseline of the means (the ratio of "
-                "means, the IsoNet paper's Δ%; claims report the mean of each "
-                "subject's Δ%), with a Student-t 95% interval over subjects of the linearised "
-                "ratio (ci_low, ci_high, in %)"
+                "means, the IsoNet paper's Δ%; claims report the mean of each subject's Δ%), "
+                f"with a 95% interval over subjects of the linearised ratio ({INTERVAL}; "
+                "ci_low, ci_high, in %, never below −100 %: no accuracy loses more than all of "
+                "it). In simulation (docs/trust.md) it covered 0.94–0.98 of the population's "
+                "change where subjects' changes are symmetric, 0.945–0.953 of exponential "
+                "losses at 6–20 subjects; it takes the subjects for a sample of the "
+                "population: where a part of them carries the change (half of them, or a rare "
+                "subgroup), it covers less than 95 % with few subjects"
             )
             cols = ["delta_pct"]
         else:
             delta = (
                 f"Δ (delta) = masked − baseline of the means, in {UNITS[metric]} (an absolute "
-                "change: a ratio to this baseline means nothing), with a Student-t 95% interval "
-                "over subjects (ci_low, ci_high, in the same units)"
+                "change: a ratio to this baseline means nothing), with a 95% interval over "
+                f"subjects ({INTERVAL}; ci_low, ci_high, in the same units)"
             )
             cols = ["delta"]
         title = (

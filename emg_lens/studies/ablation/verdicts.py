@@ -142,7 +142,8 @@ def subject_changes(
     linearised, with Student's t over its trials (``unit`` ``"trial"``). Cells stored without
     trials have only their counts (``unit`` ``"window"``; overlapping windows are no independent
     sample): their change comes with no interval and stops no claim. NaN bounds too below 2
-    trials or with no correct baseline window.
+    trials or with no correct baseline window. ``low`` is never below −100 %: no accuracy
+    falls by more than all of it.
 
     >>> def cell(subject, key, hits):
     ...     return {"subject": subject, "key": key, "class_correct": [sum(hits)],
@@ -188,7 +189,7 @@ def subject_changes(
                 half = (
                     sps.t.ppf(1 - ALPHA / n, len(b) - 1) * influence.std(ddof=1) / np.sqrt(len(b))
                 )
-                row["low"], row["high"] = 100 * (ratio - half), 100 * (ratio + half)
+                row["low"], row["high"] = max(100 * (ratio - half), -100.0), 100 * (ratio + half)
                 if len(b) > 2:  # the third cumulant of a mean of T trials: theirs over T²
                     row["k3"] = float(sps.kstat(100 * influence, 3)) / len(b) ** 2
         out[base.subject] = row

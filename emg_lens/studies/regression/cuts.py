@@ -205,10 +205,11 @@ def regression_cuts(
     ``condition``, ``edges``, ``mse``, ``r2`` (over all windows, `metrics.score_regression`),
     ``delta_mse`` (mean over blocks of the block's MSE change), ``ci_low``, ``ci_high`` (its
     95 % bootstrap interval over blocks, `stats.bootstrap_delta_cis`, seeded by ``seed``),
-    ``t_low``, ``t_high`` (its 95 % t interval), ``delta_r2``, ``p`` (exact sign-flip test over
-    blocks, `sign_flip_p`), ``p_corrected`` (``correction``: ``holm`` or ``bonferroni``, over
-    the conditions that cut an edge, `stats.correct`), ``stars`` and ``cut_edges`` (edges cut
-    per layer, summed over heads). The first row, ``none``, is the unmasked model.
+    ``t_low``, ``t_high`` (its 95 % t interval, `stats.delta_t_intervals`), ``delta_r2``,
+    ``p`` (exact sign-flip test over blocks, `sign_flip_p`), ``p_corrected`` (``correction``:
+    ``holm`` or ``bonferroni``, over the conditions that cut an edge, `stats.correct`),
+    ``stars`` and ``cut_edges`` (edges cut per layer, summed over heads). The first row,
+    ``none``, is the unmasked model.
     """
     check_blocks(y, blocks, len(X))
     _check_names(conditions)  # before any pass

@@ -48,8 +48,8 @@ class RegressionStudyResult(StudyOutput):
             f"{self.block_seconds:g} s ({self.n_windows} overlapping test windows, not "
             "independent). ΔMSE is the mean over blocks of each block's MSE change; its 95 % "
             "intervals are a percentile bootstrap over blocks (`ci_low`, `ci_high`) and a t "
-            f"interval (`t_low`, `t_high`). p: the {test} two-sided sign-flip test of the "
-            f"blocks' paired changes"
+            "interval, Student's spanned with its skew correction (`t_low`, `t_high`). p: the "
+            f"{test} two-sided sign-flip test of the blocks' paired changes"
             + (f" (smallest possible {format_p(floor)})" if exact else "")
             + f", corrected ({correction}) over the {m} cuts that cut an "
             f"edge (smallest possible {format_p(corrected)})."

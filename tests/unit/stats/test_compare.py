@@ -18,6 +18,7 @@ from emg_lens.stats.compare import (
     compare_rows,
     correct,
     delta_pct,
+    delta_t_intervals,
     format_p,
     paired_test,
     rank_biserial,
@@ -664,6 +665,42 @@ def test_rank_biserial_rows_is_each_rows_rank_biserial(test):
             np.testing.assert_allclose(r, expected, rtol=0, atol=1e-12)
 
 
+def test_the_tables_interval_is_the_claims_skew_corrected_t_never_below_minus_100():
+    """Issue 86, item 4: the table's 95 % interval of Δ% is the claims' skew-corrected t
+    (`skew_t_interval`) spanned with Student's, of the ratio of means' linearised values, and
+    never below −100 %: no accuracy falls by more than all of it (Student's reached −210 %
+    here)."""
+    low, high = delta_t_intervals(np.array([[0.0, 0.0, 0.9]]), np.array([0.9, 0.9, 0.9]))
+    assert low[0] == -100.0 and high[0] > delta_pct(0.3, 0.9)
+    rng = np.random.default_rng(86)
+    for n in (3, 5, 12):
+        base = rng.uniform(0.8, 0.95, n)
+        masked = base * (1 - rng.exponential(0.3, n)).clip(0)
+        r = masked.mean() / base.mean() - 1
+        pseudo = 100 * (r + (masked - (1 + r) * base) / base.mean())
+        low, high = delta_t_intervals(masked[None], base)
+        expected = skew_t_interval(pseudo, 0.95, third=0.0)  # spanning Student's
+        assert (low[0], high[0]) == pytest.approx((max(expected[0], -100.0), expected[1]))
+        absolute = delta_t_intervals(masked[None], base, relative=False)
+        assert (absolute[0][0], absolute[1][0]) == pytest.approx(
+            skew_t_interval(masked - base, 0.95, third=0.0)
+        )
+    # an absolute change, or values that can be negative, is no share of a count: not clipped
+    margins = np.array([[-3.0, -2.9, 0.1]]), np.array([0.1, 0.1, 0.1])
+    assert delta_t_intervals(*margins, relative=False)[0][0] < -3
+    assert delta_t_intervals(*margins)[0][0] < -100
+    summary = summarize(
+        pd.DataFrame(
+            {"subject": [1, 2, 3] * 2, "intervention": ["baseline"] * 3 + ["cut"] * 3,
+             "mode": ["none"] * 3 + ["all"] * 3, "layer": [None] * 6, "layers": [""] * 6,
+             "heads": ["all"] * 6, "key": ["b"] * 3 + ["c"] * 3,
+             "value": [0.9, 0.9, 0.9, 0.0, 0.0, 0.9]}
+        ),
+        StatsSpec(),
+    )  # fmt: skip
+    assert summary.loc[0, "ci_low"] == -100.0
+
+
 def test_summary_has_effect_sizes_and_intervals():
     summary = summarize(_per_subject(), StatsSpec()).set_index("key")
     assert summary.loc["k2", "r_rb"] == pytest.approx(-0.875)
@@ -729,6 +766,10 @@ def test_per_class_csv_columns_and_values(tmp_path, monkeypatch):
     assert {"ci_low", "ci_high", "r_rb"} <= set(summary.columns)
     markdown = (tmp_path / "summary.md").read_text()
     assert "smallest corrected p" in markdown and "| r_rb |" in markdown
+    # issue 86: the interval's method and what it assumes, on the table's face
+    said = " ".join(markdown.split())
+    assert "Student's t spanned with the claims' correction for the subjects' skewness" in said
+    assert "never below −100 %" in said and "it covers less than 95 % with few subjects" in said
     assert not list(tmp_path.glob("*.tmp"))
 
 

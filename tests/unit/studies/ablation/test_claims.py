@@ -752,6 +752,17 @@ def test_cells_stored_without_trials_give_a_subject_no_interval_over_its_windows
     assert own[["low", "high"]].isna().all().all()
 
 
+def test_a_subjects_own_interval_is_never_below_minus_100():
+    """Issue 86: a subject's own interval over its trials reached −111 %, a change no accuracy
+    can make; its lower end is −100 % at most (here Student's would be −210 %)."""
+    from emg_lens.studies.ablation.verdicts import subject_changes
+
+    counts = _trial_counts(2, 3, {1: 2})  # subject 1 keeps 1 trial of 3
+    own = subject_changes(counts[counts.key == "baseline"], counts[counts.key == "cross"], [0])
+    assert own.loc[1, "low"] == -100.0 and own.loc[1, "high"] > own.loc[1, "delta_pct"]
+    assert (own["low"] >= -100).all()
+
+
 def test_a_keep_claim_on_a_structural_zero_is_never_holds():
     """issue 85: 8 subjects exactly unchanged because the cut cannot reach the readout held a
     keep claim (TOST p = 9.9e-5) beside a summary that called the cell not tested."""
