@@ -122,3 +122,12 @@ def test_counts_of_a_tiny_package(tmp_path):
     ).stdout
     assert "total: 11 guard lines of 32 code lines (34.4 %), 4 raise sites" in text
     assert "3 exception classes" in text
+
+
+def test_emg_lens_defines_at_most_15_exception_classes():
+    """Issue 87: a kind of bad input is a message of its family's class, not a class of its
+    own (a class is kept where an ``except`` tells it apart, or a builtin base is its point)."""
+    run = subprocess.run([sys.executable, str(TOOL), "--json"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    classes = json.loads(run.stdout)["classes"]
+    assert len(classes) <= 15, sorted(classes)
