@@ -108,7 +108,7 @@ def test_without_consent_the_builder_never_runs(untrained, tmp_path, capsys):
     err = capsys.readouterr().err
     assert str(builder.resolve()) in err and _sha256(builder) in err and "--allow-code" in err
     assert not (tmp_path / MARKER).exists()
-    with pytest.raises(SpecError):
+    with pytest.raises(SpecError, match="--allow-code"):  # the refusal of consent, by name
         run_study(spec, progress=False)
 
 

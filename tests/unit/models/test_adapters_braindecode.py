@@ -213,7 +213,7 @@ def test_unembedding_where_the_classifier_reads_one_token():
     assert labram.W_U.shape == (16, 4) and labram.unembed_positions == [0]
     pooled, _ = labram_model(0, use_mean_pooling=True)
     for model in (pooled, cbramod_model(0)[0], eegpt_model(0)[0]):
-        with pytest.raises(UnsupportedFeatureError):
+        with pytest.raises(UnsupportedFeatureError, match="unembedding"):
             model.W_U  # noqa: B018
 
 

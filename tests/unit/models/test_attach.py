@@ -401,7 +401,7 @@ def test_a_folded_softmax_inside_a_named_module():
             w = torch.softmax(scores if bias is None else scores + bias, -1)
             return torch.cat(w.bmm(v).split(len(x), 0), -1).flatten(1)
 
-    with pytest.raises(ConversionError):
+    with pytest.raises(ConversionError, match="computes no attention"):
         attach(Folded(), layout=LAYOUT, n_samples=N_SAMPLES)
     model = attach(Folded(), layout=LAYOUT, n_samples=N_SAMPLES, attention=Folded)
     assert [(c.kind, c.batch, c.heads) for c in model.calls] == [("softmax", 2 * HEADS, 1)]
