@@ -20,37 +20,21 @@ from emg_lens._hints import mismatch, no_type_check, plain_number, type_hints
 
 __all__ = [
     "MAX_SEED",
-    "AmbiguousAttentionError",
     "ArgumentError",
-    "AttachError",
-    "AttentionNotFoundError",
-    "CacheKeyError",
-    "ChannelNameError",
     "CheckpointError",
-    "CodeConsentError",
-    "CodePathError",
     "ConfigError",
     "ConversionError",
     "DataFormatError",
-    "EdgeExpressionError",
     "EmgLensError",
-    "ExportError",
     "HookFlagError",
     "IndexOutOfRangeError",
     "InputShapeError",
-    "InputValueError",
     "LayoutError",
     "MissingDependencyError",
-    "ModelInUseError",
     "SpecError",
     "StorageError",
     "StudyError",
-    "TrainingDivergedError",
-    "UndigestibleStateError",
-    "UnplacedChannelError",
     "UnsupportedFeatureError",
-    "UnsupportedModuleError",
-    "UnsupportedReadoutError",
     "check_bool",
     "check_channel_names",
     "check_field_types",
@@ -67,11 +51,21 @@ __all__ = [
 
 
 class EmgLensError(Exception):
-    """Base class of every error emg_lens raises for bad input."""
+    """Base class of every error emg_lens raises for bad input. Keyword arguments are facts for
+    tools, kept as attributes: ``column`` and ``expression`` of an edge expression that does
+    not parse, ``channel`` of a name with no scalp region, ``index`` and ``name`` of a channel
+    name refused (`check_names`), ``path`` of a module a converter does not support."""
+
+    def __init__(self, *args: object, **facts: Any) -> None:
+        super().__init__(*args)
+        for key, value in facts.items():
+            setattr(self, key, value)
 
 
 class ArgumentError(EmgLensError, ValueError):
-    """A function argument holds a value outside the accepted set."""
+    """A function argument holds a value outside the accepted set; a model that holds state a
+    digest cannot describe (`emg_lens.provenance.state_digest`: the message names the
+    attribute and its type); a discovery whose cut of every candidate costs nothing."""
 
 
 class HookFlagError(ArgumentError, AssertionError):
@@ -83,15 +77,12 @@ class HookFlagError(ArgumentError, AssertionError):
     bridge with a ``ValueError``; this is both, so either habit's ``except`` catches it."""
 
 
-class IndexOutOfRangeError(ArgumentError, IndexError):
-    """An index outside a sequence (e.g. `emg_lens.data.windows.store.WindowStore`): an
-    `ArgumentError`, and an `IndexError`, so that iterating by index stops where it should."""
-
-
-class CacheKeyError(ArgumentError, KeyError):
-    """A cache key whose layer the model lacks (``cache["pattern", 2]`` of two layers): the
-    message names the layer, ``n_layers`` and the range accepted. A `KeyError` too, as
-    TransformerLens's own miss is, so code that catches ``KeyError`` still does."""
+class IndexOutOfRangeError(ArgumentError, IndexError, KeyError):
+    """An index outside a sequence (e.g. `emg_lens.data.windows.store.WindowStore`), or a cache
+    key whose layer the model lacks (``cache["pattern", 2]`` of two layers: the message names
+    the layer, ``n_layers`` and the range accepted). An `ArgumentError`; an `IndexError`, so
+    that iterating by index stops where it should; a `KeyError`, as TransformerLens's own
+    cache miss is, so code that catches ``KeyError`` still does."""
 
     __str__ = Exception.__str__  # the message, not KeyError's quoted repr of it
 
@@ -101,44 +92,25 @@ class ConfigError(EmgLensError, ValueError):
 
 
 class InputShapeError(EmgLensError, ValueError):
-    """A signal batch or residual stream does not have the shape the model expects."""
-
-
-class InputValueError(InputShapeError):
-    """A signal batch whose values or dtype the model cannot use: NaN or inf, boolean, complex
-    or text. An `InputShapeError` too, so one ``except`` clause catches every bad batch."""
+    """A signal batch or residual stream does not have the shape the model expects, or holds
+    values or a dtype it cannot use: NaN or inf, boolean, complex or text."""
 
 
 class LayoutError(EmgLensError, ValueError):
-    """A token layout, group name or mask does not fit the model it is used with."""
-
-
-class ChannelNameError(ConfigError, LayoutError):
-    """A channel (or token group) name that is not printable text, or that holds a markup
-    character (``< > & " ' ` ``): such names reach pages and figures, and a name that could
-    be read as HTML is refused where a config, a checkpoint's ``config.json``, a layout or a
-    converted model's ``chs_info`` gives it (`check_names`). A `ConfigError` and a
-    `LayoutError`, so either ``except`` clause catches it; ``index`` and ``name`` hold the
-    first bad name and its position."""
-
-    def __init__(self, message: str, *, index: int | None = None, name: str | None = None):
-        super().__init__(message)
-        self.index, self.name = index, name
-
-
-class UnplacedChannelError(LayoutError):
-    """A channel name the 10-20 / 10-10 region table (`emg_lens.edges.regions`) cannot place
-    in a scalp region, met by a region selector (``within_region(frontal)``); the message
-    names the channel, the names accepted, and how to name your own regions instead
-    (``regions={"motor": ["C3", "Cz", "C4"]}``). ``channel`` holds the name."""
-
-    def __init__(self, message: str, *, channel: str | None = None) -> None:
-        super().__init__(message)
-        self.channel = channel
+    """A token layout, group name or mask does not fit the model it is used with; a channel
+    name the 10-20 / 10-10 region table (`emg_lens.edges.regions`) cannot place in a scalp
+    region (``channel`` holds the name; the message names the names accepted, and how to name
+    your own regions instead: ``regions={"motor": ["C3", "Cz", "C4"]}``)."""
 
 
 class SpecError(EmgLensError, ValueError):
-    """A study spec or an edge-set expression is invalid."""
+    """A study spec or an edge-set expression is invalid. An expression that does not parse
+    (`emg_lens.edges.parse`) is named with its column, a caret under the offending token and
+    what would be accepted there (``expression`` and ``column``, 1-based, hold the same facts);
+    Python files a study names that the user has not consented to run, each with its path and
+    SHA-256 and how to consent (``--allow-code``, ``allow_code=True``); a code reference that
+    points outside the study file's project (``..`` past its root, an absolute path, a link
+    that leads out of it)."""
 
 
 class StorageError(EmgLensError, OSError):
@@ -156,53 +128,27 @@ class StorageError(EmgLensError, OSError):
         return str(self.args[0])
 
 
-class UndigestibleStateError(EmgLensError, TypeError):
-    """A model holds state that a digest cannot describe (an object that shows no readable
-    state, such as an open file or a C extension's handle), so nothing computed from it can be
-    reused: the message names the attribute (``blocks.0.attn.helper``) and its type
-    (`emg_lens.provenance.state_digest` raises it)."""
-
-
 class StudyError(EmgLensError, RuntimeError):
-    """A study could not produce a trustworthy result: a mask that did not take effect, a
-    non-finite output, a subject another process holds for too long."""
-
-
-class TrainingDivergedError(EmgLensError, RuntimeError):
-    """A training's loss or weights became NaN or inf (a learning rate far too large, say).
-    The message names what was trained (the subject, the cell), the epoch and the step;
-    training stops there, and the model is neither scored nor saved."""
+    """A computation could not produce a trustworthy result: a mask that did not take effect,
+    a non-finite output, a subject another process holds for too long; a training whose loss
+    or weights became NaN or inf (named with what was trained, the epoch and the step: it
+    stops there, and the model is neither scored nor saved); an ONNX export
+    (`emg_lens.export`) whose file does not compute what the model does (by how much, at which
+    batch size: no file is left under the requested name); a model's call from one thread
+    while another uses it with hooks (the message names both threads: give each thread its
+    own copy, ``copy.deepcopy``)."""
 
 
 class UnsupportedFeatureError(EmgLensError, NotImplementedError):
     """A TransformerLens feature the model cannot honour: a stacked weight or circuit on a model
-    with no shared stack ``blocks``, or a hook flag (``use_split_qkv_input``,
-    ``use_hook_mlp_in``) its blocks have no hook point for. The message says which and why."""
-
-
-class UnsupportedReadoutError(UnsupportedFeatureError):
-    """The model's classifier is not one linear map of one residual position, so it has no
-    TransformerLens unembedding (``W_U``, ``tokens_to_residual_directions``); the message
-    says why and points to the per-position map (`emg_lens.inspect.attribution.readout_map`)."""
-
-
-class EdgeExpressionError(SpecError):
-    """An edge-set expression string cannot be parsed (see `emg_lens.edges.parse`).
-
-    The message names the expression and the column, shows a caret under the offending token
-    and lists what would be accepted there; ``expression`` and ``column`` (1-based) hold the
-    same facts for tools."""
-
-    def __init__(
-        self, message: str, *, expression: str | None = None, column: int | None = None
-    ) -> None:
-        super().__init__(message)
-        self.expression = expression
-        self.column = column
+    with no shared stack ``blocks``, a hook flag (``use_split_qkv_input``, ``use_hook_mlp_in``)
+    its blocks have no hook point for, or an unembedding (``W_U``,
+    ``tokens_to_residual_directions``) where the classifier is not one linear map of one
+    residual position (the message points to `emg_lens.inspect.attribution.readout_map`)."""
 
 
 class DataFormatError(EmgLensError, ValueError):
-    """A data file is missing, truncated, or not in the expected format."""
+    """A data file is missing, truncated, unreadable, or not in the expected format."""
 
 
 class CheckpointError(EmgLensError, ValueError):
@@ -214,66 +160,16 @@ class MissingDependencyError(EmgLensError, ImportError):
     it (``pip install ".[extra]"`` in the clone) and ``name`` is the package."""
 
 
-class ExportError(EmgLensError, RuntimeError):
-    """An ONNX export (`emg_lens.export`) could not produce a file that computes what the
-    model computes: torch's exporter or onnxruntime failed on it, or onnxruntime's output
-    differs from the PyTorch (masked) forward by more than the tolerance. The message says by
-    how much and at which batch size; no file is left under the requested name."""
-
-
 class ConversionError(EmgLensError, ValueError):
     """A model given to a converter (`emg_lens.models.from_torch_encoder`,
-    `emg_lens.models.from_braindecode`, ``to_braindecode``) cannot become an emg_lens model as
-    it is: a weight whose shape does not fit (the message names the tensor), layers that
-    disagree with each other, a tokenizer or readout whose output does not fit the layout."""
-
-
-class UnsupportedModuleError(ConversionError, TypeError):
-    """A converter met a module it does not support (an attention class it does not know, an
-    ``nn.MultiheadAttention`` with ``kdim != embed_dim``, a model whose attention is not a
-    softmax over tokens); the message names the module's path, why, and what is supported.
-    ``path`` holds the module's path."""
-
-    def __init__(self, message: str, *, path: str | None = None) -> None:
-        super().__init__(message)
-        self.path = path
-
-
-class ModelInUseError(EmgLensError, RuntimeError):
-    """A model's call from one thread while another thread uses it with hooks (TransformerLens's
-    hooks live on the model's modules, shared by every thread); the message names the model,
-    both threads and what to do: a copy of the model per thread (``copy.deepcopy``)."""
-
-
-class AttachError(EmgLensError, ValueError):
-    """`emg_lens.models.attach` cannot open a model in place: an attention call it cannot
-    describe (its token count does not fit the layout, a shape it does not know), or a forward
-    whose attention calls change from one input to the next. The message names the module's
-    path and the call, and what would be accepted."""
-
-
-class AttentionNotFoundError(AttachError):
-    """`emg_lens.models.attach` found no attention in a model's forward (no
-    ``scaled_dot_product_attention``, ``nn.MultiheadAttention`` or softmax over ``[batch, head,
-    query, key]`` scores), or none inside the modules ``attention=`` names; the message says
-    what was searched and what ``attention=`` to give."""
-
-
-class AmbiguousAttentionError(AttachError):
-    """A softmax that `emg_lens.models.attach` cannot tell apart from an attention's (a
-    module that calls several 4-D softmaxes); the message names the module and what
-    ``attention=`` to give."""
-
-
-class CodeConsentError(SpecError):
-    """A study names Python files and the user has not consented to run them; the message
-    lists each file with its resolved path and SHA-256 and says how to consent
-    (``--allow-code``, ``allow_code=True``)."""
-
-
-class CodePathError(SpecError):
-    """A study's code reference points outside the study file's project (``..`` past its
-    root, an absolute path, a link that leads out of it)."""
+    `emg_lens.models.from_braindecode`, ``to_braindecode``) or to `emg_lens.models.attach`
+    cannot become an emg_lens model as it is: a weight whose shape does not fit (the message
+    names the tensor), layers that disagree with each other, a tokenizer or readout whose
+    output does not fit the layout; a module the converter does not support (``path`` holds
+    its path); an attention call attach cannot describe, cannot find (what was searched, and
+    what ``attention=`` to give) or cannot tell from another softmax, or a forward whose
+    attention calls change from one input to the next. The message names the module's path
+    and what would be accepted."""
 
 
 MARKUP_CHARACTERS = "<>&\"'`"
@@ -456,17 +352,20 @@ def check_seed(value: Any, name: str, error: type[EmgLensError] | None = None) -
     return check_int(value, name, 0, MAX_SEED, error or ConfigError)
 
 
-def check_names(names: typing.Iterable[str], what: str) -> None:
-    """Refuse, with a `ChannelNameError` naming ``what[index]`` and the name's repr, the first
-    of ``names`` that is not printable (control, format and line-separator characters, a
-    non-ASCII space) or that holds a markup character (``< > & " ' ` ``). Every name of the
-    10-20 system, of the shipped datasets and montages passes.
+def check_names(
+    names: typing.Iterable[str], what: str, error: type[EmgLensError] | None = None
+) -> None:
+    """Refuse, with ``error`` (default `ConfigError`) naming ``what[index]`` and the name's repr
+    (``index`` and ``name`` hold the two), the first of ``names`` that is not printable
+    (control, format and line-separator characters, a non-ASCII space) or that holds a markup
+    character (``< > & " ' ` ``). Every name of the 10-20 system, of the shipped datasets and
+    montages passes.
 
     >>> check_names(["C3", "Fp1", "FDS 1", "EMG-12", "T7/T3"], "channel_names")
     >>> check_names(["C3", "<img src=x onerror=alert(1)>"], "config.json channel_names")
     Traceback (most recent call last):
     ...
-    emg_lens.errors.ChannelNameError: config.json channel_names[1] = '<img src=x \
+    emg_lens.errors.ConfigError: config.json channel_names[1] = '<img src=x \
 onerror=alert(1)>' holds the markup character '<'; a channel or group name is printable text \
 without < > & " ' ` (e.g. 'C3', 'FDS_1'): rename it
     """
@@ -481,7 +380,7 @@ without < > & " ' ` (e.g. 'C3', 'FDS_1'): rename it
             why = f"holds the unprintable character {bad!r} (U+{ord(bad):04X})"
         else:
             continue
-        raise ChannelNameError(
+        raise (error or ConfigError)(
             f"{what}[{index}] = {name!r} {why}; a channel or group name is printable text "
             "without < > & \" ' ` (e.g. 'C3', 'FDS_1'): rename it",
             index=index,
@@ -510,7 +409,7 @@ def check_channel_names(
     if len(strings) < len(given):
         bad = next(n for n in given if not isinstance(n, str) or not n.strip())
         raise error(f"{what} must hold non-empty strings, got {bad!r}")
-    check_names(strings, what)  # names reach pages: no markup, nothing unprintable
+    check_names(strings, what, error)  # names reach pages: no markup, nothing unprintable
     return strings
 
 

@@ -6,7 +6,7 @@ small wrapper module that calls ``model(signals, edge_masks=..., return_type=...
 torch trace that into ONNX with a dynamic batch axis. The file is written under a temporary
 name and renamed into place only if onnxruntime, on seeded inputs of batch sizes other than the
 traced one, matches the PyTorch masked forward to ``atol`` (default 1e-5); otherwise it is
-deleted and an `ExportError` says by how much it differed. What a file holds and computes (eval
+deleted and a `StudyError` says by how much it differed. What a file holds and computes (eval
 mode, finite fully masked rows, unchecked input, output names, metadata): docs/guide/export.md.
 
 Which exporter: torch's TorchScript-based one (``torch.onnx.export(..., dynamo=False)``),
@@ -59,9 +59,9 @@ from emg_lens.edges import parse
 from emg_lens.errors import (
     ArgumentError,
     EmgLensError,
-    ExportError,
     LayoutError,
     MissingDependencyError,
+    StudyError,
     UnsupportedFeatureError,
     check_ints,
     check_number,
@@ -514,7 +514,7 @@ def _trace(
     except EmgLensError:
         raise
     except (RuntimeError, ValueError, TypeError) as exc:
-        raise ExportError(
+        raise StudyError(
             f"torch's ONNX exporter (TorchScript, opset {opset}) failed on "
             f"{type(wrapper.model).__name__}: {exc}"
         ) from exc
@@ -541,13 +541,13 @@ def _parity(
     batch_sizes: tuple[int, ...],
     atol: float,
 ) -> dict[int, float]:
-    """Max |onnxruntime - PyTorch| per batch size; an `ExportError` past ``atol``."""
+    """Max |onnxruntime - PyTorch| per batch size; a `StudyError` past ``atol``."""
     model = reference.model
     what = f"the ONNX export of {type(model).__name__} to {target}"
     try:
         session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime's own exception types (Fail, InvalidGraph, ...)
-        raise ExportError(f"{what}: onnxruntime cannot load the file: {exc}") from exc
+        raise StudyError(f"{what}: onnxruntime cannot load the file: {exc}") from exc
     dtype = model.param_device_dtype()[1]
     generator = torch.Generator().manual_seed(0)
     diffs = {}
@@ -557,14 +557,14 @@ def _parity(
         got = session.run(list(names), {INPUT_NAME: signals.numpy()})
         for name, e, g in zip(names, expected, got):
             if tuple(g.shape) != tuple(e.shape):
-                raise ExportError(
+                raise StudyError(
                     f"{what}: output {name} has shape {list(g.shape)} at batch size {batch}, "
                     f"PyTorch's {list(e.shape)}; no file was written"
                 )
         # np.max propagates NaN (Python's max would drop it), and a NaN fails the test below.
         diff = float(np.max([np.abs(g - e.numpy()).max() for e, g in zip(expected, got)]))
         if not diff <= atol:
-            raise ExportError(
+            raise StudyError(
                 f"{what} computes something else: onnxruntime's outputs differ from the "
                 f"PyTorch masked forward by max |diff| = {diff:.3g} at batch size {batch} "
                 f"(tolerance {atol:g}); no file was written"

@@ -83,7 +83,7 @@ class TokenLayout:
             )
         if not self.group:
             raise LayoutError("TokenLayout must have at least one token")
-        check_names(dict.fromkeys(self.group), "TokenLayout groups")  # they name tokens too
+        check_names(dict.fromkeys(self.group), "TokenLayout groups", LayoutError)  # name tokens
         if self.channel_names is not None:
             object.__setattr__(self, "channel_names", self._checked_names(self.channel_names))
         if self.time_step is not None:

@@ -37,7 +37,7 @@ import torch
 
 from emg_lens._hints import no_type_check
 from emg_lens._io import file_digest, files_digest, json_digest
-from emg_lens.errors import UndigestibleStateError
+from emg_lens.errors import ArgumentError
 
 
 @functools.cache
@@ -148,7 +148,7 @@ def state_digest(model: torch.nn.Module, modules: set[str] | None = None) -> str
     ``modules``, when given, gains the name of the Python module of each function, class and
     object met, whose files hold the rest of what the model computes (see
     `emg_lens.train.model_code.model_code`). An object that shows no readable state is an
-    `UndigestibleStateError` naming its attribute.
+    `ArgumentError` naming its attribute.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
@@ -217,7 +217,7 @@ def module_state_digest(
 def value_state(value: Any, where: str) -> Any:
     """Canonical JSON of ``value`` as `state_digest` reads a module's attributes: containers,
     arrays and tensors (by digest), dataclasses and objects (their fields), functions (their
-    code), recursively; an `UndigestibleStateError` naming ``where`` for a value that shows
+    code), recursively; an `ArgumentError` naming ``where`` for a value that shows
     no readable state.
 
     >>> value_state({"gain": 1.0}, "SETTINGS") == value_state({"gain": 3.0}, "SETTINGS")
@@ -321,7 +321,7 @@ class _StateWalker:
         if isinstance(value, logging.Logger):  # computes nothing; it reaches every logger
             return {"logger": value.name}
         if depth > _MAX_DEPTH:
-            raise UndigestibleStateError(f"{where} nests deeper than {_MAX_DEPTH} levels")
+            raise ArgumentError(f"{where} nests deeper than {_MAX_DEPTH} levels")
         if id(value) in self.active:
             return {"cycle": _qualified(type(value))}
         self.active.add(id(value))
@@ -389,7 +389,7 @@ class _StateWalker:
             self.modules.add(type(value).__module__)
             state = {k: walk(v, f"{where}.{k}") for k, v in _slots(value).items()}
             return {"object": _qualified(type(value)), "state": state}
-        raise UndigestibleStateError(
+        raise ArgumentError(
             f"{where or 'the model'} holds an object of type {_qualified(type(value))}, whose "
             "state a digest cannot read"
         )

@@ -31,7 +31,7 @@ that needs one when none was given.
 >>> require_consent([code], allow_code=False)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-emg_lens.errors.CodeConsentError: this study runs Python code from 1 file...
+emg_lens.errors.SpecError: this study runs Python code from 1 file...
 >>> load_code(code, allow_code=True)
 'cross_modal'
 >>> load_code(code, allow_code=[code.sha256])  # consent to exactly these bytes
@@ -58,8 +58,6 @@ from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import (
     ArgumentError,
     CheckpointError,
-    CodeConsentError,
-    CodePathError,
     EmgLensError,
     SpecError,
 )
@@ -123,14 +121,14 @@ def locate_code(ref: str, root: str | Path, *, key: str = "hook") -> CodeFile:
     ``hooks/``), never outside it.
 
     A path that is absolute, whose ``..`` climbs out of the project, or that leads out of it
-    through a link is a `CodePathError`; a missing file, a file that is not ``.py`` or a bad
+    through a link is a `SpecError`; a missing file, a file that is not ``.py`` or a bad
     name is a `SpecError`.
 
     >>> import tempfile
     >>> locate_code("../evil.py:edges", tempfile.mkdtemp())  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    emg_lens.errors.CodePathError: hook '../evil.py:edges': '..' leaves the study's project...
+    emg_lens.errors.SpecError: hook '../evil.py:edges': '..' leaves the study's project...
     """
     path_text, sep, attr = ref.rpartition(":")
     example = EXAMPLES.get(key, EXAMPLES["hook"])
@@ -142,15 +140,15 @@ def locate_code(ref: str, root: str | Path, *, key: str = "hook") -> CodeFile:
     where += "pyproject.toml or .git, else the study file's folder)"
     pure = PurePosixPath(path_text.replace("\\", "/"))
     if pure.is_absolute() or PureWindowsPath(path_text).is_absolute():
-        raise CodePathError(
+        raise SpecError(
             f"{key} {ref!r}: absolute paths are refused; give a path relative to the study "
             f"file's folder {base}, inside {where}"
         )
     if not Path(os.path.normpath(base / pure)).is_relative_to(project):
-        raise CodePathError(f"{key} {ref!r}: '..' leaves {where}; code must live inside it")
+        raise SpecError(f"{key} {ref!r}: '..' leaves {where}; code must live inside it")
     path = (base / pure).resolve()
     if not path.is_relative_to(project):
-        raise CodePathError(
+        raise SpecError(
             f"{key} {ref!r} resolves to {path}, outside {where} (through a link); code must "
             "live inside it"
         )
@@ -235,7 +233,7 @@ def consent_digests(allow_code: Any) -> bool | frozenset[str]:
 
 
 def require_consent(files: list[CodeFile], *, allow_code: Any, runs: str = "this study") -> None:
-    """Refuse (`CodeConsentError`, listing the files at fault) unless there is nothing to
+    """Refuse (`SpecError`, listing the files at fault) unless there is nothing to
     run or the user consented: to every file (``allow_code=True``), or to digests that match
     each file's bytes, every digest matching one of ``files``. ``runs``: what would run them
     (``"this study"``, ``"--modules"``), for the message."""
@@ -245,13 +243,13 @@ def require_consent(files: list[CodeFile], *, allow_code: Any, runs: str = "this
         unused = sorted(consent - {f.sha256 for f in files})
         if unused:
             listed = describe_code(files) or "  (the study names no Python file)"
-            raise CodeConsentError(
+            raise SpecError(
                 f"--allow-code {unused[0]} matches none of the study's files, which are:\n"
                 f"{listed}\nconsent to the digests `emg-lens study check` lists for this study"
             )
     elif files and not consent:
         n = len({f.path for f in files})
-        raise CodeConsentError(
+        raise SpecError(
             f"{runs} runs Python code from {n} file{'s' * (n != 1)}; emg_lens runs such "
             f"code only with consent:\n{describe_code(files)}\n{CONSENT_HINT}"
         )
@@ -263,7 +261,7 @@ def _refuse_other_bytes(
     other = [f for f in files if f.sha256 not in consent]
     if other:
         n = len({f.path for f in other})
-        raise CodeConsentError(
+        raise SpecError(
             f"consent was given to the file(s) with SHA-256 {', '.join(sorted(consent))}; "
             f"{n} file{'s' * (n != 1)} of {runs} now hold{'s' * (n == 1)} other bytes "
             f"(changed since they were listed, or never listed):\n{describe_code(other)}\n"
@@ -283,7 +281,7 @@ def load_code(code: CodeFile, *, allow_code: Any) -> Any:
         require_consent([code], allow_code=consent)
     source = code.path.read_bytes()
     if _sha256(source) != code.sha256:
-        raise CodeConsentError(
+        raise SpecError(
             f"{code.path} changed after it was listed for consent (sha256 now "
             f"{_sha256(source)}, consented {code.sha256}); check it and run again"
         )

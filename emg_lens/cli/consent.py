@@ -68,7 +68,7 @@ def allow_code(args: argparse.Namespace) -> bool | list[str]:
 
 def module_builder(args: argparse.Namespace) -> Any:
     """The `emg_lens.user_code.ModuleBuilder` that ``--modules`` names, run with the
-    consent of ``--allow-code`` (else a `CodeConsentError` listing the file and its SHA-256,
+    consent of ``--allow-code`` (else a `SpecError` listing the file and its SHA-256,
     before anything runs); None without ``--modules`` (where a digest given to
     ``--allow-code`` is an `ArgumentError`: it consents to no file)."""
     if getattr(args, "modules", None) is None:

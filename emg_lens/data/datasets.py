@@ -41,7 +41,7 @@ from emg_lens.errors import (
     ArgumentError,
     DataFormatError,
     EmgLensError,
-    UnplacedChannelError,
+    LayoutError,
     check_int,
     warn_caller,
 )
@@ -376,6 +376,6 @@ def montages_of(
                 source="the 10-20 / 10-10 system's idealised positions of the layout's "
                 "channel names (emg_lens.geometry.ten_twenty)",
             )
-        except UnplacedChannelError:
+        except LayoutError:
             continue  # names that are not 10-20 positions: no placement
     return found

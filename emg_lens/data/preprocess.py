@@ -40,7 +40,7 @@ from emg_lens.errors import (
     ArgumentError,
     ConfigError,
     DataFormatError,
-    InputValueError,
+    InputShapeError,
     check_field_types,
     check_int,
     check_number,
@@ -380,7 +380,7 @@ def check_window_range(X: np.ndarray, field: str) -> None:
     >>> check_window_range(np.array([[[1.0, -1e200]]]), "subject 2: its X_train")
     Traceback (most recent call last):
     ...
-    emg_lens.errors.InputValueError: subject 2: its X_train holds values up to 1e+200 in \
+    emg_lens.errors.InputShapeError: subject 2: its X_train holds values up to 1e+200 in \
 magnitude; windows are read within float32's range (|x| <= 3.4e+38), as a model reads them and \
 the feature baseline squares them: rescale or clean them
     """
@@ -388,7 +388,7 @@ the feature baseline squares them: rescale or clean them
         return
     over = np.isfinite(X) & (np.abs(X) > WINDOW_LIMIT)
     if over.any():
-        raise InputValueError(
+        raise InputShapeError(
             f"{field} holds values up to {float(np.abs(X[over]).max()):.3g} in magnitude; "
             f"windows are read within float32's range (|x| <= {WINDOW_LIMIT:.2g}), as a model "
             "reads them and the feature baseline squares them: rescale or clean them"

@@ -38,7 +38,7 @@ from emg_lens._hints import no_type_check
 from emg_lens.discovery.exact import base_layer_masks
 from emg_lens.edges import EdgeSet, between, heads, layers, parse, same_channel, time_window
 from emg_lens.edges.algebra import EdgeIntersection
-from emg_lens.errors import ArgumentError, EdgeExpressionError, LayoutError, describe
+from emg_lens.errors import ArgumentError, LayoutError, SpecError, describe
 from emg_lens.inputs import check_model
 from emg_lens.layout import TokenLayout
 
@@ -164,7 +164,7 @@ def family_from_edges(
     for raw in edge_sets:
         try:
             edges = parse(raw)
-        except EdgeExpressionError as exc:
+        except SpecError as exc:
             raise ArgumentError(f"family edge set {raw!r}: {exc}") from exc
         if edges.layer_indices():
             raise ArgumentError(

@@ -55,10 +55,6 @@ SEARCH_METHODS = ("greedy", "gates")
 estimate; ``gates`` ranks them by learned edge gates (`emg_lens.discovery.gates`)."""
 
 
-class NoCircuitError(ArgumentError):
-    """Cutting every candidate does not lower the metric: there is no circuit to find."""
-
-
 def check_tau(tau: Any) -> float:
     """``tau`` as a float in (0, 1), else `ArgumentError`.
 
@@ -251,7 +247,7 @@ def discover(
     full = passes.score({})
     empty = passes.score(compiled.everything)
     if not full.metric > empty.metric:
-        raise NoCircuitError(
+        raise ArgumentError(
             f"cutting every candidate does not lower the {screened.metric} ({full.metric:.4g} "
             f"-> {empty.metric:.4g}): this family carries nothing the model needs, so there is "
             "no circuit to find in it"

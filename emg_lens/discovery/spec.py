@@ -12,7 +12,7 @@ from emg_lens.discovery.metrics import check_metric
 from emg_lens.discovery.screen import IG_STEPS, MISS_SAMPLE, check_estimator
 from emg_lens.discovery.search import check_method, check_tau
 from emg_lens.edges import parse
-from emg_lens.errors import ArgumentError, EdgeExpressionError, SpecError, check_bool
+from emg_lens.errors import ArgumentError, SpecError, check_bool
 from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.validate import (
     modules_key,
@@ -148,6 +148,6 @@ def _family(value: Any) -> tuple[str, ...] | None:
     for i, expr in enumerate(value):
         try:
             out.append(str(parse(string(expr, f"family[{i}] (an edge expression)"))))
-        except EdgeExpressionError as exc:
+        except SpecError as exc:
             raise SpecError(f"family[{i}]: {exc}") from exc
     return tuple(out)

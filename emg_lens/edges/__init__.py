@@ -32,7 +32,7 @@ refuses them, and beside other token groups a channel whose name is no 10-20 / 1
 (``EMG1``) is in no region. A *region* is a lobe, a hemisphere, a channel name, several joined
 with ``+`` (``between_regions(C3+C4, frontal)``), or your own group in ``regions=`` (see
 `within_region`), placed by the table of docs/concepts.md, "Scalp regions"
-(`emg_lens.edges.regions`: a name it cannot place is an `UnplacedChannelError`). They compose
+(`emg_lens.edges.regions`: a name it cannot place is a `LayoutError`). They compose
 with the rest by the operators (``within_region(left) & heads(0)``, ``cross_region &
 time_window(0)``: same-patch edges between lobes); ``cross_region`` is the scalp's
 ``cross_modal``.

@@ -17,7 +17,7 @@ from jaxtyping import Bool
 
 from emg_lens.edges.algebra import CompileContext, EdgeSet, PartialMask
 from emg_lens.edges.regions import LOBES, REGIONS, place, region_channels
-from emg_lens.errors import ArgumentError, LayoutError, UnplacedChannelError
+from emg_lens.errors import ArgumentError, LayoutError
 from emg_lens.layout import TokenLayout  # noqa: F401  (TokenLayout: for the examples)
 
 
@@ -127,7 +127,7 @@ def _on_scalp(ctx: CompileContext, names: tuple[str, ...]) -> tuple[str, ...]:
 def _placeable(name: str) -> bool:
     try:
         place(name)
-    except UnplacedChannelError:
+    except LayoutError:
         return False
     return True
 
@@ -154,10 +154,10 @@ def _placed(selector: EdgeSet, fn: Any, *args: Any) -> Any:
     """``fn(*args)``, where ``fn`` places channel names; an unplaceable one names the edge set."""
     try:
         return fn(*args)
-    except UnplacedChannelError as err:
-        raise UnplacedChannelError(
+    except LayoutError as err:
+        raise LayoutError(
             f"edge set {selector} needs the scalp region of every channel of this layout: {err}",
-            channel=err.channel,
+            channel=getattr(err, "channel", None),
         ) from None
 
 
@@ -357,7 +357,7 @@ def between_regions(
 def cross_region() -> EdgeSet:
     """Edges between tokens of channels in two different lobes (frontal, central, parietal,
     occipital, temporal) of the 10-20 / 10-10 table; tokens without a channel are excluded.
-    Every channel of the layout must be placeable (`UnplacedChannelError` names one that
+    Every channel of the layout must be placeable (`LayoutError` names one that
     is not).
 
     >>> layout = TokenLayout.channel_tokens({"eeg": 3}, channel_names=["C3", "C4", "O1"])

@@ -16,7 +16,7 @@ from typing import Any
 from emg_lens._hints import no_type_check
 from emg_lens.edges import named, selectors
 from emg_lens.edges.algebra import EdgeSet
-from emg_lens.errors import ArgumentError, EdgeExpressionError
+from emg_lens.errors import ArgumentError, SpecError
 
 
 # ============================================================================ selector table
@@ -169,11 +169,11 @@ class _Parser:
         tok = self.peek()
         return tok.kind == "punct" and tok.text in texts
 
-    def fail(self, message: str, start: int, end: int, expected: str) -> EdgeExpressionError:
+    def fail(self, message: str, start: int, end: int, expected: str) -> SpecError:
         shown = "".join(" " if c.isspace() else c for c in self.expr)
         width = max(end - start, 1)
         column = start + 1
-        return EdgeExpressionError(
+        return SpecError(
             f"invalid edge expression {self.expr!r} at column {column}: {message}\n"
             f"    {shown}\n"
             f"    {' ' * start}{'^' * width}\n"
@@ -182,7 +182,7 @@ class _Parser:
             column=column,
         )
 
-    def fail_at(self, tok: _Token, message: str, expected: str) -> EdgeExpressionError:
+    def fail_at(self, tok: _Token, message: str, expected: str) -> SpecError:
         return self.fail(message, tok.start, tok.end, expected)
 
     def take(self, kinds: tuple[str, ...], where: str, expected: str) -> _Token:
@@ -432,14 +432,14 @@ def parse(expr: str | EdgeSet) -> EdgeSet:
     form quotes only those that are not identifiers), a region's names joined with ``+``
     (``between_regions(C3+C4, frontal)``), and
     ``~`` over ``&`` over ``|``/``-`` (left-associative). ``parse(str(e)) == e`` for every
-    edge set ``e``. A bad expression raises `EdgeExpressionError` naming the column.
+    edge set ``e``. A bad expression raises `SpecError` naming the column.
 
     >>> parse("~(within(emg) | to_cls) & heads(1)")
     EdgeSet('~(within(emg) | to_cls) & heads(1)')
     >>> parse("cross_modal & foo")
     Traceback (most recent call last):
     ...
-    emg_lens.errors.EdgeExpressionError: invalid edge expression 'cross_modal & foo' at column 15: unknown selector 'foo'
+    emg_lens.errors.SpecError: invalid edge expression 'cross_modal & foo' at column 15: unknown selector 'foo'
         cross_modal & foo
                       ^^^
     expected a selector: all_edges, between(query_group,key_group), between_regions(query_region,key_region), channels(name,...), cross_channel, cross_modal(include_cls), cross_region, from_cls, heads(index,...), layers(index,...), no_edges, reads_earlier, reads_later, same_channel, time_span(query_start,query_stop,key_start,key_stop,seconds), time_window(max_lag,min_lag=0), to_cls, unimodal(include_cls), within(group), within_region(region)
@@ -447,7 +447,7 @@ def parse(expr: str | EdgeSet) -> EdgeSet:
     if isinstance(expr, EdgeSet):
         return expr
     if not isinstance(expr, str):
-        raise EdgeExpressionError(
+        raise SpecError(
             f"an edge expression must be a string such as 'cross_modal & heads(0,2)' or an "
             f"EdgeSet, got {type(expr).__name__}"
         )

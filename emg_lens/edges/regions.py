@@ -8,7 +8,7 @@ A name is read case-insensitively (``FP1``, ``cz``), after dropping an ``EEG`` p
 reference suffix (``-REF``, ``-LE``, ``-AR``, ``-AVG``, ``-A1``, ``-A2``, ``-M1``, ``-M2``) and
 trailing dots, as EDF files write them (``EEG FP1-REF``, ``Cz..``). Anything else, a bipolar
 pair (``Fp1-F7``), the 10-5 names (``FFC1h``) and names of no 10-10 position (``C7``, often the
-seventh cervical vertebra; ``TZ``; ``O5``) included, is refused with `UnplacedChannelError`.
+seventh cervical vertebra; ``TZ``; ``O5``) included, is refused with `LayoutError`.
 
 >>> place("C3"), place("T5"), place("EEG FZ-REF")
 (('central', 'left'), ('temporal', 'left'), ('frontal', 'midline'))
@@ -74,14 +74,14 @@ _ACCEPTED = (
 def place(name: str) -> tuple[str, str]:
     """The ``(lobe, hemisphere)`` of a 10-20 / 10-10 channel name (see the module's table).
 
-    Raises `UnplacedChannelError` naming the channel for a name the table does not hold.
+    Raises `LayoutError` naming the channel for a name the table does not hold.
 
     >>> place("FC4"), place("Oz"), place("t4"), place("M1")
     (('central', 'right'), ('occipital', 'midline'), ('temporal', 'right'), ('temporal', 'left'))
     >>> place("EMG1")
     Traceback (most recent call last):
     ...
-    emg_lens.errors.UnplacedChannelError: channel 'EMG1' has no 10-20 / 10-10 scalp region: accepted are 10-20 / 10-10 names such as Fp1, AF3, F7, FC3, Cz, T7, CP4, P8, PO3, O2, Iz, A1 or M2 (case-insensitive; old T3/T4/T5/T6; an 'EEG ' prefix and a '-REF' suffix are dropped); name your own regions instead, e.g. within_region("motor", regions={"motor": ["C3", "Cz", "C4"]}), or name channels directly (between_regions("C3+C4", "Pz"))
+    emg_lens.errors.LayoutError: channel 'EMG1' has no 10-20 / 10-10 scalp region: accepted are 10-20 / 10-10 names such as Fp1, AF3, F7, FC3, Cz, T7, CP4, P8, PO3, O2, Iz, A1 or M2 (case-insensitive; old T3/T4/T5/T6; an 'EEG ' prefix and a '-REF' suffix are dropped); name your own regions instead, e.g. within_region("motor", regions={"motor": ["C3", "Cz", "C4"]}), or name channels directly (between_regions("C3+C4", "Pz"))
     """  # noqa: E501
     text = standard_name(name) if isinstance(name, str) else ""
     if text in _SINGLE:
@@ -104,7 +104,7 @@ def place(name: str) -> tuple[str, str]:
 def region_channels(region: str, names: Sequence[str]) -> tuple[str, ...]:
     """The channels of ``names`` in built-in region ``region`` (a lobe or a hemisphere), in
     their order. Every name must be placeable: a channel the table cannot place might belong
-    to the region (`UnplacedChannelError`).
+    to the region (`LayoutError`).
 
     >>> region_channels("left", ["Fp1", "Fpz", "Fp2", "T3"])
     ('Fp1', 'T3')

@@ -312,7 +312,7 @@ def points(name: str, xy: Sequence[tuple[float, float]], *, electrodes: Sequence
 def scalp(names: Sequence[str], *, name: str = "scalp") -> Part:
     """EEG electrodes by their 10-20 / 10-10 names on a topographic map
     (`emg_lens.geometry.ten_twenty.scalp_xy`); a name with no position is an
-    `emg_lens.errors.UnplacedChannelError` naming it.
+    `emg_lens.errors.LayoutError` naming it.
 
     >>> part = scalp(["C3", "Cz", "C4"])
     >>> [tuple(round(v, 2) + 0.0 for v in xy) for xy in part.xy]

@@ -32,7 +32,7 @@ import re
 
 import numpy as np
 
-from emg_lens.errors import UnplacedChannelError
+from emg_lens.errors import LayoutError
 
 _OLD_NAMES = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}  # 10-20 -> 10-10 (ACNS)
 _REFERENCES = ("REF", "LE", "AR", "AVG", "A1", "A2", "M1", "M2")
@@ -178,7 +178,7 @@ def has_position(name: str) -> bool:
 
 def scalp_position(name: str) -> tuple[float, float, float]:
     """The unit-sphere position (x right, y nose, z vertex) of a 10-20 / 10-10 name
-    (`standard_name` forms accepted); `UnplacedChannelError` for a name with no position."""
+    (`standard_name` forms accepted); `LayoutError` for a name with no position."""
     text = standard_name(name) if isinstance(name, str) else ""
     position = _position(text)
     if position is None:
@@ -192,7 +192,7 @@ def scalp_position(name: str) -> tuple[float, float, float]:
     return position
 
 
-def unplaced_channel(name: object, what: str, accepted: str) -> UnplacedChannelError:
+def unplaced_channel(name: object, what: str, accepted: str) -> LayoutError:
     """The error for a channel ``name`` that has no 10-20 / 10-10 ``what`` (a position, a
     scalp region): its message names the channel and what is ``accepted``, its ``channel``
     holds the name (the repr of anything but a string).
@@ -200,7 +200,7 @@ def unplaced_channel(name: object, what: str, accepted: str) -> UnplacedChannelE
     >>> unplaced_channel("EMG1", "position", "10-10 names").args[0]
     "channel 'EMG1' has no 10-20 / 10-10 position: accepted are 10-10 names"
     """
-    return UnplacedChannelError(
+    return LayoutError(
         f"channel {name!r} has no 10-20 / 10-10 {what}: accepted are {accepted}",
         channel=name if isinstance(name, str) else repr(name),
     )

@@ -55,7 +55,6 @@ from emg_lens.errors import (
     ArgumentError,
     EmgLensError,
     InputShapeError,
-    InputValueError,
     LayoutError,
     check_int,
     check_ints,
@@ -134,7 +133,7 @@ def group_vectors(
 def concept_codes(labels: Any) -> tuple[np.ndarray, list[Any]]:
     """``(codes, values)``: each window's concept value as an index into ``values`` (the
     distinct values, sorted); fewer than two values is an `ArgumentError`, a missing value
-    (None, NaN) or values of mixed kinds an `InputValueError` naming the first.
+    (None, NaN) or values of mixed kinds an `InputShapeError` naming the first.
 
     >>> codes, values = concept_codes(["b", "a", "b"])
     >>> codes.tolist(), values
@@ -142,7 +141,7 @@ def concept_codes(labels: Any) -> tuple[np.ndarray, list[Any]]:
     >>> concept_codes([0.0, float("nan"), 1.0])
     Traceback (most recent call last):
     ...
-    emg_lens.errors.InputValueError: concept labels[1] = nan is missing: a window's concept \
+    emg_lens.errors.InputShapeError: concept labels[1] = nan is missing: a window's concept \
 value is a number or a string (drop the windows without one)
     """
     array = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
@@ -153,14 +152,14 @@ value is a number or a string (drop the windows without one)
     missing = [v is None or (isinstance(v, float) and v != v) for v in array.tolist()]
     if any(missing):
         i = missing.index(True)
-        raise InputValueError(
+        raise InputShapeError(
             f"concept labels[{i}] = {array.tolist()[i]!r} is missing: a window's concept value "
             "is a number or a string (drop the windows without one)"
         )
     try:
         values, codes = np.unique(array, return_inverse=True)
     except TypeError:  # an object array of values that do not compare (3 and "a")
-        raise InputValueError(
+        raise InputShapeError(
             f"concept labels mix kinds of value ({sorted({type(v).__name__ for v in array})}): "
             "a concept's values are all numbers or all strings"
         ) from None
@@ -316,7 +315,7 @@ def fit_token_eraser(
 
 def _fit(leace: Any, flat: torch.Tensor, labels: Any, at: str, positions: tuple[int, ...]):
     if not torch.isfinite(flat).all():
-        raise InputValueError(
+        raise InputShapeError(
             f"{at} holds non-finite values at positions {list(positions)}: an eraser needs "
             "finite activations (check the model's weights and the windows)"
         )

@@ -45,7 +45,6 @@ from emg_lens.errors import (
     ArgumentError,
     IndexOutOfRangeError,
     InputShapeError,
-    InputValueError,
     check_int,
     describe,
     is_int,
@@ -263,7 +262,7 @@ def interchange(
     intervened = model.run_with_hooks(base_x, fwd_hooks=[(hook_name, intervene)], **run)
     intervened = intervened.float().cpu().numpy()
     if not np.isfinite(intervened).all():
-        raise InputValueError(
+        raise InputShapeError(
             f"the intervention ({site}) gave non-finite logits: the source's activations or the "
             "model's weights hold NaN or inf"
         )

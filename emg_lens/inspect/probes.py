@@ -39,7 +39,6 @@ from emg_lens.errors import (
     ArgumentError,
     IndexOutOfRangeError,
     InputShapeError,
-    InputValueError,
     check_int,
     check_ints,
     describe,
@@ -163,7 +162,7 @@ def token_activations(
     acts = {name: torch.cat(chunks) for name, chunks in parts.items()}
     for name, value in acts.items():
         if not torch.isfinite(value).all():
-            raise InputValueError(
+            raise InputShapeError(
                 f"{name} holds non-finite values on these windows: a probe needs finite "
                 "activations (check the model's weights and the windows)"
             )

@@ -156,7 +156,7 @@ def token_rows(model: Any, windows: Any, tokens: Tokens) -> TokenRows:
         raise InputShapeError(
             f"windows must be a batch [n, channels, time], got {describe(windows)}"
         )
-    signals = model.to_tokens(windows)  # InputShapeError / InputValueError, by name
+    signals = model.to_tokens(windows)  # InputShapeError, by name
     n, k = len(signals), len(positions)
     window = torch.arange(n).repeat_interleave(k)
     return TokenRows(

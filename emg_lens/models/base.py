@@ -34,12 +34,11 @@ from emg_lens.errors import (
     InputShapeError,
     LayoutError,
     UnsupportedFeatureError,
-    UnsupportedReadoutError,
     check_int,
 )
 from emg_lens.layout import TokenLayout, check_mask_shape, checked_edge_masks
 from emg_lens.models.reach import forward_call, unread_positions, warn_unread
-from emg_lens.models.tl_surface import UNEMBEDDING, WEIGHT_SURFACE, HookSurface, WeightSurface
+from emg_lens.models.tl_surface import WEIGHT_SURFACE, HookSurface, WeightSurface
 from emg_lens.models.tl_surface.cache import EncoderCache
 from emg_lens.models.tl_surface.tokens import TokenSurface
 
@@ -184,10 +183,9 @@ if TYPE_CHECKING:
 def _refused(name: str) -> property:
     """``name`` of the weight surface on a model without TransformerLens weights: refused by
     name, saying why and which converter gives them (`refusal`); read or set alike."""
-    error = UnsupportedReadoutError if name in UNEMBEDDING else UnsupportedFeatureError
 
     def refuse(self: HookedBiosignalModel, *_: Any) -> NoReturn:
-        raise error(
+        raise UnsupportedFeatureError(
             f"{type(self).__name__} has no {name} (TransformerLens's weight surface): "
             + refusal(self, TL_WEIGHTS, name)
         )

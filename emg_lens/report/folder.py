@@ -33,6 +33,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from emg_lens.errors import DataFormatError
+
 _CHUNK = 1 << 20  # characters read at a time while counting a CSV's rows
 
 
@@ -41,10 +43,6 @@ class LeftOut(NamedTuple):
 
     name: str
     why: str
-
-
-class Unreadable(Exception):
-    """A file inside the folder whose content cannot be shown; the message says why."""
 
 
 class FolderFiles:
@@ -157,7 +155,7 @@ def _any_field_size() -> Iterator[None]:
 def csv_head(path: Path, max_rows: int) -> tuple[list[list[str]], int]:
     """The header and at most ``max_rows`` rows of the CSV file ``path``, and its number
     of rows (the header not counted). The rows past ``max_rows`` are counted, not parsed:
-    their line ends outside quoted fields. `Unreadable` says why a file cannot be read.
+    their line ends outside quoted fields. `DataFormatError` says why a file cannot be read.
 
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / "t.csv"
@@ -171,11 +169,11 @@ def csv_head(path: Path, max_rows: int) -> tuple[list[list[str]], int]:
             head = [row for _, row in zip(range(max_rows + 1), reader)]
             rest = _count_rows(fh) if len(head) == max_rows + 1 else 0
     except UnicodeDecodeError as exc:
-        raise Unreadable(not_utf8(exc)) from exc
+        raise DataFormatError(not_utf8(exc)) from exc
     except csv.Error as exc:
-        raise Unreadable(f"not a CSV table that csv can read ({exc})") from exc
+        raise DataFormatError(f"not a CSV table that csv can read ({exc})") from exc
     except OSError as exc:
-        raise Unreadable(f"cannot be read ({exc.strerror or exc})") from exc
+        raise DataFormatError(f"cannot be read ({exc.strerror or exc})") from exc
     return head, max(len(head) - 1, 0) + rest
 
 

@@ -28,8 +28,8 @@ from typing import Any
 from emg_lens._hints import no_type_check
 from emg_lens._io import remove_orphaned_temp_files, write_if_changed
 from emg_lens._version import __version__
-from emg_lens.errors import ArgumentError, MissingDependencyError
-from emg_lens.report.folder import FolderFiles, LeftOut, Unreadable, csv_head
+from emg_lens.errors import ArgumentError, DataFormatError, MissingDependencyError
+from emg_lens.report.folder import FolderFiles, LeftOut, csv_head
 from emg_lens.report.markdown import table_html, to_html
 from emg_lens.report.view import VIEW_DATA, view_html, view_problem
 from emg_lens.stats import P_FLOOR, format_p
@@ -218,7 +218,7 @@ def _csv_table(files: FolderFiles, name: str) -> str | None:
         return None
     try:
         rows, n = csv_head(path, MAX_ROWS)
-    except Unreadable as exc:
+    except DataFormatError as exc:
         files.leave_out(name, str(exc))
         return None
     if rows:

@@ -55,7 +55,7 @@ from emg_lens._hints import no_type_check
 from emg_lens.errors import (
     ArgumentError,
     EmgLensError,
-    InputValueError,
+    InputShapeError,
     SpecError,
     check_number,
     describe,
@@ -188,7 +188,7 @@ def compare(masked: Values, baseline: Values, test: str = "mannwhitneyu") -> tup
 
 def _per_subject(values: Any, what: str) -> np.ndarray:
     """``values`` as a 1-D float array, or an `ArgumentError` naming ``what`` and what it got
-    (an `InputValueError` for an infinity, `finite_or_missing`)."""
+    (an `InputShapeError` for an infinity, `finite_or_missing`)."""
     try:
         array = np.asarray(values, float)
     except (TypeError, ValueError):
@@ -225,7 +225,7 @@ def one_baseline_row_each(
 
 
 def finite_or_missing(values: np.ndarray, what: str) -> np.ndarray:
-    """``values``, or an `InputValueError` naming ``what`` and where it holds ±inf. Every
+    """``values``, or an `InputShapeError` naming ``what`` and where it holds ±inf. Every
     statistic here reads NaN as a missing value (a subject without one) and leaves it out; an
     infinity is no value a subject can have (a change relative to a baseline of 0), so it is
     refused rather than left out as if missing.
@@ -233,14 +233,14 @@ def finite_or_missing(values: np.ndarray, what: str) -> np.ndarray:
     >>> finite_or_missing(np.array([1.0, np.inf]), "tost(values)")
     Traceback (most recent call last):
     ...
-    emg_lens.errors.InputValueError: tost(values) holds inf at index 1: accepted are finite \
+    emg_lens.errors.InputShapeError: tost(values) holds inf at index 1: accepted are finite \
 numbers, or NaN for a missing value (left out)
     """
     infinite = np.isinf(values)
     if infinite.any():
         at = np.unravel_index(int(np.flatnonzero(infinite.ravel())[0]), values.shape)
         index = at[0] if len(at) == 1 else tuple(int(i) for i in at)
-        raise InputValueError(
+        raise InputShapeError(
             f"{what} holds {values[at]} at index {index}: accepted are finite numbers, or NaN "
             "for a missing value (left out)"
         )
@@ -370,12 +370,12 @@ def _wilcoxon(masked: np.ndarray, baseline: np.ndarray) -> tuple[float, float]:
 
 def correct(pvalues: Sequence[float], method: str = "bonferroni") -> list[float]:
     """Family-wise corrected p-values (NaNs are left out of the family and stay NaN); a value
-    outside [0, 1] is no p-value and is refused (`InputValueError`)."""
+    outside [0, 1] is no p-value and is refused (`InputShapeError`)."""
     p = np.asarray(pvalues, float)
     outside = np.flatnonzero(~np.isnan(p) & ~((p >= 0) & (p <= 1)))
     if len(outside):
         i = int(outside[0])
-        raise InputValueError(
+        raise InputShapeError(
             f"correct(pvalues)[{i}] = {p[i]} is no p-value: accepted are numbers in [0, 1], or "
             "NaN for a test without one (left out of the family)"
         )

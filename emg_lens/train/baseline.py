@@ -61,7 +61,6 @@ from emg_lens.errors import (
     ArgumentError,
     DataFormatError,
     InputShapeError,
-    InputValueError,
     describe,
 )
 
@@ -130,7 +129,7 @@ def _windows(X: Any, field: str) -> np.ndarray:
         )
     bad = int(X.size - np.isfinite(X).sum()) if X.dtype.kind == "f" else 0
     if bad:
-        raise InputValueError(f"{field} holds {bad} non-finite values (NaN or inf); a baseline "
+        raise InputShapeError(f"{field} holds {bad} non-finite values (NaN or inf); a baseline "
                               "is fitted and scored on finite windows only")  # fmt: skip
     check_window_range(X, field)
     return X
@@ -220,7 +219,7 @@ def _labels(y: Any, n: int, field: str) -> np.ndarray:
         raise InputShapeError(f"{field} must hold one label or target per window ({n}), got "
                               f"{describe(y)}")  # fmt: skip
     if y.dtype.kind not in "iub" and not (y.dtype.kind == "f" and np.isfinite(y).all()):
-        raise InputValueError(
+        raise InputShapeError(
             f"{field} must be integer class labels or finite float targets, got {describe(y)}"
             + (" with non-finite values" if y.dtype.kind == "f" else "")
         )
@@ -234,7 +233,7 @@ def _class_labels(y: np.ndarray, field: str) -> np.ndarray:
         return y
     fractional = y[y != np.round(y)]
     if len(fractional):
-        raise InputValueError(
+        raise InputShapeError(
             f"{field} must be integer class labels (the baseline of class labels is a "
             f"classifier's accuracy), got {describe(y)} with {len(fractional)} non-integral "
             f"values (such as {fractional.flat[0]!r}); pass metric='r2' for continuous targets"
@@ -299,7 +298,7 @@ def feature_baseline(data: Split | SubjectData, metric: str | None = None) -> Ba
     >>> feature_baseline(SubjectData.from_windows({"emg": 2}, (X, y + 0.5), (X, y)))
     Traceback (most recent call last):
     ...
-    emg_lens.errors.InputValueError: y_test must be integer class labels (the baseline of ...
+    emg_lens.errors.InputShapeError: y_test must be integer class labels (the baseline of ...
 
     >>> X = np.ones((4, 2, 5))
     >>> feature_baseline(SubjectData.from_windows({"emg": 2}, (X, [0, 0, 0, 0]), (X, [1] * 4)))
@@ -315,7 +314,7 @@ def feature_baseline(data: Split | SubjectData, metric: str | None = None) -> Ba
     if metric is None and isinstance(data, SubjectData):
         metric = "accuracy"
     if metric is None and (y_train.dtype.kind in "iub") != (y_test.dtype.kind in "iub"):
-        raise InputValueError(
+        raise InputShapeError(
             f"y_train ({y_train.dtype}) and y_test ({y_test.dtype}) must both be class labels "
             "(integers) or both targets (floats)"
         )

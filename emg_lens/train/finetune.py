@@ -308,7 +308,7 @@ def finetune(
     history holds both per epoch. With ``out`` rank 0 saves the model there (metadata:
     ``recipe``, ``finetune`` settings, ``history``, ``pretrained``, plus ``metadata``, e.g. the
     ``data_source`` and ``subject`` a study rebuilds the data from). A training that diverges
-    raises `TrainingDivergedError`; nothing is saved.
+    raises `StudyError`; nothing is saved.
 
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40,
     ...                             d_model=16, d_head=4, n_heads=4, d_mlp=32, seed=0)

@@ -11,7 +11,7 @@ step.
 
 Every training loop (this one and `emg_lens.train.supervised.fit`) stops a training that
 diverges (why: docs/DESIGN.md §10): a non-finite loss (each step's ``loss.item()``, which the
-loop reads anyway) or weight (once per epoch) raises `TrainingDivergedError` naming what was
+loop reads anyway) or weight (once per epoch) raises `StudyError` naming what was
 trained and the epoch (`check_finite_loss`, `check_finite_weights`)."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 from emg_lens.checkpoints import save_checkpoint
-from emg_lens.errors import TrainingDivergedError
+from emg_lens.errors import StudyError
 from emg_lens.models.base import HookedBiosignalModel
 from emg_lens.train.distributed import DistributedRun, distributed_run
 from emg_lens.train.schedule import layerwise_param_groups, warmup_cosine_scheduler
@@ -38,21 +38,21 @@ LossFn = Callable[[nn.Module, Sequence[torch.Tensor]], torch.Tensor]
 
 
 def check_finite_loss(loss: float, what: str, epoch: int, epochs: int, step: str) -> None:
-    """Raise `TrainingDivergedError` when a training loss is NaN or inf (``epoch`` 0-based;
+    """Raise `StudyError` when a training loss is NaN or inf (``epoch`` 0-based;
     ``step`` says where in the epoch).
 
     >>> check_finite_loss(0.7, "subject 1", 0, 5, "step 3")
     >>> check_finite_loss(float("nan"), "subject 1", 1, 5, "step 3")
     Traceback (most recent call last):
     ...
-    emg_lens.errors.TrainingDivergedError: subject 1: training diverged in epoch 2 of 5 (step 3: the loss is nan); it was stopped there, and the model is neither scored nor saved: train again with a smaller learning rate
+    emg_lens.errors.StudyError: subject 1: training diverged in epoch 2 of 5 (step 3: the loss is nan); it was stopped there, and the model is neither scored nor saved: train again with a smaller learning rate
     """  # noqa: E501
     if not math.isfinite(loss):
         raise _diverged(what, epoch, epochs, f"{step}: the loss is {loss}")
 
 
 def check_finite_weights(model: nn.Module, what: str, epoch: int, epochs: int) -> None:
-    """Raise `TrainingDivergedError`, naming the first such parameter, when a weight of
+    """Raise `StudyError`, naming the first such parameter, when a weight of
     ``model`` is NaN or inf (one device synchronisation for all parameters).
 
     >>> model = nn.Linear(2, 1)
@@ -62,7 +62,7 @@ def check_finite_weights(model: nn.Module, what: str, epoch: int, epochs: int) -
     >>> check_finite_weights(model, "pretrain", 0, 3)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    emg_lens.errors.TrainingDivergedError: pretrain: ... (weight 'bias' holds NaN or inf ...
+    emg_lens.errors.StudyError: pretrain: ... (weight 'bias' holds NaN or inf ...
     """
     named = [(n, p) for n, p in model.named_parameters() if p.is_floating_point()]
     if not named:
@@ -73,8 +73,8 @@ def check_finite_weights(model: nn.Module, what: str, epoch: int, epochs: int) -
         raise _diverged(what, epoch, epochs, f"weight {name!r} holds NaN or inf at its end")
 
 
-def _diverged(what: str, epoch: int, epochs: int, problem: str) -> TrainingDivergedError:
-    return TrainingDivergedError(
+def _diverged(what: str, epoch: int, epochs: int, problem: str) -> StudyError:
+    return StudyError(
         f"{what}: training diverged in epoch {epoch + 1} of {epochs} ({problem}); it was "
         "stopped there, and the model is neither scored nor saved: train again with a smaller "
         "learning rate"
@@ -107,7 +107,7 @@ def train_epoch(
 ) -> float:
     """Train ``model`` (possibly DDP-wrapped, already in train mode) for one pass over
     ``loader``; returns this process's mean micro-batch loss. A non-finite micro-batch loss
-    raises `TrainingDivergedError` naming ``desc`` and ``epoch`` (0-based) of ``epochs``.
+    raises `StudyError` naming ``desc`` and ``epoch`` (0-based) of ``epochs``.
 
     >>> from emg_lens.train import warmup_cosine_scheduler
     >>> model = nn.Linear(2, 1)
@@ -192,7 +192,7 @@ def run_recipe(
     ``loss_fn(model, batch)`` gets the (possibly DDP-wrapped) model; ``train_mode`` puts it in
     training mode at the start of every epoch; ``after_epoch(epoch)`` runs after each epoch and
     ends training early by returning True. The model is left in eval mode. A non-finite loss
-    or weight raises `TrainingDivergedError` naming ``desc`` and the epoch, before
+    or weight raises `StudyError` naming ``desc`` and the epoch, before
     ``after_epoch`` could score the model.
 
     >>> from emg_lens.config import EncoderConfig

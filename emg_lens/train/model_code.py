@@ -78,7 +78,7 @@ def files_key(files: dict[str, Path]) -> str:
     user's own files already imported, the value now of every name the file assigns at its top
     (``SETTINGS = {"gain": 1.0}``, then ``SETTINGS["gain"] = 3.0``, is another key), read as
     `emg_lens.provenance.value_state` reads it: a value it cannot read is an
-    `UndigestibleStateError` naming it (``my_net.SETTINGS``)."""
+    `ArgumentError` naming it (``my_net.SETTINGS``)."""
     return json_digest(
         {name: [file_digest(path), _live_values(name, path)] for name, path in files.items()}
     )

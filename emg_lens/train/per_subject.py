@@ -12,7 +12,7 @@ from typing import Any
 from emg_lens._io import atomic_write
 from emg_lens.checkpoints import source_digest
 from emg_lens.data.datasets import available_subjects, load_subject
-from emg_lens.errors import TrainingDivergedError
+from emg_lens.errors import StudyError
 from emg_lens.train.baseline import feature_baseline
 from emg_lens.train.distributed import is_main_process
 from emg_lens.train.finetune import FinetuneConfig, dataset_accuracy, finetune
@@ -89,8 +89,8 @@ def finetune_subjects(
                     "baseline": baseline.to_dict(),
                 },
             )
-        except TrainingDivergedError as exc:  # say whose training it was
-            raise TrainingDivergedError(f"subject {subject}: {exc}") from exc
+        except StudyError as exc:  # say whose training it was
+            raise StudyError(f"subject {subject}: {exc}") from exc
         row = {
             "subject": int(subject),
             "n_train": len(train),

@@ -269,7 +269,7 @@ def pretrain(
     the masked-patch loss on it (`evaluate_masked_loss`, fixed masks) is recorded after every
     epoch. With ``out`` rank 0 saves the model there (metadata: ``recipe``, ``pretrain``
     settings, ``history``); under torchrun every process trains a replica on its shard of the
-    data. A training that diverges raises `TrainingDivergedError`; nothing is saved.
+    data. A training that diverges raises `StudyError`; nothing is saved.
 
     >>> from emg_lens.config import EncoderConfig
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40,

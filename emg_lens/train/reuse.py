@@ -59,7 +59,7 @@ from emg_lens.data.cache import (
     evict,
     warn_foreign_files,
 )
-from emg_lens.errors import StorageError, UndigestibleStateError, warn_caller
+from emg_lens.errors import ArgumentError, StorageError, warn_caller
 from emg_lens.provenance import (
     code_digest,
     json_digest,
@@ -146,7 +146,7 @@ def _keyable(model: torch.nn.Module) -> tuple[str, str] | None:
             return None
         stale = stale_code(model, files)
         return (state, files_key(files)) if stale is None else _not_kept(model, stale)
-    except UndigestibleStateError as exc:  # its state, or a value its files assign
+    except ArgumentError as exc:  # its state, or a value its files assign
         return _not_kept(model, str(exc))
 
 
@@ -253,7 +253,7 @@ class TrainedEntry:
         restore."""
         try:
             changed = self.module_state not in (None, module_state_digest(model))
-        except UndigestibleStateError:  # the training left an object that cannot be read
+        except ArgumentError:  # the training left an object that cannot be read
             changed = True
         if changed:
             _not_kept(model, "its training changed its state beyond its tensors (an attribute)")

@@ -32,7 +32,7 @@ from emg_lens.edges import parse
 from emg_lens.errors import (
     ConfigError,
     DataFormatError,
-    EdgeExpressionError,
+    SpecError,
     check_int,
     check_seed,
     fields_checked,
@@ -88,7 +88,7 @@ class TrainConfig:
         )
         try:
             parse(self.dropout_edges)
-        except EdgeExpressionError as exc:
+        except SpecError as exc:
             raise ConfigError(f"TrainConfig.dropout_edges: {exc}") from exc
 
 
@@ -146,7 +146,7 @@ def fit(
     heads but one has to route its cross-modal information through that head. With
     ``cfg.edge_dropout`` > 0, each window also has ``cfg.dropout_edges`` cut in every layer with
     that probability (drawn from ``cfg.seed``). A loss or weight that becomes NaN or inf stops
-    training with `TrainingDivergedError` naming ``desc`` (what is trained: the subject) and
+    training with `StudyError` naming ``desc`` (what is trained: the subject) and
     the epoch. ``report``, when there is no bar (``cfg.progress`` false), is given a line
     naming ``desc``, the epoch and its loss after the first epoch and then every
     `PROGRESS_SECONDS` or so. ``reuse``: read the weights of this very training where it was
@@ -367,7 +367,7 @@ def train_subjects(
     ``data_source`` (how to rebuild the data) is stored in every checkpoint, so evaluation and
     studies need nothing else. ``device`` is where the models train (default: the config's);
     the checkpoints hold CPU tensors either way. A training that diverges raises
-    `TrainingDivergedError` naming its subject; its model is not saved. ``report`` is given a
+    `StudyError` naming its subject; its model is not saved. ``report`` is given a
     line as each subject starts and ends (its test accuracy), and `fit`'s epoch lines.
     ``reuse``: `fit` reads each training done before (`emg_lens.train.reuse`)."""
     out_dir = Path(out_dir)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from emg_lens.cli import main
-from emg_lens.errors import CheckpointError, CodeConsentError
+from emg_lens.errors import CheckpointError, SpecError
 from emg_lens.studies import run_study
 from tests.docs_pages import section
 from tests.unit.torch_encoder_checkpoints import (
@@ -108,7 +108,7 @@ def test_without_consent_the_builder_never_runs(untrained, tmp_path, capsys):
     err = capsys.readouterr().err
     assert str(builder.resolve()) in err and _sha256(builder) in err and "--allow-code" in err
     assert not (tmp_path / MARKER).exists()
-    with pytest.raises(CodeConsentError):
+    with pytest.raises(SpecError, match="--allow-code"):  # the refusal of consent, by name
         run_study(spec, progress=False)
 
 

@@ -23,11 +23,10 @@ from emg_lens.checkpoints import load_checkpoint, load_checkpoint_data, save_che
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import (
     ArgumentError,
-    CacheKeyError,
     CheckpointError,
     EmgLensError,
+    IndexOutOfRangeError,
     InputShapeError,
-    InputValueError,
     LayoutError,
     SpecError,
 )
@@ -278,15 +277,15 @@ Q = (N_TOKENS, N_TOKENS)
 
 BAD_INPUTS = [
     # item 4: non-finite, empty and non-real signals; NaN weights; NaN study outputs
-    ("nan signals", _forward(_signals(float("nan"))), InputValueError, "NaN"),
-    ("inf signals", _forward(_signals(float("inf"))), InputValueError, "inf"),
-    ("-inf signals", _forward(_signals(float("-inf")).numpy()), InputValueError, "inf"),
+    ("nan signals", _forward(_signals(float("nan"))), InputShapeError, "NaN"),
+    ("inf signals", _forward(_signals(float("inf"))), InputShapeError, "inf"),
+    ("-inf signals", _forward(_signals(float("-inf")).numpy()), InputShapeError, "inf"),
     ("empty batch", _forward(_signals(batch=0)), InputShapeError, "batch of 0"),
-    ("bool signals", _forward(_signals(dtype=torch.bool)), InputValueError, "torch.bool"),
-    ("bool numpy", _forward(np.zeros((2, 6, 8), bool)), InputValueError, "bool"),
-    ("complex signals", _forward(_signals(dtype=torch.complex64)), InputValueError, "complex"),
-    ("numpy strings", _forward(np.full((2, 6, 8), "x")), InputValueError, "<U1"),
-    ("numpy objects", _forward(np.zeros((2, 6, 8), object)), InputValueError, "object"),
+    ("bool signals", _forward(_signals(dtype=torch.bool)), InputShapeError, "torch.bool"),
+    ("bool numpy", _forward(np.zeros((2, 6, 8), bool)), InputShapeError, "bool"),
+    ("complex signals", _forward(_signals(dtype=torch.complex64)), InputShapeError, "complex"),
+    ("numpy strings", _forward(np.full((2, 6, 8), "x")), InputShapeError, "<U1"),
+    ("numpy objects", _forward(np.zeros((2, 6, 8), object)), InputShapeError, "object"),
     ("python str", _forward("signals.npy"), InputShapeError, "str"),
     # issue 74: a 2-D input is one [channels, time] window; a wrong one is named as given
     (
@@ -307,7 +306,7 @@ BAD_INPUTS = [
     (
         "study windows near 1e200",
         _huge_training_windows_study,
-        InputValueError,
+        InputShapeError,
         "subject 7: its X_train holds values up to 1e+200 in magnitude",
     ),
     # item 5: checkpoints
@@ -527,12 +526,16 @@ def test_a_cache_layer_the_model_lacks_is_a_named_key_error():
     _, cache = model.run_with_cache(model.example_input(2))
     assert cache["pattern", -2] is cache["blocks.0.attn.hook_pattern"]  # TL's keys as they were
     for layer in (2, -3, np.int64(5)):
-        with pytest.raises(CacheKeyError, match=rf"layer {layer} .* IsoNet \(n_layers=2\): a l"):
+        with pytest.raises(
+            IndexOutOfRangeError, match=rf"layer {layer} .* IsoNet \(n_layers=2\): a l"
+        ):
             cache["pattern", layer]
     with pytest.raises(KeyError) as info:  # a hook name TL does not know stays TL's own miss
         cache["no_such_hook"]
-    assert not isinstance(info.value, CacheKeyError)
-    assert issubclass(CacheKeyError, KeyError) and str(CacheKeyError("x")) == "x"  # not "'x'"
+    assert not isinstance(info.value, IndexOutOfRangeError)
+    assert (
+        issubclass(IndexOutOfRangeError, KeyError) and str(IndexOutOfRangeError("x")) == "x"
+    )  # not "'x'"
 
 
 def test_checkpoint_data_whose_files_changed_since_training_is_warned_of(tmp_path):

@@ -19,9 +19,9 @@ from emg_lens.cli import main
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
     ArgumentError,
-    ExportError,
     LayoutError,
     MissingDependencyError,
+    StudyError,
     UnsupportedFeatureError,
 )
 from emg_lens.export import export_onnx
@@ -172,7 +172,7 @@ def test_a_file_that_computes_something_else_is_deleted_and_the_old_one_kept(tmp
     path = tmp_path / "m.onnx"
     path.write_bytes(b"the previous export")
     model = _TraceBlindIsoNet(EncoderConfig.preset("tiny", **INIT)).eval()
-    with pytest.raises(ExportError, match=r"max \|diff\| = .* at batch size \d"):
+    with pytest.raises(StudyError, match=r"max \|diff\| = .* at batch size \d"):
         export_onnx(model, path)
     assert path.read_bytes() == b"the previous export"
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]  # no temporary file either

@@ -28,8 +28,6 @@ from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 from emg_lens.errors import (
     ArgumentError,
     CheckpointError,
-    CodeConsentError,
-    CodePathError,
     SpecError,
 )
 from emg_lens.models import IsoNet, TinyMyo
@@ -90,7 +88,7 @@ def _subjects(n=2):
 def test_without_consent_the_study_is_refused_naming_file_and_digest(tmp_path):
     spec, hook = _study(tmp_path)
     digest = hashlib.sha256(hook.read_bytes()).hexdigest()
-    with pytest.raises(CodeConsentError) as info:
+    with pytest.raises(SpecError) as info:
         run_study(spec, models=_subjects(), progress=False)
     message = str(info.value)
     assert str(hook.resolve()) in message and digest in message
@@ -126,7 +124,7 @@ def test_a_study_outside_any_project_reaches_only_below_its_folder(tmp_path, ref
     spec, _ = _study(study_dir, ref=ref)
     (tmp_path / "hooks").mkdir()
     (tmp_path / "hooks" / "mine.py").write_text(HOOK)  # exists, but outside the study folder
-    with pytest.raises(CodePathError, match=r"mine\.py.*(absolute paths|'\.\.' leaves)"):
+    with pytest.raises(SpecError, match=r"mine\.py.*(absolute paths|'\.\.' leaves)"):
         run_study(load_spec(spec), models=_subjects(), allow_code=True, progress=False)
     assert not (tmp_path / "hooks" / MARKER).exists()
 
@@ -159,7 +157,7 @@ def test_dotdot_past_the_project_root_is_refused(tmp_path):
     project = _project(tmp_path)
     (tmp_path / "mine.py").write_text(HOOK)  # beside the project, outside it
     spec, _ = _study(project / "studies", ref="../../mine.py:edges")
-    with pytest.raises(CodePathError, match=r"'\.\.' leaves the study's project .*project"):
+    with pytest.raises(SpecError, match=r"'\.\.' leaves the study's project .*project"):
         run_study(load_spec(spec), models=_subjects(), allow_code=True, progress=False)
     assert not (tmp_path / MARKER).exists()
 
@@ -168,7 +166,7 @@ def test_an_absolute_path_inside_the_project_is_still_refused(tmp_path):
     project = _project(tmp_path)
     ref = f"{project / 'hooks' / 'mine.py'}:edges"
     spec, _ = _study(project / "studies", ref=ref)
-    with pytest.raises(CodePathError, match="absolute paths are refused"):
+    with pytest.raises(SpecError, match="absolute paths are refused"):
         run_study(load_spec(spec), models=_subjects(), allow_code=True, progress=False)
 
 
@@ -189,7 +187,7 @@ def test_a_link_out_of_the_project_is_refused(tmp_path, inside):
         spec, hook = _study(study_dir)
         hook.unlink()
         os.symlink(outside, hook)
-    with pytest.raises(CodePathError, match=r"outside the study's project .*through a link"):
+    with pytest.raises(SpecError, match=r"outside the study's project .*through a link"):
         run_study(spec, models=_subjects(), allow_code=True, progress=False)
     assert not (tmp_path / MARKER).exists()
 
@@ -268,7 +266,7 @@ def test_other_checkpoint_files_are_refused(tmp_path):
 def test_the_repository_recipes_run_with_consent():
     # studies/custom_recipes.toml names two files in the project's top-level hooks/.
     spec = load_spec(REPO / "studies" / "custom_recipes.toml")
-    with pytest.raises(CodeConsentError, match=r"(?s)cls_reads_emg_only\.py.*soft_cross_modal\.py"):
+    with pytest.raises(SpecError, match=r"(?s)cls_reads_emg_only\.py.*soft_cross_modal\.py"):
         run_study(spec, models=_subjects(), progress=False)
     result = run_study(spec, models=_subjects(), allow_code=True, progress=False)
     assert {"cls_no_acc", "soft_cross"} <= set(result.per_subject["intervention"])
@@ -291,7 +289,7 @@ def test_consent_to_a_digest_runs_that_file_and_refuses_it_once_changed(tmp_path
     # Edited after it was looked at: the consent does not cover the new bytes.
     (hook.parent / MARKER).unlink()
     hook.write_text(HOOK + "\n# changed\n")
-    with pytest.raises(CodeConsentError) as info:
+    with pytest.raises(SpecError) as info:
         run_study(spec, models=_subjects(), allow_code=[listed], progress=False)
     message = str(info.value)
     assert str(hook.resolve()) in message and _digest(hook) in message and listed in message
@@ -304,7 +302,7 @@ def test_a_digest_must_be_a_sha256_and_must_name_a_file_of_the_study(tmp_path):
     with pytest.raises(ArgumentError, match="64 hexadecimal digits"):
         run_study(spec, models=_subjects(), allow_code=["abc123"], progress=False)
     other = "0" * 64
-    with pytest.raises(CodeConsentError, match=f"{other} matches none of the study's files"):
+    with pytest.raises(SpecError, match=f"{other} matches none of the study's files"):
         run_study(spec, models=_subjects(), allow_code=[_digest(hook), other], progress=False)
     assert not (hook.parent / MARKER).exists()
 

@@ -56,7 +56,7 @@ from emg_lens.edges.regions import LOBES, place, region_channels
 from emg_lens.errors import (
     ArgumentError,
     ConfigError,
-    UnplacedChannelError,
+    LayoutError,
     check_field_types,
     fields_checked,
 )
@@ -183,7 +183,7 @@ class SyntheticEEGSpec(DictSpec):
         try:
             for name in channels:
                 place(name)
-        except UnplacedChannelError as err:
+        except LayoutError as err:
             raise ConfigError(f"SyntheticEEGSpec.channels: {err}") from None
         if (
             isinstance(regions, str)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from jaxtyping import Float
 
-from emg_lens.errors import TrainingDivergedError
+from emg_lens.errors import StudyError
 from emg_lens.inspect.features.config import FeatureConfig
 
 
@@ -66,7 +66,7 @@ def fit_sae(
 ) -> list[float]:
     """Adam on the variance-normalised squared error (and the dead features' auxiliary loss);
     the decoder's rows kept at unit norm, their gradient along themselves removed. The loss of
-    each epoch; a non-finite loss is a `TrainingDivergedError`.
+    each epoch; a non-finite loss is a `StudyError`.
 
     >>> config = FeatureConfig(layer=0, n_features=16, k=2, epochs=3)
     >>> sae = TopKSAE(d_in=8, n_features=16, k=2)
@@ -94,7 +94,7 @@ def fit_sae(
             if config.aux_k and config.aux_coef and dead.any():
                 loss = loss + config.aux_coef * _aux_loss(sae, x, error.detach(), dead, config)
             if not torch.isfinite(loss):
-                raise TrainingDivergedError(
+                raise StudyError(
                     f"the sparse autoencoder's loss became {loss.item()} in epoch {epoch}: "
                     f"lower FeatureConfig.lr ({config.lr})"
                 )

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from jaxtyping import Float
 
-from emg_lens.errors import InputValueError
+from emg_lens.errors import InputShapeError
 from emg_lens.inspect.features.config import FeatureConfig
 
 
@@ -30,7 +30,7 @@ def token_residuals(
     model: Any, X: np.ndarray, config: FeatureConfig, batch_size: int = 256
 ) -> Float[torch.Tensor, "window token d_model"]:
     """The residual at ``config.hook_name`` of the tokens of ``config``'s groups, for each
-    window of ``X`` (float32, on the CPU); a non-finite value is an `InputValueError` naming
+    window of ``X`` (float32, on the CPU); a non-finite value is an `InputShapeError` naming
     the hook and the first window holding one.
 
     >>> from emg_lens import EncoderConfig
@@ -51,7 +51,7 @@ def token_residuals(
     resid = torch.cat(parts)
     bad = ~torch.isfinite(resid).all(dim=(1, 2))
     if bad.any():
-        raise InputValueError(
+        raise InputShapeError(
             f"non-finite activations at {config.hook_name} in window {int(bad.nonzero()[0])} "
             f"({int(bad.sum())} of {len(resid)} windows): check the windows (NaN or inf in the "
             "signals) and the model's weights"
@@ -91,7 +91,7 @@ def spliced_logits(
 ) -> Float[torch.Tensor, "window class"]:
     """The logits (``config.readout``) over every window of ``X``, batch by batch, with
     ``values_of(batch slice)`` written over the residual at the hook's ``positions`` (None:
-    the model as it is); float32, on the CPU. Non-finite logits are an `InputValueError`.
+    the model as it is); float32, on the CPU. Non-finite logits are an `InputShapeError`.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
@@ -108,5 +108,5 @@ def spliced_logits(
             out.append(_splice_logits(model, X[part], config, positions, values_of(part)).float())
     logits = torch.cat(out).cpu()
     if not torch.isfinite(logits).all():
-        raise InputValueError(f"non-finite logits with {config.hook_name} spliced")
+        raise InputShapeError(f"non-finite logits with {config.hook_name} spliced")
     return logits

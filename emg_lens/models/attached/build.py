@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, AttachError, check_int, describe
+from emg_lens.errors import ArgumentError, ConversionError, check_int, describe
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models.attached.checks import check_layouts, per_call_layouts
 from emg_lens.models.attached.find import (
@@ -101,7 +101,7 @@ def attach(
             input ``[batch, n_channels, n_samples]``, used instead of probing again where that
             batch keeps attach's rule (not a token count of the first call's layout).
 
-    Raises `AttentionNotFoundError` (no attention), `AmbiguousAttentionError`, `LayoutError`
+    Raises `ConversionError` (no attention, a call it cannot describe), `LayoutError`
     (the layout does not fit the scores), `ArgumentError` (a missing size).
 
     >>> from emg_lens.models import TinyAttention
@@ -210,7 +210,7 @@ def probe_example(
     check: str = "n_samples and n_channels",
 ) -> tuple[Probe, torch.Tensor]:
     """The probe of ``model`` on a seeded example input ``[batch, channels, samples]`` on its
-    device, in its dtype, and that input; a forward that fails is an `AttachError` naming
+    device, in its dtype, and that input; a forward that fails is a `ConversionError` naming
     ``what`` (default: the model's class) and the sizes to ``check``."""
     params = [p for p in model.parameters() if p.is_floating_point()]
     example = torch.randn(batch, channels, samples, generator=torch.Generator().manual_seed(0))
@@ -219,9 +219,9 @@ def probe_example(
     try:
         return probe(model, example, named), example
     except Exception as exc:
-        if isinstance(exc, AttachError):
+        if isinstance(exc, ConversionError):
             raise
-        raise AttachError(
+        raise ConversionError(
             f"{what or type(model).__name__} failed on an example input [batch={batch}, "
             f"channels={channels}, samples={samples}] ({type(exc).__name__}: {exc}); attach "
             f"runs the model once to find its attention: check {check}"

@@ -12,7 +12,7 @@ import torch
 
 from emg_lens.errors import (
     ArgumentError,
-    AttachError,
+    ConversionError,
     InputShapeError,
     LayoutError,
     check_bool,
@@ -86,14 +86,14 @@ def folds_of(folds: Sequence[Any] | None, n_calls: int) -> tuple[Fold, ...]:
     if len(pairs) != n_calls or not all(
         isinstance(p, Sequence) and not isinstance(p, str) and len(p) == 2 for p in pairs
     ):
-        raise AttachError(
+        raise ConversionError(
             f"folds must list one [count, batch_major] per attention call ({n_calls}; count a "
             f"positive int or None, batch_major true, false or None), got {describe(folds)}"
         )
     return tuple(
         Fold(
-            None if n is None else check_int(n, f"folds[{i}]'s count", 1, error=AttachError),
-            None if b is None else check_bool(b, f"folds[{i}]'s batch_major", AttachError),
+            None if n is None else check_int(n, f"folds[{i}]'s count", 1, error=ConversionError),
+            None if b is None else check_bool(b, f"folds[{i}]'s batch_major", ConversionError),
         )
         for i, (n, b) in enumerate(pairs)
     )

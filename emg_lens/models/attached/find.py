@@ -30,7 +30,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from torch.overrides import TorchFunctionMode
 
 from emg_lens._hints import no_type_check
-from emg_lens.errors import AmbiguousAttentionError, ArgumentError, AttentionNotFoundError, describe
+from emg_lens.errors import ArgumentError, ConversionError, describe
 from emg_lens.models.attached.intercept import (
     SOFTMAXES,
     Call,
@@ -57,7 +57,7 @@ def named_modules_of(model: nn.Module, attention: AttentionSpec) -> dict[str, nn
     >>> named_modules_of(net, "blocks.*.attn")
     Traceback (most recent call last):
     ...
-    emg_lens.errors.AttentionNotFoundError: attention='blocks.*.attn' names no module of Sequential; its modules are e.g. '0' (Linear), '1' (ReLU)
+    emg_lens.errors.ConversionError: attention='blocks.*.attn' names no module of Sequential; its modules are e.g. '0' (Linear), '1' (ReLU)
     """  # noqa: E501
     if attention is None:
         return None
@@ -81,7 +81,7 @@ def named_modules_of(model: nn.Module, attention: AttentionSpec) -> dict[str, nn
             examples = [(p, type(m).__name__) for p, m in model.named_modules() if p][:6]
             shown = ", ".join(f"{p!r} ({c})" for p, c in examples)
             what = spec.__name__ if isinstance(spec, type) else repr(spec)
-            raise AttentionNotFoundError(
+            raise ConversionError(
                 f"attention={what} names no module of {type(model).__name__}; its modules are "
                 f"e.g. {shown}"
             )
@@ -280,7 +280,7 @@ def check_calls(model: nn.Module, found: Probe, named: dict[str, nn.Module] | No
             if named is not None
             else "anywhere in its forward"
         )
-        raise AttentionNotFoundError(
+        raise ConversionError(
             f"{name} computes no attention {where}: no scaled_dot_product_attention, no "
             "nn.MultiheadAttention and no softmax over the last axis of [batch, head, query, key] "
             "scores was called on the example input. A model without softmax attention over "
@@ -299,7 +299,7 @@ def check_calls(model: nn.Module, found: Probe, named: dict[str, nn.Module] | No
     if ambiguous:
         path = ambiguous[0]
         cls = type(dict(model.named_modules())[path]).__name__
-        raise AmbiguousAttentionError(
+        raise ConversionError(
             f"{_path(path)} ({cls}) calls a softmax over a 4-D tensor {per_call[path]} times in "
             "one call, so attach cannot tell which is an attention's. If each of them is, name "
             f"the module: attach(..., attention={path!r}) (or attention={cls}); otherwise name "

@@ -44,7 +44,7 @@ from emg_lens.components.attend import (
     merge_masks,
     pattern_of,
 )
-from emg_lens.errors import AttachError
+from emg_lens.errors import ConversionError
 
 SDPA = F.scaled_dot_product_attention
 MHA = F.multi_head_attention_forward
@@ -242,7 +242,7 @@ class Interceptor(TorchFunctionMode):
         q, k, v = a["query"], a["key"], a["value"]
         if q.ndim not in (3, 4):
             where = self.where("sdpa") or "the model's forward"
-            raise AttachError(
+            raise ConversionError(
                 f"scaled_dot_product_attention in {where} has a query of shape "
                 f"{list(q.shape)}; attach reads [batch, head, query, d_head] or [batch, query, "
                 "d_head]"
@@ -299,7 +299,7 @@ class Interceptor(TorchFunctionMode):
             return func(*args, **kwargs)
         for name in ("bias_k", "static_k", "static_v", "add_zero_attn"):
             if a[name] is not None and a[name] is not False:
-                raise AttachError(
+                raise ConversionError(
                     f"nn.MultiheadAttention in {self.where('mha') or 'the model'} uses {name}, "
                     "which adds keys beyond the tokens; attach cuts edges between tokens only"
                 )

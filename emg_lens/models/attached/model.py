@@ -38,7 +38,7 @@ from emg_lens.components.attend import observed, read_hook
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
     ArgumentError,
-    AttachError,
+    ConversionError,
     EmgLensError,
     InputShapeError,
     LayoutError,
@@ -171,7 +171,7 @@ class AttachedModel(HookedBiosignalModel):
         self._named = None if named is None else tuple(named)
         self.folds = folds_of(folds, len(self.calls))
         if cfg.n_layers != len(self.calls):
-            raise AttachError(
+            raise ConversionError(
                 f"EncoderConfig.n_layers={cfg.n_layers} but {len(self.calls)} attention calls"
             )
         self.blocks = nn.ModuleList(AttachedBlock(i in self._blocks) for i in range(len(calls)))
@@ -317,7 +317,7 @@ class AttachedModel(HookedBiosignalModel):
             [(c.kind, c.module, c.heads) for c in cs] for cs in (found.calls, self.calls)
         )
         if kinds != ours:
-            raise AttachError(
+            raise ConversionError(
                 f"{what} its forward makes {len(kinds)} attention calls ({calls_text(kinds)}), "
                 f"not the {len(ours)} it made at attach time ({calls_text(ours)}); the layers "
                 "are numbered by call order, so every size must make the same calls"
@@ -425,7 +425,7 @@ class AttachedModel(HookedBiosignalModel):
             for handle in handles:
                 handle.remove()
         if mode.count != len(self.calls):
-            raise AttachError(
+            raise ConversionError(
                 f"this forward of {type(self.model).__name__} made {mode.count} attention calls, "
                 f"but {len(self.calls)} at attach time: the layers are numbered by call order, "
                 "so the forward must make the same calls on every input"
@@ -434,7 +434,7 @@ class AttachedModel(HookedBiosignalModel):
 
     def _check_call(self, layer: int, call: Call, size: _Size) -> None:
         if layer >= len(self.calls):
-            raise AttachError(
+            raise ConversionError(
                 f"this forward of {type(self.model).__name__} made more attention calls than the "
                 f"{len(self.calls)} at attach time (call {layer}: {call.kind} in "
                 f"{call.module or 'the model'}); the forward must make the same calls on every "
@@ -442,7 +442,7 @@ class AttachedModel(HookedBiosignalModel):
             )
         known = size.calls[layer]
         if _KEPT(call) != _KEPT(known):
-            raise AttachError(
+            raise ConversionError(
                 f"attention call {layer} is a {call.kind} with {call.heads} heads over "
                 f"{call.n_query} queries and {call.n_key} keys, but at attach time it was a "
                 f"{known.kind} in {known.module or 'the model'} with {known.heads} heads over "
@@ -457,7 +457,7 @@ class AttachedModel(HookedBiosignalModel):
         score rows as `attach` saw per input row."""
         if mask.ndim == 4 and mask.shape[0] not in (1, call.batch):
             count = size.folds[layer].count
-            raise AttachError(
+            raise ConversionError(
                 f"attention call {layer} ({call.module or 'the model'}) has {call.batch} score "
                 f"rows for {batch} input rows, but edge_masks[{layer}] has {mask.shape[0]} rows "
                 + (

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from emg_lens.errors import ConversionError, UnsupportedModuleError, describe
+from emg_lens.errors import ConversionError, describe
 from emg_lens.models.base import HookedEncoder, eval_mode
 
 PARITY_RTOL = {torch.float32: 1e-4, torch.float64: 1e-9}
@@ -73,27 +73,27 @@ def float_dtype(modules: Iterable[nn.Module], what: str) -> torch.dtype:
 def check_self_attention(attn: Any, path: str) -> nn.MultiheadAttention:
     """``attn`` (the module at ``path``) if it is an ``nn.MultiheadAttention`` over one set of
     tokens: ``kdim = vdim = embed_dim``, no ``add_bias_kv`` or ``add_zero_attn``; else an
-    `UnsupportedModuleError` naming ``path`` and what is supported.
+    `ConversionError` naming ``path`` and what is supported.
 
     >>> check_self_attention(nn.MultiheadAttention(4, 2, kdim=2), "attn")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    emg_lens.errors.UnsupportedModuleError: attn has kdim=2, vdim=4 != embed_dim=4: ...
+    emg_lens.errors.ConversionError: attn has kdim=2, vdim=4 != embed_dim=4: ...
     """
     if type(attn) is not nn.MultiheadAttention:
-        raise UnsupportedModuleError(
+        raise ConversionError(
             f"{path} is a {type(attn).__name__}; supported: torch.nn.MultiheadAttention",
             path=path,
         )
     if not attn._qkv_same_embed_dim:
-        raise UnsupportedModuleError(
+        raise ConversionError(
             f"{path} has kdim={attn.kdim}, vdim={attn.vdim} != embed_dim={attn.embed_dim}: "
             "keys and values from another space are cross-attention, which emg_lens blocks do "
             "not compute; supported: self-attention with kdim = vdim = embed_dim",
             path=path,
         )
     if attn.bias_k is not None or attn.add_zero_attn:
-        raise UnsupportedModuleError(
+        raise ConversionError(
             f"{path} has add_bias_kv or add_zero_attn, which add key positions that no token "
             "holds; supported: nn.MultiheadAttention without them",
             path=path,
@@ -108,14 +108,14 @@ _FUNCTIONS: dict[Callable, str] = {F.relu: "relu", F.gelu: "gelu", F.silu: "silu
 def activation_name(activation: Any, path: str) -> str:
     """`EncoderConfig.act_fn` of an activation (a function such as ``F.relu``, a module such
     as ``nn.GELU()``, or the strings torch accepts); anything else is an
-    `UnsupportedModuleError` naming ``path`` and what is supported.
+    `ConversionError` naming ``path`` and what is supported.
 
     >>> activation_name(nn.GELU(approximate="tanh"), "layers.0.activation")
     'gelu_new'
     >>> activation_name(torch.tanh, "layers.0.activation")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    emg_lens.errors.UnsupportedModuleError: layers.0.activation is the activation tanh, ...
+    emg_lens.errors.ConversionError: layers.0.activation is the activation tanh, ...
     """
     if isinstance(activation, str) and activation in ("relu", "gelu"):
         return activation
@@ -128,7 +128,7 @@ def activation_name(activation: Any, path: str) -> str:
     if activation in _FUNCTIONS:
         return _FUNCTIONS[activation]
     name = getattr(activation, "__name__", type(activation).__name__)
-    raise UnsupportedModuleError(
+    raise ConversionError(
         f"{path} is the activation {name}, which emg_lens's MLP does not compute; supported: "
         "relu (F.relu, nn.ReLU, 'relu'), gelu (F.gelu, nn.GELU(), 'gelu'), the tanh GELU "
         "(nn.GELU(approximate='tanh')) and silu (F.silu, nn.SiLU)",
@@ -162,14 +162,14 @@ def refuse_dropped_code(what: str, sources: Mapping[str, nn.Module]) -> None:
     any submodule, a ``forward`` set on an instance (a patch), and global
     forward hooks (``torch.nn.modules.module.register_module_forward_hook``, which would run
     on the converted model's modules instead). ``sources``: the name to call each source by
-    -> the module; the error is an `UnsupportedModuleError` whose ``path`` is the module's.
+    -> the module; the error is a `ConversionError` whose ``path`` is the module's.
 
     >>> layer = nn.Linear(2, 2)
     >>> handle = layer.register_forward_hook(lambda m, i, o: 2 * o)
     >>> refuse_dropped_code("convert", {"layer": layer})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    emg_lens.errors.UnsupportedModuleError: convert: layer has a forward hook (<lambda>)...
+    emg_lens.errors.ConversionError: convert: layer has a forward hook (<lambda>)...
     >>> handle.remove(); refuse_dropped_code("convert", {"layer": layer})
     """
     advice = (
@@ -183,7 +183,7 @@ def refuse_dropped_code(what: str, sources: Mapping[str, nn.Module]) -> None:
     ):
         if hooks:
             names = ", ".join(_hook_name(h) for h in hooks.values())
-            raise UnsupportedModuleError(
+            raise ConversionError(
                 f"{what}: a {kind} ({names}) is registered for every module; it runs on the "
                 f"source's modules and would run on the converted model's, which are others: "
                 "remove it before converting",
@@ -195,7 +195,7 @@ def refuse_dropped_code(what: str, sources: Mapping[str, nn.Module]) -> None:
             # torch types the method's self as a protocol that LazyModuleMixin alone does not
             # meet; every module here is an nn.Module as well
             if isinstance(module, LazyModuleMixin) and module.has_uninitialized_params():  # type: ignore[misc]
-                raise UnsupportedModuleError(
+                raise ConversionError(
                     f"{what}: {path} is a {type(module).__name__} not yet built (its weights' "
                     "shapes are set by its first call, braindecode's when built without "
                     "n_times or n_chans): run the model once on a window, which builds it for "
@@ -208,11 +208,11 @@ def refuse_dropped_code(what: str, sources: Mapping[str, nn.Module]) -> None:
             ):
                 if hooks:
                     names = ", ".join(_hook_name(h) for h in hooks.values())
-                    raise UnsupportedModuleError(
+                    raise ConversionError(
                         f"{what}: {path} has a {kind} ({names}); {advice}", path=path
                     )
             if "forward" in vars(module):
-                raise UnsupportedModuleError(
+                raise ConversionError(
                     f"{what}: {path} has its own forward ({_hook_name(vars(module)['forward'])}"
                     f", set on the instance, not its class {type(module).__name__}'s); the "
                     "conversion reads the modules' weights, not the code their forward runs: "

@@ -24,7 +24,7 @@ from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
     ArgumentError,
     InputShapeError,
-    UnsupportedReadoutError,
+    UnsupportedFeatureError,
     describe,
 )
 from emg_lens.layout import TokenLayout
@@ -198,7 +198,7 @@ class HookedTorchEncoder(ConvertedEncoder):
     def _form(self) -> ReadoutForm:
         """The linear readout's form; a readout without one is refused, saying why."""
         if self._linear_readout is None:
-            raise UnsupportedReadoutError(
+            raise UnsupportedFeatureError(
                 f"{type(self).__name__} has no unembedding: its readout "
                 f"({type(self.head).__name__}) is the user's code, not one linear map of a "
                 "token or of the tokens' mean (from_torch_encoder(linear_readout=...) detects "

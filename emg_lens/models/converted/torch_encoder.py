@@ -12,7 +12,7 @@ activations: `emg_lens.models.converted.conversion.activation_name`; ``bias=Fals
 buffers; the hooked model is batch-first; where a post-LN block's norms sit among the hooks:
 `emg_lens.components.block`). ``nn.GELU(approximate="tanh")`` converts to the tanh GELU it declares
 (torch 2.13's no-grad fast path for encoder layers computes the exact GELU instead). Refused with
-an `UnsupportedModuleError` naming the path: another activation, an attention other than
+a `ConversionError` naming the path: another activation, an attention other than
 ``nn.MultiheadAttention``, ``kdim``/``vdim`` other than ``embed_dim``, ``add_bias_kv``,
 ``add_zero_attn``, a LayerNorm without weights. Layers that disagree, a tokenizer or readout whose
 output does not fit the layout, and a converted model that computes something else than the
@@ -38,7 +38,6 @@ from emg_lens.errors import (
     ArgumentError,
     ConversionError,
     LayoutError,
-    UnsupportedModuleError,
     check_int,
     describe,
 )
@@ -69,12 +68,12 @@ def _layers(encoder: Any) -> list[tuple[str, nn.Module]]:
 def _layer_norm(norm: Any, path: str) -> tuple[float, bool]:
     """``(eps, has_bias)`` of a LayerNorm the converter can read, or refused by name."""
     if type(norm) is not nn.LayerNorm:
-        raise UnsupportedModuleError(
+        raise ConversionError(
             f"{path} is a {type(norm).__name__}; supported: torch.nn.LayerNorm over d_model",
             path=path,
         )
     if norm.weight is None:
-        raise UnsupportedModuleError(
+        raise ConversionError(
             f"{path} is a LayerNorm without weights (elementwise_affine=False); supported: "
             "LayerNorms with a weight (and a bias or bias=False)",
             path=path,
@@ -85,7 +84,7 @@ def _layer_norm(norm: Any, path: str) -> tuple[float, bool]:
 def _read_layer(path: str, layer: nn.Module) -> dict[str, Any]:
     """The architecture of one layer (what must agree across layers), checked."""
     if not isinstance(layer, nn.TransformerEncoderLayer):
-        raise UnsupportedModuleError(
+        raise ConversionError(
             f"{path} is a {type(layer).__name__}; supported: torch.nn.TransformerEncoderLayer "
             "(for braindecode's models: emg_lens.models.from_braindecode)",
             path=path,

@@ -52,7 +52,7 @@ from transformer_lens.hook_points import HookPoint
 from emg_lens.components import ClassifierHead, ConfigInit, PosEmbed, TransformerBlock
 from emg_lens.components.embeddings import cls_token_parameter, cut_patches, prepend_cls_token
 from emg_lens.config import PRESETS, EncoderConfig
-from emg_lens.errors import ArgumentError, ConfigError, UnsupportedReadoutError
+from emg_lens.errors import ArgumentError, ConfigError, UnsupportedFeatureError
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models.base import EdgeMasks, HookedEncoder
 
@@ -254,7 +254,7 @@ class _StemFusionEncoder(HookedEncoder):
 
     def _unembedding(self) -> nn.Module:
         what = "CLS token" if self.cfg.use_cls_token else "tubelets' mean"
-        raise UnsupportedReadoutError(
+        raise UnsupportedFeatureError(
             f"{type(self).__name__} has no TransformerLens unembedding: its classifier reads "
             f"each modality's {what} through that modality's own d_model block of W_U "
             "[n_modalities * d_model, n_classes], so a class has a different direction at "

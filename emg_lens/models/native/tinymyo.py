@@ -36,7 +36,6 @@ from emg_lens.errors import (
     ConfigError,
     InputShapeError,
     UnsupportedFeatureError,
-    UnsupportedReadoutError,
     check_int,
     describe,
 )
@@ -332,15 +331,15 @@ class TinyMyo(HookedEncoder):
         >>> TinyMyo(cfg).W_U  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        emg_lens.errors.UnsupportedReadoutError: TinyMyo(reduction='concat') has no ...
+        emg_lens.errors.UnsupportedFeatureError: TinyMyo(reduction='concat') has no ...
         """
         if not isinstance(self.head, ChannelPoolClassifier):  # task != "classification"
-            raise UnsupportedReadoutError(
+            raise UnsupportedFeatureError(
                 f"TinyMyo(task={self.task!r}) has no class logits, so no unembedding "
                 "(W_U, tokens_to_residual_directions): only task='classification' has one"
             )
         if self.head.reduction == "concat":
-            raise UnsupportedReadoutError(
+            raise UnsupportedFeatureError(
                 "TinyMyo(reduction='concat') has no TransformerLens unembedding: its "
                 "classifier concatenates the channels, so W_U is [n_channels * d_model, "
                 "n_classes] and token (channel c, patch t) is read through its own channel's "

@@ -6,6 +6,6 @@ only), `tokens` (`TokenSurface`: ``to_tokens`` and the input checks) and `cache`
 """
 
 from emg_lens.models.tl_surface.hooks import HookSurface, token_axis
-from emg_lens.models.tl_surface.weights import UNEMBEDDING, WEIGHT_SURFACE, WeightSurface
+from emg_lens.models.tl_surface.weights import WEIGHT_SURFACE, WeightSurface
 
-__all__ = ["UNEMBEDDING", "WEIGHT_SURFACE", "HookSurface", "WeightSurface", "token_axis"]
+__all__ = ["WEIGHT_SURFACE", "HookSurface", "WeightSurface", "token_axis"]

@@ -10,7 +10,7 @@ from transformer_lens import ActivationCache
 from transformer_lens.utilities import Slice
 
 from emg_lens._hints import no_type_check
-from emg_lens.errors import CacheKeyError, is_int
+from emg_lens.errors import IndexOutOfRangeError, is_int
 
 
 class EncoderCache(ActivationCache):
@@ -18,7 +18,7 @@ class EncoderCache(ActivationCache):
     blocks but none at the end (``ln_final`` the identity: PBT, CBraMod). Applying the final
     norm to a stack then leaves it unchanged, as TL does for a model without norms, instead of
     looking for an ``ln_final`` scale that no hook caches (TL raised a KeyError). A layer the
-    model lacks is refused by name (`CacheKeyError`, a KeyError as TL's bare one was).
+    model lacks is refused by name (`IndexOutOfRangeError`, a KeyError as TL's bare one was).
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
@@ -26,7 +26,7 @@ class EncoderCache(ActivationCache):
     >>> model.run_with_cache(model.example_input())[1]["pattern", 2]
     Traceback (most recent call last):
     ...
-    emg_lens.errors.CacheKeyError: cache['pattern', 2]: layer 2 is not a layer of this \
+    emg_lens.errors.IndexOutOfRangeError: cache['pattern', 2]: layer 2 is not a layer of this \
 IsoNet (n_layers=2): a layer is in 0..1, or -2..-1 from the end
     """
 
@@ -38,7 +38,7 @@ IsoNet (n_layers=2): a layer is in 0..1, or -2..-1 from the end
             layer = key[1] if isinstance(key, tuple) and len(key) > 1 else None
             n = self.model.cfg.n_layers
             if is_int(layer) and not is_int(layer, -n, n - 1):
-                raise CacheKeyError(
+                raise IndexOutOfRangeError(
                     f"cache[{', '.join(map(repr, key))}]: layer {layer} is not a layer of this "
                     f"{type(self.model).__name__} (n_layers={n}): "
                     + (f"a layer is in 0..{n - 1}, or -{n}..-1 from the end" if n else "none is")

@@ -178,7 +178,7 @@ class HookSurface(HookedRootModule):
         self, what: str, hooked: bool | Callable[[], bool] = True
     ) -> AbstractContextManager[None]:
         """The model claimed for one call, ``what`` (see `emg_lens.models.tl_surface.threads`):
-        with hooks by default; a `ModelInUseError` where another thread holds it."""
+        with hooks by default; a `StudyError` where another thread holds it."""
         return self._thread_claim.use(self.name_in_messages(), what, hooked=hooked)
 
     def _hooks_attached(self) -> bool:

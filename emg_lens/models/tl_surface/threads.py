@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from emg_lens._hints import no_type_check
-from emg_lens.errors import ModelInUseError
+from emg_lens.errors import StudyError
 
 ADVICE = (
     "TransformerLens's hooks live on the model's modules, which every thread and task shares, "
@@ -77,7 +77,7 @@ class ThreadClaim:
     ...     try:
     ...         with claim.use("the model", "add_hook", hooked=True):
     ...             pass
-    ...     except ModelInUseError as exc:
+    ...     except StudyError as exc:
     ...         refused.append(str(exc)[:52])
     >>> with claim.use("the model", "run_with_cache", hooked=True):
     ...     thread = threading.Thread(target=other, name="worker")
@@ -98,7 +98,7 @@ class ThreadClaim:
     def use(self, model: str, what: str, *, hooked: bool | Callable[[], bool]) -> Iterator[None]:
         """Hold the claim for one call of ``model`` (its name in messages): ``what`` (the
         call, in messages), with hooks where ``hooked`` (or its value, read under the claim's
-        lock); a `ModelInUseError` where another caller holds it in a way this call cannot
+        lock); a `StudyError` where another caller holds it in a way this call cannot
         share."""
         me = caller()
         with self._lock:
@@ -106,7 +106,7 @@ class ThreadClaim:
             other = self._holder_besides(me, exclusive)
             if other is not None:
                 doing = "using it with hooks" if other == self._owner else "running it"
-                raise ModelInUseError(
+                raise StudyError(
                     f"{model}: {what} in {_named(me)} is refused, since {_named(other)} is "
                     f"{doing}; {ADVICE}"
                 )
@@ -130,7 +130,7 @@ class ThreadClaim:
     def close_here(self, model: str, opener: Caller) -> None:
         """Let this caller close a ``hooks()`` context that ``opener`` opened (and so holds
         the claim for): it takes the claim over, to remove the context's hooks as it closes.
-        Refused by name (`ModelInUseError`) while ``opener`` is inside another call or
+        Refused by name (`StudyError`) while ``opener`` is inside another call or
         context of the model, whose hooks would go in its middle."""
         me = caller()
         with self._lock:
@@ -139,7 +139,7 @@ class ThreadClaim:
             if self._owner == opener and self._depth == 1:
                 self._owner = me
                 return
-        raise ModelInUseError(
+        raise StudyError(
             f"{model}: a hooks() context opened in {_named(opener)} is closed in {_named(me)} "
             f"while {_named(opener)} is in another call or context of it: its hooks stay until "
             "model.reset_hooks(); close the context where it was opened, or once that call is done"

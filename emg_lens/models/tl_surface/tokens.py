@@ -11,7 +11,7 @@ from jaxtyping import Float
 
 from emg_lens._hints import no_type_check
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import InputShapeError, InputValueError, describe
+from emg_lens.errors import InputShapeError, describe
 
 
 def _refuse_non_finite(signals: torch.Tensor) -> None:
@@ -22,7 +22,7 @@ def _refuse_non_finite(signals: torch.Tensor) -> None:
         return
     n_nan = int(torch.isnan(signals).sum())
     first = torch.nonzero(~finite)[0].tolist()
-    raise InputValueError(
+    raise InputShapeError(
         f"signals hold {n_nan} NaN and {int((~finite).sum()) - n_nan} inf values (first at "
         f"{first}); the model accepts finite numbers only: interpolate or drop those samples first"
     )
@@ -50,7 +50,7 @@ class TokenSurface:
         the identity on a well-formed batch (TransformerLens calls it ``to_tokens``).
 
         Refused, naming what was given: a wrong shape, an empty batch (`InputShapeError`);
-        NaN or inf values, boolean, complex or text (`InputValueError`).
+        NaN or inf values, boolean, complex or text (`InputShapeError`).
 
         >>> from emg_lens import EncoderConfig
         >>> from emg_lens.models import IsoNet
@@ -60,13 +60,13 @@ class TokenSurface:
         >>> model.to_tokens(np.full((6, 8), np.nan))
         Traceback (most recent call last):
         ...
-        emg_lens.errors.InputValueError: signals hold 48 NaN and 0 inf values (first at [0, 0, 0]); the model accepts finite numbers only: interpolate or drop those samples first
+        emg_lens.errors.InputShapeError: signals hold 48 NaN and 0 inf values (first at [0, 0, 0]); the model accepts finite numbers only: interpolate or drop those samples first
         """  # noqa: E501
         channels, time = self.input_shape
         accepted = f"a float tensor or numpy array [batch, channels={channels}, time={time}]"
         if isinstance(signals, np.ndarray):
             if signals.dtype.kind not in "iuf":  # int, unsigned, float
-                raise InputValueError(
+                raise InputShapeError(
                     f"signals are a numpy array of dtype {describe(signals)}; accepted: {accepted} "
                     "of real numbers (not bool, complex, text or objects)"
                 )
@@ -74,7 +74,7 @@ class TokenSurface:
         if not isinstance(signals, torch.Tensor):
             raise InputShapeError(f"signals must be {accepted}, got {type(signals).__name__}")
         if signals.dtype == torch.bool or signals.dtype.is_complex:
-            raise InputValueError(
+            raise InputShapeError(
                 f"signals are {describe(signals)}; accepted: {accepted} of real numbers "
                 "(not bool or complex)"
             )

@@ -30,7 +30,6 @@ from emg_lens.config import EncoderConfig  # noqa: F401  (the examples use it)
 from emg_lens.errors import (
     ArgumentError,
     UnsupportedFeatureError,
-    UnsupportedReadoutError,
     describe,
 )
 from emg_lens.layout import CLS
@@ -62,7 +61,7 @@ UNEMBEDDING = (
     "readout_map",
 )
 """The names that read the classifier as an unembedding (refused with an
-`UnsupportedReadoutError` where there is none)."""
+`UnsupportedFeatureError` where there is none)."""
 WEIGHT_SURFACE = (
     *STACKED,
     "QK",
@@ -287,19 +286,19 @@ class WeightSurface(TokenSurface, HookSurface):
 
     def _unembedding(self) -> nn.Module:
         """The head module (``W_U``, ``b_U``) of ``unembed_head``; a model whose classifier is
-        no TransformerLens unembedding raises `UnsupportedReadoutError` saying why."""
-        raise UnsupportedReadoutError(
+        no TransformerLens unembedding raises `UnsupportedFeatureError` saying why."""
+        raise UnsupportedFeatureError(
             f"{type(self).__name__} has no unembedding: its classifier does not read the "
             "residual stream after ln_final"
         )
 
     def _unembedding_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(W_U, b_U)`` of the `_unembedding` module; one without both tensors is refused by
-        name (`UnsupportedReadoutError`)."""
+        name (`UnsupportedFeatureError`)."""
         head = self._unembedding()
         W_U, b_U = getattr(head, "W_U", None), getattr(head, "b_U", None)
         if not isinstance(W_U, torch.Tensor) or not isinstance(b_U, torch.Tensor):
-            raise UnsupportedReadoutError(
+            raise UnsupportedFeatureError(
                 f"{type(self).__name__}'s unembedding ({type(head).__name__}) holds no W_U "
                 "[d_model, n_classes] and b_U [n_classes] tensors"
             )
@@ -309,9 +308,9 @@ class WeightSurface(TokenSurface, HookSurface):
     def unembed_positions(self) -> list[int]:
         """Token positions whose final stream the ``unembed_head`` reads: one (a CLS token)
         or several, averaged after ``ln_final`` (the logit is the mean of theirs). A model
-        with no unembedding raises `UnsupportedReadoutError` saying why."""
+        with no unembedding raises `UnsupportedFeatureError` saying why."""
         self._unembedding()  # raises, naming why, where the model has no unembedding
-        raise UnsupportedReadoutError(
+        raise UnsupportedFeatureError(
             f"{type(self).__name__} has an unembedding but does not say which positions it "
             "reads: define its unembed_positions"
         )
@@ -363,7 +362,7 @@ class WeightSurface(TokenSurface, HookSurface):
         classifier is linear another way says so itself. Never raises: ``contract`` asks."""
         try:
             self._unembedding()
-        except (UnsupportedReadoutError, ArgumentError) as exc:
+        except (UnsupportedFeatureError, ArgumentError) as exc:
             return str(exc)
         return None
 
@@ -387,7 +386,7 @@ class WeightSurface(TokenSurface, HookSurface):
         ``head`` (a ``return_type``, one of ``readout_heads``) as a linear map of the final
         residual stream, position by position (what the `emg_lens.models.base.LINEAR_READOUT`
         capability promises). Here the unembedding's ``W_U / n`` at each of its ``n``
-        ``unembed_positions``; a model without one raises `UnsupportedReadoutError` saying why.
+        ``unembed_positions``; a model without one raises `UnsupportedFeatureError` saying why.
 
         >>> from emg_lens.models import IsoNet
         >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0))
@@ -400,7 +399,7 @@ class WeightSurface(TokenSurface, HookSurface):
         self._check_readout_head(head)
         why = self._readout_refusal()
         if why is not None:
-            raise UnsupportedReadoutError(why)
+            raise UnsupportedFeatureError(why)
         R = self._empty_readout_map()
         W_U, b_U = self._unembedding_weights()
         positions = self.unembed_positions
@@ -496,6 +495,6 @@ class WeightSurface(TokenSurface, HookSurface):
         ``named_parameters()`` plus ``unembed.W_U`` / ``unembed.b_U`` where the model has an
         unembedding."""
         params: dict[str, torch.Tensor] = dict(self.named_parameters())
-        with contextlib.suppress(UnsupportedReadoutError):
+        with contextlib.suppress(UnsupportedFeatureError):
             params |= dict(zip(("unembed.W_U", "unembed.b_U"), self._unembedding_weights()))
         return params

@@ -76,7 +76,7 @@ def run_study(
     result's ``condition_forms`` records each computed subject's form, why, and its timing.
 
     Python files the study names (``hook``, ``modules``) run only with consent, ``allow_code``
-    (`emg_lens.user_code`: True, or their SHA-256 digests); without it a `CodeConsentError`
+    (`emg_lens.user_code`: True, or their SHA-256 digests); without it a `SpecError`
     lists them before anything runs. Checkpoints holding the user's own modules load through
     the study's ``modules`` function; without one they are a `CheckpointError`, up front.
 

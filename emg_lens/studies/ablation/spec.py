@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from emg_lens.edges import parse
-from emg_lens.errors import EdgeExpressionError, SpecError, check_seed, is_int
+from emg_lens.errors import SpecError, check_seed, is_int
 from emg_lens.stats.metrics import METRICS
 from emg_lens.studies.ablation.claims import Claim, check_claims, class_groups_key
 from emg_lens.studies.spec_base import Spec, StatsSpec, file_key, is_none
@@ -86,7 +86,7 @@ class Intervention(Spec):
         if edges is not None:
             try:
                 edges = str(parse(edges))  # canonical form: equal sets, equal keys
-            except EdgeExpressionError as exc:
+            except SpecError as exc:
                 raise SpecError(f"{where}.edges: {exc}") from exc
         hook = string(data.get("hook"), f"{where}.hook ('hooks/file.py:name')")
         if hook is not None and ":" not in hook:

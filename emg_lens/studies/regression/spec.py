@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypedDict
 
 from emg_lens.edges import parse
-from emg_lens.errors import ArgumentError, EdgeExpressionError, SpecError, check_number, check_seed
+from emg_lens.errors import ArgumentError, SpecError, check_number, check_seed
 from emg_lens.studies.spec_base import Spec
 from emg_lens.studies.validate import (
     positive_int,
@@ -93,7 +93,7 @@ def _cuts(value: Any) -> dict[str, str]:
             raise SpecError(f"{where}.edges is required: an edge expression, e.g. cross_channel")
         try:
             parsed = parse(expr)
-        except EdgeExpressionError as exc:
+        except SpecError as exc:
             raise SpecError(f"{where}.edges: {exc}") from exc
         reject_repeats("interventions' names", [*cuts, name])
         cuts[name] = str(parsed)

@@ -76,7 +76,7 @@ def _train_cell(
         model.to(device)
     start = time.perf_counter()
     train = dataclasses.replace(spec.train, progress=progress)
-    # A training that diverges raises TrainingDivergedError naming the subject and the cell:
+    # A training that diverges raises StudyError naming the subject and the cell:
     # nothing is scored or stored, and no table is written.
     what = f"subject {cell.subject} {cell.key}"
     history = fit(model, chosen.X_train, chosen.y_train, train, desc=what)

@@ -17,7 +17,6 @@ from emg_lens.errors import (
     CheckpointError,
     ConfigError,
     ConversionError,
-    UnsupportedModuleError,
 )
 from emg_lens.layout import TokenLayout
 from emg_lens.models import from_braindecode, from_torch_encoder
@@ -52,25 +51,25 @@ ROWS = [
     (
         "torch encoder attention with kdim",
         lambda tmp: _with_layer(tmp, "1.self_attn", nn.MultiheadAttention(16, 4, kdim=8, vdim=8)),
-        UnsupportedModuleError,
+        ConversionError,
         "layers.1.self_attn has kdim=8",
     ),
     (
         "torch encoder unknown attention class",
         lambda tmp: _with_layer(tmp, "0.self_attn", nn.Linear(16, 16)),
-        UnsupportedModuleError,
+        ConversionError,
         "layers.0.self_attn is a Linear; supported: torch.nn.MultiheadAttention",
     ),
     (
         "torch encoder unknown activation",
         lambda tmp: _with_layer(tmp, "0.activation", torch.tanh),
-        UnsupportedModuleError,
+        ConversionError,
         "layers.0.activation is the activation tanh",
     ),
     (
         "torch encoder norm without weights",
         lambda tmp: _with_layer(tmp, "1.norm2", nn.LayerNorm(16, elementwise_affine=False)),
-        UnsupportedModuleError,
+        ConversionError,
         "layers.1.norm2 is a LayerNorm without weights",
     ),
     (
@@ -100,19 +99,19 @@ ROWS = [
     (
         "braindecode linear attention",
         lambda tmp: from_braindecode(_fake_braindecode("BIOT")),
-        UnsupportedModuleError,
+        ConversionError,
         "BIOT cannot become an emg_lens model: its transformer is a linear attention",
     ),
     (
         "braindecode model not supported",
         lambda tmp: from_braindecode(_fake_braindecode("EEGNet")),
-        UnsupportedModuleError,
+        ConversionError,
         "EEGNet is not one of the models from_braindecode converts (Labram, CBraMod",
     ),
     (
         "from_braindecode on a torch module",
         lambda tmp: from_braindecode(nn.TransformerEncoderLayer(8, 2)),
-        UnsupportedModuleError,
+        ConversionError,
         "from_braindecode converts braindecode models",
     ),
     (

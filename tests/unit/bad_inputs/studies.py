@@ -17,8 +17,6 @@ from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import (
     ArgumentError,
     CheckpointError,
-    CodeConsentError,
-    CodePathError,
     EmgLensError,
     SpecError,
     StorageError,
@@ -247,13 +245,13 @@ ROWS: list[tuple] = [
     (
         "--allow-code digest of no file of the study",
         _consent(_sha256, lambda path: "f" * 64),
-        CodeConsentError,
+        SpecError,
         "matches none of the study's files",
     ),
     (
         "--allow-code digest of a file edited since",
         _edited_after_check,
-        CodeConsentError,
+        SpecError,
         "hooks/mine.py",
     ),
     # item 6: a hook factory that returns no hooks, a hook that exits
@@ -331,7 +329,7 @@ MODULES_ROWS: list[tuple] = [
     (
         "study: modules through ..",
         _torch_encoder_study('modules = "../models.py:build_modules"'),
-        CodePathError,
+        SpecError,
         "modules '../models.py:build_modules': '..' leaves",
     ),
     (

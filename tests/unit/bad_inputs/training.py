@@ -3,7 +3,7 @@
 
 Item 2: a non-finite (or wrongly typed) hyper-parameter of every recipe config, the training
 study's ``[train]`` table and the command line is refused before anything trains; a training
-whose loss or weights become non-finite stops with `TrainingDivergedError` naming what was
+whose loss or weights become non-finite stops with `StudyError` naming what was
 trained and the epoch, in every loop (supervised, subjects, TinyMyo pretraining, fine-tuning
 and its regression, training studies). Item 6: every plausible hand edit of a checkpoint's
 ``config.json`` (each field of what `save_checkpoint` writes: wrong type, missing, unknown key,
@@ -32,7 +32,7 @@ from emg_lens.errors import (
     ConfigError,
     LayoutError,
     SpecError,
-    TrainingDivergedError,
+    StudyError,
 )
 from emg_lens.export import export_edge_masks
 from emg_lens.models import IsoNet, TinyMyo
@@ -243,15 +243,15 @@ HYPER_PARAMETERS = [
     ),
     ("train --lr inf", lambda tmp: _cli_train(tmp, "--lr", "inf"), ArgumentError, "--lr"),
     ("train --lr nan", lambda tmp: _cli_train(tmp, "--lr", "nan"), ArgumentError, "--lr"),
-    ("fit diverges", _fit_diverges, TrainingDivergedError, "training diverged in epoch"),
-    ("fit with a NaN weight", _nan_weight_fit, TrainingDivergedError, "the loss is nan"),
-    ("train_subjects diverges", _train_subjects_diverges, TrainingDivergedError, "subject 3"),
-    ("pretrain diverges", _pretrain_diverges, TrainingDivergedError, "pretrain"),
-    ("finetune diverges", _finetune_diverges, TrainingDivergedError, "finetune"),
+    ("fit diverges", _fit_diverges, StudyError, "training diverged in epoch"),
+    ("fit with a NaN weight", _nan_weight_fit, StudyError, "the loss is nan"),
+    ("train_subjects diverges", _train_subjects_diverges, StudyError, "subject 3"),
+    ("pretrain diverges", _pretrain_diverges, StudyError, "pretrain"),
+    ("finetune diverges", _finetune_diverges, StudyError, "finetune"),
     (
         "finetune_regression diverges",
         _finetune_regression_diverges,
-        TrainingDivergedError,
+        StudyError,
         "finetune",
     ),
     (
@@ -263,7 +263,7 @@ HYPER_PARAMETERS = [
     (
         "training study diverges",
         lambda tmp: _training_study(tmp, {"lr": DIVERGING_LR}),
-        TrainingDivergedError,
+        StudyError,
         "subject 7",
     ),
     ("save a NaN model", _save_nan_model, CheckpointError, "blocks.1.attn.W_V"),

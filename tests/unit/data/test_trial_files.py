@@ -12,7 +12,7 @@ import scipy.io
 from emg_lens.data import read_files
 from emg_lens.data.formats.file_pattern import FilePattern
 from emg_lens.data.formats.trial_matrix import CsvFormat, read_trial
-from emg_lens.errors import ArgumentError, ChannelNameError, DataFormatError
+from emg_lens.errors import ArgumentError, ConfigError, DataFormatError
 
 MYO = Path(__file__).resolve().parents[2] / "data" / "libemg_myo"
 MYO_PATTERN = "R_{repetition}_C_{gesture}_EMG.csv"
@@ -82,7 +82,7 @@ def test_subjects_gesture_names_and_header_channels(tmp_path):
         read_files(root, "{gesture}_{repetition}.csv", sample_rate=10)
     for g in ("a", "b"):  # a header name that could be read as HTML never names a token
         write_csv(root / f"{g}_1.csv", [["ch1", "<b>x</b>"], [1, 2], [3, 4]])
-    with pytest.raises(ChannelNameError, match=r"a_1\.csv: channel\[1\] = '<b>x</b>'"):
+    with pytest.raises(ConfigError, match=r"a_1\.csv: channel\[1\] = '<b>x</b>'"):
         read_files(root, "{gesture}_{repetition}.csv", sample_rate=10)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from emg_lens.data.datasets import montages_of
 from emg_lens.data.registry import REGISTRY
-from emg_lens.errors import ArgumentError, UnplacedChannelError
+from emg_lens.errors import ArgumentError, LayoutError
 from emg_lens.geometry import Montage, grid, grid_code, ring, scalp, scalp_position, scalp_xy
 from emg_lens.layout import TokenLayout
 
@@ -121,7 +121,7 @@ def test_scalp_names_are_read_as_edf_files_write_them_and_the_rest_is_refused():
     assert scalp_xy("EEG T3-REF") == scalp_xy("T7")
     assert scalp_xy("Cz") == (0.0, 0.0)
     assert scalp_xy("Fz")[1] > 0 and scalp_xy("T7")[0] < 0  # nose up, left ear left
-    with pytest.raises(UnplacedChannelError, match="'EMG1'"):
+    with pytest.raises(LayoutError, match="'EMG1'"):
         scalp(["C3", "EMG1"])
 
 

@@ -5,7 +5,7 @@ attach them with ``run_with_hooks``, ``hooks()`` or ``add_hook``.
 - `zero_edges` at ``hook_pattern`` zeroes weights without renormalising (a hand-computed case);
 - `mask_edges_batched` is C separate runs, one mask each;
 - name filters pick exactly the intended points (and never a hierarchical model's stems);
-- misuse raises `LayoutError` / `EdgeExpressionError` naming what is wrong;
+- misuse raises `LayoutError` / `SpecError` naming what is wrong;
 - `zero_modality`, `mean_activations` and `mean_ablate` equal their hand computations;
 - no mask, however empty it leaves a query row, produces NaN or Inf.
 """
@@ -21,7 +21,7 @@ from transformer_lens.hook_points import HookPoint
 
 from emg_lens import EncoderConfig
 from emg_lens.edges import all_edges, cross_modal, from_cls, heads, unimodal
-from emg_lens.errors import ArgumentError, EdgeExpressionError, LayoutError
+from emg_lens.errors import ArgumentError, LayoutError, SpecError
 from emg_lens.hooks import (
     attn_scores_filter,
     channel_range,
@@ -509,7 +509,7 @@ def test_unknown_modality_lists_the_modalities(tiny_isonet):
 @pytest.mark.parametrize("expr", ["cross_modal &", "cross_modl", "within(emg", "heads()", "~"])
 @pytest.mark.parametrize("factory", [mask_edges, zero_edges])
 def test_parse_errors_raise_at_construction(tiny_isonet, factory, expr):
-    with pytest.raises(EdgeExpressionError, match="invalid edge expression"):
+    with pytest.raises(SpecError, match="invalid edge expression"):
         factory(expr, tiny_isonet.layout)  # no forward pass needed
 
 

@@ -18,7 +18,6 @@ import torch
 from emg_lens import ArgumentError, InputShapeError, LayoutError
 from emg_lens.data.pooled import pool_subjects
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.errors import InputValueError
 from emg_lens.hooks.erasure import fit_erasers, fit_token_eraser, group_vectors
 from emg_lens.inspect import probe_tokens
 from emg_lens.inspect.erasure import REPORT_COLUMNS, erase_concept
@@ -222,7 +221,7 @@ def test_erasure_inputs_are_refused_by_name_before_anything_is_fitted(model, mon
     y = y.numpy()
     for bad in (np.where(np.arange(24) == 5, np.nan, y.astype(float)),
                 np.array([None, *y[1:]], dtype=object)):  # fmt: skip
-        with pytest.raises(InputValueError, match=r"concept labels\[\d+\] = (nan|None) is missing"):
+        with pytest.raises(InputShapeError, match=r"concept labels\[\d+\] = (nan|None) is missing"):
             fit_erasers(model, X, bad, names=[AT], positions=[3])
     with pytest.raises(ArgumentError, match=r"forward order: 'blocks\.0\.hook_resid_pre' runs"):
         fit_erasers(model, X, y, names=["blocks.1.hook_resid_pre", AT], positions=[3])

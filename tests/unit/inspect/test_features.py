@@ -19,7 +19,7 @@ from emg_lens.errors import (
     ArgumentError,
     CheckpointError,
     ConfigError,
-    InputValueError,
+    InputShapeError,
     LayoutError,
 )
 from emg_lens.inspect.features import (
@@ -209,7 +209,7 @@ def test_bad_inputs_are_named(tiny):
     broken = copy.deepcopy(model)
     with torch.no_grad():
         broken.blocks[0].attn.W_O.fill_(float("inf"))  # finite signals, non-finite residuals
-    with pytest.raises(InputValueError, match=r"non-finite activations at blocks\.1\."):
+    with pytest.raises(InputShapeError, match=r"non-finite activations at blocks\.1\."):
         train_features(broken, (X, y), FeatureConfig(layer=1, epochs=1))
 
 

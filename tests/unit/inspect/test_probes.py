@@ -13,7 +13,7 @@ import torch
 from emg_lens import ArgumentError, InputShapeError, LayoutError
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import all_edges, no_edges
-from emg_lens.errors import IndexOutOfRangeError, InputValueError
+from emg_lens.errors import IndexOutOfRangeError
 from emg_lens.inspect import interchange, interchange_pairs, probe_tokens
 from emg_lens.inspect import probes as probes_module
 from emg_lens.inspect.probes import Folds, _control, fold_windows, token_group
@@ -123,7 +123,7 @@ def test_non_finite_activations_and_targets_are_errors_never_results(model):
     broken = tiny_isonet(perturb=True, init_range=0.5)
     with torch.no_grad():
         broken.blocks[0].attn.W_V.fill_(float("nan"))
-    with pytest.raises(InputValueError, match="holds non-finite values"):
+    with pytest.raises(InputShapeError, match="holds non-finite values"):
         probe_tokens(broken, (X, y), layers=[1])
     with pytest.raises(ArgumentError, match="labels hold non-finite values"):
         probe_tokens(model, (X, y), labels=np.full(40, np.nan))

@@ -39,7 +39,7 @@ from torch import nn
 
 from emg_lens import EncoderConfig
 from emg_lens.config import HOOK_FLAGS
-from emg_lens.errors import LayoutError, UnsupportedReadoutError
+from emg_lens.errors import LayoutError, UnsupportedFeatureError
 from emg_lens.layout import TokenLayout
 from emg_lens.models import (
     HierarchicalTransformer,
@@ -527,7 +527,7 @@ def _unembedding(model: Any) -> bool:
     try:
         model.tokens_to_residual_directions(0)
         return model.unembed_positions is not None
-    except (UnsupportedReadoutError, AttributeError):
+    except (UnsupportedFeatureError, AttributeError):
         return False
 
 

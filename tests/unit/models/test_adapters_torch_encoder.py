@@ -17,8 +17,7 @@ from emg_lens.errors import (
     ArgumentError,
     CheckpointError,
     ConversionError,
-    UnsupportedModuleError,
-    UnsupportedReadoutError,
+    UnsupportedFeatureError,
 )
 from emg_lens.models import HookedTorchEncoder, from_torch_encoder
 from tests.unit.models.converted_models import PatchTokens, TokenReadout, torch_encoder_model
@@ -128,17 +127,13 @@ def test_unsupported_modules_are_refused_by_path():
     encoder.layers[1].self_attn = nn.MultiheadAttention(
         D_MODEL, 4, kdim=8, vdim=8, batch_first=True
     )
-    with pytest.raises(UnsupportedModuleError, match=r"layers\.1\.self_attn has kdim=8.*supported"):
+    with pytest.raises(ConversionError, match=r"layers\.1\.self_attn has kdim=8.*supported"):
         convert(encoder)
     encoder.layers[1].self_attn = nn.Identity()
-    with pytest.raises(
-        UnsupportedModuleError, match=r"layers\.1\.self_attn is a Identity.*Multihead"
-    ):
+    with pytest.raises(ConversionError, match=r"layers\.1\.self_attn is a Identity.*Multihead"):
         convert(encoder)
     encoder = torch_encoder_model(0, activation=torch.tanh, convert=False)["encoder"]
-    with pytest.raises(
-        UnsupportedModuleError, match=r"layers\.0\.activation is the activation tanh"
-    ):
+    with pytest.raises(ConversionError, match=r"layers\.0\.activation is the activation tanh"):
         convert(encoder)
     with pytest.raises(ConversionError, match="readout"):
         from_torch_encoder(
@@ -184,21 +179,21 @@ def test_hooks_and_patched_forwards_on_the_encoder_are_refused_by_name():
         encoder, embed=embed, readout=readout, layout=parts["layout"], n_samples=8
     )
     handle = encoder.layers[1].register_forward_hook(lambda module, inputs, out: 2 * out)
-    with pytest.raises(UnsupportedModuleError, match=r"encoder\.layers\.1 has a forward hook"):
+    with pytest.raises(ConversionError, match=r"encoder\.layers\.1 has a forward hook"):
         convert(encoder)
-    with pytest.raises(UnsupportedModuleError, match=r"encoder\[1\] has a forward hook"):
+    with pytest.raises(ConversionError, match=r"encoder\[1\] has a forward hook"):
         convert(list(encoder.layers))
     handle.remove()
     attn = encoder.layers[0].self_attn
     handle = attn.register_forward_pre_hook(lambda module, args: None)
     with pytest.raises(
-        UnsupportedModuleError, match=r"encoder\.layers\.0\.self_attn has a forward pre-hook"
+        ConversionError, match=r"encoder\.layers\.0\.self_attn has a forward pre-hook"
     ):
         convert(encoder)
     handle.remove()
     forward = encoder.layers[0].forward
     encoder.layers[0].forward = lambda *args, **kwargs: 2 * forward(*args, **kwargs)
-    with pytest.raises(UnsupportedModuleError, match=r"encoder\.layers\.0 has its own forward"):
+    with pytest.raises(ConversionError, match=r"encoder\.layers\.0 has its own forward"):
         convert(encoder)
     del encoder.layers[0].forward
     encoder.train()  # the check runs it in eval mode and gives back each module's own flag
@@ -332,7 +327,7 @@ def test_a_norm_and_linear_readout_is_an_unembedding_that_attribution_adds_up(cl
     form = model.init_kwargs.get("linear_readout")
     if final_norm:  # the encoder's norm, then the readout's: two norms are no one ln_final
         assert form is None and "two norms" in model.linear_readout_note
-        with pytest.raises(UnsupportedReadoutError, match="two norms"):
+        with pytest.raises(UnsupportedFeatureError, match="two norms"):
             _ = model.W_U
         return
     assert form == {"pool": 0 if cls else "mean", "linear": "linear", "norm": "norm"}
@@ -349,7 +344,7 @@ def test_a_readout_of_the_users_code_has_no_unembedding_and_says_why():
     model, _ = torch_encoder_model(0)  # a small MLP on the CLS token
     assert "linear_readout" not in model.init_kwargs
     assert "2 nn.Linear" in model.linear_readout_note
-    with pytest.raises(UnsupportedReadoutError, match=r"2 nn\.Linear"):
+    with pytest.raises(UnsupportedFeatureError, match=r"2 nn\.Linear"):
         _ = model.W_U
     parts = torch_encoder_model(0, convert=False)
     flatten = nn.Sequential(nn.Flatten(), nn.Linear(parts["layout"].n_tokens * D_MODEL, 4))

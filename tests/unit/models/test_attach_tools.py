@@ -203,7 +203,7 @@ def test_a_checkpoint_keeps_how_each_call_folds_and_an_older_one_takes_uniform_m
     import json
 
     from emg_lens.checkpoints import load_checkpoint, save_checkpoint
-    from emg_lens.errors import AttachError, LayoutError
+    from emg_lens.errors import ConversionError, LayoutError
     from emg_lens.models.attached.examples import PatchAttention
 
     model = attach(PatchAttention().eval(), layout=LAYOUT, n_samples=N_SAMPLES)
@@ -222,7 +222,7 @@ def test_a_checkpoint_keeps_how_each_call_folds_and_an_older_one_takes_uniform_m
     assert old.folds_of(0) is None and old.folds[0].batch_major is None
     with pytest.raises(LayoutError, match=r"does not know how it folds.*attach the model again"):
         old(x, edge_masks={0: per_fold})
-    with pytest.raises(AttachError, match=r"6 score rows for 3 input rows.*not known"):
+    with pytest.raises(ConversionError, match=r"6 score rows for 3 input rows.*not known"):
         old(x, edge_masks={0: per_fold[:, 0]})
     uniform = per_fold[0, 1]
     with torch.no_grad():
@@ -231,11 +231,13 @@ def test_a_checkpoint_keeps_how_each_call_folds_and_an_older_one_takes_uniform_m
 
 @pytest.mark.unchecked  # folds that the annotation refuses
 def test_a_fold_s_batch_major_is_true_false_or_none():
-    from emg_lens.errors import AttachError
+    from emg_lens.errors import ConversionError
     from emg_lens.models.attached.checks import folds_of
     from emg_lens.models.attached.find import Fold
 
     assert folds_of([[2, True], (None, None)], 2) == (Fold(2, True), Fold(None, None))
     for bad in (1, "yes"):  # 1 and "yes" are not flags
-        with pytest.raises(AttachError, match=rf"folds\[0\]'s batch_major must be .*, got {bad!r}"):
+        with pytest.raises(
+            ConversionError, match=rf"folds\[0\]'s batch_major must be .*, got {bad!r}"
+        ):
             folds_of([[2, bad]], 1)

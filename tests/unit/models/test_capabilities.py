@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from emg_lens.errors import ArgumentError, UnsupportedFeatureError, UnsupportedReadoutError
+from emg_lens.errors import ArgumentError, UnsupportedFeatureError
 from emg_lens.models import TinyMyo
 from emg_lens.models.base import (
     CAPABILITIES,
@@ -53,13 +53,13 @@ def test_a_linear_readout_is_what_the_readout_computes_or_is_refused_saying_why(
     # A model with no weight surface at all (an attached one) has no readout weights either;
     # one without stacked attention weights may still read out linearly (MultimodalTransformer)
     if not provides(model, LINEAR_READOUT) and not provides(model, TL_WEIGHTS):
-        with pytest.raises(UnsupportedReadoutError, match="readout_map needs weights"):
+        with pytest.raises(UnsupportedFeatureError, match="readout_map needs weights"):
             model.readout_map()
         return
     if not provides(model, LINEAR_READOUT):
         why = model.lacks(LINEAR_READOUT)
         assert why
-        with pytest.raises(UnsupportedReadoutError, match=re.escape(why[:40])):
+        with pytest.raises(UnsupportedFeatureError, match=re.escape(why[:40])):
             model.readout_map()
         return
     for head in model.readout_heads:

@@ -1,6 +1,6 @@
 """One model used by several threads (issue 57, item 5): TransformerLens's hooks are state on the
 model's modules, shared by every thread, so a model used with hooks serves one thread at a time
-and refuses another thread's call by name (`ModelInUseError`); calls without hooks run side by
+and refuses another thread's call by name (`StudyError`); calls without hooks run side by
 side (`emg_lens.models.tl_surface.threads`). Before, one attached model shared by two threads
 gave plain calls wrong in 24-116 of 120 racing calls and ``run_with_cache`` a bare
 ``KeyError``. Native, converted and attached models alike: every racing call gives what it gives
@@ -15,7 +15,7 @@ import threading
 import pytest
 import torch
 
-from emg_lens.errors import ModelInUseError
+from emg_lens.errors import StudyError
 from tests.unit.models import table
 
 CALLS = 60  # per thread and kind
@@ -64,7 +64,7 @@ def _race(runs, alone, kinds):
                 try:
                     with torch.no_grad():
                         wrong[kind] += not _same(runs[kind](), alone[kind])
-                except ModelInUseError:
+                except StudyError:
                     refused[kind] += 1
         except Exception as exc:  # reported below, with the thread's kind
             errors.append((kind, repr(exc)))
@@ -150,12 +150,12 @@ def test_a_model_used_with_hooks_refuses_another_thread_by_name(name):
     result, release = _paused_in(model, inner, runs["patched"])
     try:
         for kind in ("plain", "cached", "patched"):
-            with pytest.raises(ModelInUseError) as refusal:
+            with pytest.raises(StudyError) as refusal:
                 runs[kind]()
             message = str(refusal.value)
             assert model.name_in_messages() in message and "'holder'" in message
             assert "using it with hooks" in message and "copy.deepcopy(model)" in message
-        with pytest.raises(ModelInUseError, match="add_hook"):
+        with pytest.raises(StudyError, match="add_hook"):
             model.add_hook(PATTERN, _halve)
         with torch.no_grad():
             assert torch.equal(spare(x), alone["plain"])  # a copy is free
@@ -180,9 +180,9 @@ def test_a_plain_call_running_refuses_hooks_from_another_thread(name):
     try:
         with torch.no_grad():
             assert torch.equal(runs["masked"](), alone["masked"])
-        with pytest.raises(ModelInUseError, match="'holder' is running it"):
+        with pytest.raises(StudyError, match="'holder' is running it"):
             runs["cached"]()
-        with pytest.raises(ModelInUseError, match="reset_hooks"):
+        with pytest.raises(StudyError, match="reset_hooks"):
             model.reset_hooks()
     finally:
         release()
@@ -242,7 +242,7 @@ def test_forward_called_directly_takes_the_same_claim(name):
     _, release = _paused_in(model, inner, runs["patched"])
     try:
         refused = r"forward in thread .* 'holder' is using it"
-        with pytest.raises(ModelInUseError, match=refused), torch.no_grad():
+        with pytest.raises(StudyError, match=refused), torch.no_grad():
             model.forward(x)
     finally:
         release()
@@ -280,7 +280,7 @@ def test_two_asyncio_tasks_do_not_share_one_tasks_hooks():
     with torch.no_grad():
         first, second = asyncio.run(both())
     assert torch.equal(first, patched)
-    assert isinstance(second, ModelInUseError), second
+    assert isinstance(second, StudyError), second
     assert "task 'two' of thread" in str(second) and "since task 'one'" in str(second)
     with torch.no_grad():
         assert torch.equal(model(x), plain)  # task 1's hooks gone with its context
@@ -317,7 +317,7 @@ def test_hooks_closed_in_another_thread_removes_its_hooks():
     opened = model.hooks(fwd_hooks=[(PATTERN, _halve)])
     _, release = _paused_in(model, model.blocks[0], lambda: (opened.__enter__(), model(x))[1])
     try:
-        with pytest.raises(ModelInUseError, match="opened in thread 'holder' is closed in"):
+        with pytest.raises(StudyError, match="opened in thread 'holder' is closed in"):
             opened.__exit__(None, None, None)
     finally:
         release()

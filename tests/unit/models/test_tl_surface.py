@@ -18,7 +18,7 @@ from transformer_lens import FactoredMatrix, SVDInterpreter
 
 from emg_lens import ArgumentError, EncoderConfig
 from emg_lens.checkpoints import load_checkpoint, save_checkpoint
-from emg_lens.errors import UnsupportedFeatureError, UnsupportedReadoutError
+from emg_lens.errors import UnsupportedFeatureError
 from emg_lens.models import IsoNet, MultimodalMLP, TinyMyo
 from tests.tiny import perturb_biases, tiny_isonet
 from tests.unit.models import table
@@ -298,15 +298,15 @@ def test_tinymyo_mean_head_is_an_unembedding():
 )
 def test_classifiers_that_are_no_unembedding_say_why(name, why):
     model = ALL_MODELS[name]().eval()
-    with pytest.raises(UnsupportedReadoutError, match=why):
+    with pytest.raises(UnsupportedFeatureError, match=why):
         model.tokens_to_residual_directions(0)
-    with pytest.raises(UnsupportedReadoutError, match=why):
+    with pytest.raises(UnsupportedFeatureError, match=why):
         _ = model.b_U
-    with pytest.raises(UnsupportedReadoutError, match=why):
+    with pytest.raises(UnsupportedFeatureError, match=why):
         _ = model.unembed_positions
     if name != "mlp":
         _, cache = model.run_with_cache(model.example_input())
-        with pytest.raises(UnsupportedReadoutError, match=why):
+        with pytest.raises(UnsupportedFeatureError, match=why):
             cache.logit_lens(positions=0)
     assert "unembed.W_U" not in model.tl_parameters()
 
@@ -314,7 +314,7 @@ def test_classifiers_that_are_no_unembedding_say_why(name, why):
 def test_tinymyo_other_tasks_have_no_unembedding():
     cfg = MODELS["tinymyo"]().cfg
     for task in ("reconstruction", "regression"):
-        with pytest.raises(UnsupportedReadoutError, match=f"task='{task}'"):
+        with pytest.raises(UnsupportedFeatureError, match=f"task='{task}'"):
             _ = TinyMyo(cfg, task=task, reg_target_len=4).W_U
 
 

@@ -882,7 +882,7 @@ def test_an_infinite_value_is_refused_by_name_and_nan_stays_no_value():
     """Issue 86: `tost` left ±inf out as if it were NaN (a missing value), so a subject whose
     Δ% was infinite vanished from a test silently. An infinity is refused, naming the function
     and where it lies; NaN still means "no value" and is left out (documented)."""
-    from emg_lens.errors import InputValueError
+    from emg_lens.errors import InputShapeError
 
     for call, name in (
         (lambda x: tost(x, 5.0), "tost(values)"),
@@ -891,9 +891,9 @@ def test_an_infinite_value_is_refused_by_name_and_nan_stays_no_value():
         (lambda x: compare(x, [1.0, 2.0, 3.0]), "compare(masked)"),
         (lambda x: compare([1.0, 2.0, 3.0], x, "wilcoxon"), "compare(baseline)"),
     ):
-        with pytest.raises(InputValueError, match=rf"{re.escape(name)} holds inf at index 1"):
+        with pytest.raises(InputShapeError, match=rf"{re.escape(name)} holds inf at index 1"):
             call([1.0, np.inf, 2.0])
-        with pytest.raises(InputValueError, match="NaN for a missing value"):
+        with pytest.raises(InputShapeError, match="NaN for a missing value"):
             call([1.0, -np.inf, 2.0])
     assert tost([1.0, np.nan, 2.0, 1.5], 5.0) == tost([1.0, 2.0, 1.5], 5.0)  # NaN: no value
 
@@ -901,7 +901,7 @@ def test_an_infinite_value_is_refused_by_name_and_nan_stays_no_value():
 @pytest.mark.parametrize("bad", [[1.5, 0.1], [-0.1, 0.2], [0.1, np.inf]])
 def test_correct_refuses_a_p_value_outside_zero_to_one(bad):
     """Issue 86: ``correct([1.5, -0.1])`` returned ``[1.0, -0.2]``."""
-    from emg_lens.errors import InputValueError
+    from emg_lens.errors import InputShapeError
 
-    with pytest.raises(InputValueError, match=r"correct\(pvalues\)\[\d\] = .* is no p-value"):
+    with pytest.raises(InputShapeError, match=r"correct\(pvalues\)\[\d\] = .* is no p-value"):
         correct(bad)

@@ -12,7 +12,7 @@ import pytest
 
 from emg_lens.data.datasets import data_source, dataset_preprocess, load_subject
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.errors import ArgumentError, DataFormatError, InputShapeError, InputValueError
+from emg_lens.errors import ArgumentError, DataFormatError, InputShapeError
 from emg_lens.train.baseline import below_baseline, feature_baseline
 
 MYO = Path(__file__).resolve().parents[2] / "data" / "libemg_myo"
@@ -87,10 +87,10 @@ def bad(**changes):
         ({"X_train": np.zeros((0, 4, 50))}, InputShapeError, "X_train must be windows"),
         ({"X_test": np.zeros((60, 4, 1))}, InputShapeError, "time >= 2"),
         ({"X_test": np.zeros((60, 3, 50))}, InputShapeError, "same channels"),
-        ({"X_train": np.full((60, 4, 50), np.nan)}, InputValueError, "X_train holds 12000 non"),
+        ({"X_train": np.full((60, 4, 50), np.nan)}, InputShapeError, "X_train holds 12000 non"),
         ({"y_train": np.zeros(59, int)}, InputShapeError, "y_train must hold one label"),
-        ({"y_test": np.full(60, np.inf)}, InputValueError, "y_test must be integer"),
-        ({"y_test": np.zeros(60)}, InputValueError, "both be class labels"),
+        ({"y_test": np.full(60, np.inf)}, InputShapeError, "y_test must be integer"),
+        ({"y_test": np.zeros(60)}, InputShapeError, "both be class labels"),
         ({"y_train": np.zeros(60, int)}, DataFormatError, "y_train holds one class"),
         ({"y_train": np.zeros(60), "y_test": np.ones(60)}, DataFormatError, "do not vary"),
     ],
@@ -153,7 +153,7 @@ def test_the_streamed_ridge_of_a_window_store_is_the_feature_baselines_ridge():
     streamed = ridge_baseline_mae((X[:60], Y[:60]), (X[60:], Y[60:]))
     expected = np.abs(whole.predictions - Y[60:, 0]).mean(0)
     assert streamed.per_output == pytest.approx(expected.tolist(), rel=1e-9)
-    with pytest.raises(InputValueError, match="non-finite"):
+    with pytest.raises(InputShapeError, match="non-finite"):
         ridge_baseline_mae((np.full_like(X, np.nan), Y), (X, Y))
 
 
@@ -178,9 +178,9 @@ def test_class_labels_held_as_floats_are_scored_by_accuracy_never_r2():
     assert feature_baseline(split, "accuracy").value == integers.value  # asked for: accuracy
     assert feature_baseline(split).metric == "r2"  # a plain split of floats: targets
     halves = bad(y_train=data.y_train + 0.5)
-    with pytest.raises(InputValueError, match=r"y_train must be integer class labels.*0\.5"):
+    with pytest.raises(InputShapeError, match=r"y_train must be integer class labels.*0\.5"):
         feature_baseline(halves, "accuracy")
-    with pytest.raises(InputValueError, match="y_test must be integer class labels"):
+    with pytest.raises(InputShapeError, match="y_test must be integer class labels"):
         feature_baseline(SubjectData.from_windows(
             {"emg": 4}, (data.X_test, data.y_test + 0.5), (data.X_train, data.y_train)
         ))  # fmt: skip

@@ -250,7 +250,7 @@ def test_a_diverged_finetuning_names_its_subject_and_saves_nothing(tmp_path):
     """Issue 23 item 2, in the recipe loop that pretraining, fine-tuning and DDP share."""
     from emg_lens.data.datasets import synthetic_windows_source
     from emg_lens.data.synthetic.emg_acc import SyntheticSpec
-    from emg_lens.errors import TrainingDivergedError
+    from emg_lens.errors import StudyError
     from emg_lens.models import TinyMyo
     from emg_lens.train import finetune_subjects
 
@@ -260,6 +260,6 @@ def test_a_diverged_finetuning_names_its_subject_and_saves_nothing(tmp_path):
                          n_interaction_gestures=0, movement_seconds=0.3)  # fmt: skip
     recipe = FinetuneConfig(epochs=2, warmup_epochs=0, lr=1e30, min_lr=0.0, progress=False)
     source = synthetic_windows_source(spec, window=40, step=40)
-    with pytest.raises(TrainingDivergedError, match=r"subject 1: finetune: training diverged"):
+    with pytest.raises(StudyError, match=r"subject 1: finetune: training diverged"):
         finetune_subjects(ckpt, source, tmp_path / "models", recipe)
     assert not list((tmp_path / "models").rglob("model.safetensors"))

@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from emg_lens.errors import UndigestibleStateError
+from emg_lens.errors import ArgumentError
 from emg_lens.provenance import state_digest
 from emg_lens.train.model_code import code_files, stale_code
 
@@ -164,7 +164,5 @@ def test_state_digest_tells_frozen_tied_and_unsaved_state_apart():
 def test_state_that_cannot_be_read_is_named():
     net = torch.nn.Linear(2, 2)
     net.steps = itertools.count()  # a counter that shows no state
-    with pytest.raises(
-        UndigestibleStateError, match=r"^steps holds an object of type itertools\.count"
-    ):
+    with pytest.raises(ArgumentError, match=r"^steps holds an object of type itertools\.count"):
         state_digest(net)

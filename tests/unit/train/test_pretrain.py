@@ -182,13 +182,13 @@ def test_pretraining_reads_a_regression_store_without_its_targets(tmp_path):
 
 def test_a_diverged_pretraining_stops_and_saves_nothing(tmp_path):
     """Issue 23 item 2: a NaN loss or weight stops the recipe loop in the epoch it appears."""
-    from emg_lens.errors import TrainingDivergedError
+    from emg_lens.errors import StudyError
 
     model = small_tinymyo(2, 40)
     X = np.random.default_rng(0).standard_normal((16, 2, 40)).astype(np.float32)
     cfg = PretrainConfig(
         epochs=3, batch_size=8, accumulate_steps=1, warmup_epochs=0, lr=1e30, progress=False
     )
-    with pytest.raises(TrainingDivergedError, match=r"pretrain: training diverged in epoch"):
+    with pytest.raises(StudyError, match=r"pretrain: training diverged in epoch"):
         pretrain(model, X, cfg, out=tmp_path / "pretrained")
     assert not (tmp_path / "pretrained").exists()

@@ -32,7 +32,7 @@ from typing import SupportsIndex
 import torch
 from torch import nn
 
-from emg_lens.errors import AttachError, InputShapeError, check_int, describe, warn_caller
+from emg_lens.errors import ConversionError, InputShapeError, check_int, describe, warn_caller
 from emg_lens.layout import TokenLayout
 from emg_lens.models.attached.build import attach, probe_example
 from emg_lens.models.attached.find import named_modules_of
@@ -97,7 +97,7 @@ def attach_braindecode(
     """Open a braindecode model with `attach`, the layouts read off `ZOO`'s entry.
 
     ``ch_names`` default to the model's ``chs_info`` (or ``ch0``, ``ch1``, ...), ``n_times``
-    to the model's; where the model knows its own, given ones must agree (an `AttachError`
+    to the model's; where the model knows its own, given ones must agree (a `ConversionError`
     names the first name that does not: its position, the given name and the model's). An
     architecture that runs at any input size (CBraMod) opens without them, which then fix the
     size probed here; another model built without a size needs them.
@@ -106,27 +106,27 @@ def attach_braindecode(
     >>> from emg_lens.models import TinyAttention
     >>> attach_braindecode(TinyAttention())
     Traceback (most recent call last):
-    emg_lens.errors.AttachError: TinyAttention is not a braindecode model; ...
+    emg_lens.errors.ConversionError: TinyAttention is not a braindecode model; ...
     """
     name = braindecode_name(model)
     if name is None:
-        raise AttachError(
+        raise ConversionError(
             f"{type(model).__name__} is not a braindecode model; open it with "
             "emg_lens.models.attach(model, layout=...)"
         )
     if name in REFUSED:
-        raise AttachError(f"braindecode's {name} cannot be attached: {REFUSED[name]}")
+        raise ConversionError(f"braindecode's {name} cannot be attached: {REFUSED[name]}")
     if name in NOT_YET:
-        raise AttachError(f"braindecode's {name} is not in the zoo yet: {NOT_YET[name]}")
+        raise ConversionError(f"braindecode's {name} is not in the zoo yet: {NOT_YET[name]}")
     if name not in ZOO:
-        raise AttachError(
+        raise ConversionError(
             f"braindecode's {name} has no entry in the zoo (emg_lens.models.attached.zoo.ZOO: "
             f"{', '.join(sorted(ZOO))}); open it with emg_lens.models.attach(model, layout=...)"
         )
     entry = ZOO[name]
     refusal = None if entry.refuses is None else entry.refuses(model)
     if refusal is not None:
-        raise AttachError(f"braindecode's {name} cannot be attached: {refusal}")
+        raise ConversionError(f"braindecode's {name} cannot be attached: {refusal}")
     if entry.warns is not None and (warning := entry.warns(model)) is not None:
         warn_caller(warning)
     names, samples = _names(model, name, ch_names), _samples(model, n_times, name)
@@ -152,7 +152,7 @@ def attach_braindecode(
             )
             if value is None
         ]
-        raise AttachError(
+        raise ConversionError(
             f"braindecode's {name} was built without "
             f"{' and without '.join(built for built, _ in unknown)}, so its input's size is "
             f"not known: pass attach_braindecode(model, {', '.join(g for _, g in unknown)}), "
@@ -185,15 +185,15 @@ def _names(model: nn.Module, name: str, ch_names: Sequence[str] | None) -> list[
     n_chans = model_size(model, "n_chans")
     if ch_names is not None:
         if isinstance(ch_names, str) or not isinstance(ch_names, Sequence):
-            raise AttachError(
+            raise ConversionError(
                 f"ch_names must be a list of channel names, one per input channel, got "
                 f"{describe(ch_names)}"
             )
         names = list(ch_names)
         if not names:
-            raise AttachError("ch_names is empty: give one name per input channel")
+            raise ConversionError("ch_names is empty: give one name per input channel")
         if n_chans is not None and len(names) != n_chans:
-            raise AttachError(
+            raise ConversionError(
                 f"ch_names names {len(names)} channels, but braindecode's {name} was built "
                 f"with n_chans={n_chans}: give one name per input channel"
             )
@@ -225,7 +225,7 @@ def _check_own_names(model: nn.Module, name: str, given: Sequence[str] | None) -
         return
     for i, (mine, theirs) in enumerate(zip(given, own, strict=True)):
         if str(mine).casefold() != theirs.casefold():
-            raise AttachError(
+            raise ConversionError(
                 f"ch_names[{i}]={mine!r}, but braindecode's {name} was built with chs_info "
                 f"naming its input channel {i} {theirs!r}: a cut by channel name would hit "
                 "another electrode. Leave ch_names out, or give the model's own names in its "
@@ -236,9 +236,9 @@ def _check_own_names(model: nn.Module, name: str, given: Sequence[str] | None) -
 def _samples(model: nn.Module, n_times: SupportsIndex | None, name: str) -> int | None:
     own = model_size(model, "n_times")
     if n_times is not None:
-        n_times = check_int(n_times, "n_times", 1, None, AttachError)
+        n_times = check_int(n_times, "n_times", 1, None, ConversionError)
         if own is not None and n_times != own:
-            raise AttachError(
+            raise ConversionError(
                 f"n_times={n_times}, but braindecode's {name} was built with n_times={own}: "
                 "leave n_times out, or give the model's"
             )

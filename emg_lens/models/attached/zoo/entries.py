@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from emg_lens.errors import AttachError
+from emg_lens.errors import ConversionError
 from emg_lens.layout import CLS
 from emg_lens.models.attached.zoo.tokens import (
     CHANNEL,
@@ -48,7 +48,7 @@ def _cbramod_size(model: Braindecode, channels: int | None, samples: int | None)
         return channels or max(tokens // patches, 1), samples
     channels = channels or max(tokens, 1)  # unknown: the tokens as channels of one patch
     if width % emb or not tokens or tokens % channels:
-        raise AttachError(
+        raise ConversionError(
             f"braindecode's CBraMod has a classifier over {width} features, which no input of "
             f"{channels} channels gives (each patch of {patch} samples of a channel gives "
             f"{emb}): it runs on no input"
@@ -107,7 +107,7 @@ def _eegpt(calls, names, model):
     if model.chan_proj_type != "none":
         names = list(model.channel_names)
     elif (why := misnamed_channel(model, names)) is not None:
-        raise AttachError(why)
+        raise ConversionError(why)
     return _PER_PATCH(calls, names, model)
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from emg_lens.errors import ArgumentError, UnsupportedModuleError, describe
+from emg_lens.errors import ArgumentError, ConversionError, describe
 from emg_lens.models.base import HookedEncoder, eval_mode
 from emg_lens.models.braindecode_common import braindecode_name
 from emg_lens.models.converted.braindecode.cbramod import HookedCBraMod, from_cbramod
@@ -80,7 +80,7 @@ def from_braindecode(model: nn.Module, *, ch_names: Sequence[str] | None = None)
     picks its channel embeddings by name) or to name the layout's channels; by default the
     ``ch_name`` of each entry of the model's ``chs_info``.
 
-    Refused with `UnsupportedModuleError`: a model that is not braindecode's, one whose
+    Refused with `ConversionError`: a model that is not braindecode's, one whose
     attention is not a softmax over tokens (saying why), any other braindecode model (naming
     the supported ones), a forward hook or pre-hook on the model or a submodule, or a
     ``forward`` patched onto one (naming its path: the conversion reads weights, so it would
@@ -92,11 +92,11 @@ def from_braindecode(model: nn.Module, *, ch_names: Sequence[str] | None = None)
     >>> from_braindecode(nn.Linear(2, 2))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    emg_lens.errors.UnsupportedModuleError: from_braindecode converts braindecode models; got a torch.nn.modules.linear.Linear...
+    emg_lens.errors.ConversionError: from_braindecode converts braindecode models; got a torch.nn.modules.linear.Linear...
     """  # noqa: E501
     if not isinstance(model, nn.Module) or braindecode_name(model) is None:
         where = type(model).__module__ + "." + type(model).__name__
-        raise UnsupportedModuleError(
+        raise ConversionError(
             f"from_braindecode converts braindecode models; got a {where} ({describe(model)}). "
             "Supported: braindecode's "
             f"{', '.join(SUPPORTED)}; a torch.nn.TransformerEncoder model converts with "
@@ -105,13 +105,13 @@ def from_braindecode(model: nn.Module, *, ch_names: Sequence[str] | None = None)
         )
     name = type(model).__name__
     if name in REFUSED:
-        raise UnsupportedModuleError(
+        raise ConversionError(
             f"braindecode's {name} cannot become an emg_lens model: {REFUSED[name]}. "
             f"Supported: {', '.join(SUPPORTED)}",
             path="",
         )
     if name not in SUPPORTED:
-        raise UnsupportedModuleError(
+        raise ConversionError(
             f"braindecode's {name} is not one of the models from_braindecode converts "
             f"({', '.join(SUPPORTED)}); if its transformer is a torch.nn.TransformerEncoder, "
             "emg_lens.models.from_torch_encoder converts that part with your tokenizer and "

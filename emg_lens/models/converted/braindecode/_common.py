@@ -14,7 +14,7 @@ from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components import ClassifierHead, ConfigInit
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, ConversionError, UnsupportedReadoutError, check_names
+from emg_lens.errors import ArgumentError, ConversionError, UnsupportedFeatureError, check_names
 from emg_lens.models.braindecode_common import Braindecode
 from emg_lens.models.converted.conversion import ConvertedEncoder, activation_name, float_dtype
 
@@ -215,7 +215,7 @@ class BraindecodeEncoder(ConvertedEncoder):
         if isinstance(self.head, TokenClassifier):
             return self.head
         if self.no_unembedding:
-            raise UnsupportedReadoutError(
+            raise UnsupportedFeatureError(
                 f"{type(self).__name__} has no TransformerLens unembedding: {self.no_unembedding}"
             )
         return super()._unembedding()

@@ -37,7 +37,6 @@ from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
     ArgumentError,
     ConversionError,
-    UnsupportedModuleError,
 )
 from emg_lens.models import key_table as keys
 from emg_lens.models.braindecode_common import model_size
@@ -299,7 +298,7 @@ def _check_supported(model: Braindecode, ch_names: list[str] | None) -> None:
     """Refuse what the hooked class does not compute, naming it."""
     final = model.final_layer
     if not (isinstance(final, nn.Sequential) and len(final) == 2 and type(final[1]) is nn.Linear):
-        raise UnsupportedModuleError(
+        raise ConversionError(
             f"CBraMod.final_layer is {type(final).__name__}: return_encoder_output=True (no "
             "logits), or a classifier not yet built (a LazyLinear, as braindecode builds it "
             "without n_times or n_chans: run the model once on a window, which builds it for "
@@ -316,7 +315,7 @@ def _check_supported(model: Braindecode, ch_names: list[str] | None) -> None:
         and proj_out[0].bias is not None
     ):
         parts = ", ".join(type(m).__name__ for m in proj_out.children())
-        raise UnsupportedModuleError(
+        raise ConversionError(
             f"CBraMod.proj_out is a {type(proj_out).__name__}({parts}); supported: CBraMod's "
             "Sequential(Linear(d_model, emb_dim)), which the converted readout computes",
             path="proj_out",
@@ -369,7 +368,7 @@ def _check_half(module: nn.Module, path: str, half: int) -> None:
     (`check_self_attention`) with biases, on half of ``d_model``."""
     attn = check_self_attention(module, path)
     if attn.in_proj_bias is None:
-        raise UnsupportedModuleError(
+        raise ConversionError(
             f"{path} has bias=False; supported: CBraMod's default (bias=True)", path=path
         )
     shape = tuple(attn.in_proj_weight.shape)

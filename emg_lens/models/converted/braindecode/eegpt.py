@@ -14,7 +14,7 @@ and the probe: two max-norm-constrained linear maps of every patch's summary tok
 constraint applied in the forward, as braindecode's parametrization does), a direction per
 patch and token, so no TransformerLens unembedding.
 
-Refused (`UnsupportedModuleError`): ``return_encoder_output=True``, a custom ``final_layer``,
+Refused (`ConversionError`): ``return_encoder_output=True``, a custom ``final_layer``,
 a patch module other than braindecode's ``_PatchEmbed``.
 """
 
@@ -36,7 +36,6 @@ from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
     ArgumentError,
     ConversionError,
-    UnsupportedModuleError,
 )
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models import key_table as keys
@@ -342,14 +341,14 @@ def key_table(n_heads: int, chan_proj_type: str) -> keys.KeyTable:
 def _check_supported(model: Braindecode) -> None:
     """Refuse what the hooked class does not compute, naming it."""
     if model.return_encoder_output:
-        raise UnsupportedModuleError(
+        raise ConversionError(
             "EEGPT with return_encoder_output=True returns features, not logits; supported: "
             "EEGPT with its classification probe",
             path="final_layer",
         )
     probe = model.final_layer
     if type(probe).__name__ != "_LinearConstraintProbe":
-        raise UnsupportedModuleError(
+        raise ConversionError(
             f"EEGPT.final_layer is a {type(probe).__name__}; supported: EEGPT's default probe "
             "(_LinearConstraintProbe)",
             path="final_layer",
@@ -358,7 +357,7 @@ def _check_supported(model: Braindecode) -> None:
         linear: Braindecode = getattr(probe, name, None)
         constrained = any(c.__name__ == "LinearWithConstraint" for c in type(linear).__mro__)
         if not (constrained and hasattr(linear, "parametrizations") and linear.bias is not None):
-            raise UnsupportedModuleError(
+            raise ConversionError(
                 f"EEGPT.final_layer.{name} is a {type(linear).__name__}; supported: EEGPT's "
                 "probe layer, braindecode's LinearWithConstraint (a Linear with a bias whose "
                 "weight is renormed to max_norm), which the converted probe computes",
@@ -367,7 +366,7 @@ def _check_supported(model: Braindecode) -> None:
     encoder = model.target_encoder
     patch = encoder.patch_embed
     if getattr(patch, "apply_norm", False) or type(patch).__name__ != "_PatchEmbed":
-        raise UnsupportedModuleError(
+        raise ConversionError(
             f"EEGPT.target_encoder.patch_embed is a {type(patch).__name__} (apply_norm="
             f"{getattr(patch, 'apply_norm', None)}); supported: braindecode's _PatchEmbed",
             path="target_encoder.patch_embed",
@@ -375,12 +374,12 @@ def _check_supported(model: Braindecode) -> None:
     blocks = model.target_encoder.blocks
     for i, block in enumerate(blocks):
         if activation_name(block.mlp.act, f"target_encoder.blocks.{i}.mlp.act") != "gelu":
-            raise UnsupportedModuleError(
+            raise ConversionError(
                 f"target_encoder.blocks.{i}.mlp.act is not the exact GELU EEGPT uses",
                 path=f"target_encoder.blocks.{i}.mlp.act",
             )
         if block.attn.use_rope or block.attn.is_causal:
-            raise UnsupportedModuleError(
+            raise ConversionError(
                 f"target_encoder.blocks.{i}.attn uses RoPE or a causal mask, which EEGPT's "
                 "encoder does not; supported: EEGPT's non-causal attention without RoPE",
                 path=f"target_encoder.blocks.{i}.attn",

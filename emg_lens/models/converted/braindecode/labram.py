@@ -16,7 +16,7 @@ by default ``ln_final`` and a TransformerLens unembedding (``W_U``) of the CLS t
 (``fc_norm``) and classified (no unembedding: the norm comes after the pooling).
 
 The neural-decoder mode (``neural_tokenizer=False``) and its relative position bias are not
-converted (`UnsupportedModuleError`).
+converted (`ConversionError`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from emg_lens.components.init import (
 )
 from emg_lens.components.mlp import ACTIVATIONS
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, ConversionError, UnsupportedModuleError, is_int
+from emg_lens.errors import ArgumentError, ConversionError, is_int
 from emg_lens.models import key_table as keys
 from emg_lens.models.converted.braindecode._common import (
     Braindecode,
@@ -342,7 +342,7 @@ def _channel_rows(model: Braindecode, names: list[str] | None, n_chans: int) -> 
 def _check_supported(model: Braindecode) -> None:
     """Refuse what the hooked class does not compute, naming it."""
     if not model.neural_tokenizer:
-        raise UnsupportedModuleError(
+        raise ConversionError(
             "Labram with neural_tokenizer=False (the neural decoder, which reads a VQ "
             "codebook's outputs with a windowed relative position bias) is not converted; "
             "supported: the default neural_tokenizer=True",
@@ -350,7 +350,7 @@ def _check_supported(model: Braindecode) -> None:
         )
     attn = model.blocks[0].attn
     if attn.relative_position_bias_table is not None:
-        raise UnsupportedModuleError(
+        raise ConversionError(
             "blocks.0.attn has a windowed relative position bias, which emg_lens attention "
             "does not add; supported: Labram without window_size",
             path="blocks.0.attn",
@@ -360,11 +360,11 @@ def _check_supported(model: Braindecode) -> None:
         ("blocks.0.attn.k_norm", attn.k_norm),
     ):
         if norm is not None and type(norm) is not nn.LayerNorm:
-            raise UnsupportedModuleError(
+            raise ConversionError(
                 f"{path} is a {type(norm).__name__}; supported: nn.LayerNorm", path=path
             )
     if not isinstance(model.final_layer, nn.Linear):
-        raise UnsupportedModuleError(
+        raise ConversionError(
             f"Labram.final_layer is a {type(model.final_layer).__name__} (n_outputs=0?); "
             "supported: a Linear classifier",
             path="final_layer",

@@ -25,7 +25,7 @@ from torch import nn
 
 from emg_lens.components.init import ConfigEmbedding, ConfigLinear
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, ConversionError, UnsupportedModuleError
+from emg_lens.errors import ArgumentError, ConversionError
 from emg_lens.models import key_table as keys
 from emg_lens.models.converted.braindecode._common import (
     Braindecode,
@@ -170,7 +170,7 @@ def from_pbt(model: Braindecode, ch_names: list[str] | None = None) -> HookedPBT
     """A braindecode ``PBT`` instance as a `HookedPBT` with its weights, in eval mode."""
     final = model.final_layer
     if not isinstance(final, nn.Linear) or final.bias is None:
-        raise UnsupportedModuleError(
+        raise ConversionError(
             f"PBT.final_layer is a {type(final).__name__}; supported: PBT's classifier, a "
             "Linear (with a bias) on the CLS token, which becomes the unembedding W_U, b_U",
             path="final_layer",

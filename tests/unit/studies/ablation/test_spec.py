@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from emg_lens.edges import EdgeSet, parse
-from emg_lens.errors import CodeConsentError, SpecError
+from emg_lens.errors import SpecError
 from emg_lens.studies import StudySpec, expand_grid, load_spec, run_study
 from tests.tiny import tiny_subject
 
@@ -387,7 +387,7 @@ def test_hook_resolves_in_the_spec_folder(tmp_path):
         "within(acc) & heads(1)"
     )
     assert callable(spec.resolve_hook("hooks/x.py:factory", allow_code=True))
-    with pytest.raises(CodeConsentError, match="allow-code"):
+    with pytest.raises(SpecError, match="allow-code"):
         spec.resolve_hook("hooks/x.py:edges")  # no consent, no execution
 
 

@@ -509,7 +509,7 @@ def test_cli_check_shows_the_training_grid_and_flags_are_for_training_studies(ca
 def test_a_diverged_training_study_stores_no_cell_and_writes_no_table(tmp_path):
     """Issue 23 item 2: a training study with lr = 1e30 reported accuracy 0.083 with
     Mann-Whitney statistics; it now stops, naming the subject, the cell and the epoch."""
-    from emg_lens.errors import TrainingDivergedError
+    from emg_lens.errors import StudyError
     from emg_lens.studies.store import CellStore
 
     data = two_class_subjects((2,), 24)
@@ -524,7 +524,7 @@ def test_a_diverged_training_study_stores_no_cell_and_writes_no_table(tmp_path):
             "train": {"preset": "tiny", "epochs": 2, "lr": 1e30},
         }
     )
-    with pytest.raises(TrainingDivergedError, match=r"subject 2 MultimodalMLP-both.*epoch"):
+    with pytest.raises(StudyError, match=r"subject 2 MultimodalMLP-both.*epoch"):
         run_training_study(spec, data=data, out_dir=tmp_path, progress=False)
     assert not CellStore(tmp_path, spec.fingerprint()).has(2, spec.cells()[0].key)
     assert not list(tmp_path.glob("summary*")) and not list(tmp_path.glob("*.csv"))

@@ -1,0 +1,133 @@
+"""tools/guards.py (issue 87): its counts of code lines, guard lines, raise sites, check helpers
+and exception classes, checked exactly on a tiny package written here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+TOOL = Path(__file__).resolve().parents[2] / "tools" / "guards.py"
+
+ERRORS = '''"""The package's errors:
+a two-line docstring."""
+
+
+class BaseError(Exception):
+    """Not code."""
+
+
+class BadError(BaseError):
+    pass
+
+
+class Other(ValueError):
+    pass
+
+
+class Plain:
+    pass
+
+
+def check_int(value, what):
+    if not isinstance(value, int):
+        raise BadError(what)
+    return value
+
+
+def _check_positive(value):
+    return check_int(value, "value")
+
+
+def checkpoint(value):
+    return value
+
+
+SHOWN = (BadError, Other)
+'''
+# code lines: classes 1 + 3 * 2 (BaseError's docstring is none), check_int 4, _check_positive 2,
+# checkpoint 2, SHOWN 1 = 16
+# guard lines: the if and its raise (2), check_int's call in _check_positive (1) = 3
+
+USE = '''from pkg.errors import BadError, Other, _check_positive, check_int
+
+
+def f(x):
+    """Doc."""
+    # a comment
+    if x < 0:
+        raise BadError(
+            "x must be >= 0"
+        )
+    n = check_int(x, "x")
+    if x > 5:
+        x = 5
+        raise Other("big")
+    _check_positive(n)
+    try:
+        return n
+    except (BadError, KeyError):
+        return checkpoint(0)
+    raise
+'''
+# code lines: 16 (all but the docstring, the comment and the blank lines)
+# guard lines: the if of 4 lines, the check_int call, the raise of Other (not its if: its body
+# is more than a raise), the _check_positive call, the bare raise = 4 + 1 + 1 + 1 + 1 = 8
+
+
+def test_counts_of_a_tiny_package(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "errors.py").write_text(ERRORS)
+    (pkg / "use.py").write_text(USE)
+    run = subprocess.run(
+        [sys.executable, str(TOOL), str(pkg), "--json"], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    got = json.loads(run.stdout)
+    assert got["modules"] == {
+        "__init__.py": {"code": 0, "guard": 0, "raises": 0},
+        "errors.py": {"code": 16, "guard": 3, "raises": 1},
+        "use.py": {"code": 16, "guard": 8, "raises": 3},
+    }
+    assert got["total"] == {"code": 32, "guard": 11, "share": round(11 / 32, 4), "raises": 4}
+    assert got["helpers"] == ["_check_positive", "check_int"]
+    assert got["classes"] == {
+        "BaseError": {
+            "module": "errors.py",
+            "bases": ["Exception"],
+            "raises": 0,
+            "excepts": 0,
+            "others": 0,
+        },
+        "BadError": {
+            "module": "errors.py",
+            "bases": ["BaseError"],
+            "raises": 2,
+            "excepts": 1,
+            "others": 1,
+        },
+        "Other": {
+            "module": "errors.py",
+            "bases": ["ValueError"],
+            "raises": 1,
+            "excepts": 0,
+            "others": 1,
+        },
+    }
+    text = subprocess.run(
+        [sys.executable, str(TOOL), str(pkg)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "total: 11 guard lines of 32 code lines (34.4 %), 4 raise sites" in text
+    assert "3 exception classes" in text
+
+
+def test_emg_lens_defines_at_most_15_exception_classes():
+    """Issue 87: a kind of bad input is a message of its family's class, not a class of its
+    own (a class is kept where an ``except`` tells it apart, or a builtin base is its point)."""
+    run = subprocess.run([sys.executable, str(TOOL), "--json"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    classes = json.loads(run.stdout)["classes"]
+    assert len(classes) <= 15, sorted(classes)
