@@ -3,26 +3,54 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import numbers
+import os
 import types
 import typing
 from typing import Any, TypeVar
 
 F = TypeVar("F")
 
-
-def no_type_check(fn: F) -> F:
-    """``fn`` as it is, left out of the test suite's runtime checks (jaxtyping's import hook
-    skips a function with a decorator of this name) while mypy still reads its annotations,
-    unlike `typing.no_type_check`. For the scalar helpers called per hook point, table cell or
-    validated field, where the check's two wrappers (~20 us a call) were half the suite's
-    overhead of checking and their str or int annotations say nothing mypy does not check."""
-    return fn
+CHECKS = os.environ.get("EMG_LENS_TYPECHECK") == "1"
+"""Whether `checked` checks: the test run sets EMG_LENS_TYPECHECK=1 (tests/typecheck.py) before
+emg_lens is imported; a user's import leaves the exported names as they are written."""
+MARK = "_emg_lens_checked"
+"""The attribute `checked` sets, which tests/unit/test_runtime_checks.py looks for."""
 
 
-@no_type_check
+def checked(obj: F) -> F:
+    """An exported function or class, marked; where `CHECKS`, with its annotations (jaxtyping's
+    shapes too) checked at each call by jaxtyping + beartype (an int passes for a float, as
+    mypy reads it): a function itself, a dataclass's ``__init__`` (unless `fields_checked`), a
+    class's ``__init__`` and ``forward``. Only the public surface is checked, so that the
+    suite's checks cost little; a function's other decorators go above it (it wraps the
+    function as written), a class's below it.
+
+    >>> @checked
+    ... def twice(x: int) -> int:
+    ...     return 2 * x
+    >>> twice(2), getattr(twice, MARK)
+    (4, True)
+    """
+    if CHECKS:
+        from beartype import BeartypeConf, beartype
+        from jaxtyping import jaxtyped
+
+        check: Any = jaxtyped(typechecker=beartype(conf=BeartypeConf(is_pep484_tower=True)))
+        if isinstance(obj, type) and not dataclasses.is_dataclass(obj):
+            for name in ("__init__", "forward"):
+                if name in vars(obj):
+                    setattr(obj, name, check(vars(obj)[name]))
+        else:
+            obj = check(obj)
+    setattr(obj, MARK, True)
+    return obj
+
+
+@checked
 def mismatch(value: Any, hint: Any) -> str | None:
     """None when ``value`` is what the type annotation ``hint`` says, else what the annotation
     accepts, in words, for an error message naming the field: ``int`` takes an int (not a
@@ -42,7 +70,6 @@ def mismatch(value: Any, hint: Any) -> str | None:
     return None if _holds(value, hint) else _expected(hint)
 
 
-@typing.no_type_check  # private, taking Any, recursing: its one caller, mismatch, is checked
 def _holds(value: Any, hint: Any) -> bool:
     args, origin = typing.get_args(hint), typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
@@ -89,7 +116,6 @@ def type_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-@no_type_check
 def plain_number(value: Any) -> Any:
     """A numpy (or other non-builtin) integer or real as Python's int or float; else as is."""
     if isinstance(value, bool) or type(value) in (int, float):

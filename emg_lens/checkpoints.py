@@ -35,6 +35,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as safetensors_tensors
 from safetensors.torch import save as safetensors_bytes
 
+from emg_lens._hints import checked
 from emg_lens._io import atomic_write_all, file_digest, files_digest, json_digest, make_folder
 from emg_lens.config import ADDED_FIELD_DEFAULTS, HOOK_FLAGS, EncoderConfig, check_device
 from emg_lens.errors import (
@@ -83,6 +84,7 @@ def _folder(path: Any, where: str) -> Path:
     return Path(path)
 
 
+@checked
 def save_checkpoint(
     model: HookedBiosignalModel, path: str | Path, *, metadata: dict[str, Any] | None = None
 ) -> Path:
@@ -136,6 +138,7 @@ def save_checkpoint(
     return path
 
 
+@checked
 def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
     """The parsed ``config.json`` of a checkpoint folder, checked as `save_checkpoint` writes
     it: a key missing or unknown, a value of the wrong type, an unknown model class, keyword,
@@ -282,6 +285,7 @@ def _keywords(cls: type[HookedBiosignalModel]) -> dict[str, Any]:
     }
 
 
+@checked
 def load_checkpoint(
     path: str | Path,
     *,
@@ -322,6 +326,7 @@ def load_checkpoint(
     return model.eval()
 
 
+@checked
 def load_checkpoint_data(path: str | Path) -> SubjectData:
     """The windows of the subject the checkpoint at ``path`` was trained and is scored on,
     rebuilt from the data source and subject its metadata records (or its folder's name,
@@ -426,6 +431,7 @@ def source_digest(source: dict[str, Any], subject: int) -> str:
     )
 
 
+@checked
 def check_checkpoint(path: str | Path) -> dict[str, Any]:
     """Check a checkpoint folder as `load_checkpoint` would, without reading its weights: its
     ``config.json``, the model it describes, and the header of ``model.safetensors`` (names,
@@ -462,6 +468,7 @@ def check_checkpoint(path: str | Path) -> dict[str, Any]:
 _expected_shapes: dict[str, dict[str, tuple[int, ...]]] = {}
 
 
+@checked
 def user_modules_of(info: dict[str, Any]) -> tuple[str, ...]:
     """The user's own modules of the model a checkpoint's ``config.json`` (``info``) holds,
     which `load_checkpoint` takes as ``modules=`` (``()``: ``config.json`` rebuilds it whole).
@@ -600,6 +607,7 @@ def _check_finite(state: dict[str, torch.Tensor], where: str, advice: str = "") 
 PICKLED_SUFFIXES = (".ckpt", ".pt", ".pth")
 
 
+@checked
 def read_biofoundation_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The weights of a published BioFoundation checkpoint, for `TinyMyo.from_biofoundation`:
     a ``.safetensors`` file, or a PyTorch ``.ckpt`` / ``.pt`` / ``.pth`` file (a PyTorch
@@ -644,6 +652,7 @@ def read_biofoundation_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
+@checked
 def load_biofoundation(path: str | Path, **kwargs: Any) -> torch.nn.Module:
     """A published BioFoundation TinyMyo checkpoint file as a hooked `TinyMyo`, in eval mode:
     `read_biofoundation_state_dict`, then `TinyMyo.from_biofoundation` with ``kwargs``.

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from transformer_lens.config import TransformerLensConfig
 
-from emg_lens._hints import no_type_check
+from emg_lens._hints import checked
 from emg_lens.errors import (
     ConfigError,
     check_channel_names,
@@ -62,6 +62,7 @@ ADDED_FIELD_DEFAULTS: dict[str, Any] = {
 }
 
 
+@checked
 @fields_checked
 @dataclass
 class EncoderConfig(TransformerLensConfig):
@@ -145,7 +146,6 @@ class EncoderConfig(TransformerLensConfig):
 
     # ------------------------------------------------------------------ derived sizes
     @property
-    @no_type_check  # per forward
     def n_channels(self) -> int:
         """Total input channels over all modalities, in ``modalities`` order."""
         return sum(self.modalities.values())
@@ -359,6 +359,7 @@ class EncoderConfig(TransformerLensConfig):
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
+@checked
 def config_for_data(
     model_cls: type,
     base: str | EncoderConfig,

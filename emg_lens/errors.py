@@ -12,11 +12,11 @@ import operator
 import sys
 import typing
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from emg_lens._hints import mismatch, no_type_check, plain_number, type_hints
+from emg_lens._hints import checked, mismatch, plain_number, type_hints
 
 __all__ = [
     "MAX_SEED",
@@ -180,7 +180,7 @@ MAX_SEED = 2**31 - 1
 adds to its seed (`emg_lens.train.supervised.REFIT_SEED_STEP`), so seeds stay well inside."""
 
 
-@no_type_check  # per validated field
+@checked
 def check_int(
     value: Any,
     what: str,
@@ -218,6 +218,7 @@ def check_int(
     return number
 
 
+@checked
 def check_ints(
     values: Any,
     what: str,
@@ -250,6 +251,7 @@ def check_ints(
     return checked
 
 
+@checked
 def is_int(value: Any, minimum: int | None = None, maximum: int | None = None) -> bool:
     """Whether `check_int` takes ``value`` in ``minimum..maximum`` (None: no bound): the test of
     a type dispatch, or of a compound form whose owner's message says what the whole accepts.
@@ -267,7 +269,6 @@ def _listed(values: Any) -> list[Any] | None:
         return None
 
 
-@no_type_check
 def _int_in(value: Any, minimum: int | None, maximum: int | None) -> int | None:
     """``value`` as a plain int (not a bool) in ``minimum..maximum`` (None: no bound), or None."""
     try:
@@ -291,6 +292,7 @@ def _ints_wanted(minimum: int | None, maximum: int | None, ints: str) -> str:
     return f"a {kind} int" if ints == "an int" else ints.replace("integers", f"{kind} integers")
 
 
+@checked
 def check_bool(value: Any, what: str, error: type[EmgLensError] | None = None) -> bool:
     """``value`` when it is True or False, or ``error`` (default `ArgumentError`) naming
     ``what``: 1 and "yes" are not flags.
@@ -305,6 +307,7 @@ def check_bool(value: Any, what: str, error: type[EmgLensError] | None = None) -
     return value
 
 
+@checked
 def check_number(
     value: Any,
     what: str,
@@ -338,6 +341,7 @@ def _as_float(value: Any) -> float:
         return math.inf if value > 0 else -math.inf
 
 
+@checked
 def check_seed(value: Any, name: str, error: type[EmgLensError] | None = None) -> int:
     """``value`` as a seed, or ``error`` (default `ConfigError`) naming ``name`` and the range
     (`check_int`).
@@ -352,8 +356,9 @@ def check_seed(value: Any, name: str, error: type[EmgLensError] | None = None) -
     return check_int(value, name, 0, MAX_SEED, error or ConfigError)
 
 
+@checked
 def check_names(
-    names: typing.Iterable[str], what: str, error: type[EmgLensError] | None = None
+    names: Iterable[str], what: str, error: type[EmgLensError] | None = None
 ) -> None:
     """Refuse, with ``error`` (default `ConfigError`) naming ``what[index]`` and the name's repr
     (``index`` and ``name`` hold the two), the first of ``names`` that is not printable
@@ -388,6 +393,7 @@ without < > & " ' ` (e.g. 'C3', 'FDS_1'): rename it
         )
 
 
+@checked
 def check_channel_names(
     names: Any, what: str, error: type[EmgLensError], kinds: type | tuple[type, ...], form: str
 ) -> list[str]:
@@ -413,6 +419,7 @@ def check_channel_names(
     return strings
 
 
+@checked
 def describe(value: object) -> str:
     """How an error message names a bad value: ``dtype [shape]`` for a tensor or array, else
     its type.
@@ -426,6 +433,7 @@ def describe(value: object) -> str:
     return type(value).__name__
 
 
+@checked
 def check_field_types(cfg: Any, error: type[EmgLensError] | None = None) -> None:
     """Refuse, with ``error`` (default `ConfigError`), a field of the dataclass ``cfg`` (a
     config or spec) that does not hold what its declared type says, naming the field and what
@@ -462,6 +470,7 @@ def check_field_types(cfg: Any, error: type[EmgLensError] | None = None) -> None
 C = typing.TypeVar("C", bound=type[Any])
 
 
+@checked
 def fields_checked(cls: C) -> C:
     """Mark the dataclass ``cls`` as one whose ``__post_init__`` checks its fields
     (`check_field_types`, or its own checks) and stores them as their hints say: its

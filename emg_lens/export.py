@@ -53,6 +53,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from emg_lens._hints import checked
 from emg_lens._io import atomic_write, file_digest, make_folder
 from emg_lens.checkpoints import WEIGHTS, load_checkpoint
 from emg_lens.edges import parse
@@ -114,6 +115,7 @@ from a checkpoint folder (`export_checkpoint`)."""
 INPUT_NAME = "signals"
 
 
+@checked
 @dataclass(frozen=True)
 class ExportResult:
     """What `export_onnx` wrote and how closely it matches the PyTorch forward.
@@ -161,6 +163,7 @@ class ExportResult:
 # ----------------------------------------------------------------------------- public API
 
 
+@checked
 def export_checkpoint(
     checkpoint: str | Path, out: str | Path, *, builder: Any = None, **kwargs: Any
 ) -> ExportResult:
@@ -192,6 +195,7 @@ def export_checkpoint(
     return export_onnx(model, out, metadata=metadata, **kwargs)
 
 
+@checked
 def export_onnx(
     model: HookedBiosignalModel,
     out: str | Path,
@@ -252,6 +256,7 @@ def export_onnx(
     )
 
 
+@checked
 def export_edge_masks(
     model: HookedBiosignalModel, edges: Any, layers: Iterable[int] | None = None
 ) -> dict[int, torch.Tensor]:

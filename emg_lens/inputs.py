@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from emg_lens._hints import checked
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import ArgumentError, InputShapeError, describe
 from emg_lens.models.base import ATTENTION_HOOKS, HookedBiosignalModel, provides
@@ -53,6 +54,7 @@ def check_deterministic(model: nn.Module) -> None:
         )
 
 
+@checked
 def as_subject_data(model: Any, data: SubjectData | tuple[Any, Any]) -> SubjectData:
     """``data`` as a `SubjectData` whose *test* windows are the ones to evaluate: a
     `SubjectData` passes through (checked against the model), and ``(X, y)`` — windows

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from jaxtyping import Bool, Int
 
-from emg_lens._hints import no_type_check
+from emg_lens._hints import checked
 from emg_lens.errors import (
     LayoutError,
     check_channel_names,
@@ -48,6 +48,7 @@ CLS = "cls"
 """The group name of the CLS token."""
 
 
+@checked
 @fields_checked
 @dataclass(frozen=True)
 class TokenLayout:
@@ -159,19 +160,16 @@ class TokenLayout:
 
     # ------------------------------------------------------------------ queries
     @property
-    @no_type_check  # per attention call
     def n_tokens(self) -> int:
         """The token count (of the key side, for cross-attention)."""
         return len(self.group)
 
     @property
-    @no_type_check
     def n_queries(self) -> int:
         """The query tokens' count: ``n_tokens`` unless the queries are other tokens."""
         return self.n_tokens if self.queries is None else self.queries.n_tokens
 
     @property
-    @no_type_check
     def query_side(self) -> TokenLayout:
         """The layout of the query tokens (this one, unless ``queries`` is set)."""
         return self if self.queries is None else self.queries
@@ -196,7 +194,6 @@ class TokenLayout:
         return cls(keys.group, keys.channel, keys.time, keys.channel_names, queries, keys.time_step)
 
     @property
-    @no_type_check
     def all_groups(self) -> tuple[str, ...]:
         """The groups of both sides: the keys', then the queries' not among them."""
         if self.queries is None:
@@ -204,7 +201,6 @@ class TokenLayout:
         return tuple(dict.fromkeys((*self.groups, *self.queries.groups)))
 
     @property
-    @no_type_check
     def groups(self) -> tuple[str, ...]:
         """Distinct groups in order of first appearance."""
         return tuple(dict.fromkeys(self.group))
@@ -234,11 +230,9 @@ class TokenLayout:
         index = {g: i for i, g in enumerate(self.groups)}
         return torch.tensor([index[g] for g in self.group], dtype=torch.long)
 
-    @no_type_check  # per mask compiled
     def channel_ids(self) -> Int[torch.Tensor, " pos"]:
         return torch.tensor(self.channel, dtype=torch.long)
 
-    @no_type_check  # per token named
     def channel_name(self, position: int) -> str | None:
         """The name of the channel token ``position`` embeds; None for a token that embeds no
         channel (CLS, a tubelet) or a layout without ``channel_names``.
@@ -254,7 +248,6 @@ class TokenLayout:
             return None
         return self.channel_names[channel]
 
-    @no_type_check
     def time_ids(self) -> Int[torch.Tensor, " pos"]:
         return torch.tensor(self.time, dtype=torch.long)
 
@@ -344,6 +337,7 @@ class TokenLayout:
         return "\n".join(lines)
 
 
+@checked
 def check_mask_shape(
     shape: Sequence[int], target: Sequence[int], what: str = "edge mask", *, folds: int = 1
 ) -> None:
@@ -388,6 +382,7 @@ def check_mask_shape(
         )
 
 
+@checked
 def checked_edge_masks(
     edge_masks: Any,
     *,

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from emg_lens._hints import checked
 from emg_lens.checkpoints import read_checkpoint_info
 from emg_lens.data.preprocess import check_window_range
 from emg_lens.errors import CheckpointError, SpecError
@@ -19,6 +20,7 @@ DEMO_MODELS = Path("runs/demo/models")
 """Where ``emg-lens demo`` saves its models: what ``models = "demo"`` finds."""
 
 
+@checked
 def find_models(models: str | Path) -> dict[int, Path]:
     """Checkpoint folders by subject: ``DIR/subject_<N>/`` (or ``"demo"``: the demo's). Every
     ``subject_<N>/`` folder must be a checkpoint: one that is not is an error naming it, never

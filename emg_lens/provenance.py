@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from emg_lens._hints import no_type_check
 from emg_lens._io import file_digest, files_digest, json_digest
 from emg_lens.errors import ArgumentError
 
@@ -236,7 +235,6 @@ _MODULE_MACHINERY = frozenset(
 )
 
 
-@no_type_check  # per module and attribute digested
 def _machinery(module: torch.nn.Module, name: str) -> bool:
     """Whether attribute ``name`` of ``module`` is no state of its own: torch's machinery, or
     one of emg_lens's caches (``*_cache``: fused weights, rotary phases), each checked against
@@ -249,7 +247,6 @@ _LOCKS = (_thread.LockType, type(_thread.RLock()))  # hold no state a computatio
 _MAX_DEPTH = 32
 
 
-@no_type_check
 def _qualified(obj: Any) -> str:
     return f"{getattr(obj, '__module__', None)}.{getattr(obj, '__qualname__', type(obj).__name__)}"
 
@@ -280,7 +277,6 @@ def _constant(value: Any) -> Any:
     return repr(value)
 
 
-@no_type_check  # per value digested, recursively
 class _StateWalker:
     """Canonical JSON of what a module holds: tensors and arrays by digest, modules of the
     model by path, the rest by value; ``modules`` gains the Python module of each function,

@@ -1,7 +1,8 @@
-"""The runtime type checker the suite runs emg_lens under (pyproject's ``--jaxtyping-packages``):
-beartype with PEP 484's numeric tower, as a static checker reads hints (an ``int`` is a
-``float``), so a runtime check refuses only what mypy would."""
+"""A pytest plugin (pyproject's addopts: ``-p tests.typecheck``) that turns on the runtime type
+and shape checks of emg_lens's exported names (`emg_lens._hints.checked`): loaded before any
+conftest, doctest collection or pytest-xdist worker imports emg_lens, and inherited by the
+workers' environment. ``EMG_LENS_TYPECHECK=0`` in the environment keeps them off."""
 
-from beartype import BeartypeConf, beartype
+import os
 
-tower = beartype(conf=BeartypeConf(is_pep484_tower=True))
+os.environ.setdefault("EMG_LENS_TYPECHECK", "1")

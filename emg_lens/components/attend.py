@@ -33,7 +33,6 @@ from jaxtyping import Bool, Float
 from torch import nn
 from torch.nn.modules import module as torch_module
 
-from emg_lens._hints import no_type_check
 from emg_lens.errors import InputShapeError, describe
 
 Hook = Callable[[torch.Tensor], torch.Tensor]
@@ -41,7 +40,6 @@ Mask = Bool[torch.Tensor, "... query key"] | Float[torch.Tensor, "... query key"
 NEG_INF = float("-inf")
 
 
-@no_type_check  # per attention call
 def observed(points: Iterable[nn.Module]) -> bool:
     """Whether anything can see or change what passes one of ``points`` (hook points), so that
     a computation must run through them rather than a fused kernel that skips them: a hook on
@@ -81,7 +79,6 @@ def _same(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-@no_type_check  # per hooked attention call
 def read_hook(point: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``point(x)`` (a hook point on attention scores or patterns), refused with an
     `InputShapeError` naming the hook point, what the hook returned and what it must return
@@ -213,7 +210,6 @@ def empty_rows(blocked: Bool[torch.Tensor, "... query key"]) -> Bool[torch.Tenso
     return blocked.all(-1, keepdim=True)
 
 
-@no_type_check  # per attention call
 def eager_on_cpu(t: torch.Tensor) -> bool:
     """Whether ``t`` is on a CPU and computed eagerly, not traced (ONNX): there a fill may be
     skipped after a look at the data on the host (on a GPU the look would wait for the

@@ -26,6 +26,7 @@ from jaxtyping import Bool, Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens._hints import checked
 from emg_lens.components.attend import block_scores, merge_masks, observed, pattern_of, read_hook
 from emg_lens.components.fast_attention import Projected
 from emg_lens.components.head_structure import StructuredHeads
@@ -53,6 +54,7 @@ def _matmul_heads(
     return out.view(*x.shape[:-1], *b.shape)
 
 
+@checked
 class Attention(StructuredHeads):
     """Multi-head attention: ``W_Q, W_K, W_V [n_heads, d_model, d_head]``,
     ``W_O [n_heads, d_head, d_model]``, ``b_Q, b_K, b_V [n_heads, d_head]``, ``b_O [d_model]``.

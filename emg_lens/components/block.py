@@ -11,6 +11,7 @@ from jaxtyping import Bool, Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens._hints import checked
 from emg_lens.components.attend import observed
 from emg_lens.components.attention import Attention
 from emg_lens.components.fast_attention import Projected, take_rows
@@ -19,6 +20,7 @@ from emg_lens.components.mlp import MLP
 from emg_lens.config import EncoderConfig
 
 
+@checked
 class TransformerBlock(nn.Module):
     """``resid_mid = resid_pre + attn(ln1(resid_pre))``; ``resid_post = resid_mid + mlp(ln2(.))``.
 

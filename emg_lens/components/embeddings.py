@@ -8,6 +8,7 @@ from jaxtyping import Float, Shaped
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens._hints import checked
 from emg_lens.components.init import ConfigInit
 from emg_lens.config import EncoderConfig
 
@@ -53,6 +54,7 @@ def prepend_cls_token(
     return torch.cat((cls, tokens), dim=1)
 
 
+@checked
 class ChannelEmbed(ConfigInit, nn.Module):
     """One linear map per channel from a patch of samples to a token (no mixing across
     channels before attention), plus an optional learned CLS token at position 0; with
@@ -120,6 +122,7 @@ class PosEmbed(ConfigInit, nn.Module):
         return repeat(self.W_pos, "pos d_model -> batch pos d_model", batch=batch)
 
 
+@checked
 class ClassifierHead(ConfigInit, nn.Module):
     """``logits = pooled @ W_U + b_U`` with ``W_U [d_model, n_classes]``; fires
     ``hook_pooled`` on the pooled vector, so attribution can project onto ``W_U`` directly.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, TypeVar, no_type_check
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -229,7 +229,6 @@ class FastAttention(ConfigInit, nn.Module):
         biases), so q, k and v come from one matmul; and ``b_O`` (`_guarded_b_O`). Cached by
         `_cached`."""
 
-        @no_type_check  # made on every forward: no runtime type checker's wrapper each time
         def build():
             W = torch.cat((self.W_Q, self.W_K, self.W_V), dim=0).permute(1, 0, 2).flatten(1)
             b = torch.cat((self.b_Q, self.b_K, self.b_V), dim=0).flatten()

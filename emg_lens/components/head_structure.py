@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import no_type_check
 
 import torch
 import torch.nn.functional as F
@@ -250,7 +249,6 @@ class StructuredHeads(FastAttention):
         ``[d_read, 3 * heads * d_head]`` matrix, their biases and its ``W_O`` columns of the
         slice it writes; and ``b_O`` (`_guarded_b_O`). Cached by `_cached`."""
 
-        @no_type_check  # made on every forward: no runtime type checker's wrapper each time
         def build():
             parts = []
             for plan in self._plans:

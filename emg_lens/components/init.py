@@ -22,10 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from emg_lens._hints import no_type_check
 
-
-@no_type_check  # per parameter drawn
 def init_parameter(name: str, param: torch.Tensor, std: float) -> None:
     """Draw ``param``, whose own name is ``name``, as the config initialises it, in place:
     biases (``b``, ``b_*``, ``bias``) 0, norm weights (``w``, a one-dimensional ``weight``) 1,
@@ -68,7 +65,6 @@ class ConfigInit:
         for name, param in self.named_parameters(recurse=False):  # type: ignore[attr-defined]
             self.draw_parameter(name, param)
 
-    @no_type_check
     def draw_parameter(self, name: str, param: torch.Tensor) -> None:
         """Draw the parameter ``name`` of this module (a module with a parameter of its own
         rule overrides this, naming it)."""

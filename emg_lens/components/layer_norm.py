@@ -8,11 +8,13 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens._hints import checked
 from emg_lens.components.attend import observed
 from emg_lens.components.init import ConfigInit
 from emg_lens.config import EncoderConfig
 
 
+@checked
 class LayerNorm(ConfigInit, nn.Module):
     """``(x - mean) / sqrt(var + eps) * w + b``, firing ``hook_scale`` and ``hook_normalized``.
 

@@ -10,6 +10,7 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens._hints import checked
 from emg_lens.components.init import ConfigInit
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ConfigError
@@ -41,6 +42,7 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
+@checked
 class MLP(ConfigInit, nn.Module):
     """``act(x W_in + b_in) W_out + b_out``, firing ``hook_pre`` and ``hook_post``.
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from emg_lens._hints import checked
 from emg_lens.data.cache import (
     CACHE_ENV,
     CACHE_MAX_ENV,
@@ -49,6 +50,7 @@ from emg_lens.geometry import Montage, scalp
 from emg_lens.layout import TokenLayout
 
 
+@checked
 def dataset_preprocess(dataset: str, **overrides: Any) -> PreprocessSpec:
     """The dataset's default `PreprocessSpec`, with any field overridden.
 
@@ -60,6 +62,7 @@ def dataset_preprocess(dataset: str, **overrides: Any) -> PreprocessSpec:
     return PreprocessSpec(**{**info.preprocess, **overrides})
 
 
+@checked
 def data_source(
     dataset: str,
     *,
@@ -133,6 +136,7 @@ def load_recording(source: dict[str, Any], subject: int) -> Recording:
     return dataset_info(source.get("dataset"), use="recordings").read(source, subject)
 
 
+@checked
 def load_subject(
     source: dict[str, Any],
     subject: int,
@@ -260,6 +264,7 @@ def windows_source(
     return {"dataset": "windows", "path": str(Path(path).resolve()), **split}
 
 
+@checked
 def synthetic_windows_source(
     spec: SyntheticSpec,
     *,
@@ -335,6 +340,7 @@ def _split_windows(
     )
 
 
+@checked
 def montages_of(
     source: dict[str, Any] | None = None, layout: TokenLayout | None = None
 ) -> dict[str, Montage]:

@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from emg_lens._hints import checked
 from emg_lens.data.datasets import load_recording, montages_of, preprocess_spec
 from emg_lens.data.placement_evidence import TrialSums, check_signal, weigh
 from emg_lens.data.preprocess import SubjectData, prepare_subject
@@ -309,6 +310,7 @@ def _label(repetition: int, labels: Mapping) -> str:
     return str(value)
 
 
+@checked
 def realign_recording(recording: Recording, checks: Sequence[PlacementCheck]) -> Recording:
     """The recording with each repetition the checks name moved (``decision`` ``"moved"``) put
     back by its map (channel j read from channel ``moved_to[j]``), in the raw signals, before
@@ -337,6 +339,7 @@ def realign_recording(recording: Recording, checks: Sequence[PlacementCheck]) ->
     return replace(recording, signals=signals, meta=meta)
 
 
+@checked
 def check_subject(
     data: SubjectData, source: Mapping[str, Any] | None = None
 ) -> list[PlacementCheck]:
@@ -401,6 +404,7 @@ def _joined(
     return signal, np.repeat(y[rows], per_sample), np.repeat(trials[rows], per_sample)
 
 
+@checked
 def realign_subject(
     data: SubjectData,
     checks: Sequence[PlacementCheck],

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from emg_lens._hints import checked
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.trials import record_trials, trial_unit
 from emg_lens.errors import ArgumentError, InputShapeError
@@ -115,6 +116,7 @@ def with_window_labels(
     return replace(data, meta={**data.meta, WINDOW_LABELS: labels})
 
 
+@checked
 def pool_subjects(subjects: Sequence[SubjectData], *, standardize: bool = False) -> SubjectData:
     """The windows of ``subjects`` (same modalities, classes and window length) as one
     `SubjectData` (subject 0), training and held-out windows each in subject order; each
@@ -188,6 +190,7 @@ def _shared_labels(subjects: Sequence[SubjectData]) -> list[str]:
     return sorted(names[0])
 
 
+@checked
 def unpool(pooled: SubjectData) -> dict[int, SubjectData]:
     """``subject -> SubjectData``: each subject's windows of ``pooled`` (a `pool_subjects`
     result, its window label ``"subject"``), training and held-out, as ``pooled`` holds them

@@ -33,6 +33,7 @@ from jaxtyping import Float
 from numpy.typing import ArrayLike
 from scipy import signal as sps
 
+from emg_lens._hints import checked
 from emg_lens.data.recording import Recording
 from emg_lens.data.spec import DictSpec
 from emg_lens.data.trials import GIVEN, given_trials, record_trials, trial_ids, trial_unit
@@ -51,6 +52,7 @@ from emg_lens.errors import (
 SEGMENTS = {"transient": (0.0, 0.5), "steady": (1.0, 2.0), "full": (0.0, None)}
 
 
+@checked
 @fields_checked
 @dataclass(frozen=True)
 class PreprocessSpec(DictSpec):
@@ -92,6 +94,7 @@ class PreprocessSpec(DictSpec):
             )
 
 
+@checked
 @dataclass
 class SubjectData:
     """One subject's windows, split by repetition. ``classes[y]`` is the gesture label."""
@@ -526,6 +529,7 @@ def _segment_bounds(start: int, stop: int, fs: float, segment) -> tuple[int, int
     return lo, hi
 
 
+@checked
 def prepare_subject(recording: Recording, spec: PreprocessSpec = PreprocessSpec()) -> SubjectData:
     """Filter, segment, window, split by repetition and standardise one subject."""
     fs = recording.sample_rate

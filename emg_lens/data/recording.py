@@ -24,9 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from emg_lens._hints import checked
 from emg_lens.errors import DataFormatError
 
 
+@checked
 @dataclass
 class Recording:
     """A continuous recording: per-modality signals plus per-sample labels.

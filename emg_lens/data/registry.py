@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from emg_lens._hints import checked
 from emg_lens.errors import ArgumentError
 
 if TYPE_CHECKING:
@@ -267,6 +268,7 @@ SYNTH_FORMATS = tuple(name for name, info in REGISTRY.items() if info.synthesize
 """The formats ``emg-lens synth --format`` writes."""
 
 
+@checked
 def dataset_info(name: Any, *, use: str | None = None) -> DatasetInfo:
     """The registry entry of dataset ``name``; ``use`` restricts it to the datasets with that
     use (`dataset_names`). An unknown (or excluded) name is an `ArgumentError` listing the

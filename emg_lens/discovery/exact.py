@@ -24,6 +24,7 @@ import torch
 from jaxtyping import Bool
 from tqdm.auto import tqdm
 
+from emg_lens._hints import checked
 from emg_lens.components.block import TransformerBlock
 from emg_lens.edges import EdgeSet
 from emg_lens.errors import ArgumentError
@@ -51,6 +52,7 @@ def base_layer_masks(
     return {layer: m.to(device) for layer, m in cut.items() if m.any()}
 
 
+@checked
 @dataclass(frozen=True)
 class Score:
     """The metric (mean over windows), the accuracy and the accuracy per class (of the
@@ -91,6 +93,7 @@ class Score:
         return kept and not (keep_accuracy and self.classes_lost(full, empty, tau))
 
 
+@checked
 class ExactPasses:
     """Exact masked passes over fixed windows, starting at the first layer a cut changes;
     ``base`` (an edge set, or its ``{layer: mask}`` as a `CompiledFamily` holds it) is cut in

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from jaxtyping import Bool, Int
 
-from emg_lens._hints import no_type_check
+from emg_lens._hints import checked
 from emg_lens.discovery.exact import base_layer_masks
 from emg_lens.edges import EdgeSet, between, heads, layers, parse, same_channel, time_window
 from emg_lens.edges.algebra import EdgeIntersection
@@ -43,6 +43,7 @@ from emg_lens.inputs import check_model
 from emg_lens.layout import TokenLayout
 
 
+@checked
 @dataclass(frozen=True)
 class Candidate:
     """One knockout: ``edges`` (without layers; its heads included) cut in block ``layer``.
@@ -104,6 +105,7 @@ def _channel_kinds(n_patches: int) -> list[tuple[str, EdgeSet]]:
     return kinds
 
 
+@checked
 def default_family(model: Any) -> list[Candidate]:
     """Every (layer, head, query group -> key group) knockout of a model with several token
     groups; for a single-modality model (TinyMyo) every (layer, head) x same/other channel x
@@ -133,6 +135,7 @@ def _default_family(model: Any) -> list[Candidate]:
     ]
 
 
+@checked
 def family_from_edges(
     model: Any,
     edge_sets: Iterable[EdgeSet | str],
@@ -213,6 +216,7 @@ def candidate_mask(model: Any, c: Candidate) -> Bool[torch.Tensor, "head_index q
     return c.edges.compile(model.layout, model.cfg.n_heads, layer=c.layer)
 
 
+@checked
 def layer_masks(
     model: Any, cut: Iterable[Candidate], device: torch.device | str | None = None
 ) -> dict[int, torch.Tensor]:
@@ -242,6 +246,7 @@ class RowChunk:
         return RowChunk(self.layer, self.heads[on], self.queries[on], self.cut[on], self.owner[on])
 
 
+@checked
 @dataclass(frozen=True, eq=False)
 class CompiledFamily(Sequence[Candidate]):
     """A candidate family compiled against one model, once, on its device: the candidates'
@@ -279,7 +284,6 @@ class CompiledFamily(Sequence[Candidate]):
     def __len__(self) -> int:
         return len(self.candidates)
 
-    @no_type_check  # per candidate read
     def __getitem__(self, index):  # a position (an int or a NumPy integer), or a slice
         if isinstance(index, slice):
             return list(self.candidates[index])
@@ -305,6 +309,7 @@ class CompiledFamily(Sequence[Candidate]):
         )
 
 
+@checked
 def compile_family(
     model: Any, family: Sequence[Candidate] | None = None, *, base: EdgeSet | None = None
 ) -> CompiledFamily:
@@ -348,6 +353,7 @@ def _compile(model: Any, family: Sequence[Candidate] | None) -> CompiledFamily:
     )
 
 
+@checked
 def cut_edge_set(cut: Iterable[Candidate]) -> EdgeSet | None:
     """The union of candidates as one edge set that parses back, grouped so that it reads:
     ``between(emg,acc) & heads(0,2) & layers(1) | ...`` (None for no candidate). Applied in

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 
+from emg_lens._hints import checked
 from emg_lens.discovery.family import Candidate, CompiledFamily, compile_family
 from emg_lens.errors import ArgumentError, check_int
 from emg_lens.hooks import layer_of, name_filter
@@ -70,6 +71,7 @@ def _compiled(model: Any, family: list[Candidate] | CompiledFamily) -> CompiledF
     return compile_family(model, family)
 
 
+@checked
 def gate_hooks(
     model: Any,
     family: list[Candidate] | CompiledFamily,
@@ -148,6 +150,7 @@ def _merge(*parts: dict[int, torch.Tensor] | None) -> dict[int, torch.Tensor] | 
     return out or None
 
 
+@checked
 def fit_gates(
     model: Any,
     X: Float[torch.Tensor, "window ..."],

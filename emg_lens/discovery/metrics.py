@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
+from emg_lens._hints import checked
 from emg_lens.errors import ArgumentError
 from emg_lens.stats.metrics import PREDICTION_METRICS
 
@@ -70,6 +71,7 @@ def spearman_p(rho: float, n: int) -> float:
     return float(2 * sps.t.sf(t, n - 2))
 
 
+@checked
 def faithfulness_areas(kept_share: Any, faithfulness: Any) -> tuple[float, float]:
     """MIB's CPR and CMD (Mueller et al., "MIB: A Mechanistic Interpretability Benchmark",
     ICML 2025, arXiv 2504.13151, circuit localization track) of a faithfulness curve given

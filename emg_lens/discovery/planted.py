@@ -23,6 +23,7 @@ import operator
 from collections.abc import Callable, Sequence
 from functools import reduce
 
+from emg_lens._hints import checked
 from emg_lens.config import config_for_data
 from emg_lens.data.preprocess import SubjectData, prepare_subject
 from emg_lens.data.synthetic.emg_acc import generate_recordings, planted_setup
@@ -42,6 +43,7 @@ PLANTED_KIND = "emg->acc"
 CROSS_KINDS = ("emg->acc", "acc->emg")
 
 
+@checked
 def planted_data(step: int = 100, subject: int = 1) -> SubjectData:
     """One subject of the planted synthetic data, windows every ``step`` samples."""
     synthetic, preprocess = planted_setup(n_subjects=subject)
@@ -49,6 +51,7 @@ def planted_data(step: int = 100, subject: int = 1) -> SubjectData:
     return prepare_subject(generate_recordings(synthetic, [subject])[0], preprocess)
 
 
+@checked
 def training_edges(
     model: IsoNet, planted: Sequence[tuple[int, int]], route: EdgeSet | None = None
 ) -> EdgeSet:
@@ -69,6 +72,7 @@ def training_edges(
     return reduce(operator.or_, parts)
 
 
+@checked
 def train_planted(
     data: SubjectData,
     planted: Sequence[tuple[int, int]] | None = ONE_HEAD,
@@ -103,6 +107,7 @@ def train_planted(
     return model.eval()
 
 
+@checked
 def recovery(found: Discovery, planted: Sequence[tuple[int, int]]) -> dict[str, float]:
     """Recall and precision of the circuit's cross-modal candidates against the planted
     ``emg->acc`` candidates of the planted (layer, head) pairs."""
@@ -117,6 +122,7 @@ def recovery(found: Discovery, planted: Sequence[tuple[int, int]]) -> dict[str, 
     }
 
 
+@checked
 def planted_rank(screened: Screen, planted: Sequence[tuple[int, int]]) -> int:
     """The rank, among the screen's cross-modal candidates ordered by estimate (1 = the
     largest estimated drop), of the first planted one."""

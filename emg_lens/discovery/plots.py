@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from emg_lens._hints import checked
 from emg_lens.discovery.metrics import spearman, spearman_p
 from emg_lens.discovery.screen import Screen
 from emg_lens.discovery.search import Discovery
@@ -15,6 +16,7 @@ from emg_lens.inspect.plots.style import annotate_cells, dark_cells
 from emg_lens.stats.compare import format_p
 
 
+@checked
 def plot_screen(
     screen: Screen | pd.DataFrame, value: str = "estimate", *, metric: str = "metric"
 ) -> plt.Figure:
@@ -86,6 +88,7 @@ def plot_screen(
     return fig
 
 
+@checked
 def plot_screen_vs_exact(screen: Screen | pd.DataFrame, *, metric: str = "metric") -> plt.Figure:
     """Estimated against exact effect of the verified candidates (after `Screen.verify`; or a
     discovery study's pooled ``screen`` table), metric and accuracy side by side, with the
@@ -116,6 +119,7 @@ def plot_screen_vs_exact(screen: Screen | pd.DataFrame, *, metric: str = "metric
     return fig
 
 
+@checked
 def plot_faithfulness(
     found: Discovery | pd.DataFrame, *, tau: float | None = None, metric: str = "metric"
 ) -> plt.Figure:

@@ -48,6 +48,7 @@ import torch
 from jaxtyping import Bool, Float
 from tqdm.auto import tqdm
 
+from emg_lens._hints import checked
 from emg_lens.components.attend import cut_pattern
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.discovery.exact import ExactPasses
@@ -164,6 +165,7 @@ def missed_words(agreement: dict[str, float]) -> str:
     return f"{text}. {note}" if note else text
 
 
+@checked
 @dataclass
 class Screen:
     """Every candidate's estimated effect. ``table`` has one row per candidate, sorted by
@@ -271,6 +273,7 @@ def _capture(
     return logits, scores, patterns, values, caches
 
 
+@checked
 def screen(
     model: Any,
     data: SubjectData | tuple[Any, Any],
@@ -512,6 +515,7 @@ def _screen_result(model, subject, family, metric, return_type, clean, delta) ->
     )
 
 
+@checked
 def verify_candidates(
     screen: Screen,
     top: int,

@@ -41,6 +41,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from emg_lens._hints import checked
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.discovery.exact import Score
 from emg_lens.discovery.family import Candidate, cut_edge_set
@@ -80,6 +81,7 @@ def check_method(method: Any) -> str:
     return method
 
 
+@checked
 @dataclass
 class Discovery:
     """A discovered circuit. ``table``: one row per candidate, in the order tried, with its
@@ -204,6 +206,7 @@ def _by_label(score: Score) -> dict[str, float]:
     return {str(k): v for k, v in score.class_accuracy.items()}  # JSON keys are strings
 
 
+@checked
 def discover(
     model: Any,
     data: SubjectData | tuple[Any, Any],

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from emg_lens._hints import checked
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.trials import trial_unit
 from emg_lens.discovery.screen import screen
@@ -29,6 +30,7 @@ from emg_lens.discovery.search import Discovery, discover
 from emg_lens.errors import ArgumentError, check_int, warn_caller
 
 
+@checked
 def jaccard(a: set, b: set) -> float:
     """``|a & b| / |a | b|``; 1 when both are empty (two empty circuits agree)."""
     union = a | b
@@ -39,6 +41,7 @@ def _kept(found: Discovery) -> set[str]:
     return {str(c.edge_set) for c in found.kept}
 
 
+@checked
 def bootstrap_stability(
     found: Discovery, *, resamples: int, verify_top: int = 10, seed: int = 0
 ) -> list[float]:
@@ -123,6 +126,7 @@ def resample_trials(subject: SubjectData, rng: np.random.Generator) -> SubjectDa
     return subject.select_test(pick)
 
 
+@checked
 def subject_agreement(kept: Mapping[Any, set[str]]) -> pd.DataFrame:
     """The Jaccard index of every pair of subjects' circuits (``{subject: kept edge sets}``):
     columns ``subject_a, subject_b, jaccard``."""

@@ -15,7 +15,7 @@ from typing import ClassVar
 import torch
 from jaxtyping import Bool
 
-from emg_lens._hints import no_type_check
+from emg_lens._hints import checked
 from emg_lens.errors import ArgumentError, LayoutError, check_int
 from emg_lens.layout import CLS, TokenLayout
 
@@ -55,7 +55,6 @@ class CompileContext:
         index = {g: i for i, g in enumerate(self.groups)}
         cls_id = index.get(CLS, -1)
 
-        @no_type_check
         def facts(side: TokenLayout):
             gid = torch.tensor([index[g] for g in side.group], dtype=torch.long, device=device)
             return gid, side.channel_ids().to(device), side.time_ids().to(device)
@@ -67,7 +66,6 @@ class CompileContext:
         self.time_q, self.time_k = tq[:, None], tk[None, :]
         self.time_end = max(max(layout.query_side.time), max(layout.time)) + 1
 
-    @no_type_check  # per selector compiled
     def group_index(self, group: str, selector: EdgeSet) -> int:
         if group not in self.groups:
             raise LayoutError(
@@ -100,7 +98,6 @@ class CompileContext:
             )
         return self.time_q, self.time_k
 
-    @no_type_check  # per time selector compiled
     def time_bound(self, bound: float) -> float:
         """``bound`` (a time index or lag, or one in units of time steps) no further than one
         past the layout's last time: it selects what it did (no time is past it), and an int64
@@ -113,6 +110,7 @@ class CompileContext:
 
 
 # ============================================================================ base class
+@checked
 class EdgeSet:
     """A set of attention edges (head, query token, key token); see `emg_lens.edges`.
 
@@ -280,7 +278,6 @@ class EdgeSet:
         return f"EdgeSet({str(self)!r})"
 
 
-@no_type_check  # per edge-set node printed
 def _wrap(child: EdgeSet, parens: bool) -> str:
     return f"({child})" if parens else str(child)
 
@@ -300,7 +297,6 @@ class _BinaryOperator(EdgeSet):
     def layer_indices(self) -> set[int]:
         return self.left.layer_indices() | self.right.layer_indices()
 
-    @no_type_check  # per node printed
     def __str__(self) -> str:
         left = _wrap(self.left, self.left._prec < self._prec)
         right = _wrap(self.right, self.right._prec <= self._prec)

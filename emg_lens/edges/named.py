@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from jaxtyping import Bool
 
+from emg_lens._hints import checked
 from emg_lens.edges.algebra import CompileContext, EdgeSet, PartialMask
 from emg_lens.edges.regions import LOBES, REGIONS, place, region_channels
 from emg_lens.errors import ArgumentError, LayoutError
@@ -287,6 +288,7 @@ class CrossRegion(EdgeSet):
 
 
 # ---------------------------------------------------------------------------- selector functions
+@checked
 def channels(*names: str | Iterable[str]) -> EdgeSet:
     """Edges whose query and key both embed one of the named channels (names or one iterable
     of them; a layout's `TokenLayout.channel_names`, matched exactly or else ignoring case).
@@ -307,6 +309,7 @@ def channels(*names: str | Iterable[str]) -> EdgeSet:
     return Channels(names)  # type: ignore[arg-type]
 
 
+@checked
 def within_region(
     region: str | Iterable[str], *, regions: Mapping[str, Any] | None = None
 ) -> EdgeSet:
@@ -330,6 +333,7 @@ def within_region(
     return WithinRegion(_check_region(region, "within_region(region)", regions))
 
 
+@checked
 def between_regions(
     query_region: str | Iterable[str],
     key_region: str | Iterable[str],
@@ -354,6 +358,7 @@ def between_regions(
     )
 
 
+@checked
 def cross_region() -> EdgeSet:
     """Edges between tokens of channels in two different lobes (frontal, central, parietal,
     occipital, temporal) of the 10-20 / 10-10 table; tokens without a channel are excluded.

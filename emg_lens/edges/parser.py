@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from emg_lens._hints import no_type_check
+from emg_lens._hints import checked
 from emg_lens.edges import named, selectors
 from emg_lens.edges.algebra import EdgeSet
 from emg_lens.errors import ArgumentError, SpecError
@@ -114,7 +114,6 @@ _TOKEN_RE = re.compile(
 
 # ============================================================================ tokens
 @dataclass(frozen=True)
-@no_type_check  # per token parsed
 class _Token:
     kind: str  # "name", "int", "string", "punct", "bad", "end", or "union" (a+b: its parts)
     text: str
@@ -145,7 +144,6 @@ def _tokenize(expr: str) -> list[_Token]:
 
 
 # ============================================================================ grammar
-@no_type_check  # per token parsed
 class _Parser:
     """Recursive descent over ``expr := term (("|" | "-") term)*``, ``term := factor ("&"
     factor)*``, ``factor := "~" factor | "(" expr ")" | selector ["(" args ")"]``."""
@@ -421,6 +419,7 @@ class _Parser:
         )
 
 
+@checked
 def parse(expr: str | EdgeSet) -> EdgeSet:
     """Parse the string form of an edge set (an `EdgeSet` is returned as is).
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from emg_lens._hints import checked
 from emg_lens.errors import ArgumentError
 from emg_lens.geometry.ten_twenty import has_position, standard_name, unplaced_channel
 
@@ -71,6 +72,7 @@ _ACCEPTED = (
 )
 
 
+@checked
 def place(name: str) -> tuple[str, str]:
     """The ``(lobe, hemisphere)`` of a 10-20 / 10-10 channel name (see the module's table).
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from emg_lens._hints import no_type_check
+from emg_lens._hints import checked
 from emg_lens.edges.algebra import (
     CompileContext,
     EdgeSet,
@@ -29,7 +29,6 @@ from emg_lens.layout import CLS, TokenLayout  # noqa: F401  (TokenLayout: for th
 
 
 # ============================================================================ argument checks
-@no_type_check  # per selector built
 def _check_group(group: Any, what: str) -> str:
     if not isinstance(group, str) or not group.isidentifier():
         raise ArgumentError(
@@ -249,6 +248,7 @@ class Constant(EdgeSet):
 
 
 # ---------------------------------------------------------------------------- selector functions
+@checked
 def unimodal(include_cls: bool = False) -> EdgeSet:
     """Edges whose query and key are in the same modality, self edges included.
 
@@ -268,6 +268,7 @@ def unimodal(include_cls: bool = False) -> EdgeSet:
     return Modal(include_cls, cross=False)
 
 
+@checked
 def cross_modal(include_cls: bool = False) -> EdgeSet:
     """Edges whose query and key are in different modalities.
 
@@ -287,6 +288,7 @@ def cross_modal(include_cls: bool = False) -> EdgeSet:
     return Modal(include_cls, cross=True)
 
 
+@checked
 def within(group: str) -> EdgeSet:
     """Edges whose query and key are both in ``group`` (a modality name or ``"cls"``).
 
@@ -296,6 +298,7 @@ def within(group: str) -> EdgeSet:
     return Within(group)
 
 
+@checked
 def between(query_group: str, key_group: str) -> EdgeSet:
     """Directed edges: the query is in ``query_group`` and reads a key in ``key_group``.
 
@@ -308,6 +311,7 @@ def between(query_group: str, key_group: str) -> EdgeSet:
     return Between(query_group, key_group)
 
 
+@checked
 def to_cls() -> EdgeSet:
     """Edges in which CLS reads a non-CLS token (information flowing to CLS).
 
@@ -320,6 +324,7 @@ def to_cls() -> EdgeSet:
     return Cls(to=True)
 
 
+@checked
 def from_cls() -> EdgeSet:
     """Edges in which a non-CLS token reads CLS (information flowing from CLS).
 
@@ -332,6 +337,7 @@ def from_cls() -> EdgeSet:
     return Cls(to=False)
 
 
+@checked
 def same_channel() -> EdgeSet:
     """Edges between two tokens of the same input channel (both must embed a channel).
 
@@ -342,6 +348,7 @@ def same_channel() -> EdgeSet:
     return Channel(same=True)
 
 
+@checked
 def cross_channel() -> EdgeSet:
     """Edges between tokens of two different input channels (both must embed a channel).
 
@@ -352,6 +359,7 @@ def cross_channel() -> EdgeSet:
     return Channel(same=False)
 
 
+@checked
 def time_window(max_lag: int, min_lag: int = 0) -> EdgeSet:
     """Edges between time-patch tokens at most ``max_lag`` and at least ``min_lag`` patches
     apart (``min_lag <= |t_q - t_k| <= max_lag``); tokens without a time patch are excluded.
@@ -367,6 +375,7 @@ def time_window(max_lag: int, min_lag: int = 0) -> EdgeSet:
     return TimeWindow(max_lag, min_lag)
 
 
+@checked
 def reads_earlier() -> EdgeSet:
     """Edges in which a later token reads an earlier one: the key's time is before the
     query's (``t_k < t_q``, `TokenLayout.time`); tokens without a time are excluded. Cut, each
@@ -382,6 +391,7 @@ def reads_earlier() -> EdgeSet:
     return Order(later=False)
 
 
+@checked
 def reads_later() -> EdgeSet:
     """Edges in which an earlier token reads a later one (``t_k > t_q``); tokens without a
     time are excluded. Cut, each query keeps the keys at its own time and earlier: causal
@@ -394,6 +404,7 @@ def reads_later() -> EdgeSet:
     return Order(later=True)
 
 
+@checked
 def time_span(
     query_start: float,
     query_stop: float,
@@ -422,6 +433,7 @@ def time_span(
     return TimeSpan(query_start, query_stop, key_start, key_stop, seconds)
 
 
+@checked
 def all_edges() -> EdgeSet:
     """Every edge on every head.
 
@@ -431,6 +443,7 @@ def all_edges() -> EdgeSet:
     return Constant(True)
 
 
+@checked
 def no_edges() -> EdgeSet:
     """No edge at all (masking it changes nothing).
 
@@ -440,6 +453,7 @@ def no_edges() -> EdgeSet:
     return Constant(False)
 
 
+@checked
 def heads(*indices: int | Iterable[int]) -> EdgeSet:
     """Every edge on the given heads (indices or one iterable of them) and none elsewhere.
 
@@ -451,6 +465,7 @@ def heads(*indices: int | Iterable[int]) -> EdgeSet:
     return Heads.of(*indices)
 
 
+@checked
 def layers(*indices: int | Iterable[int]) -> EdgeSet:
     """Every edge, in the given blocks (``blocks.{l}``) only: an edge set that names layers
     compiles per layer (``compile(..., layer=l)``, `EdgeSet.compile_layers`), so one

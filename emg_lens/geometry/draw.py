@@ -27,6 +27,7 @@ from matplotlib.colors import BoundaryNorm, Colormap, ListedColormap, Normalize
 from matplotlib.patches import Circle, FancyArrowPatch, Patch, Polygon, Rectangle
 from matplotlib.path import Path as MplPath
 
+from emg_lens._hints import checked
 from emg_lens.errors import ArgumentError
 from emg_lens.geometry.montage import Montage, Part
 
@@ -148,6 +149,7 @@ def _draw_part(
         ax.set_aspect("equal")
 
 
+@checked
 def plot_channel_values(
     values: Mapping[str, Sequence[float] | np.ndarray],
     montages: Mapping[str, Montage],
@@ -192,6 +194,7 @@ def plot_channel_values(
     return fig
 
 
+@checked
 def plot_channel_value_rows(
     rows: Mapping[str, Mapping[str, Sequence[float] | np.ndarray]],
     montage: Montage,

@@ -37,12 +37,14 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from emg_lens._hints import checked
 from emg_lens.errors import ArgumentError, check_int
 
 KINDS = ("ring", "grid", "points", "scalp")
 """The kinds of `Part`; the module docstring says how each is drawn."""
 
 
+@checked
 @dataclass(frozen=True)
 class Part:
     """One drawn piece of a montage: its ``electrodes`` (indices into the montage's
@@ -85,6 +87,7 @@ class Part:
         )
 
 
+@checked
 @dataclass(frozen=True)
 class Montage:
     """Where each electrode of one modality lies: its ``parts`` cover electrodes
@@ -136,6 +139,7 @@ def _numbers(electrodes: Sequence[int] | None, n: int) -> tuple[int, ...]:
     return tuple(range(n)) if electrodes is None else tuple(electrodes)
 
 
+@checked
 def ring(
     name: str,
     n: int,
@@ -182,6 +186,7 @@ ORDERED_GRID_CODES = ("GR04MM1305", "GR08MM1305", "GR10MM0808")
 grid's map, unmerged openhdemg work differs from the GR grids' 13 x 5 order)."""
 
 
+@checked
 def grid_electrodes(code: str) -> int:
     """The electrodes of grid ``code`` (`GRID_CODES`): rows x columns, but 64 on a 13 x 5 grid,
     whose one corner is empty (openhdemg's ``OTBelectrodes_Nelectrodes``).
@@ -195,6 +200,7 @@ def grid_electrodes(code: str) -> int:
     return min(rows * cols, 64)
 
 
+@checked
 def grid(
     name: str,
     rows: int,
@@ -227,6 +233,7 @@ def grid(
     return Part(name, "grid", _numbers(electrodes, len(cells)), xy, "mm", (rows, cols), cells)
 
 
+@checked
 def grid_code(code: str, orientation: int = 180, *, name: str | None = None) -> Part:
     """The grid of an OT Bioelettronica electrode code with openhdemg's channel order
     (`ORDERED_GRID_CODES`; the others are refused, naming `grid`) for its ``orientation`` (0
@@ -271,6 +278,7 @@ def grid_code(code: str, orientation: int = 180, *, name: str | None = None) -> 
     return grid(name or f"{code} ({orientation} deg)", rows, cols, pitch, cells=cells)
 
 
+@checked
 def grid_halves(part: Part, axis: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """The electrodes of a grid ``part`` in its first and its second half of ``"rows"``
     (row 0 at the top: the two ends of the grid along the rows) or ``"columns"``, each in
@@ -291,6 +299,7 @@ def grid_halves(part: Part, axis: str) -> tuple[tuple[int, ...], tuple[int, ...]
     return first, second
 
 
+@checked
 def points(name: str, xy: Sequence[tuple[float, float]], *, electrodes: Sequence[int] | None
            = None, labels: Sequence[str] | None = None) -> Part:  # fmt: skip
     """Electrodes at free positions in mm on the unrolled forearm (see the module).
@@ -309,6 +318,7 @@ def points(name: str, xy: Sequence[tuple[float, float]], *, electrodes: Sequence
     )
 
 
+@checked
 def scalp(names: Sequence[str], *, name: str = "scalp") -> Part:
     """EEG electrodes by their 10-20 / 10-10 names on a topographic map
     (`emg_lens.geometry.ten_twenty.scalp_xy`); a name with no position is an

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from emg_lens._hints import checked
 from emg_lens.errors import ArgumentError, EmgLensError
 from emg_lens.geometry.montage import Montage, Part
 from emg_lens.geometry.ten_twenty import mirror_name, standard_name
@@ -60,6 +61,7 @@ mirrors up to 0.042 from each other's mirrored position (``standard_1005``'s I1h
 BioSemi's A1 and A2 (not 10-20's: both on the midline) lie 0.086 apart, A1 on its own mirror."""
 
 
+@checked
 @dataclass(frozen=True)
 class ChannelMap:
     """One way of putting a placement on again: ``name`` says it in words ("identity",
@@ -197,6 +199,7 @@ def part_maps(part: Part) -> list[tuple[str, list[int]]]:
     return [("identity", list(range(n)))]
 
 
+@checked
 def montage_maps(montage: Montage) -> list[ChannelMap]:
     """Every symmetry of ``montage``, over its channels (a channel of an electrode with
     ``axes`` channels moves with its electrode), the identity first: the combinations of its

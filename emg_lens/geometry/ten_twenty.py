@@ -32,6 +32,7 @@ import re
 
 import numpy as np
 
+from emg_lens._hints import checked
 from emg_lens.errors import LayoutError
 
 _OLD_NAMES = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}  # 10-20 -> 10-10 (ACNS)
@@ -54,6 +55,7 @@ _ROWS = {
 _TEMPORAL = {"FT": "FC", "T": "C", "TP": "CP"}  # the lateral rows: their 7, 8, 9, 10 only
 
 
+@checked
 def standard_name(name: str, renamed: bool = True) -> str:
     """``name`` upper-cased, without an ``EEG`` prefix or a reference suffix (``-REF``...) or
     trailing dots, the old names T3/T4/T5/T6 renamed T7/T8/P7/P8 (unless not ``renamed``), as
@@ -176,6 +178,7 @@ def has_position(name: str) -> bool:
     return isinstance(name, str) and _position(standard_name(name)) is not None
 
 
+@checked
 def scalp_position(name: str) -> tuple[float, float, float]:
     """The unit-sphere position (x right, y nose, z vertex) of a 10-20 / 10-10 name
     (`standard_name` forms accepted); `LayoutError` for a name with no position."""
@@ -218,6 +221,7 @@ def project(position: tuple[float, float, float]) -> tuple[float, float]:
     return (r * x / horizontal, r * y / horizontal)
 
 
+@checked
 def scalp_xy(name: str) -> tuple[float, float]:
     """`project` of `scalp_position`: where ``name`` is drawn on a topographic map."""
     return project(scalp_position(name))

@@ -25,10 +25,12 @@ import torch
 from jaxtyping import Float
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens._hints import checked
 from emg_lens.errors import LayoutError
 from emg_lens.hooks.masking import HookFn
 
 
+@checked
 def channel_range(modalities: dict[str, int], group: str) -> range:
     """Input-channel rows of one modality (channels are numbered in ``modalities`` order).
 
@@ -43,6 +45,7 @@ def channel_range(modalities: dict[str, int], group: str) -> range:
     raise LayoutError(f"unknown modality {group!r}; the model has {list(modalities)}")
 
 
+@checked
 def zero_modality(group: str, model) -> HookFn:
     """Hook for ``hook_input`` that zeroes every channel of modality ``group``."""
     rows = channel_range(model.cfg.modalities, group)
@@ -58,6 +61,7 @@ def zero_modality(group: str, model) -> HookFn:
 
 
 @torch.inference_mode()
+@checked
 def mean_activations(
     model, X: np.ndarray | torch.Tensor, names: Iterable[str], batch_size: int = 256
 ) -> dict[str, torch.Tensor]:
@@ -77,6 +81,7 @@ def mean_activations(
     return {name: total / n for name, total in sums.items()}
 
 
+@checked
 def mean_ablate(mean: torch.Tensor, positions: Iterable[int] | None = None) -> HookFn:
     """Hook replacing an activation by ``mean`` (its dataset mean, without the batch axis),
     everywhere or only at token ``positions`` (axis 1, e.g. ``model.layout.positions("acc")``).

@@ -24,7 +24,7 @@ import torch
 from jaxtyping import Bool, Float
 from transformer_lens.hook_points import HookPoint
 
-from emg_lens._hints import no_type_check
+from emg_lens._hints import checked
 from emg_lens.edges import EdgeSet, no_edges, parse
 from emg_lens.errors import ArgumentError, LayoutError, check_ints, warn_caller
 from emg_lens.layout import TokenLayout, check_mask_shape, warn_keyless_queries
@@ -35,6 +35,7 @@ HookFn = Callable[[torch.Tensor, HookPoint], torch.Tensor]
 EdgesLike = EdgeSet | str | torch.Tensor
 
 
+@checked
 class NameFilter:
     """A TransformerLens name filter (``filter(name) -> bool``) for ``{stack}.{l}.{suffix}``,
     ``l`` in ``layers`` (all layers when None). Build one with `name_filter`,
@@ -58,7 +59,6 @@ class NameFilter:
             None if layers is None else frozenset(check_ints(layers, "layers", empty=True))
         )
 
-    @no_type_check  # per hook point of every run_with_hooks
     def layer_of(self, name: str) -> int | None:
         """The layer ``l`` of a ``{stack}.{l}.{suffix}`` hook name, else None."""
         prefix = f"{self.stack}."
@@ -67,7 +67,6 @@ class NameFilter:
         layer = name[len(prefix) :].split(".", 1)[0]
         return int(layer) if layer.isdigit() else None
 
-    @no_type_check
     def __call__(self, name: str) -> bool:
         layer = self.layer_of(name)
         return layer is not None and (self.layers is None or layer in self.layers)
@@ -112,6 +111,7 @@ class NameFilter:
         return f"name_filter({self.suffix!r}, {layers}{stack})"
 
 
+@checked
 def name_filter(
     suffix: str, layers: Iterable[int] | None = None, *, stack: str = "blocks"
 ) -> NameFilter:
@@ -128,11 +128,13 @@ def name_filter(
     return NameFilter(suffix, layers, stack=stack)
 
 
+@checked
 def attn_scores_filter(layers: Iterable[int] | None = None, **kw) -> NameFilter:
     """Filter for ``blocks.{l}.attn.hook_attn_scores`` in ``layers`` (where `mask_edges` goes)."""
     return name_filter("attn.hook_attn_scores", layers, **kw)
 
 
+@checked
 def pattern_filter(layers: Iterable[int] | None = None, **kw) -> NameFilter:
     """Filter for ``blocks.{l}.attn.hook_pattern`` in ``layers`` (where `zero_edges` goes)."""
     return name_filter("attn.hook_pattern", layers, **kw)
@@ -169,6 +171,7 @@ layer 1: 16 edges (head 0: 16, others none))
         return f"layer {layer}: {sum(per_head)} edges ({heads})"
 
 
+@checked
 def compile_edges(edges: EdgesLike, model: Any, layers: Iterable[int] | None = None) -> Cut:
     """The one compiled cut: ``edges`` (an `EdgeSet`, its string form, or a compiled bool
     mask) as ``{layer: mask}`` for ``model(x, edge_masks=...)``, compiled for each of
@@ -259,7 +262,7 @@ def _as_mask(
     return parse(edges).compile(layout, n_heads, layer=layer)
 
 
-@no_type_check
+@checked
 def layer_of(hook_name: str | None) -> int | None:
     """The block index of ``blocks.{l}.attn...`` (None for other names): what an edge set
     that names layers is compiled for, and which layer a hook function was called in.
@@ -315,7 +318,6 @@ class EdgeMaskHook:
         if layers:
             _compile(self.edges, model, layers, explicit)
 
-    @no_type_check  # per hook point of every run
     def __call__(
         self, scores: Float[torch.Tensor, "batch head_index query_pos key_pos"], hook: HookPoint
     ) -> torch.Tensor:
@@ -340,7 +342,6 @@ class EdgeMaskHook:
             self._said.add(key)
             warn_unread(call.model, call.return_type, unread, repr(self))
 
-    @no_type_check
     def _mask(self, scores_shape: torch.Size, hook: HookPoint, device: torch.device):
         n_heads, what = scores_shape[1], f"edge mask at {hook.name}"
         if isinstance(self.edges, torch.Tensor):  # a compiled mask must fit these scores
@@ -369,6 +370,7 @@ def _check_point(hook: HookPoint, expected: str, factory: str) -> None:
         raise LayoutError(f"{factory} belongs at *.{expected}, but was attached to {hook.name!r}")
 
 
+@checked
 def mask_edges(edges: EdgesLike, layout: TokenLayout) -> EdgeMaskHook:
     """Hook for ``hook_attn_scores`` writing ``-inf`` on ``edges`` (an `EdgeSet`, its string
     form, or a compiled bool mask broadcastable to ``[batch, head_index, query_pos, key_pos]``).
@@ -378,12 +380,14 @@ def mask_edges(edges: EdgesLike, layout: TokenLayout) -> EdgeMaskHook:
     return EdgeMaskHook(edges, layout, "hook_attn_scores", float("-inf"))
 
 
+@checked
 def zero_edges(edges: EdgesLike, layout: TokenLayout) -> EdgeMaskHook:
     """Hook for ``hook_pattern`` zeroing attention weights on ``edges`` after the softmax,
     without renormalising."""
     return EdgeMaskHook(edges, layout, "hook_pattern", 0.0)
 
 
+@checked
 def mask_edges_batched(
     masks: Bool[torch.Tensor, "condition *head_index query_pos key_pos"],
 ) -> HookFn:

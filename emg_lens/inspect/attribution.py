@@ -33,6 +33,7 @@ from einops import einsum, rearrange, repeat
 from jaxtyping import Float
 from transformer_lens import ActivationCache
 
+from emg_lens._hints import checked
 from emg_lens.components.layer_norm import LayerNorm
 from emg_lens.errors import ArgumentError, InputShapeError, describe
 from emg_lens.inputs import check_model
@@ -45,6 +46,7 @@ HEADS = {"cls": "logits", "avg": "avg_logits"}
 ``"cls"`` the scored one (every model's), ``"avg"`` IsoNet's mean-pooled one."""
 
 
+@checked
 def readout_map(
     model: Any, *, head: str = "cls"
 ) -> tuple[Float[torch.Tensor, "pos d_model n_classes"], Float[torch.Tensor, " n_classes"]]:
@@ -78,6 +80,7 @@ def readout_map(
     return model.readout_map(return_type)
 
 
+@checked
 def attribution_hooks(model: Any) -> list[str]:
     """The activations `direct_attribution` reads: pass them as ``names_filter`` to cache only
     those (attention patterns, the largest activations, are not among them).
@@ -135,6 +138,7 @@ def _components(cache: ActivationCache, model: Any, positions: list[int]):
 
 
 @torch.inference_mode()
+@checked
 def direct_attribution(
     model: Any,
     cache: ActivationCache,

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from einops import einsum
 from jaxtyping import Float
 
+from emg_lens._hints import checked
 from emg_lens.components.layer_norm import LayerNorm
 from emg_lens.errors import ArgumentError, IndexOutOfRangeError, check_int
 from emg_lens.inputs import check_model
@@ -49,6 +50,7 @@ LEVELS = ("channel", "group")
 
 
 @torch.no_grad()
+@checked
 def token_embeddings(model: Any, *, writes: bool = False) -> Float[torch.Tensor, "pos d_model"]:
     """Every token's data-free embedding (see the module docstring): what enters ``blocks.0``
     for a window of zeros, from the embedding weights, as the model gives it
@@ -69,6 +71,7 @@ def token_embeddings(model: Any, *, writes: bool = False) -> Float[torch.Tensor,
 
 
 @torch.no_grad()
+@checked
 def qk_circuit(
     model: Any, layer: int, head: int | None = None, *, level: str = "channel"
 ) -> pd.DataFrame:
@@ -112,6 +115,7 @@ def qk_circuit(
 
 
 @torch.no_grad()
+@checked
 def ov_circuit(
     model: Any, layer: int, head: int | None = None, *, return_type: str = "logits"
 ) -> pd.DataFrame:

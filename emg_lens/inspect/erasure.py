@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from emg_lens._hints import checked
 from emg_lens.data.pooled import window_labels
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.trials import trial_unit
@@ -62,6 +63,7 @@ REPORT_COLUMNS = [
 ]
 
 
+@checked
 @dataclass(frozen=True, eq=False)
 class ConceptErasure:
     """A fitted eraser (`erase_concept`): called as a TransformerLens hook at ``at``
@@ -142,6 +144,7 @@ def _windows(
     return X, values, trials, np.zeros(n, np.int64), unit, "labels"
 
 
+@checked
 def erase_concept(
     model: Any,
     X: SubjectData | Any,

@@ -30,6 +30,7 @@ from einops import einsum
 from jaxtyping import Float
 from transformer_lens import ActivationCache
 
+from emg_lens._hints import checked
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import ArgumentError, check_int
 from emg_lens.hooks import pattern_filter
@@ -40,6 +41,7 @@ from emg_lens.layout import CLS, TokenLayout
 BY = ("group", "channel", "time")
 
 
+@checked
 def token_bins(layout: TokenLayout, by: str = "group", bins: int | None = None) -> list[str]:
     """One label per token position: its group, or its channel or time patch (CLS stays
     ``"cls"``). ``bins`` merges consecutive channels (or patches) into that many bins.
@@ -74,6 +76,7 @@ def token_bins(layout: TokenLayout, by: str = "group", bins: int | None = None) 
 
 
 @torch.inference_mode()
+@checked
 def mean_patterns(
     model: Any, cache_or_signals: ActivationCache | Any, *, batch_size: int = 64
 ) -> Float[torch.Tensor, "layer head_index query_pos key_pos"]:
@@ -114,6 +117,7 @@ def mean_patterns(
     return (sums / len(signals)).to(model.cfg.dtype)
 
 
+@checked
 def attention_flow(
     model: Any,
     cache_or_signals: ActivationCache | Any,
@@ -169,6 +173,7 @@ def attention_flow(
     return table
 
 
+@checked
 def edge_mass(
     model: Any,
     cache_or_signals: ActivationCache | Any,

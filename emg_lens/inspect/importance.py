@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from scipy import stats as sps
 
+from emg_lens._hints import checked
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError
@@ -30,6 +31,7 @@ from emg_lens.stats.metrics import score_logits
 from emg_lens.studies import run_study
 
 
+@checked
 def default_kinds(layout: TokenLayout) -> tuple[str, str]:
     """The edge kinds to rank heads by: ``("unimodal", "cross_modal")`` when the layout has
     several modalities, else ``("same_channel", "cross_channel")`` (e.g. TinyMyo's sEMG only).
@@ -62,6 +64,7 @@ def _check_kinds(model: Any, kinds: Any) -> list[str]:
     return canonical
 
 
+@checked
 def head_importance(
     model: Any,
     data: SubjectData | tuple[Any, Any],
@@ -138,6 +141,7 @@ def head_importance(
     return out.assign(spearman_rho=out["kind"].map(rho))
 
 
+@checked
 def mass_effect_correlation(table: pd.DataFrame) -> pd.DataFrame:
     """Per kind, the Spearman correlation over (layer, head) between the attention ``mass`` of
     the edges and the drop in the metric when they are cut (``-delta``): positive when heads
@@ -158,6 +162,7 @@ def mass_effect_correlation(table: pd.DataFrame) -> pd.DataFrame:
 
 
 @torch.inference_mode()
+@checked
 def channel_importance(
     model: Any,
     data: SubjectData | tuple[Any, Any],

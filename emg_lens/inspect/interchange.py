@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from emg_lens._hints import checked
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import (
@@ -60,6 +61,7 @@ PAIR_COLUMNS = [
 ]  # fmt: skip
 
 
+@checked
 @dataclass(frozen=True)
 class Interchange:
     """What `interchange` found: ``pairs`` (one row per pair: labels, the three predictions,
@@ -117,6 +119,7 @@ def _windows(
     return X, y, trial
 
 
+@checked
 def interchange_pairs(
     data: SubjectData,
     class_pairs: Iterable[tuple[int, int]],
@@ -185,6 +188,7 @@ def _edge_delta(model, base_x, source_x, layer: int, edges: EdgeSet, cut) -> tor
 
 
 @torch.inference_mode()
+@checked
 def interchange(
     model: Any,
     base: tuple[Any, Any] | tuple[Any, Any, Any],

@@ -45,6 +45,7 @@ import pandas as pd
 import torch
 from transformer_lens import ActivationCache
 
+from emg_lens._hints import checked
 from emg_lens.errors import ArgumentError, InputShapeError, check_int
 from emg_lens.inputs import check_deterministic, check_model
 from emg_lens.inspect.checks import check_cache
@@ -53,6 +54,7 @@ Metric = Callable[[Any], Any]  # model output -> a scalar (float or 0-d tensor)
 ALL = slice(None)
 
 
+@checked
 def run_patched(
     model: Any,
     corrupted: Any,
@@ -180,6 +182,7 @@ def _indices(values: Iterable[int] | None, size: int, what: str) -> list[int]:
     return [check_int(v, f"{what}[{i}]", 0, size - 1) for i, v in enumerate(values)]
 
 
+@checked
 def patch_heads(
     model: Any,
     clean: Any,
@@ -207,6 +210,7 @@ def patch_heads(
     return sweep.table(["head"], [((ALL, ALL, head), (head,)) for head in heads])
 
 
+@checked
 def patch_residual(
     model: Any,
     clean: Any,
@@ -241,6 +245,7 @@ def patch_residual(
     return sweep.table(["position", "group", "channel", "time"], cells)
 
 
+@checked
 def patch_token_group(
     model: Any,
     clean: Any,
@@ -276,6 +281,7 @@ def patch_token_group(
     return sweep.table(["group", "n_positions"], [((ALL, positions), (name, len(positions)))])
 
 
+@checked
 def tl_index_df(model: Any, *axes: str) -> pd.DataFrame:
     """Every index of ``axes`` for TransformerLens's patching helpers (their ``index_df``
     argument), with positions from the model's token layout rather than the signal's length.

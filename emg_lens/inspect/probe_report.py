@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from emg_lens._hints import checked
 from emg_lens.errors import ArgumentError, check_int
 from emg_lens.inspect.interchange import interchange, interchange_pairs, over_subjects
 from emg_lens.inspect.plots.layers import plot_interchange, plot_probes
@@ -251,6 +252,7 @@ def probe_models(
     return ProbeReport(probes, swaps, settings, chance_table(scores))
 
 
+@checked
 def probe_subjects(
     subjects: Mapping[int, tuple[Any, Any]] | tuple[Any, Any],
     *,

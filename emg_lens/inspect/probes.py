@@ -31,6 +31,7 @@ import torch
 from jaxtyping import Float
 
 from emg_lens._blas import one_blas_thread
+from emg_lens._hints import checked
 from emg_lens.data.pooled import window_labels
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.trials import trial_unit
@@ -416,6 +417,7 @@ def _fold_scores(
     return scores
 
 
+@checked
 def probe_tokens(
     model: Any,
     data: SubjectData | tuple[Any, Any],

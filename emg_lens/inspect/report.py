@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from emg_lens._hints import checked
 from emg_lens._io import make_folder, write_if_changed
 from emg_lens.checkpoints import load_checkpoint, load_checkpoint_data, read_checkpoint_info
 from emg_lens.data.datasets import montages_of
@@ -364,6 +365,7 @@ def _write_view(report: InspectionReport, out: Path) -> None:
     write_if_changed(out / VIEW_DATA, json.dumps(record) + "\n")
 
 
+@checked
 def inspect_model(
     model: Any,
     data: SubjectData | tuple[Any, Any],

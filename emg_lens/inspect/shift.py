@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 
+from emg_lens._hints import checked
 from emg_lens.edges import EdgeSet
 from emg_lens.errors import ArgumentError, InputShapeError, UnsupportedFeatureError, check_int
 from emg_lens.hooks import compile_edges, name_filter
@@ -37,6 +38,7 @@ from emg_lens.inputs import check_deterministic, check_model
 POSITION_CHUNK = 64  # positions whose kernel matrices are held at once
 
 
+@checked
 def median_bandwidth(points: Float[torch.Tensor, "*batch n dim"]) -> Float[torch.Tensor, "*batch"]:
     """The median heuristic: the median distance between distinct points (1 where all
     points coincide, since then any bandwidth gives the same kernel).
@@ -50,6 +52,7 @@ def median_bandwidth(points: Float[torch.Tensor, "*batch n dim"]) -> Float[torch
     return torch.where(median > 0, median, torch.ones_like(median))
 
 
+@checked
 def mmd2_unbiased(
     x: Float[torch.Tensor, "*batch n dim"],
     y: Float[torch.Tensor, "*batch m dim"],
@@ -115,6 +118,7 @@ def _resid_posts(model: Any, signals: torch.Tensor, masks: dict, batch_size: int
     return torch.cat(parts, dim=1)
 
 
+@checked
 def distribution_shift(
     model: Any,
     signals: Any,

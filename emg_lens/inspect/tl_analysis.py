@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from jaxtyping import Float, Int
 
+from emg_lens._hints import checked
 from emg_lens.edges import EdgeSet
 from emg_lens.errors import ArgumentError, IndexOutOfRangeError, InputShapeError, describe
 from emg_lens.inspect.probes import POOLED, token_group
@@ -57,6 +58,7 @@ Tokens = str | EdgeSet | Sequence[int] | Int[np.ndarray, " _"]
 (its edges' query tokens, as `probe_tokens` reads one) or token positions."""
 
 
+@checked
 def token_positions(model: Any, tokens: Tokens) -> tuple[str, list[int]]:
     """``(name, positions)`` of a token group of ``model``'s layout (`Tokens`); positions
     given are checked against the layout (integers, in range, none repeated). ``"pooled"``
@@ -99,6 +101,7 @@ def token_positions(model: Any, tokens: Tokens) -> tuple[str, list[int]]:
     return f"positions {positions}", positions
 
 
+@checked
 @dataclass(frozen=True)
 class TokenRows:
     """Windows laid out for TransformerLens's interchange tools at a token group (`token_rows`):
@@ -139,6 +142,7 @@ class TokenRows:
         return np.asarray(values)[self.window.numpy()]
 
 
+@checked
 def token_rows(model: Any, windows: Any, tokens: Tokens) -> TokenRows:
     """``windows`` ``[n, channels, time]`` (a tensor or numpy array the model takes, checked
     by its ``to_tokens``) laid out as `TokenRows` at the token group ``tokens``

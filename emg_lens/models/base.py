@@ -25,7 +25,7 @@ from torch import nn
 from transformer_lens import ActivationCache, HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from emg_lens._hints import no_type_check
+from emg_lens._hints import checked
 from emg_lens.components import ConfigInit, TransformerBlock, make_norm
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
@@ -201,6 +201,7 @@ def _refusing_weights(cls: type) -> type:
     return cls
 
 
+@checked
 @_refusing_weights
 class HookedBiosignalModel(ConfigInit, TokenSurface, HookSurface, HookedRootModule):
     """Root of every hooked emg_lens model, of every tier (the encoders, the `MultimodalMLP`,
@@ -280,14 +281,12 @@ class HookedBiosignalModel(ConfigInit, TokenSurface, HookSurface, HookedRootModu
     _layout: TokenLayout  # built by the subclass's ``__init__``
 
     @property
-    @no_type_check  # per forward and hook
     def layout(self) -> TokenLayout:
         """What every token position is (group, channel, time): the ``_layout`` the
         subclass's ``__init__`` built."""
         return self._layout
 
     # ------------------------------------------------------------------ device and dtype
-    @no_type_check  # per forward
     def param_device_dtype(self) -> tuple[torch.device, torch.dtype]:
         """Device and dtype of the model's floating-point parameters: where `to_tokens` puts
         inputs, whatever ``cfg`` says.
@@ -361,6 +360,7 @@ class HookedBiosignalModel(ConfigInit, TokenSurface, HookSurface, HookedRootModu
         return out, EncoderCache(cache_dict, self, has_batch_dim=not remove_batch_dim)
 
 
+@checked
 class HookedEncoder(WeightSurface, HookedBiosignalModel):
     """Base class of the hooked biosignal transformers with weights, native and converted;
     not used directly.
@@ -510,7 +510,6 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
             return resid
         return self.readout(resid, return_type)
 
-    @no_type_check
     def _layer_index(self, value: int | None, name: str, default: int) -> int:
         n_layers = self.cfg.n_layers
         if value is None:

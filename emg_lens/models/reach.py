@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 
-from emg_lens._hints import no_type_check
 from emg_lens.errors import warn_caller
 
 
@@ -47,7 +46,6 @@ def forward_call(model: Any, return_type: str | None) -> Iterator[ForwardCall]:
         _CURRENT.reset(token)
 
 
-@no_type_check  # per hook call
 def current_forward() -> ForwardCall | None:
     """The innermost running forward pass (`forward_call`), if any."""
     return _CURRENT.get()

@@ -19,8 +19,6 @@ from __future__ import annotations
 import html
 import re
 
-from emg_lens._hints import no_type_check
-
 _CODE = re.compile(r"`([^`]+)`")
 # A delimiter is exactly two (bold) or one (italic) star, never part of a longer run, with no
 # space or star on its inner side: ``**x**`` and ``*x*``, not ``***`` nor ``** p < 0.01 **``.
@@ -31,7 +29,6 @@ _ENTITIES = {"lt": "<", "gt": ">", "amp": "&"}
 _NUMBER = re.compile(r"^[-+−]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?%?( [*]+| ns)?$")
 
 
-@no_type_check  # per table cell
 def inline(text: str, *, emphasis: bool = True) -> str:
     """One line of Markdown as HTML: escaped, then code spans, and (unless ``emphasis`` is
     false, as in a table cell) bold and italic. Outside code spans, the entities
@@ -55,7 +52,6 @@ def inline(text: str, *, emphasis: bool = True) -> str:
     return re.sub(r"\x00(\d+)\x00", lambda m: codes[int(m.group(1))], text)
 
 
-@no_type_check
 def _cell(text: str, tag: str) -> str:
     """One table cell, exactly as written: its stars are significance marks, not emphasis."""
     numeric = tag == "td" and bool(_NUMBER.match(text.strip()))

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from emg_lens._hints import no_type_check
+from emg_lens._hints import checked
 from emg_lens._io import remove_orphaned_temp_files, write_if_changed
 from emg_lens._version import __version__
 from emg_lens.errors import ArgumentError, DataFormatError, MissingDependencyError
@@ -139,6 +139,7 @@ window.addEventListener("load", emgLensSend);
 </script>"""
 
 
+@checked
 def write_manifest(
     folder: str | Path,
     *,
@@ -245,7 +246,6 @@ def _is_p_column(name: str) -> bool:
     return name == "p" or name.startswith("p_") or name.endswith("_p")
 
 
-@no_type_check  # per table cell
 def _short(value: str, p_value: bool = False) -> str:
     """A long float printed to 4 significant digits, a long text cut to `MAX_CELL`
     characters (the CSV keeps every digit and character); in a p-value column, a p below
@@ -298,6 +298,7 @@ def _toml_value(value: Any) -> str:
     return json.dumps(str(value), ensure_ascii=False)
 
 
+@checked
 def spec_toml(spec: dict[str, Any]) -> str:
     """A study spec as the TOML a study file says it in: keys, then [tables], then
     [[arrays of tables]].
@@ -435,6 +436,7 @@ TRUST = (
 """The line every page carries under its title: where the verdicts' error rates are."""
 
 
+@checked
 def report_html(folder: str | Path) -> str:
     """The page for an output folder (see the module docstring)."""
     return _page(folder)[0]
@@ -492,6 +494,7 @@ def _page(folder: str | Path) -> tuple[str, list[LeftOut]]:
     return page, files.left_out
 
 
+@checked
 def write_report(folder: str | Path, *, warn: Callable[[str], None] | None = None) -> Path:
     """Write ``report.html`` into ``folder`` (only when its bytes change) and return its
     path; ``warn`` is told of each file left out. The temporary files of report writers

@@ -51,7 +51,6 @@ from jaxtyping import Float, Real
 from numpy.typing import ArrayLike
 from scipy import stats as sps
 
-from emg_lens._hints import no_type_check
 from emg_lens.errors import (
     ArgumentError,
     EmgLensError,
@@ -73,7 +72,6 @@ P_FLOOR = 1e-16
 """Below it a printed p is the bound ``< 1e-16``."""
 
 
-@no_type_check  # per p-value printed
 def format_p(p: float, digits: int = 3, name: str = "") -> str:
     """A p-value as every table and console prints it: ``digits`` significant digits, in
     scientific notation below 1e-4 (Python's ``g``), never ``0``: below `P_FLOOR` (an exact

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 
+from emg_lens._hints import checked
 from emg_lens.errors import ArgumentError
 from emg_lens.stats.chance import cell_fields, stacked_cell_fields
 from emg_lens.stats.units import check_classes, stacked_trial_counts
@@ -82,6 +83,7 @@ def _check(metric: Any, accepted: tuple[str, ...]) -> str:
     return metric
 
 
+@checked
 def window_metric(
     logits: Float[torch.Tensor, "*stack batch n_classes"],
     y: Int[torch.Tensor, " batch"],

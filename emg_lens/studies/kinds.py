@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from emg_lens._hints import checked
 from emg_lens.errors import ArgumentError, SpecError
 from emg_lens.studies.spec_base import Spec
 from emg_lens.studies.validate import study_name
@@ -60,6 +61,7 @@ KINDS: Mapping[str, str] = MappingProxyType(
 """Every study kind, by the name a study file's ``kind`` gives, -> its `StudyKind`."""
 
 
+@checked
 @dataclass(frozen=True)
 class StudyKind:
     """One kind of study.
@@ -128,6 +130,7 @@ def _from_table(data: Any, source_dir: str | Path, default: str) -> Any:
     return study_kind(kind).load(data, source_dir)
 
 
+@checked
 def load_spec(source: str | Path | dict | Any, kind: str | None = None) -> Any:
     """A study's spec from a TOML or YAML file (read once), a dict, or a spec passed through.
     The table's ``kind`` picks the spec class; a table without one is an ablation study, or,
@@ -188,6 +191,7 @@ def _dispatch(source: Any, options: Mapping[str, Any], flags: Mapping[str, str] 
     return spec, kind, {k: v for k, v in options.items() if k not in kind.refuses}
 
 
+@checked
 def run(spec: Any, *, flags: Mapping[str, str] | None = None, **options: Any) -> Any:
     """Run a study of any kind (a spec, a dict or a file) with its kind's runner; an option
     the kind does not take (None, False and empty ones are not given) is refused, named as
@@ -204,6 +208,7 @@ def run(spec: Any, *, flags: Mapping[str, str] | None = None, **options: Any) ->
     return kind.run(spec, **given)
 
 
+@checked
 def check_study(spec: Any, *, flags: Mapping[str, str] | None = None, **options: Any) -> str:
     """What ``emg-lens study check`` prints of a study of any kind (nothing of it runs)."""
     spec, kind, given = _dispatch(spec, options, flags)

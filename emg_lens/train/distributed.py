@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from emg_lens._hints import checked
 from emg_lens.errors import ConfigError
 
 
@@ -39,6 +40,7 @@ class _Ordered(Protocol):  # what sorted needs (typeshed's SupportsRichCompariso
 T = TypeVar("T", bound=_Ordered)
 
 
+@checked
 @dataclass(frozen=True)
 class DistributedRun:
     """Where this process stands in a (possibly one-process) data-parallel run.
@@ -170,6 +172,7 @@ def torchrun_process() -> DistributedRun:
 
 
 @contextlib.contextmanager
+@checked
 def distributed_run(device: str | torch.device | None = "cpu") -> Iterator[DistributedRun]:
     """The `DistributedRun` of this process: distributed when ``WORLD_SIZE`` > 1 (torchrun), or
     when a process group is already initialised (which is then reused and left open);

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from emg_lens._hints import checked
 from emg_lens.checkpoints import load_checkpoint
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import CheckpointError, ConfigError, DataFormatError, check_int, fields_checked
@@ -44,6 +45,7 @@ MONITORS = ("loss", "accuracy")  # FinetuneConfig.monitor: lowest validation los
 H = TypeVar("H", bound="RunHistory")
 
 
+@checked
 @fields_checked
 @dataclass(frozen=True)
 class FinetuneConfig:
@@ -116,6 +118,7 @@ class RunHistory:
         )
 
 
+@checked
 @dataclass
 class FinetuneHistory(RunHistory):
     """A classifier's `RunHistory` and its validation accuracy and loss (the training's
@@ -125,6 +128,7 @@ class FinetuneHistory(RunHistory):
     val_loss: list[float] = field(default_factory=list)
 
 
+@checked
 class FinetuneResult(NamedTuple):
     """What `finetune` returns: the model with the kept epoch's weights and its history."""
 
@@ -135,6 +139,7 @@ class FinetuneResult(NamedTuple):
 # ----------------------------------------------------------------------------- model
 
 
+@checked
 def classifier_from_pretrained(
     pretrained: TinyMyo | str | Path,
     n_classes: int,
@@ -229,6 +234,7 @@ def _labels(y: torch.Tensor, n_classes: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+@checked
 def dataset_accuracy(model: TinyMyo, data: Any, *, batch_size: int = 256) -> float:
     """Fraction of the windows in ``data`` (see `window_dataset`) that ``model`` classifies
     correctly; the model is left in eval mode.
@@ -244,6 +250,7 @@ def dataset_accuracy(model: TinyMyo, data: Any, *, batch_size: int = 256) -> flo
 
 
 @torch.no_grad()
+@checked
 def dataset_scores(
     model: TinyMyo, data: Any, *, label_smoothing: float = 0.0, batch_size: int = 256
 ) -> tuple[float, float]:
@@ -291,6 +298,7 @@ def _train_mode(model: torch.nn.Module, *, linear_probe: bool) -> None:
 # ----------------------------------------------------------------------------- recipe
 
 
+@checked
 def finetune(
     pretrained: TinyMyo | str | Path,
     data: Any,

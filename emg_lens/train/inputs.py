@@ -19,10 +19,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset, random_split
 
+from emg_lens._hints import checked
 from emg_lens.data.synthetic.windows import UNLABELED
 from emg_lens.errors import ArgumentError, DataFormatError, InputShapeError, describe
 
 
+@checked
 def window_dataset(data: Any, input_shape: tuple[int, int], *, what: str = "data") -> Dataset:
     """``data`` as a Dataset of ``(x [C, T], y)`` items whose windows have ``input_shape``
     ``(C, T)``; ``what`` names the argument in error messages.

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from emg_lens._hints import checked
 from emg_lens._io import atomic_write
 from emg_lens.checkpoints import source_digest
 from emg_lens.data.datasets import available_subjects, load_subject
@@ -19,6 +20,7 @@ from emg_lens.train.finetune import FinetuneConfig, dataset_accuracy, finetune
 from emg_lens.train.inputs import random_holdout, window_dataset
 
 
+@checked
 def finetune_subjects(
     pretrained: str | Path,
     source: dict[str, Any],

@@ -27,6 +27,7 @@ from einops import rearrange
 from jaxtyping import Bool, Float
 from torch.utils.data import DataLoader, Dataset
 
+from emg_lens._hints import checked
 from emg_lens.errors import ArgumentError, ConfigError, fields_checked
 from emg_lens.models.native.tinymyo import TinyMyo
 from emg_lens.train.distributed import process_rank, unwrap
@@ -37,6 +38,7 @@ from emg_lens.train.schedule import check_schedule_fields, check_unit_interval
 RECIPE = "tinymyo-masked-pretraining"
 
 
+@checked
 @fields_checked
 @dataclass(frozen=True)
 class PretrainConfig:
@@ -66,6 +68,7 @@ class PretrainConfig:
             )
 
 
+@checked
 @dataclass
 class PretrainHistory:
     """Mean training loss per epoch (averaged over processes), the held-out masked-patch loss
@@ -89,6 +92,7 @@ class ReconstructionLoss(NamedTuple):
 # ----------------------------------------------------------------------------- masks and loss
 
 
+@checked
 def random_sample_mask(
     batch: int,
     n_channels: int,
@@ -121,6 +125,7 @@ def random_sample_mask(
     return patch_mask.repeat_interleave(patch_samples, dim=-1)
 
 
+@checked
 def masked_reconstruction_loss(
     reconstruction: Float[torch.Tensor, "batch pos patch_samples"],
     signals: Float[torch.Tensor, "batch channel time"],
@@ -224,6 +229,7 @@ def _mask_generator(seed: int, rank: int = 0) -> torch.Generator:
 
 
 @torch.no_grad()
+@checked
 def evaluate_masked_loss(
     model: TinyMyo,
     data: Any,
@@ -256,6 +262,7 @@ def evaluate_masked_loss(
     return total / count
 
 
+@checked
 def pretrain(
     model: TinyMyo,
     data: Any,

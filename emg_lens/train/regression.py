@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from emg_lens._hints import checked
 from emg_lens.errors import ArgumentError, DataFormatError
 from emg_lens.models.native.tinymyo import ConvRegressionHead, TinyMyo
 from emg_lens.train.baseline import channel_rms, fit_baseline
@@ -37,6 +38,7 @@ REGRESSION_LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
 """The regression losses ``finetune_regression(loss=...)`` accepts."""
 
 
+@checked
 @dataclass
 class RegressionHistory(RunHistory):
     """A regressor's `RunHistory` and its validation MAE per epoch (when validation data was
@@ -45,6 +47,7 @@ class RegressionHistory(RunHistory):
     val_mae: list[float] = field(default_factory=list)
 
 
+@checked
 class RegressionResult(NamedTuple):
     """What `finetune_regression` returns: the model with the kept epoch's weights and its
     history."""
@@ -61,6 +64,7 @@ class MeanAbsoluteError(NamedTuple):
 
 
 @torch.no_grad()
+@checked
 def dataset_mae(model: TinyMyo, data: Any, *, batch_size: int = 256) -> MeanAbsoluteError:
     """The mean absolute error of ``model``'s regression over ``data`` (windows and their
     targets ``[steps, outputs]``, the steps ``model`` outputs), per output and overall; the
@@ -115,6 +119,7 @@ def _target_moments(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
+@checked
 def mean_baseline_mae(train: Any, test: Any) -> MeanAbsoluteError:
     """The MAE on ``test`` of predicting, for every output, the mean of the ``train`` targets
     (the bar a regressor must clear); both are Datasets of ``(x, y [steps, outputs])`` or
@@ -173,6 +178,7 @@ def ridge_baseline_mae(train: Any, test: Any) -> MeanAbsoluteError:
     return MeanAbsoluteError(per_output, float(np.mean(per_output)))
 
 
+@checked
 def finetune_regression(
     pretrained: TinyMyo | str | Path,
     data: Any,

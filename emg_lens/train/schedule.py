@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from emg_lens._hints import checked
 from emg_lens.components.layer_norm import LayerNorm
 from emg_lens.errors import ArgumentError, ConfigError, check_field_types, check_int, check_seed
 from emg_lens.models.base import HookedBiosignalModel
@@ -23,6 +24,7 @@ TOKENS = ("mask_token", "cls_token")  # learned tokens: never pulled towards zer
 # ----------------------------------------------------------------------------- learning rate
 
 
+@checked
 def warmup_cosine_lr(
     step: int, *, total_steps: int, warmup_steps: int, lr_max: float, lr_min: float
 ) -> float:
@@ -40,6 +42,7 @@ def warmup_cosine_lr(
     return lr_min + 0.5 * (lr_max - lr_min) * (1.0 + math.cos(math.pi * progress))
 
 
+@checked
 def warmup_cosine_scheduler(
     optimizer: torch.optim.Optimizer,
     *,
@@ -107,6 +110,7 @@ def uses_weight_decay(module: nn.Module, leaf: str) -> bool:
     return not (isinstance(module, LayerNorm) or leaf.startswith("b_") or leaf in TOKENS)
 
 
+@checked
 def layerwise_param_groups(
     model: HookedBiosignalModel, lr: float, *, weight_decay: float, layer_decay: float = 1.0
 ) -> list[dict[str, Any]]:
@@ -155,6 +159,7 @@ def layerwise_param_groups(
 # ----------------------------------------------------------------------------- early stopping
 
 
+@checked
 class EarlyStopping:
     """Stop when a validation metric has not improved for ``patience`` evaluations, and keep
     (a CPU copy of) the weights of the best one.

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from tqdm.auto import tqdm
 
+from emg_lens._hints import checked
 from emg_lens._io import atomic_write
 from emg_lens.checkpoints import save_checkpoint, source_digest
 from emg_lens.config import EncoderConfig, config_for_data
@@ -48,6 +49,7 @@ PROGRESS_SECONDS = 5.0
 epoch and then at least this often (a log on a busy machine must not stay silent for minutes)."""
 
 
+@checked
 @fields_checked
 @dataclass(frozen=True)
 class TrainConfig:
@@ -92,6 +94,7 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.dropout_edges: {exc}") from exc
 
 
+@checked
 @dataclass
 class TrainResult:
     """Mean training loss per epoch and the last λ."""
@@ -101,6 +104,7 @@ class TrainResult:
     steps: int = 0
 
 
+@checked
 def anneal_weight(step: int, anneal_steps: int) -> float:
     """λ(t) = min(1, t / T_anneal); T_anneal = 0 means the CLS loss from the start.
 
@@ -110,6 +114,7 @@ def anneal_weight(step: int, anneal_steps: int) -> float:
     return 1.0 if anneal_steps <= 0 else min(1.0, step / anneal_steps)
 
 
+@checked
 def dual_head_loss(
     cls_logits: Float[torch.Tensor, "batch n_classes"],
     avg_logits: Float[torch.Tensor, "batch n_classes"],
@@ -128,6 +133,7 @@ def dual_head_loss(
     )
 
 
+@checked
 def fit(
     model: HookedBiosignalModel,
     X: Float[np.ndarray, "n channel time"],
@@ -258,6 +264,7 @@ def _loss(
 
 
 @torch.inference_mode()
+@checked
 def predict(
     model: HookedBiosignalModel,
     X: Float[np.ndarray, "n channel time"],
@@ -273,6 +280,7 @@ def predict(
     return torch.cat(out).numpy()
 
 
+@checked
 def accuracy(model: HookedBiosignalModel, X: np.ndarray, y: np.ndarray, **kwargs) -> float:
     """Fraction of windows classified correctly."""
     return float((predict(model, X, **kwargs) == np.asarray(y)).mean())
@@ -289,6 +297,7 @@ def training_fit(model: HookedBiosignalModel, X: np.ndarray, y: np.ndarray) -> f
     return min(accuracy(model, X, y, return_type=head) for head in heads)
 
 
+@checked
 def fit_until_fitted(
     model_cls: type[HookedBiosignalModel],
     model_cfg: EncoderConfig,
@@ -345,6 +354,7 @@ def fit_until_fitted(
     return model, history, attempts
 
 
+@checked
 def train_subjects(
     subjects: list[SubjectData],
     model_cls: type[HookedBiosignalModel],

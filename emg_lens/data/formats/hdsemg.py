@@ -51,6 +51,7 @@ import h5py
 import numpy as np
 import scipy.io
 
+from emg_lens._hints import checked
 from emg_lens.data.files import OpenFile, find_files
 from emg_lens.data.formats._matlab import common_length, write_mat73
 from emg_lens.data.preprocess import find_segments
@@ -290,6 +291,7 @@ def find_subjects(root: str | Path) -> list[int]:
     return sorted(_subject_files(Path(root)))
 
 
+@checked
 def load_hdsemg(
     path_or_root: str | Path, subject: int | None = None, *, force: bool = True
 ) -> Recording:

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from emg_lens._hints import checked
 from emg_lens.data.formats._matlab import read_mat
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError, check_bool, warn_caller
@@ -183,6 +184,7 @@ def _columns(
     return grids, aux, units, left_out
 
 
+@checked
 def read_otb(
     path: str | Path, *, orientation: int = 180, subject: int = 1, real_part: bool = False
 ) -> Recording:

@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from emg_lens._hints import checked
 from emg_lens.data.files import files_under, unique_files
 from emg_lens.data.formats.file_pattern import FilePattern
 from emg_lens.data.formats.trial_matrix import CsvFormat, is_number, read_trial
@@ -272,6 +273,7 @@ class TrialIndex:
         )
 
 
+@checked
 def read_files(
     root: str | Path,
     pattern: str | Sequence[str],

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from emg_lens._hints import no_type_check
 from emg_lens.data.formats._matlab import read_mat
 from emg_lens.errors import ArgumentError, DataFormatError, check_field_types, fields_checked
 
@@ -121,7 +120,6 @@ def read_trial(
     return x.astype(np.float32), names
 
 
-@no_type_check  # per CSV cell
 def is_number(cell: str, decimal: str = ".") -> bool:
     """Whether a CSV cell (or a name in a file's path) reads as a number, with ``decimal`` as
     its decimal mark.
@@ -136,7 +134,6 @@ def is_number(cell: str, decimal: str = ".") -> bool:
     return True
 
 
-@no_type_check  # per CSV cell
 def _number(cell: str, decimal: str) -> float:
     if decimal == ",":
         if "." in cell:  # a thousands separator, or a point in a comma file: not guessed

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from emg_lens._hints import checked
 from emg_lens.data.formats import epn612, ninapro_db8, uci_gestures
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, check_int, check_number
@@ -68,6 +69,7 @@ UCI_GESTURE_SECONDS = 3.0
 /481, Lobov et al. 2018)."""
 
 
+@checked
 def synthetic_epn612(
     n_subjects: int = 4,
     *,
@@ -128,6 +130,7 @@ def uci_subjects(n_subjects: int) -> list[int]:
     return sorted(order[: check_int(n_subjects, "n_subjects", minimum=1)], key=order.index)
 
 
+@checked
 def synthetic_uci(
     n_subjects: int = 3,
     *,
@@ -176,6 +179,7 @@ def synthetic_uci(
     return recordings
 
 
+@checked
 def synthetic_db8(subject: int = 1, *, seconds: float = 4.0, seed: int = 0) -> Recording:
     """One DB8 subject as `ninapro_db8.load_ninapro_db8` returns it: three acquisitions of
     ``seconds`` each at 2 kHz; glove sensors follow slow sinusoids (degrees), 1% of glove rows

@@ -46,6 +46,7 @@ from typing import Any, TypedDict
 import numpy as np
 from scipy import signal as sps
 
+from emg_lens._hints import checked
 from emg_lens.data.preprocess import PreprocessSpec, SubjectData, prepare_subject
 from emg_lens.data.reader import DatasetReader, no_files
 from emg_lens.data.recording import Recording
@@ -258,6 +259,7 @@ class PlantedEEG:
         }
 
 
+@checked
 def planted_eeg_truth(spec: SyntheticEEGSpec = SyntheticEEGSpec()) -> PlantedEEG:
     """The ground truth of ``spec``'s data: which classes need which regions (see
     `PlantedEEG`). Labels run single-region classes first (the first region's, then the
@@ -292,6 +294,7 @@ def _bits(spec: SyntheticEEGSpec) -> int:
     return {0: 0, 2: 1, 4: 2}[spec.n_interaction]
 
 
+@checked
 def planted_eeg_setup(
     n_subjects: int = 2, seed: int = 0
 ) -> tuple[SyntheticEEGSpec, PreprocessSpec]:
@@ -306,6 +309,7 @@ def planted_eeg_setup(
     return SyntheticEEGSpec(n_subjects=n_subjects, seed=seed), PreprocessSpec(**EEG_PREPROCESS)
 
 
+@checked
 def planted_eeg(
     n_subjects: int = 2,
     seed: int = 0,

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from emg_lens._hints import checked
 from emg_lens.data.formats import ninapro_db2
 from emg_lens.data.preprocess import PreprocessSpec
 from emg_lens.data.reader import DatasetReader, Source, no_files
@@ -52,6 +53,7 @@ from emg_lens.errors import ArgumentError, ConfigError, check_field_types, field
 GESTURE_KINDS = ("emg", "acc", "interaction")
 
 
+@checked
 @fields_checked
 @dataclass(frozen=True)
 class SyntheticSpec(DictSpec):
@@ -113,6 +115,7 @@ class SyntheticSpec(DictSpec):
         return fields
 
 
+@checked
 def gesture_kinds(spec: SyntheticSpec) -> dict[int, str]:
     """Gesture label (1-based) -> kind (``"emg"``, ``"acc"`` or ``"interaction"``).
 
@@ -168,6 +171,7 @@ def planted_setup(n_subjects: int = 2, seed: int = 0) -> tuple[SyntheticSpec, Pr
     return synthetic, preprocess
 
 
+@checked
 def demo_setup(n_subjects: int = 8, seed: int = 0) -> tuple[SyntheticSpec, PreprocessSpec]:
     """`planted_setup` with a balanced, smaller montage: the data `emg-lens demo` runs on.
 
@@ -187,6 +191,7 @@ def demo_setup(n_subjects: int = 8, seed: int = 0) -> tuple[SyntheticSpec, Prepr
     return SyntheticSpec(**{**planted.to_dict(), "n_emg": 12, "n_acc_sensors": 4}), preprocess
 
 
+@checked
 def subject_signature_setup(
     n_subjects: int = 3, seed: int = 0, offset: float = 0.3
 ) -> tuple[SyntheticSpec, PreprocessSpec]:
@@ -223,6 +228,7 @@ def subject_signature_setup(
     return synthetic, preprocess
 
 
+@checked
 def generate_recordings(
     spec: SyntheticSpec = SyntheticSpec(), subjects: list[int] | None = None
 ) -> list[Recording]:

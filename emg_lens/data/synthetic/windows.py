@@ -15,6 +15,7 @@ from jaxtyping import Float, Int
 from scipy.ndimage import uniform_filter1d
 from torch.utils.data import TensorDataset
 
+from emg_lens._hints import checked
 from emg_lens.data.preprocess import PreprocessSpec, filter_signals
 from emg_lens.data.reader import DatasetReader, Source, Windows, no_files
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec, generate_recordings
@@ -27,6 +28,7 @@ EMG_GESTURES = SyntheticSpec(n_subjects=1, n_acc_gestures=0, n_interaction_gestu
 """Gestures that sEMG alone tells apart (the others need the accelerometers)."""
 
 
+@checked
 @dataclass
 class SyntheticWindows:
     """Windows of synthetic sEMG with their gesture class (``-1`` unless the window lies inside
@@ -57,6 +59,7 @@ class SyntheticWindows:
         return TensorDataset(torch.from_numpy(self.X[mask]), torch.from_numpy(self.y[mask]))
 
 
+@checked
 def synthetic_windows(
     spec: SyntheticSpec = EMG_GESTURES,
     *,

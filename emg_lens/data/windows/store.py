@@ -34,6 +34,7 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
+from emg_lens._hints import checked
 from emg_lens._io import atomic_write, leftover_temp_files, make_folder
 from emg_lens.data.preprocess import Scaler
 from emg_lens.data.reader import DatasetReader, Source, Windows
@@ -78,6 +79,7 @@ class RegressionBatch(WindowBatch):
         self.targets = None if self.targets is None else self.targets[rows]
 
 
+@checked
 def write_window_store(
     path: str | Path,
     source: Iterable[Recording | WindowBatch],
@@ -277,6 +279,7 @@ def _scaler_dict(scaler: Scaler | None) -> dict[str, list[float]] | None:
     return {"mean": np.asarray(scaler.mean).tolist(), "std": np.asarray(scaler.std).tolist()}
 
 
+@checked
 class WindowStore(torch.utils.data.Dataset):
     """A window store read lazily: a `torch.utils.data.Dataset` of ``(x, y)`` pairs.
 

@@ -11,7 +11,10 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
+from emg_lens._hints import checked
 
+
+@checked
 def plot_reconstruction(features: Any) -> plt.Figure:
     """Left: accuracy per class, the model's own beside the reconstruction spliced in. Right:
     how often each feature fires (share of held-out tokens, sorted, log scale), dead ones
@@ -92,6 +95,7 @@ def plot_feature_classes(features: Any, count: int) -> plt.Figure:
     return fig
 
 
+@checked
 def plot_feature_map(features: Any, feature: int) -> plt.Figure | None:
     """Feature ``feature``'s mean activation per channel on the electrode placement of each
     modality that has one (`emg_lens.geometry.draw.plot_channel_values`); None when no

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from emg_lens._hints import checked
 from emg_lens.inspect.features.checkpoint import write_sae
 from emg_lens.inspect.features.config import FeatureConfig
 from emg_lens.inspect.features.plots import (
@@ -27,6 +28,7 @@ MAP_FEATURES = 6  # features drawn on the body: the costliest to ablate
 HEATMAP_FEATURES = 16  # rows of the per-class heatmaps
 
 
+@checked
 @dataclass
 class Features:
     """A trained `TopKSAE` and its description (`describe_features`); `save` writes it all."""
@@ -155,6 +157,7 @@ class Features:
         )  # fmt: skip
 
 
+@checked
 def save_sae(features: Features, out_dir: str | Path) -> list[Path]:
     """``features.safetensors`` (the autoencoder's weights) and ``features.json`` (format,
     config, provenance) into ``out_dir``, each atomically (`write_sae`); `load_features`

@@ -8,10 +8,12 @@ from __future__ import annotations
 import torch
 from jaxtyping import Float
 
+from emg_lens._hints import checked
 from emg_lens.errors import StudyError
 from emg_lens.inspect.features.config import FeatureConfig
 
 
+@checked
 class TopKSAE(torch.nn.Module):
     """A TopK sparse autoencoder: ``f = TopK(relu((x - b_dec) @ W_enc + b_enc))``,
     ``x̂ = f @ W_dec + b_dec``, each row of ``W_dec`` (a feature's direction) of unit norm. The

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from emg_lens._hints import checked
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import ArgumentError, describe
 from emg_lens.inputs import as_subject_data
@@ -45,6 +46,7 @@ def _split(model: Any, data: SubjectData | tuple[Any, Any], config: FeatureConfi
     return data.X_test[~evaluated], data.select_test(np.flatnonzero(evaluated))
 
 
+@checked
 def train_features(
     model: Any,
     data: SubjectData | tuple[Any, Any],
@@ -94,6 +96,7 @@ def train_features(
     )  # fmt: skip
 
 
+@checked
 def load_features(
     path: str | Path,
     model: Any,

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.image import AxesImage
 
+from emg_lens._hints import checked
 from emg_lens.errors import ArgumentError
 from emg_lens.inspect.importance import mass_effect_correlation
 from emg_lens.inspect.plots.style import annotate_cells, dark_cells, require_columns
@@ -67,6 +68,7 @@ def _head_grid(
     return fig
 
 
+@checked
 def plot_attention_flow(flow: pd.DataFrame, *, value: str = "mass") -> plt.Figure:
     """Query-group x key-group heatmaps, one per (layer, head), from `attention_flow`.
     ``value="mass"`` shows the attention mass (0..1); ``"ratio"`` its ratio to uniform
@@ -104,6 +106,7 @@ def plot_attention_flow(flow: pd.DataFrame, *, value: str = "mass") -> plt.Figur
     )
 
 
+@checked
 def plot_qk_circuit(table: pd.DataFrame) -> plt.Figure:
     """Query x key heatmaps of the weight-based attention scores, one per (layer, head), from
     `emg_lens.inspect.qk_circuit` (channels or groups; red: a query wants that key).
@@ -119,6 +122,7 @@ def plot_qk_circuit(table: pd.DataFrame) -> plt.Figure:
     return _circuit_grid(table, "plot_qk_circuit", *_QK)
 
 
+@checked
 def plot_ov_circuit(table: pd.DataFrame) -> plt.Figure:
     """Channel x class heatmaps of what each head writes into the class logits when it reads a
     channel, one per (layer, head), from `emg_lens.inspect.ov_circuit`.
@@ -194,6 +198,7 @@ def _circuit_grid(
     )
 
 
+@checked
 def plot_head_importance(table: pd.DataFrame) -> plt.Figure:
     """Layer x head maps of the metric change when a head's edges of one kind are cut in one
     layer, one panel per kind, from `head_importance` (text: change and rank)."""
@@ -233,6 +238,7 @@ def plot_head_importance(table: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+@checked
 def plot_mass_vs_effect(table: pd.DataFrame) -> plt.Figure:
     """Attention mass on a kind of edge against the drop in the metric when those edges are
     cut, one point per (layer, head) and one panel per kind, with the Spearman correlation."""
@@ -264,6 +270,7 @@ def plot_mass_vs_effect(table: pd.DataFrame) -> plt.Figure:
 # ------------------------------------------------------------------------------- attribution
 
 
+@checked
 def plot_attribution(table: pd.DataFrame) -> plt.Figure:
     """Direct attribution from `direct_attribution`, averaged over windows: bars per layer-level
     component (embeddings, each layer's attention = its heads + ``b_O``, each MLP, biases;

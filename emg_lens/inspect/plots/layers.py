@@ -8,10 +8,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from emg_lens._hints import checked
 from emg_lens.inspect.plots.style import annotate_cells, dark_cells, require_columns
 from emg_lens.studies.plots import COLORS
 
 
+@checked
 def plot_distribution_shift(shift: pd.DataFrame) -> plt.Figure:
     """Cosine distance and MMD² between masked and unmasked residual streams per layer, one
     line per token group, from `distribution_shift` (masked layers shaded; dashed: the MMD²
@@ -39,6 +41,7 @@ def plot_distribution_shift(shift: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+@checked
 def plot_patching(table: pd.DataFrame) -> plt.Figure:
     """What a patching sweep restored (``restored``: 0 = corrupted, 1 = clean): a layer x head
     map (`patch_heads`), a layer x position map (`patch_residual`) or a line over layers
@@ -86,6 +89,7 @@ def _panel_title(key: tuple, columns: list[str]) -> str:
     return " · ".join(parts)
 
 
+@checked
 def plot_probes(table: pd.DataFrame) -> plt.Figure:
     """Probe accuracy by layer, one line per token group (dotted: the same probe on the control
     task; grey: chance), one panel per ``cut`` condition when the table has that column (and
@@ -131,6 +135,7 @@ def plot_probes(table: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+@checked
 def plot_interchange(table: pd.DataFrame) -> plt.Figure:
     """Interchange intervention accuracy by layer, one colour per site (``group``) and ``cut``,
     from a table of one row per subject and site (``k`` of ``n`` pairs follow the source; as

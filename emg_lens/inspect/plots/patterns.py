@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from transformer_lens import ActivationCache
 
+from emg_lens._hints import checked
 from emg_lens.errors import (
     ArgumentError,
     MissingDependencyError,
@@ -27,6 +28,7 @@ from emg_lens.report.view import view_record
 from emg_lens.studies.plots import COLORS
 
 
+@checked
 def token_labels(layout: TokenLayout) -> list[str]:
     """A short name per token: ``cls``, or its channel's name where the layout names its
     channels (``C3``), else the group and the channel's index within it (``acc3``), with
@@ -83,6 +85,7 @@ def _window(window: Any, sample: Any, where: str, default: Any) -> Any:
     return sample
 
 
+@checked
 def plot_pattern(
     model: Any,
     cache: ActivationCache,
@@ -200,6 +203,7 @@ def attention_view_record(cache: ActivationCache, layer: int, *, window: int = 0
     return view_record(tokens, heads, pattern.double())
 
 
+@checked
 def to_circuitsvis(
     cache: ActivationCache, layer: int, *, window: int = _NOT_GIVEN, sample: int = _NOT_GIVEN
 ) -> Any:

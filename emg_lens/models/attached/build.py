@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from emg_lens._hints import checked
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, ConversionError, check_int, describe
 from emg_lens.layout import CLS, TokenLayout
@@ -66,6 +67,7 @@ def _modalities(layout: TokenLayout, n_channels: int) -> dict[str, int]:
     return {(layout.modalities or ("signal",))[0]: n_channels}
 
 
+@checked
 def attach(
     model: nn.Module,
     *,

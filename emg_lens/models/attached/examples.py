@@ -17,7 +17,10 @@ import torch
 from jaxtyping import Float
 from torch import nn
 
+from emg_lens._hints import checked
 
+
+@checked
 class Block(nn.Module):
     """A pre-norm transformer block as research code writes it: multi-head self-attention
     computed by hand (``qkv = nn.Linear(d, 3d)``, scores ``(q @ k^T) * d_head ** -0.5``, an
@@ -59,6 +62,7 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+@checked
 class TinyAttention(nn.Module):
     """A one-block attention classifier (the docstrings' model): one token per channel from its
     ``n_samples``, a `Block`, a linear head on the mean token. Its weights are seeded; the
@@ -83,6 +87,7 @@ class TinyAttention(nn.Module):
         return self.head(self.block(self.embed(x)).mean(1))
 
 
+@checked
 class SpectralEEG(nn.Module):
     """One token per channel: a linear map of its log power spectrum (the first ``bins`` rFFT
     bins: 0-45 Hz of a 1 s window at 200 Hz), plus a learned channel embedding; two `Block`\\ s
@@ -110,6 +115,7 @@ class SpectralEEG(nn.Module):
         return self.head(self.norm(self.blocks(tokens)).mean(1))
 
 
+@checked
 class PatchAttention(TinyAttention):
     """A hand-written attention over the channels of each patch, the patches folded into the
     batch as CBraMod's spatial attention and EEGPT fold them: each channel's window is cut

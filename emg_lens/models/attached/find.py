@@ -29,7 +29,6 @@ from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.overrides import TorchFunctionMode
 
-from emg_lens._hints import no_type_check
 from emg_lens.errors import ArgumentError, ConversionError, describe
 from emg_lens.models.attached.intercept import (
     SOFTMAXES,
@@ -112,7 +111,6 @@ class Probe:
     folded: tuple[str, ...] = ()  # nothing named: the modules running a 3-D scores softmax
 
 
-@no_type_check  # per torch function argument
 def _shape(value: object) -> tuple[int, ...] | None:
     """The shape of a module's input or output: a tensor, or a tuple or list of them first."""
     if isinstance(value, (tuple, list)) and value:
@@ -120,7 +118,6 @@ def _shape(value: object) -> tuple[int, ...] | None:
     return tuple(value.shape) if isinstance(value, torch.Tensor) else None
 
 
-@no_type_check  # per module entered and left
 class _Recorder(ModuleTracker):
     """A tracker of every module that also records each module call's attention calls."""
 
@@ -134,7 +131,6 @@ class _Recorder(ModuleTracker):
     def _enter(self, path):
         push = super()._enter(path)
 
-        @no_type_check  # one per module and call: no runtime type checker's wrapper each
         def hook(module, args):
             push(module, args)
             self._open.append((len(self.calls), _shape(args[0]) if args else None))
@@ -144,7 +140,6 @@ class _Recorder(ModuleTracker):
     def _exit(self, path):
         pop = super()._exit(path)
 
-        @no_type_check  # one per module and call: no runtime type checker's wrapper each
         def hook(module, args, output):
             pop(module, args, output)
             if self._open:
@@ -176,7 +171,6 @@ class _Recorder(ModuleTracker):
         self.calls.append(call)
 
 
-@no_type_check  # per torch function called
 class _Folded(TorchFunctionMode):
     """Where nothing is named: the modules running a softmax over the last axis of a 3-D
     tensor (``[batch * heads, query, key]``, heads folded into the batch), which is an

@@ -33,7 +33,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from emg_lens._hints import no_type_check
 from emg_lens.components.attend import (
     as_bias,
     attend,
@@ -92,7 +91,6 @@ OnCall = Callable[[Call], Site | None]
 _OPEN: ContextVar[Scope | None] = ContextVar("emg_lens_attached_forward", default=None)
 
 
-@no_type_check  # per hooked module and call
 class Scope:
     """One forward of an attached model (or of a probe): while it is open (``with scope:``),
     in this thread (or task), the hooks it made (`guard`) act; anywhere else, and in a forward
@@ -118,7 +116,6 @@ class Scope:
     def guard(self, hook: Callable[..., Any]) -> Callable[..., Any]:
         """``hook``, acting only while this scope is the innermost one open here."""
 
-        @no_type_check  # one per module and call: no runtime type checker's wrapper each
         @functools.wraps(hook)
         def guarded(*args: Any) -> Any:
             return hook(*args) if _OPEN.get() is self else None
@@ -126,7 +123,6 @@ class Scope:
         return guarded
 
 
-@no_type_check  # per module entered and left
 class ModuleTracker:
     """The stack of running modules among ``modules`` (path -> module), kept by forward pre-
     and post-hooks while the context of `track` is open, for the forwards run inside
@@ -164,14 +160,12 @@ class ModuleTracker:
             self.stack.clear()
 
     def _enter(self, path: str) -> Callable:
-        @no_type_check  # one per module and call: no runtime type checker's wrapper each
         def hook(module: nn.Module, args: tuple) -> None:
             self.stack.append(path)
 
         return hook
 
     def _exit(self, path: str) -> Callable:
-        @no_type_check  # one per module and call: no runtime type checker's wrapper each
         def hook(module: nn.Module, args: tuple, output: object) -> None:
             if self.stack and self.stack[-1] == path:
                 self.stack.pop()
@@ -179,7 +173,6 @@ class ModuleTracker:
         return hook
 
 
-@no_type_check  # per torch function called
 class Interceptor(TorchFunctionMode):
     """See the module docstring. ``on_call`` gets each attention call in order and returns
     its `Site`; ``softmax_here()`` says whether a 4-D softmax now is an attention's (inside

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
-from emg_lens._hints import no_type_check
+from emg_lens._hints import checked
 from emg_lens.components.attend import observed, read_hook
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
@@ -116,6 +116,7 @@ def _tl_keyword(module: nn.Module, kwargs: dict[str, Any], name: str) -> Any:
     return kwargs.pop(name)
 
 
+@checked
 class AttachedModel(HookedBiosignalModel):
     """A user's module with TransformerLens hook points at its attention (see the module
     docstring); built by `attach`. ``model`` is the user's module; ``calls`` what each layer's
@@ -202,7 +203,6 @@ class AttachedModel(HookedBiosignalModel):
         }
 
     # ------------------------------------------------------------------ what it is
-    @no_type_check
     def name_in_messages(self) -> str:
         """``AttachedModel of`` the user's class."""
         return f"AttachedModel of {type(self.model).__name__}"
@@ -381,7 +381,6 @@ class AttachedModel(HookedBiosignalModel):
         resid = {i for i in self._blocks if observed(self._resid_points(i))}
         return self._intercepted(x, args, kwargs, masks, hooked, resid, size)
 
-    @no_type_check  # per hook point
     def _block(self, layer: int) -> AttachedBlock:
         """Layer ``layer``'s hook points (``blocks`` holds `AttachedBlock`s only)."""
         return cast(AttachedBlock, self.blocks[layer])

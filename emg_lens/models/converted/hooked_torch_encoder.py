@@ -19,6 +19,7 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens._hints import checked
 from emg_lens.components import ConfigInit
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
@@ -34,6 +35,7 @@ from emg_lens.models.converted.linear_readout import LinearUnembedding, ReadoutF
 from emg_lens.models.converted.torch_masks import torch_attention_mask
 
 
+@checked
 class HookedTorchEncoder(ConvertedEncoder):
     """A user's tokenizer, a converted ``nn.TransformerEncoder`` and the user's readout (see
     the module docstring); built by `from_torch_encoder`.

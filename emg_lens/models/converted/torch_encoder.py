@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from emg_lens._hints import checked
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
     ArgumentError,
@@ -131,6 +132,7 @@ def key_table(n_heads: int, layer: str, final: str | None) -> keys.KeyTable:
     )
 
 
+@checked
 def from_torch_encoder(
     encoder: nn.TransformerEncoder | Sequence[nn.TransformerEncoderLayer],
     *,

@@ -49,6 +49,7 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens._hints import checked
 from emg_lens.components import ClassifierHead, ConfigInit, PosEmbed, TransformerBlock
 from emg_lens.components.embeddings import cls_token_parameter, cut_patches, prepend_cls_token
 from emg_lens.config import PRESETS, EncoderConfig
@@ -336,6 +337,7 @@ class _StemFusionEncoder(HookedEncoder):
         return R.detach(), self.classifier.b_U.detach()
 
 
+@checked
 class MultimodalTransformer(_StemFusionEncoder):
     """Per-modality tubelet transformers with linear fusion; no cross-modal attention anywhere.
 
@@ -379,6 +381,7 @@ class MultimodalTransformer(_StemFusionEncoder):
         return EncoderConfig.preset(preset, **{**defaults, **overrides})
 
 
+@checked
 class HierarchicalTransformer(_StemFusionEncoder):
     """Per-modality tubelet stems, then a fusion transformer ``blocks`` over both streams.
 

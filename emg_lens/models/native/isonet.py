@@ -17,6 +17,7 @@ import torch
 from jaxtyping import Float
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens._hints import checked
 from emg_lens.components import ChannelEmbed, ClassifierHead, PosEmbed
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ConfigError
@@ -25,6 +26,7 @@ from emg_lens.models.base import HookedEncoder
 RETURN_TYPES = ("logits", "avg_logits", "both")
 
 
+@checked
 class IsoNet(HookedEncoder):
     """The IsoNet encoder.
 

@@ -22,6 +22,7 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens._hints import checked
 from emg_lens.components import ClassifierHead, ConfigInit
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError
@@ -100,6 +101,7 @@ class ModalityMLP(nn.Module):
         return x
 
 
+@checked
 class MultimodalMLP(HookedBiosignalModel):
     """The multimodal MLP baseline: no tokens, no attention.
 

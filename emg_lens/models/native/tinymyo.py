@@ -28,6 +28,7 @@ from jaxtyping import Bool, Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens._hints import checked
 from emg_lens.components import ChannelEmbed, ClassifierHead, ConfigInit, TransformerBlock
 from emg_lens.components.embeddings import cut_patches
 from emg_lens.config import EncoderConfig
@@ -219,6 +220,7 @@ class ConvRegressionHead(ConfigInit, nn.Module):
 
 
 # ---------------------------------------------------------------------------------- model
+@checked
 class TinyMyo(HookedEncoder):
     """The TinyMyo encoder with a reconstruction, classification or regression head.
 

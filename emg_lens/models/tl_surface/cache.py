@@ -9,7 +9,6 @@ import torch
 from transformer_lens import ActivationCache
 from transformer_lens.utilities import Slice
 
-from emg_lens._hints import no_type_check
 from emg_lens.errors import IndexOutOfRangeError, is_int
 
 
@@ -30,7 +29,6 @@ class EncoderCache(ActivationCache):
 IsoNet (n_layers=2): a layer is in 0..1, or -2..-1 from the end
     """
 
-    @no_type_check  # per cache read
     def __getitem__(self, key: Any) -> torch.Tensor:
         try:
             return super().__getitem__(key)

@@ -30,7 +30,6 @@ import torch
 from transformer_lens import HookedRootModule
 from transformer_lens.utilities import Slice
 
-from emg_lens._hints import no_type_check
 from emg_lens.components import Attention, TransformerBlock
 from emg_lens.components.attend import observed
 from emg_lens.config import HOOK_FLAGS, EncoderConfig
@@ -84,7 +83,6 @@ assert set(_OPTIONAL_HOOKS.values()) == set(HOOK_FLAGS)
 _POSITION_AXES = {"pos", "src_pos", "dest_pos"}  # TransformerLens's position axis names
 
 
-@no_type_check  # per hook added
 def _guard_tl_patching(name: Any, hook: Callable) -> Callable:
     """``hook`` as it is, unless it is one of TransformerLens's patching helpers' hooks (a
     ``functools.partial`` of their ``patching_hook`` with the row's ``index``): then the same
@@ -168,12 +166,10 @@ class HookSurface(HookedRootModule):
         if "_thread_claim" not in self.__dict__:  # pickled before models had one
             self._thread_claim = ThreadClaim()
 
-    @no_type_check
     def name_in_messages(self) -> str:
         """How messages about this model name it."""
         return type(self).__name__
 
-    @no_type_check  # per call of the model
     def _claimed(
         self, what: str, hooked: bool | Callable[[], bool] = True
     ) -> AbstractContextManager[None]:
@@ -249,7 +245,6 @@ class HookSurface(HookedRootModule):
             if callable(check):
                 check(self)
 
-    @no_type_check  # per hook point named
     def flag_off(self, name: str) -> str | None:
         """The flag (``use_attn_result``, ``use_split_qkv_input``, ``use_attn_in``,
         ``use_hook_mlp_in``) that hook point ``name`` needs and that is off, else None: a
@@ -270,7 +265,6 @@ class HookSurface(HookedRootModule):
             return None
         return flag
 
-    @no_type_check
     def _refuse_flag_off(self, name: str) -> None:
         flag = self.flag_off(name)
         if flag is not None:

@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
-from emg_lens._hints import no_type_check
 from emg_lens.errors import StudyError
 
 ADVICE = (
@@ -145,7 +144,6 @@ class ThreadClaim:
             "model.reset_hooks(); close the context where it was opened, or once that call is done"
         )
 
-    @no_type_check  # per call of the model
     def _holder_besides(self, me: Caller, exclusive: bool) -> Caller | None:
         """Another caller whose use this one cannot share: one using the model with hooks,
         or, for a call with hooks, one running it at all."""
@@ -159,7 +157,6 @@ class ThreadClaim:
 Caller = tuple[threading.Thread, "asyncio.Task[Any] | None"]
 
 
-@no_type_check  # per hook call
 def caller() -> Caller:
     """Who is calling: this thread, and the asyncio task it is running (None outside one).
     Two tasks of one event loop take turns in one thread, so each is a caller of its own.

@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from jaxtyping import Float
 
-from emg_lens._hints import no_type_check
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import InputShapeError, describe
 
@@ -39,7 +38,6 @@ class TokenSurface:
         def param_device_dtype(self) -> tuple[torch.device, torch.dtype]: ...
 
     @property
-    @no_type_check  # per forward
     def input_shape(self) -> tuple[int, int]:
         """``(channels, time)`` of one input window."""
         return (self.cfg.n_channels, self.cfg.n_samples)

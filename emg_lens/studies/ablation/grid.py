@@ -25,10 +25,12 @@ import json
 from dataclasses import dataclass, replace
 from functools import cached_property
 
+from emg_lens._hints import checked
 from emg_lens.errors import SpecError
 from emg_lens.studies.ablation.spec import PLACEBO, Intervention, StudySpec
 
 
+@checked
 @dataclass(frozen=True)
 class Condition:
     """One cell of the grid (per subject): what to do, where, on which heads."""
@@ -100,6 +102,7 @@ def _layer_sets(spec: StudySpec, n_layers: int) -> list[LayerSet]:
     return sets
 
 
+@checked
 def expand_grid(spec: StudySpec, n_layers: int, n_heads: int) -> list[Condition]:
     """All conditions of ``spec`` for a model with ``n_layers`` layers and ``n_heads`` heads,
     in spec order (the baseline is not included: it is always evaluated). An erasure acts on

@@ -39,6 +39,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
+from emg_lens._hints import checked
 from emg_lens.data.synthetic.eeg import PlantedEEG
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec, gesture_kinds
 from emg_lens.errors import ArgumentError
@@ -183,6 +184,7 @@ def planted_claims(
     )
 
 
+@checked
 def planted_findings(
     result: StudyResult,
     groups: Mapping[str, Sequence[int]],
@@ -207,6 +209,7 @@ def planted_findings(
     )
 
 
+@checked
 def format_findings(findings: pd.DataFrame, truth: PlantedEEG | None = None) -> str:
     """The planted claims' rows of a claims table (`StudyResult.claims`, `planted_findings`)
     as the demo prints them: planted vs found (``truth`` words the cut, as in `claims_of`)."""

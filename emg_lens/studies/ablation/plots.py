@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from emg_lens._hints import checked
 from emg_lens.errors import ArgumentError
 from emg_lens.stats.metrics import UNITS, delta_column, delta_name
 from emg_lens.studies.plots import draw_bar, draw_box, legend_patches
@@ -32,6 +33,7 @@ def _x_label(row) -> str:
     return str(int(row.layer)) if not pd.isna(row.layer) else (row.layers or "input")
 
 
+@checked
 def boxplots(result) -> plt.Figure:
     """One panel per mode: per-subject metric per layer, one box per intervention and head set
     side by side (the legend names both), the baseline mean as a dashed line, significance

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from emg_lens._hints import checked
 from emg_lens.errors import ArgumentError
 from emg_lens.output import StudyOutput, markdown_table, one_line, prose
 from emg_lens.stats.chance import chance_console, chance_markdown, chance_table
@@ -58,6 +59,7 @@ TRIAL_FIELDS = ("trial_correct", "trial_total", "design_effect")
 stored before trials were counted, whose chance check then counts windows and says so."""
 
 
+@checked
 @dataclass
 class StudyResult(StudyOutput):
     """What an ablation study produced. `figures` draws; `save` writes everything to a folder

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from emg_lens._hints import checked
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import StudyError
 from emg_lens.model_folder import study_models
@@ -46,6 +47,7 @@ from emg_lens.train.distributed import torchrun_process
 from emg_lens.user_code import StudyCode, require_builder
 
 
+@checked
 def run_study(
     spec: StudySpec | str | Path | dict,
     *,

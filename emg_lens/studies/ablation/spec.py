@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from emg_lens._hints import checked
 from emg_lens.edges import parse
 from emg_lens.errors import SpecError, check_seed, is_int
 from emg_lens.stats.metrics import METRICS
@@ -43,6 +44,7 @@ MODES = ("individual", "from_first", "from_last", "all", "explicit")
 PLACEBO = "_placebo"  # an erasure's placebo condition is named "<intervention>_placebo"
 
 
+@checked
 @dataclass(frozen=True)
 class Intervention(Spec):
     """One named intervention: exactly one of ``edges`` (an edge expression, masked with
@@ -144,6 +146,7 @@ def _erasure_keys(data: dict[str, Any], where: str) -> dict[str, Any]:
     return {"erase": erase, "tokens": tokens, "classes": classes, "seed": seed}
 
 
+@checked
 @dataclass(frozen=True)
 class LayerSpec(Spec):
     """Which layer sets to intervene on, per mode (see `MODES`)."""
@@ -254,6 +257,7 @@ def _empty(value: Any, spec: Any) -> bool:
     return not value
 
 
+@checked
 @dataclass(frozen=True)
 class StudySpec(Spec):
     """A whole study. ``source_dir`` (where the file was) resolves ``hook`` paths and is not

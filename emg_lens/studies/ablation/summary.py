@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from jaxtyping import Float, Int
 
+from emg_lens._hints import checked
 from emg_lens.errors import ArgumentError
 from emg_lens.stats.compare import (
     ALPHA,
@@ -82,6 +83,7 @@ def legend(markdown: bool = False) -> str:
     return stars_line + ("\n\n" if markdown else "\n") + r_rb_line
 
 
+@checked
 def summarize(per_subject: pd.DataFrame, stats: StatsSpec) -> pd.DataFrame:
     """One row per condition and metric: per-subject values vs the baseline's, tested and
     corrected; the correction families are formed within each metric's table. A table without

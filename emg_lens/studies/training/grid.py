@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from emg_lens._hints import checked
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import ArgumentError, DataFormatError, SpecError
 from emg_lens.hooks.ablation import channel_range
@@ -62,6 +63,7 @@ def electrode_counts(data: SubjectData) -> dict[str, int]:
     return counts
 
 
+@checked
 def select_channels(data: SubjectData, electrodes: Mapping[str, Sequence[int]]) -> SubjectData:
     """The windows of the chosen electrodes only (an ACC electrode brings its 3 axes), with
     ``modalities`` updated. Modalities keep the montage order of ``data``; electrodes within one
@@ -107,6 +109,7 @@ def select_channels(data: SubjectData, electrodes: Mapping[str, Sequence[int]]) 
     )
 
 
+@checked
 @dataclass(frozen=True)
 class TrainingInput(Spec):
     """One ``[[inputs]]`` entry: whole ``modalities``, or ``channels`` (electrodes per modality)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from emg_lens._hints import checked
 from emg_lens.output import StudyOutput, markdown_table, one_line
 from emg_lens.stats.chance import chance_console, chance_markdown, chance_table
 from emg_lens.stats.compare import compare, correct, delta_pct, format_p, stars
@@ -86,6 +87,7 @@ def summarize_training(per_subject: pd.DataFrame, spec: TrainingStudySpec) -> pd
     return summary
 
 
+@checked
 @dataclass
 class TrainingStudyResult(StudyOutput):
     """What a training study produced: the per-cell table and the summary

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from emg_lens._hints import checked
 from emg_lens.checkpoints import source_digest
 from emg_lens.data.datasets import load_subject
 from emg_lens.data.placement import has_placement
@@ -105,6 +106,7 @@ def _electrodes_text(electrodes: Mapping[str, list[int]], montage: list[str]) ->
     return " ".join(f"{m}:{','.join(map(str, electrodes[m]))}" for m in order)
 
 
+@checked
 def run_training_study(
     spec: TrainingStudySpec | str | Path | dict,
     *,

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, ClassVar, cast
 
+from emg_lens._hints import checked
 from emg_lens.config import PRESETS, EncoderConfig, config_for_data
 from emg_lens.data.datasets import available_subjects, data_source, dataset_preprocess
 from emg_lens.data.formats.ninapro_db2 import EXERCISES
@@ -202,6 +203,7 @@ def _train_table(train: TrainConfig, spec: Any) -> dict[str, Any]:
     return {**{k: getattr(train, k) for k in TRAIN_KEYS}, "preset": spec.preset}
 
 
+@checked
 @dataclass(frozen=True)
 class TrainingStudySpec(Spec):
     """A whole training study (see the module docstring); parameters only."""
@@ -366,6 +368,7 @@ class TrainingStudySpec(Spec):
             ) from exc
 
 
+@checked
 def check_models(spec: TrainingStudySpec) -> list[dict[str, Any]]:
     """Build every architecture × input model once (with the dataset's channel counts) so that
     a model that cannot be built is a `SpecError` before training; returns one row per pair:

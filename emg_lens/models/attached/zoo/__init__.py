@@ -32,6 +32,7 @@ from typing import SupportsIndex
 import torch
 from torch import nn
 
+from emg_lens._hints import checked
 from emg_lens.errors import ConversionError, InputShapeError, check_int, describe, warn_caller
 from emg_lens.layout import TokenLayout
 from emg_lens.models.attached.build import attach, probe_example
@@ -91,6 +92,7 @@ class _WithNames(nn.Module):
         return self.model(x, ch_names=self.names)
 
 
+@checked
 def attach_braindecode(
     model: nn.Module, *, ch_names: Sequence[str] | None = None, n_times: SupportsIndex | None = None
 ) -> AttachedModel:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from emg_lens._hints import checked
 from emg_lens.errors import ArgumentError, ConversionError, describe
 from emg_lens.models.base import HookedEncoder, eval_mode
 from emg_lens.models.braindecode_common import braindecode_name
@@ -72,6 +73,7 @@ REFUSED: dict[str, str] = {
 PROBE_BATCH = 2  # windows of the probe input on which the source and the conversion must agree
 
 
+@checked
 def from_braindecode(model: nn.Module, *, ch_names: Sequence[str] | None = None) -> HookedEncoder:
     """The hooked emg_lens equivalent of a braindecode model instance: the same architecture
     and weights, computing the same function, in eval mode.
@@ -134,6 +136,7 @@ def from_braindecode(model: nn.Module, *, ch_names: Sequence[str] | None = None)
     return hooked
 
 
+@checked
 def to_braindecode(model: HookedEncoder) -> dict[str, torch.Tensor]:
     """A converted model's weights as the state dict of its braindecode class (what
     ``braindecode_model.load_state_dict`` takes), the inverse of `from_braindecode`."""

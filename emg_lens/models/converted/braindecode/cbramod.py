@@ -31,6 +31,7 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens._hints import checked
 from emg_lens.components import HeadStructure
 from emg_lens.components.init import ConfigConv2d, ConfigGroupNorm, ConfigInit, ConfigLinear
 from emg_lens.config import EncoderConfig
@@ -153,6 +154,7 @@ class CBraModHead(nn.Module):
         return self.final_layer(self.hook_pooled(self.proj_out(latent).flatten(1)))
 
 
+@checked
 class HookedCBraMod(BraindecodeEncoder):
     """braindecode's ``CBraMod``, hooked (see the module docstring for the criss-cross head
     structure); built by `from_braindecode`.

@@ -30,6 +30,7 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens._hints import checked
 from emg_lens.components import HeadStructure
 from emg_lens.components.init import ConfigConv2d, ConfigEmbedding, ConfigInit
 from emg_lens.config import EncoderConfig
@@ -129,6 +130,7 @@ class SummaryProbe(nn.Module):
         return self.probe2(self.probe1(self.hook_pooled(summaries)).flatten(1))
 
 
+@checked
 class HookedEEGPT(BraindecodeEncoder):
     """braindecode's ``EEGPT``, hooked (see the module docstring); built by
     `from_braindecode`.

@@ -30,6 +30,7 @@ from einops import rearrange
 from jaxtyping import Float
 from torch import nn
 
+from emg_lens._hints import checked
 from emg_lens.components import ClassifierHead
 from emg_lens.components.init import (
     ConfigConv1d,
@@ -98,6 +99,7 @@ class MeanPoolClassifier(ClassifierHead):
         return super().forward(self.fc_norm(latent[:, 1:].mean(1)))
 
 
+@checked
 class HookedLabram(BraindecodeEncoder):
     """braindecode's ``Labram``, hooked (see the module docstring); built by
     `from_braindecode`.

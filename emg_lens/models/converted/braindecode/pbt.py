@@ -23,6 +23,7 @@ import torch
 from jaxtyping import Float
 from torch import nn
 
+from emg_lens._hints import checked
 from emg_lens.components.init import ConfigEmbedding, ConfigLinear
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, ConversionError
@@ -39,6 +40,7 @@ from emg_lens.models.converted.braindecode._common import (
 )
 
 
+@checked
 class HookedPBT(BraindecodeEncoder):
     """braindecode's ``PBT``, hooked (see the module docstring); built by `from_braindecode`.
 
