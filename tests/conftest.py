@@ -39,7 +39,8 @@ def _seed():
 
 @pytest.fixture(autouse=True)
 def _unchecked(request):
-    """jaxtyping's runtime checks (on for emg_lens in the suite: pyproject's addopts) off in a
+    """The runtime checks of emg_lens's exported names (on in the suite: tests/typecheck.py,
+    jaxtyping's switch turns them off at each call) off in a
     test marked ``unchecked``: one that passes a value its annotation refuses on purpose, to see
     emg_lens's own named error, which is what a user meets (the checks are the suite's). (The
     ONNX export turns them off itself while torch.onnx traces: `emg_lens.export`.)"""
