@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from tests import typecheck  # noqa: F401 (the checker pyproject's --jaxtyping-packages names)
-
 GALLERY_TRAININGS = Path(__file__).parent / ".cache" / "gallery" / "trained"
 """The trainings the documentation gallery's notebooks kept (docs/gallery.py's ``TRAININGS``;
 ``make test`` builds the gallery first)."""
