@@ -1,5 +1,6 @@
-"""What a type annotation accepts, in words: the type check under `emg_lens.errors`'
-`check_field_types` (and its `mismatch`), which needs none of the errors."""
+"""Type annotations at run time: what one accepts, in words (the type check under
+`emg_lens.errors`' `check_field_types`, and its `mismatch`), which needs none of the errors; and
+`checked`, the test run's runtime checks of the exported names."""
 
 from __future__ import annotations
 
