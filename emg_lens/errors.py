@@ -357,9 +357,7 @@ def check_seed(value: Any, name: str, error: type[EmgLensError] | None = None) -
 
 
 @checked
-def check_names(
-    names: Iterable[str], what: str, error: type[EmgLensError] | None = None
-) -> None:
+def check_names(names: Iterable[str], what: str, error: type[EmgLensError] | None = None) -> None:
     """Refuse, with ``error`` (default `ConfigError`) naming ``what[index]`` and the name's repr
     (``index`` and ``name`` hold the two), the first of ``names`` that is not printable
     (control, format and line-separator characters, a non-ASCII space) or that holds a markup
