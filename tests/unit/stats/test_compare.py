@@ -905,3 +905,22 @@ def test_correct_refuses_a_p_value_outside_zero_to_one(bad):
 
     with pytest.raises(InputShapeError, match=r"correct\(pvalues\)\[\d\] = .* is no p-value"):
         correct(bad)
+
+
+@pytest.mark.parametrize("floor", [1.0, 3.5])
+def test_a_skew_floor_moves_each_bound_out_by_the_cornish_fisher_term_and_tost_inverts_it(floor):
+    """Issue 86: a claim assumes a skewness of at least SKEW_FLOOR either way. On symmetric
+    values each end of the interval is the mean ∓ (t + γ(2t² + 1) / (6√n)) · sd / √n, wider
+    than Student's; TOST under the same floor rejects at 5 % exactly when that interval lies
+    within the bound, and its p is monotone in the bound."""
+    x = np.array([-3.0, -1.0, 0.0, 1.0, 3.0, -2.0, 2.0])
+    n, sd = len(x), x.std(ddof=1)
+    t = sps.t.ppf(0.95, n - 1)
+    half = (t + floor * (2 * t**2 + 1) / (6 * np.sqrt(n))) * sd / np.sqrt(n)
+    low, high = skew_t_interval(x, 0.9, skew_floor=floor)
+    assert (low, high) == pytest.approx((-half, half))
+    assert high - low > np.diff(t_interval(x, 0.9))[0]
+    ps = [tost(x, b, skew_floor=floor) for b in np.linspace(0.5, 6, 40)]
+    assert (np.diff(ps) <= 0).all()
+    for b in np.linspace(0.5, 6, 40):
+        assert (tost(x, b, skew_floor=floor) < 0.05) == (-b < low and high < b)
