@@ -868,3 +868,14 @@ def test_a_keep_on_losses_that_lean_left_is_not_held_on_their_few_subjects_skew(
     assert skew_t_interval(pct, CI_LEVEL)[0] > -5 and t_interval(pct, CI_LEVEL)[0] > -5
     assert row.verdict == "cannot tell" and row.ci_low < -5
     assert f"skewed at least {SKEW_FLOOR:g} either way" in row.method
+
+
+def test_a_claims_interval_never_reaches_below_minus_100_percent():
+    """Issue 86: no interval of a change of accuracy may say more than all of it was lost. Half
+    of 8 subjects lose everything, half nothing: the skew-corrected interval's lower end lies
+    far below -100 %, and the claim's stops there."""
+    base = np.full(8, 0.9)
+    masked = np.array([0.0] * 4 + [0.9] * 4)
+    assert skew_t_interval(_pct(masked, base), CI_LEVEL, skew_floor=SKEW_FLOOR)[0] < -100
+    row = _verdict("drop", masked, base)
+    assert row.ci_low == -100.0 and row.ci_high > -100
