@@ -139,9 +139,9 @@ SKEW_FLOOR = 3.5
 −2.8 over the demo's and the erasure studies' few subjects, whose sample skewness understates a
 population's), and a few subjects rarely show it: with their own skewness alone a keep on its
 margin held in up to 8 % of studies of exponential losses and 11 % of lognormal ones, where
-it promises 5 %; with this floor, at most 5 % on exponential, lognormal (σ 0.75, skewness
-−3.3) and Gamma losses at 5–20 subjects (docs/trust.md, which also states its price: the power
-of a keep at half its margin)."""
+it promises 5 %; with this floor, at most 4.6 % on exponential, lognormal (σ 0.75, skewness
+−3.3) and Gamma losses at 5–20 subjects, not on more skewed ones (lognormal σ 0.9: 6.6 % at
+20; docs/trust.md, which also states its price: the power of a keep at half its margin)."""
 
 
 def paired_test(n: int) -> str:
