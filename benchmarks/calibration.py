@@ -277,7 +277,7 @@ def _held_past_an_unscored(draws: int) -> int:
 
 SKEWED_LOSSES = {
     "exponential": "losses of mean 5 % (the margin), exponential (skewness −2)",
-    "lognormal": "losses of mean 5 % (the margin), lognormal of σ 0.75 (skewness −3.3)",
+    "lognormal": "losses of mean 5 % (the margin), lognormal of σ 0.9 (skewness −4.7)",
     "gamma": "losses of mean 5 % (the margin), Gamma of shape 2 (skewness −1.4)",
 }
 """Keep claims on their margin where the subjects' losses lean towards large ones, as cuts'

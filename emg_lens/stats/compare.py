@@ -133,15 +133,18 @@ evidence: with n subjects all unchanged, the share of subjects a cut changes is 
 (one-sided 95 %, Clopper–Pearson) only by ``1 − 0.05^(1/n)``, below a third from 8 on (0.35 at
 7, 0.31 at 8); where 30 % of subjects lose the effect, all of 7 come out unchanged in 8 % of
 studies, all of 8 in 6 %."""
-SKEW_FLOOR = 3.5
+SKEW_FLOOR = 5.0
 """The least skewness a claim's interval assumes of its subjects' changes, on each side
 (`skew_t_interval`'s ``skew_floor``): cuts' effects lean towards large losses (skewness −1.7 to
 −2.8 over the demo's and the erasure studies' few subjects, whose sample skewness understates a
 population's), and a few subjects rarely show it: with their own skewness alone a keep on its
-margin held in up to 8 % of studies of exponential losses and 11 % of lognormal ones, where
-it promises 5 %; with this floor, at most 4.6 % on exponential, lognormal (σ 0.75, skewness
-−3.3) and Gamma losses at 5–20 subjects, not on more skewed ones (lognormal σ 0.9: 6.6 % at
-20; docs/trust.md, which also states its price: the power of a keep at half its margin)."""
+margin held in up to 8 % of studies of exponential losses and 13 % of lognormal ones, where
+it promises 5 %. Chosen by measurement (docs/trust.md): 3.5 held exponential, Gamma and
+lognormal σ 0.75 losses but let lognormal σ 0.9 (skewness −4.7) through in up to 6.6 % of
+studies, a rate that grows with the subjects; at 5 a keep on its margin holds in at most
+4.3 % of such studies at 5–20 subjects, not on still more skewed ones (lognormal σ 1,
+skewness −6.2: a limit, docs/trust.md, which also states the floor's price: the power of a
+keep at half its margin)."""
 
 
 def paired_test(n: int) -> str:

@@ -528,9 +528,9 @@ def test_study_check_lists_the_claims_and_refuses_a_class_the_models_lack(tmp_pa
     assert (
         "1 keep claim(s), TOST (90% skew-corrected t-interval of per-subject Δ%, Johnson's" in out
     )
-    assert "the changes taken as skewed at least 3.5 either way): at least 2 subjects; " in out
+    assert "the changes taken as skewed at least 5 either way): at least 2 subjects; " in out
     assert (
-        "with 3, a keep can hold only if the per-subject Δ% spread (SD) stays below about 1.0 "
+        "with 3, a keep can hold only if the per-subject Δ% spread (SD) stays below about 0.7 "
         in out
     )
     assert "(no spread) on fewer than 8." in out  # issue 56: no spread is no evidence
@@ -838,7 +838,7 @@ def test_a_keeps_spread_note_prints_the_subjects_sd():
     assert row.verdict == "cannot tell"
     assert f"here their SD is {row.subject_sd:.1f}" in row.reason, row.reason
     assert (
-        "at most 3.9 points for ±5% (at a mean change of 0, the changes taken as skewed 3.5)"
+        "at most 3.3 points for ±5% (at a mean change of 0, the changes taken as skewed 5)"
         in (row.reason)
     )
 
