@@ -50,12 +50,13 @@ open: 0.46 test accuracy against 0.86 as trained).
 ``--preset demo`` (issue 25's acceptance): trained demo-size models, one *view* each of
   the `emg-lens demo` models of two subjects on both heads, and of a one-head planted model
   (seed 3, which no test uses) as trained and unmasked. Per view: Spearman's rho of the
-  screen's estimates (``rho_screen``) and of the final effects after `Screen.verify`
-  (``rho_final``: exact where measured) against the exact effect of every candidate; top-10
-  recall of the final ranking against the exact top 10; the time of screen + verify against
-  the exact grid through the study runner (``speedup``, one round per view); the bound on
-  missed candidates; on a planted model, the rank of the first planted candidate among the
-  cross-modal ones (``planted_rank``, 1: first). Then the median and minimum over the views.
+  screen's estimates (``rho_screen``; per layer, with its method, ``layer``) and of the final
+  effects after `Screen.verify` (``rho_final``: exact where measured) against the exact effect
+  of every candidate; top-10 recall of the final ranking against the exact top 10; the time
+  of screen + verify against the exact grid through the study runner (``speedup``, one round
+  per view); the bound on missed candidates; on a planted model, the rank of the first
+  planted candidate among the cross-modal ones (``planted_rank``, 1: first). Then the median
+  and minimum over the views.
 ``--preset planted``: the planted views alone, the one-head and the two-head planted models
   (seed 3), each as trained and unmasked.
 
@@ -305,6 +306,7 @@ def demo_view(name, model, data, return_type, base, ig_steps: int = IG_STEPS) ->
         found_top = set(table.nsmallest(VERIFY_TOP, "final").index)
         out |= {
             f"rho_screen{suffix}": spearman(screened.table.sort_index()["estimate"], exact),
+            f"layer{suffix}": _rho_by(screened.table.sort_index(), exact, "layer", "method"),
             f"rho_final{suffix}": spearman(table["final"], exact),
             f"top10_recall{suffix}": len(truth_top & found_top) / VERIFY_TOP,
             f"measured{suffix}": int(verified.agreement["measured"]),
