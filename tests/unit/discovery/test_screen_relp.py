@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -201,6 +202,7 @@ def test_the_discovery_spec_and_the_command_take_relp():
     from emg_lens.cli import build_parser
     from emg_lens.cli import discover as discover_cli
     from emg_lens.discovery.spec import DiscoverySpec
+    from emg_lens.discovery.study import _estimator_words, check_discovery
     from emg_lens.errors import SpecError
 
     spec = DiscoverySpec.from_dict({"name": "c", "models": "m", "screen": "relp"})
@@ -214,3 +216,7 @@ def test_the_discovery_spec_and_the_command_take_relp():
         DiscoverySpec.from_dict({"name": "c", "models": "m", "screen": "lrp"})
     args = build_parser().parse_args(["discover", "--models", "m", "--screen", "relp"])
     assert discover_cli._spec(args).screen == "relp"
+    # what the study's summary and `study check` say of it
+    words = _estimator_words(pd.DataFrame({"screen": ["relp"], "ig_steps": [None]}))
+    assert words == " (relevance patching, RelP; `screen`)"
+    assert ", relp screen, " in check_discovery(spec, layers=2, heads=2).splitlines()[0]
