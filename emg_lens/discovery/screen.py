@@ -31,11 +31,12 @@ CP-LRP, Ali et al. 2022: relevance flows through the values alone, so neither ``
 ``A . v`` needs AttnLRP's uniform split; RelP's half rule is for gated MLPs, which emg_lens's
 blocks do not have). The estimate is then ``c . (A' - A)`` as for the plain screen, at its
 cost. The rules are written here as four forward hooks rather than taken from ``lxt`` 2.1
-(AttnLRP's library): its rule functions are three lines each, but importing them imports its
+(AttnLRP's library): its rule functions are a few lines each, but importing them imports its
 Hugging Face and torchvision model patches (transformers, torchvision, accelerate,
 bitsandbytes, open_clip and zennit are its requirements), and its patches replace HF modules'
 forwards, not emg_lens's; zennit's rules attach to ``nn.Module`` s, and the activation here is
-a function.
+a function. How it ranks against the plain screen (worse, on the views measured):
+docs/guide/discovery.md, the ``estimator="relp"`` paragraphs.
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet
