@@ -22,21 +22,12 @@ because it is second-order. Candidates computed exactly (the last layers) stay e
 method, its references and measurements: docs/guide/discovery.md (the ``estimator="ig"``
 paragraph); how far to trust either: docs/ARCHITECTURE.md, "Discovery: what to trust".
 
-``estimator="relp"`` is relevance patching (RelP, Rezaei Jafari, Eberle, Khakzar and Nanda
-2025, arXiv 2508.21258): ``dm/dA`` from one backward pass in which LRP's rules replace the
-gradient of the blocks after the pattern (`relevance_hooks`), the rules of RelP's own code
-(github.com/FarnoushRJ/RelP): LayerNorm's scale a constant (LN-rule), the MLP's activation
-passing ``f(x)/x`` (the identity rule), every attention pattern a constant (the AH-rule of
-CP-LRP, Ali et al. 2022: relevance flows through the values alone, so neither ``q . k`` nor
-``A . v`` needs AttnLRP's uniform split; RelP's half rule is for gated MLPs, which emg_lens's
-blocks do not have). The estimate is then ``c . (A' - A)`` as for the plain screen, at its
-cost. The rules are written here as four forward hooks rather than taken from ``lxt`` 2.1
-(AttnLRP's library): its rule functions are a few lines each, but importing them imports its
-Hugging Face and torchvision model patches (transformers, torchvision, accelerate,
-bitsandbytes, open_clip and zennit are its requirements), and its patches replace HF modules'
-forwards, not emg_lens's; zennit's rules attach to ``nn.Module`` s, and the activation here is
-a function. How it ranks against the plain screen (worse, on the views measured):
-docs/guide/discovery.md, the ``estimator="relp"`` paragraphs.
+``estimator="relp"`` is relevance patching (RelP, Rezaei Jafari et al. 2025, arXiv
+2508.21258): ``dm/dA`` from one backward pass under LRP's rules as RelP's own code applies them
+(`relevance_hooks`), then ``c . (A' - A)`` as for the plain screen, at its cost. The rules are
+emg_lens's hooks, not ``lxt`` 2.1's functions, whose import loads its Hugging Face and
+torchvision patches; why, and how it ranks (worse than the plain screen, on the views
+measured): docs/guide/discovery.md, the ``estimator="relp"`` paragraphs.
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet
