@@ -1,9 +1,9 @@
 """Screening vs the exact grid: how much faster, and how faithful (issues 15, 25 and 58).
 
-One JSON line. Every rank correlation is given for both screens (issue 58): the plain one
-(attribution patching with the exact cut pattern) and, with the suffix ``_ig``, integrated
+One JSON line. Every rank correlation is given for each screen (issues 58 and 88): the plain
+one (attribution patching with the exact cut pattern), with the suffix ``_ig`` integrated
 gradients (EAP-IG, ``--ig-steps`` path points, `emg_lens.discovery.screen`'s
-``estimator="ig"``).
+``estimator="ig"``) and with ``_relp`` relevance patching (RelP, ``estimator="relp"``).
 
 ``--preset planted-paper`` (the default, issue 76): the screen against the exact grid a user
 runs, on a *trained* paper-size model (512-D, 8 heads, 5 layers: 360 candidates) with a planted
@@ -13,22 +13,24 @@ circuit (`planted_paper`, trained once and kept on disk by its recipe and config
 ``speedup_vs_one_at_a_time`` (the grid as ACDC-style scripts run it: each candidate its own
 hooked forward, `one_at_a_time`) and ``speedup_vs_runner`` (the study runner, sharing every
 prefix), each ``{min, median, max}`` of the rounds' ratios, for the plain screen, EAP-IG
-(``_ig``) and the screen with ``verify`` (``_verified``); ``rho`` (``rho_ig``, ``rho_final``)
-Spearman's rho against the one-at-a-time grid's exact effects; ``method``: which method
-ranked how many candidates (``exact``: the last layer's exact rows; ``linear`` or ``ig``:
-estimated) and in which layers, with the rho over each; ``layer``: the rho per layer and its
-method; ``exact_zero``: candidates whose exact effect is exactly 0 (tied in the ranks);
-``accuracy``: the model's mean-head accuracy on all test windows (``test_unmasked``: without
-its cut), the chosen ones and its training windows; ``planted_rank``: the planted candidate's
-rank among the cross-modal ones; ``unmasked``: the rho of both screens on the model without its
-cut (untimed; the view this preset measured before, where the cross-modal edges the model never
-learned to use are open: 0.46 test accuracy against 0.86 as trained).
+(``_ig``), RelP (``_relp``) and the screen with ``verify`` (``_verified``); ``rho``
+(``rho_ig``, ``rho_relp``, ``rho_final``) Spearman's rho against the one-at-a-time grid's
+exact effects; ``method``: which method ranked how many candidates (``exact``: the last
+layer's exact rows; ``linear``, ``ig`` or ``relp``: estimated) and in which layers, with
+the rho over each; ``layer``: the rho per layer and its method; ``exact_zero``:
+candidates whose exact effect is exactly 0 (tied in the ranks); ``accuracy``: the model's
+mean-head accuracy on all test windows (``test_unmasked``: without its cut), the chosen ones
+and its training windows; ``planted_rank``: the planted candidate's rank among the cross-modal
+ones; ``unmasked``: the rho of every screen on the model without its cut (untimed; the view
+this preset measured before, where the cross-modal edges the model never learned to use are
+open: 0.46 test accuracy against 0.86 as trained).
 
 ``--preset paper`` and ``--quick``:
 
 - **speed**, on the paper preset (512-D, 8 heads, 5 layers, the DB2 layout: 5 x 8 x 9 = 360
   candidates) with random weights and windows: ``screen_s`` is `emg_lens.discovery.screen` of
-  the whole (layer, head, group pair) family (``screen_ig_s`` the same with EAP-IG); ``exact_s``
+  the whole (layer, head, group pair) family (``screen_ig_s``, ``screen_relp_s`` the same with
+  EAP-IG, RelP); ``exact_s``
   the same candidates as one study through the study runner (`run_study`, one intervention per
   candidate, layer mode ``all``, verification off: the runner shares every common prefix);
   ``speedup`` their ratio, timed in the same rounds (order rotated each round),
@@ -48,12 +50,13 @@ learned to use are open: 0.46 test accuracy against 0.86 as trained).
 ``--preset demo`` (issue 25's acceptance): trained demo-size models, one *view* each of
   the `emg-lens demo` models of two subjects on both heads, and of a one-head planted model
   (seed 3, which no test uses) as trained and unmasked. Per view: Spearman's rho of the
-  screen's estimates (``rho_screen``) and of the final effects after `Screen.verify`
-  (``rho_final``: exact where measured) against the exact effect of every candidate; top-10
-  recall of the final ranking against the exact top 10; the time of screen + verify against
-  the exact grid through the study runner (``speedup``, one round per view); the bound on
-  missed candidates; on a planted model, the rank of the first planted candidate among the
-  cross-modal ones (``planted_rank``, 1: first). Then the median and minimum over the views.
+  screen's estimates (``rho_screen``; per layer, with its method, ``layer``) and of the final
+  effects after `Screen.verify` (``rho_final``: exact where measured) against the exact effect
+  of every candidate; top-10 recall of the final ranking against the exact top 10; the time
+  of screen + verify against the exact grid through the study runner (``speedup``, one round
+  per view); the bound on missed candidates; on a planted model, the rank of the first
+  planted candidate among the cross-modal ones (``planted_rank``, 1: first). Then the median
+  and minimum over the views.
 ``--preset planted``: the planted views alone, the one-head and the two-head planted models
   (seed 3), each as trained and unmasked.
 
@@ -141,6 +144,7 @@ def time_screen_vs_exact(preset: str, n_windows: int, repeats: int, ig_steps: in
         "screen": timed_screen("random_spearman"),
         "screen_verify": screen_and_verify,
         "screen_ig": timed_screen("random_spearman_ig", estimator="ig", ig_steps=ig_steps),
+        "screen_relp": timed_screen("random_spearman_relp", estimator="relp"),
         "exact": lambda: run_study(
             spec, models={1: (model, data)}, verify=False, progress=False, batch_size=n_windows
         ),
@@ -161,6 +165,7 @@ def time_screen_vs_exact(preset: str, n_windows: int, repeats: int, ig_steps: in
         "screen_s": statistics.median(times["screen"]),
         "screen_verify_s": statistics.median(times["screen_verify"]),
         "screen_ig_s": statistics.median(times["screen_ig"]),
+        "screen_relp_s": statistics.median(times["screen_relp"]),
         "exact_s": statistics.median(times["exact"]),
     }
     for key, run in (("speedup", "screen"), ("speedup_verified", "screen_verify")):
@@ -168,6 +173,15 @@ def time_screen_vs_exact(preset: str, n_windows: int, repeats: int, ig_steps: in
         out |= {key: statistics.median(ratios), f"{key}_min": min(ratios)}
         out[f"{key}_max"] = max(ratios)
     return out | {"rounds": repeats}
+
+
+def _screens(ig_steps: int) -> list[tuple[str, dict]]:
+    """Each screen's key suffix and `screen` arguments: AtP*, EAP-IG, RelP."""
+    return [
+        ("", {}),
+        ("_ig", {"estimator": "ig", "ig_steps": ig_steps}),
+        ("_relp", {"estimator": "relp"}),
+    ]
 
 
 def _exact_effects(
@@ -189,9 +203,9 @@ def _exact_effects(
 def faithfulness(model, data, return_type: str, ig_steps: int, family=None) -> dict:
     """Spearman's rho of estimated vs exact metric changes over the whole family, and the sign
     agreement where the exact accuracy effect exceeds 5 points, for each screen (EAP-IG's
-    keys end in ``_ig``)."""
+    keys end in ``_ig``, RelP's in ``_relp``)."""
     out: dict = {}
-    for suffix, kw in (("", {}), ("_ig", {"estimator": "ig", "ig_steps": ig_steps})):
+    for suffix, kw in _screens(ig_steps):
         screened = screen(model, data, family=family, return_type=return_type, **kw)
         table = screened.table.sort_index()
         if not out:
@@ -275,7 +289,7 @@ def planted_views(root: Path, planted, name: str, seed: int = 3):
 
 def demo_view(name, model, data, return_type, base, ig_steps: int = IG_STEPS) -> dict:
     """One view's faithfulness and speed (see the module docstring), for each screen (EAP-IG's
-    keys end in ``_ig``)."""
+    keys end in ``_ig``, RelP's in ``_relp``)."""
     family = default_family(model)
     started = time.perf_counter()
     run_study(_grid_spec(family, base), models={1: (model, data)}, verify=False, progress=False)
@@ -283,7 +297,7 @@ def demo_view(name, model, data, return_type, base, ig_steps: int = IG_STEPS) ->
     exact = np.array(_exact_effects(model, data, family, "margin", return_type, base)[0])
     truth_top = set(np.argsort(exact, kind="stable")[:VERIFY_TOP])
     out: dict = {"view": name, "candidates": len(family), "exact_grid_s": exact_s}
-    for suffix, kw in (("", {}), ("_ig", {"estimator": "ig", "ig_steps": ig_steps})):
+    for suffix, kw in _screens(ig_steps):
         started = time.perf_counter()
         screened = screen(model, data, family=family, return_type=return_type, base=base, **kw)
         verified = screened.verify(top=VERIFY_TOP)
@@ -292,6 +306,7 @@ def demo_view(name, model, data, return_type, base, ig_steps: int = IG_STEPS) ->
         found_top = set(table.nsmallest(VERIFY_TOP, "final").index)
         out |= {
             f"rho_screen{suffix}": spearman(screened.table.sort_index()["estimate"], exact),
+            f"layer{suffix}": _rho_by(screened.table.sort_index(), exact, "layer", "method"),
             f"rho_final{suffix}": spearman(table["final"], exact),
             f"top10_recall{suffix}": len(truth_top & found_top) / VERIFY_TOP,
             f"measured{suffix}": int(verified.agreement["measured"]),
@@ -416,12 +431,12 @@ def with_masks(cut: dict, extra: dict) -> dict:
 
 
 def _view_rho(screened: dict, effects: np.ndarray) -> dict:
-    """Each screen's (``atp``, ``ig``) Spearman's rho against ``effects``, over all its
-    candidates, over those each method ranked and per layer, and its planted rank."""
+    """Each screen's (``atp``, ``ig``, ``relp``) Spearman's rho against ``effects``, over all
+    its candidates, over those each method ranked and per layer, and its planted rank."""
     out: dict = {}
     for name, s in screened.items():
         table = s.table.sort_index()
-        suffix = "" if name == "atp" else "_ig"
+        suffix = "" if name == "atp" else f"_{name}"
         out[f"rho{suffix}"] = spearman(table["estimate"], effects)
         # which method ranked each candidate (it follows the layer), and the rho over each
         out[f"method{suffix}"] = _rho_by(table, effects, "method", "layer")
@@ -433,7 +448,7 @@ def _view_rho(screened: dict, effects: np.ndarray) -> dict:
 def screen_vs_grids(
     cache: Path | None, n_windows: int, repeats: int, ig_steps: int, train_device: str = "cpu"
 ) -> dict:
-    """The screen (AtP*, and EAP-IG) against the exact grid a user runs (`one_at_a_time`) and
+    """The screen (AtP*, EAP-IG and RelP) against the exact grid a user runs (`one_at_a_time`) and
     against the study runner's prefix-sharing grid, on the trained paper-size planted model
     (`planted_paper`, mean-pooled head) as it runs (its training cut as the base, as
     `planted_views`), ``n_windows`` of its test windows; and the screen with `Screen.verify`
@@ -464,6 +479,7 @@ def screen_vs_grids(
     runs = {
         "screen": timed_screen("atp"),
         "screen_ig": timed_screen("ig", estimator="ig", ig_steps=ig_steps),
+        "screen_relp": timed_screen("relp", estimator="relp"),
         "screen_verify": lambda: screened.update(
             verified=screen(model, data, base=base, **settings).verify(
                 top=VERIFY_TOP, batch_size=n_windows
@@ -497,6 +513,7 @@ def screen_vs_grids(
     }
     unmasked = {"atp": screen(model, data, **settings)}
     unmasked["ig"] = screen(model, data, estimator="ig", ig_steps=ig_steps, **settings)
+    unmasked["relp"] = screen(model, data, estimator="relp", **settings)
     out["unmasked"] = _view_rho(
         unmasked, np.asarray(one_at_a_time(model, X, y, family, "avg_logits"))
     )
@@ -504,7 +521,8 @@ def screen_vs_grids(
     out["measured"] = int((verified["exact"].notna() & (verified["method"] != "exact")).sum())
     for name, t in times.items():
         out[f"{name}_s"] = spread(t)
-    for suffix, run in (("", "screen"), ("_ig", "screen_ig"), ("_verified", "screen_verify")):
+    runs_by = (("", "screen"), ("_ig", "screen_ig"), ("_relp", "screen_relp"))
+    for suffix, run in (*runs_by, ("_verified", "screen_verify")):
         for grid in ("one_at_a_time", "runner"):
             ratios = [g / s for s, g in zip(times[run], times[grid])]
             out[f"speedup{suffix}_vs_{grid}"] = spread(ratios, 1)
@@ -543,7 +561,7 @@ def main(argv: list[str] | None = None) -> dict:
         views = [demo_view(*view, ig_steps=args.ig_steps) for view in chosen]
         out = {"benchmark": "screen_vs_exact", "preset": args.preset, "ig_steps": args.ig_steps}
         out["views"] = views
-        for suffix in ("", "_ig"):
+        for suffix in ("", "_ig", "_relp"):
             for key in ("rho_final", "rho_screen", "top10_recall", "speedup"):
                 values = [v[key + suffix] for v in views]
                 out[f"{key}{suffix}_median"] = statistics.median(values)
@@ -573,7 +591,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.ig_steps,
         family=family_from_edges(model, pairs, per_head=False),
     )
-    for suffix in ("", "_ig"):
+    for suffix in ("", "_ig", "_relp"):
         out |= {
             f"spearman{suffix}": heads[f"spearman{suffix}"],
             f"spearman_accuracy{suffix}": heads[f"spearman_accuracy{suffix}"],

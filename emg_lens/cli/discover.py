@@ -13,7 +13,7 @@ from emg_lens.cli.consent import add_modules_arguments, allow_code
 
 DISCOVERY_METRICS = ("margin", "logprob")
 SEARCH_METHODS = ("greedy", "gates")  # light copies: the parser imports no torch
-SCREENS = ("plain", "ig")
+SCREENS = ("plain", "ig", "relp")
 """`emg_lens.discovery.METRICS`, `SEARCH_METHODS` and `ESTIMATORS` (the screens): the parser's
 copies."""
 
@@ -49,8 +49,8 @@ def add_parser(sub) -> None:
         "--screen",
         choices=SCREENS,
         help="how candidates are estimated: plain (attribution patching with the exact cut "
-        "pattern, default) or ig (integrated gradients along the path to everything cut, "
-        "EAP-IG)",
+        "pattern, default), ig (integrated gradients along the path to everything cut, "
+        "EAP-IG) or relp (relevance patching: LRP's coefficients in place of the gradient)",
     )
     p.add_argument(
         "--ig-steps", type=int, help="points on the integrated-gradient path (5; --screen ig)"
@@ -115,7 +115,7 @@ def _spec(args: argparse.Namespace) -> Any:
         "models": args.models,
     }
     given = {k: v for k, v in flags.items() if v is not None}
-    if given.get("screen") == "plain":  # a file's ig_steps belongs to the screen replaced
+    if given.get("screen", "ig") != "ig":  # a file's ig_steps belongs to the screen replaced
         base.pop("ig_steps", None)
     return DiscoverySpec.from_dict({**base, **given}, source_dir=source_dir)
 

@@ -22,6 +22,13 @@ because it is second-order. Candidates computed exactly (the last layers) stay e
 method, its references and measurements: docs/guide/discovery.md (the ``estimator="ig"``
 paragraph); how far to trust either: docs/ARCHITECTURE.md, "Discovery: what to trust".
 
+``estimator="relp"`` is relevance patching (RelP, Rezaei Jafari et al. 2025, arXiv
+2508.21258): ``dm/dA`` from one backward pass under LRP's rules as RelP's own code applies them
+(`relevance_hooks`), then ``c . (A' - A)`` as for the plain screen, at its cost. The rules are
+emg_lens's hooks, not ``lxt`` 2.1's functions, whose import loads its Hugging Face and
+torchvision patches; why, and how it ranks (worse than the plain screen, on the views
+measured): docs/guide/discovery.md, the ``estimator="relp"`` paragraphs.
+
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet
 >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0, init_range=0.5)).eval()
@@ -32,6 +39,9 @@ paragraph); how far to trust either: docs/ARCHITECTURE.md, "Discovery: what to t
 >>> ig = screen(model, (X, model(X).argmax(-1)), estimator="ig", exact_last_layer=False)
 >>> ig.estimator, ig.ig_steps, sorted(set(ig.table["method"]))
 ('ig', 5, ['ig'])
+>>> relp = screen(model, (X, model(X).argmax(-1)), estimator="relp", exact_last_layer=False)
+>>> sorted(set(relp.table["method"]))
+['relp']
 """
 
 from __future__ import annotations
@@ -62,16 +72,17 @@ from emg_lens.discovery.last_layers import (
 from emg_lens.discovery.metrics import check_metric, spearman
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import ArgumentError, check_int
-from emg_lens.hooks import NameFilter, layer_of, name_filter
+from emg_lens.hooks import layer_of, name_filter
 from emg_lens.inputs import as_subject_data, check_deterministic, check_model
-from emg_lens.models.base import TL_WEIGHTS, provides
+from emg_lens.models.base import LAYERWISE, TL_WEIGHTS, provides, require
 from emg_lens.stats.compare import clopper_pearson
 from emg_lens.stats.metrics import window_metric
 
-ESTIMATORS = ("plain", "ig")
+ESTIMATORS = ("plain", "ig", "relp")
 """How `screen` weighs a candidate's pattern change: ``plain``, by the gradient of the uncut
 model (attribution patching with the exact masked pattern, AtP*); ``ig``, by the gradient
-averaged along the path to the cut model (EAP-IG; see the module docstring)."""
+averaged along the path to the cut model (EAP-IG); ``relp``, by LRP's relevance coefficients
+(relevance patching; see the module docstring)."""
 IG_STEPS = 5
 """The path points of ``estimator="ig"``: a few, each costing one forward and one backward pass
 per batch of windows (EAP-IG's own code, ``get_scores_eap_ig``, defaults to 30 left Riemann
@@ -88,7 +99,7 @@ def check_estimator(estimator: Any, ig_steps: Any = IG_STEPS) -> tuple[str, int]
     >>> check_estimator("eap-ig")
     Traceback (most recent call last):
     ...
-    emg_lens.errors.ArgumentError: screen = 'eap-ig'; accepted: ['plain', 'ig']
+    emg_lens.errors.ArgumentError: screen = 'eap-ig'; accepted: ['plain', 'ig', 'relp']
     """
     if estimator not in ESTIMATORS:
         raise ArgumentError(f"screen = {estimator!r}; accepted: {list(ESTIMATORS)}")
@@ -249,21 +260,25 @@ def _capture(
     return_type: str,
     base: dict | None = None,
     cached: dict[int, dict[str, str]] | None = None,
+    relevance: bool = False,
 ) -> tuple[torch.Tensor, dict, dict, dict, dict[int, LastLayerCache]]:
     """Logits, the clean attention scores (detached; ``-inf`` where ``base`` cuts), patterns
-    (in the graph) and values (``hook_v``, detached) per layer, and the activations of the
-    ``cached`` blocks for their exact effects (``{layer: {field: hook name}}``,
-    `exact_layers`)."""
+    (in the graph; with ``relevance``, leaves under RelP's rules, `relevance_hooks`) and values
+    (``hook_v``, detached) per layer, and the activations of the ``cached`` blocks for their
+    exact effects (``{layer: {field: hook name}}``, `exact_layers`)."""
     cached = cached or {}
     scores: dict[int, torch.Tensor] = {}
     patterns: dict[int, torch.Tensor] = {}
     values: dict[int, torch.Tensor] = {}
     blocks: dict[int, dict[str, torch.Tensor]] = {layer: {} for layer in cached}
-    hooks: list[tuple[NameFilter | str, Callable[..., None]]] = [
+    hooks: list[tuple[Any, Callable[..., Any]]] = [
         (name_filter("attn.hook_attn_scores"), _keeper(scores, detach=True)),
-        (name_filter("attn.hook_pattern"), _keeper(patterns, detach=False)),
         (name_filter("attn.hook_v"), _keeper(values, detach=True)),
     ]
+    if relevance:
+        hooks += relevance_hooks(patterns)
+    else:
+        hooks.append((name_filter("attn.hook_pattern"), _keeper(patterns, detach=False)))
     for layer, names in cached.items():
         for field_name, hook_name in names.items():
             keep = blocks[layer].__setitem__
@@ -293,10 +308,12 @@ def screen(
     compiled once against the model, `compile_family`) on ``metric`` and on the accuracy over
     the test windows of ``data`` (a `SubjectData`, or ``(X, y)``): per batch of windows one
     clean forward and one backward pass (a second backward for the accuracy estimate when the
-    metric is not the margin), or ``ig_steps`` of each with ``estimator="ig"`` (see the module
-    docstring). ``return_type`` is the scored output (IsoNet: ``"logits"`` or
-    ``"avg_logits"``); ``base``, an edge set cut in every pass, the clean one included: the
-    model as it runs, e.g. as it was trained with ``fit(edge_masks=...)``.
+    metric is not the margin), or ``ig_steps`` of each with ``estimator="ig"``; with
+    ``estimator="relp"`` the backward runs under RelP's rules (see the module docstring; it
+    needs a model of emg_lens blocks, `LAYERWISE`). ``return_type`` is the scored output
+    (IsoNet: ``"logits"`` or ``"avg_logits"``); ``base``, an edge set cut in every pass, the
+    clean one included: the model as it runs, e.g. as it was trained with
+    ``fit(edge_masks=...)``.
 
     Candidates of the last layer are computed exactly (``exact_last_layer``,
     `exact_effects`), and those of the layer before it where the readout reads few tokens (a
@@ -307,6 +324,8 @@ def screen(
     candidates are exact."""
     estimator, ig_steps = check_estimator(estimator, ig_steps)
     check_model(model)
+    if estimator == "relp":  # its rules sit on emg_lens's blocks' hook points
+        require(model, LAYERWISE, 'screen(estimator="relp")')
     # The risk of a linearised estimate is the change the cut writes through W_O; a model
     # without TransformerLens weights (an attached model) has no W_O to read: its risk is NaN.
     risk_known = provides(model, TL_WEIGHTS)
@@ -328,18 +347,18 @@ def screen(
     clean = {name: torch.zeros(n, dtype=torch.float64) for name in wanted}
     risk = torch.zeros(len(family), dtype=torch.float64)  # of the linearised candidates
     starts = range(0, n, batch_size)
-    plain = estimator == "plain"
+    plain, relp = estimator == "plain", estimator == "relp"
     for start in tqdm(starts, desc="screen", disable=not progress, leave=False):
         stop = min(start + batch_size, n)
         xb, yb = X[start:stop].to(device), y[start:stop].to(device)
-        with torch.enable_grad() if plain else torch.no_grad():
+        with torch.enable_grad() if plain or relp else torch.no_grad():
             logits, scores, patterns, v, caches = _capture(
-                model, xb.requires_grad_(plain), return_type, base_masks, exact
+                model, xb.requires_grad_(plain), return_type, base_masks, exact, relevance=relp
             )
             values = {name: window_metric(logits, yb, name) for name in wanted}
-            if plain:
+            if plain or relp:
                 grads = _gradients(values, patterns, linear)
-        if not plain and linear:
+        if estimator == "ig" and linear:
             grads = _path_gradients(
                 model, xb, yb, wanted, return_type, base_masks, family.everything, linear, ig_steps
             )
@@ -373,7 +392,7 @@ def screen(
                     per_candidate.index_add_(0, chunk.owner, per_row.T)
                     delta[name][:, start:stop] += per_candidate.cpu()
     result = _screen_result(model, subject, family, metric, return_type, clean, delta)
-    estimated = "linear" if estimator == "plain" else "ig"
+    estimated = "linear" if estimator == "plain" else estimator
     result.table["method"] = pd.Series(["exact" if c.layer in exact else estimated for c in family])
     result.table["risk"] = pd.Series(
         (risk / n).numpy() if risk_known else np.full(len(family), np.nan)
@@ -433,6 +452,53 @@ def _path_gradients(
                 g = g.detach() / steps
                 total[name][layer] = total[name][layer] + g if layer in total[name] else g
     return total
+
+
+def relevance_hooks(patterns: dict[int, torch.Tensor]) -> list[tuple[Any, Callable[..., Any]]]:
+    """RelP's rules as forward hooks on emg_lens's blocks: the values they return are the
+    forward's own (the output is the hooked, unfused forward's), and a backward through them
+    computes LRP's relevance coefficients instead of the gradient. Each LayerNorm's
+    ``hook_scale`` is detached (the LN-rule: the normaliser a constant); each MLP's
+    ``hook_post`` passes ``f(x)/x`` of its ``hook_pre`` (the identity rule; 0 where ``x`` is 0,
+    as ``f(0)`` is for every activation here); each layer's ``hook_pattern`` is replaced by a
+    detached leaf, kept in ``patterns`` by layer (the AH-rule: a pattern a constant, the
+    coefficient of every layer's pattern its gradient through the others held). With every
+    bias zero, the relevance ``x * c`` of any residual stream sums to the output
+    (tests/unit/discovery/test_screen_relp.py).
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
+    >>> X, patterns = model.example_input(2), {}
+    >>> out = model.run_with_hooks(X, fwd_hooks=relevance_hooks(patterns))
+    >>> torch.allclose(out, model(X), atol=1e-5), sorted(patterns), patterns[0].is_leaf
+    (True, [0, 1], True)
+    """
+    inputs: dict[str, torch.Tensor] = {}  # each MLP's activation input, by module
+
+    def constant(t: torch.Tensor, hook: Any) -> torch.Tensor:
+        return t.detach()
+
+    def keep_input(t: torch.Tensor, hook: Any) -> None:
+        inputs[hook.name.rsplit(".", 1)[0]] = t
+
+    def identity_rule(post: torch.Tensor, hook: Any) -> torch.Tensor:
+        x = inputs.pop(hook.name.rsplit(".", 1)[0])
+        ratio = (post / x.where(x != 0, 1)).detach()
+        return post.detach() + (x - x.detach()) * ratio  # the value is post's, exactly
+
+    def leaf(t: torch.Tensor, hook: Any) -> torch.Tensor:
+        layer = layer_of(hook.name)
+        assert layer is not None, hook.name  # name_filter's hooks: blocks.{l}.attn.*
+        patterns[layer] = t.detach().requires_grad_(True)
+        return patterns[layer]
+
+    return [
+        (lambda name: name.endswith("hook_scale"), constant),
+        (lambda name: name.endswith("mlp.hook_pre"), keep_input),
+        (lambda name: name.endswith("mlp.hook_post"), identity_rule),
+        (name_filter("attn.hook_pattern"), leaf),
+    ]
 
 
 def _keeper(into: dict[int, torch.Tensor], detach: bool) -> Callable[[torch.Tensor, Any], None]:

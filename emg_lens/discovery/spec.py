@@ -53,7 +53,7 @@ class DiscoverySpec(Spec):
     # keeps the fingerprint it had before there was a choice
     screen: str = field(default="plain", metadata=file_key(omit=lambda v, spec: v == "plain"))
     ig_steps: int = field(
-        default=IG_STEPS, metadata=file_key(omit=lambda v, spec: spec.screen == "plain")
+        default=IG_STEPS, metadata=file_key(omit=lambda v, spec: spec.screen != "ig")
     )
     verify_top: int = 10
     # unmeasured candidates verify draws to bound what the ranking missed (`miss_note`); the
@@ -92,11 +92,11 @@ class DiscoverySpec(Spec):
             )
         except ArgumentError as exc:
             raise SpecError(f"{'ig_steps' if 'ig_steps' in str(exc) else 'screen'}: {exc}") from exc
-        if estimator == "plain" and "ig_steps" in data:
+        if estimator != "ig" and "ig_steps" in data:
             raise SpecError(
                 f"ig_steps = {data['ig_steps']!r} is for screen = 'ig' (the points on its "
-                "integrated-gradient path); the plain screen takes none: remove it, or add "
-                "screen = 'ig'"
+                f"integrated-gradient path); the {estimator} screen takes none: remove it, or "
+                "set screen = 'ig'"
             )
         per_head = check_bool(data.get("per_head", True), "per_head", SpecError)
         subjects = data.get("subjects")

@@ -312,7 +312,8 @@ def _percent_span(rates: pd.Series) -> str:
 
 def _estimator_words(circuits: pd.DataFrame) -> str:
     """`` (integrated gradients, EAP-IG, 5 path points)`` for circuits screened with EAP-IG,
-    `` (plain attribution)`` for the plain screen; empty where the table does not say."""
+    `` (plain attribution)`` for the plain screen, `` (relevance patching, RelP)`` for RelP;
+    empty where the table does not say."""
     if "screen" not in circuits:
         return ""
     if (circuits["screen"] == "ig").all():
@@ -320,6 +321,8 @@ def _estimator_words(circuits: pd.DataFrame) -> str:
         return f" (integrated gradients, EAP-IG, {steps} path points; `screen`)"
     if (circuits["screen"] == "plain").all():
         return " (plain attribution; `screen`)"
+    if (circuits["screen"] == "relp").all():
+        return " (relevance patching, RelP; `screen`)"
     return " (screens: " + ", ".join(sorted(set(circuits["screen"]))) + "; `screen`)"
 
 
@@ -497,7 +500,9 @@ def check_discovery(
     """
     from emg_lens.studies.check import check_target, code_note
 
-    screened_by = "plain screen" if spec.screen == "plain" else f"ig screen ({spec.ig_steps} steps)"
+    screened_by = f"{spec.screen} screen" + (
+        f" ({spec.ig_steps} steps)" if spec.screen == "ig" else ""
+    )
     lines = [
         f"{spec.name}: discovery study, {spec.metric} on {spec.return_type!r}, tau {spec.tau}, "
         f"{screened_by}, {spec.method} search, {spec.verify_top} verified exactly per subject, "

@@ -146,8 +146,8 @@ def tost_max_sd(n: int, bound: float, skew_floor: float = 0.0) -> float:
 
     >>> [round(tost_max_sd(n, 5.0), 2) for n in (1, 2, 3, 8)]  # a ±5 % margin
     [0.0, 1.12, 2.97, 7.46]
-    >>> round(tost_max_sd(8, 5.0, skew_floor=3.5), 2)  # 5 · √8 / (1.895 + 1.686)
-    3.95
+    >>> round(tost_max_sd(8, 5.0, skew_floor=5.0), 2)  # 5 · √8 / (1.895 + 2.409)
+    3.29
     """
     if n < 2:
         return 0.0

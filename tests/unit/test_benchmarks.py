@@ -138,7 +138,14 @@ def test_screen_vs_exact_prints_one_json_line(capsys):
     assert json.loads(lines[0]) == result
     assert result["benchmark"] == "screen_vs_exact"
     assert result["candidates"] == result["faithfulness_candidates"] == 2 * 4 * 9
-    for key in ("screen_s", "screen_verify_s", "screen_ig_s", "exact_s", "speedup"):
+    for key in (
+        "screen_s",
+        "screen_verify_s",
+        "screen_ig_s",
+        "screen_relp_s",
+        "exact_s",
+        "speedup",
+    ):
         assert isinstance(result[key], float) and result[key] > 0, key
     for key in ("speedup", "speedup_verified"):
         assert result[f"{key}_min"] <= result[key] <= result[f"{key}_max"], key
@@ -150,11 +157,11 @@ def test_screen_vs_exact_prints_one_json_line(capsys):
     assert result["spearman"] > 0.8 and result["spearman_all_heads"] > 0.8
     assert result["over_5_points"] > 0
     assert result["same_sign"] == result["over_5_points"]
-    # Both screens are reported (issue 58): at this size (two layers, a CLS head) every
+    # Every screen is reported (issues 58 and 88): at this size (two layers, a CLS head) every
     # candidate is computed exactly, so they agree.
     assert result["ig_steps"] == 5
     for key in ("spearman", "spearman_all_heads", "random_spearman", "same_sign"):
-        assert result[f"{key}_ig"] == result[key], key
+        assert result[f"{key}_ig"] == result[f"{key}_relp"] == result[key], key
 
 
 @pytest.mark.slow

@@ -171,8 +171,8 @@ def claims_design(
     1 drop claim(s), paired test (the exact sign-flip test up to 12 subjects), bonferroni over
     1: p_corr < 0.05 needs at least 6 subjects; with 8 the smallest p_corr is 0.00781 (**).
     1 keep claim(s), TOST (90% skew-corrected t-interval of per-subject Δ%, Johnson's t in
-    Hall's form, the changes taken as skewed at least 3.5 either way): at least 2 subjects;
-    with 8, a keep can hold only if the per-subject Δ% spread (SD) stays below about 3.9
+    Hall's form, the changes taken as skewed at least 5 either way): at least 2 subjects;
+    with 8, a keep can hold only if the per-subject Δ% spread (SD) stays below about 3.3
     points for ±5% (at a mean change of 0: less the further it is from 0, or where the
     subjects show more skew than assumed), an unchanged subject's spread the change one of
     its test trials makes.

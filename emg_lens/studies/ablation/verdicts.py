@@ -315,6 +315,7 @@ def evaluate_claims(
         ci_low, ci_high = skew_t_interval(
             pct, CI_LEVEL, sd_floor, third=third, skew_floor=SKEW_FLOOR
         )
+        ci_low = max(ci_low, -100.0)  # no accuracy falls by more than all of it (NaN stays)
         cell = counts[counts["key"] == key].iloc[0]
         # a cut that cannot change the scored output (`evaluate.structural_zeros`) tests nothing
         cells = counts[counts["key"] == key]

@@ -155,7 +155,7 @@ def test_the_ig_path_is_finite_under_a_base_cut_and_discover_uses_it(model, data
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"estimator": "eap-ig"}, r"screen = 'eap-ig'; accepted: \['plain', 'ig'\]"),
+        ({"estimator": "eap-ig"}, r"screen = 'eap-ig'; accepted: \['plain', 'ig', 'relp'\]"),
         (
             {"estimator": "ig", "ig_steps": 0},
             r"ig_steps \(points on the integrated-gradient path\) must be a positive int",
@@ -226,7 +226,7 @@ def test_the_spec_takes_the_screen_and_keeps_a_plain_studys_fingerprint():
     assert DiscoverySpec.from_dict(ig.to_dict()) == ig and ig.fingerprint() != plain.fingerprint()
     assert ig.to_dict()["screen"] == "ig" and ig.to_dict()["ig_steps"] == 8
     for bad, match in [
-        ({"screen": "eap"}, r"screen: screen = 'eap'; accepted: \['plain', 'ig'\]"),
+        ({"screen": "eap"}, r"screen: screen = 'eap'; accepted: \['plain', 'ig', 'relp'\]"),
         (
             {"screen": "ig", "ig_steps": 0},
             r"ig_steps: ig_steps \(points on the integrated-gradient path\) must be a positive int",

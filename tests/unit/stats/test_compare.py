@@ -202,6 +202,36 @@ def test_compare_wilcoxon_with_tied_changes_permutes_their_signs():
     assert statistic == observed and p == pytest.approx(np.mean(extreme), abs=1e-12)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_compare_wilcoxon_with_ties_is_scipys_full_enumeration(seed):
+    # Tied magnitudes among 12 nonzero differences: every one of the 2**12 sign patterns,
+    # as scipy's permutation test enumerates them (eighths: exact in binary, ties stay ties)
+    rng = np.random.default_rng(seed)
+    d = rng.choice([-0.375, -0.25, -0.125, 0.125, 0.25], size=12)
+    scipys = sps.wilcoxon(d, method=sps.PermutationMethod(n_resamples=2**12))
+    assert compare(0.5 + d, np.full(12, 0.5), "wilcoxon") == (
+        scipys.statistic, pytest.approx(scipys.pvalue, abs=1e-12))  # fmt: skip
+
+
+def test_compare_wilcoxon_with_ties_is_exact_at_many_subjects():
+    # 30 tied differences, 27 down: not a Monte Carlo estimate but the exact tail of the
+    # doubled midranks' sum, which a rerun with another seed cannot move; here the observed
+    # sum of the three rises' ranks (3 of the 12 smallest magnitudes: midrank 6.5 each)
+    # against all 2**30 patterns, counted in exact sums as the share with a sum of positive
+    # ranks <= 19.5 or, mirrored, >= 465 - 19.5
+    d = np.r_[np.full(9, -0.125), np.full(3, 0.125), np.full(18, -0.25)]
+    statistic, p = compare(0.5 + d, np.full(30, 0.5), "wilcoxon")
+    ranks = sps.rankdata(np.abs(d))
+    counts = {0: 1}
+    for r in ranks:
+        step = dict(counts)
+        for s, c in counts.items():
+            step[s + r] = step.get(s + r, 0) + c
+        counts = step
+    low = sum(c for s, c in counts.items() if s <= 19.5)
+    assert statistic == 19.5 and p == pytest.approx(2 * low / 2**30, rel=1e-12)
+
+
 def test_compare_wilcoxon_without_differences_is_not_significant():
     assert compare([0.5, 0.6, 0.7], [0.5, 0.6, 0.7], "wilcoxon") == (0.0, 1.0)
 
@@ -905,3 +935,22 @@ def test_correct_refuses_a_p_value_outside_zero_to_one(bad):
 
     with pytest.raises(InputShapeError, match=r"correct\(pvalues\)\[\d\] = .* is no p-value"):
         correct(bad)
+
+
+@pytest.mark.parametrize("floor", [1.0, 3.5])
+def test_a_skew_floor_moves_each_bound_out_by_the_cornish_fisher_term_and_tost_inverts_it(floor):
+    """Issue 86: a claim assumes a skewness of at least SKEW_FLOOR either way. On symmetric
+    values each end of the interval is the mean ∓ (t + γ(2t² + 1) / (6√n)) · sd / √n, wider
+    than Student's; TOST under the same floor rejects at 5 % exactly when that interval lies
+    within the bound, and its p is monotone in the bound."""
+    x = np.array([-3.0, -1.0, 0.0, 1.0, 3.0, -2.0, 2.0])
+    n, sd = len(x), x.std(ddof=1)
+    t = sps.t.ppf(0.95, n - 1)
+    half = (t + floor * (2 * t**2 + 1) / (6 * np.sqrt(n))) * sd / np.sqrt(n)
+    low, high = skew_t_interval(x, 0.9, skew_floor=floor)
+    assert (low, high) == pytest.approx((-half, half))
+    assert high - low > np.diff(t_interval(x, 0.9))[0]
+    ps = [tost(x, b, skew_floor=floor) for b in np.linspace(0.5, 6, 40)]
+    assert (np.diff(ps) <= 0).all()
+    for b in np.linspace(0.5, 6, 40):
+        assert (tost(x, b, skew_floor=floor) < 0.05) == (-b < low and high < b)

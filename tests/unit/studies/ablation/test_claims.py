@@ -28,6 +28,7 @@ from emg_lens.stats.compare import (
     SKEW_FLOOR,
     compare,
     skew_t_interval,
+    t_interval,
 )
 from emg_lens.stats.units import bootstrap_delta_ci
 from emg_lens.studies import load_spec, run_study
@@ -527,9 +528,9 @@ def test_study_check_lists_the_claims_and_refuses_a_class_the_models_lack(tmp_pa
     assert (
         "1 keep claim(s), TOST (90% skew-corrected t-interval of per-subject Δ%, Johnson's" in out
     )
-    assert "the changes taken as skewed at least 3.5 either way): at least 2 subjects; " in out
+    assert "the changes taken as skewed at least 5 either way): at least 2 subjects; " in out
     assert (
-        "with 3, a keep can hold only if the per-subject Δ% spread (SD) stays below about 1.0 "
+        "with 3, a keep can hold only if the per-subject Δ% spread (SD) stays below about 0.7 "
         in out
     )
     assert "(no spread) on fewer than 8." in out  # issue 56: no spread is no evidence
@@ -837,7 +838,7 @@ def test_a_keeps_spread_note_prints_the_subjects_sd():
     assert row.verdict == "cannot tell"
     assert f"here their SD is {row.subject_sd:.1f}" in row.reason, row.reason
     assert (
-        "at most 3.9 points for ±5% (at a mean change of 0, the changes taken as skewed 3.5)"
+        "at most 3.3 points for ±5% (at a mean change of 0, the changes taken as skewed 5)"
         in (row.reason)
     )
 
@@ -852,3 +853,29 @@ def test_a_drop_that_holds_says_whose_own_interval_includes_zero():
     assert "its reach: the typical subject fell, not each one: the own intervals of subject 8" in (
         row.reason
     )
+
+
+def test_a_keep_on_losses_that_lean_left_is_not_held_on_their_few_subjects_skew():
+    """Issue 86: cuts' losses lean left across subjects (most a little, a few a lot), which 8
+    subjects rarely show; with their own skewness a keep on its margin held in 8 % of studies
+    of exponential losses. Here 8 subjects lose 2-6 % (mean -3.6 %, SD 1.2, little skew):
+    Student's and the sample's skew-corrected bound both clear -5 %, the claim's does not,
+    since it assumes a skewness of at least SKEW_FLOOR whatever the subjects show."""
+    loss = np.array([2.0, 3.0, 4.0, 3.5, 2.5, 4.5, 3.0, 6.0])
+    masked = 0.9 * (1 - loss / 100)
+    row = _verdict("keep", masked, np.full(8, 0.9), margin=0.05)
+    pct = _pct(masked, np.full(8, 0.9))
+    assert skew_t_interval(pct, CI_LEVEL)[0] > -5 and t_interval(pct, CI_LEVEL)[0] > -5
+    assert row.verdict == "cannot tell" and row.ci_low < -5
+    assert f"skewed at least {SKEW_FLOOR:g} either way" in row.method
+
+
+def test_a_claims_interval_never_reaches_below_minus_100_percent():
+    """Issue 86: no interval of a change of accuracy may say more than all of it was lost. Half
+    of 8 subjects lose everything, half nothing: the skew-corrected interval's lower end lies
+    far below -100 %, and the claim's stops there."""
+    base = np.full(8, 0.9)
+    masked = np.array([0.0] * 4 + [0.9] * 4)
+    assert skew_t_interval(_pct(masked, base), CI_LEVEL, skew_floor=SKEW_FLOOR)[0] < -100
+    row = _verdict("drop", masked, base)
+    assert row.ci_low == -100.0 and row.ci_high > -100
