@@ -15,20 +15,16 @@ from typing import Any, TypeVar
 
 F = TypeVar("F")
 
-CHECKS = os.environ.get("EMG_LENS_TYPECHECK") == "1"
-"""Whether `checked` checks: the test run sets EMG_LENS_TYPECHECK=1 (tests/typecheck.py) before
-emg_lens is imported; a user's import leaves the exported names as they are written."""
-MARK = "_emg_lens_checked"
-"""The attribute `checked` sets, which tests/unit/test_runtime_checks.py looks for."""
+CHECKS = os.environ.get("EMG_LENS_TYPECHECK") == "1"  # the test run's (tests/typecheck.py)
+MARK = "_emg_lens_checked"  # what tests/unit/test_runtime_checks.py looks for
 
 
 def checked(obj: F) -> F:
-    """An exported function or class, marked; where `CHECKS`, with its annotations (jaxtyping's
+    """An exported function or class, marked; where `CHECKS`, its annotations (jaxtyping's
     shapes too) checked at each call by jaxtyping + beartype (an int passes for a float, as
-    mypy reads it): a function itself, a dataclass's ``__init__`` (unless `fields_checked`), a
-    class's ``__init__`` and ``forward``. Only the public surface is checked, so that the
-    suite's checks cost little; a function's other decorators go above it (it wraps the
-    function as written), a class's below it.
+    mypy reads it): a function, a dataclass's ``__init__`` (unless `fields_checked`), a class's
+    ``__init__`` and ``forward``; a user's import leaves them as written. A function's other
+    decorators go above it (it wraps the function as written), a class's below it.
 
     >>> @checked
     ... def twice(x: int) -> int:

@@ -62,7 +62,6 @@ ADDED_FIELD_DEFAULTS: dict[str, Any] = {
 }
 
 
-@checked
 @fields_checked
 @dataclass
 class EncoderConfig(TransformerLensConfig):

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from emg_lens._hints import checked, mismatch, plain_number, type_hints
+from emg_lens._hints import MARK, checked, mismatch, plain_number, type_hints
 
 __all__ = [
     "MAX_SEED",
@@ -473,8 +473,8 @@ def fields_checked(cls: C) -> C:
     """Mark the dataclass ``cls`` as one whose ``__post_init__`` checks its fields
     (`check_field_types`, or its own checks) and stores them as their hints say: its
     ``__init__`` takes any value (a dtype's name, a numpy number, a list) and refuses a wrong
-    one by name, so a runtime type checker (the test suite's jaxtyping + beartype) leaves the
-    ``__init__`` to it (`typing.no_type_check`).
+    one by name, so a runtime type checker leaves the ``__init__`` to it
+    (`typing.no_type_check`), and `checked`'s mark is set: its checks are on in every run.
 
     >>> @fields_checked
     ... @dataclasses.dataclass
@@ -488,6 +488,7 @@ def fields_checked(cls: C) -> C:
     emg_lens.errors.ConfigError: Recipe.width must be an int, got '2'
     """
     typing.no_type_check(cls.__init__)
+    setattr(cls, MARK, True)
     return cls
 
 

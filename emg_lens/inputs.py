@@ -19,9 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from emg_lens._hints import checked
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.errors import ArgumentError, InputShapeError, describe
+from emg_lens.errors import ArgumentError, InputShapeError, checked, describe
 from emg_lens.models.base import ATTENTION_HOOKS, HookedBiosignalModel, provides
 
 

@@ -48,7 +48,6 @@ CLS = "cls"
 """The group name of the CLS token."""
 
 
-@checked
 @fields_checked
 @dataclass(frozen=True)
 class TokenLayout:

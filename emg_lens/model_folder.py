@@ -11,10 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from emg_lens._hints import checked
 from emg_lens.checkpoints import read_checkpoint_info
 from emg_lens.data.preprocess import check_window_range
-from emg_lens.errors import CheckpointError, SpecError
+from emg_lens.errors import CheckpointError, SpecError, checked
 
 DEMO_MODELS = Path("runs/demo/models")
 """Where ``emg-lens demo`` saves its models: what ``models = "demo"`` finds."""

@@ -10,10 +10,9 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
-from emg_lens._hints import checked
 from emg_lens.components.init import ConfigInit
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ConfigError
+from emg_lens.errors import ConfigError, checked
 
 
 def add_bias(

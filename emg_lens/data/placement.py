@@ -53,12 +53,11 @@ from typing import Any
 
 import numpy as np
 
-from emg_lens._hints import checked
 from emg_lens.data.datasets import load_recording, montages_of, preprocess_spec
 from emg_lens.data.placement_evidence import TrialSums, check_signal, weigh
 from emg_lens.data.preprocess import SubjectData, prepare_subject
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, DataFormatError, EmgLensError
+from emg_lens.errors import ArgumentError, DataFormatError, EmgLensError, checked
 from emg_lens.geometry import Montage
 from emg_lens.geometry.symmetry import ChannelMap, has_symmetry, montage_maps
 

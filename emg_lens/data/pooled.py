@@ -34,10 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from emg_lens._hints import checked
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.trials import record_trials, trial_unit
-from emg_lens.errors import ArgumentError, InputShapeError
+from emg_lens.errors import ArgumentError, InputShapeError, checked
 
 WINDOW_LABELS = "window_labels"
 """The ``meta`` key of a subject's per-window labels: ``{name: {"train": [...], "test": [...]}}``,

@@ -52,7 +52,6 @@ from emg_lens.errors import (
 SEGMENTS = {"transient": (0.0, 0.5), "steady": (1.0, 2.0), "full": (0.0, None)}
 
 
-@checked
 @fields_checked
 @dataclass(frozen=True)
 class PreprocessSpec(DictSpec):

@@ -24,8 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from emg_lens._hints import checked
-from emg_lens.errors import DataFormatError
+from emg_lens.errors import DataFormatError, checked
 
 
 @checked

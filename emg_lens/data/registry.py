@@ -44,8 +44,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from emg_lens._hints import checked
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, checked
 
 if TYPE_CHECKING:
     from emg_lens.data.reader import DatasetReader

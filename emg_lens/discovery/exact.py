@@ -24,10 +24,9 @@ import torch
 from jaxtyping import Bool
 from tqdm.auto import tqdm
 
-from emg_lens._hints import checked
 from emg_lens.components.block import TransformerBlock
 from emg_lens.edges import EdgeSet
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, checked
 from emg_lens.hooks import compile_edges
 from emg_lens.models.base import LAYERWISE, provides
 from emg_lens.stats.metrics import window_metric

@@ -34,11 +34,10 @@ from typing import Any
 import torch
 from jaxtyping import Bool, Int
 
-from emg_lens._hints import checked
 from emg_lens.discovery.exact import base_layer_masks
 from emg_lens.edges import EdgeSet, between, heads, layers, parse, same_channel, time_window
 from emg_lens.edges.algebra import EdgeIntersection
-from emg_lens.errors import ArgumentError, LayoutError, SpecError, describe
+from emg_lens.errors import ArgumentError, LayoutError, SpecError, checked, describe
 from emg_lens.inputs import check_model
 from emg_lens.layout import TokenLayout
 

@@ -33,9 +33,8 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 
-from emg_lens._hints import checked
 from emg_lens.discovery.family import Candidate, CompiledFamily, compile_family
-from emg_lens.errors import ArgumentError, check_int
+from emg_lens.errors import ArgumentError, check_int, checked
 from emg_lens.hooks import layer_of, name_filter
 
 GATE_STEPS = 100

@@ -11,8 +11,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from emg_lens._hints import checked
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, checked
 from emg_lens.stats.metrics import PREDICTION_METRICS
 
 METRICS = ("margin", "logprob")

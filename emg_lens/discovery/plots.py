@@ -7,11 +7,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from emg_lens._hints import checked
 from emg_lens.discovery.metrics import spearman, spearman_p
 from emg_lens.discovery.screen import Screen
 from emg_lens.discovery.search import Discovery
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, checked
 from emg_lens.inspect.plots.style import annotate_cells, dark_cells
 from emg_lens.stats.compare import format_p
 

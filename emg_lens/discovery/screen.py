@@ -58,7 +58,6 @@ import torch
 from jaxtyping import Bool, Float
 from tqdm.auto import tqdm
 
-from emg_lens._hints import checked
 from emg_lens.components.attend import cut_pattern
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.discovery.exact import ExactPasses
@@ -71,7 +70,7 @@ from emg_lens.discovery.last_layers import (
 )
 from emg_lens.discovery.metrics import check_metric, spearman
 from emg_lens.edges import EdgeSet, parse
-from emg_lens.errors import ArgumentError, check_int
+from emg_lens.errors import ArgumentError, check_int, checked
 from emg_lens.hooks import layer_of, name_filter
 from emg_lens.inputs import as_subject_data, check_deterministic, check_model
 from emg_lens.models.base import LAYERWISE, TL_WEIGHTS, provides, require

@@ -41,7 +41,6 @@ from typing import Any
 import pandas as pd
 import torch
 
-from emg_lens._hints import checked
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.discovery.exact import Score
 from emg_lens.discovery.family import Candidate, cut_edge_set
@@ -49,7 +48,7 @@ from emg_lens.discovery.gates import fit_gates
 from emg_lens.discovery.metrics import faithfulness_areas
 from emg_lens.discovery.screen import Screen, screen
 from emg_lens.edges import EdgeSet
-from emg_lens.errors import ArgumentError, check_number
+from emg_lens.errors import ArgumentError, check_number, checked
 
 SEARCH_METHODS = ("greedy", "gates")
 """How `discover` orders the candidates: ``greedy`` tries them one at a time by the screen's

@@ -22,12 +22,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from emg_lens._hints import checked
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.trials import trial_unit
 from emg_lens.discovery.screen import screen
 from emg_lens.discovery.search import Discovery, discover
-from emg_lens.errors import ArgumentError, check_int, warn_caller
+from emg_lens.errors import ArgumentError, check_int, checked, warn_caller
 
 
 @checked

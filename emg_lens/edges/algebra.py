@@ -15,8 +15,7 @@ from typing import ClassVar
 import torch
 from jaxtyping import Bool
 
-from emg_lens._hints import checked
-from emg_lens.errors import ArgumentError, LayoutError, check_int
+from emg_lens.errors import ArgumentError, LayoutError, check_int, checked
 from emg_lens.layout import CLS, TokenLayout
 
 # A partial mask: ``[query_pos, key_pos]`` for head-independent selectors, ``[head, 1, 1]``

@@ -15,10 +15,9 @@ from typing import Any
 import torch
 from jaxtyping import Bool
 
-from emg_lens._hints import checked
 from emg_lens.edges.algebra import CompileContext, EdgeSet, PartialMask
 from emg_lens.edges.regions import LOBES, REGIONS, place, region_channels
-from emg_lens.errors import ArgumentError, LayoutError
+from emg_lens.errors import ArgumentError, LayoutError, checked
 from emg_lens.layout import TokenLayout  # noqa: F401  (TokenLayout: for the examples)
 
 

@@ -13,10 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from emg_lens._hints import checked
 from emg_lens.edges import named, selectors
 from emg_lens.edges.algebra import EdgeSet
-from emg_lens.errors import ArgumentError, SpecError
+from emg_lens.errors import ArgumentError, SpecError, checked
 
 
 # ============================================================================ selector table

@@ -21,8 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from emg_lens._hints import checked
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, checked
 from emg_lens.geometry.ten_twenty import has_position, standard_name, unplaced_channel
 
 LOBES = ("frontal", "central", "parietal", "occipital", "temporal")

@@ -16,7 +16,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from emg_lens._hints import checked
 from emg_lens.edges.algebra import (
     CompileContext,
     EdgeSet,
@@ -24,7 +23,7 @@ from emg_lens.edges.algebra import (
     Layers,
     PartialMask,
 )
-from emg_lens.errors import ArgumentError, LayoutError, check_bool, check_int, check_number
+from emg_lens.errors import ArgumentError, LayoutError, check_bool, check_int, check_number, checked
 from emg_lens.layout import CLS, TokenLayout  # noqa: F401  (TokenLayout: for the examples)
 
 

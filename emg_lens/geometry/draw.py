@@ -27,8 +27,7 @@ from matplotlib.colors import BoundaryNorm, Colormap, ListedColormap, Normalize
 from matplotlib.patches import Circle, FancyArrowPatch, Patch, Polygon, Rectangle
 from matplotlib.path import Path as MplPath
 
-from emg_lens._hints import checked
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, checked
 from emg_lens.geometry.montage import Montage, Part
 
 GROUP_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3")

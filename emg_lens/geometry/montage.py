@@ -37,8 +37,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from emg_lens._hints import checked
-from emg_lens.errors import ArgumentError, check_int
+from emg_lens.errors import ArgumentError, check_int, checked
 
 KINDS = ("ring", "grid", "points", "scalp")
 """The kinds of `Part`; the module docstring says how each is drawn."""

@@ -40,8 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from emg_lens._hints import checked
-from emg_lens.errors import ArgumentError, EmgLensError
+from emg_lens.errors import ArgumentError, EmgLensError, checked
 from emg_lens.geometry.montage import Montage, Part
 from emg_lens.geometry.ten_twenty import mirror_name, standard_name
 

@@ -32,8 +32,7 @@ import re
 
 import numpy as np
 
-from emg_lens._hints import checked
-from emg_lens.errors import LayoutError
+from emg_lens.errors import LayoutError, checked
 
 _OLD_NAMES = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}  # 10-20 -> 10-10 (ACNS)
 _REFERENCES = ("REF", "LE", "AR", "AVG", "A1", "A2", "M1", "M2")

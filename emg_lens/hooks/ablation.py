@@ -25,8 +25,7 @@ import torch
 from jaxtyping import Float
 from transformer_lens.hook_points import HookPoint
 
-from emg_lens._hints import checked
-from emg_lens.errors import LayoutError
+from emg_lens.errors import LayoutError, checked
 from emg_lens.hooks.masking import HookFn
 
 

@@ -24,9 +24,8 @@ import torch
 from jaxtyping import Bool, Float
 from transformer_lens.hook_points import HookPoint
 
-from emg_lens._hints import checked
 from emg_lens.edges import EdgeSet, no_edges, parse
-from emg_lens.errors import ArgumentError, LayoutError, check_ints, warn_caller
+from emg_lens.errors import ArgumentError, LayoutError, check_ints, checked, warn_caller
 from emg_lens.layout import TokenLayout, check_mask_shape, warn_keyless_queries
 from emg_lens.models.base import is_model
 from emg_lens.models.reach import current_forward, unread_positions, warn_unread

@@ -33,9 +33,8 @@ from einops import einsum, rearrange, repeat
 from jaxtyping import Float
 from transformer_lens import ActivationCache
 
-from emg_lens._hints import checked
 from emg_lens.components.layer_norm import LayerNorm
-from emg_lens.errors import ArgumentError, InputShapeError, describe
+from emg_lens.errors import ArgumentError, InputShapeError, checked, describe
 from emg_lens.inputs import check_model
 from emg_lens.inspect.checks import check_cache
 from emg_lens.models.base import LINEAR_READOUT, TL_WEIGHTS, provides, require

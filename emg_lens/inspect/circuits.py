@@ -39,9 +39,8 @@ import torch.nn.functional as F
 from einops import einsum
 from jaxtyping import Float
 
-from emg_lens._hints import checked
 from emg_lens.components.layer_norm import LayerNorm
-from emg_lens.errors import ArgumentError, IndexOutOfRangeError, check_int
+from emg_lens.errors import ArgumentError, IndexOutOfRangeError, check_int, checked
 from emg_lens.inputs import check_model
 from emg_lens.inspect.flow import token_bins
 from emg_lens.models.base import TL_WEIGHTS, require

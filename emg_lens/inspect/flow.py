@@ -30,9 +30,8 @@ from einops import einsum
 from jaxtyping import Float
 from transformer_lens import ActivationCache
 
-from emg_lens._hints import checked
 from emg_lens.edges import EdgeSet, parse
-from emg_lens.errors import ArgumentError, check_int
+from emg_lens.errors import ArgumentError, check_int, checked
 from emg_lens.hooks import pattern_filter
 from emg_lens.inputs import check_model
 from emg_lens.inspect.checks import check_cache, pattern_names

@@ -20,10 +20,9 @@ import pandas as pd
 import torch
 from scipy import stats as sps
 
-from emg_lens._hints import checked
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import parse
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, checked
 from emg_lens.inputs import as_subject_data, check_deterministic, check_model
 from emg_lens.inspect.flow import masked_mass, mean_patterns
 from emg_lens.layout import TokenLayout

@@ -45,8 +45,7 @@ import pandas as pd
 import torch
 from transformer_lens import ActivationCache
 
-from emg_lens._hints import checked
-from emg_lens.errors import ArgumentError, InputShapeError, check_int
+from emg_lens.errors import ArgumentError, InputShapeError, check_int, checked
 from emg_lens.inputs import check_deterministic, check_model
 from emg_lens.inspect.checks import check_cache
 

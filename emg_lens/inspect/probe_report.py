@@ -18,8 +18,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from emg_lens._hints import checked
-from emg_lens.errors import ArgumentError, check_int
+from emg_lens.errors import ArgumentError, check_int, checked
 from emg_lens.inspect.interchange import interchange, interchange_pairs, over_subjects
 from emg_lens.inspect.plots.layers import plot_interchange, plot_probes
 from emg_lens.inspect.probes import INPUT, probe_tokens

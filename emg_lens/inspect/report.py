@@ -22,13 +22,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from emg_lens._hints import checked
 from emg_lens._io import make_folder, write_if_changed
 from emg_lens.checkpoints import load_checkpoint, load_checkpoint_data, read_checkpoint_info
 from emg_lens.data.datasets import montages_of
 from emg_lens.data.placement import has_placement
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.errors import ArgumentError, UnsupportedFeatureError
+from emg_lens.errors import ArgumentError, UnsupportedFeatureError, checked
 from emg_lens.inspect.attribution import attribution_hooks, direct_attribution, readout_map
 from emg_lens.inspect.circuits import ov_circuit, qk_circuit
 from emg_lens.inspect.flow import attention_flow

@@ -48,9 +48,8 @@ import numpy as np
 import torch
 from jaxtyping import Float, Int
 
-from emg_lens._hints import checked
 from emg_lens.edges import EdgeSet
-from emg_lens.errors import ArgumentError, IndexOutOfRangeError, InputShapeError, describe
+from emg_lens.errors import ArgumentError, IndexOutOfRangeError, InputShapeError, checked, describe
 from emg_lens.inspect.probes import POOLED, token_group
 
 Tokens = str | EdgeSet | Sequence[int] | Int[np.ndarray, " _"]

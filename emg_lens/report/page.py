@@ -25,10 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from emg_lens._hints import checked
 from emg_lens._io import remove_orphaned_temp_files, write_if_changed
 from emg_lens._version import __version__
-from emg_lens.errors import ArgumentError, DataFormatError, MissingDependencyError
+from emg_lens.errors import ArgumentError, DataFormatError, MissingDependencyError, checked
 from emg_lens.report.folder import FolderFiles, LeftOut, csv_head
 from emg_lens.report.markdown import table_html, to_html
 from emg_lens.report.view import VIEW_DATA, view_html, view_problem

@@ -33,8 +33,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 
-from emg_lens._hints import checked
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, checked
 from emg_lens.stats.chance import cell_fields, stacked_cell_fields
 from emg_lens.stats.units import check_classes, stacked_trial_counts
 

@@ -40,8 +40,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from emg_lens._hints import checked
-from emg_lens.errors import ArgumentError, SpecError
+from emg_lens.errors import ArgumentError, SpecError, checked
 from emg_lens.studies.spec_base import Spec
 from emg_lens.studies.validate import study_name
 

@@ -43,8 +43,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from emg_lens._hints import checked
-from emg_lens.errors import SpecError
+from emg_lens.errors import SpecError, checked
 from emg_lens.stats.compare import CLAIMS_TESTS, CORRECTIONS, PAIRED, TESTS
 from emg_lens.studies.validate import reject_unknown, string, study_name
 

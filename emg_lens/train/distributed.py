@@ -28,8 +28,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from emg_lens._hints import checked
-from emg_lens.errors import ConfigError
+from emg_lens.errors import ConfigError, checked
 
 
 @runtime_checkable

@@ -45,7 +45,6 @@ MONITORS = ("loss", "accuracy")  # FinetuneConfig.monitor: lowest validation los
 H = TypeVar("H", bound="RunHistory")
 
 
-@checked
 @fields_checked
 @dataclass(frozen=True)
 class FinetuneConfig:

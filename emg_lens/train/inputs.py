@@ -19,9 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset, random_split
 
-from emg_lens._hints import checked
 from emg_lens.data.synthetic.windows import UNLABELED
-from emg_lens.errors import ArgumentError, DataFormatError, InputShapeError, describe
+from emg_lens.errors import ArgumentError, DataFormatError, InputShapeError, checked, describe
 
 
 @checked

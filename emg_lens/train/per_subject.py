@@ -9,11 +9,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from emg_lens._hints import checked
 from emg_lens._io import atomic_write
 from emg_lens.checkpoints import source_digest
 from emg_lens.data.datasets import available_subjects, load_subject
-from emg_lens.errors import StudyError
+from emg_lens.errors import StudyError, checked
 from emg_lens.train.baseline import feature_baseline
 from emg_lens.train.distributed import is_main_process
 from emg_lens.train.finetune import FinetuneConfig, dataset_accuracy, finetune

@@ -27,8 +27,7 @@ from einops import rearrange
 from jaxtyping import Bool, Float
 from torch.utils.data import DataLoader, Dataset
 
-from emg_lens._hints import checked
-from emg_lens.errors import ArgumentError, ConfigError, fields_checked
+from emg_lens.errors import ArgumentError, ConfigError, checked, fields_checked
 from emg_lens.models.native.tinymyo import TinyMyo
 from emg_lens.train.distributed import process_rank, unwrap
 from emg_lens.train.inputs import UNLABELED, window_dataset
@@ -38,7 +37,6 @@ from emg_lens.train.schedule import check_schedule_fields, check_unit_interval
 RECIPE = "tinymyo-masked-pretraining"
 
 
-@checked
 @fields_checked
 @dataclass(frozen=True)
 class PretrainConfig:

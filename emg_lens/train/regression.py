@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from emg_lens._hints import checked
-from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.errors import ArgumentError, DataFormatError, checked
 from emg_lens.models.native.tinymyo import ConvRegressionHead, TinyMyo
 from emg_lens.train.baseline import channel_rms, fit_baseline
 from emg_lens.train.finetune import (

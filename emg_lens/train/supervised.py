@@ -49,7 +49,6 @@ PROGRESS_SECONDS = 5.0
 epoch and then at least this often (a log on a busy machine must not stay silent for minutes)."""
 
 
-@checked
 @fields_checked
 @dataclass(frozen=True)
 class TrainConfig:

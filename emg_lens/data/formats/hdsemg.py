@@ -51,13 +51,12 @@ import h5py
 import numpy as np
 import scipy.io
 
-from emg_lens._hints import checked
 from emg_lens.data.files import OpenFile, find_files
 from emg_lens.data.formats._matlab import common_length, write_mat73
 from emg_lens.data.preprocess import find_segments
 from emg_lens.data.reader import DatasetReader, Source, found_subjects
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.errors import ArgumentError, DataFormatError, checked
 from emg_lens.geometry import Montage
 from emg_lens.geometry import grid as grid_part
 

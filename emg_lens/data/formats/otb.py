@@ -43,10 +43,9 @@ from typing import Any
 
 import numpy as np
 
-from emg_lens._hints import checked
 from emg_lens.data.formats._matlab import read_mat
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, DataFormatError, check_bool, warn_caller
+from emg_lens.errors import ArgumentError, DataFormatError, check_bool, checked, warn_caller
 from emg_lens.geometry import (
     GRID_CODES,
     ORDERED_GRID_CODES,

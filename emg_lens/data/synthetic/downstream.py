@@ -26,10 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from emg_lens._hints import checked
 from emg_lens.data.formats import epn612, ninapro_db8, uci_gestures
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, check_int, check_number
+from emg_lens.errors import ArgumentError, check_int, check_number, checked
 
 EPN_TESTING_PER_GESTURE = epn612.CALIBRATION + 2
 """Testing users' labelled samples per gesture: the calibration ones and 2 to test."""

@@ -41,19 +41,17 @@ from typing import Any
 
 import numpy as np
 
-from emg_lens._hints import checked
 from emg_lens.data.formats import ninapro_db2
 from emg_lens.data.preprocess import PreprocessSpec
 from emg_lens.data.reader import DatasetReader, Source, no_files
 from emg_lens.data.recording import Recording
 from emg_lens.data.spec import DictSpec
 from emg_lens.data.synthetic.protocol import muscle_noise, onset_ramp, slow_noise, trial_timeline
-from emg_lens.errors import ArgumentError, ConfigError, check_field_types, fields_checked
+from emg_lens.errors import ArgumentError, ConfigError, check_field_types, checked, fields_checked
 
 GESTURE_KINDS = ("emg", "acc", "interaction")
 
 
-@checked
 @fields_checked
 @dataclass(frozen=True)
 class SyntheticSpec(DictSpec):

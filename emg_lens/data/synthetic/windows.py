@@ -15,11 +15,10 @@ from jaxtyping import Float, Int
 from scipy.ndimage import uniform_filter1d
 from torch.utils.data import TensorDataset
 
-from emg_lens._hints import checked
 from emg_lens.data.preprocess import PreprocessSpec, filter_signals
 from emg_lens.data.reader import DatasetReader, Source, Windows, no_files
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec, generate_recordings
-from emg_lens.errors import DataFormatError, check_int
+from emg_lens.errors import DataFormatError, check_int, checked
 
 UNLABELED = -1
 """The class of a window outside any one movement."""

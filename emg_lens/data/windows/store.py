@@ -34,7 +34,6 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
-from emg_lens._hints import checked
 from emg_lens._io import atomic_write, leftover_temp_files, make_folder
 from emg_lens.data.preprocess import Scaler
 from emg_lens.data.reader import DatasetReader, Source, Windows
@@ -45,7 +44,7 @@ from emg_lens.data.windows.pipeline import (
     check_scaler,
     tinymyo_windows,
 )
-from emg_lens.errors import ArgumentError, DataFormatError, IndexOutOfRangeError, check_int
+from emg_lens.errors import ArgumentError, DataFormatError, IndexOutOfRangeError, check_int, checked
 
 STORE_FORMAT = "emg_lens.window_store/1"
 """The ``format`` attribute of a window store; a file without it is not one."""

@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 
-from emg_lens._hints import checked
 from emg_lens.errors import (
     ArgumentError,
     ConfigError,
@@ -24,7 +23,6 @@ HOOKS = ("resid_pre", "resid_mid", "resid_post")
 """The residual hooks of a block an autoencoder can read."""
 
 
-@checked
 @fields_checked
 @dataclass(frozen=True)
 class FeatureConfig:

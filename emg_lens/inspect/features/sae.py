@@ -8,8 +8,7 @@ from __future__ import annotations
 import torch
 from jaxtyping import Float
 
-from emg_lens._hints import checked
-from emg_lens.errors import StudyError
+from emg_lens.errors import StudyError, checked
 from emg_lens.inspect.features.config import FeatureConfig
 
 

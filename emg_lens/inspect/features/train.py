@@ -10,9 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from emg_lens._hints import checked
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.errors import ArgumentError, describe
+from emg_lens.errors import ArgumentError, checked, describe
 from emg_lens.inputs import as_subject_data
 from emg_lens.inspect.features.checkpoint import read_sae
 from emg_lens.inspect.features.config import FeatureConfig

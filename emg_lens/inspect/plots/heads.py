@@ -12,8 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.image import AxesImage
 
-from emg_lens._hints import checked
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, checked
 from emg_lens.inspect.importance import mass_effect_correlation
 from emg_lens.inspect.plots.style import annotate_cells, dark_cells, require_columns
 from emg_lens.studies.plots import COLORS

@@ -12,9 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from emg_lens._hints import checked
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, ConversionError, check_int, describe
+from emg_lens.errors import ArgumentError, ConversionError, check_int, checked, describe
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models.attached.checks import check_layouts, per_call_layouts
 from emg_lens.models.attached.find import (

@@ -49,11 +49,10 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
-from emg_lens._hints import checked
 from emg_lens.components import ClassifierHead, ConfigInit, PosEmbed, TransformerBlock
 from emg_lens.components.embeddings import cls_token_parameter, cut_patches, prepend_cls_token
 from emg_lens.config import PRESETS, EncoderConfig
-from emg_lens.errors import ArgumentError, ConfigError, UnsupportedFeatureError
+from emg_lens.errors import ArgumentError, ConfigError, UnsupportedFeatureError, checked
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models.base import EdgeMasks, HookedEncoder
 

@@ -17,10 +17,9 @@ import torch
 from jaxtyping import Float
 from transformer_lens.hook_points import HookPoint
 
-from emg_lens._hints import checked
 from emg_lens.components import ChannelEmbed, ClassifierHead, PosEmbed
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ConfigError
+from emg_lens.errors import ConfigError, checked
 from emg_lens.models.base import HookedEncoder
 
 RETURN_TYPES = ("logits", "avg_logits", "both")

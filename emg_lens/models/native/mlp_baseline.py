@@ -22,10 +22,9 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
-from emg_lens._hints import checked
 from emg_lens.components import ClassifierHead, ConfigInit
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, checked
 from emg_lens.layout import TokenLayout
 from emg_lens.models.base import (
     ATTENTION_HOOKS,

@@ -25,8 +25,7 @@ import json
 from dataclasses import dataclass, replace
 from functools import cached_property
 
-from emg_lens._hints import checked
-from emg_lens.errors import SpecError
+from emg_lens.errors import SpecError, checked
 from emg_lens.studies.ablation.spec import PLACEBO, Intervention, StudySpec
 
 

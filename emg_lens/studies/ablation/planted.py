@@ -39,10 +39,9 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from emg_lens._hints import checked
 from emg_lens.data.synthetic.eeg import PlantedEEG
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec, gesture_kinds
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, checked
 from emg_lens.studies.ablation.claims import Claim
 from emg_lens.studies.ablation.result import StudyResult
 from emg_lens.studies.ablation.verdicts import evaluate_claims, format_claims

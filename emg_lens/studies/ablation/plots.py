@@ -13,8 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from emg_lens._hints import checked
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, checked
 from emg_lens.stats.metrics import UNITS, delta_column, delta_name
 from emg_lens.studies.plots import draw_bar, draw_box, legend_patches
 

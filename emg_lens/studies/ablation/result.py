@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from emg_lens._hints import checked
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, checked
 from emg_lens.output import StudyOutput, markdown_table, one_line, prose
 from emg_lens.stats.chance import chance_console, chance_markdown, chance_table
 from emg_lens.stats.compare import (

@@ -26,9 +26,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from emg_lens._hints import checked
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.errors import StudyError
+from emg_lens.errors import StudyError, checked
 from emg_lens.model_folder import study_models
 from emg_lens.provenance import code_digest
 from emg_lens.stats.units import TRIAL_WINDOW_FIELDS

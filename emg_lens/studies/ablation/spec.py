@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from emg_lens._hints import checked
 from emg_lens.edges import parse
-from emg_lens.errors import SpecError, check_seed, is_int
+from emg_lens.errors import SpecError, check_seed, checked, is_int
 from emg_lens.stats.metrics import METRICS
 from emg_lens.studies.ablation.claims import Claim, check_claims, class_groups_key
 from emg_lens.studies.spec_base import Spec, StatsSpec, file_key, is_none

@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 from jaxtyping import Float, Int
 
-from emg_lens._hints import checked
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, checked
 from emg_lens.stats.compare import (
     ALPHA,
     STAR_LEVELS,

@@ -20,9 +20,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from emg_lens._hints import checked
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.errors import ArgumentError, DataFormatError, SpecError
+from emg_lens.errors import ArgumentError, DataFormatError, SpecError, checked
 from emg_lens.hooks.ablation import channel_range
 from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.validate import positive_int, reject_repeats

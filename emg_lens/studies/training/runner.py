@@ -19,12 +19,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from emg_lens._hints import checked
 from emg_lens.checkpoints import source_digest
 from emg_lens.data.datasets import load_subject
 from emg_lens.data.placement import has_placement
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.errors import SpecError, StudyError
+from emg_lens.errors import SpecError, StudyError, checked
 from emg_lens.provenance import arrays_digest, code_digest
 from emg_lens.stats.metrics import score_predictions
 from emg_lens.studies.check import text_table

@@ -19,8 +19,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from emg_lens._hints import checked
-from emg_lens.errors import ArgumentError, ConversionError, describe
+from emg_lens.errors import ArgumentError, ConversionError, checked, describe
 from emg_lens.models.base import HookedEncoder, eval_mode
 from emg_lens.models.braindecode_common import braindecode_name
 from emg_lens.models.converted.braindecode.cbramod import HookedCBraMod, from_cbramod

@@ -30,7 +30,6 @@ from einops import rearrange
 from jaxtyping import Float
 from torch import nn
 
-from emg_lens._hints import checked
 from emg_lens.components import ClassifierHead
 from emg_lens.components.init import (
     ConfigConv1d,
@@ -40,7 +39,7 @@ from emg_lens.components.init import (
 )
 from emg_lens.components.mlp import ACTIVATIONS
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, ConversionError, is_int
+from emg_lens.errors import ArgumentError, ConversionError, checked, is_int
 from emg_lens.models import key_table as keys
 from emg_lens.models.converted.braindecode._common import (
     Braindecode,

@@ -23,10 +23,9 @@ import torch
 from jaxtyping import Float
 from torch import nn
 
-from emg_lens._hints import checked
 from emg_lens.components.init import ConfigEmbedding, ConfigLinear
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, ConversionError
+from emg_lens.errors import ArgumentError, ConversionError, checked
 from emg_lens.models import key_table as keys
 from emg_lens.models.converted.braindecode._common import (
     Braindecode,
