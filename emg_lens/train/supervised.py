@@ -266,11 +266,12 @@ def _loss(
 @checked
 def predict(
     model: HookedBiosignalModel,
-    X: Float[np.ndarray, "n channel time"],
+    X: Float[np.ndarray | torch.Tensor, "n channel time"],
     batch_size: int = 512,
     **kwargs,
 ) -> Int[np.ndarray, " n"]:
-    """Predicted class index per window (extra keyword arguments go to ``model.forward``)."""
+    """Predicted class index per window of ``X`` (an array or a tensor; extra keyword arguments
+    go to ``model.forward``)."""
     model.eval()
     out = []
     for i in range(0, len(X), batch_size):
@@ -280,8 +281,10 @@ def predict(
 
 
 @checked
-def accuracy(model: HookedBiosignalModel, X: np.ndarray, y: np.ndarray, **kwargs) -> float:
-    """Fraction of windows classified correctly."""
+def accuracy(
+    model: HookedBiosignalModel, X: np.ndarray | torch.Tensor, y: np.ndarray, **kwargs
+) -> float:
+    """Fraction of windows classified correctly (``X`` an array or a tensor, as `predict`)."""
     return float((predict(model, X, **kwargs) == np.asarray(y)).mean())
 
 
