@@ -25,11 +25,11 @@ from jaxtyping import Bool
 from tqdm.auto import tqdm
 
 from emg_lens.components.block import TransformerBlock
+from emg_lens.discovery.metrics import Scorer
 from emg_lens.edges import EdgeSet
 from emg_lens.errors import ArgumentError
 from emg_lens.hooks import compile_edges
 from emg_lens.models.base import LAYERWISE, provides
-from emg_lens.stats.metrics import window_metric
 
 
 def base_layer_masks(
@@ -99,6 +99,7 @@ class ExactPasses:
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
     >>> from emg_lens.hooks import compile_edges
+    >>> from emg_lens.discovery import window_metric
     >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
     >>> X = model.example_input(8); y = model(X).argmax(-1)
     >>> passes = ExactPasses(model, X, y, metric="margin", return_type="logits")
@@ -121,6 +122,7 @@ class ExactPasses:
         base: EdgeSet | Mapping[int, torch.Tensor] | None = None,
     ):
         self.model, self.metric, self.return_type = model, metric, return_type
+        self.scorer = Scorer((metric,))  # checked here, once
         device = next(model.parameters()).device
         # cut in every pass, the clean one included: the model as it runs
         if isinstance(base, Mapping):
@@ -200,7 +202,7 @@ class ExactPasses:
                     "an exact masked pass gave non-finite logits: the model's weights or the "
                     "evaluation windows overflow"
                 )
-            values.append(window_metric(logits, y, self.metric).double().cpu())
+            values.append(self.scorer(logits, y)[self.metric].double().cpu())
             correct.append((logits.argmax(-1) == y).cpu())
         hit, y = torch.cat(correct).double(), torch.cat(self.y).cpu()
         per_class = {int(k): float(hit[y == k].mean()) for k in y.unique()}

@@ -37,7 +37,7 @@ from jaxtyping import Float, Int
 
 from emg_lens.components.block import TransformerBlock
 from emg_lens.discovery.family import RowChunk
-from emg_lens.stats.metrics import window_metric
+from emg_lens.discovery.metrics import Scorer
 
 Effects = tuple[Int[torch.Tensor, " candidate"], dict[str, Float[torch.Tensor, "candidate batch"]]]
 """The candidates (positions in the family) whose effects were computed, and each metric's
@@ -236,7 +236,7 @@ def grouped_effects(
     stream: Float[torch.Tensor, "batch pos d_model"],
     final_of: Callable[[torch.Tensor], torch.Tensor],
     y: Int[torch.Tensor, " batch"],
-    metrics: list[str],
+    scorer: Scorer,
     return_type: str,
     budget: int = 2**24,
 ) -> dict[str, Float[torch.Tensor, "candidate batch"]]:
@@ -244,13 +244,12 @@ def grouped_effects(
     copies of ``stream`` (and one clean copy) hold at most ``budget`` elements: ``final_of
     (group)`` gives the group's patched final streams with the clean one last (see
     `patched_streams`), whose readout's metrics minus the clean one's are the changes."""
-    effects = {name: stream.new_zeros(len(candidates), len(y)) for name in metrics}
+    effects = {name: stream.new_zeros(len(candidates), len(y)) for name in scorer}
     per_group = max(1, budget // max(1, stream.numel()) - 1)
     for start in range(0, len(candidates), per_group):
         final = final_of(candidates[start : start + per_group])
         logits = model.readout(final.flatten(0, 1), return_type).reshape(*final.shape[:2], -1)
-        for name in metrics:
-            values = torch.stack([window_metric(out, y, name) for out in logits])
+        for name, values in scorer(logits, y).items():  # each copy's windows
             effects[name][start : start + len(final) - 1] = values[:-1] - values[-1]
     return effects
 
@@ -262,7 +261,7 @@ def exact_effects(
     change: Float[torch.Tensor, "batch row key"],
     rows: RowChunk,
     y: Int[torch.Tensor, " batch"],
-    metrics: list[str],
+    scorer: Scorer,
     return_type: str,
     last_mask: torch.Tensor | None = None,
 ) -> Effects:
@@ -290,5 +289,5 @@ def exact_effects(
             return final
 
     candidates = slot_owner.unique()
-    effects = grouped_effects(model, candidates, cache.final, final_of, y, metrics, return_type)
+    effects = grouped_effects(model, candidates, cache.final, final_of, y, scorer, return_type)
     return candidates, effects
