@@ -99,14 +99,13 @@ class ExactPasses:
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
     >>> from emg_lens.hooks import compile_edges
-    >>> from emg_lens.discovery import window_metric
     >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
     >>> X = model.example_input(8); y = model(X).argmax(-1)
     >>> passes = ExactPasses(model, X, y, metric="margin", return_type="logits")
     >>> masks = compile_edges("cross_modal", model, [1])
     >>> logits = model(X, edge_masks=masks).detach()
     >>> got = passes.score(masks)
-    >>> abs(got.metric - float(window_metric(logits, y, "margin").mean())) < 1e-5
+    >>> abs(got.metric - float(passes.scorer(logits, y)["margin"].mean())) < 1e-5
     True
     """
 
@@ -125,10 +124,9 @@ class ExactPasses:
         self.scorer = Scorer((metric,))  # checked here, once
         device = next(model.parameters()).device
         # cut in every pass, the clean one included: the model as it runs
-        if isinstance(base, Mapping):
-            self.base = dict(base)
-        else:
-            self.base = base_layer_masks(model, base, device) or {}
+        self.base = (
+            dict(base) if isinstance(base, Mapping) else base_layer_masks(model, base, device) or {}
+        )
         self.n_layers = model.cfg.n_layers
         X = torch.as_tensor(X, dtype=model.cfg.dtype)
         self.y = [

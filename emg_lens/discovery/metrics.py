@@ -42,9 +42,8 @@ def check_metric(metric: Any) -> str:
 
 @dataclass(frozen=True)
 class Scorer:
-    """The per-window metrics a screen or an exact pass scores logits by, each checked once
-    (`check_metric`) where the scorer is built, by the step that owns the metric, and handed
-    down: ``scorer(logits, y)`` is each one's `window_metric` (leading axes kept), by name.
+    """The metrics ``names`` a screen or an exact pass scores logits by, checked once
+    (`check_metric`) where it builds them and handed down: each one's `window_metric`.
 
     >>> values = Scorer(("logprob", "margin"))(torch.tensor([[2.0, 0.0]]), torch.tensor([0]))
     >>> list(values), values["margin"]

@@ -58,7 +58,7 @@ from emg_lens.discovery.last_layers import (
     exact_effects,
     exact_layers,
 )
-from emg_lens.discovery.metrics import Scorer, check_metric, spearman
+from emg_lens.discovery.metrics import Scorer, spearman
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import ArgumentError, check_int
 from emg_lens.hooks import NameFilter, layer_of, name_filter
@@ -307,14 +307,13 @@ def screen(
     # without TransformerLens weights (an attached model) has no W_O to read: its risk is NaN.
     risk_known = provides(model, TL_WEIGHTS)
     check_deterministic(model)
-    metric = check_metric(metric)
+    wanted = Scorer((metric,) if metric == "margin" else (metric, "margin"))  # handed down
     subject = as_subject_data(model, data)
     exact = exact_layers(model, return_type, last=exact_last_layer, penultimate=exact_penultimate)
     base = None if base is None else parse(base)
     family = compile_family(model, family, base=base)  # once: every later step reads it
     device, base_masks = family.device, family.base or None
     last_mask = family.base.get(model.cfg.n_layers - 1)
-    wanted = Scorer((metric,) if metric == "margin" else (metric, "margin"))  # handed down
     X = torch.as_tensor(subject.X_test, dtype=model.cfg.dtype)
     y = torch.as_tensor(np.asarray(subject.y_test), dtype=torch.long)
     n = len(y)
