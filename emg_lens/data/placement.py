@@ -354,8 +354,8 @@ def check_subject(
 
     >>> from emg_lens.data import SyntheticSpec, generate_recordings
     >>> from emg_lens.data import PreprocessSpec
-    >>> data = prepare_subject(generate_recordings(SyntheticSpec(n_subjects=1))[0],
-    ...                        PreprocessSpec(step=None))
+    >>> data = prepare_subject(generate_recordings(SyntheticSpec(1, movement_seconds=0.5))[0],
+    ...                        PreprocessSpec(segment="transient", step=None))
     >>> check_subject(data)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...

@@ -16,8 +16,8 @@ Steps, in order (each a field of `PreprocessSpec`):
    fitted on the training repetitions only — no statistic of the test repetitions reaches it.
 
 >>> from emg_lens.data import SyntheticSpec, generate_recordings
->>> rec = generate_recordings(SyntheticSpec(n_subjects=1))[0]
->>> data = prepare_subject(rec, PreprocessSpec(window=200, step=100))
+>>> rec = generate_recordings(SyntheticSpec(n_subjects=1, movement_seconds=0.5))[0]
+>>> data = prepare_subject(rec, PreprocessSpec(segment="transient", window=200, step=100))
 >>> data.X_train.shape[1:], data.n_classes, sorted(set(data.rep_test.tolist()))
 ((48, 200), 12, [2, 5])
 """

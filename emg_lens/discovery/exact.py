@@ -25,11 +25,11 @@ from jaxtyping import Bool
 from tqdm.auto import tqdm
 
 from emg_lens.components.block import TransformerBlock
+from emg_lens.discovery.metrics import Scorer
 from emg_lens.edges import EdgeSet
 from emg_lens.errors import ArgumentError, checked
 from emg_lens.hooks import compile_edges
 from emg_lens.models.base import LAYERWISE, provides
-from emg_lens.stats.metrics import window_metric
 
 
 def base_layer_masks(
@@ -107,7 +107,7 @@ class ExactPasses:
     >>> masks = compile_edges("cross_modal", model, [1])
     >>> logits = model(X, edge_masks=masks).detach()
     >>> got = passes.score(masks)
-    >>> abs(got.metric - float(window_metric(logits, y, "margin").mean())) < 1e-5
+    >>> abs(got.metric - float(passes.scorer(logits, y)["margin"].mean())) < 1e-5
     True
     """
 
@@ -123,12 +123,12 @@ class ExactPasses:
         base: EdgeSet | Mapping[int, torch.Tensor] | None = None,
     ):
         self.model, self.metric, self.return_type = model, metric, return_type
+        self.scorer = Scorer((metric,))  # checked here, once
         device = next(model.parameters()).device
         # cut in every pass, the clean one included: the model as it runs
-        if isinstance(base, Mapping):
-            self.base = dict(base)
-        else:
-            self.base = base_layer_masks(model, base, device) or {}
+        self.base = (
+            dict(base) if isinstance(base, Mapping) else base_layer_masks(model, base, device) or {}
+        )
         self.n_layers = model.cfg.n_layers
         X = torch.as_tensor(X, dtype=model.cfg.dtype)
         self.y = [
@@ -202,7 +202,7 @@ class ExactPasses:
                     "an exact masked pass gave non-finite logits: the model's weights or the "
                     "evaluation windows overflow"
                 )
-            values.append(window_metric(logits, y, self.metric).double().cpu())
+            values.append(self.scorer(logits, y)[self.metric].double().cpu())
             correct.append((logits.argmax(-1) == y).cpu())
         hit, y = torch.cat(correct).double(), torch.cat(self.y).cpu()
         per_class = {int(k): float(hit[y == k].mean()) for k in y.unique()}

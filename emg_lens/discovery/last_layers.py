@@ -37,24 +37,11 @@ from jaxtyping import Float, Int
 
 from emg_lens.components.block import TransformerBlock
 from emg_lens.discovery.family import RowChunk
-from emg_lens.stats.metrics import window_metric
+from emg_lens.discovery.metrics import Scorer
 
 Effects = tuple[Int[torch.Tensor, " candidate"], dict[str, Float[torch.Tensor, "candidate batch"]]]
 """The candidates (positions in the family) whose effects were computed, and each metric's
 change per candidate and window; every other candidate's effect is exactly 0."""
-
-
-def supports_exact_last_layer(model: Any) -> bool:
-    """True when the last block is a `TransformerBlock` (whose eval-mode function is
-    attention, then `after_attention`) and the model reads the final stream with `readout`.
-
-    >>> from emg_lens import EncoderConfig
-    >>> from emg_lens.models import IsoNet
-    >>> supports_exact_last_layer(IsoNet(EncoderConfig.preset("tiny")))
-    True
-    """
-    blocks = getattr(model, "blocks", [])
-    return bool(blocks) and isinstance(blocks[-1], TransformerBlock) and hasattr(model, "readout")
 
 
 def supports_exact_penultimate(model: Any, return_type: str) -> bool:
@@ -88,10 +75,10 @@ class LastLayerCache:
     v: Float[torch.Tensor, "batch pos head d_head"]
 
     @staticmethod
-    def hook_names(model: Any, layer: int | None = None) -> dict[str, str]:
-        """The hook points the cache of ``layer`` (default: the last) is read from, by field
-        (``v`` aside); ``final`` is the block's output."""
-        block = f"blocks.{model.cfg.n_layers - 1 if layer is None else layer}"
+    def hook_names(layer: int) -> dict[str, str]:
+        """The hook points the cache of ``layer`` is read from, by field (``v`` aside);
+        ``final`` is the block's output."""
+        block = f"blocks.{layer}"
         return {
             "resid_pre": f"{block}.hook_resid_pre",
             "attn_out": f"{block}.hook_attn_out",
@@ -103,8 +90,9 @@ def exact_layers(
     model: Any, return_type: str, *, last: bool = True, penultimate: bool | None = None
 ) -> dict[int, dict[str, str]]:
     """The layers whose candidates a screen computes exactly, each with the hook points its
-    `LastLayerCache` is read from: the last layer (``last``, where
-    `supports_exact_last_layer`) and the one before it (``penultimate``; None: when the model
+    `LastLayerCache` is read from: the last layer (``last``, where the last block is a
+    `TransformerBlock`, attention then `after_attention` in eval mode, and the model reads the
+    final stream with `readout`) and the one before it (``penultimate``; None: when the model
     has two layers, which makes every candidate exact) where `supports_exact_penultimate`.
 
     >>> from emg_lens import EncoderConfig
@@ -113,15 +101,15 @@ def exact_layers(
     >>> sorted(exact_layers(model, "logits")), sorted(exact_layers(model, "avg_logits"))
     ([0, 1], [1])
     """
-    chosen = []
-    if last and supports_exact_last_layer(model):
+    chosen, blocks = [], getattr(model, "blocks", [])
+    if last and blocks and isinstance(blocks[-1], TransformerBlock) and hasattr(model, "readout"):
         last_layer = model.cfg.n_layers - 1
         chosen.append(last_layer)
         if penultimate is None:
             penultimate = last_layer == 1
         if penultimate and supports_exact_penultimate(model, return_type):
             chosen.insert(0, last_layer - 1)
-    return {layer: LastLayerCache.hook_names(model, layer) for layer in chosen}
+    return {layer: LastLayerCache.hook_names(layer) for layer in chosen}
 
 
 @dataclass(frozen=True)
@@ -236,7 +224,7 @@ def grouped_effects(
     stream: Float[torch.Tensor, "batch pos d_model"],
     final_of: Callable[[torch.Tensor], torch.Tensor],
     y: Int[torch.Tensor, " batch"],
-    metrics: list[str],
+    scorer: Scorer,
     return_type: str,
     budget: int = 2**24,
 ) -> dict[str, Float[torch.Tensor, "candidate batch"]]:
@@ -244,13 +232,12 @@ def grouped_effects(
     copies of ``stream`` (and one clean copy) hold at most ``budget`` elements: ``final_of
     (group)`` gives the group's patched final streams with the clean one last (see
     `patched_streams`), whose readout's metrics minus the clean one's are the changes."""
-    effects = {name: stream.new_zeros(len(candidates), len(y)) for name in metrics}
+    effects = {name: stream.new_zeros(len(candidates), len(y)) for name in scorer}
     per_group = max(1, budget // max(1, stream.numel()) - 1)
     for start in range(0, len(candidates), per_group):
         final = final_of(candidates[start : start + per_group])
         logits = model.readout(final.flatten(0, 1), return_type).reshape(*final.shape[:2], -1)
-        for name in metrics:
-            values = torch.stack([window_metric(out, y, name) for out in logits])
+        for name, values in scorer(logits, y).items():  # each copy's windows
             effects[name][start : start + len(final) - 1] = values[:-1] - values[-1]
     return effects
 
@@ -262,7 +249,7 @@ def exact_effects(
     change: Float[torch.Tensor, "batch row key"],
     rows: RowChunk,
     y: Int[torch.Tensor, " batch"],
-    metrics: list[str],
+    scorer: Scorer,
     return_type: str,
     last_mask: torch.Tensor | None = None,
 ) -> Effects:
@@ -290,5 +277,5 @@ def exact_effects(
             return final
 
     candidates = slot_owner.unique()
-    effects = grouped_effects(model, candidates, cache.final, final_of, y, metrics, return_type)
+    effects = grouped_effects(model, candidates, cache.final, final_of, y, scorer, return_type)
     return candidates, effects

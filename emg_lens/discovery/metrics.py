@@ -1,18 +1,21 @@
 """The metrics screening and discovery measure: the differentiable per-window scores of the
-true class (`emg_lens.stats.metrics.window_metric`, which studies score with too), the rank
-agreement of estimated and exact effects, and MIB's areas over a faithfulness curve
-(`faithfulness_areas`: CPR and CMD)."""
+true class (`emg_lens.stats.metrics.window_metric`, which studies score with too), checked
+once and handed down as a `Scorer`, the rank agreement of estimated and exact effects, and
+MIB's areas over a faithfulness curve (`faithfulness_areas`: CPR and CMD)."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from scipy import stats as sps
 
 from emg_lens.errors import ArgumentError, checked
-from emg_lens.stats.metrics import PREDICTION_METRICS
+from emg_lens.stats.metrics import PREDICTION_METRICS, window_metric
 
 METRICS = ("margin", "logprob")
 """The differentiable metrics screening and discovery linearise and measure."""
@@ -35,6 +38,29 @@ def check_metric(metric: Any) -> str:
             "> 0) or 'logprob'. The accuracy effect is reported beside it."
         )
     raise ArgumentError(f"metric = {metric!r}; accepted: {list(METRICS)}")
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """The metrics ``names`` a screen or an exact pass scores logits by, checked once
+    (`check_metric`) where it builds them and handed down: each one's `window_metric`.
+
+    >>> values = Scorer(("logprob", "margin"))(torch.tensor([[2.0, 0.0]]), torch.tensor([0]))
+    >>> list(values), values["margin"]
+    (['logprob', 'margin'], tensor([2.]))
+    """
+
+    names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for name in self.names:
+            check_metric(name)
+
+    def __call__(self, logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: window_metric(logits, y, name) for name in self.names}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
 
 
 def spearman(a: Any, b: Any) -> float:

@@ -68,14 +68,13 @@ from emg_lens.discovery.last_layers import (
     exact_effects,
     exact_layers,
 )
-from emg_lens.discovery.metrics import check_metric, spearman
+from emg_lens.discovery.metrics import Scorer, spearman
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import ArgumentError, check_int, checked
 from emg_lens.hooks import layer_of, name_filter
 from emg_lens.inputs import as_subject_data, check_deterministic, check_model
 from emg_lens.models.base import LAYERWISE, TL_WEIGHTS, provides, require
 from emg_lens.stats.compare import clopper_pearson
-from emg_lens.stats.metrics import window_metric
 
 ESTIMATORS = ("plain", "ig", "relp")
 """How `screen` weighs a candidate's pattern change: ``plain``, by the gradient of the uncut
@@ -329,14 +328,13 @@ def screen(
     # without TransformerLens weights (an attached model) has no W_O to read: its risk is NaN.
     risk_known = provides(model, TL_WEIGHTS)
     check_deterministic(model)
-    metric = check_metric(metric)
+    wanted = Scorer((metric,) if metric == "margin" else (metric, "margin"))  # handed down
     subject = as_subject_data(model, data)
     exact = exact_layers(model, return_type, last=exact_last_layer, penultimate=exact_penultimate)
     base = None if base is None else parse(base)
     family = compile_family(model, family, base=base)  # once: every later step reads it
     device, base_masks = family.device, family.base or None
     last_mask = family.base.get(model.cfg.n_layers - 1)
-    wanted = [metric] if metric == "margin" else [metric, "margin"]
     X = torch.as_tensor(subject.X_test, dtype=model.cfg.dtype)
     y = torch.as_tensor(np.asarray(subject.y_test), dtype=torch.long)
     n = len(y)
@@ -354,7 +352,7 @@ def screen(
             logits, scores, patterns, v, caches = _capture(
                 model, xb.requires_grad_(plain), return_type, base_masks, exact, relevance=relp
             )
-            values = {name: window_metric(logits, yb, name) for name in wanted}
+            values = wanted(logits, yb)
             if plain or relp:
                 grads = _gradients(values, patterns, linear)
         if estimator == "ig" and linear:
@@ -424,7 +422,7 @@ def _path_gradients(
     model: Any,
     x: torch.Tensor,
     y: torch.Tensor,
-    wanted: list[str],
+    wanted: Scorer,
     return_type: str,
     base: dict[int, torch.Tensor] | None,
     cut: dict[int, Bool[torch.Tensor, "head q k"]],
@@ -444,7 +442,7 @@ def _path_gradients(
                 edge_masks=base,
                 fwd_hooks=_path_hooks(cut, (k + 0.5) / steps, patterns),
             )
-            values = {name: window_metric(logits, y, name) for name in wanted}
+            values = wanted(logits, y)
             point = _gradients(values, patterns, layers)
         for name in wanted:
             for layer, g in point[name].items():

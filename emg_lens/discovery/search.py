@@ -32,7 +32,6 @@ The result names the circuit as edge sets that parse back: ``complement`` is wha
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import operator
 from dataclasses import dataclass, field
@@ -278,8 +277,7 @@ def discover(
         keep_accuracy,
         progress,
     )
-    found = _result(screened, table, order, trials, full, circuit, empty, tau, method)
-    return dataclasses.replace(found, keep_accuracy=keep_accuracy)
+    return _result(screened, table, order, trials, full, circuit, empty, tau, method, keep_accuracy)
 
 
 def _curve_row(step, n_kept, kept_edges, n_edges, score: Score, full: Score, empty: Score) -> dict:
@@ -294,10 +292,10 @@ def _curve_row(step, n_kept, kept_edges, n_edges, score: Score, full: Score, emp
     }
 
 
-def _result(screened, table, order, trials, full, circuit, empty, tau, method) -> Discovery:
+def _result(screened, table, order, trials, full, circuit, empty, tau, method, keep) -> Discovery:
     """The `Discovery` of the search's ``trials`` (`ExactPasses.cut_greedily`: each candidate's
     score and decision, in ``order``): the table of every trial and the curve after each
-    accepted cut, from the full model to the ``circuit``."""
+    accepted cut, from the full model to the ``circuit`` (``keep``: keep_accuracy)."""
     family, sizes = screened.family, screened.family.sizes
     rows, cut = [], []
     kept_edges = n_edges = sum(sizes)
@@ -338,4 +336,5 @@ def _result(screened, table, order, trials, full, circuit, empty, tau, method) -
         n_kept_edges=kept_edges,
         screen=screened,
         method=method,
+        keep_accuracy=keep,
     )

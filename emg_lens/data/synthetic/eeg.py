@@ -325,10 +325,10 @@ def planted_eeg(
     ``spec`` and ``preprocess`` default to `planted_eeg_setup`'s; the default ``preprocess``
     of a ``spec`` splits its own repetitions (`repetition_split`).
 
-    >>> subjects, truth = planted_eeg(1)  # 8 classes x 48 trials, 9 windows each
-    >>> data = subjects[0]
+    >>> subjects, truth = planted_eeg(1, spec=SyntheticEEGSpec(n_subjects=1, n_repetitions=6))
+    >>> data = subjects[0]  # 8 classes x 6 trials (the default spec's: 48), 9 windows each
     >>> data.X_train.shape, data.X_test.shape, data.classes == sorted(truth.kinds)
-    ((2304, 19, 200), (1152, 19, 200), True)
+    ((288, 19, 200), (144, 19, 200), True)
     >>> data.meta["channel_names"][:3], truth.groups(data.classes)["interaction"]
     (['Fp1', 'Fp2', 'F7'], [4, 5, 6, 7])
     """

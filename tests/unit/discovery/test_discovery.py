@@ -302,6 +302,14 @@ def test_exact_passes_from_a_later_layer_equal_a_full_pass(model, data):
     assert score.metric == pytest.approx(float(window_metric(logits, y, "margin").mean()), 1e-6)
 
 
+def test_exact_passes_check_their_metric_once_where_they_are_built(model, data):
+    """The metric is checked at the door (`Scorer`), before any pass runs, with screening's
+    words for a metric it cannot differentiate."""
+    X, y = data
+    with pytest.raises(ArgumentError, match="'accuracy' is not differentiable"):
+        ExactPasses(model, X, y, metric="accuracy", return_type="logits")
+
+
 def test_cut_greedily_is_the_trial_by_trial_search_and_refuses_a_random_model(model, data):
     """`ExactPasses.cut_greedily` decides each candidate as a `trial` on the accepted cut,
     kept by `Score.keeps`; the circuit it returns is scored from the clean model, and a model

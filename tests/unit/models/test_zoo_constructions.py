@@ -39,8 +39,8 @@ import warnings
 import pytest
 import torch
 
-from emg_lens.models.attached.zoo import ZOO, attach_braindecode
-from emg_lens.models.attached.zoo.entries import INTERPOLATED, base_names
+from emg_lens.models.attached.zoo import ZOO, attach_braindecode, base_names
+from emg_lens.models.attached.zoo.entries import INTERPOLATED
 from tests.unit.models.table import offline
 
 bd = pytest.importorskip("braindecode.models")

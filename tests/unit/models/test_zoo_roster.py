@@ -22,8 +22,7 @@ import warnings
 import pytest
 import torch
 
-from emg_lens.models.attached.zoo import NOT_YET, REFUSED, ZOO, attach_braindecode
-from emg_lens.models.attached.zoo.entries import base_names
+from emg_lens.models.attached.zoo import NOT_YET, REFUSED, ZOO, attach_braindecode, base_names
 from tests.unit.models.softmax_attention import attention_calls, masked_forward
 from tests.unit.models.table import offline
 from tests.unit.models.test_zoo_constructions import NARROW

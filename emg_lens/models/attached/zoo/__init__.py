@@ -39,9 +39,9 @@ from emg_lens.models.attached.build import attach, probe_example
 from emg_lens.models.attached.find import named_modules_of
 from emg_lens.models.attached.intercept import Call
 from emg_lens.models.attached.model import AttachedModel
-from emg_lens.models.attached.zoo.entries import INTERPOLATED, NOT_YET, REFUSED, ZOO, base_names
+from emg_lens.models.attached.zoo.entries import INTERPOLATED, NOT_YET, REFUSED, ZOO
 from emg_lens.models.attached.zoo.tokens import ZooEntry, flat_patches, window_keys
-from emg_lens.models.braindecode_common import braindecode_name, model_size
+from emg_lens.models.braindecode_common import Braindecode, braindecode_name, model_size
 
 __all__ = [
     "NOT_YET",
@@ -131,21 +131,20 @@ def attach_braindecode(
         raise ConversionError(f"braindecode's {name} cannot be attached: {refusal}")
     if entry.warns is not None and (warning := entry.warns(model)) is not None:
         warn_caller(warning)
-    names, samples = _names(model, name, ch_names), _samples(model, n_times, name)
+    # what the model was built with, read once: every step below is handed it
+    n_chans, own_times = model_size(model, "n_chans"), model_size(model, "n_times")
+    info = getattr(model, "_chs_info", None) or []  # the names of its own chs_info
+    own = [n for ch in info if isinstance(ch, dict) and isinstance(n := ch.get("ch_name"), str)]
+    names, samples = _names(model, name, ch_names, n_chans, own), _samples(own_times, n_times, name)
+    tokens = base_names(name, model, names or ())
+    module, probed = model, None
+    layout: _LayoutAt | list[TokenLayout]
     if entry.any_size is not None:
-        channels = None if names is None else len(names)
-        channels, samples = entry.any_size(model, channels, samples)
-        _check_own_names(model, name, ch_names)
-        names_known = None if names is None else tuple(names)
-        targets = tuple(base_names(name, model, ())) if name in INTERPOLATED else None
-        return attach(
-            model,
-            layout=_LayoutAt(name, entry.layouts, names_known, targets),
-            n_samples=samples,
-            n_channels=channels,
-            attention=entry.attention,
-        )
-    if names is None or samples is None:
+        channels, samples = entry.any_size(model, None if names is None else len(names), samples)
+        _check_own_names(own, name, ch_names)
+        targets = tuple(tokens) if name in INTERPOLATED else None
+        layout = _LayoutAt(name, entry.layouts, None if names is None else tuple(names), targets)
+    elif names is None or samples is None:
         unknown = [
             (built, give)
             for built, give, value in (
@@ -160,31 +159,41 @@ def attach_braindecode(
             f"not known: pass attach_braindecode(model, {', '.join(g for _, g in unknown)}), "
             "or build it with them"
         )
-    tokens = base_names(name, model, names)
-    module = _WithNames(model, tokens) if entry.needs_names else model
-    found, example = probe_example(
-        module,
-        named_modules_of(module, entry.attention),
-        3,
-        len(names),
-        samples,
-        what=f"braindecode's {name}",
-        check="ch_names and n_times",
-    )
-    layouts = entry.layouts(found.calls, tokens, model)  # its own refusals first (EEGPT's)
-    _check_own_names(model, name, ch_names)
+    else:
+        module = _WithNames(model, tokens) if entry.needs_names else model
+        channels = len(names)
+        probed = probe_example(
+            module,
+            named_modules_of(module, entry.attention),
+            3,
+            channels,
+            samples,
+            what=f"braindecode's {name}",
+            check="ch_names and n_times",
+        )
+        layout = entry.layouts(probed[0].calls, tokens, model)  # its own refusals first (EEGPT's)
+        _check_own_names(own, name, ch_names)
     return attach(
         module,
-        layout=layouts,
+        layout=layout,
         n_samples=samples,
-        n_channels=len(names),
+        n_channels=channels,
         attention=entry.attention,
-        probed=(found, example),
+        probed=probed,
     )
 
 
-def _names(model: nn.Module, name: str, ch_names: Sequence[str] | None) -> list[str] | None:
-    n_chans = model_size(model, "n_chans")
+def base_names(name: str, model: Braindecode, names: Sequence[str]) -> list[str]:
+    """The channels the tokens of ``model`` (braindecode's ``name``) embed: an interpolating
+    wrapper's target channels (its base's), else ``names``."""
+    if name not in INTERPOLATED:
+        return list(names)
+    return [ch["ch_name"] for ch in type(model)._TARGET_CHS_INFO]
+
+
+def _names(
+    model: nn.Module, name: str, ch_names: Sequence[str] | None, n_chans: int | None, own: list[str]
+) -> list[str] | None:
     if ch_names is not None:
         if isinstance(ch_names, str) or not isinstance(ch_names, Sequence):
             raise ConversionError(
@@ -202,9 +211,8 @@ def _names(model: nn.Module, name: str, ch_names: Sequence[str] | None) -> list[
         return names
     if n_chans is None:
         return None
-    names = _own_names(model)
-    if len(names) == n_chans and all(names):
-        return names
+    if len(own) == n_chans and all(own):
+        return own
     if name == "Labram":  # its forward without ch_names reads LaBraM's whole table, in order
         order = getattr(sys.modules[type(model).__module__], "LABRAM_CHANNEL_ORDER", ())
         if len(order) == n_chans:
@@ -212,17 +220,10 @@ def _names(model: nn.Module, name: str, ch_names: Sequence[str] | None) -> list[
     return [f"ch{i}" for i in range(n_chans)]
 
 
-def _own_names(model: nn.Module) -> list[str]:
-    """The channel names of the model's own ``chs_info`` ([] where it has none)."""
-    info = getattr(model, "_chs_info", None) or []
-    return [n for ch in info if isinstance(ch, dict) and isinstance(n := ch.get("ch_name"), str)]
-
-
-def _check_own_names(model: nn.Module, name: str, given: Sequence[str] | None) -> None:
+def _check_own_names(own: list[str], name: str, given: Sequence[str] | None) -> None:
     """Refuse ``ch_names`` that contradict the model's own ``chs_info`` (in case, "Fp1" and
     "FP1" agree), naming the first disagreement: every cut by channel name would hit another
     electrode. A model without ``chs_info`` takes any names."""
-    own = _own_names(model)
     if given is None or len(own) != len(given):  # none of its own; a count is refused before
         return
     for i, (mine, theirs) in enumerate(zip(given, own, strict=True)):
@@ -235,8 +236,7 @@ def _check_own_names(model: nn.Module, name: str, given: Sequence[str] | None) -
             )
 
 
-def _samples(model: nn.Module, n_times: SupportsIndex | None, name: str) -> int | None:
-    own = model_size(model, "n_times")
+def _samples(own: int | None, n_times: SupportsIndex | None, name: str) -> int | None:
     if n_times is not None:
         n_times = check_int(n_times, "n_times", 1, None, ConversionError)
         if own is not None and n_times != own:

@@ -4,8 +4,6 @@ See `emg_lens.models.attached.zoo` for what each family's tokens are and why."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from torch import nn
 
 from emg_lens.errors import ConversionError
@@ -24,7 +22,7 @@ from emg_lens.models.attached.zoo.tokens import (
     rules,
     window_keys,
 )
-from emg_lens.models.braindecode_common import Braindecode, misnamed_channel, model_size
+from emg_lens.models.braindecode_common import Braindecode, misnamed_channel
 
 
 def _pbt(calls, names, model):
@@ -67,9 +65,9 @@ def _signal_jepa_size(model: Braindecode, channels: int | None, samples: int | N
 
 def _one_channel(model: nn.Module, channels: int | None, samples: int | None):
     """AttnSleep reads the channels its first convolution takes (one: a single-channel sleep
-    model), built with n_chans or not; it runs at its own n_times alone (its d_model)."""
+    model), built with n_chans or not; it runs at its own n_times alone (its d_model: samples)."""
     first = next(m for m in model.modules() if isinstance(m, nn.Conv1d))
-    return channels or first.in_channels, samples or model_size(model, "n_times")
+    return channels or first.in_channels, samples
 
 
 def _reve_pooling(model: nn.Module) -> str | None:
@@ -266,11 +264,3 @@ NOT_YET: dict[str, str] = {}
 (none in braindecode 1.8.1: tests/unit/models/test_zoo_roster.py finds every architecture of
 its roster whose forward computes softmax attention, and fails on one in none of `ZOO`,
 `NOT_YET` and `REFUSED`)."""
-
-
-def base_names(name: str, model: Braindecode, names: Sequence[str]) -> list[str]:
-    """The channels the tokens of ``model`` (braindecode's ``name``) embed: an interpolating
-    wrapper's target channels (its base's), else ``names``."""
-    if name not in INTERPOLATED:
-        return list(names)
-    return [ch["ch_name"] for ch in type(model)._TARGET_CHS_INFO]

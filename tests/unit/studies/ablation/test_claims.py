@@ -837,9 +837,8 @@ def test_a_keeps_spread_note_prints_the_subjects_sd():
     row = _verdict("keep", [0.9] * 7 + [0.54], base, margin=0.05)  # one subject -40 %
     assert row.verdict == "cannot tell"
     assert f"here their SD is {row.subject_sd:.1f}" in row.reason, row.reason
-    assert (
-        "at most 3.3 points for ±5% (at a mean change of 0, the changes taken as skewed 5)"
-        in (row.reason)
+    assert "at most 3.3 points for ±5% (at a mean change of 0, the changes taken as skewed 5)" in (
+        row.reason
     )
 
 
