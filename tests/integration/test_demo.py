@@ -62,21 +62,29 @@ def test_demo_finds_the_planted_cross_modal_effect_and_not_the_control(shared, s
     assert interaction["r_rb"] <= -0.8
     assert interaction["masked"] < 0.35 and interaction["baseline"] > interaction["masked"] + 0.15
     # ... and the control: the single-modality gestures keep their accuracy (equivalence, TOST:
-    # the 90 % t-interval of the change within ±5 %; a test of difference is not the verdict,
+    # the 90 % interval of the change within ±5 %; a test of difference is not the verdict,
     # and a consistent -0.5 % over 6 subjects came out p = 0.03 on this project's machine, 0.17
-    # on another).
-    assert unimodal["verdict"] == "holds" and unimodal["test"] == "tost", unimodal
-    assert (
-        -100 * PLANTED_MARGIN <= unimodal["ci_low"] <= unimodal["ci_high"] <= 100 * PLANTED_MARGIN
-    )
+    # on another). It never fails; whether 6 subjects show it depends on how many came out
+    # exactly unchanged, each flooring the spread at one test trial's change, against the
+    # 2.4 points the skew every claim assumes leaves 6 subjects (held on models this project's
+    # machine cached; cannot tell, at 2.6, on models another worktree trained): then its
+    # reason says so.
+    assert unimodal["test"] == "tost" and unimodal["verdict"] in ("holds", "cannot tell")
+    assert unimodal["ci_low"] <= 0 <= unimodal["ci_high"] and unimodal["ci_low"] > -10
+    if unimodal["verdict"] == "holds":
+        assert -100 * PLANTED_MARGIN <= unimodal["ci_low"] <= unimodal["ci_high"]
+        assert unimodal["ci_high"] <= 100 * PLANTED_MARGIN
+    else:
+        assert "may spread (SD) at most 2.4 points" in unimodal["reason"], unimodal["reason"]
     assert unimodal["masked"] > 0.95 and unimodal["baseline"] > 0.95
+    held = 1 + (unimodal["verdict"] == "holds")
 
     # The table's cell that cuts every cross-modal route carries the effect too (-15 % to
     # -26 % over those seeds, -14 % to -26 % on the EPYC; "**", perfect separation, in all
     # four, but one subject out of order would make it "*", so significance is what is
     # asserted).
     assert cell["delta_pct"] < -10 and cell["p_corr"] < 0.05, cell
-    assert printed.count("->  holds") == 2 and "Planted vs found (cross · all" in printed
+    assert printed.count("->  holds") == held and "Planted vs found (cross · all" in printed
     # Its output is no terminal here (no bars): a line per subject says how far it is, as it
     # happens (issue 23, item 10: twenty minutes of one line on a busy machine).
     for i in range(1, N_SUBJECTS + 1):
@@ -92,11 +100,11 @@ def test_demo_finds_the_planted_cross_modal_effect_and_not_the_control(shared, s
     # the conclusion is saved, not only printed: claims.csv, the top of summary.md and of the
     # report (issue 41, item 2)
     saved = pd.read_csv(out / "study" / "claims.csv")
-    assert saved["verdict"].tolist() == ["holds", "holds"]
+    assert saved["verdict"].tolist() == ["holds", unimodal["verdict"]]
     assert saved["p"].tolist() == pytest.approx(findings["p"].tolist())
     summary = (out / "study" / "summary.md").read_text()
     assert summary.index("## Claims") < summary.index("Baseline accuracy")
-    assert summary.count("| holds |") == 2
+    assert summary.count("| holds |") == held
     report = (out / "study" / "report.html").read_text()
     assert report.index(">Claims<") < report.index("Baseline accuracy")
     # what the stars and r_rb are, and why the unimodal cut costs the interaction gestures too

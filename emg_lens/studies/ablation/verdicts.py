@@ -264,7 +264,7 @@ def evaluate_claims(
           0   0.995        tost         holds
     >>> low, high = table.loc[1, ["ci_low", "ci_high"]].astype(float).round(2)
     >>> [format_p(p) for p in table["p"]], float(low), float(high)
-    (['0.00781', '0.00047'], -1.4, 0.4)
+    (['0.00781', '0.00111'], -1.58, 0.58)
     >>> print(table["method"][0])  # doctest: +NORMALIZE_WHITESPACE
     exact sign-flip test over 8 subjects (paired, all 256 relabellings),
     bonferroni over 1 drop claim
