@@ -10,6 +10,7 @@ import math
 import numbers
 import operator
 import sys
+import types
 import typing
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -37,12 +38,14 @@ __all__ = [
     "UnsupportedFeatureError",
     "check_bool",
     "check_channel_names",
+    "check_choice",
     "check_field_types",
     "check_int",
     "check_ints",
     "check_names",
     "check_number",
     "check_seed",
+    "check_type",
     "describe",
     "fields_checked",
     "is_int",
@@ -305,6 +308,82 @@ def check_bool(value: Any, what: str, error: type[EmgLensError] | None = None) -
     if not isinstance(value, bool):
         raise (error or ArgumentError)(f"{what} must be true or false, got {value!r}")
     return value
+
+
+@checked
+def check_choice(
+    value: Any, options: Iterable[Any], what: str, error: type[EmgLensError] | None = None
+) -> Any:
+    """``value`` when it is one of ``options`` (a tuple or list is shown as given, other
+    collections sorted), or ``error`` (default `ArgumentError`) saying ``what`` must be one of
+    them, and what it got. The one check of an argument or field that names a choice.
+
+    >>> check_choice("mean", ("mean", "cls"), "pooling")
+    'mean'
+    >>> check_choice("max", ("mean", "cls"), "EncoderConfig.pooling", ConfigError)
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ConfigError: EncoderConfig.pooling must be one of ('mean', 'cls'), got 'max'
+    """
+    shown = options if isinstance(options, tuple | list) else sorted(options)
+    if isinstance(value, bool) or value not in shown:  # True == 1: a flag names no choice
+        raise (error or ArgumentError)(f"{what} must be one of {shown}, got {_shown(value)}")
+    return value
+
+
+@checked
+def check_type(value: Any, hint: Any, what: str, error: type[EmgLensError] | None = None) -> Any:
+    """``value`` when it holds what the type ``hint`` says (`emg_lens._hints.mismatch`: a bool
+    is no int, an int is a float), or ``error`` (default `ArgumentError`) saying ``what`` must
+    be what the hint accepts, in words, and what it got (its repr, or its type and shape when
+    that is long). The one type check of an argument that is not a dataclass field
+    (`check_field_types` checks those).
+
+    >>> check_type("runs/a", str | Path, "save_checkpoint(path)")
+    'runs/a'
+    >>> import os
+    >>> check_type(3, str | os.PathLike, "save_checkpoint(path)")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: save_checkpoint(path) must be a string or a PathLike, got 3
+    >>> check_type(3, str | None, "Study.name", SpecError)
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.SpecError: Study.name must be a string or None, got 3
+    """
+    if not _is_a(value, hint):
+        raise (error or ArgumentError)(f"{what} must be {_a(hint)}, got {_shown(value)}")
+    return value
+
+
+def _is_a(value: Any, hint: Any) -> bool:
+    """Whether ``value`` holds what ``hint`` says: a class of its own by `isinstance`, the
+    rest as `mismatch` reads them."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_is_a(value, arg) for arg in typing.get_args(hint))
+    if isinstance(hint, type) and hint not in _WORDED:
+        return isinstance(value, hint)
+    return mismatch(value, hint) is None
+
+
+def _a(hint: Any) -> str:
+    """What ``hint`` accepts, in words (``a Tensor or None``)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_a(arg) for arg in typing.get_args(hint))
+    if isinstance(hint, type) and hint not in _WORDED:
+        name = hint.__name__
+        return f"{'an' if name[0] in 'AEIOU' else 'a'} {name}"
+    return typing.cast(str, mismatch(object(), hint))
+
+
+_WORDED = (type(None), bool, int, float, str, dict)  # the classes `mismatch` says in words
+
+
+def _shown(value: Any) -> str:
+    """How a refused value is named: its repr, or `describe` (type, shape) for an array or a
+    repr past 80 characters."""
+    text = "" if hasattr(value, "shape") else repr(value)
+    return text if 0 < len(text) <= 80 else describe(value)
 
 
 @checked
