@@ -284,6 +284,37 @@ def test_the_one_at_a_time_grid_measures_what_the_exact_passes_measure():
 
 
 @pytest.mark.slow  # loading the benchmark imports discovery and the studies
+def test_the_noise_floor_counts_trials_and_the_circuits_run_from_none_to_all():
+    """Issue 88's verified view: a drop is above its noise floor by the standard error over
+    trials, not windows (four copies of one trial's window are one trial); recall counts the
+    truth among as many first found; the faithfulness curve runs from the circuit of no
+    candidate (0) to the model (1) whatever the ranking."""
+    import numpy as np
+
+    bench = _load("screen_vs_exact")
+    trials = np.array([0, 0, 0, 0, 1, 2, 3, 4])
+    changes = np.array(
+        [
+            [-1.0, -1.1, -0.9, -1.0, -1.05, -0.95, -1.0, -1.02],  # a clear drop
+            [-2.0, -2.0, -2.0, -2.0, 0.3, 0.2, 0.25, 0.3],  # one trial's windows, four times
+            [0.5, 0.4, 0.6, 0.5, 0.5, 0.45, 0.55, 0.5],  # a rise is no drop
+        ]
+    )
+    windows_alone = changes.mean(1) < -2 * changes.std(1, ddof=1) / np.sqrt(8)
+    assert windows_alone.tolist() == [True, True, False]  # as if windows were independent
+    assert bench.needed_above_noise(changes, trials).tolist() == [True, False, False]
+    assert bench.recall(np.array([4, 1, 2, 3]), np.array([1, 4, 0])) == pytest.approx(2 / 3)
+    model, data = bench._random_subject("tiny", 12, seed=1)
+    family = bench.default_family(model)
+    X, y = torch.as_tensor(data.X_test), torch.as_tensor(data.y_test)
+    exact = np.asarray(bench.one_at_a_time(model, X, y, family, "logits"))
+    for order in (np.argsort(exact), np.argsort(-exact)):
+        areas = bench.circuit_areas(model, X, y, family, "logits", None, order)
+        assert areas["curve"][0] == [0, 0.0] and areas["curve"][-1] == [len(family), 1.0]
+        assert areas["cmd"] >= 0 and np.isfinite(areas["cpr"])
+
+
+@pytest.mark.slow  # loading the benchmark imports discovery and the studies
 def test_screen_vs_exact_names_the_method_of_each_candidate_and_its_rho():
     """The planted-paper summary: per method, its candidates, their layers and the rank
     correlation over them alone; per layer, the same with the layer's method."""
