@@ -8,6 +8,7 @@ each is a frozen dataclass whose fields are its arguments, built by its public f
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -193,12 +194,12 @@ def _region_members(
 
 
 # ============================================================================ selector classes
-class _WithinMembers(EdgeSet):
+class _WithinMembers(EdgeSet, abc.ABC):
     """Edges whose query and key are both members: tokens that embed a channel the selector
     names (`_members`)."""
 
-    def _members(self, ctx: CompileContext) -> Bool[torch.Tensor, " pos"]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _members(self, ctx: CompileContext) -> Bool[torch.Tensor, " pos"]: ...
 
     def _mask(self, ctx: CompileContext) -> PartialMask:
         member = self._members(ctx)
@@ -210,14 +211,6 @@ class Channels(_WithinMembers):
     """See `channels`."""
 
     names: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        if isinstance(self.names, str) or not isinstance(self.names, Iterable):
-            raise ArgumentError(f"channels(...) needs channel names, got {self.names!r}")
-        names = tuple(sorted({_check_name(n, "channels(...)") for n in self.names}))
-        if not names:
-            raise ArgumentError("channels(...) needs at least one channel name, e.g. channels(C3)")
-        object.__setattr__(self, "names", names)
 
     def _members(self, ctx: CompileContext) -> Bool[torch.Tensor, " pos"]:
         return _region_members(ctx, self.names, self, regions=False)
@@ -232,9 +225,6 @@ class WithinRegion(_WithinMembers):
 
     region: tuple[str, ...]
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "region", _check_region(self.region, "within_region(region)"))
-
     def _members(self, ctx: CompileContext) -> Bool[torch.Tensor, " pos"]:
         return _region_members(ctx, self.region, self)
 
@@ -248,14 +238,6 @@ class BetweenRegions(EdgeSet):
 
     query_region: tuple[str, ...]
     key_region: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        for name, what in (
-            ("query_region", "(query_region, ...)"),
-            ("key_region", "(..., key_region)"),
-        ):
-            value = _check_region(getattr(self, name), f"between_regions{what}")
-            object.__setattr__(self, name, value)
 
     def _mask(self, ctx: CompileContext) -> PartialMask:
         query = _region_members(ctx, self.query_region, self)
@@ -305,7 +287,10 @@ def channels(*names: str | Iterable[str]) -> EdgeSet:
     """
     if len(names) == 1 and isinstance(names[0], Iterable) and not isinstance(names[0], str):
         names = tuple(names[0])
-    return Channels(names)  # type: ignore[arg-type]
+    checked = tuple(sorted({_check_name(n, "channels(...)") for n in names}))
+    if not checked:
+        raise ArgumentError("channels(...) needs at least one channel name, e.g. channels(C3)")
+    return Channels(checked)
 
 
 @checked
