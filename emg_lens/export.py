@@ -509,8 +509,9 @@ def _trace(
     except EmgLensError:
         raise
     except (RuntimeError, ValueError, TypeError) as exc:
-        name = type(wrapper.model).__name__
-        raise StudyError(f"torch's ONNX exporter (opset {opset}) failed on {name}: {exc}") from exc
+        raise StudyError(
+            f"torch's ONNX exporter (opset {opset}) failed on {type(wrapper.model).__name__}: {exc}"
+        ) from exc
 
 
 @contextlib.contextmanager

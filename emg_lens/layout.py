@@ -88,9 +88,12 @@ class TokenLayout:
             wanted = (
                 "None or the seconds from one time index to the next (a positive number, e.g. 0.1)"
             )
-            what = "TokenLayout.time_step"
             step = check_number(
-                self.time_step, what, wanted, lambda v: 0 < v < math.inf, LayoutError
+                self.time_step,
+                "TokenLayout.time_step",
+                wanted,
+                lambda v: 0 < v < math.inf,
+                LayoutError,
             )
             object.__setattr__(self, "time_step", step)  # a plain float: it goes to JSON
 

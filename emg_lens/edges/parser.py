@@ -15,7 +15,7 @@ from typing import Any
 
 from emg_lens.edges import named, selectors
 from emg_lens.edges.algebra import EdgeSet
-from emg_lens.errors import ArgumentError, SpecError, checked
+from emg_lens.errors import ArgumentError, SpecError, check_type, checked
 
 
 # ============================================================================ selector table
@@ -233,9 +233,8 @@ class _Parser:
             return inner
         if tok.kind == "name":
             return self.selector(tok)
-        if tok.kind == "bad":
-            raise self.fail_at(tok, f"unexpected character {tok.text!r}", _EXPECT_OPERAND)
-        raise self.fail_at(tok, f"unexpected {tok.describe()}", _EXPECT_OPERAND)
+        what = f"character {tok.text!r}" if tok.kind == "bad" else tok.describe()
+        raise self.fail_at(tok, f"unexpected {what}", _EXPECT_OPERAND)
 
     def selector(self, name_tok: _Token) -> EdgeSet:
         sel = _SELECTORS.get(name_tok.text)
@@ -444,9 +443,5 @@ def parse(expr: str | EdgeSet) -> EdgeSet:
     """  # noqa: E501
     if isinstance(expr, EdgeSet):
         return expr
-    if not isinstance(expr, str):
-        raise SpecError(
-            f"an edge expression must be a string such as 'cross_modal & heads(0,2)' or an "
-            f"EdgeSet, got {type(expr).__name__}"
-        )
+    check_type(expr, str, "an edge expression (such as 'cross_modal & heads(0,2)')", SpecError)
     return _Parser(expr).parse()

@@ -95,8 +95,11 @@ def layout_positions(
     reads off a preset, with no model)."""
     if isinstance(tokens, str) and tokens in layout.groups:
         return tokens, list(layout.positions(tokens))
-    what = f"a token group (a group of {layout.groups} or an edge set, e.g. 'within(emg)')"
-    check_type(tokens, str | EdgeSet, what)
+    check_type(
+        tokens,
+        str | EdgeSet,
+        f"a token group (a group of {layout.groups} or an edge set, e.g. 'within(emg)')",
+    )
     try:
         edges = parse(tokens) if isinstance(tokens, str) else tokens
     except EmgLensError as exc:
