@@ -308,7 +308,9 @@ def load_checkpoint(
         _check_compatible(path, name, cfg, info, into)
         model = into
     state, digest = _read_weights(path / WEIGHTS, str(model.cfg.device))
-    _check_weights(path, name, state, model.state_dict())
+    # names, shapes and values, before anything is copied into the model
+    _check_shapes(path, name, {k: tuple(v.shape) for k, v in state.items()}, model.state_dict())
+    _check_finite(state, str(path / WEIGHTS), "; load an earlier checkpoint")
     _check_pair(path, info, digest)
     model.load_state_dict(state, strict=True)
     return model.eval()
@@ -440,14 +442,12 @@ def check_checkpoint(path: str | Path) -> dict[str, Any]:
     info = read_checkpoint_info(path)
     cls = MODEL_CLASSES[info["model_class"]]  # known: read_checkpoint_info checked it
     key = json.dumps([info["model_class"], info["config"], info.get("model_kwargs")], default=str)
-    if getattr(cls, "user_modules", ()):  # the user's modules are checked when they are given
-        _read_shapes(path / WEIGHTS)
-        _check_pair(path, info, file_digest(path / WEIGHTS))
-        return info
-    if key not in _expected_shapes:  # a model is built once per distinct config
-        model = _build(path, cls, _config(path, info, "cpu"), info)
-        _expected_shapes[key] = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    _check_shapes(path, info["model_class"], _read_shapes(path / WEIGHTS), _expected_shapes[key])
+    shapes = _read_shapes(path / WEIGHTS)
+    if not getattr(cls, "user_modules", ()):  # the user's modules are checked when given
+        if key not in _expected_shapes:  # a model is built once per distinct config
+            model = _build(path, cls, _config(path, info, "cpu"), info)
+            _expected_shapes[key] = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        _check_shapes(path, info["model_class"], shapes, _expected_shapes[key])
     _check_pair(path, info, file_digest(path / WEIGHTS))
     return info
 
@@ -554,19 +554,10 @@ def _check_pair(path: Path, info: dict[str, Any], actual: str) -> None:
     recorded = info.get(WEIGHTS_DIGEST)
     if recorded is not None and actual != recorded:
         raise CheckpointError(
-            f"{path}: {WEIGHTS} is not the file {CONFIG} was saved with (SHA-256 "
-            f"{actual[:16]}..., where {CONFIG} records {recorded[:16]}...): a save stopped "
-            f"between its two files, or one of them was replaced alone; save the checkpoint "
-            "again (or copy both files of one save)"
+            f"{path}: {WEIGHTS} is not the file {CONFIG} was saved with (SHA-256 {actual[:16]}..."
+            f" vs {recorded[:16]}...): a save stopped between its two files, or one was replaced "
+            "alone; save the checkpoint again (or copy both files of one save)"
         )
-
-
-def _check_weights(
-    path: Path, name: str, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
-) -> None:
-    """Names, shapes and values, before anything is copied into the model."""
-    _check_shapes(path, name, {k: tuple(v.shape) for k, v in state.items()}, expected)
-    _check_finite(state, str(path / WEIGHTS), "load an earlier checkpoint")
 
 
 def _check_finite(state: dict[str, torch.Tensor], where: str, advice: str = "") -> None:
@@ -575,9 +566,8 @@ def _check_finite(state: dict[str, torch.Tensor], where: str, advice: str = "") 
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
             raise CheckpointError(
-                f"{where}: tensor {k!r} holds {bad} NaN or inf value(s) (the first such "
-                "tensor); a model with non-finite weights computes nothing meaningful"
-                + (f": {advice}" if advice else "")
+                f"{where}: tensor {k!r} holds {bad} NaN or inf value(s) (the first such tensor): "
+                f"a model with non-finite weights computes nothing meaningful{advice}"
             )
 
 
@@ -610,9 +600,8 @@ def read_biofoundation_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
             raise CheckpointError(
-                f"{path} was refused: emg_lens reads pickled checkpoints with "
-                f"torch.load(weights_only=True), which allows tensors and plain containers "
-                f"only, and this file holds something else or is damaged ({exc})"
+                f"{path} was refused by torch.load(weights_only=True), which reads tensors and "
+                f"plain containers only: it holds something else or is damaged ({exc})"
             ) from exc
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]  # a PyTorch Lightning checkpoint
