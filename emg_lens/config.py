@@ -252,16 +252,13 @@ class EncoderConfig(TransformerLensConfig):
         self.zero_biases = [name for name in ZERO_BIASES if name in self.zero_biases]  # in order
 
     def _validate_modalities(self) -> None:
-        if not self.modalities:
+        names = [n for n in self.modalities if isinstance(n, str) and n.isidentifier()]
+        if not names or len(names) < len(self.modalities) or "cls" in names:
             raise ConfigError(
-                "EncoderConfig.modalities must be a non-empty dict of modality name -> channel "
-                "count, e.g. {'emg': 12, 'acc': 36}; got {}"
+                "EncoderConfig.modalities must be a non-empty dict of modality name (an identifier "
+                f"but 'cls') -> channel count, e.g. {{'emg': 12}}; got {self.modalities!r}"
             )
         for name, count in self.modalities.items():
-            if not isinstance(name, str) or not name.isidentifier() or name == "cls":
-                raise ConfigError(
-                    f"EncoderConfig.modalities keys must be identifiers but 'cls', got {name!r}"
-                )
             check_int(count, f"EncoderConfig.modalities[{name!r}] (channels)", 1, None, ConfigError)
 
     def _validate_channel_names(self) -> None:

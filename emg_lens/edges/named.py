@@ -26,15 +26,11 @@ from emg_lens.layout import TokenLayout  # noqa: F401  (TokenLayout: for the exa
 def _check_name(name: Any, what: str) -> str:
     """A channel or region name: a non-empty string the string form can write (bare when it
     is an identifier, else quoted, so it holds no newline and not both quote characters)."""
-    if not isinstance(name, str) or not name.strip():
+    writable = isinstance(name, str) and "\n" not in name and not {"'", '"'} <= set(name)
+    if not writable or not name.strip():
         raise ArgumentError(
-            f"{what} must be a channel or region name (a non-empty string such as 'C3' or "
-            f"'frontal'), got {name!r}"
-        )
-    if "\n" in name or ("'" in name and '"' in name):
-        raise ArgumentError(
-            f"{what}: {name!r} cannot be written in an edge expression (a newline, or both "
-            "quote characters)"
+            f"{what} must be a channel or region name: a non-empty string without a newline or "
+            f"both quote characters (such as 'C3' or 'frontal'), got {name!r}"
         )
     return name.strip()
 
@@ -75,13 +71,15 @@ def _check_own_regions(regions: Any, what: str) -> dict[str, tuple[str, ...]]:
     out = {}
     for key, channels in regions.items():
         key = _check_name(key, f"{what}: a regions key")
-        if isinstance(channels, str) or not isinstance(channels, Iterable):
-            raise ArgumentError(
-                f"{what}: regions[{key!r}] must be a list of channel names, got {channels!r}"
-            )
-        names = tuple(_check_name(c, f"{what}: regions[{key!r}]") for c in channels)
+        listed = not isinstance(channels, str) and isinstance(channels, Iterable)
+        names = (
+            tuple(_check_name(c, f"{what}: regions[{key!r}]") for c in channels) if listed else ()
+        )
         if not names:
-            raise ArgumentError(f"{what}: regions[{key!r}] names no channel")
+            raise ArgumentError(
+                f"{what}: regions[{key!r}] must be a list of one or more channel names, got "
+                f"{channels!r}"
+            )
         out[key] = names
     return out
 
