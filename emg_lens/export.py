@@ -216,7 +216,7 @@ def export_onnx(
     ort, onnx = _require_export_packages()
     path = _check_out(out)
     _check_exportable(model)
-    batch_sizes = _check_batch_sizes(batch_sizes)
+    batch_sizes = tuple(check_ints(batch_sizes, "batch_sizes (such as (1, 3))", minimum=1))
     check_number(atol, "atol", "a finite number >= 0 such as 1e-5", lambda v: 0 <= v < np.inf)
     compiled = _compile(model, edges, layers)
     baked = _baked(compiled)
@@ -297,9 +297,8 @@ def _compile(
         left_out = sorted(edge_set.layer_indices() - set(chosen))
         if left_out:
             raise LayoutError(
-                f"edge set {edge_set} names layer(s) {left_out}, which layers={chosen} "
-                "(--layers) leaves out, so it would cut nothing there: leave out layers (the "
-                "edge set says where it cuts) or include them"
+                f"edge set {edge_set} names layer(s) {left_out}, which layers={chosen} (--layers) "
+                "leaves out, where it would cut nothing: leave layers out, or include them"
             )
     return compile_edges(edges, model, chosen)
 
@@ -383,10 +382,6 @@ def _check_layers(model: HookedBiosignalModel, layers: Iterable[int] | None) -> 
         layers, f"layers (blocks of this {name}: n_layers={n_layers})", 0, n_layers - 1, LayoutError
     )
     return sorted(set(layers))
-
-
-def _check_batch_sizes(batch_sizes: Sequence[int]) -> tuple[int, ...]:
-    return tuple(check_ints(batch_sizes, "batch_sizes (such as (1, 3))", minimum=1))
 
 
 def _one_head_row(mask: torch.Tensor) -> torch.Tensor:
