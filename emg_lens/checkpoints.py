@@ -27,6 +27,7 @@ import pickle
 import re
 import shutil
 import typing
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,7 @@ from emg_lens.errors import (
     CheckpointError,
     ConfigError,
     EmgLensError,
+    check_type,
     mismatch,
     warn_caller,
 )
@@ -76,12 +78,7 @@ WEIGHTS_DIGEST = "weights_sha256"
 
 def _folder(path: Any, where: str) -> Path:
     """``path`` as a `Path`, or an `ArgumentError` naming ``where``'s argument: a str or a path."""
-    if not isinstance(path, str | os.PathLike):
-        raise ArgumentError(
-            f"{where}(path) must be a checkpoint folder (a str or os.PathLike), got "
-            f"{type(path).__name__}"
-        )
-    return Path(path)
+    return Path(check_type(path, str | os.PathLike, f"{where}(path), a checkpoint folder,"))
 
 
 @checked
@@ -190,69 +187,60 @@ def _check_info(file: Path, info: Any) -> None:
         raise CheckpointError(
             f"{file} must hold a JSON object with keys {list(INFO_KEYS)}, got {type(info).__name__}"
         )
-    if info.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{file} has format {info.get('format')!r}; expected {CHECKPOINT_FORMAT!r}"
-        )
-    missing = [k for k in INFO_KEYS if k not in info]
-    unknown = sorted(set(info) - {*INFO_KEYS, WEIGHTS_DIGEST})
-    if missing or unknown:
-        problems = [f"key(s) {missing} missing"] if missing else []
-        problems += [f"unknown key(s) {unknown}"] if unknown else []
-        raise CheckpointError(
-            f"{file}: {'; '.join(problems)}; a checkpoint's config.json holds exactly "
-            f"{list(INFO_KEYS)} and {WEIGHTS_DIGEST!r}, as save_checkpoint writes them"
-        )
-    digest = info.get(WEIGHTS_DIGEST)
-    if WEIGHTS_DIGEST in info and not (
-        isinstance(digest, str) and re.fullmatch("[0-9a-f]{64}", digest)
-    ):
-        raise CheckpointError(
-            f"{file}: {WEIGHTS_DIGEST} must be the SHA-256 of {WEIGHTS} (64 hexadecimal "
-            f"digits, as save_checkpoint writes it), got {digest!r}"
-        )
-    name = info["model_class"]
-    if not isinstance(name, str) or name not in MODEL_CLASSES:
-        raise CheckpointError(
-            f"{file}: unknown model class {name!r} (model_class); known: {sorted(MODEL_CLASSES)}"
-        )
-    for key in ("model_kwargs", "config", "metadata"):
-        if not isinstance(info[key], dict):
-            raise CheckpointError(f"{file}: {key} must be a JSON object, got {info[key]!r}")
-    keywords = _keywords(MODEL_CLASSES[name])  # type: ignore[arg-type]  # a class is Hashable
+    _check_fields(file, "", info, INFO_HINTS, required=INFO_KEYS)
+    for key, (accepted, ok) in INFO_RULES.items():
+        if key in info and not ok(info[key]):
+            raise CheckpointError(f"{file}: {key} must be {accepted}, got {info[key]!r}")
+    keywords = _keywords(MODEL_CLASSES[info["model_class"]])  # type: ignore[arg-type]
     _check_fields(file, "model_kwargs", info["model_kwargs"], keywords)
+    # a config field missing would silently take its default (gelu for relu)
     config = info["config"]
-    _check_fields(file, "config", config, _config_hints())
-    missing = sorted(_required_config_fields() - set(config))
-    if missing:
-        raise CheckpointError(
-            f"{file}: config field(s) {missing} missing; save_checkpoint writes each, and a "
-            "missing one would silently take its default"
-        )
+    _check_fields(file, "config", config, _config_hints(), required=_required_config_fields())
     check_device(config["device"], f"{file}: config.device", CheckpointError, available=False)
-    metadata = info["metadata"]
-    subject = metadata.get("subject")
-    if subject is not None and mismatch(subject, int) is not None:
-        raise CheckpointError(f"{file}: metadata.subject must be an int, got {subject!r}")
-    source = metadata.get("data_source")
-    if source is not None and not isinstance(source, dict):
-        raise CheckpointError(
-            f"{file}: metadata.data_source must be a JSON object (how to rebuild the data, as "
-            f"emg_lens.data.datasets.data_source writes it) or null, got {source!r}"
-        )
+    _check_fields(file, "metadata", info["metadata"], METADATA_HINTS, closed=False)
 
 
-def _check_fields(file: Path, section: str, values: dict, hints: dict[str, Any]) -> None:
-    """Each key of ``values`` one of ``hints``, holding what its annotation says."""
-    unknown = sorted(set(values) - set(hints))
-    if unknown:
+INFO_HINTS = {
+    **dict.fromkeys(("format", "model_class", WEIGHTS_DIGEST), str),
+    **dict.fromkeys(("model_kwargs", "config", "metadata"), dict),
+}
+"""What each key of ``config.json`` holds (`emg_lens._hints.mismatch` reads each)."""
+INFO_RULES: dict[str, tuple[str, Callable[[str], object]]] = {
+    "format": (repr(CHECKPOINT_FORMAT), lambda v: v == CHECKPOINT_FORMAT),
+    "model_class": (f"one of {sorted(MODEL_CLASSES)}", lambda v: v in MODEL_CLASSES),
+    WEIGHTS_DIGEST: (
+        f"the SHA-256 of {WEIGHTS} (64 hexadecimal digits, as save_checkpoint writes it)",
+        re.compile("[0-9a-f]{64}").fullmatch,
+    ),
+}
+"""What the string keys of ``config.json`` accept past their type: (in words, the test)."""
+METADATA_HINTS = {"subject": int | None, "data_source": dict | None}
+"""The metadata keys loading reads (how to rebuild the data: `emg_lens.data.data_source`);
+the others are free."""
+
+
+def _check_fields(
+    file: Path,
+    section: str,
+    values: dict,
+    hints: dict[str, Any],
+    required: Iterable[str] = (),
+    *,
+    closed: bool = True,
+) -> None:
+    """Each key of ``values`` one of ``hints`` (unless not ``closed``) holding what its
+    annotation says, and none of ``required`` missing."""
+    unknown = sorted(set(values) - set(hints)) if closed else []
+    kind, missing = f"{section} key(s)".lstrip(), sorted(set(required) - set(values))
+    said = [f"{how} {kind} {ks}" for how, ks in (("missing", missing), ("unknown", unknown)) if ks]
+    if said:
         raise CheckpointError(
-            f"{file}: unknown {section} key(s) {unknown}; accepted: {sorted(hints)}"
+            f"{file}: {'; '.join(said)}; accepted: {sorted(hints)}, as save_checkpoint writes them"
         )
-    for key, value in values.items():
-        expected = mismatch(value, hints[key])
-        if expected is not None:
-            raise CheckpointError(f"{file}: {section}.{key} must be {expected}, got {value!r}")
+    for key in [k for k in values if k in hints]:
+        if (expected := mismatch(values[key], hints[key])) is not None:
+            name = f"{section}.{key}".lstrip(".")
+            raise CheckpointError(f"{file}: {name} must be {expected}, got {values[key]!r}")
 
 
 @functools.cache
@@ -320,7 +308,9 @@ def load_checkpoint(
         _check_compatible(path, name, cfg, info, into)
         model = into
     state, digest = _read_weights(path / WEIGHTS, str(model.cfg.device))
-    _check_weights(path, name, state, model.state_dict())
+    # names, shapes and values, before anything is copied into the model
+    _check_shapes(path, name, {k: tuple(v.shape) for k, v in state.items()}, model.state_dict())
+    _check_finite(state, str(path / WEIGHTS), "; load an earlier checkpoint")
     _check_pair(path, info, digest)
     model.load_state_dict(state, strict=True)
     return model.eval()
@@ -365,9 +355,8 @@ def load_checkpoint_data(path: str | Path) -> SubjectData:
     if named.isdigit() and int(named) != int(subject):
         raise CheckpointError(
             f"{path}: its metadata records subject {subject}, its folder's name subject "
-            f"{int(named)} (a folder copied under another subject's name?): it would load "
-            f"subject {subject}'s windows; name the folder subject_{subject}/, or train a "
-            f"model for subject {int(named)}"
+            f"{int(named)} (copied under another subject's name?): name the folder "
+            f"subject_{subject}/, or train a model for subject {int(named)}"
         )
     warn_if_data_changed(metadata, int(subject))
     return load_subject(source, int(subject))
@@ -453,14 +442,12 @@ def check_checkpoint(path: str | Path) -> dict[str, Any]:
     info = read_checkpoint_info(path)
     cls = MODEL_CLASSES[info["model_class"]]  # known: read_checkpoint_info checked it
     key = json.dumps([info["model_class"], info["config"], info.get("model_kwargs")], default=str)
-    if getattr(cls, "user_modules", ()):  # the user's modules are checked when they are given
-        _read_shapes(path / WEIGHTS)
-        _check_pair(path, info, file_digest(path / WEIGHTS))
-        return info
-    if key not in _expected_shapes:  # a model is built once per distinct config
-        model = _build(path, cls, _config(path, info, "cpu"), info)
-        _expected_shapes[key] = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    _check_shapes(path, info["model_class"], _read_shapes(path / WEIGHTS), _expected_shapes[key])
+    shapes = _read_shapes(path / WEIGHTS)
+    if not getattr(cls, "user_modules", ()):  # the user's modules are checked when given
+        if key not in _expected_shapes:  # a model is built once per distinct config
+            model = _build(path, cls, _config(path, info, "cpu"), info)
+            _expected_shapes[key] = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        _check_shapes(path, info["model_class"], shapes, _expected_shapes[key])
     _check_pair(path, info, file_digest(path / WEIGHTS))
     return info
 
@@ -484,17 +471,11 @@ def _user_modules(path: Path, cls: type, modules: dict[str, Any] | None) -> dict
     needs = tuple(getattr(cls, "user_modules", ()))
     given = dict(modules or {})
     if set(given) != set(needs):
-        if not needs:
-            raise CheckpointError(
-                f"{path} holds a {cls.__name__}, which config.json rebuilds whole: pass no "
-                f"modules (got {sorted(given)})"
-            )
+        whose = f"whose {', '.join(needs)} are your own modules" if needs else "rebuilt whole"
         raise CheckpointError(
-            f"{path} holds a {cls.__name__} whose {', '.join(needs)} are your own modules, "
-            "which a checkpoint cannot rebuild from config.json: pass them, e.g. "
-            f"load_checkpoint(path, modules={{{', '.join(f'{n!r}: ...' for n in needs)}}}) "
-            "with modules of the same architecture (the checkpoint's weights are loaded into "
-            f"them); got {sorted(given) or 'none'}"
+            f"{path} holds a {cls.__name__} {whose}: pass load_checkpoint(path, modules="
+            f"{{{', '.join(f'{n!r}: ...' for n in needs)}}}), modules of the architecture it was "
+            f"saved from (its weights are loaded into them); got {sorted(given) or 'none'}"
         )
     return given
 
@@ -553,21 +534,17 @@ def _check_shapes(
     path: Path, name: str, shapes: dict[str, tuple[int, ...]], expected: dict[str, Any]
 ) -> None:
     """The saved tensors' names and shapes against ``expected`` (tensors or shapes)."""
-    missing, unexpected = set(expected) - set(shapes), set(shapes) - set(expected)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path}: weights do not fit {name}: missing {sorted(missing)}, "
-            f"unexpected {sorted(unexpected)}"
-        )
     want = {k: tuple(getattr(v, "shape", v)) for k, v in expected.items()}
-    wrong = [k for k in want if tuple(shapes[k]) != want[k]]
-    if wrong:
-        text = ", ".join(
-            f"{k}: {WEIGHTS} {list(shapes[k])} vs {CONFIG} {list(want[k])}" for k in wrong
-        )
+    missing, unexpected = sorted(set(want) - set(shapes)), sorted(set(shapes) - set(want))
+    wrong = [
+        f"{k}: {WEIGHTS} {list(v)} vs {CONFIG} {list(want[k])}"
+        for k, v in shapes.items()
+        if want.get(k, tuple(v)) != tuple(v)
+    ]
+    if missing or unexpected or wrong:
         raise CheckpointError(
-            f"{path}: {WEIGHTS} and {CONFIG} disagree on {len(wrong)} tensor shape(s) ({text}); "
-            "the config must be the one the weights were saved with"
+            f"{path}: {WEIGHTS} does not fit the {name} {CONFIG} describes (missing {missing}, "
+            f"unexpected {unexpected}, shapes {wrong}): they must be saved together"
         )
 
 
@@ -577,19 +554,10 @@ def _check_pair(path: Path, info: dict[str, Any], actual: str) -> None:
     recorded = info.get(WEIGHTS_DIGEST)
     if recorded is not None and actual != recorded:
         raise CheckpointError(
-            f"{path}: {WEIGHTS} is not the file {CONFIG} was saved with (SHA-256 "
-            f"{actual[:16]}..., where {CONFIG} records {recorded[:16]}...): a save stopped "
-            f"between its two files, or one of them was replaced alone; save the checkpoint "
-            "again (or copy both files of one save)"
+            f"{path}: {WEIGHTS} is not the file {CONFIG} was saved with (SHA-256 {actual[:16]}..."
+            f" vs {recorded[:16]}...): a save stopped between its two files, or one was replaced "
+            "alone; save the checkpoint again (or copy both files of one save)"
         )
-
-
-def _check_weights(
-    path: Path, name: str, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
-) -> None:
-    """Names, shapes and values, before anything is copied into the model."""
-    _check_shapes(path, name, {k: tuple(v.shape) for k, v in state.items()}, expected)
-    _check_finite(state, str(path / WEIGHTS), "load an earlier checkpoint")
 
 
 def _check_finite(state: dict[str, torch.Tensor], where: str, advice: str = "") -> None:
@@ -598,9 +566,8 @@ def _check_finite(state: dict[str, torch.Tensor], where: str, advice: str = "") 
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
             raise CheckpointError(
-                f"{where}: tensor {k!r} holds {bad} NaN or inf value(s) (the first such "
-                "tensor); a model with non-finite weights computes nothing meaningful"
-                + (f": {advice}" if advice else "")
+                f"{where}: tensor {k!r} holds {bad} NaN or inf value(s) (the first such tensor): "
+                f"a model with non-finite weights computes nothing meaningful{advice}"
             )
 
 
@@ -633,9 +600,8 @@ def read_biofoundation_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
             raise CheckpointError(
-                f"{path} was refused: emg_lens reads pickled checkpoints with "
-                f"torch.load(weights_only=True), which allows tensors and plain containers "
-                f"only, and this file holds something else or is damaged ({exc})"
+                f"{path} was refused by torch.load(weights_only=True), which reads tensors and "
+                f"plain containers only: it holds something else or is damaged ({exc})"
             ) from exc
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]  # a PyTorch Lightning checkpoint

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,44 @@ ADDED_FIELD_DEFAULTS: dict[str, Any] = {
     "use_attn_in": False,
     "use_hook_mlp_in": False,
 }
+
+
+def _one_of(options: Any) -> tuple[str, Callable[[Any], bool]]:
+    """A `FIELD_RULES` entry: a value among ``options``."""
+    return f"one of {options}", lambda v: v in options
+
+
+def _at_least(low: int) -> tuple[str, Callable[[Any], bool]]:
+    return ("a positive int" if low else "a non-negative int"), lambda v: v >= low
+
+
+FIELD_RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    # 0 layers is allowed: a model whose layers all live elsewhere (the stems of the
+    # MultimodalTransformer) has an empty shared stack
+    **{name: _at_least(1) for name in ("d_model", "d_head", "n_heads", "n_samples", "n_classes")},
+    **{name: _at_least(0) for name in ("n_layers", "n_stem_layers")},
+    **{name: _at_least(1) for name in ("d_hidden", "d_mlp", "patch_samples")},  # or None
+    "tokenization": _one_of(TOKENIZATIONS),
+    "act_fn": _one_of(ACTIVATIONS),
+    "normalization_type": _one_of(NORMALIZATIONS),
+    "positional_embedding_type": _one_of(POSITIONAL_EMBEDDINGS),
+    "norm_position": _one_of(NORM_POSITIONS),
+    "dtype": (f"one of {sorted(DTYPES)}", lambda v: v in DTYPES.values()),
+    "eps": ("a number > 0", lambda v: v > 0),
+    "dropout": ("a number in [0, 1)", lambda v: 0 <= v < 1),
+    "attn_scale": ("None (sqrt(d_head)) or a number > 0", lambda v: v > 0),
+    **{
+        flag: ("False: emg_lens encoders do not support it", lambda v: not v)
+        for flag in ("attn_only", "gated_mlp", "uses_rms_norm")
+    },
+    "zero_biases": (
+        f"a list of bias names from {ZERO_BIASES}",
+        lambda v: isinstance(v, list | tuple) and all(n in ZERO_BIASES for n in v),
+    ),
+}
+"""What each field accepts past its declared type (`check_field_types`: an int field holds an
+int): (in words, the test), read by `EncoderConfig`'s one loop; None passes where the type
+allows it."""
 
 
 @fields_checked
@@ -173,65 +211,26 @@ class EncoderConfig(TransformerLensConfig):
     # ------------------------------------------------------------------ validation
     def _validate(self) -> None:
         # every field's type, from its declaration (TransformerLens's fields too): an int field
-        # refuses True, a float field NaN and inf; below, the ranges
+        # refuses True, a float field NaN and inf; then each field's range (FIELD_RULES), then
+        # what fields must say together
         check_field_types(self)
         if self.seed is not None:
             check_seed(self.seed, "EncoderConfig.seed")
-        for name in ("d_model", "d_head", "n_heads", "n_samples", "n_classes"):
-            check_int(getattr(self, name), f"EncoderConfig.{name}", 1, error=ConfigError)
-        # 0 layers is allowed: a model whose layers all live elsewhere (the stems of the
-        # MultimodalTransformer) has an empty shared stack.
-        for name in ("n_layers", "n_stem_layers"):
-            check_int(getattr(self, name), f"EncoderConfig.{name}", error=ConfigError)
-        for name in ("d_hidden", "d_mlp", "patch_samples"):
-            if (value := getattr(self, name)) is not None:
-                check_int(value, f"EncoderConfig.{name} (or None)", 1, error=ConfigError)
-        if self.tokenization not in TOKENIZATIONS:
-            raise ConfigError(
-                f"EncoderConfig.tokenization must be one of {TOKENIZATIONS}, "
-                f"got {self.tokenization!r}"
-            )
+        for name, (accepted, ok) in FIELD_RULES.items():
+            if (value := getattr(self, name)) is not None and not ok(value):
+                raise ConfigError(f"EncoderConfig.{name} must be {accepted}, got {value!r}")
         if self.tokenization == "custom" and self.n_ctx <= 0:
             raise ConfigError(
                 "EncoderConfig.n_ctx must be the number of tokens (a positive int) with "
                 f"tokenization='custom', whose layout the model defines; got {self.n_ctx!r}"
             )
-        if self.act_fn not in ACTIVATIONS:
-            raise ConfigError(
-                f"EncoderConfig.act_fn must be one of {ACTIVATIONS}, got {self.act_fn!r}"
-            )
-        if self.normalization_type not in NORMALIZATIONS:
-            raise ConfigError(
-                f"EncoderConfig.normalization_type must be one of {NORMALIZATIONS}, "
-                f"got {self.normalization_type!r}"
-            )
-        if self.positional_embedding_type not in POSITIONAL_EMBEDDINGS:
-            raise ConfigError(
-                "EncoderConfig.positional_embedding_type must be one of "
-                f"{POSITIONAL_EMBEDDINGS}, got {self.positional_embedding_type!r}"
-            )
-        if not self.eps > 0:
-            raise ConfigError(f"EncoderConfig.eps must be > 0, got {self.eps!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"EncoderConfig.dropout must be in [0, 1), got {self.dropout!r}")
-        if self.dtype not in DTYPES.values():
-            raise ConfigError(
-                f"EncoderConfig.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}"
-            )
-        for flag in ("attn_only", "gated_mlp", "uses_rms_norm"):
-            if getattr(self, flag):
-                raise ConfigError(
-                    f"EncoderConfig.{flag}=True is not supported by emg_lens encoders"
-                )
         if self.use_split_qkv_input and self.use_attn_in:
             raise ConfigError(
                 "EncoderConfig.use_split_qkv_input and use_attn_in are mutually exclusive (as in "
-                "TransformerLens 4's bridge): hook_q_input/hook_k_input/hook_v_input or "
-                "hook_attn_in"
+                "TransformerLens 4's bridge): hook_q_input/k/v_input or hook_attn_in"
             )
         self._validate_modalities()
         self._validate_channel_names()
-        self._validate_converter_fields()
         if self.patch_samples is not None and self.n_samples % self.patch_samples:
             raise ConfigError(
                 f"EncoderConfig.patch_samples={self.patch_samples} must divide "
@@ -242,74 +241,41 @@ class EncoderConfig(TransformerLensConfig):
                 f"EncoderConfig.n_ctx={self.n_ctx} disagrees with the signal shape, which gives "
                 f"{self.n_tokens} tokens; leave n_ctx at -1 to derive it"
             )
-        if self.positional_embedding_type == "rotary":
-            rotary_dim = self.rotary_dim if self.rotary_dim is not None else self.d_head
-            if rotary_dim <= 0 or rotary_dim > self.d_head or rotary_dim % 2:
-                raise ConfigError(
-                    f"EncoderConfig.rotary_dim must be even and in [2, d_head={self.d_head}], "
-                    f"got {self.rotary_dim!r}"
-                )
+        rotary = self.d_head if self.rotary_dim is None else self.rotary_dim
+        if self.positional_embedding_type == "rotary" and not (
+            0 < rotary <= self.d_head and rotary % 2 == 0
+        ):
+            raise ConfigError(
+                f"EncoderConfig.rotary_dim must be even and in [2, d_head={self.d_head}], "
+                f"got {self.rotary_dim!r}"
+            )
+        self.zero_biases = [name for name in ZERO_BIASES if name in self.zero_biases]  # in order
 
     def _validate_modalities(self) -> None:
-        if not isinstance(self.modalities, dict) or not self.modalities:
+        names = [n for n in self.modalities if isinstance(n, str) and n.isidentifier()]
+        if not names or len(names) < len(self.modalities) or "cls" in names:
             raise ConfigError(
-                "EncoderConfig.modalities must be a non-empty dict of modality name -> channel "
-                f"count, e.g. {{'emg': 12, 'acc': 36}}; got {self.modalities!r}"
+                "EncoderConfig.modalities must be a non-empty dict of modality name (an identifier "
+                f"but 'cls') -> channel count, e.g. {{'emg': 12}}; got {self.modalities!r}"
             )
         for name, count in self.modalities.items():
-            if not isinstance(name, str) or not name.isidentifier() or name == "cls":
-                raise ConfigError(
-                    "EncoderConfig.modalities keys must be identifiers other than 'cls', "
-                    f"got {name!r}"
-                )
-            check_int(
-                count, f"EncoderConfig.modalities[{name!r}] (a channel count)", 1, None, ConfigError
-            )
+            check_int(count, f"EncoderConfig.modalities[{name!r}] (channels)", 1, None, ConfigError)
 
     def _validate_channel_names(self) -> None:
-        names = self.channel_names
+        names, what = self.channel_names, "EncoderConfig.channel_names"
         if names is None:
             return
-        what = "EncoderConfig.channel_names"
-        form = (
-            "a list of channel names, one per input channel in modalities order "
-            "(e.g. ['C3', 'Cz', 'C4'])"
-        )
+        form = "a list of channel names, one per input channel in modalities order (e.g. ['C3'])"
         check_channel_names(names, what, ConfigError, (list, tuple), form)
-        if len(names) != self.n_channels:
+        twice = "".join(
+            sorted({f", not unique: {n!r} twice" for n in names if names.count(n) > 1})[:1]
+        )
+        if len(names) != self.n_channels or twice:
             raise ConfigError(
-                f"{what} must hold {self.n_channels} names (n_channels={self.n_channels}, "
-                f"modalities {self.modalities}), got {len(names)}"
+                f"{what} must hold {self.n_channels} names, each once (n_channels="
+                f"{self.n_channels}, modalities {self.modalities}), got {len(names)}{twice}"
             )
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise ConfigError(f"{what} must be unique, got {repeated[0]!r} more than once")
         self.channel_names = list(names)  # a copy: the config owns its list
-
-    def _validate_converter_fields(self) -> None:
-        if self.norm_position not in NORM_POSITIONS:
-            raise ConfigError(
-                f"EncoderConfig.norm_position must be one of {NORM_POSITIONS}, "
-                f"got {self.norm_position!r}"
-            )
-        zero = self.zero_biases
-        if isinstance(zero, str) or not isinstance(zero, (list, tuple)):
-            raise ConfigError(
-                f"EncoderConfig.zero_biases must be a list of bias names from {ZERO_BIASES}, "
-                f"got {zero!r}"
-            )
-        unknown = [name for name in zero if name not in ZERO_BIASES]
-        if unknown:
-            raise ConfigError(
-                f"EncoderConfig.zero_biases: {unknown[0]!r} is not one of {ZERO_BIASES}"
-            )
-        self.zero_biases = [name for name in ZERO_BIASES if name in zero]  # canonical order
-        scale = self.attn_scale
-        if scale is not None and not scale > 0:
-            raise ConfigError(
-                f"EncoderConfig.attn_scale must be None (sqrt(d_head)) or a finite number > 0, "
-                f"got {scale!r}"
-            )
 
     # ------------------------------------------------------------------ presets and I/O
     @classmethod
@@ -321,10 +287,7 @@ class EncoderConfig(TransformerLensConfig):
         """
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-        unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown EncoderConfig field(s) {sorted(unknown)} in overrides")
-        return cls(**{**PRESETS[name], **overrides})
+        return cls.from_dict({**PRESETS[name], **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of every field (``dtype`` as its name); a field of

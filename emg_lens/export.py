@@ -216,7 +216,7 @@ def export_onnx(
     ort, onnx = _require_export_packages()
     path = _check_out(out)
     _check_exportable(model)
-    batch_sizes = _check_batch_sizes(batch_sizes)
+    batch_sizes = tuple(check_ints(batch_sizes, "batch_sizes (such as (1, 3))", minimum=1))
     check_number(atol, "atol", "a finite number >= 0 such as 1e-5", lambda v: 0 <= v < np.inf)
     compiled = _compile(model, edges, layers)
     baked = _baked(compiled)
@@ -272,7 +272,7 @@ def export_edge_masks(
     >>> export_edge_masks(model, "cross_modal", layers=[2])
     Traceback (most recent call last):
     ...
-    emg_lens.errors.LayoutError: layers [2] are not blocks of this IsoNet: it has n_layers=2 (blocks 0..1)
+    emg_lens.errors.LayoutError: layers (blocks of this IsoNet: n_layers=2) must be one or more integers in 0..1, got [2]
     """  # noqa: E501
     return _baked(_compile(model, edges, layers))
 
@@ -297,9 +297,8 @@ def _compile(
         left_out = sorted(edge_set.layer_indices() - set(chosen))
         if left_out:
             raise LayoutError(
-                f"edge set {edge_set} names layer(s) {left_out}, which layers={chosen} "
-                "(--layers) leaves out, so it would cut nothing there: leave out layers (the "
-                "edge set says where it cuts) or include them"
+                f"edge set {edge_set} names layer(s) {left_out}, which layers={chosen} (--layers) "
+                "leaves out, where it would cut nothing: leave layers out, or include them"
             )
     return compile_edges(edges, model, chosen)
 
@@ -348,23 +347,17 @@ def _check_exportable(model: Any) -> None:
         )
     name = type(model).__name__
     device, dtype = model.param_device_dtype()
-    if device.type != "cpu":
+    if device.type != "cpu" or dtype != torch.float32:  # onnxruntime's CPU kernels: float32
         raise ArgumentError(
-            f"{name} is on {device}; the file is traced and checked on the CPU, where "
-            "onnxruntime runs it: export model.to('cpu')"
-        )
-    if dtype != torch.float32:
-        raise ArgumentError(
-            f"{name} is {dtype}; export writes float32 models (onnxruntime's CPU kernels lack "
-            "other dtypes for some of its operators, e.g. GELU's Erf in float64): convert it "
-            "with model.float()"
+            f"{name} is {dtype} on {device}; export traces and checks float32 models on the CPU, "
+            "where onnxruntime runs them (its kernels lack float64 GELU's Erf): export "
+            "model.to('cpu').float()"
         )
     hooked = [n for n, hp in model.hook_dict.items() if hp.fwd_hooks or hp.bwd_hooks]
     if hooked:
         raise ArgumentError(
-            f"{name} has hooks attached at {hooked[:3]}{' ...' if len(hooked) > 3 else ''}; "
-            "the file holds the model and its edge mask, not hook functions: remove them "
-            "(model.reset_hooks()) and express the cut as edges"
+            f"{name} has hooks attached at {hooked}; the file holds no hook functions: remove "
+            "them (model.reset_hooks()) and express the cut as edges"
         )
 
 
@@ -379,24 +372,16 @@ def _check_layers(model: HookedBiosignalModel, layers: Iterable[int] | None) -> 
     n_layers = model.cfg.n_layers
     if n_layers == 0:
         raise LayoutError(
-            f"{name} has no shared stack `blocks` (n_layers=0): its attention is in the "
-            "per-modality stems, where no cross-modal edge exists and which export does not "
-            "mask; export it without edges, or export a HierarchicalTransformer"
+            f"{name} has no shared stack `blocks` (n_layers=0), whose attention export masks: "
+            "export it without edges, or export a HierarchicalTransformer"
         )
     if layers is None:
         return list(range(n_layers))
-    layers = check_ints(layers, f"layers (block indices of 0..{n_layers - 1})", minimum=None)
-    outside = sorted({x for x in layers if not 0 <= x < n_layers})
-    if outside:
-        raise LayoutError(
-            f"layers {outside} are not blocks of this {name}: it has n_layers={n_layers} "
-            f"(blocks 0..{n_layers - 1})"
-        )
+    layers = check_ints(layers, "layers (block indices)", minimum=None)  # a type: ArgumentError
+    check_ints(
+        layers, f"layers (blocks of this {name}: n_layers={n_layers})", 0, n_layers - 1, LayoutError
+    )
     return sorted(set(layers))
-
-
-def _check_batch_sizes(batch_sizes: Sequence[int]) -> tuple[int, ...]:
-    return tuple(check_ints(batch_sizes, "batch_sizes (such as (1, 3))", minimum=1))
 
 
 def _one_head_row(mask: torch.Tensor) -> torch.Tensor:
@@ -520,8 +505,7 @@ def _trace(
         raise
     except (RuntimeError, ValueError, TypeError) as exc:
         raise StudyError(
-            f"torch's ONNX exporter (TorchScript, opset {opset}) failed on "
-            f"{type(wrapper.model).__name__}: {exc}"
+            f"torch's ONNX exporter (opset {opset}) failed on {type(wrapper.model).__name__}: {exc}"
         ) from exc
 
 

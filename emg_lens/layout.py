@@ -37,6 +37,7 @@ from emg_lens.errors import (
     check_int,
     check_names,
     check_number,
+    check_type,
     describe,
     fields_checked,
     warn_caller,
@@ -69,29 +70,28 @@ class TokenLayout:
     time_step: float | None = None
 
     def __post_init__(self) -> None:
-        if self.queries is not None and (
-            not isinstance(self.queries, TokenLayout) or self.queries.queries is not None
-        ):
+        side = self.queries
+        if side is not None and not (isinstance(side, TokenLayout) and side.queries is None):
             raise LayoutError(
-                "TokenLayout.queries must be the TokenLayout of the query tokens (one side, "
-                f"itself without queries), got {self.queries!r}"
+                f"TokenLayout.queries must be the TokenLayout of the query tokens, got {side!r}"
             )
-        if not (len(self.group) == len(self.channel) == len(self.time)):
+        lengths = (len(self.group), len(self.channel), len(self.time))
+        if len(set(lengths)) > 1 or not self.group:
             raise LayoutError(
-                "TokenLayout.group, .channel and .time must have one entry per token; got "
-                f"lengths {len(self.group)}, {len(self.channel)}, {len(self.time)}"
+                "TokenLayout.group, .channel and .time must have one entry per token, for one "
+                f"token or more; got lengths {lengths}"
             )
-        if not self.group:
-            raise LayoutError("TokenLayout must have at least one token")
         check_names(dict.fromkeys(self.group), "TokenLayout groups", LayoutError)  # name tokens
         if self.channel_names is not None:
             object.__setattr__(self, "channel_names", self._checked_names(self.channel_names))
         if self.time_step is not None:
-            wanted = "None or the seconds from one time index to the next (a positive number"
+            wanted = (
+                "None or the seconds from one time index to the next (a positive number, e.g. 0.1)"
+            )
             step = check_number(
                 self.time_step,
                 "TokenLayout.time_step",
-                f"{wanted}, e.g. 0.1)",
+                wanted,
                 lambda v: 0 < v < math.inf,
                 LayoutError,
             )
@@ -101,14 +101,12 @@ class TokenLayout:
         what = "TokenLayout.channel_names"
         form = "a sequence of channel names indexed by the channel ids (e.g. ('C3', 'Cz', 'C4'))"
         strings = check_channel_names(names, what, LayoutError, Sequence, form)
-        repeated = sorted({n for n in strings if strings.count(n) > 1})
-        if repeated:
-            raise LayoutError(f"{what} must be unique, got {repeated[0]!r} more than once")
+        twice = "".join(sorted({f", got {n!r} twice" for n in strings if strings.count(n) > 1})[:1])
         top = max(self.channel, default=-1)
-        if top >= len(strings):
+        if top >= len(strings) or twice:
             raise LayoutError(
-                f"{what} has {len(strings)} names, but a token embeds channel {top}: it needs a "
-                f"name for every channel id 0..{top}"
+                f"{what} has {len(strings)} names, needs a unique name for every channel id "
+                f"0..{top} (a token embeds channel {top}){twice}"
             )
         return tuple(strings)
 
@@ -185,11 +183,8 @@ class TokenLayout:
         >>> layout.n_queries, layout.n_tokens, layout.all_groups
         (4, 5, ('emg', 'acc', 'query'))
         """
-        if not isinstance(queries, TokenLayout) or not isinstance(keys, TokenLayout):
-            raise LayoutError(
-                "TokenLayout.cross(queries, keys) takes two TokenLayouts, got "
-                f"{type(queries).__name__} and {type(keys).__name__}"
-            )
+        check_type(queries, TokenLayout, "TokenLayout.cross(queries)", LayoutError)
+        check_type(keys, TokenLayout, "TokenLayout.cross(keys)", LayoutError)
         return cls(keys.group, keys.channel, keys.time, keys.channel_names, queries, keys.time_step)
 
     @property
@@ -417,11 +412,7 @@ def checked_edge_masks(
             layer, f"{what} key {layer!r} (a layer of {layers})", 0, n_layers - 1, LayoutError
         )
         shape = tuple(scores(layer))
-        if (
-            not isinstance(mask, torch.Tensor)
-            or mask.dtype != torch.bool
-            or tuple(mask.shape[-2:]) != shape
-        ):
+        if getattr(mask, "dtype", None) != torch.bool or tuple(mask.shape[-2:]) != shape:
             raise LayoutError(
                 f"{what}[{layer}] must be a bool tensor [..., {shape[0]}, {shape[1]}] over "
                 f"the whole layout, got {describe(mask)}"

@@ -175,8 +175,7 @@ def locate_argument(ref: str, option: str = "--modules") -> CodeFile:
     path_text, sep, attr = ref.rpartition(":")
     if not sep or not path_text or not attr.isidentifier():
         raise ArgumentError(
-            f"{option} {ref!r} must look like FILE:FUNCTION, e.g. models.py:build_modules (a "
-            "Python file and the name of a function in it)"
+            f"{option} {ref!r} must look like FILE:FUNCTION, e.g. models.py:build_modules"
         )
     path = Path(path_text).expanduser().resolve()
     if path.suffix != ".py":
@@ -465,19 +464,12 @@ class ModuleBuilder:
             f"a dict {{{', '.join(repr(n) + ': torch.nn.Module' for n in needs)}}}, the modules "
             f"a {info.get('model_class')} holds (for {path})"
         )
-        if not isinstance(modules, Mapping):
-            raise SpecError(f"{self.code.ref} returned {_a(modules)}; accepted: {accepted}")
-        if set(modules) != set(needs):
-            raise SpecError(
-                f"{self.code.ref} returned modules {sorted(map(str, modules))}; accepted: "
-                f"{accepted}"
-            )
-        wrong = [name for name in needs if not isinstance(modules[name], nn.Module)]
-        if wrong:
-            raise SpecError(
-                f"{self.code.ref} returned {_a(modules[wrong[0]])} as {wrong[0]!r}; accepted: "
-                f"{accepted}"
-            )
+        built = isinstance(modules, Mapping) and set(modules) == set(needs)
+        if not (built and all(isinstance(modules[name], nn.Module) for name in needs)):
+            got = _a(modules)  # what each name holds, where it is a dict
+            if isinstance(modules, Mapping):
+                got = "{" + ", ".join(f"{k!r}: {_a(v)}" for k, v in modules.items()) + "}"
+            raise SpecError(f"{self.code.ref} returned {got}; accepted: {accepted}")
         return dict(modules)
 
 

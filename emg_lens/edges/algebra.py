@@ -15,7 +15,7 @@ from typing import ClassVar
 import torch
 from jaxtyping import Bool
 
-from emg_lens.errors import ArgumentError, LayoutError, check_int, checked
+from emg_lens.errors import ArgumentError, LayoutError, check_int, check_type, checked
 from emg_lens.layout import CLS, TokenLayout
 
 # A partial mask: ``[query_pos, key_pos]`` for head-independent selectors, ``[head, 1, 1]``
@@ -68,16 +68,14 @@ class CompileContext:
     def group_index(self, group: str, selector: EdgeSet) -> int:
         if group not in self.groups:
             raise LayoutError(
-                f"edge set {selector} names token group {group!r}, but this layout has groups "
-                f"{self.groups}"
+                f"edge set {selector} names token group {group!r}; the layout has {self.groups}"
             )
         return self.groups.index(group)
 
     def require_cls(self, selector: EdgeSet) -> None:
         if CLS not in self.groups:
             raise LayoutError(
-                f"edge set {selector} needs a CLS token, but this layout has none (groups "
-                f"{self.groups})"
+                f"edge set {selector} needs a CLS token; the layout has {self.groups}"
             )
 
     def times(self, selector: EdgeSet, distinct: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,13 +187,9 @@ class EdgeSet:
         >>> within("acc").compile(layout, n_heads=1)
         Traceback (most recent call last):
         ...
-        emg_lens.errors.LayoutError: edge set within(acc) names token group 'acc', but this layout has groups ('emg',)
+        emg_lens.errors.LayoutError: edge set within(acc) names token group 'acc'; the layout has ('emg',)
         """  # noqa: E501
-        if not isinstance(layout, TokenLayout):
-            raise ArgumentError(
-                f"EdgeSet.compile needs a TokenLayout (e.g. model.layout), got "
-                f"{type(layout).__name__}"
-            )
+        check_type(layout, TokenLayout, "EdgeSet.compile(layout), e.g. model.layout,")
         n_heads = check_int(n_heads, "n_heads", minimum=1)
         if layer is not None:
             layer = check_int(layer, "layer")
@@ -373,13 +367,11 @@ class _Indices(EdgeSet):
         return cls(indices)  # type: ignore[arg-type]  # ints, each checked by __post_init__
 
     def __post_init__(self) -> None:
-        raw, name = self.indices, f"{self._what}s"
-        if not isinstance(raw, Iterable) or isinstance(raw, str):
-            raise ArgumentError(f"{name}(...) needs {self._what} indices, got {raw!r}")
-        indices = tuple(sorted({check_int(i, f"a {self._what} index") for i in raw}))
+        name = f"{self._what}s"  # indices: a tuple, as `of` (the one door) makes them
+        indices = tuple(sorted({check_int(i, f"a {self._what} index") for i in self.indices}))
         if not indices:
             raise ArgumentError(
-                f"{name}(...) needs at least one {self._what} index, e.g. {name}(0, 2)"
+                f"{name}(...) needs at least one {self._what} index, e.g. {name}(0)"
             )
         object.__setattr__(self, "indices", indices)
 

@@ -8,6 +8,7 @@ each is a frozen dataclass whose fields are its arguments, built by its public f
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,15 +26,11 @@ from emg_lens.layout import TokenLayout  # noqa: F401  (TokenLayout: for the exa
 def _check_name(name: Any, what: str) -> str:
     """A channel or region name: a non-empty string the string form can write (bare when it
     is an identifier, else quoted, so it holds no newline and not both quote characters)."""
-    if not isinstance(name, str) or not name.strip():
+    writable = isinstance(name, str) and "\n" not in name and not {"'", '"'} <= set(name)
+    if not writable or not name.strip():
         raise ArgumentError(
-            f"{what} must be a channel or region name (a non-empty string such as 'C3' or "
-            f"'frontal'), got {name!r}"
-        )
-    if "\n" in name or ("'" in name and '"' in name):
-        raise ArgumentError(
-            f"{what}: {name!r} cannot be written in an edge expression (a newline, or both "
-            "quote characters)"
+            f"{what} must be a channel or region name: a non-empty string without a newline or "
+            f"both quote characters (such as 'C3' or 'frontal'), got {name!r}"
         )
     return name.strip()
 
@@ -74,13 +71,15 @@ def _check_own_regions(regions: Any, what: str) -> dict[str, tuple[str, ...]]:
     out = {}
     for key, channels in regions.items():
         key = _check_name(key, f"{what}: a regions key")
-        if isinstance(channels, str) or not isinstance(channels, Iterable):
-            raise ArgumentError(
-                f"{what}: regions[{key!r}] must be a list of channel names, got {channels!r}"
-            )
-        names = tuple(_check_name(c, f"{what}: regions[{key!r}]") for c in channels)
+        listed = not isinstance(channels, str) and isinstance(channels, Iterable)
+        names = (
+            tuple(_check_name(c, f"{what}: regions[{key!r}]") for c in channels) if listed else ()
+        )
         if not names:
-            raise ArgumentError(f"{what}: regions[{key!r}] names no channel")
+            raise ArgumentError(
+                f"{what}: regions[{key!r}] must be a list of one or more channel names, got "
+                f"{channels!r}"
+            )
         out[key] = names
     return out
 
@@ -193,12 +192,12 @@ def _region_members(
 
 
 # ============================================================================ selector classes
-class _WithinMembers(EdgeSet):
+class _WithinMembers(EdgeSet, abc.ABC):
     """Edges whose query and key are both members: tokens that embed a channel the selector
     names (`_members`)."""
 
-    def _members(self, ctx: CompileContext) -> Bool[torch.Tensor, " pos"]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _members(self, ctx: CompileContext) -> Bool[torch.Tensor, " pos"]: ...
 
     def _mask(self, ctx: CompileContext) -> PartialMask:
         member = self._members(ctx)
@@ -210,14 +209,6 @@ class Channels(_WithinMembers):
     """See `channels`."""
 
     names: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        if isinstance(self.names, str) or not isinstance(self.names, Iterable):
-            raise ArgumentError(f"channels(...) needs channel names, got {self.names!r}")
-        names = tuple(sorted({_check_name(n, "channels(...)") for n in self.names}))
-        if not names:
-            raise ArgumentError("channels(...) needs at least one channel name, e.g. channels(C3)")
-        object.__setattr__(self, "names", names)
 
     def _members(self, ctx: CompileContext) -> Bool[torch.Tensor, " pos"]:
         return _region_members(ctx, self.names, self, regions=False)
@@ -232,9 +223,6 @@ class WithinRegion(_WithinMembers):
 
     region: tuple[str, ...]
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "region", _check_region(self.region, "within_region(region)"))
-
     def _members(self, ctx: CompileContext) -> Bool[torch.Tensor, " pos"]:
         return _region_members(ctx, self.region, self)
 
@@ -248,14 +236,6 @@ class BetweenRegions(EdgeSet):
 
     query_region: tuple[str, ...]
     key_region: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        for name, what in (
-            ("query_region", "(query_region, ...)"),
-            ("key_region", "(..., key_region)"),
-        ):
-            value = _check_region(getattr(self, name), f"between_regions{what}")
-            object.__setattr__(self, name, value)
 
     def _mask(self, ctx: CompileContext) -> PartialMask:
         query = _region_members(ctx, self.query_region, self)
@@ -305,7 +285,10 @@ def channels(*names: str | Iterable[str]) -> EdgeSet:
     """
     if len(names) == 1 and isinstance(names[0], Iterable) and not isinstance(names[0], str):
         names = tuple(names[0])
-    return Channels(names)  # type: ignore[arg-type]
+    checked = tuple(sorted({_check_name(n, "channels(...)") for n in names}))
+    if not checked:
+        raise ArgumentError("channels(...) needs at least one channel name, e.g. channels(C3)")
+    return Channels(checked)
 
 
 @checked

@@ -15,7 +15,7 @@ from typing import Any
 
 from emg_lens.edges import named, selectors
 from emg_lens.edges.algebra import EdgeSet
-from emg_lens.errors import ArgumentError, SpecError, checked
+from emg_lens.errors import ArgumentError, SpecError, check_type, checked
 
 
 # ============================================================================ selector table
@@ -52,6 +52,12 @@ class _Selector:
 _GROUP, _INT, _FLAG, _INTS, _REGION, _NAMES = "group", "int", "flag", "ints", "region", "names"
 _NUMBER, _ENDS = "number", ("start", "stop")  # a number: an int, or a decimal (seconds)
 _VARIADIC = (_INTS, _NAMES)  # any number of positional values, no keywords
+_ACCEPTED = {  # what a value of each kind of parameter may be, in words (a flag: by its name)
+    _GROUP: "a group name (an identifier such as emg, acc or cls)",
+    _INT: "a non-negative integer",
+    _INTS: "a non-negative integer",
+    _NUMBER: "a non-negative number",
+}
 _SELECTORS: dict[str, _Selector] = {
     s.name: s
     for s in (
@@ -233,9 +239,8 @@ class _Parser:
             return inner
         if tok.kind == "name":
             return self.selector(tok)
-        if tok.kind == "bad":
-            raise self.fail_at(tok, f"unexpected character {tok.text!r}", _EXPECT_OPERAND)
-        raise self.fail_at(tok, f"unexpected {tok.describe()}", _EXPECT_OPERAND)
+        what = f"character {tok.text!r}" if tok.kind == "bad" else tok.describe()
+        raise self.fail_at(tok, f"unexpected {what}", _EXPECT_OPERAND)
 
     def selector(self, name_tok: _Token) -> EdgeSet:
         sel = _SELECTORS.get(name_tok.text)
@@ -371,38 +376,27 @@ class _Parser:
                 f"{sel.name}: {param.name} takes one value, not names joined with '+'",
                 f"one value for {param.name} in {sel.signature}",
             )
+        kind, text = tok.kind, tok.text
         if param.kind == _NAMES:
             return self.name_value(sel, param, tok)
-        if param.kind == "group":
-            if tok.kind == "string" and tok.text[1:-1].isidentifier():
-                return tok.text[1:-1]  # quoted as in Python: between("emg", "acc")
-            if tok.kind != "name":
-                raise self.fail_at(
-                    tok,
-                    f"{sel.name}: {param.name} must be a group name, got {tok.text!r}",
-                    f"a group name (an identifier such as emg, acc or cls) in {sel.signature}",
-                )
-            return tok.text
-        if param.kind == _NUMBER and tok.kind == "int":
-            return int(tok.text) if tok.text.isdigit() else float(tok.text)
-        if param.kind in ("int", "ints", _NUMBER):
-            if tok.kind != "int" or not tok.text.isdigit():
-                what = "number" if param.kind == _NUMBER else "integer"
-                raise self.fail_at(
-                    tok,
-                    f"{sel.name}: {param.name} must be a non-negative {what}, got {tok.text!r}",
-                    f"a non-negative {what} in {sel.signature}",
-                )
-            return int(tok.text)
-        # flag
-        if positional and tok.kind == "name" and tok.text == param.name:
+        if param.kind == _GROUP and kind == "name":
+            return text
+        if param.kind == _GROUP and kind == "string" and text[1:-1].isidentifier():
+            return text[1:-1]  # quoted as in Python: between("emg", "acc")
+        if param.kind == _NUMBER and kind == "int":
+            return int(text) if text.isdigit() else float(text)
+        if param.kind in (_INT, _INTS) and kind == "int" and text.isdigit():
+            return int(text)
+        if param.kind == _FLAG and positional and kind == "name" and text == param.name:
             return True
-        if not positional and tok.text in ("true", "True", "false", "False"):
-            return tok.text in ("true", "True")
+        if param.kind == _FLAG and not positional and text in ("true", "True", "false", "False"):
+            return text in ("true", "True")
+        flag = f"true or false ({param.name}, or {param.name}=true|false)"
+        accepted = _ACCEPTED.get(param.kind, flag)
         raise self.fail_at(
             tok,
-            f"{sel.name}: unexpected {tok.describe()} for {param.name}",
-            f"{param.name} or {param.name}=true|false in {sel.signature}",
+            f"{sel.name}: {param.name} must be {accepted}, got {text!r}",
+            f"{accepted} in {sel.signature}",
         )
 
     def name_value(self, sel: _Selector, param: _Param, tok: _Token) -> str:
@@ -444,9 +438,5 @@ def parse(expr: str | EdgeSet) -> EdgeSet:
     """  # noqa: E501
     if isinstance(expr, EdgeSet):
         return expr
-    if not isinstance(expr, str):
-        raise SpecError(
-            f"an edge expression must be a string such as 'cross_modal & heads(0,2)' or an "
-            f"EdgeSet, got {type(expr).__name__}"
-        )
+    check_type(expr, str, "an edge expression (such as 'cross_modal & heads(0,2)')", SpecError)
     return _Parser(expr).parse()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from emg_lens.errors import ArgumentError, checked
+from emg_lens.errors import check_choice, checked
 from emg_lens.geometry.ten_twenty import has_position, standard_name, unplaced_channel
 
 LOBES = ("frontal", "central", "parietal", "occipital", "temporal")
@@ -110,7 +110,6 @@ def region_channels(region: str, names: Sequence[str]) -> tuple[str, ...]:
     >>> region_channels("left", ["Fp1", "Fpz", "Fp2", "T3"])
     ('Fp1', 'T3')
     """
-    if region not in REGIONS:
-        raise ArgumentError(f"region must be one of {REGIONS}, got {region!r}")
+    check_choice(region, REGIONS, "region")
     side = 1 if region in HEMISPHERES else 0
     return tuple(n for n in names if place(n)[side] == region)

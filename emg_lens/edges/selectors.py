@@ -31,8 +31,7 @@ from emg_lens.layout import CLS, TokenLayout  # noqa: F401  (TokenLayout: for th
 def _check_group(group: Any, what: str) -> str:
     if not isinstance(group, str) or not group.isidentifier():
         raise ArgumentError(
-            f"{what} must be a token group name (an identifier such as 'emg' or 'cls'), "
-            f"got {group!r}"
+            f"{what} must be a token group name (such as emg or cls), got {group!r}"
         )
     return group
 
@@ -145,8 +144,7 @@ class TimeWindow(EdgeSet):
         object.__setattr__(self, "min_lag", check_int(self.min_lag, "time_window(min_lag=...)"))
         if self.min_lag > self.max_lag:
             raise ArgumentError(
-                f"time_window needs min_lag <= max_lag, got max_lag={self.max_lag}, "
-                f"min_lag={self.min_lag}"
+                f"time_window needs min_lag <= max_lag, got {self.min_lag} > {self.max_lag}"
             )
 
     def _mask(self, ctx: CompileContext) -> PartialMask:

@@ -40,6 +40,7 @@ True
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ from emg_lens.errors import (
     check_int,
     check_ints,
     check_seed,
+    check_type,
     describe,
     warn_caller,
 )
@@ -93,11 +95,11 @@ def layout_positions(
     reads off a preset, with no model)."""
     if isinstance(tokens, str) and tokens in layout.groups:
         return tokens, list(layout.positions(tokens))
-    if not isinstance(tokens, (str, EdgeSet)):
-        raise ArgumentError(
-            f"a token group is a group of the layout {layout.groups} or an edge set (e.g. "
-            f"'within(emg)'), got {describe(tokens)}"
-        )
+    check_type(
+        tokens,
+        str | EdgeSet,
+        f"a token group (a group of {layout.groups} or an edge set, e.g. 'within(emg)')",
+    )
     try:
         edges = parse(tokens) if isinstance(tokens, str) else tokens
     except EmgLensError as exc:
@@ -124,8 +126,7 @@ def group_vectors(
     """
     if act.ndim != 3:
         raise InputShapeError(
-            f"a token group is read from a [window, position, d_model] activation, got "
-            f"{describe(act)}"
+            f"a token group's activation must be [window, pos, d_model], got {describe(act)}"
         )
     return act[:, list(positions)].flatten(1).double()
 
@@ -165,27 +166,25 @@ value is a number or a string (drop the windows without one)
         ) from None
     if len(values) < 2:
         raise ArgumentError(
-            f"a concept to erase needs at least two values among the windows, got only "
-            f"{values.tolist()}"
+            f"a concept to erase needs at least two values, got only {values.tolist()}"
         )
     return codes.reshape(-1), values.tolist()
 
 
-class _GroupEdit:
+class _GroupEdit(abc.ABC):
     """The hook both erasers are: the group's tokens edited, the other tokens kept."""
 
     at: str
     positions: tuple[int, ...]
 
-    def erase(self, flat: Float[torch.Tensor, "window group_d"]) -> torch.Tensor:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def erase(self, flat: Float[torch.Tensor, "window group_d"]) -> torch.Tensor: ...
 
     def __call__(self, act: torch.Tensor, hook: HookPoint | None = None) -> torch.Tensor:
         name = getattr(hook, "name", None)
         if name is not None and name != self.at:
             raise LayoutError(
-                f"this eraser was fitted at {self.at!r}; it was placed at {name!r}, where it "
-                "would erase the wrong vectors"
+                f"this eraser belongs where it was fitted at {self.at!r}, not at {name!r}"
             )
         picked = act[:, list(self.positions)]
         expected = self.width // len(self.positions)
@@ -200,8 +199,8 @@ class _GroupEdit:
         return out
 
     @property
-    def width(self) -> int:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def width(self) -> int: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -322,7 +321,7 @@ def _fit(leace: Any, flat: torch.Tensor, labels: Any, at: str, positions: tuple[
     codes, values = concept_codes(labels)
     if len(codes) != len(flat):
         raise InputShapeError(
-            f"labels give {len(codes)} values for {len(flat)} windows: one per window"
+            f"labels must be one per window: {len(codes)} for {len(flat)} windows"
         )
     onehot = torch.nn.functional.one_hot(torch.as_tensor(codes), len(values)).double()
     eraser = leace.fit(flat, onehot)
@@ -400,9 +399,7 @@ runs before 'blocks.1.hook_resid_pre' (e.g. ['blocks.0.hook_resid_pre', \
     X = X if isinstance(X, torch.Tensor) else torch.as_tensor(np.asarray(X))
     codes, _ = concept_codes(labels)
     if len(codes) != len(X):
-        raise InputShapeError(
-            f"labels give {len(codes)} values for {len(X)} windows: one per window"
-        )
+        raise InputShapeError(f"labels must be one per window: {len(codes)} for {len(X)} windows")
     X = X.to(dtype=model.cfg.dtype, device=model.cfg.device)
     erasers: list[TokenEraser] = []
     for name in names:

@@ -25,7 +25,15 @@ from jaxtyping import Bool, Float
 from transformer_lens.hook_points import HookPoint
 
 from emg_lens.edges import EdgeSet, no_edges, parse
-from emg_lens.errors import ArgumentError, LayoutError, check_ints, checked, warn_caller
+from emg_lens.errors import (
+    ArgumentError,
+    LayoutError,
+    check_ints,
+    check_type,
+    checked,
+    describe,
+    warn_caller,
+)
 from emg_lens.layout import TokenLayout, check_mask_shape, warn_keyless_queries
 from emg_lens.models.base import is_model
 from emg_lens.models.reach import current_forward, unread_positions, warn_unread
@@ -249,14 +257,9 @@ def _as_mask(
 ) -> torch.Tensor:
     """A compiled mask as given, or the edge set compiled for block ``layer``."""
     if isinstance(edges, torch.Tensor):
-        if edges.dtype != torch.bool or tuple(edges.shape[-2:]) != (
-            layout.n_queries,
-            layout.n_tokens,
-        ):
-            raise LayoutError(
-                f"an edge mask must be bool [..., {layout.n_queries}, {layout.n_tokens}], got "
-                f"{edges.dtype} {list(edges.shape)}"
-            )
+        q, k = layout.n_queries, layout.n_tokens
+        if edges.dtype != torch.bool or tuple(edges.shape[-2:]) != (q, k):
+            raise LayoutError(f"an edge mask must be bool [..., {q}, {k}], got {describe(edges)}")
         return edges
     return parse(edges).compile(layout, n_heads, layer=layer)
 
@@ -283,11 +286,7 @@ class EdgeMaskHook:
 
     def __init__(self, edges: EdgesLike, layout: TokenLayout, point: str, fill: float) -> None:
         factory = "mask_edges" if point == "hook_attn_scores" else "zero_edges"
-        if not isinstance(layout, TokenLayout):
-            raise ArgumentError(
-                f"{factory}(edges, layout) needs a TokenLayout as layout (model.layout), got "
-                f"{type(layout).__name__}"
-            )
+        check_type(layout, TokenLayout, f"{factory}(edges, layout)'s layout (model.layout)")
         self.layout, self.point, self.fill, self.factory = layout, point, fill, factory
         self.edges: torch.Tensor | EdgeSet = (
             edges if isinstance(edges, torch.Tensor) else parse(edges)
@@ -299,11 +298,12 @@ class EdgeMaskHook:
             missing = sorted(self.edges.groups() - set(layout.groups))
             if missing:
                 raise LayoutError(
-                    f"edge set {self.edges} names token group {missing[0]!r}, which this layout "
-                    f"lacks; it has {layout.groups}"
+                    f"edge set {self.edges} names token group {missing[0]!r}; the layout has "
+                    f"{layout.groups}"
                 )
         # compiled masks, and whether each cuts any edge (read once, not per forward)
         self._masks: dict[tuple[int, str, int | None], tuple[torch.Tensor, bool]] = {}
+        self._seen: set[tuple[str | None, tuple[int, ...]]] = set()  # hook points checked
         self._said: set[tuple[int, str | None]] = set()  # (model, return type) told unread
 
     def __repr__(self) -> str:
@@ -320,8 +320,6 @@ class EdgeMaskHook:
     def __call__(
         self, scores: Float[torch.Tensor, "batch head_index query_pos key_pos"], hook: HookPoint
     ) -> torch.Tensor:
-        _check_point(hook, self.point, self.factory)
-        self.layout.check_matches(scores.shape[-1], hook.name or self.point)
         mask, cuts = self._mask(scores.shape, hook, scores.device)
         call = current_forward()
         layer = layer_of(hook.name)
@@ -342,23 +340,29 @@ class EdgeMaskHook:
             warn_unread(call.model, call.return_type, unread, repr(self))
 
     def _mask(self, scores_shape: torch.Size, hook: HookPoint, device: torch.device):
-        n_heads, what = scores_shape[1], f"edge mask at {hook.name}"
-        if isinstance(self.edges, torch.Tensor):  # a compiled mask must fit these scores
-            check_mask_shape(self.edges.shape, scores_shape, what)
-        layer = None
-        if not isinstance(self.edges, torch.Tensor) and self.edges.layer_indices():
-            layer = layer_of(hook.name)
-            if layer is None:
+        """The mask for ``scores_shape`` at ``hook``: checked once per hook point and shape (a
+        compiled mask may name the batch), compiled once per heads, device and layer."""
+        edges, tensor = self.edges, isinstance(self.edges, torch.Tensor)
+        names_layers = isinstance(edges, EdgeSet) and bool(edges.layer_indices())
+        layer = layer_of(hook.name) if names_layers else None
+        seen = (hook.name, tuple(scores_shape[0 if tensor else 1 :]))
+        if seen not in self._seen:
+            _check_point(hook, self.point, self.factory)
+            self.layout.check_matches(scores_shape[-1], hook.name or self.point)
+            if isinstance(edges, torch.Tensor):  # a compiled mask must fit these scores
+                check_mask_shape(edges.shape, scores_shape, f"edge mask at {hook.name}")
+            elif layer is None and names_layers:
                 raise LayoutError(
                     f"edge set {self.edges} names layers, but the hook at {hook.name!r} is not "
                     "in a block of `blocks` (blocks.{l}.attn...), so its layer is unknown"
                 )
-        key = (n_heads, str(device), layer)
+            self._seen.add(seen)
+        key = (scores_shape[1], str(device), layer)
         if key not in self._masks:
             # A normal tensor even when first met under inference_mode, so the same hook can
             # later run in a forward pass that autograd records.
             with torch.inference_mode(False):
-                mask = _as_mask(self.edges, self.layout, n_heads, layer)
+                mask = _as_mask(self.edges, self.layout, scores_shape[1], layer)
             self._masks[key] = (mask.to(device), bool(mask.any()))
             warn_keyless_queries(self._masks[key][0], layer_of(hook.name), self.layout)
         return self._masks[key]
@@ -416,11 +420,6 @@ def mask_edges_batched(
             raise LayoutError(
                 f"mask_edges_batched has {n_cond} conditions but the batch has {batch} rows; "
                 "the batch must be conditions x samples"
-            )
-        if masks.shape[-1] != scores.shape[-1] or masks.shape[-2] != scores.shape[-2]:
-            raise LayoutError(
-                f"mask_edges_batched masks are for {masks.shape[-1]} tokens but {hook.name} has "
-                f"{scores.shape[-1]}; were they compiled for another layout?"
             )
         check_mask_shape(masks.shape[1:], scores.shape, "mask_edges_batched masks[c]")
         view = scores.view(n_cond, batch // n_cond, *scores.shape[1:])

@@ -124,7 +124,7 @@ ROWS = [
         "config zero_biases",
         lambda tmp: EncoderConfig(zero_biases=["b_X"]),
         ConfigError,
-        "EncoderConfig.zero_biases: 'b_X' is not one of",
+        "EncoderConfig.zero_biases must be a list of bias names from ('b_Q'",
     ),
     (
         "config custom tokens without n_ctx",

@@ -360,7 +360,7 @@ MODULES_ROWS: list[tuple] = [
         "modules: builder leaves out the readout",
         _built_by("def half(info):\n    return {'embed': build_modules(info)['embed']}\n", "half"),
         SpecError,
-        "models.py:half returned modules ['embed']",
+        "models.py:half returned {'embed': a ChannelTokens}; accepted: a dict {'embed'",
     ),
     (
         "modules: builder raises",

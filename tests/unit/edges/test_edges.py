@@ -569,7 +569,7 @@ def test_scalp_parse_errors_point_at_the_offending_token(text, column, token, me
         (lambda: within_region({"a": 1}), "must be a region"),
         (lambda: within_region("x", regions=["C3"]), "regions must be a dict"),
         (lambda: within_region("x", regions={"x": "C3"}), r"regions\['x'\] must be a list"),
-        (lambda: within_region("x", regions={"x": []}), "names no channel"),
+        (lambda: within_region("x", regions={"x": []}), r"one or more channel names, got \[\]"),
         (lambda: between_regions("C3", ["a'b\"c"]), "both quote characters"),
     ],
 )

@@ -139,7 +139,9 @@ def test_broken_checkpoints_are_clear_errors(tmp_path):
     info = json.loads((path / "config.json").read_text())
     info["model_class"] = "Nope"
     (path / "config.json").write_text(json.dumps(info))
-    with pytest.raises(CheckpointError, match="unknown model class 'Nope'"):
+    with pytest.raises(
+        CheckpointError, match=r"model_class must be one of \[.*'IsoNet'.*got 'Nope'"
+    ):
         load_checkpoint(path)
     (path / "config.json").write_text("{")
     with pytest.raises(CheckpointError, match="not valid JSON"):
