@@ -108,17 +108,15 @@ def _guard_tl_patching(name: Any, hook: Callable) -> Callable:
             tokens = activation.shape[axis]
             wrong = "index past the last token" if counted > tokens else "leave tokens out"
             raise LayoutError(
-                f"TransformerLens's patching helper sweeps {counted} positions of {name}, "
-                f"counted from the input's last axis, but the model has {tokens} tokens: it "
-                f"would {wrong}. " + advice
+                f"TransformerLens's patching helper sweeps {counted} positions of {name}, but "
+                f"the model has {tokens} tokens: it would {wrong}. {advice}"
             )
         try:
             return original(activation, hook=hook)
         except IndexError as exc:
             raise LayoutError(
-                f"TransformerLens's patching helper indexed {name} (shape "
-                f"{list(activation.shape)}: [batch, token, ...]) at {index}, a position it does "
-                f"not have ({exc}). " + advice
+                f"TransformerLens's patching helper indexed {name} {list(activation.shape)} at "
+                f"{index}, a position it does not have ({exc}). {advice}"
             ) from exc
 
     original = hook
@@ -231,14 +229,13 @@ class HookSurface(HookedRootModule):
     def _check_hook_names(self, names: Iterable[Any]) -> None:
         """A hook name the model lacks is a `LayoutError`; a filter with ``check_model`` (an
         `emg_lens.hooks.NameFilter`) checks the layers it names against this model."""
+        first = next(iter(self.hook_dict), None)
         for name in names:
             if isinstance(name, str):
                 if name not in self.mod_dict:
                     raise LayoutError(
-                        f"{type(self).__name__} has no hook point {name!r} (it has "
-                        f"n_layers={self.cfg.n_layers}, numbered from 0); its hook names are "
-                        "model.hook_dict's keys, e.g. "
-                        f"{', '.join(repr(n) for n in list(self.hook_dict)[:3])}"
+                        f"{type(self).__name__} has no hook point {name!r} (n_layers="
+                        f"{self.cfg.n_layers}); one of model.hook_dict's, e.g. {first!r}"
                     )
                 continue
             check = getattr(name, "check_model", None)
@@ -269,9 +266,8 @@ class HookSurface(HookedRootModule):
         flag = self.flag_off(name)
         if flag is not None:
             raise HookFlagError(
-                f"cannot hook {name!r}: that hook point fires only while {flag} is on, and it "
-                f"is off, so the hook would never run. Call model.set_{flag}(True) first (as "
-                "in TransformerLens)"
+                f"cannot hook {name!r}: it fires only while {flag} is on, and it is off: call "
+                f"model.set_{flag}(True) first (as in TransformerLens)"
             )
 
     def _live_names(self, names: Iterable[str], what: str, mode: str) -> list[str]:
@@ -461,8 +457,7 @@ class HookSurface(HookedRootModule):
         a model without a token axis anywhere, or a position it lacks, is refused by name."""
         if not any(token_axis(name) is not None for name in self.hook_dict):
             raise ArgumentError(
-                f"pos_slice selects token positions, and no activation of "
-                f"{type(self).__name__} has a token axis; leave pos_slice out"
+                f"no activation of {type(self).__name__} has a token axis for pos_slice"
             )
         n_tokens = self.layout.n_tokens
         given = pos.slice.tolist() if isinstance(pos.slice, np.ndarray) else pos.slice
@@ -470,9 +465,8 @@ class HookSurface(HookedRootModule):
             selected = np.arange(n_tokens)[pos.slice]
         except IndexError as exc:
             raise LayoutError(
-                f"pos_slice {given!r} selects a position {type(self).__name__} does not "
-                f"have: its layout has {n_tokens} tokens (0..{n_tokens - 1}, or negative from "
-                "the end)"
+                f"pos_slice {given!r} selects a position {type(self).__name__} does not have: "
+                f"it has {n_tokens} tokens (0..{n_tokens - 1}, or negative from the end)"
             ) from exc
         if np.size(selected) == 0:
             raise LayoutError(f"pos_slice {given!r} selects no position of the {n_tokens} tokens")
@@ -490,9 +484,8 @@ class HookSurface(HookedRootModule):
             if tensor.ndim <= axis or tensor.shape[axis] != n_tokens:
                 raise LayoutError(
                     f"pos_slice selects positions of the model's {n_tokens} tokens, but "
-                    f"{hook.name} (shape {list(tensor.shape)}) has other tokens along its axis "
-                    f"{axis} (a stem's own tokens, or an attention call over other tokens): "
-                    "leave it out with names_filter, or cache it whole and slice it yourself"
+                    f"{hook.name} {list(tensor.shape)} has other tokens along axis {axis}: leave "
+                    "it out with names_filter, or cache it whole and slice it yourself"
                 )
             key = hook.name + suffix
             stored = cache[key]
@@ -525,8 +518,7 @@ class HookSurface(HookedRootModule):
         other = {"use_split_qkv_input": "use_attn_in", "use_attn_in": "use_split_qkv_input"}
         if value and flag in other and getattr(self.cfg, other[flag]):
             raise ArgumentError(
-                f"{flag} and {other[flag]} are mutually exclusive (as in TransformerLens 4's "
-                "bridge; the legacy HookedTransformer let split inputs override hook_attn_in): "
+                f"{flag} and {other[flag]} are mutually exclusive (as in TransformerLens 4): "
                 f"call set_{other[flag]}(False) first"
             )
         with self._claimed(f"set_{flag}"):

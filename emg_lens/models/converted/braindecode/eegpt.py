@@ -34,10 +34,7 @@ from emg_lens._hints import checked
 from emg_lens.components import HeadStructure
 from emg_lens.components.init import ConfigConv2d, ConfigEmbedding, ConfigInit
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import (
-    ArgumentError,
-    ConversionError,
-)
+from emg_lens.errors import ArgumentError, ConversionError, check_choice
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models import key_table as keys
 from emg_lens.models.braindecode_common import misnamed_channel
@@ -177,10 +174,7 @@ class HookedEEGPT(BraindecodeEncoder):
         probe_max_norms: Sequence[float] = (1.0, 0.25),
         n_chan_embeddings: int = 62,
     ):
-        if chan_proj_type not in PROJECTIONS:
-            raise ArgumentError(
-                f"chan_proj_type must be one of {PROJECTIONS}, got {chan_proj_type!r}"
-            )
+        check_choice(chan_proj_type, PROJECTIONS, "chan_proj_type")
         n_chans = n_chans_target if chan_proj_type != "none" else cfg.n_channels
         patches, pad = n_patches(cfg.n_samples, patch_size, patch_stride)
         if cfg.n_ctx != patches * (n_chans + embed_num):
@@ -190,7 +184,7 @@ class HookedEEGPT(BraindecodeEncoder):
             )
         if len(channel_ids) != n_chans:
             raise ArgumentError(
-                f"channel_ids must hold {n_chans} rows of chan_embed, got {channel_ids!r}"
+                f"channel_ids must be {n_chans} chan_embed rows, got {channel_ids!r}"
             )
         super().__init__(cfg)
         self._init_kwargs = {
@@ -342,17 +336,11 @@ def key_table(n_heads: int, chan_proj_type: str) -> keys.KeyTable:
 
 def _check_supported(model: Braindecode) -> None:
     """Refuse what the hooked class does not compute, naming it."""
-    if model.return_encoder_output:
+    probe, features = model.final_layer, model.return_encoder_output
+    if features or type(probe).__name__ != "_LinearConstraintProbe":
         raise ConversionError(
-            "EEGPT with return_encoder_output=True returns features, not logits; supported: "
-            "EEGPT with its classification probe",
-            path="final_layer",
-        )
-    probe = model.final_layer
-    if type(probe).__name__ != "_LinearConstraintProbe":
-        raise ConversionError(
-            f"EEGPT.final_layer is a {type(probe).__name__}; supported: EEGPT's default probe "
-            "(_LinearConstraintProbe)",
+            f"EEGPT.final_layer is a {type(probe).__name__} (return_encoder_output={features}); "
+            "supported: EEGPT's classification probe (_LinearConstraintProbe)",
             path="final_layer",
         )
     for name in ("probe1", "probe2"):
@@ -360,9 +348,8 @@ def _check_supported(model: Braindecode) -> None:
         constrained = any(c.__name__ == "LinearWithConstraint" for c in type(linear).__mro__)
         if not (constrained and hasattr(linear, "parametrizations") and linear.bias is not None):
             raise ConversionError(
-                f"EEGPT.final_layer.{name} is a {type(linear).__name__}; supported: EEGPT's "
-                "probe layer, braindecode's LinearWithConstraint (a Linear with a bias whose "
-                "weight is renormed to max_norm), which the converted probe computes",
+                f"EEGPT.final_layer.{name} is a {type(linear).__name__}; supported: braindecode's "
+                "LinearWithConstraint with a bias (EEGPT's probe layer)",
                 path=f"final_layer.{name}",
             )
     encoder = model.target_encoder
@@ -375,16 +362,13 @@ def _check_supported(model: Braindecode) -> None:
         )
     blocks = model.target_encoder.blocks
     for i, block in enumerate(blocks):
-        if activation_name(block.mlp.act, f"target_encoder.blocks.{i}.mlp.act") != "gelu":
+        path, attn = f"target_encoder.blocks.{i}", block.attn
+        act = activation_name(block.mlp.act, f"{path}.mlp.act")
+        if act != "gelu" or attn.use_rope or attn.is_causal:
             raise ConversionError(
-                f"target_encoder.blocks.{i}.mlp.act is not the exact GELU EEGPT uses",
-                path=f"target_encoder.blocks.{i}.mlp.act",
-            )
-        if block.attn.use_rope or block.attn.is_causal:
-            raise ConversionError(
-                f"target_encoder.blocks.{i}.attn uses RoPE or a causal mask, which EEGPT's "
-                "encoder does not; supported: EEGPT's non-causal attention without RoPE",
-                path=f"target_encoder.blocks.{i}.attn",
+                f"{path} has act={act!r}, use_rope={attn.use_rope}, is_causal={attn.is_causal}; "
+                "supported: EEGPT's blocks ('gelu', the exact GELU; no RoPE; not causal)",
+                path=path,
             )
 
 
@@ -418,8 +402,7 @@ def from_eegpt(model: Braindecode, ch_names: list[str] | None = None) -> HookedE
     if len(ids) != token_chans:
         raise ConversionError(
             f"EEGPT.chans_id names {len(ids)} channels but its encoder sees {token_chans} "
-            f"(chan_proj_type={proj_type!r}, n_chans_target={model.n_chans_target}): its own "
-            "forward fails, so there is nothing to match (with a channel projection, "
+            f"(chan_proj_type={proj_type!r}): its own forward fails (with a channel projection, "
             "n_chans_target must be its 19 standard channels)"
         )
     names = fields["ch_names"]
