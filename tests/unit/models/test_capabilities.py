@@ -118,7 +118,7 @@ def test_models_without_weights_refuse_the_whole_weight_surface_by_name():
 
 
 def test_an_unknown_capability_is_refused_by_name():
-    with pytest.raises(ArgumentError, match=r"a capability is one of .*got 'weights'"):
+    with pytest.raises(ArgumentError, match=r"a capability must be one of .*got 'weights'"):
         provides(table.build("mlp")[0], "weights")
 
 

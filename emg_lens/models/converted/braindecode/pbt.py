@@ -101,9 +101,8 @@ class HookedPBT(BraindecodeEncoder):
         names and defaults)."""
         if n_times % d_input:
             raise ConversionError(
-                f"PBT with n_times={n_times} and d_input={d_input}: its patches run across "
-                "channel boundaries (it cuts the flattened channels), so a token embeds no one "
-                "channel; the converter needs n_times to be a multiple of d_input"
+                f"PBT's n_times={n_times} must be a multiple of d_input={d_input} (or its patches "
+                "run across channels)"
             )
         zero = [] if bias_transformer else ["b_Q", "b_K", "b_V", "b_O", "b_in", "b_out"]
         sizes = {
@@ -173,7 +172,7 @@ def from_pbt(model: Braindecode, ch_names: list[str] | None = None) -> HookedPBT
     if not isinstance(final, nn.Linear) or final.bias is None:
         raise ConversionError(
             f"PBT.final_layer is a {type(final).__name__}; supported: PBT's classifier, a "
-            "Linear (with a bias) on the CLS token, which becomes the unembedding W_U, b_U",
+            "Linear with a bias",
             path="final_layer",
         )
     encoder = model.transformer_encoder.encoder_block
