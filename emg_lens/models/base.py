@@ -371,6 +371,7 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
 
     blocks: Blocks
     tokenization: str = "channel"  # the EncoderConfig.tokenization this model's tokens follow
+    takes: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # other EncoderConfig fields' values
     return_types: tuple[str, ...] = ("logits",)  # what `readout` takes, besides None
 
     @property
@@ -402,8 +403,9 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__(cfg)
-        what = f"{type(self).__name__}'s EncoderConfig.tokenization"
-        check_choice(cfg.tokenization, (self.tokenization,), what, ConfigError)
+        for field, accepted in (("tokenization", (self.tokenization,)), *self.takes):
+            what = f"{type(self).__name__}'s EncoderConfig.{field}"
+            check_choice(getattr(cfg, field), accepted, what, ConfigError)
         blocks = nn.ModuleList(TransformerBlock(cfg, i) for i in range(cfg.n_layers))
         self.blocks = cast("Blocks", blocks)
         self.ln_final = make_norm(cfg, "ln_final")

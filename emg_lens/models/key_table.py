@@ -101,10 +101,7 @@ class StateBuilder:
         state = {**self.state, **(keep or {})}
         missing = sorted(set(self.expected) - set(state))
         if missing:
-            raise ConversionError(
-                f"{self.what}: no source weight for {missing} (the converter read "
-                f"{len(self.state)} tensors)"
-            )
+            raise ConversionError(f"{self.what}: no source weight for {missing}")
         self.model.load_state_dict(state, strict=True)
 
 

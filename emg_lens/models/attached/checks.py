@@ -66,9 +66,7 @@ def per_call_layouts(
             f"cls_token=False)), or a list of one per attention call; got {describe(layout)}"
         )
     if len(layouts) != n_calls:
-        raise LayoutError(
-            f"layout must list one layout per attention call ({n_calls}), got {len(layouts)}"
-        )
+        raise LayoutError(f"layout must be one per attention call ({n_calls}), got {len(layouts)}")
     return layouts
 
 

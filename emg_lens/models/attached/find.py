@@ -60,10 +60,9 @@ def named_modules_of(model: nn.Module, attention: AttentionSpec) -> dict[str, nn
     """  # noqa: E501
     if attention is None:
         return None
-    specs = [attention] if isinstance(attention, (str, type)) else attention
-    if not (
-        isinstance(specs, Sequence) and specs and all(isinstance(s, str | type) for s in specs)
-    ):
+    single = isinstance(attention, (str, type))
+    specs = [attention] if single else list(attention) if isinstance(attention, Sequence) else []
+    if not specs or not all(isinstance(s, str | type) for s in specs):
         raise ArgumentError(
             "attention must be a module class, a module-path glob such as 'blocks.*.attn', or a "
             f"list of them, got {describe(attention)}"

@@ -109,10 +109,7 @@ class HookedTorchEncoder(ConvertedEncoder):
         tokens = self.embed(signals)
         expected = (signals.shape[0], self.layout.n_tokens, self.cfg.d_model)
         if not isinstance(tokens, torch.Tensor) or tuple(tokens.shape) != expected:
-            raise InputShapeError(
-                f"embed ({type(self.embed).__name__}) must return {list(expected)}, got "
-                f"{describe(tokens)}"
-            )
+            raise InputShapeError(f"embed must return {list(expected)}, got {describe(tokens)}")
         return self.hook_embed(tokens)
 
     def forward(

@@ -209,10 +209,9 @@ class _StemFusionEncoder(HookedEncoder):
     """Shared machinery of the two tubelet transformers: stems, concatenation, readout."""
 
     tokenization = "tubelet"
+    takes = (("positional_embedding_type", ("standard",)),)  # learned positions, per stem
 
     def __init__(self, cfg: EncoderConfig):
-        what = f"{type(self).__name__}'s EncoderConfig.positional_embedding_type"
-        check_choice(cfg.positional_embedding_type, ("standard",), what, ConfigError)
         super().__init__(cfg)
         self.stems = nn.ModuleDict({name: ModalityStem(cfg, name) for name in cfg.modalities})
         self.hook_embed = HookPoint()  # [batch, pos, d_model]: the stems' outputs, concatenated

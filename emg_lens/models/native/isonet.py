@@ -19,7 +19,7 @@ from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components import ChannelEmbed, ClassifierHead, PosEmbed
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ConfigError, check_choice, checked
+from emg_lens.errors import ConfigError, checked
 from emg_lens.models.base import HookedEncoder
 
 RETURN_TYPES = ("logits", "avg_logits", "both")
@@ -45,12 +45,11 @@ class IsoNet(HookedEncoder):
 
     dual_head = True
     return_types = RETURN_TYPES
+    takes = (("positional_embedding_type", ("standard",)),)  # learned positions
 
     def __init__(self, cfg: EncoderConfig):
         if not cfg.use_cls_token:
             raise ConfigError("IsoNet needs EncoderConfig.use_cls_token=True (its CLS head)")
-        positions = cfg.positional_embedding_type
-        check_choice(positions, ("standard",), "IsoNet's positional_embedding_type", ConfigError)
         super().__init__(cfg)
         self.embed = ChannelEmbed(cfg)
         self.hook_embed = HookPoint()  # [batch, pos, d_model]

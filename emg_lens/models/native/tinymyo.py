@@ -260,6 +260,7 @@ class TinyMyo(HookedEncoder):
     """
 
     return_types = RETURN_TYPES
+    takes = (("positional_embedding_type", ("rotary", "none")),)  # RoPE's, or no positions
 
     def __init__(
         self,
@@ -274,8 +275,6 @@ class TinyMyo(HookedEncoder):
     ):
         if cfg.use_cls_token:
             raise ConfigError("TinyMyo has no CLS token: set EncoderConfig.use_cls_token=False")
-        positions, what = ("rotary", "none"), "TinyMyo's EncoderConfig.positional_embedding_type"
-        check_choice(cfg.positional_embedding_type, positions, what, ConfigError)
         task = check_choice(TASK_ALIASES.get(task, task), TASKS, "TinyMyo task")
         check_choice(reduction, REDUCTIONS, "TinyMyo reduction")
         reg_hidden = check_int(reg_hidden, "TinyMyo reg_hidden", minimum=1)
@@ -392,10 +391,7 @@ class TinyMyo(HookedEncoder):
     def _check_patch_mask(self, patch_mask: Any, batch: int) -> torch.Tensor:
         expected = (self.cfg.n_channels, self.cfg.n_patches)
         shapes = (expected, (1, *expected), (batch, *expected))
-        if (
-            getattr(patch_mask, "dtype", None) != torch.bool
-            or tuple(patch_mask.shape) not in shapes
-        ):
+        if getattr(patch_mask, "dtype", None) != torch.bool or patch_mask.shape not in shapes:
             raise InputShapeError(
                 f"patch_mask must be a bool tensor [batch={batch}, channels={expected[0]}, "
                 f"patches={expected[1]}] (or [channels, patches]), got {describe(patch_mask)}"

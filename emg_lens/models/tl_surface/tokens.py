@@ -64,7 +64,7 @@ class TokenSurface:
         accepted = f"a float tensor or numpy array [batch, channels={channels}, time={time}]"
         if isinstance(signals, np.ndarray) and signals.dtype.kind in "iuf":  # int, uint, float
             signals = torch.from_numpy(signals)
-        kind = getattr(signals, "dtype", None)
+        kind: Any = getattr(signals, "dtype", None)
         if not isinstance(signals, torch.Tensor) or kind == torch.bool or kind.is_complex:
             raise InputShapeError(
                 f"signals must be {accepted} of real numbers (not bool, complex, text or "

@@ -231,8 +231,6 @@ def _samples(own: int | None, n_times: SupportsIndex | None, name: str) -> int |
     if n_times is not None:
         n_times = check_int(n_times, "n_times", 1, None, ConversionError)
         if own is not None and n_times != own:
-            raise ConversionError(
-                f"n_times must be {name}'s own {own} (or left out), got {n_times}"
-            )
+            raise ConversionError(f"n_times must be {name}'s {own} (or left out), got {n_times}")
         return n_times
     return own

@@ -137,5 +137,6 @@ def to_braindecode(model: HookedEncoder) -> dict[str, torch.Tensor]:
     """A converted model's weights as the state dict of its braindecode class (what
     ``braindecode_model.load_state_dict`` takes), the inverse of `from_braindecode`."""
     hooked = HookedLabram | HookedCBraMod | HookedEEGPT | HookedPBT
-    check_type(model, hooked, "to_braindecode(model) (made by from_braindecode)")
-    return model.to_braindecode()
+    return check_type(
+        model, hooked, "to_braindecode(model) (from from_braindecode)"
+    ).to_braindecode()

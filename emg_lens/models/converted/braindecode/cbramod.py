@@ -219,10 +219,7 @@ class HookedCBraMod(BraindecodeEncoder):
         """The `EncoderConfig` of a braindecode ``CBraMod`` built with these arguments."""
         d = embed_dim(convs)
         if nhead % 2 or d % nhead:
-            raise ConversionError(
-                f"CBraMod with nhead={nhead} and d_model={d}: its criss-cross layer splits the "
-                "heads and d_model in halves, so nhead must be even and divide d_model"
-            )
+            raise ConversionError(f"CBraMod's nhead={nhead} must be even and divide d_model={d}")
         sizes = {
             "d_model": d,
             "d_head": d // nhead,
@@ -314,8 +311,7 @@ def _check_supported(model: Braindecode, ch_names: list[str] | None) -> None:
     ):
         parts = ", ".join(type(m).__name__ for m in proj_out.children())
         raise ConversionError(
-            f"CBraMod.proj_out is a {type(proj_out).__name__}({parts}); supported: "
-            "Sequential(Linear(d_model, emb_dim))",
+            f"CBraMod.proj_out is a {type(proj_out).__name__}({parts}), not Sequential(Linear)",
             path="proj_out",
         )
     n_times = input_size(model, ch_names)[1]

@@ -183,9 +183,7 @@ class HookedEEGPT(BraindecodeEncoder):
                 f"+ {embed_num} summary tokens): build the config with HookedEEGPT.config(...)"
             )
         if len(channel_ids) != n_chans:
-            raise ArgumentError(
-                f"channel_ids must be {n_chans} chan_embed rows, got {channel_ids!r}"
-            )
+            raise ArgumentError(f"channel_ids must be {n_chans} rows, got {channel_ids!r}")
         super().__init__(cfg)
         self._init_kwargs = {
             "channel_ids": list(channel_ids),

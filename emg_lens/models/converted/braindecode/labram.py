@@ -141,12 +141,12 @@ class HookedLabram(BraindecodeEncoder):
     ):
         if not cfg.use_cls_token or cfg.patch_samples is None:
             raise ArgumentError("HookedLabram needs a config from HookedLabram.config(...)")
-        rows = check_ints(position_rows, "position_rows", 0, N_POSITIONS - 2)  # LaBraM's 128
-        if len(rows) != cfg.n_channels:
-            raise ArgumentError(f"position_rows must be {cfg.n_channels} rows, got {rows}")
+        position_rows = check_ints(position_rows, "position_rows", 0, N_POSITIONS - 2)  # of 128
+        if len(position_rows) != cfg.n_channels:
+            raise ArgumentError(f"position_rows must be {cfg.n_channels} rows, got {position_rows}")
         super().__init__(cfg)
         self._init_kwargs = {
-            "position_rows": rows,
+            "position_rows": position_rows,
             "conv_out_channels": conv_out_channels,
             "learned_patcher": learned_patcher,
             "use_mean_pooling": use_mean_pooling,
@@ -322,15 +322,12 @@ def _channel_rows(model: Braindecode, names: list[str] | None, n_chans: int) -> 
     if names is None:
         if n_chans != len(index):
             raise ConversionError(
-                f"Labram without chs_info needs ch_names=[...] ({n_chans} names from LaBraM's "
-                "table): its position embeddings are picked by name"
+                f"Labram without chs_info needs ch_names=[...], {n_chans} names of LaBraM's table"
             )
         names = sorted(index, key=index.__getitem__)
     unknown = [n for n in names if n.upper() not in index]
     if unknown:
-        raise ConversionError(
-            f"ch_names {unknown} are not in LaBraM's channel table (LABRAM_CHANNEL_ORDER)"
-        )
+        raise ConversionError(f"ch_names {unknown} are not in LaBraM's channel table")
     return names
 
 
@@ -352,8 +349,7 @@ def _check_supported(model: Braindecode) -> None:
             raise ConversionError(f"{path} is a {type(norm).__name__}, not a LayerNorm", path=path)
     if not isinstance(model.final_layer, nn.Linear):
         raise ConversionError(
-            f"Labram.final_layer is a {type(model.final_layer).__name__}; supported: a Linear "
-            "classifier (n_outputs > 0)",
+            f"Labram.final_layer is a {type(model.final_layer).__name__}, not a Linear",
             path="final_layer",
         )
 
@@ -404,15 +400,10 @@ def from_labram(model: Braindecode, ch_names: list[str] | None = None) -> Hooked
     fields = read_config(model, FIELDS, ch_names)
     fields["ch_names"] = _channel_rows(model, fields["ch_names"], fields["n_chans"])
     cfg = HookedLabram.config(**fields, activation=act)
-    if cfg.d_model != model.embed_dim:
+    if cfg.d_model != model.embed_dim or cfg.d_model < cfg.n_patches:
         raise ConversionError(
             f"Labram.embed_dim={model.embed_dim} must be its temporal convolutions' "
-            f"{cfg.d_model} features"
-        )
-    if cfg.d_model < cfg.n_patches:
-        raise ConversionError(
-            f"Labram.embed_dim={cfg.d_model} must be >= its {cfg.n_patches} patches (or its "
-            "own forward fails)"
+            f"{cfg.d_model} features, and >= its {cfg.n_patches} patches"
         )
     index = _canonical_index(model)
     hooked = HookedLabram(
