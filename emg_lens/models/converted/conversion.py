@@ -15,7 +15,8 @@ source and the converted model, run on a probe input in eval mode, must agree wi
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -96,6 +97,27 @@ def check_self_attention(attn: Any, path: str) -> nn.MultiheadAttention:
 
 # Activation functions and modules an emg_lens MLP computes, by EncoderConfig.act_fn.
 _FUNCTIONS: dict[Callable, str] = {F.relu: "relu", F.gelu: "gelu", F.silu: "silu"}
+
+
+Parts = Sequence[tuple[str, Callable[[Any], Any], str]]
+"""A converter's table of what it reads: ``(dotted path, test of what is there, what the
+converter supports there)`` (`check_parts`)."""
+
+
+def check_parts(model: nn.Module, parts: Parts) -> None:
+    """Refuse (`ConversionError`, ``path`` set) the first of ``parts`` of ``model`` whose
+    test fails, naming its path, its class and what is supported there.
+
+    >>> check_parts(nn.Sequential(nn.ReLU()), [("0", lambda m: isinstance(m, nn.GELU), "GELU")])
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ConversionError: Sequential.0 is a ReLU; supported: GELU
+    """
+    for path, ok, supported in parts:
+        part = functools.reduce(getattr, path.split("."), model)
+        if not ok(part):
+            name = f"{type(model).__name__}.{path} is a {type(part).__name__}"
+            raise ConversionError(f"{name}; supported: {supported}", path=path)
 
 
 def activation_name(activation: Any, path: str) -> str:

@@ -52,7 +52,7 @@ from emg_lens.models.converted.braindecode._common import (
     per_layer,
     read_config,
 )
-from emg_lens.models.converted.conversion import check_self_attention
+from emg_lens.models.converted.conversion import Parts, check_parts, check_self_attention
 
 PATCH = 200  # CBraMod's spectral embedding takes 101 rfft bins: patches of 200 samples
 DEFAULT_CONVS = ((25, 49, 25, 24, (5, 25)), (25, 3, 1, 1, (5, 25)), (25, 3, 1, 1, (5, 25)))
@@ -291,17 +291,22 @@ def key_table(cfg: EncoderConfig) -> keys.KeyTable:
 
 
 ALL = slice(None)
+PARTS: Parts = [
+    (
+        "final_layer",
+        lambda final: (
+            isinstance(final, nn.Sequential) and len(final) == 2 and type(final[1]) is nn.Linear
+        ),
+        "its Flatten + Linear classifier (not return_encoder_output=True; a LazyLinear: run the "
+        "model once)",
+    )
+]
+"""What `from_cbramod` reads (`check_parts`); its ``proj_out``, `_check_supported`."""
 
 
 def _check_supported(model: Braindecode, ch_names: list[str] | None) -> None:
     """Refuse what the hooked class does not compute, naming it."""
-    final = model.final_layer
-    if not (isinstance(final, nn.Sequential) and len(final) == 2 and type(final[1]) is nn.Linear):
-        raise ConversionError(
-            f"CBraMod.final_layer is a {type(final).__name__}; supported: its Flatten + Linear "
-            "classifier (not return_encoder_output=True; a LazyLinear: run the model once)",
-            path="final_layer",
-        )
+    check_parts(model, PARTS)
     proj_out = model.proj_out
     if not (
         isinstance(proj_out, nn.Sequential)

@@ -47,7 +47,7 @@ from emg_lens.models.converted.braindecode._common import (
     per_layer,
     read_config,
 )
-from emg_lens.models.converted.conversion import activation_name
+from emg_lens.models.converted.conversion import Parts, activation_name, check_parts
 
 PROJECTIONS = ("conv1d_constraint", "linear", "none")
 
@@ -332,32 +332,33 @@ def key_table(n_heads: int, chan_proj_type: str) -> keys.KeyTable:
     )
 
 
+def _probe_layer(linear: Any) -> bool:
+    constrained = any(c.__name__ == "LinearWithConstraint" for c in type(linear).__mro__)
+    return constrained and hasattr(linear, "parametrizations") and linear.bias is not None
+
+
+PARTS: Parts = [
+    (
+        "final_layer",
+        lambda probe: type(probe).__name__ == "_LinearConstraintProbe",
+        "EEGPT's classification probe, _LinearConstraintProbe (not return_encoder_output=True)",
+    ),
+    *(
+        (f"final_layer.{name}", _probe_layer, "braindecode's LinearWithConstraint with a bias")
+        for name in ("probe1", "probe2")
+    ),
+    (
+        "target_encoder.patch_embed",
+        lambda patch: type(patch).__name__ == "_PatchEmbed" and not getattr(patch, "apply_norm", 0),
+        "braindecode's _PatchEmbed without apply_norm",
+    ),
+]
+"""What `from_eegpt` reads (`check_parts`)."""
+
+
 def _check_supported(model: Braindecode) -> None:
     """Refuse what the hooked class does not compute, naming it."""
-    probe, features = model.final_layer, model.return_encoder_output
-    if features or type(probe).__name__ != "_LinearConstraintProbe":
-        raise ConversionError(
-            f"EEGPT.final_layer is a {type(probe).__name__} (return_encoder_output={features}); "
-            "supported: EEGPT's classification probe (_LinearConstraintProbe)",
-            path="final_layer",
-        )
-    for name in ("probe1", "probe2"):
-        linear: Braindecode = getattr(probe, name, None)
-        constrained = any(c.__name__ == "LinearWithConstraint" for c in type(linear).__mro__)
-        if not (constrained and hasattr(linear, "parametrizations") and linear.bias is not None):
-            raise ConversionError(
-                f"EEGPT.final_layer.{name} is a {type(linear).__name__}; supported: braindecode's "
-                "LinearWithConstraint with a bias (EEGPT's probe layer)",
-                path=f"final_layer.{name}",
-            )
-    encoder = model.target_encoder
-    patch = encoder.patch_embed
-    if getattr(patch, "apply_norm", False) or type(patch).__name__ != "_PatchEmbed":
-        raise ConversionError(
-            f"EEGPT.target_encoder.patch_embed is a {type(patch).__name__} (apply_norm="
-            f"{getattr(patch, 'apply_norm', None)}); supported: braindecode's _PatchEmbed",
-            path="target_encoder.patch_embed",
-        )
+    check_parts(model, PARTS)
     blocks = model.target_encoder.blocks
     for i, block in enumerate(blocks):
         path, attn = f"target_encoder.blocks.{i}", block.attn

@@ -53,6 +53,7 @@ from emg_lens.models.converted.braindecode._common import (
     per_layer,
     read_config,
 )
+from emg_lens.models.converted.conversion import Parts, check_parts
 
 N_POSITIONS = 129  # braindecode's position_embedding: CLS + LaBraM's 128 channel names
 
@@ -341,17 +342,21 @@ def _check_supported(model: Braindecode) -> None:
             "default) without window_size (emg_lens adds no relative position bias)",
             path="blocks.0.attn",
         )
-    for path, norm in (
-        ("blocks.0.attn.q_norm", attn.q_norm),
-        ("blocks.0.attn.k_norm", attn.k_norm),
-    ):
-        if norm is not None and type(norm) is not nn.LayerNorm:
-            raise ConversionError(f"{path} is a {type(norm).__name__}, not a LayerNorm", path=path)
-    if not isinstance(model.final_layer, nn.Linear):
-        raise ConversionError(
-            f"Labram.final_layer is a {type(model.final_layer).__name__}, not a Linear",
-            path="final_layer",
+    check_parts(model, PARTS)
+
+
+PARTS: Parts = [
+    *(
+        (
+            f"blocks.0.attn.{name}",
+            lambda norm: norm is None or type(norm) is nn.LayerNorm,
+            "LayerNorm",
         )
+        for name in ("q_norm", "k_norm")
+    ),
+    ("final_layer", lambda final: isinstance(final, nn.Linear), "a Linear (n_outputs > 0)"),
+]
+"""What `from_labram` reads besides the tokenizer (`check_parts`)."""
 
 
 def _eps(model: Braindecode) -> float:
