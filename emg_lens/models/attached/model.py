@@ -211,9 +211,7 @@ class AttachedModel(HookedBiosignalModel):
         `layout_of`."""
         first = self._layouts[0]
         if any(other != first for other in self._layouts[1:]):
-            raise LayoutError(
-                "the attention calls see different tokens: use model.layout_of(layer)"
-            )
+            raise LayoutError("the attention calls see other tokens: use model.layout_of(layer)")
         return first
 
     def layout_of(self, layer: int, input_shape: tuple[int, int] | None = None) -> TokenLayout:

@@ -198,9 +198,7 @@ def from_torch_encoder(
     if final is not None:
         eps, final_bias = _layer_norm(final, "norm")
         if eps != arch["eps"]:
-            raise ConversionError(
-                f"norm's eps={eps} must equal its layers' layer_norm_eps={arch['eps']}"
-            )
+            raise ConversionError(f"norm's eps={eps} must be its layers' {arch['eps']}")
     modules = [layer for _, layer in layers] + [embed, readout]
     zero = [] if arch["bias"] else ["b_Q", "b_K", "b_V", "b_O", "b_in", "b_out", "ln1.b", "ln2.b"]
     if final is not None and not final_bias:

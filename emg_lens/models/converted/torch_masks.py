@@ -18,7 +18,7 @@ def _blocked(value: Any, name: str, accepted: str) -> torch.Tensor:
     one True at its -inf entries (any value other than 0 and -inf is refused)."""
     if not (torch.is_tensor(value) and (value.is_floating_point() or value.dtype == torch.bool)):
         raise ArgumentError(
-            f"{name} must be a tensor, bool or float, {accepted}, got {describe(value)}"
+            f"{name} must be a tensor (bool, float) {accepted}, got {describe(value)}"
         )
     if value.dtype == torch.bool:
         return value
@@ -72,7 +72,7 @@ def torch_attention_mask(
         padding = _blocked(src_key_padding_mask, "src_key_padding_mask", accepted)
         if tuple(padding.shape) != (batch, n):
             raise ArgumentError(
-                f"src_key_padding_mask has shape {list(padding.shape)}; accepted: {accepted}"
+                f"src_key_padding_mask has shape {list(padding.shape)}, not {accepted}"
             )
         out = out.to(padding.device) | padding[:, None, None, :]
     return out

@@ -456,9 +456,7 @@ class HookSurface(HookedRootModule):
         """The number of token positions ``pos`` selects from (``layout.n_tokens``), checked:
         a model without a token axis anywhere, or a position it lacks, is refused by name."""
         if not any(token_axis(name) is not None for name in self.hook_dict):
-            raise ArgumentError(
-                f"no activation of {type(self).__name__} has a token axis for pos_slice"
-            )
+            raise ArgumentError(f"{type(self).__name__} has no token axis for pos_slice")
         n_tokens = self.layout.n_tokens
         given = pos.slice.tolist() if isinstance(pos.slice, np.ndarray) else pos.slice
         try:

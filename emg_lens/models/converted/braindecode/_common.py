@@ -159,9 +159,7 @@ def eps_of(norms: Sequence[tuple[str, nn.Module]], what: str) -> float:
     first = next(iter(eps.values()))
     odd = {p: e for p, e in eps.items() if e != first}
     if odd:
-        raise ConversionError(
-            f"{what}: the norms must share one eps, got {next(iter(eps))}: {first}, {odd}"
-        )
+        raise ConversionError(f"{what}: the norms must share one eps, got {first}, {odd}")
     return first
 
 

@@ -102,7 +102,7 @@ class HookedPBT(BraindecodeEncoder):
         names and defaults)."""
         if n_times % d_input:
             raise ConversionError(
-                f"PBT's n_times={n_times} must be a multiple of d_input={d_input}"
+                f"PBT's n_times={n_times} must be a multiple of d_input {d_input}"
             )
         zero = [] if bias_transformer else ["b_Q", "b_K", "b_V", "b_O", "b_in", "b_out"]
         sizes = {
