@@ -262,15 +262,7 @@ class HookSurface(HookedRootModule):
             return None
         return flag
 
-    def _refuse_flag_off(self, name: str) -> None:
-        flag = self.flag_off(name)
-        if flag is not None:
-            raise HookFlagError(
-                f"cannot hook {name!r}: it fires only while {flag} is on, and it is off: call "
-                f"model.set_{flag}(True) first (as in TransformerLens)"
-            )
-
-    def _live_names(self, names: Iterable[str], what: str, mode: str) -> list[str]:
+    def _check_live(self, names: Iterable[str], what: str, mode: str) -> list[str]:
         """``names`` less the hook points whose flag is off, which would never fire. ``mode``
         says how the caller chose them: ``"named"`` (by name: any such point is a
         `HookFlagError`), ``"filter"`` (a function of the name: they are skipped, unless
@@ -294,12 +286,12 @@ class HookSurface(HookedRootModule):
         out = []
         for name, hook in pairs:
             if isinstance(name, str):
-                self._refuse_flag_off(name)
+                self._check_live([name], what, "named")
                 out.append((name, _guard_tl_patching(name, hook)))
                 names, explicit = [name], True
             else:
                 matched = [n for n in self.hook_dict if name(n)]
-                names = self._live_names(matched, what, "filter")
+                names = self._check_live(matched, what, "filter")
                 out += [(n, hook) for n in names]
                 explicit = getattr(name, "layers", None) is not None
             # a masking hook compiles its cut for the layers it is added at, checked once
@@ -336,8 +328,8 @@ class HookSurface(HookedRootModule):
         >>> try:
         ...     model.run_with_hooks(model.example_input(), fwd_hooks=[hook])
         ... except HookFlagError as exc:
-        ...     print(str(exc)[:67])
-        cannot hook 'blocks.0.attn.hook_result': that hook point fires only
+        ...     print(str(exc)[72:126])
+        'blocks.0.attn.hook_result' (set_use_attn_result(True))
         """
         fwd_hooks, bwd_hooks = list(fwd_hooks), list(bwd_hooks)
         self._check_hook_names(name for name, _ in [*fwd_hooks, *bwd_hooks])
@@ -386,22 +378,22 @@ class HookSurface(HookedRootModule):
     def check_hooks_to_add(self, hook_point: Any, hook_point_name: str, *args: Any, **kw: Any):
         """TransformerLens's check before a hook is added: a hook point whose flag is off is
         refused (`HookFlagError`)."""
-        self._refuse_flag_off(hook_point_name)
+        self._check_live([hook_point_name], "add_hook", "named")
 
     def _caching_names(self, names_filter: Any, what: str) -> list[str]:
         """The hook points a caching ``names_filter`` (None, a name, a list of names, or a
         function of the name) selects, aliases read as their hook points, less those whose
-        flag is off (named when asked for explicitly; see `_live_names`)."""
+        flag is off (named when asked for explicitly; see `_check_live`)."""
         self._check_hook_names([names_filter] if callable(names_filter) else [])
         if names_filter is None:
-            return self._live_names(self.hook_dict, what, "all")
+            return self._check_live(self.hook_dict, what, "all")
         if callable(names_filter):
             matched = [n for n in self.hook_dict if names_filter(n)]
-            return self._live_names(matched, what, "filter")
+            return self._check_live(matched, what, "filter")
         wanted = [names_filter] if isinstance(names_filter, str) else list(names_filter)
         canonical = {getattr(self.mod_dict.get(n), "name", None) or n for n in wanted}
         matched = [n for n in self.hook_dict if n in canonical]
-        return self._live_names(matched, what, "named")
+        return self._check_live(matched, what, "named")
 
     def get_caching_hooks(
         self,
