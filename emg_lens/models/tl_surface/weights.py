@@ -448,9 +448,7 @@ class WeightSurface(TokenSurface, HookSurface):
             return  # no final norm (normalization_type=None), or no residual stream
         readers = self._ln_final_readers()
         if not readers:
-            raise UnsupportedFeatureError(
-                f"{type(self).__name__} has no linear map reading ln_final"
-            )
+            raise UnsupportedFeatureError(f"{type(self).__name__}: no linear map reading ln_final")
         d_model = ln.w.shape[0]
         for W, b in readers:
             blocks = W.view(-1, d_model, W.shape[-1])  # [k, d_model, out]: k pooled blocks
