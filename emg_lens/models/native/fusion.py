@@ -257,8 +257,8 @@ class _StemFusionEncoder(HookedEncoder):
         what = "CLS token" if self.cfg.use_cls_token else "tubelets' mean"
         raise UnsupportedFeatureError(
             f"{type(self).__name__} has no TransformerLens unembedding (each modality's {what} "
-            "has its own block of W_U): use emg_lens.inspect.attribution.readout_map(model), "
-            "the per-position map"
+            "reads its own d_model block of W_U): use the per-position map, "
+            "emg_lens.inspect.attribution.readout_map(model)"
         )
 
     # ------------------------------------------------------------------ embedding and readout

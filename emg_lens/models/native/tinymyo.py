@@ -334,9 +334,9 @@ class TinyMyo(HookedEncoder):
             )
         if self.head.reduction == "concat":
             raise UnsupportedFeatureError(
-                "TinyMyo(reduction='concat') has no TransformerLens unembedding (each channel's "
-                "block of W_U is its own class direction; reduction='mean' has one): use "
-                "emg_lens.inspect.attribution.readout_map(model), the per-token map"
+                "TinyMyo(reduction='concat') has no TransformerLens unembedding: token (c, t) "
+                "reads its channel's W_U[c*d_model:(c+1)*d_model] / n_patches; use "
+                "reduction='mean', or the per-token map emg_lens.inspect.attribution.readout_map"
             )
         return self.head
 
