@@ -171,7 +171,7 @@ class AttachedModel(HookedBiosignalModel):
         self._named = None if named is None else tuple(named)
         self.folds = folds_of(folds, len(self.calls))
         if cfg.n_layers != len(self.calls):
-            raise ConversionError(f"EncoderConfig.n_layers={cfg.n_layers}, calls={len(calls)}")
+            raise ConversionError(f"EncoderConfig.n_layers={cfg.n_layers} != {len(calls)} calls")
         self.blocks = nn.ModuleList(AttachedBlock(i in self._blocks) for i in range(len(calls)))
         # every attention and residual hook point, flat: one pass tells an unhooked forward
         self._points = tuple(
