@@ -328,7 +328,7 @@ class HookSurface(HookedRootModule):
         >>> try:
         ...     model.run_with_hooks(model.example_input(), fwd_hooks=[hook])
         ... except HookFlagError as exc:
-        ...     print(str(exc)[72:126])
+        ...     print(str(exc).split("never fire: ")[1][:55])
         'blocks.0.attn.hook_result' (set_use_attn_result(True))
         """
         fwd_hooks, bwd_hooks = list(fwd_hooks), list(bwd_hooks)
