@@ -34,7 +34,9 @@ from emg_lens.errors import (
     InputShapeError,
     LayoutError,
     UnsupportedFeatureError,
+    check_choice,
     check_int,
+    describe,
 )
 from emg_lens.layout import TokenLayout, check_mask_shape, checked_edge_masks
 from emg_lens.models.reach import forward_call, unread_positions, warn_unread
@@ -79,9 +81,7 @@ _NEEDS = {
 
 
 def _capability(feature: Any) -> str:
-    if feature not in CAPABILITIES:
-        raise ArgumentError(f"a capability is one of {CAPABILITIES}, got {feature!r}")
-    return feature
+    return check_choice(feature, CAPABILITIES, "a capability")
 
 
 def provides(model: object, feature: str) -> bool:
@@ -235,9 +235,7 @@ class HookedBiosignalModel(ConfigInit, TokenSurface, HookSurface, HookedRootModu
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         if not isinstance(cfg, EncoderConfig):
-            raise TypeError(
-                f"{type(self).__name__} needs an EncoderConfig, got {type(cfg).__name__}"
-            )
+            raise TypeError(f"{type(self).__name__} takes an EncoderConfig, got {describe(cfg)}")
         self.cfg = cfg
         # the std of the normal draws of the model's own parameters (TinyMyo's ``mask_token``,
         # a converted model's CLS token and position tables)
@@ -343,10 +341,8 @@ class HookedBiosignalModel(ConfigInit, TokenSurface, HookSurface, HookedRootModu
         hooks = [k for k in ("fwd_hooks", "bwd_hooks") if k in kwargs]
         if hooks:  # TransformerLens hands them to forward, which fails naming the model's class
             raise ArgumentError(
-                f"run_with_cache takes no {hooks[0]}= (in TransformerLens too: its keywords go "
-                f"to the model's forward): cache a hooked run with `with model.hooks("
-                f"{hooks[0]}=...): model.run_with_cache(x)`, or run hooks without a cache with "
-                f"model.run_with_hooks(x, {hooks[0]}=...)"
+                f"run_with_cache takes no {hooks[0]}= (as in TransformerLens): cache a hooked run "
+                f"in `with model.hooks({hooks[0]}=...):`, or use model.run_with_hooks"
             )
         if remove_batch_dim and model_args and kwargs.get("start_at_layer") is None:
             # one [channel, time] window: its batch axis added first, as forward adds it, so
@@ -373,6 +369,7 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
 
     blocks: Blocks
     tokenization: str = "channel"  # the EncoderConfig.tokenization this model's tokens follow
+    takes: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # other EncoderConfig fields' values
     return_types: tuple[str, ...] = ("logits",)  # what `readout` takes, besides None
 
     @property
@@ -404,23 +401,16 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__(cfg)
-        if cfg.tokenization != self.tokenization:
-            raise ConfigError(
-                f"{type(self).__name__} needs EncoderConfig.tokenization={self.tokenization!r}, "
-                f"got {cfg.tokenization!r}"
-            )
+        for field, accepted in (("tokenization", (self.tokenization,)), *self.takes):
+            what = f"{type(self).__name__}'s EncoderConfig.{field}"
+            check_choice(getattr(cfg, field), accepted, what, ConfigError)
         blocks = nn.ModuleList(TransformerBlock(cfg, i) for i in range(cfg.n_layers))
         self.blocks = cast("Blocks", blocks)
         self.ln_final = make_norm(cfg, "ln_final")
 
     def _check_return_type(self, return_type: str) -> None:
         """Refuse a ``return_type`` that is not one of ``return_types``, naming them."""
-        accepted = self.return_types
-        if return_type not in accepted:
-            name = type(self).__name__
-            raise ArgumentError(
-                f"{name} return_type must be one of {accepted} or None, got {return_type!r}"
-            )
+        check_choice(return_type, self.return_types, f"{type(self).__name__} return_type")
 
     def _channel_layout(self, cls_token: bool) -> TokenLayout:
         """One token per channel and patch of the config, channel-major, after a CLS token
@@ -527,22 +517,16 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
             if value is None or (isinstance(value, Mapping) and not value):
                 continue
             raise ArgumentError(
-                f"{name} acts on the embedding (signals -> blocks.0), which "
-                f"start_at_layer={start_at_layer!r} skips, so it cannot be combined with it; "
+                f"{name} acts on the embedding, which start_at_layer={start_at_layer!r} skips: "
                 "pass one or the other"
             )
 
     def _check_resid(self, resid: Any) -> torch.Tensor:
         expected = (self.layout.n_tokens, self.cfg.d_model)
-        if (
-            not isinstance(resid, torch.Tensor)
-            or resid.ndim != 3
-            or tuple(resid.shape[1:]) != expected
-        ):
-            shape = list(resid.shape) if isinstance(resid, torch.Tensor) else type(resid).__name__
+        if not isinstance(resid, torch.Tensor) or resid.shape[1:] != expected:
             raise InputShapeError(
                 f"with start_at_layer the input must be the residual stream [batch, "
-                f"{expected[0]}, {expected[1]}], got {shape}"
+                f"{expected[0]}, {expected[1]}], got {describe(resid)}"
             )
         return resid
 

@@ -52,7 +52,7 @@ class StateBuilder:
     >>> state.put("W_out", torch.zeros(16, 16), "fc2.weight")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    emg_lens.errors.ConversionError: MLP: fc2.weight (torch.float32 [16, 16]) does not fit W_out, which is [32, 16]...
+    emg_lens.errors.ConversionError: MLP: fc2.weight (torch.float32 [16, 16]) does not fit W_out, [32, 16]...
     """  # noqa: E501
 
     def __init__(self, model: nn.Module, what: str):
@@ -74,18 +74,16 @@ class StateBuilder:
         them)."""
         if name not in self.expected:
             raise ConversionError(
-                f"{self.what}: {source} would become {name}, which this emg_lens model does not "
-                f"have (a bias of a layer built without one?); its entries: "
-                f"{sorted(self.expected)[:20]}"
+                f"{self.what}: {source} would become {name}, no entry of this model (a bias of a "
+                f"layer built without one?): {sorted(self.expected)[:20]}"
             )
         want = self.expected[name]
         shape = want.shape if block is None else want[block].shape
         if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != tuple(shape):
             where = name if block is None else f"{name}[{_slices(block)}]"
             raise ConversionError(
-                f"{self.what}: {source} ({describe(tensor)}) does not fit {where}, which is "
-                f"{list(shape)} for the architecture read off the model; the layers of "
-                "the model disagree with each other or with its configuration"
+                f"{self.what}: {source} ({describe(tensor)}) does not fit {where}, {list(shape)} "
+                "for the architecture read off the model's layers and configuration"
             )
         value = tensor.detach().to(want.dtype)
         if block is None:
@@ -103,10 +101,7 @@ class StateBuilder:
         state = {**self.state, **(keep or {})}
         missing = sorted(set(self.expected) - set(state))
         if missing:
-            raise ConversionError(
-                f"{self.what}: no source weight for {missing} (the converter read "
-                f"{len(self.state)} tensors)"
-            )
+            raise ConversionError(f"{self.what}: no source weight for {missing}")
         self.model.load_state_dict(state, strict=True)
 
 

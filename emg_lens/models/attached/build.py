@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, ConversionError, check_int, checked, describe
+from emg_lens.errors import ArgumentError, ConversionError, check_int, check_type, checked
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models.attached.checks import check_layouts, per_call_layouts
 from emg_lens.models.attached.find import (
@@ -39,14 +39,8 @@ def _input_size(model: nn.Module, layout: TokenLayout | None, n_samples: Any, n_
     if n_channels is None and layout is not None and max(layout.channel) >= 0:
         n_channels = max(layout.channel) + 1
     for name, value in (("n_samples", n_samples), ("n_channels", n_channels)):
-        if value is None:
-            raise ArgumentError(
-                f"attach needs {name} (the input window is [batch, channels, samples]); pass "
-                f"attach(..., {name}=...): the model has no "
-                f"{'n_times' if name == 'n_samples' else 'n_chans'} attribute"
-                + ("" if name == "n_samples" else " and the layout names no channel")
-            )
-        check_int(value, name, minimum=1)
+        own = "n_times" if name == "n_samples" else "n_chans, or the layout's channels"
+        check_int(value, f"{name} (attach(..., {name}=...), or the model's {own})", minimum=1)
     return n_channels, n_samples
 
 
@@ -128,8 +122,7 @@ def attach(
     >>> cache["pattern", 0].shape  # [batch * patches, head, query, key]
     torch.Size([15, 2, 4, 4])
     """
-    if not isinstance(model, nn.Module):
-        raise ArgumentError(f"attach needs a torch.nn.Module, got {describe(model)}")
+    check_type(model, nn.Module, "attach(model)")
     if isinstance(model, AttachedModel):
         raise ArgumentError("this model is attached already: use it as it is")
     layout_at = layout if callable(layout) else None
@@ -224,6 +217,5 @@ def probe_example(
             raise
         raise ConversionError(
             f"{what or type(model).__name__} failed on an example input [batch={batch}, "
-            f"channels={channels}, samples={samples}] ({type(exc).__name__}: {exc}); attach "
-            f"runs the model once to find its attention: check {check}"
+            f"channels={channels}, samples={samples}] ({type(exc).__name__}: {exc}): check {check}"
         ) from exc

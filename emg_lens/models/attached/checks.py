@@ -27,9 +27,7 @@ def window_size(shape: Any) -> tuple[int, int]:
     """``(channels, samples)`` of one input window, checked."""
     pair = tuple(shape) if isinstance(shape, (tuple, list, torch.Size)) else ()
     if len(pair) != 2:
-        raise InputShapeError(
-            f"an input window is (channels, samples), two positive ints, got {describe(shape)}"
-        )
+        raise InputShapeError(f"an input window must be (channels, samples), got {shape!r}")
     channels, samples = (
         check_int(n, f"an input window's {name}", minimum=1, error=InputShapeError)
         for n, name in zip(pair, ("channels", "samples"))
@@ -50,9 +48,8 @@ def check_layouts(layouts: Sequence[TokenLayout], calls: Sequence[Call]) -> None
             raise LayoutError(
                 f"attention call {layer} ({call.kind} in {call.module or 'the model'}) attends "
                 f"{call.n_query} queries to {call.n_key} keys, but the layout has "
-                f"{layout.describe_sides()}: give the layout of the tokens this attention sees "
-                "(one entry per token, in the order of the scores' axes; "
-                "TokenLayout.cross(queries, keys) where queries are not keys)"
+                f"{layout.describe_sides()}: give its tokens in the scores' order (cross-"
+                "attention: TokenLayout.cross(queries, keys))"
             )
 
 
@@ -65,15 +62,11 @@ def per_call_layouts(
     layouts = list(layout) if isinstance(layout, Sequence) else []
     if not layouts or not all(isinstance(one, TokenLayout) for one in layouts):
         raise ArgumentError(
-            "layout must be a TokenLayout saying what each token is (e.g. "
-            "TokenLayout.channel_tokens({'emg': 8}, cls_token=False)), or a list of them, one "
-            f"per attention call; got {describe(layout)}"
+            "layout must be a TokenLayout (e.g. TokenLayout.channel_tokens({'emg': 8}, "
+            f"cls_token=False)), or a list of one per attention call; got {describe(layout)}"
         )
     if len(layouts) != n_calls:
-        raise LayoutError(
-            f"layout lists {len(layouts)} layouts, but the model makes {n_calls} attention "
-            "calls: give one per call, in call order (or one TokenLayout for all)"
-        )
+        raise LayoutError(f"layout must be one per attention call ({n_calls}), got {len(layouts)}")
     return layouts
 
 
@@ -87,8 +80,8 @@ def folds_of(folds: Sequence[Any] | None, n_calls: int) -> tuple[Fold, ...]:
         isinstance(p, Sequence) and not isinstance(p, str) and len(p) == 2 for p in pairs
     ):
         raise ConversionError(
-            f"folds must list one [count, batch_major] per attention call ({n_calls}; count a "
-            f"positive int or None, batch_major true, false or None), got {describe(folds)}"
+            f"folds must list one [count, batch_major] per attention call ({n_calls}), got "
+            f"{describe(folds)}"
         )
     return tuple(
         Fold(

@@ -60,8 +60,9 @@ def named_modules_of(model: nn.Module, attention: AttentionSpec) -> dict[str, nn
     """  # noqa: E501
     if attention is None:
         return None
-    specs = [attention] if isinstance(attention, (str, type)) else attention
-    if not isinstance(specs, Sequence) or not specs:
+    single = isinstance(attention, (str, type))
+    specs = [attention] if single else list(attention) if isinstance(attention, Sequence) else []
+    if not specs or not all(isinstance(s, str | type) for s in specs):
         raise ArgumentError(
             "attention must be a module class, a module-path glob such as 'blocks.*.attn', or a "
             f"list of them, got {describe(attention)}"
@@ -70,12 +71,8 @@ def named_modules_of(model: nn.Module, attention: AttentionSpec) -> dict[str, nn
     for spec in specs:
         if isinstance(spec, type):
             hits = {p: m for p, m in model.named_modules() if isinstance(m, spec)}
-        elif isinstance(spec, str):
-            hits = {p: m for p, m in model.named_modules() if p and fnmatch.fnmatchcase(p, spec)}
         else:
-            raise ArgumentError(
-                f"attention entries must be module classes or path globs, got {describe(spec)}"
-            )
+            hits = {p: m for p, m in model.named_modules() if p and fnmatch.fnmatchcase(p, spec)}
         if not hits:
             examples = [(p, type(m).__name__) for p, m in model.named_modules() if p][:6]
             shown = ", ".join(f"{p!r} ({c})" for p, c in examples)
@@ -275,10 +272,9 @@ def check_calls(model: nn.Module, found: Probe, named: dict[str, nn.Module] | No
             else "anywhere in its forward"
         )
         raise ConversionError(
-            f"{name} computes no attention {where}: no scaled_dot_product_attention, no "
-            "nn.MultiheadAttention and no softmax over the last axis of [batch, head, query, key] "
-            "scores was called on the example input. A model without softmax attention over "
-            "tokens (linear attention, recurrent layers) cannot be attached" + _folded(found)
+            f"{name} computes no attention {where} (no scaled_dot_product_attention, "
+            "nn.MultiheadAttention or softmax over [batch, head, query, key] scores ran on the "
+            "example input): only softmax attention over tokens can be attached" + _folded(found)
         )
     if named is not None:
         return
@@ -295,9 +291,8 @@ def check_calls(model: nn.Module, found: Probe, named: dict[str, nn.Module] | No
         cls = type(dict(model.named_modules())[path]).__name__
         raise ConversionError(
             f"{_path(path)} ({cls}) calls a softmax over a 4-D tensor {per_call[path]} times in "
-            "one call, so attach cannot tell which is an attention's. If each of them is, name "
-            f"the module: attach(..., attention={path!r}) (or attention={cls}); otherwise name "
-            "the modules that compute attention"
+            "one call: name the modules that compute attention, e.g. attach(..., "
+            f"attention={path!r}) (or attention={cls}) if each of them is"
         )
 
 

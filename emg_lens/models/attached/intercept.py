@@ -236,9 +236,8 @@ class Interceptor(TorchFunctionMode):
         if q.ndim not in (3, 4):
             where = self.where("sdpa") or "the model's forward"
             raise ConversionError(
-                f"scaled_dot_product_attention in {where} has a query of shape "
-                f"{list(q.shape)}; attach reads [batch, head, query, d_head] or [batch, query, "
-                "d_head]"
+                f"scaled_dot_product_attention in {where} has a query {list(q.shape)}; attach "
+                "reads [batch, head, query, d_head] or [batch, query, d_head]"
             )
         flat = q.ndim == 3
         batch, heads = q.shape[0], 1 if flat else q.shape[1]

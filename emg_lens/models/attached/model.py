@@ -37,13 +37,13 @@ from emg_lens._hints import checked
 from emg_lens.components.attend import observed, read_hook
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
-    ArgumentError,
     ConversionError,
     EmgLensError,
     InputShapeError,
     LayoutError,
+    check_choice,
     check_int,
-    describe,
+    check_type,
 )
 from emg_lens.layout import TokenLayout, check_mask_shape, checked_edge_masks
 from emg_lens.models.attached.checks import (
@@ -154,8 +154,7 @@ class AttachedModel(HookedBiosignalModel):
         every fold. ``layout_at``: where given, the model opens inputs of any size, their
         layouts built by it at the call (see the module docstring)."""
         super().__init__(cfg)
-        if not isinstance(model, nn.Module):
-            raise ArgumentError(f"model must be a torch.nn.Module, got {describe(model)}")
+        check_type(model, nn.Module, "model")
         self.model = torch_resets(model)  # TransformerLens's `reinitialized` resets it all
         self.calls = tuple(c if isinstance(c, Call) else Call(*c) for c in calls)
         if isinstance(layout, Mapping):
@@ -172,9 +171,7 @@ class AttachedModel(HookedBiosignalModel):
         self._named = None if named is None else tuple(named)
         self.folds = folds_of(folds, len(self.calls))
         if cfg.n_layers != len(self.calls):
-            raise ConversionError(
-                f"EncoderConfig.n_layers={cfg.n_layers} but {len(self.calls)} attention calls"
-            )
+            raise ConversionError(f"EncoderConfig.n_layers={cfg.n_layers} != {len(calls)} calls")
         self.blocks = nn.ModuleList(AttachedBlock(i in self._blocks) for i in range(len(calls)))
         # every attention and residual hook point, flat: one pass tells an unhooked forward
         self._points = tuple(
@@ -214,10 +211,7 @@ class AttachedModel(HookedBiosignalModel):
         `layout_of`."""
         first = self._layouts[0]
         if any(other != first for other in self._layouts[1:]):
-            raise LayoutError(
-                f"{type(self.model).__name__}'s attention calls see different tokens (e.g. "
-                f"layer 0: {first.describe_sides()}); ask for one layer's: model.layout_of(layer)"
-            )
+            raise LayoutError("the attention calls see other tokens: use model.layout_of(layer)")
         return first
 
     def layout_of(self, layer: int, input_shape: tuple[int, int] | None = None) -> TokenLayout:
@@ -282,11 +276,9 @@ class AttachedModel(HookedBiosignalModel):
         if shape == self.input_shape:
             return _Size(self.calls, tuple(self._layouts), self.folds)
         if self._layout_at is None:
-            channels, samples = self.input_shape
             raise InputShapeError(
-                f"{type(self.model).__name__} was attached for inputs of {channels} channels x "
-                f"{samples} samples, not {shape[0]} x {shape[1]}; to open any size, attach it "
-                "with the layout as a function of the input's size (see attach)"
+                f"input_shape must be the model's {self.input_shape}, got {shape}; to open any "
+                "size, attach with the layout as a function of the input's size (see attach)"
             )
         with self._probing:
             if shape not in self._sizes:
@@ -318,9 +310,8 @@ class AttachedModel(HookedBiosignalModel):
         )
         if kinds != ours:
             raise ConversionError(
-                f"{what} its forward makes {len(kinds)} attention calls ({calls_text(kinds)}), "
-                f"not the {len(ours)} it made at attach time ({calls_text(ours)}); the layers "
-                "are numbered by call order, so every size must make the same calls"
+                f"{what} its forward makes the attention calls {calls_text(kinds)}, not those at "
+                f"attach time ({calls_text(ours)}); every size must make the same calls"
             )
         layouts = per_call_layouts(layout_at(found.calls, channels, samples), len(kinds))
         check_layouts(layouts, found.calls)
@@ -364,11 +355,7 @@ class AttachedModel(HookedBiosignalModel):
         >>> bool(gap.abs().max() < 1e-6)
         True
         """
-        if return_type not in ("logits", None):
-            raise ArgumentError(
-                f"an attached model's return_type is 'logits' or None (the model's output), "
-                f"got {return_type!r}"
-            )
+        check_choice(return_type, ("logits", None), "an attached model's return_type")
         for name in ("start_at_layer", "stop_at_layer"):
             if _tl_keyword(self.model, kwargs, name) is not None:  # None: the whole forward
                 require(self, LAYERWISE, f"forward({name}=...)")
@@ -423,30 +410,18 @@ class AttachedModel(HookedBiosignalModel):
         finally:
             for handle in handles:
                 handle.remove()
-        if mode.count != len(self.calls):
-            raise ConversionError(
-                f"this forward of {type(self.model).__name__} made {mode.count} attention calls, "
-                f"but {len(self.calls)} at attach time: the layers are numbered by call order, "
-                "so the forward must make the same calls on every input"
-            )
+        self._check_call(mode.count, None, size)
         return out
 
-    def _check_call(self, layer: int, call: Call, size: _Size) -> None:
-        if layer >= len(self.calls):
+    def _check_call(self, layer: int, call: Call | None, size: _Size) -> None:
+        """Call ``layer`` of this forward (None: the count after it) must be one of those at
+        attach time (`_KEPT`: its kind, heads and sizes), in their order."""
+        known = size.calls[layer] if layer < len(size.calls) else None
+        same = known is None if call is None else known is not None and _KEPT(call) == _KEPT(known)
+        if not same:
             raise ConversionError(
-                f"this forward of {type(self.model).__name__} made more attention calls than the "
-                f"{len(self.calls)} at attach time (call {layer}: {call.kind} in "
-                f"{call.module or 'the model'}); the forward must make the same calls on every "
-                "input"
-            )
-        known = size.calls[layer]
-        if _KEPT(call) != _KEPT(known):
-            raise ConversionError(
-                f"attention call {layer} is a {call.kind} with {call.heads} heads over "
-                f"{call.n_query} queries and {call.n_key} keys, but at attach time it was a "
-                f"{known.kind} in {known.module or 'the model'} with {known.heads} heads over "
-                f"{known.n_query} x {known.n_key}; the forward must make the same calls on "
-                "every input"
+                f"this forward's attention call {layer}: {call}, at attach time: {known}; the "
+                "forward must make the same calls (kind, heads, sizes) on every input"
             )
 
     def _check_rows(
@@ -458,14 +433,8 @@ class AttachedModel(HookedBiosignalModel):
             count = size.folds[layer].count
             raise ConversionError(
                 f"attention call {layer} ({call.module or 'the model'}) has {call.batch} score "
-                f"rows for {batch} input rows, but edge_masks[{layer}] has {mask.shape[0]} rows "
-                + (
-                    f"({count} per input row, as at attach time); the forward must fold its "
-                    "attention problems the same way on every input"
-                    if count is not None
-                    else "(how it folds its attention problems is not known: a checkpoint "
-                    "saved before folds were recorded; attach the model again)"
-                )
+                f"rows for {batch} input rows, but edge_masks[{layer}] has {mask.shape[0]}: the "
+                f"folds per row must stay as at attach ({count}; None: not known, attach again)"
             )
 
     def _resid_hooks(

@@ -15,7 +15,8 @@ source and the converted model, run on a probe input in eval mode, must agree wi
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -78,24 +79,17 @@ def check_self_attention(attn: Any, path: str) -> nn.MultiheadAttention:
     >>> check_self_attention(nn.MultiheadAttention(4, 2, kdim=2), "attn")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    emg_lens.errors.ConversionError: attn has kdim=2, vdim=4 != embed_dim=4: ...
+    emg_lens.errors.ConversionError: attn has kdim=2, vdim=4, add_bias_kv=False, ...
     """
     if type(attn) is not nn.MultiheadAttention:
         raise ConversionError(
-            f"{path} is a {type(attn).__name__}; supported: torch.nn.MultiheadAttention",
-            path=path,
+            f"{path} is a {type(attn).__name__}; supported: torch.nn.MultiheadAttention", path=path
         )
-    if not attn._qkv_same_embed_dim:
+    if not attn._qkv_same_embed_dim or attn.bias_k is not None or attn.add_zero_attn:
         raise ConversionError(
-            f"{path} has kdim={attn.kdim}, vdim={attn.vdim} != embed_dim={attn.embed_dim}: "
-            "keys and values from another space are cross-attention, which emg_lens blocks do "
-            "not compute; supported: self-attention with kdim = vdim = embed_dim",
-            path=path,
-        )
-    if attn.bias_k is not None or attn.add_zero_attn:
-        raise ConversionError(
-            f"{path} has add_bias_kv or add_zero_attn, which add key positions that no token "
-            "holds; supported: nn.MultiheadAttention without them",
+            f"{path} has kdim={attn.kdim}, vdim={attn.vdim}, add_bias_kv={attn.bias_k is not None}"
+            f", add_zero_attn={attn.add_zero_attn}; supported: self-attention (kdim = vdim = "
+            f"embed_dim={attn.embed_dim}, no add_bias_kv or add_zero_attn)",
             path=path,
         )
     return attn
@@ -103,6 +97,27 @@ def check_self_attention(attn: Any, path: str) -> nn.MultiheadAttention:
 
 # Activation functions and modules an emg_lens MLP computes, by EncoderConfig.act_fn.
 _FUNCTIONS: dict[Callable, str] = {F.relu: "relu", F.gelu: "gelu", F.silu: "silu"}
+
+
+Parts = Sequence[tuple[str, Callable[[Any], Any], str]]
+"""A converter's table of what it reads: ``(dotted path, test of what is there, what the
+converter supports there)`` (`check_parts`)."""
+
+
+def check_parts(model: nn.Module, parts: Parts) -> None:
+    """Refuse (`ConversionError`, ``path`` set) the first of ``parts`` of ``model`` whose
+    test fails, naming its path, its class and what is supported there.
+
+    >>> check_parts(nn.Sequential(nn.ReLU()), [("0", lambda m: isinstance(m, nn.GELU), "GELU")])
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ConversionError: Sequential.0 is a ReLU; supported: GELU
+    """
+    for path, ok, supported in parts:
+        part = functools.reduce(getattr, path.split("."), model)
+        if not ok(part):
+            name = f"{type(model).__name__}.{path} is a {type(part).__name__}"
+            raise ConversionError(f"{name}; supported: {supported}", path=path)
 
 
 def activation_name(activation: Any, path: str) -> str:
@@ -115,7 +130,7 @@ def activation_name(activation: Any, path: str) -> str:
     >>> activation_name(torch.tanh, "layers.0.activation")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    emg_lens.errors.ConversionError: layers.0.activation is the activation tanh, ...
+    emg_lens.errors.ConversionError: layers.0.activation is the activation tanh; ...
     """
     if isinstance(activation, str) and activation in ("relu", "gelu"):
         return activation
@@ -129,9 +144,8 @@ def activation_name(activation: Any, path: str) -> str:
         return _FUNCTIONS[activation]
     name = getattr(activation, "__name__", type(activation).__name__)
     raise ConversionError(
-        f"{path} is the activation {name}, which emg_lens's MLP does not compute; supported: "
-        "relu (F.relu, nn.ReLU, 'relu'), gelu (F.gelu, nn.GELU(), 'gelu'), the tanh GELU "
-        "(nn.GELU(approximate='tanh')) and silu (F.silu, nn.SiLU)",
+        f"{path} is the activation {name}; supported (as functions, modules or torch's names): "
+        "relu, gelu, the tanh GELU (nn.GELU(approximate='tanh')) and silu",
         path=path,
     )
 
@@ -184,9 +198,8 @@ def refuse_dropped_code(what: str, sources: Mapping[str, nn.Module]) -> None:
         if hooks:
             names = ", ".join(_hook_name(h) for h in hooks.values())
             raise ConversionError(
-                f"{what}: a {kind} ({names}) is registered for every module; it runs on the "
-                f"source's modules and would run on the converted model's, which are others: "
-                "remove it before converting",
+                f"{what}: a {kind} ({names}) is registered for every module: remove it before "
+                "converting (it would run on the converted model's modules too)",
                 path="",
             )
     for root, source in sources.items():
@@ -196,10 +209,8 @@ def refuse_dropped_code(what: str, sources: Mapping[str, nn.Module]) -> None:
             # meet; every module here is an nn.Module as well
             if isinstance(module, LazyModuleMixin) and module.has_uninitialized_params():  # type: ignore[misc]
                 raise ConversionError(
-                    f"{what}: {path} is a {type(module).__name__} not yet built (its weights' "
-                    "shapes are set by its first call, braindecode's when built without "
-                    "n_times or n_chans): run the model once on a window, which builds it for "
-                    "that window's size, then convert",
+                    f"{what}: {path} is a {type(module).__name__} not yet built: run the model "
+                    "once on a window (which builds it for that size), then convert",
                     path=path,
                 )
             for kind, hooks in (
@@ -213,10 +224,8 @@ def refuse_dropped_code(what: str, sources: Mapping[str, nn.Module]) -> None:
                     )
             if "forward" in vars(module):
                 raise ConversionError(
-                    f"{what}: {path} has its own forward ({_hook_name(vars(module)['forward'])}"
-                    f", set on the instance, not its class {type(module).__name__}'s); the "
-                    "conversion reads the modules' weights, not the code their forward runs: "
-                    "convert the module without the patch",
+                    f"{what}: {path} has its own forward ({_hook_name(vars(module)['forward'])}, "
+                    "set on the instance), which the converted weights drop: remove the patch",
                     path=path,
                 )
 
@@ -257,9 +266,8 @@ def check_faithful(
     ours = converted()
     if not isinstance(expected, torch.Tensor) or expected.shape != ours.shape:
         raise ConversionError(
-            f"{what}: on a probe input the source returned {describe(expected)} and the "
-            f"converted model {describe(ours)}; they must agree (a source whose forward "
-            "returns something else than its class declares?)"
+            f"{what}: on a probe input the source returned {describe(expected)}, the converted "
+            f"model {describe(ours)}; they must agree"
         )
     diff = float((ours.detach() - expected.detach()).abs().max())
     if rtol is None:
@@ -268,7 +276,6 @@ def check_faithful(
     if not diff <= tolerance:
         raise ConversionError(
             f"{what}: the converted model differs from the source by {diff:.3g} (max |diff|) "
-            f"on a probe input, above the tolerance {tolerance:.3g}: a module of the source "
-            "computes something other than its class declares (a subclass with its own "
-            "forward?), which the converter cannot read"
+            f"on a probe input, above the tolerance {tolerance:.3g}: a source module whose "
+            "forward is not its class's?"
         )

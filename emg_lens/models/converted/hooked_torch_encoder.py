@@ -26,6 +26,7 @@ from emg_lens.errors import (
     ArgumentError,
     InputShapeError,
     UnsupportedFeatureError,
+    check_type,
     describe,
 )
 from emg_lens.layout import TokenLayout
@@ -73,11 +74,7 @@ class HookedTorchEncoder(ConvertedEncoder):
     ):
         super().__init__(cfg)
         for name, module in (("embed", embed), ("readout", readout)):
-            if not isinstance(module, nn.Module):
-                raise ArgumentError(
-                    f"{name} must be a torch.nn.Module (signals -> tokens for embed, tokens -> "
-                    f"logits for readout), got {describe(module)}"
-                )
+            check_type(module, nn.Module, name)
         self._layout = layout if isinstance(layout, TokenLayout) else TokenLayout.from_dict(layout)
         self._layout.check_matches(cfg.n_ctx, "EncoderConfig.n_ctx")
         self.embed = embed
@@ -112,10 +109,7 @@ class HookedTorchEncoder(ConvertedEncoder):
         tokens = self.embed(signals)
         expected = (signals.shape[0], self.layout.n_tokens, self.cfg.d_model)
         if not isinstance(tokens, torch.Tensor) or tuple(tokens.shape) != expected:
-            raise InputShapeError(
-                f"embed ({type(self.embed).__name__}) returned {describe(tokens)}; the converted "
-                f"encoder needs tokens [batch, pos, d_model] = {list(expected)}"
-            )
+            raise InputShapeError(f"embed must return {list(expected)}, got {describe(tokens)}")
         return self.hook_embed(tokens)
 
     def forward(
@@ -201,11 +195,9 @@ class HookedTorchEncoder(ConvertedEncoder):
         """The linear readout's form; a readout without one is refused, saying why."""
         if self._linear_readout is None:
             raise UnsupportedFeatureError(
-                f"{type(self).__name__} has no unembedding: its readout "
-                f"({type(self.head).__name__}) is the user's code, not one linear map of a "
-                "token or of the tokens' mean (from_torch_encoder(linear_readout=...) detects "
-                "or declares one)"
-                + (f": {self.linear_readout_note}" if self.linear_readout_note else "")
+                f"{type(self).__name__} has no unembedding: its readout is no linear map of a "
+                f"token or the tokens' mean (from_torch_encoder(linear_readout=...)): "
+                f"{self.linear_readout_note or 'none was found or declared'}"
             )
         return self._linear_readout
 
@@ -218,9 +210,8 @@ class HookedTorchEncoder(ConvertedEncoder):
             linear = None
         if type(linear) is not nn.Linear:
             raise ArgumentError(
-                f"the linear readout names readout.{path} as its nn.Linear, but the readout "
-                f"({type(self.head).__name__}) holds {describe(linear)} there: load the "
-                "checkpoint with the modules it was saved with"
+                f"the linear readout names readout.{path} as its nn.Linear, but it holds "
+                f"{describe(linear)}: load the checkpoint with the modules it was saved with"
             )
         return linear
 

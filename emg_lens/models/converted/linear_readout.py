@@ -134,14 +134,10 @@ def check_form(form: Any, layout: TokenLayout, cfg: EncoderConfig) -> ReadoutFor
     if not ok:
         raise ArgumentError(
             f"linear_readout must be {{'pool': a token position or 'mean', 'linear': the path "
-            f"of the readout's nn.Linear, 'norm': the path of its nn.LayerNorm or None}} (what "
-            f"from_torch_encoder finds), got {form!r}"
+            f"of the readout's nn.Linear, 'norm': that of its nn.LayerNorm or None}}, got {form!r}"
         )
     if form["norm"] is not None and not cfg.final_norm:
-        raise ArgumentError(
-            "linear_readout names the readout's norm, which the conversion copies into "
-            "ln_final, but this config has no final norm (final_norm=False)"
-        )
+        raise ArgumentError("linear_readout's norm needs a config with final_norm=True (ln_final)")
     return cast(ReadoutForm, {**form, "pool": "mean" if pool == "mean" else int(form["pool"])})
 
 

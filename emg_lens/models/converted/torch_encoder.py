@@ -40,6 +40,7 @@ from emg_lens.errors import (
     ConversionError,
     LayoutError,
     check_int,
+    check_type,
     describe,
 )
 from emg_lens.layout import CLS, TokenLayout
@@ -68,15 +69,11 @@ def _layers(encoder: Any) -> list[tuple[str, nn.Module]]:
 
 def _layer_norm(norm: Any, path: str) -> tuple[float, bool]:
     """``(eps, has_bias)`` of a LayerNorm the converter can read, or refused by name."""
-    if type(norm) is not nn.LayerNorm:
+    affine = getattr(norm, "weight", None) is not None
+    if type(norm) is not nn.LayerNorm or not affine:
         raise ConversionError(
-            f"{path} is a {type(norm).__name__}; supported: torch.nn.LayerNorm over d_model",
-            path=path,
-        )
-    if norm.weight is None:
-        raise ConversionError(
-            f"{path} is a LayerNorm without weights (elementwise_affine=False); supported: "
-            "LayerNorms with a weight (and a bias or bias=False)",
+            f"{path} is a {type(norm).__name__}{'' if affine else ' without weights'}; supported:"
+            " torch.nn.LayerNorm over d_model with a weight (elementwise_affine=True)",
             path=path,
         )
     return float(norm.eps), norm.bias is not None
@@ -185,8 +182,7 @@ def from_torch_encoder(
     True
     """
     layers = _layers(encoder)
-    if not isinstance(layout, TokenLayout):
-        raise ArgumentError(f"layout must be a TokenLayout, got {describe(layout)}")
+    check_type(layout, TokenLayout, "layout")
     n_samples = check_int(n_samples, "n_samples (samples per window)", minimum=1)
     archs = [_read_layer(path, layer) for path, layer in layers]
     for (path, _), arch in zip(layers[1:], archs[1:]):
@@ -202,14 +198,7 @@ def from_torch_encoder(
     if final is not None:
         eps, final_bias = _layer_norm(final, "norm")
         if eps != arch["eps"]:
-            raise ConversionError(
-                f"norm (the encoder's final LayerNorm) has eps={eps} but its layers have "
-                f"layer_norm_eps={arch['eps']}; emg_lens's ln_final shares EncoderConfig.eps"
-            )
-    if arch["d_model"] % arch["n_heads"]:
-        raise ConversionError(
-            f"d_model={arch['d_model']} is not a multiple of nhead={arch['n_heads']}"
-        )
+            raise ConversionError(f"norm's eps={eps} must be its layers' {arch['eps']}")
     modules = [layer for _, layer in layers] + [embed, readout]
     zero = [] if arch["bias"] else ["b_Q", "b_K", "b_V", "b_O", "b_in", "b_out", "ln1.b", "ln2.b"]
     if final is not None and not final_bias:
@@ -273,9 +262,8 @@ def _check_embed(embed: nn.Module, layout: TokenLayout, cfg: EncoderConfig) -> N
     expected = [1, layout.n_tokens, cfg.d_model]
     if not isinstance(tokens, torch.Tensor) or list(tokens.shape) != expected:
         raise ConversionError(
-            f"embed ({type(embed).__name__}) returned {describe(tokens)} for one window; the "
-            f"layout has {layout.n_tokens} tokens and the encoder d_model={cfg.d_model}, so it "
-            f"must return {expected} (tokens [batch, pos, d_model], batch first)"
+            f"embed ({type(embed).__name__}) returned {describe(tokens)} for one window; it must "
+            f"return {expected}: [batch, layout's tokens, d_model]"
         )
 
 
@@ -358,9 +346,8 @@ def _modalities(layout: TokenLayout) -> dict[str, int]:
         ids = sorted({c for g, c in zip(layout.group, layout.channel) if g == group and c >= 0})
         if ids and ids != list(range(first, first + len(ids))):
             raise LayoutError(
-                f"layout group {group!r} embeds channels {ids}; the converter needs each group's "
-                f"channels to be consecutive input rows after the previous group's (here "
-                f"{first}..{first + len(ids) - 1}), as TokenLayout.channel_tokens numbers them"
+                f"layout group {group!r} embeds channels {ids}, not the next input rows "
+                f"{first}..{first + len(ids) - 1} (as TokenLayout.channel_tokens numbers them)"
             )
         counts[group] = len(ids) or 1
         first += len(ids)

@@ -16,21 +16,20 @@ from emg_lens.errors import ArgumentError, describe
 def _blocked(value: Any, name: str, accepted: str) -> torch.Tensor:
     """A torch mask as bool, True where attention is blocked: a bool mask as it is, a float
     one True at its -inf entries (any value other than 0 and -inf is refused)."""
-    if not isinstance(value, torch.Tensor):
-        raise ArgumentError(f"{name} must be a tensor {accepted}, got {describe(value)}")
+    if not (torch.is_tensor(value) and (value.is_floating_point() or value.dtype == torch.bool)):
+        raise ArgumentError(
+            f"{name} must be a tensor (bool, float) {accepted}, got {describe(value)}"
+        )
     if value.dtype == torch.bool:
         return value
-    if value.is_floating_point():
-        blocked = torch.isneginf(value)
-        other = ~(blocked | (value == 0))
-        if bool(other.any()):
-            raise ArgumentError(
-                f"{name} holds {int(other.sum())} values other than 0 and -inf (first "
-                f"{float(value[other][0])!r}); accepted: bool (True: not attended) or float "
-                "0 / -inf; an additive bias of other values is not supported"
-            )
-        return blocked
-    raise ArgumentError(f"{name} is {describe(value)}; accepted: bool or float {accepted}")
+    blocked = torch.isneginf(value)
+    other = ~(blocked | (value == 0))
+    if bool(other.any()):
+        raise ArgumentError(
+            f"{name} holds {int(other.sum())} values other than 0 and -inf (first "
+            f"{float(value[other][0])!r}); accepted: bool (True: not attended) or float 0 / -inf"
+        )
+    return blocked
 
 
 def torch_attention_mask(
@@ -73,7 +72,7 @@ def torch_attention_mask(
         padding = _blocked(src_key_padding_mask, "src_key_padding_mask", accepted)
         if tuple(padding.shape) != (batch, n):
             raise ArgumentError(
-                f"src_key_padding_mask has shape {list(padding.shape)}; accepted: {accepted}"
+                f"src_key_padding_mask has shape {list(padding.shape)}, not {accepted}"
             )
         out = out.to(padding.device) | padding[:, None, None, :]
     return out

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, CheckpointError, check_int, describe
+from emg_lens.errors import ArgumentError, CheckpointError, check_choice, check_int, describe
 from emg_lens.models import key_table as keys
 
 PATCH = "patch_embedding.patch_embed.proj"  # BioFoundation's patch embedding, a Conv2d
@@ -95,28 +95,21 @@ def strip_prefix(sd: dict[str, Any]) -> dict[str, Any]:
 
 
 def _require(sd: dict[str, Any], key: str, ndim: int) -> torch.Tensor:
-    if key not in sd:
-        raise CheckpointError(
-            f"BioFoundation TinyMyo state dict is missing key {key!r}, needed to infer the "
-            f"architecture; it has {len(sd)} keys, e.g. {sorted(sd)[:5]}"
-        )
-    value = sd[key]
+    value = sd.get(key)
     if not isinstance(value, torch.Tensor) or value.ndim != ndim:
-        raise CheckpointError(f"key {key!r} must be a {ndim}-d tensor, got {describe(value)}")
+        raise CheckpointError(
+            f"BioFoundation TinyMyo state dict key {key!r} must be a {ndim}-d tensor, got "
+            + (describe(value) if key in sd else f"a missing key (it has {sorted(sd)[:5]}...)")
+        )
     return value
 
 
 def _channels_from_width(width: int, d_model: int, key: str, n_channels: int | None) -> int:
-    if width % d_model:
-        raise CheckpointError(
-            f"key {key!r} has input width {width}, which is neither d_model={d_model} ('mean') "
-            "nor a multiple of it ('concat': n_channels * d_model)"
-        )
     channels = width // d_model
-    if n_channels is not None and n_channels != channels:
+    if width % d_model or n_channels not in (None, channels):
         raise CheckpointError(
-            f"n_channels={n_channels} disagrees with key {key!r}, whose input width {width} = "
-            f"{channels} channels x d_model={d_model}"
+            f"key {key!r} has input width {width}; accepted: a multiple of d_model={d_model}, "
+            f"n_channels={n_channels} (None: any) times it"
         )
     return channels
 
@@ -131,8 +124,7 @@ def infer_architecture(
         raise ArgumentError(
             f"n_heads must be a positive divisor of d_model={d_model}, got {n_heads}"
         )
-    if reduction is not None and reduction not in REDUCTIONS:
-        raise ArgumentError(f"reduction must be one of {REDUCTIONS} or None, got {reduction!r}")
+    check_choice(reduction, (*REDUCTIONS, None), "reduction")
     layers = {int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k))}
     if not layers:
         raise CheckpointError("BioFoundation TinyMyo state dict has no 'blocks.{i}.*' keys")
@@ -223,10 +215,7 @@ def build_from_biofoundation(
     'none'
     """
     sd = strip_prefix(dict(state_dict))
-    if rope_positions not in ROPE_POSITIONS:
-        raise ArgumentError(
-            f"rope_positions must be one of {ROPE_POSITIONS}, got {rope_positions!r}"
-        )
+    check_choice(rope_positions, ROPE_POSITIONS, "rope_positions")
     arch = infer_architecture(sd, n_heads, n_channels, reduction)
     inferred: dict[str, Any] = {
         "d_model": arch["d_model"],
@@ -262,9 +251,8 @@ def build_from_biofoundation(
     unknown = sorted(set(sd) - set(expected))
     if missing or unknown:
         raise CheckpointError(
-            f"BioFoundation TinyMyo state dict does not fit the inferred architecture "
-            f"(task={arch['task']!r}, n_layers={cfg.n_layers}, d_model={cfg.d_model}): "
-            f"missing keys {missing}; unknown keys {unknown}"
+            f"BioFoundation TinyMyo state dict (task={arch['task']!r}, n_layers={cfg.n_layers}"
+            f", d_model={cfg.d_model}) has missing keys {missing}; unknown keys {unknown}"
         )
     bad = {
         k: (list(sd[k].shape), list(v.shape))

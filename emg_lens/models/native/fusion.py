@@ -52,7 +52,13 @@ from transformer_lens.hook_points import HookPoint
 from emg_lens.components import ClassifierHead, ConfigInit, PosEmbed, TransformerBlock
 from emg_lens.components.embeddings import cls_token_parameter, cut_patches, prepend_cls_token
 from emg_lens.config import PRESETS, EncoderConfig
-from emg_lens.errors import ArgumentError, ConfigError, UnsupportedFeatureError, checked
+from emg_lens.errors import (
+    ConfigError,
+    UnsupportedFeatureError,
+    check_choice,
+    check_int,
+    checked,
+)
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models.base import EdgeMasks, HookedEncoder
 
@@ -203,14 +209,9 @@ class _StemFusionEncoder(HookedEncoder):
     """Shared machinery of the two tubelet transformers: stems, concatenation, readout."""
 
     tokenization = "tubelet"
+    takes = (("positional_embedding_type", ("standard",)),)  # learned positions, per stem
 
     def __init__(self, cfg: EncoderConfig):
-        if cfg.positional_embedding_type != "standard":
-            raise ConfigError(
-                f"{type(self).__name__} uses learned position embeddings per stem: "
-                "EncoderConfig.positional_embedding_type must be 'standard', "
-                f"got {cfg.positional_embedding_type!r}"
-            )
         super().__init__(cfg)
         self.stems = nn.ModuleDict({name: ModalityStem(cfg, name) for name in cfg.modalities})
         self.hook_embed = HookPoint()  # [batch, pos, d_model]: the stems' outputs, concatenated
@@ -255,12 +256,9 @@ class _StemFusionEncoder(HookedEncoder):
     def _unembedding(self) -> nn.Module:
         what = "CLS token" if self.cfg.use_cls_token else "tubelets' mean"
         raise UnsupportedFeatureError(
-            f"{type(self).__name__} has no TransformerLens unembedding: its classifier reads "
-            f"each modality's {what} through that modality's own d_model block of W_U "
-            "[n_modalities * d_model, n_classes], so a class has a different direction at "
-            "each modality's positions, not one W_U column. The per-position map is "
-            "emg_lens.inspect.attribution.readout_map(model) (logits = sum_p "
-            "ln_final(resid)[p] @ R[p] + b_U)"
+            f"{type(self).__name__} has no TransformerLens unembedding (each modality's {what} "
+            "reads its own d_model block of W_U): use the per-position map, "
+            "emg_lens.inspect.attribution.readout_map(model)"
         )
 
     # ------------------------------------------------------------------ embedding and readout
@@ -294,10 +292,7 @@ class _StemFusionEncoder(HookedEncoder):
     ) -> Float[torch.Tensor, "batch n_classes"]:
         """``ln_final``, then each modality's CLS vector (or, without CLS tokens, the mean of
         its tubelets), concatenated and classified linearly (``classifier.hook_pooled``)."""
-        if return_type != "logits":
-            raise ArgumentError(
-                f"{type(self).__name__} return_type must be 'logits' or None, got {return_type!r}"
-            )
+        check_choice(return_type, ("logits",), f"{type(self).__name__} return_type")
         normalized = self.ln_final(resid)
         if self.cfg.use_cls_token:
             pooled = normalized[:, list(self.cls_positions.values())]
@@ -356,12 +351,8 @@ class MultimodalTransformer(_StemFusionEncoder):
     """
 
     def __init__(self, cfg: EncoderConfig):
-        if cfg.n_layers != 0:
-            raise ConfigError(
-                "MultimodalTransformer has no fusion stack: EncoderConfig.n_layers (the depth of "
-                f"`blocks`) must be 0, got {cfg.n_layers}; set the stem depth with n_stem_layers "
-                "(MultimodalTransformer.default_config does both)"
-            )
+        what = "MultimodalTransformer's EncoderConfig.n_layers (no fusion stack: n_stem_layers)"
+        check_int(cfg.n_layers, what, 0, 0, ConfigError)
         super().__init__(cfg)
 
     @classmethod
@@ -401,11 +392,7 @@ class HierarchicalTransformer(_StemFusionEncoder):
     """
 
     def __init__(self, cfg: EncoderConfig):
-        if cfg.n_layers < 1:
-            raise ConfigError(
-                "HierarchicalTransformer needs a fusion stage: EncoderConfig.n_layers must be "
-                f">= 1, got {cfg.n_layers} (with no fusion layers it is the MultimodalTransformer)"
-            )
+        check_int(cfg.n_layers, "HierarchicalTransformer's fusion n_layers", 1, None, ConfigError)
         super().__init__(cfg)
 
     @classmethod

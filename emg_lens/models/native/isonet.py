@@ -45,15 +45,11 @@ class IsoNet(HookedEncoder):
 
     dual_head = True
     return_types = RETURN_TYPES
+    takes = (("positional_embedding_type", ("standard",)),)  # learned positions
 
     def __init__(self, cfg: EncoderConfig):
         if not cfg.use_cls_token:
             raise ConfigError("IsoNet needs EncoderConfig.use_cls_token=True (its CLS head)")
-        if cfg.positional_embedding_type != "standard":
-            raise ConfigError(
-                "IsoNet uses learned position embeddings: positional_embedding_type must be "
-                f"'standard', got {cfg.positional_embedding_type!r}"
-            )
         super().__init__(cfg)
         self.embed = ChannelEmbed(cfg)
         self.hook_embed = HookPoint()  # [batch, pos, d_model]

@@ -24,7 +24,7 @@ from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components import ClassifierHead, ConfigInit
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, checked
+from emg_lens.errors import check_choice, checked
 from emg_lens.layout import TokenLayout
 from emg_lens.models.base import (
     ATTENTION_HOOKS,
@@ -201,10 +201,7 @@ class MultimodalMLP(HookedBiosignalModel):
         ):
             if value is not None:
                 require(self, feature, f"forward({name}=...)")
-        if return_type not in ("logits", None):
-            raise ArgumentError(
-                f"MultimodalMLP return_type must be 'logits' or None, got {return_type!r}"
-            )
+        check_choice(return_type, ("logits", None), "MultimodalMLP return_type")
         signals = self.hook_input(self.to_tokens(signals))
         hidden, first = [], 0
         for name, n_channels in self.cfg.modalities.items():  # the heads' order

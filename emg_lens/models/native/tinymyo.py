@@ -33,11 +33,12 @@ from emg_lens.components import ChannelEmbed, ClassifierHead, ConfigInit, Transf
 from emg_lens.components.embeddings import cut_patches
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
-    ArgumentError,
     ConfigError,
     InputShapeError,
     UnsupportedFeatureError,
+    check_choice,
     check_int,
+    check_number,
     describe,
 )
 from emg_lens.models.base import HookedEncoder
@@ -259,6 +260,7 @@ class TinyMyo(HookedEncoder):
     """
 
     return_types = RETURN_TYPES
+    takes = (("positional_embedding_type", ("rotary", "none")),)  # RoPE's, or no positions
 
     def __init__(
         self,
@@ -273,21 +275,12 @@ class TinyMyo(HookedEncoder):
     ):
         if cfg.use_cls_token:
             raise ConfigError("TinyMyo has no CLS token: set EncoderConfig.use_cls_token=False")
-        if cfg.positional_embedding_type not in ("rotary", "none"):
-            raise ConfigError(
-                "TinyMyo uses rotary (or no) positions: positional_embedding_type must be "
-                f"'rotary' or 'none', got {cfg.positional_embedding_type!r}"
-            )
-        task = TASK_ALIASES.get(task, task)
-        if task not in TASKS:
-            raise ArgumentError(f"TinyMyo task must be one of {TASKS}, got {task!r}")
-        if reduction not in REDUCTIONS:
-            raise ArgumentError(f"TinyMyo reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        task = check_choice(TASK_ALIASES.get(task, task), TASKS, "TinyMyo task")
+        check_choice(reduction, REDUCTIONS, "TinyMyo reduction")
         reg_hidden = check_int(reg_hidden, "TinyMyo reg_hidden", minimum=1)
         reg_target_len = check_int(reg_target_len, "TinyMyo reg_target_len", minimum=1)
         for name, value in (("head_dropout", head_dropout), ("drop_path", drop_path)):
-            if not 0.0 <= value < 1.0:
-                raise ArgumentError(f"TinyMyo {name} must be in [0, 1), got {value!r}")
+            check_number(value, f"TinyMyo {name}", "a number in [0, 1)", lambda v: 0 <= v < 1)
         super().__init__(cfg)
         self._init_kwargs: dict[str, Any] = {
             "task": task,
@@ -337,19 +330,13 @@ class TinyMyo(HookedEncoder):
         """
         if not isinstance(self.head, ChannelPoolClassifier):  # task != "classification"
             raise UnsupportedFeatureError(
-                f"TinyMyo(task={self.task!r}) has no class logits, so no unembedding "
-                "(W_U, tokens_to_residual_directions): only task='classification' has one"
+                f"TinyMyo(task={self.task!r}) has no unembedding (W_U): only task='classification'"
             )
         if self.head.reduction == "concat":
             raise UnsupportedFeatureError(
-                "TinyMyo(reduction='concat') has no TransformerLens unembedding: its "
-                "classifier concatenates the channels, so W_U is [n_channels * d_model, "
-                "n_classes] and token (channel c, patch t) is read through its own channel's "
-                "block W_U[c*d_model:(c+1)*d_model] / n_patches: a different class direction "
-                "for every channel, not one column per class. The per-token map is "
-                "emg_lens.inspect.attribution.readout_map(model) (logits = sum_p "
-                "ln_final(resid)[p] @ R[p] + b_U); a model with reduction='mean' has an "
-                "unembedding"
+                "TinyMyo(reduction='concat') has no TransformerLens unembedding: token (c, t) "
+                "reads its channel's W_U[c*d_model:(c+1)*d_model] / n_patches; use "
+                "reduction='mean', or the per-token map emg_lens.inspect.attribution.readout_map"
             )
         return self.head
 
@@ -403,13 +390,8 @@ class TinyMyo(HookedEncoder):
 
     def _check_patch_mask(self, patch_mask: Any, batch: int) -> torch.Tensor:
         expected = (self.cfg.n_channels, self.cfg.n_patches)
-        if (
-            not isinstance(patch_mask, torch.Tensor)
-            or patch_mask.dtype != torch.bool
-            or patch_mask.ndim not in (2, 3)
-            or tuple(patch_mask.shape[-2:]) != expected
-            or (patch_mask.ndim == 3 and patch_mask.shape[0] not in (1, batch))
-        ):
+        shapes = (expected, (1, *expected), (batch, *expected))
+        if getattr(patch_mask, "dtype", None) != torch.bool or patch_mask.shape not in shapes:
             raise InputShapeError(
                 f"patch_mask must be a bool tensor [batch={batch}, channels={expected[0]}, "
                 f"patches={expected[1]}] (or [channels, patches]), got {describe(patch_mask)}"
@@ -431,12 +413,7 @@ class TinyMyo(HookedEncoder):
         tensor([[[False,  True]]])
         """
         expected = (self.cfg.n_channels, self.cfg.n_samples)
-        if (
-            not isinstance(sample_mask, torch.Tensor)
-            or sample_mask.dtype != torch.bool
-            or sample_mask.ndim != 3
-            or tuple(sample_mask.shape[1:]) != expected
-        ):
+        if getattr(sample_mask, "dtype", None) != torch.bool or sample_mask.shape[1:] != expected:
             raise InputShapeError(
                 f"sample_mask must be a bool tensor [batch, channels={expected[0]}, "
                 f"time={expected[1]}], got {describe(sample_mask)}"
@@ -521,14 +498,12 @@ class TinyMyo(HookedEncoder):
         )
         if writes:
             raise UnsupportedFeatureError(
-                f"{shared}, and RoPE does not act on values, so every channel would write the "
-                "same: an OV table would be constant. Read what heads write from data instead "
-                "(emg_lens.inspect.direct_attribution)"
+                f"{shared}, and RoPE does not act on values (an OV table would be constant): "
+                "use emg_lens.inspect.direct_attribution on data"
             )
         if self.blocks[0].attn.rotary is None:
             raise UnsupportedFeatureError(
-                f"{shared}, and nothing rotates them (positional_embedding_type='none', "
-                "BioFoundation's head-index RoPE, which cancels in the scores): every pair of "
-                "channels would get the same score. Use attention_flow on data instead"
+                f"{shared}, and nothing rotates them (every pair would score the same): use "
+                "attention_flow on data"
             )
         return self.embed.b_E.expand(self.layout.n_tokens, -1)

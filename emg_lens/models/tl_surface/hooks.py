@@ -108,17 +108,15 @@ def _guard_tl_patching(name: Any, hook: Callable) -> Callable:
             tokens = activation.shape[axis]
             wrong = "index past the last token" if counted > tokens else "leave tokens out"
             raise LayoutError(
-                f"TransformerLens's patching helper sweeps {counted} positions of {name}, "
-                f"counted from the input's last axis, but the model has {tokens} tokens: it "
-                f"would {wrong}. " + advice
+                f"TransformerLens's patching helper sweeps {counted} positions of {name}, but "
+                f"the model has {tokens} tokens: it would {wrong}. {advice}"
             )
         try:
             return original(activation, hook=hook)
         except IndexError as exc:
             raise LayoutError(
-                f"TransformerLens's patching helper indexed {name} (shape "
-                f"{list(activation.shape)}: [batch, token, ...]) at {index}, a position it does "
-                f"not have ({exc}). " + advice
+                f"TransformerLens's patching helper indexed {name} {list(activation.shape)} at "
+                f"{index}, a position it does not have ({exc}). {advice}"
             ) from exc
 
     original = hook
@@ -231,14 +229,13 @@ class HookSurface(HookedRootModule):
     def _check_hook_names(self, names: Iterable[Any]) -> None:
         """A hook name the model lacks is a `LayoutError`; a filter with ``check_model`` (an
         `emg_lens.hooks.NameFilter`) checks the layers it names against this model."""
+        first = next(iter(self.hook_dict), None)
         for name in names:
             if isinstance(name, str):
                 if name not in self.mod_dict:
                     raise LayoutError(
-                        f"{type(self).__name__} has no hook point {name!r} (it has "
-                        f"n_layers={self.cfg.n_layers}, numbered from 0); its hook names are "
-                        "model.hook_dict's keys, e.g. "
-                        f"{', '.join(repr(n) for n in list(self.hook_dict)[:3])}"
+                        f"{type(self).__name__} has no hook point {name!r} (n_layers="
+                        f"{self.cfg.n_layers}); one of model.hook_dict's, e.g. {first!r}"
                     )
                 continue
             check = getattr(name, "check_model", None)
@@ -265,16 +262,7 @@ class HookSurface(HookedRootModule):
             return None
         return flag
 
-    def _refuse_flag_off(self, name: str) -> None:
-        flag = self.flag_off(name)
-        if flag is not None:
-            raise HookFlagError(
-                f"cannot hook {name!r}: that hook point fires only while {flag} is on, and it "
-                f"is off, so the hook would never run. Call model.set_{flag}(True) first (as "
-                "in TransformerLens)"
-            )
-
-    def _live_names(self, names: Iterable[str], what: str, mode: str) -> list[str]:
+    def _check_live(self, names: Iterable[str], what: str, mode: str) -> list[str]:
         """``names`` less the hook points whose flag is off, which would never fire. ``mode``
         says how the caller chose them: ``"named"`` (by name: any such point is a
         `HookFlagError`), ``"filter"`` (a function of the name: they are skipped, unless
@@ -298,12 +286,12 @@ class HookSurface(HookedRootModule):
         out = []
         for name, hook in pairs:
             if isinstance(name, str):
-                self._refuse_flag_off(name)
+                self._check_live([name], what, "named")
                 out.append((name, _guard_tl_patching(name, hook)))
                 names, explicit = [name], True
             else:
                 matched = [n for n in self.hook_dict if name(n)]
-                names = self._live_names(matched, what, "filter")
+                names = self._check_live(matched, what, "filter")
                 out += [(n, hook) for n in names]
                 explicit = getattr(name, "layers", None) is not None
             # a masking hook compiles its cut for the layers it is added at, checked once
@@ -340,8 +328,8 @@ class HookSurface(HookedRootModule):
         >>> try:
         ...     model.run_with_hooks(model.example_input(), fwd_hooks=[hook])
         ... except HookFlagError as exc:
-        ...     print(str(exc)[:67])
-        cannot hook 'blocks.0.attn.hook_result': that hook point fires only
+        ...     print(str(exc).split("never fire: ")[1][:55])
+        'blocks.0.attn.hook_result' (set_use_attn_result(True))
         """
         fwd_hooks, bwd_hooks = list(fwd_hooks), list(bwd_hooks)
         self._check_hook_names(name for name, _ in [*fwd_hooks, *bwd_hooks])
@@ -390,22 +378,22 @@ class HookSurface(HookedRootModule):
     def check_hooks_to_add(self, hook_point: Any, hook_point_name: str, *args: Any, **kw: Any):
         """TransformerLens's check before a hook is added: a hook point whose flag is off is
         refused (`HookFlagError`)."""
-        self._refuse_flag_off(hook_point_name)
+        self._check_live([hook_point_name], "add_hook", "named")
 
     def _caching_names(self, names_filter: Any, what: str) -> list[str]:
         """The hook points a caching ``names_filter`` (None, a name, a list of names, or a
         function of the name) selects, aliases read as their hook points, less those whose
-        flag is off (named when asked for explicitly; see `_live_names`)."""
+        flag is off (named when asked for explicitly; see `_check_live`)."""
         self._check_hook_names([names_filter] if callable(names_filter) else [])
         if names_filter is None:
-            return self._live_names(self.hook_dict, what, "all")
+            return self._check_live(self.hook_dict, what, "all")
         if callable(names_filter):
             matched = [n for n in self.hook_dict if names_filter(n)]
-            return self._live_names(matched, what, "filter")
+            return self._check_live(matched, what, "filter")
         wanted = [names_filter] if isinstance(names_filter, str) else list(names_filter)
         canonical = {getattr(self.mod_dict.get(n), "name", None) or n for n in wanted}
         matched = [n for n in self.hook_dict if n in canonical]
-        return self._live_names(matched, what, "named")
+        return self._check_live(matched, what, "named")
 
     def get_caching_hooks(
         self,
@@ -460,19 +448,15 @@ class HookSurface(HookedRootModule):
         """The number of token positions ``pos`` selects from (``layout.n_tokens``), checked:
         a model without a token axis anywhere, or a position it lacks, is refused by name."""
         if not any(token_axis(name) is not None for name in self.hook_dict):
-            raise ArgumentError(
-                f"pos_slice selects token positions, and no activation of "
-                f"{type(self).__name__} has a token axis; leave pos_slice out"
-            )
+            raise ArgumentError(f"{type(self).__name__} has no token axis for pos_slice")
         n_tokens = self.layout.n_tokens
         given = pos.slice.tolist() if isinstance(pos.slice, np.ndarray) else pos.slice
         try:
             selected = np.arange(n_tokens)[pos.slice]
         except IndexError as exc:
             raise LayoutError(
-                f"pos_slice {given!r} selects a position {type(self).__name__} does not "
-                f"have: its layout has {n_tokens} tokens (0..{n_tokens - 1}, or negative from "
-                "the end)"
+                f"pos_slice {given!r} selects a position {type(self).__name__} does not have: "
+                f"it has {n_tokens} tokens (0..{n_tokens - 1}, or negative from the end)"
             ) from exc
         if np.size(selected) == 0:
             raise LayoutError(f"pos_slice {given!r} selects no position of the {n_tokens} tokens")
@@ -490,9 +474,8 @@ class HookSurface(HookedRootModule):
             if tensor.ndim <= axis or tensor.shape[axis] != n_tokens:
                 raise LayoutError(
                     f"pos_slice selects positions of the model's {n_tokens} tokens, but "
-                    f"{hook.name} (shape {list(tensor.shape)}) has other tokens along its axis "
-                    f"{axis} (a stem's own tokens, or an attention call over other tokens): "
-                    "leave it out with names_filter, or cache it whole and slice it yourself"
+                    f"{hook.name} {list(tensor.shape)} has other tokens along axis {axis}: leave "
+                    "it out with names_filter, or cache it whole and slice it yourself"
                 )
             key = hook.name + suffix
             stored = cache[key]
@@ -525,8 +508,7 @@ class HookSurface(HookedRootModule):
         other = {"use_split_qkv_input": "use_attn_in", "use_attn_in": "use_split_qkv_input"}
         if value and flag in other and getattr(self.cfg, other[flag]):
             raise ArgumentError(
-                f"{flag} and {other[flag]} are mutually exclusive (as in TransformerLens 4's "
-                "bridge; the legacy HookedTransformer let split inputs override hook_attn_in): "
+                f"{flag} and {other[flag]} are mutually exclusive (as in TransformerLens 4): "
                 f"call set_{other[flag]}(False) first"
             )
         with self._claimed(f"set_{flag}"):

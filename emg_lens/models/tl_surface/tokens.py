@@ -62,19 +62,13 @@ class TokenSurface:
         """  # noqa: E501
         channels, time = self.input_shape
         accepted = f"a float tensor or numpy array [batch, channels={channels}, time={time}]"
-        if isinstance(signals, np.ndarray):
-            if signals.dtype.kind not in "iuf":  # int, unsigned, float
-                raise InputShapeError(
-                    f"signals are a numpy array of dtype {describe(signals)}; accepted: {accepted} "
-                    "of real numbers (not bool, complex, text or objects)"
-                )
+        if isinstance(signals, np.ndarray) and signals.dtype.kind in "iuf":  # int, uint, float
             signals = torch.from_numpy(signals)
-        if not isinstance(signals, torch.Tensor):
-            raise InputShapeError(f"signals must be {accepted}, got {type(signals).__name__}")
-        if signals.dtype == torch.bool or signals.dtype.is_complex:
+        kind: Any = getattr(signals, "dtype", None)
+        if not isinstance(signals, torch.Tensor) or kind == torch.bool or kind.is_complex:
             raise InputShapeError(
-                f"signals are {describe(signals)}; accepted: {accepted} of real numbers "
-                "(not bool or complex)"
+                f"signals must be {accepted} of real numbers (not bool, complex, text or "
+                f"objects), got {describe(signals)}"
             )
         window = signals.ndim == 2  # one [channel, time] window, batched (docs/DESIGN.md §2)
         try:
@@ -87,10 +81,7 @@ class TokenSurface:
             ) from None
         signals = signals[None] if window else signals
         if len(signals) == 0:
-            raise InputShapeError(
-                f"signals are a batch of 0 windows {list(signals.shape)}; accepted: {accepted} "
-                "with batch >= 1"
-            )
+            raise InputShapeError("signals must be a batch of 1 or more windows, got a batch of 0")
         device, dtype = self.param_device_dtype()
         signals = signals.to(device=device, dtype=dtype)
         if not signals.is_meta:  # a meta tensor has no values to check

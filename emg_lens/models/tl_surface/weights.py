@@ -27,11 +27,7 @@ from transformer_lens import FactoredMatrix
 from transformer_lens.utilities import composition_scores
 
 from emg_lens.config import EncoderConfig  # noqa: F401  (the examples use it)
-from emg_lens.errors import (
-    ArgumentError,
-    UnsupportedFeatureError,
-    describe,
-)
+from emg_lens.errors import ArgumentError, UnsupportedFeatureError, check_choice, describe
 from emg_lens.layout import CLS
 from emg_lens.models.tl_surface.hooks import HookSurface
 from emg_lens.models.tl_surface.tokens import TokenSurface
@@ -96,16 +92,12 @@ def _stacked(name: str, dims: str) -> property:
 def _class_ids(tokens: Any, n_classes: int) -> torch.Tensor:
     """Class ids (an int, a sequence of ints, an integer tensor) as a long tensor, checked."""
     accepted = f"class ids in [0, {n_classes}): an int, a list of ints or an integer tensor"
-    if isinstance(tokens, str):
-        raise ArgumentError(f"tokens must be {accepted}; got {tokens!r}")
-    if isinstance(tokens, torch.Tensor):
-        ids = tokens
-    else:
-        try:
-            ids = torch.as_tensor(tokens)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise ArgumentError(f"tokens must be {accepted}; got {tokens!r}") from exc
-    if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex() or ids.numel() == 0:
+    try:  # a string or what torch cannot read: no ids, refused below
+        ids = torch.as_tensor([] if isinstance(tokens, str) else tokens)
+    except (TypeError, ValueError, RuntimeError):
+        ids = torch.tensor([])
+    kind = ids.dtype
+    if ids.numel() == 0 or kind == torch.bool or kind.is_floating_point or kind.is_complex:
         shown = describe(ids) if ids is tokens else repr(tokens)  # what was given: True
         raise ArgumentError(f"tokens must be {accepted}; got {shown}")
     if int(ids.min()) < 0 or int(ids.max()) >= n_classes:
@@ -140,8 +132,8 @@ class WeightSurface(TokenSurface, HookSurface):
                 else "it has no attention layers"
             )
             raise UnsupportedFeatureError(
-                f"{type(self).__name__} has no shared stack `blocks` (n_layers=0), so there is "
-                f"no stacked {name.split('.')[-1]} [n_layers, ...] to give; {where}"
+                f"{type(self).__name__} has no shared stack `blocks` (n_layers=0) to stack "
+                f"{name}: {where}"
             )
         get = operator.attrgetter(name)
         return torch.stack([get(block) for block in blocks])
@@ -201,11 +193,7 @@ class WeightSurface(TokenSurface, HookSurface):
         >>> scores.shape, bool((scores[1] == 0).all()), bool((scores[0, :, 1] > 0).all())
         (torch.Size([2, 4, 2, 4]), True, True)
         """
-        if mode not in COMPOSITION_MODES:
-            raise ArgumentError(
-                f"all_composition_scores mode must be one of {list(COMPOSITION_MODES)} (query, "
-                f"key or value composition), got {mode!r}"
-            )
+        check_choice(mode, list(COMPOSITION_MODES), "all_composition_scores mode")
         left = self.OV
         right = {"Q": self.QK, "K": self.QK.T, "V": left}[mode]
         scores = composition_scores(left, right, broadcast_dims=True)
@@ -260,9 +248,7 @@ class WeightSurface(TokenSurface, HookSurface):
             )
         else:
             why = "it adds no positional embedding"
-        raise UnsupportedFeatureError(
-            f"{name} has no W_pos (pos_embed.W_pos [n_ctx, d_model]): {why}"
-        )
+        raise UnsupportedFeatureError(f"{name} has no W_pos (pos_embed.W_pos): {why}")
 
     # ------------------------------------------------------------------ the unembedding
     unembed_heads: tuple[str, ...] = ()  # return types whose head is a TL unembedding
@@ -277,19 +263,14 @@ class WeightSurface(TokenSurface, HookSurface):
 
     @unembed_head.setter
     def unembed_head(self, head: str) -> None:
-        if head not in self.unembed_heads:
-            raise ArgumentError(
-                f"{type(self).__name__}.unembed_head must be one of {self.unembed_heads}, "
-                f"got {head!r}"
-            )
-        self._unembed_head = head
+        what = f"{type(self).__name__}.unembed_head"
+        self._unembed_head = check_choice(head, self.unembed_heads, what)
 
     def _unembedding(self) -> nn.Module:
         """The head module (``W_U``, ``b_U``) of ``unembed_head``; a model whose classifier is
         no TransformerLens unembedding raises `UnsupportedFeatureError` saying why."""
         raise UnsupportedFeatureError(
-            f"{type(self).__name__} has no unembedding: its classifier does not read the "
-            "residual stream after ln_final"
+            f"{type(self).__name__} has no unembedding: its classifier does not read ln_final"
         )
 
     def _unembedding_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -299,8 +280,7 @@ class WeightSurface(TokenSurface, HookSurface):
         W_U, b_U = getattr(head, "W_U", None), getattr(head, "b_U", None)
         if not isinstance(W_U, torch.Tensor) or not isinstance(b_U, torch.Tensor):
             raise UnsupportedFeatureError(
-                f"{type(self).__name__}'s unembedding ({type(head).__name__}) holds no W_U "
-                "[d_model, n_classes] and b_U [n_classes] tensors"
+                f"{type(self).__name__}'s unembedding ({type(head).__name__}) holds no W_U, b_U"
             )
         return W_U, b_U
 
@@ -310,10 +290,7 @@ class WeightSurface(TokenSurface, HookSurface):
         or several, averaged after ``ln_final`` (the logit is the mean of theirs). A model
         with no unembedding raises `UnsupportedFeatureError` saying why."""
         self._unembedding()  # raises, naming why, where the model has no unembedding
-        raise UnsupportedFeatureError(
-            f"{type(self).__name__} has an unembedding but does not say which positions it "
-            "reads: define its unembed_positions"
-        )
+        raise UnsupportedFeatureError(f"{type(self).__name__} must define unembed_positions")
 
     @property
     def unembed(self) -> nn.Module:
@@ -367,11 +344,7 @@ class WeightSurface(TokenSurface, HookSurface):
         return None
 
     def _check_readout_head(self, head: str) -> None:
-        if head not in self.readout_heads:
-            raise ArgumentError(
-                f"{type(self).__name__} has a readout map for return_type "
-                f"{' or '.join(map(repr, self.readout_heads))}, got {head!r}"
-            )
+        check_choice(head, self.readout_heads, f"{type(self).__name__}'s readout_map head")
 
     def _empty_readout_map(self) -> Float[torch.Tensor, "pos d_model n_classes"]:
         R = torch.zeros(
@@ -426,10 +399,8 @@ class WeightSurface(TokenSurface, HookSurface):
         name = type(self).__name__
         if writes and self.cfg.norm_position == "post":
             raise UnsupportedFeatureError(
-                f"{name} has post-LN blocks (norm_first=False): each norm rescales everything "
-                "before it, so what a head writes reaches the logits through the data's scale, "
-                "and an OV table from the weights would be no direct path. Use direct "
-                "attribution on a pre-LN model, or patching"
+                f"{name} has post-LN blocks (norm_first=False): a head's writes reach the logits "
+                "through the data's scale, no OV table. Use direct attribution, or patching"
             )
         dtype, device = self.cfg.dtype, self.cfg.device
         tokens = self.embed_signals(torch.zeros(1, *self.input_shape, dtype=dtype, device=device))
@@ -442,9 +413,8 @@ class WeightSurface(TokenSurface, HookSurface):
         channels = einsum(member, tokens, "pos label, pos d -> label d")
         if float((channels - channels[:1]).abs().max()) <= 1e-7 * (1 + float(tokens.abs().max())):
             raise UnsupportedFeatureError(
-                f"{name}'s tokenizer ({type(self.embed).__name__}) gives every channel the same "
-                "token for a window of zeros (no learned position or bias per channel): its "
-                "tokens have no data-free channel identity. Use attention_flow on data instead"
+                f"{name}'s tokenizer ({type(self.embed).__name__}) has no data-free channel "
+                "identity (a window of zeros gives every channel one token): use attention_flow"
             )
         return tokens
 
@@ -478,10 +448,7 @@ class WeightSurface(TokenSurface, HookSurface):
             return  # no final norm (normalization_type=None), or no residual stream
         readers = self._ln_final_readers()
         if not readers:
-            raise UnsupportedFeatureError(
-                f"{type(self).__name__} has no linear map reading ln_final's output to fold "
-                "its weights into"
-            )
+            raise UnsupportedFeatureError(f"{type(self).__name__}: no linear map reading ln_final")
         d_model = ln.w.shape[0]
         for W, b in readers:
             blocks = W.view(-1, d_model, W.shape[-1])  # [k, d_model, out]: k pooled blocks

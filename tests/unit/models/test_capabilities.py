@@ -68,7 +68,9 @@ def test_a_linear_readout_is_what_the_readout_computes_or_is_refused_saying_why(
             resid = model(model.example_input(3), return_type=None)
             logits = torch.einsum("bpd,pdc->bc", model.ln_final(resid), R) + b_U
             torch.testing.assert_close(logits, model.readout(resid, head), atol=1e-5, rtol=1e-5)
-    with pytest.raises(ArgumentError, match="has a readout map for return_type"):
+    with pytest.raises(
+        ArgumentError, match=r"readout_map head must be one of \(.*\), got .no such head."
+    ):
         model.readout_map("no such head")
 
 
@@ -116,7 +118,7 @@ def test_models_without_weights_refuse_the_whole_weight_surface_by_name():
 
 
 def test_an_unknown_capability_is_refused_by_name():
-    with pytest.raises(ArgumentError, match=r"a capability is one of .*got 'weights'"):
+    with pytest.raises(ArgumentError, match=r"a capability must be one of .*got 'weights'"):
         provides(table.build("mlp")[0], "weights")
 
 

@@ -33,7 +33,13 @@ import torch
 from torch import nn
 
 from emg_lens._hints import checked
-from emg_lens.errors import ConversionError, InputShapeError, check_int, describe, warn_caller
+from emg_lens.errors import (
+    ConversionError,
+    InputShapeError,
+    check_channel_names,
+    check_int,
+    warn_caller,
+)
 from emg_lens.layout import TokenLayout
 from emg_lens.models.attached.build import attach, probe_example
 from emg_lens.models.attached.find import named_modules_of
@@ -73,10 +79,9 @@ class _LayoutAt:
             names = tuple(f"ch{i}" for i in range(n_channels))
         elif len(names) != n_channels:
             raise InputShapeError(
-                f"braindecode's {self.name} was opened for {len(names)} channels "
-                f"({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}), not "
-                f"{n_channels}: one built without n_chans or chs_info, attached without "
-                "ch_names, opens any"
+                f"braindecode's {self.name} was opened for {len(names)} channels ({names[0]}, "
+                f"...), not {n_channels}; built without n_chans or chs_info, and attached "
+                "without ch_names, it opens any"
             )
         return self.layouts(calls, self.tokens or names, None)
 
@@ -108,22 +113,17 @@ def attach_braindecode(
     >>> from emg_lens.models import TinyAttention
     >>> attach_braindecode(TinyAttention())
     Traceback (most recent call last):
-    emg_lens.errors.ConversionError: TinyAttention is not a braindecode model; ...
+    emg_lens.errors.ConversionError: TinyAttention is not a braindecode model of the zoo ...
     """
     name = braindecode_name(model)
-    if name is None:
-        raise ConversionError(
-            f"{type(model).__name__} is not a braindecode model; open it with "
-            "emg_lens.models.attach(model, layout=...)"
-        )
     if name in REFUSED:
         raise ConversionError(f"braindecode's {name} cannot be attached: {REFUSED[name]}")
     if name in NOT_YET:
         raise ConversionError(f"braindecode's {name} is not in the zoo yet: {NOT_YET[name]}")
-    if name not in ZOO:
+    if name not in ZOO:  # None too: no braindecode model
         raise ConversionError(
-            f"braindecode's {name} has no entry in the zoo (emg_lens.models.attached.zoo.ZOO: "
-            f"{', '.join(sorted(ZOO))}); open it with emg_lens.models.attach(model, layout=...)"
+            f"{type(model).__name__} is not a braindecode model of the zoo ({', '.join(ZOO)}): "
+            "open it with emg_lens.models.attach(model, layout=...)"
         )
     entry = ZOO[name]
     refusal = None if entry.refuses is None else entry.refuses(model)
@@ -154,10 +154,9 @@ def attach_braindecode(
             if value is None
         ]
         raise ConversionError(
-            f"braindecode's {name} was built without "
-            f"{' and without '.join(built for built, _ in unknown)}, so its input's size is "
-            f"not known: pass attach_braindecode(model, {', '.join(g for _, g in unknown)}), "
-            "or build it with them"
+            f"braindecode's {name} was built without {' and without '.join(b for b, _ in unknown)}"
+            f": pass attach_braindecode(model, {', '.join(g for _, g in unknown)}), or build it "
+            "with them"
         )
     else:
         module = _WithNames(model, tokens) if entry.needs_names else model
@@ -195,18 +194,12 @@ def _names(
     model: nn.Module, name: str, ch_names: Sequence[str] | None, n_chans: int | None, own: list[str]
 ) -> list[str] | None:
     if ch_names is not None:
-        if isinstance(ch_names, str) or not isinstance(ch_names, Sequence):
+        form = "a list of channel names, one per input channel"
+        names = check_channel_names(ch_names, "ch_names", ConversionError, Sequence, form)
+        if not names or n_chans not in (None, len(names)):
             raise ConversionError(
-                f"ch_names must be a list of channel names, one per input channel, got "
-                f"{describe(ch_names)}"
-            )
-        names = list(ch_names)
-        if not names:
-            raise ConversionError("ch_names is empty: give one name per input channel")
-        if n_chans is not None and len(names) != n_chans:
-            raise ConversionError(
-                f"ch_names names {len(names)} channels, but braindecode's {name} was built "
-                f"with n_chans={n_chans}: give one name per input channel"
+                f"ch_names must name each input channel of braindecode's {name} (n_chans="
+                f"{n_chans}), got {len(names)} names"
             )
         return names
     if n_chans is None:
@@ -229,10 +222,8 @@ def _check_own_names(own: list[str], name: str, given: Sequence[str] | None) -> 
     for i, (mine, theirs) in enumerate(zip(given, own, strict=True)):
         if str(mine).casefold() != theirs.casefold():
             raise ConversionError(
-                f"ch_names[{i}]={mine!r}, but braindecode's {name} was built with chs_info "
-                f"naming its input channel {i} {theirs!r}: a cut by channel name would hit "
-                "another electrode. Leave ch_names out, or give the model's own names in its "
-                f"order ({', '.join(own[:8])}{', ...' if len(own) > 8 else ''})"
+                f"ch_names[{i}]={mine!r}, but braindecode's {name} names its input channel {i} "
+                f"{theirs!r} (chs_info): leave ch_names out, or give its own {own[:8]}..."
             )
 
 
@@ -240,9 +231,6 @@ def _samples(own: int | None, n_times: SupportsIndex | None, name: str) -> int |
     if n_times is not None:
         n_times = check_int(n_times, "n_times", 1, None, ConversionError)
         if own is not None and n_times != own:
-            raise ConversionError(
-                f"n_times={n_times}, but braindecode's {name} was built with n_times={own}: "
-                "leave n_times out, or give the model's"
-            )
+            raise ConversionError(f"n_times must be {name}'s {own} (or left out), got {n_times}")
         return n_times
     return own

@@ -48,8 +48,7 @@ def _cbramod_size(model: Braindecode, channels: int | None, samples: int | None)
     if width % emb or not tokens or tokens % channels:
         raise ConversionError(
             f"braindecode's CBraMod has a classifier over {width} features, which no input of "
-            f"{channels} channels gives (each patch of {patch} samples of a channel gives "
-            f"{emb}): it runs on no input"
+            f"{channels} channels gives ({emb} per channel and patch of {patch} samples)"
         )
     return channels, tokens // channels * patch
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from emg_lens.errors import ArgumentError, ConversionError, checked, describe
+from emg_lens.errors import ArgumentError, ConversionError, check_type, checked, describe
 from emg_lens.models.base import HookedEncoder, eval_mode
 from emg_lens.models.braindecode_common import braindecode_name
 from emg_lens.models.converted.braindecode.cbramod import HookedCBraMod, from_cbramod
@@ -93,15 +93,13 @@ def from_braindecode(model: nn.Module, *, ch_names: Sequence[str] | None = None)
     >>> from_braindecode(nn.Linear(2, 2))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    emg_lens.errors.ConversionError: from_braindecode converts braindecode models; got a torch.nn.modules.linear.Linear...
+    emg_lens.errors.ConversionError: from_braindecode converts braindecode models (Labram, CBraMod, EEGPT, PBT); got a torch.nn.modules.linear.Linear...
     """  # noqa: E501
     if not isinstance(model, nn.Module) or braindecode_name(model) is None:
         where = type(model).__module__ + "." + type(model).__name__
         raise ConversionError(
-            f"from_braindecode converts braindecode models; got a {where} ({describe(model)}). "
-            "Supported: braindecode's "
-            f"{', '.join(SUPPORTED)}; a torch.nn.TransformerEncoder model converts with "
-            "emg_lens.models.from_torch_encoder",
+            f"from_braindecode converts braindecode models ({', '.join(SUPPORTED)}); got a "
+            f"{where} (a torch.nn.TransformerEncoder converts with from_torch_encoder)",
             path="",
         )
     name = type(model).__name__
@@ -114,9 +112,8 @@ def from_braindecode(model: nn.Module, *, ch_names: Sequence[str] | None = None)
     if name not in SUPPORTED:
         raise ConversionError(
             f"braindecode's {name} is not one of the models from_braindecode converts "
-            f"({', '.join(SUPPORTED)}); if its transformer is a torch.nn.TransformerEncoder, "
-            "emg_lens.models.from_torch_encoder converts that part with your tokenizer and "
-            "readout",
+            f"({', '.join(SUPPORTED)}); a torch.nn.TransformerEncoder in it converts with "
+            "emg_lens.models.from_torch_encoder",
             path="",
         )
     if ch_names is not None and (isinstance(ch_names, str) or not isinstance(ch_names, Sequence)):
@@ -139,9 +136,7 @@ def from_braindecode(model: nn.Module, *, ch_names: Sequence[str] | None = None)
 def to_braindecode(model: HookedEncoder) -> dict[str, torch.Tensor]:
     """A converted model's weights as the state dict of its braindecode class (what
     ``braindecode_model.load_state_dict`` takes), the inverse of `from_braindecode`."""
-    if not isinstance(model, HOOKED_CLASSES):
-        raise ArgumentError(
-            f"to_braindecode takes a model made by from_braindecode "
-            f"({', '.join(c.__name__ for c in HOOKED_CLASSES)}), got {describe(model)}"
-        )
-    return model.to_braindecode()
+    hooked = HookedLabram | HookedCBraMod | HookedEEGPT | HookedPBT
+    return check_type(
+        model, hooked, "to_braindecode(model) (from from_braindecode)"
+    ).to_braindecode()

@@ -117,10 +117,7 @@ def channel_names(model: Any, ch_names: Sequence[str] | None, n_channels: int) -
         raise ArgumentError(f"ch_names must be a list of channel names, got {ch_names!r}")
     check_names(ch_names, what)  # names reach pages: no markup, nothing unprintable
     if len(ch_names) != n_channels:
-        raise ArgumentError(
-            f"ch_names has {len(ch_names)} names but the {type(model).__name__} has "
-            f"n_chans={n_channels} input channels"
-        )
+        raise ArgumentError(f"ch_names must be n_chans={n_channels} names, got {len(ch_names)}")
     return list(ch_names)
 
 
@@ -162,10 +159,7 @@ def eps_of(norms: Sequence[tuple[str, nn.Module]], what: str) -> float:
     first = next(iter(eps.values()))
     odd = {p: e for p, e in eps.items() if e != first}
     if odd:
-        raise ConversionError(
-            f"{what}: the norms disagree on eps ({next(iter(eps))}: {first}, {odd}); emg_lens "
-            "blocks and ln_final share EncoderConfig.eps"
-        )
+        raise ConversionError(f"{what}: the norms must share one eps, got {first}, {odd}")
     return first
 
 

@@ -52,7 +52,7 @@ from emg_lens.models.converted.braindecode._common import (
     per_layer,
     read_config,
 )
-from emg_lens.models.converted.conversion import check_self_attention
+from emg_lens.models.converted.conversion import Parts, check_parts, check_self_attention
 
 PATCH = 200  # CBraMod's spectral embedding takes 101 rfft bins: patches of 200 samples
 DEFAULT_CONVS = ((25, 49, 25, 24, (5, 25)), (25, 3, 1, 1, (5, 25)), (25, 3, 1, 1, (5, 25)))
@@ -219,10 +219,7 @@ class HookedCBraMod(BraindecodeEncoder):
         """The `EncoderConfig` of a braindecode ``CBraMod`` built with these arguments."""
         d = embed_dim(convs)
         if nhead % 2 or d % nhead:
-            raise ConversionError(
-                f"CBraMod with nhead={nhead} and d_model={d}: its criss-cross layer splits the "
-                "heads and d_model in halves, so nhead must be even and divide d_model"
-            )
+            raise ConversionError(f"CBraMod's nhead={nhead} must be even and divide d_model={d}")
         sizes = {
             "d_model": d,
             "d_head": d // nhead,
@@ -294,21 +291,22 @@ def key_table(cfg: EncoderConfig) -> keys.KeyTable:
 
 
 ALL = slice(None)
+PARTS: Parts = [
+    (
+        "final_layer",
+        lambda final: (
+            isinstance(final, nn.Sequential) and len(final) == 2 and type(final[1]) is nn.Linear
+        ),
+        "its Flatten + Linear classifier (not return_encoder_output=True; a LazyLinear: run the "
+        "model once)",
+    )
+]
+"""What `from_cbramod` reads (`check_parts`); its ``proj_out``, `_check_supported`."""
 
 
 def _check_supported(model: Braindecode, ch_names: list[str] | None) -> None:
     """Refuse what the hooked class does not compute, naming it."""
-    final = model.final_layer
-    if not (isinstance(final, nn.Sequential) and len(final) == 2 and type(final[1]) is nn.Linear):
-        raise ConversionError(
-            f"CBraMod.final_layer is {type(final).__name__}: return_encoder_output=True (no "
-            "logits), or a classifier not yet built (a LazyLinear, as braindecode builds it "
-            "without n_times or n_chans: run the model once on a window, which builds it for "
-            "that window's size, or build CBraMod with n_times and n_chans); supported: "
-            "CBraMod's Flatten + Linear classifier (emg_lens.models.attach_braindecode opens "
-            "it at any size)",
-            path="final_layer",
-        )
+    check_parts(model, PARTS)
     proj_out = model.proj_out
     if not (
         isinstance(proj_out, nn.Sequential)
@@ -318,15 +316,14 @@ def _check_supported(model: Braindecode, ch_names: list[str] | None) -> None:
     ):
         parts = ", ".join(type(m).__name__ for m in proj_out.children())
         raise ConversionError(
-            f"CBraMod.proj_out is a {type(proj_out).__name__}({parts}); supported: CBraMod's "
-            "Sequential(Linear(d_model, emb_dim)), which the converted readout computes",
+            f"CBraMod.proj_out is a {type(proj_out).__name__}({parts}), not Sequential(Linear)",
             path="proj_out",
         )
     n_times = input_size(model, ch_names)[1]
     if model._patch_size != PATCH or n_times % PATCH:
         raise ConversionError(
-            f"CBraMod with patch_size={model._patch_size} and n_times={n_times}: its spectral "
-            f"embedding takes patches of {PATCH} samples, and n_times must be a multiple of it"
+            f"CBraMod needs patch_size={PATCH} and n_times a multiple of it, got patch_size="
+            f"{model._patch_size}, n_times={n_times}"
         )
     half = embed_dim(model.patch_embedding.channels_kernel_stride_padding_norm) // 2
     for i, layer in enumerate(model.encoder.layers):
@@ -349,9 +346,8 @@ def input_size(model: Braindecode, ch_names: list[str] | None) -> tuple[int, int
     width, emb = model.final_layer[1].in_features, model._emb_dim
     if n_chans is None and n_times is None:
         raise ConversionError(
-            f"CBraMod was built without n_chans (or chs_info) and without n_times; its "
-            f"classifier reads {width} features, which fixes channels x patches but not each: "
-            "pass from_braindecode(model, ch_names=[...]) (one name per input channel)"
+            "CBraMod was built without n_chans (or chs_info) and n_times: pass "
+            "from_braindecode(model, ch_names=[...]) (one name per input channel)"
         )
     per_unit = emb * (n_chans if n_times is None else n_times // PATCH)
     if not per_unit or width % per_unit:
@@ -369,15 +365,12 @@ def _check_half(module: nn.Module, path: str, half: int) -> None:
     """One half of a criss-cross layer: a self-attention ``nn.MultiheadAttention``
     (`check_self_attention`) with biases, on half of ``d_model``."""
     attn = check_self_attention(module, path)
-    if attn.in_proj_bias is None:
+    shape = list(attn.in_proj_weight.shape)
+    if attn.in_proj_bias is None or shape != [3 * half, half]:
         raise ConversionError(
-            f"{path} has bias=False; supported: CBraMod's default (bias=True)", path=path
-        )
-    shape = tuple(attn.in_proj_weight.shape)
-    if shape != (3 * half, half):
-        raise ConversionError(
-            f"{path}.in_proj_weight is {list(shape)}; the criss-cross halves need "
-            f"[{3 * half}, {half}]"
+            f"{path} has bias={attn.in_proj_bias is not None}, in_proj_weight {shape}; supported:"
+            f" a criss-cross half, bias=True, [{3 * half}, {half}]",
+            path=path,
         )
 
 

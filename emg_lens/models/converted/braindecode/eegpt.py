@@ -34,10 +34,7 @@ from emg_lens._hints import checked
 from emg_lens.components import HeadStructure
 from emg_lens.components.init import ConfigConv2d, ConfigEmbedding, ConfigInit
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import (
-    ArgumentError,
-    ConversionError,
-)
+from emg_lens.errors import ArgumentError, ConversionError, check_choice
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models import key_table as keys
 from emg_lens.models.braindecode_common import misnamed_channel
@@ -50,7 +47,7 @@ from emg_lens.models.converted.braindecode._common import (
     per_layer,
     read_config,
 )
-from emg_lens.models.converted.conversion import activation_name
+from emg_lens.models.converted.conversion import Parts, activation_name, check_parts
 
 PROJECTIONS = ("conv1d_constraint", "linear", "none")
 
@@ -177,10 +174,7 @@ class HookedEEGPT(BraindecodeEncoder):
         probe_max_norms: Sequence[float] = (1.0, 0.25),
         n_chan_embeddings: int = 62,
     ):
-        if chan_proj_type not in PROJECTIONS:
-            raise ArgumentError(
-                f"chan_proj_type must be one of {PROJECTIONS}, got {chan_proj_type!r}"
-            )
+        check_choice(chan_proj_type, PROJECTIONS, "chan_proj_type")
         n_chans = n_chans_target if chan_proj_type != "none" else cfg.n_channels
         patches, pad = n_patches(cfg.n_samples, patch_size, patch_stride)
         if cfg.n_ctx != patches * (n_chans + embed_num):
@@ -189,9 +183,7 @@ class HookedEEGPT(BraindecodeEncoder):
                 f"+ {embed_num} summary tokens): build the config with HookedEEGPT.config(...)"
             )
         if len(channel_ids) != n_chans:
-            raise ArgumentError(
-                f"channel_ids must hold {n_chans} rows of chan_embed, got {channel_ids!r}"
-            )
+            raise ArgumentError(f"channel_ids must be {n_chans} rows, got {channel_ids!r}")
         super().__init__(cfg)
         self._init_kwargs = {
             "channel_ids": list(channel_ids),
@@ -340,51 +332,42 @@ def key_table(n_heads: int, chan_proj_type: str) -> keys.KeyTable:
     )
 
 
+def _probe_layer(linear: Any) -> bool:
+    constrained = any(c.__name__ == "LinearWithConstraint" for c in type(linear).__mro__)
+    return constrained and hasattr(linear, "parametrizations") and linear.bias is not None
+
+
+PARTS: Parts = [
+    (
+        "final_layer",
+        lambda probe: type(probe).__name__ == "_LinearConstraintProbe",
+        "EEGPT's classification probe, _LinearConstraintProbe (not return_encoder_output=True)",
+    ),
+    *(
+        (f"final_layer.{name}", _probe_layer, "braindecode's LinearWithConstraint with a bias")
+        for name in ("probe1", "probe2")
+    ),
+    (
+        "target_encoder.patch_embed",
+        lambda patch: type(patch).__name__ == "_PatchEmbed" and not getattr(patch, "apply_norm", 0),
+        "braindecode's _PatchEmbed without apply_norm",
+    ),
+]
+"""What `from_eegpt` reads (`check_parts`)."""
+
+
 def _check_supported(model: Braindecode) -> None:
     """Refuse what the hooked class does not compute, naming it."""
-    if model.return_encoder_output:
-        raise ConversionError(
-            "EEGPT with return_encoder_output=True returns features, not logits; supported: "
-            "EEGPT with its classification probe",
-            path="final_layer",
-        )
-    probe = model.final_layer
-    if type(probe).__name__ != "_LinearConstraintProbe":
-        raise ConversionError(
-            f"EEGPT.final_layer is a {type(probe).__name__}; supported: EEGPT's default probe "
-            "(_LinearConstraintProbe)",
-            path="final_layer",
-        )
-    for name in ("probe1", "probe2"):
-        linear: Braindecode = getattr(probe, name, None)
-        constrained = any(c.__name__ == "LinearWithConstraint" for c in type(linear).__mro__)
-        if not (constrained and hasattr(linear, "parametrizations") and linear.bias is not None):
-            raise ConversionError(
-                f"EEGPT.final_layer.{name} is a {type(linear).__name__}; supported: EEGPT's "
-                "probe layer, braindecode's LinearWithConstraint (a Linear with a bias whose "
-                "weight is renormed to max_norm), which the converted probe computes",
-                path=f"final_layer.{name}",
-            )
-    encoder = model.target_encoder
-    patch = encoder.patch_embed
-    if getattr(patch, "apply_norm", False) or type(patch).__name__ != "_PatchEmbed":
-        raise ConversionError(
-            f"EEGPT.target_encoder.patch_embed is a {type(patch).__name__} (apply_norm="
-            f"{getattr(patch, 'apply_norm', None)}); supported: braindecode's _PatchEmbed",
-            path="target_encoder.patch_embed",
-        )
+    check_parts(model, PARTS)
     blocks = model.target_encoder.blocks
     for i, block in enumerate(blocks):
-        if activation_name(block.mlp.act, f"target_encoder.blocks.{i}.mlp.act") != "gelu":
+        path, attn = f"target_encoder.blocks.{i}", block.attn
+        act = activation_name(block.mlp.act, f"{path}.mlp.act")
+        if act != "gelu" or attn.use_rope or attn.is_causal:
             raise ConversionError(
-                f"target_encoder.blocks.{i}.mlp.act is not the exact GELU EEGPT uses",
-                path=f"target_encoder.blocks.{i}.mlp.act",
-            )
-        if block.attn.use_rope or block.attn.is_causal:
-            raise ConversionError(
-                f"target_encoder.blocks.{i}.attn uses RoPE or a causal mask, which EEGPT's "
-                "encoder does not; supported: EEGPT's non-causal attention without RoPE",
-                path=f"target_encoder.blocks.{i}.attn",
+                f"{path} has act={act!r}, use_rope={attn.use_rope}, is_causal={attn.is_causal}; "
+                "supported: EEGPT's blocks ('gelu', the exact GELU; no RoPE; not causal)",
+                path=path,
             )
 
 
@@ -418,8 +401,7 @@ def from_eegpt(model: Braindecode, ch_names: list[str] | None = None) -> HookedE
     if len(ids) != token_chans:
         raise ConversionError(
             f"EEGPT.chans_id names {len(ids)} channels but its encoder sees {token_chans} "
-            f"(chan_proj_type={proj_type!r}, n_chans_target={model.n_chans_target}): its own "
-            "forward fails, so there is nothing to match (with a channel projection, "
+            f"(chan_proj_type={proj_type!r}): its own forward fails (with a channel projection, "
             "n_chans_target must be its 19 standard channels)"
         )
     names = fields["ch_names"]

@@ -39,7 +39,7 @@ from emg_lens.components.init import (
 )
 from emg_lens.components.mlp import ACTIVATIONS
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, ConversionError, checked, is_int
+from emg_lens.errors import ArgumentError, ConversionError, check_ints, checked
 from emg_lens.models import key_table as keys
 from emg_lens.models.converted.braindecode._common import (
     Braindecode,
@@ -53,6 +53,7 @@ from emg_lens.models.converted.braindecode._common import (
     per_layer,
     read_config,
 )
+from emg_lens.models.converted.conversion import Parts, check_parts
 
 N_POSITIONS = 129  # braindecode's position_embedding: CLS + LaBraM's 128 channel names
 
@@ -141,16 +142,12 @@ class HookedLabram(BraindecodeEncoder):
     ):
         if not cfg.use_cls_token or cfg.patch_samples is None:
             raise ArgumentError("HookedLabram needs a config from HookedLabram.config(...)")
-        if len(position_rows) != cfg.n_channels or not all(
-            is_int(r, 0, N_POSITIONS - 2) for r in position_rows
-        ):
-            raise ArgumentError(
-                f"position_rows must hold one row of LaBraM's 128-name table (0..127) per input "
-                f"channel ({cfg.n_channels}), got {position_rows!r}"
-            )
+        position_rows = check_ints(position_rows, "position_rows", 0, N_POSITIONS - 2)  # of 128
+        if len(position_rows) != cfg.n_channels:
+            raise ArgumentError(f"position_rows must be {cfg.n_channels} rows, got {position_rows}")
         super().__init__(cfg)
         self._init_kwargs = {
-            "position_rows": [int(r) for r in position_rows],
+            "position_rows": position_rows,
             "conv_out_channels": conv_out_channels,
             "learned_patcher": learned_patcher,
             "use_mean_pooling": use_mean_pooling,
@@ -326,50 +323,40 @@ def _channel_rows(model: Braindecode, names: list[str] | None, n_chans: int) -> 
     if names is None:
         if n_chans != len(index):
             raise ConversionError(
-                f"Labram picks each channel's position embedding by its name, and this model "
-                f"has no chs_info: pass ch_names=[...] ({n_chans} names from LaBraM's table, "
-                "as its forward takes them)"
+                f"Labram without chs_info needs ch_names=[...], {n_chans} names of LaBraM's table"
             )
         names = sorted(index, key=index.__getitem__)
     unknown = [n for n in names if n.upper() not in index]
     if unknown:
-        raise ConversionError(
-            f"ch_names {unknown} are not in LaBraM's channel table (braindecode's "
-            "LABRAM_CHANNEL_ORDER), so Labram has no position embedding for them"
-        )
+        raise ConversionError(f"ch_names {unknown} are not in LaBraM's channel table")
     return names
 
 
 def _check_supported(model: Braindecode) -> None:
     """Refuse what the hooked class does not compute, naming it."""
-    if not model.neural_tokenizer:
-        raise ConversionError(
-            "Labram with neural_tokenizer=False (the neural decoder, which reads a VQ "
-            "codebook's outputs with a windowed relative position bias) is not converted; "
-            "supported: the default neural_tokenizer=True",
-            path="patch_embed",
-        )
     attn = model.blocks[0].attn
-    if attn.relative_position_bias_table is not None:
+    if not model.neural_tokenizer or attn.relative_position_bias_table is not None:
         raise ConversionError(
-            "blocks.0.attn has a windowed relative position bias, which emg_lens attention "
-            "does not add; supported: Labram without window_size",
+            f"Labram with neural_tokenizer={model.neural_tokenizer} and window_size="
+            f"{getattr(attn, 'window_size', None)}; supported: neural_tokenizer=True (the "
+            "default) without window_size (emg_lens adds no relative position bias)",
             path="blocks.0.attn",
         )
-    for path, norm in (
-        ("blocks.0.attn.q_norm", attn.q_norm),
-        ("blocks.0.attn.k_norm", attn.k_norm),
-    ):
-        if norm is not None and type(norm) is not nn.LayerNorm:
-            raise ConversionError(
-                f"{path} is a {type(norm).__name__}; supported: nn.LayerNorm", path=path
-            )
-    if not isinstance(model.final_layer, nn.Linear):
-        raise ConversionError(
-            f"Labram.final_layer is a {type(model.final_layer).__name__} (n_outputs=0?); "
-            "supported: a Linear classifier",
-            path="final_layer",
+    check_parts(model, PARTS)
+
+
+PARTS: Parts = [
+    *(
+        (
+            f"blocks.0.attn.{name}",
+            lambda norm: norm is None or type(norm) is nn.LayerNorm,
+            "LayerNorm",
         )
+        for name in ("q_norm", "k_norm")
+    ),
+    ("final_layer", lambda final: isinstance(final, nn.Linear), "a Linear (n_outputs > 0)"),
+]
+"""What `from_labram` reads besides the tokenizer (`check_parts`)."""
 
 
 def _eps(model: Braindecode) -> float:
@@ -418,15 +405,10 @@ def from_labram(model: Braindecode, ch_names: list[str] | None = None) -> Hooked
     fields = read_config(model, FIELDS, ch_names)
     fields["ch_names"] = _channel_rows(model, fields["ch_names"], fields["n_chans"])
     cfg = HookedLabram.config(**fields, activation=act)
-    if cfg.d_model != model.embed_dim:
+    if cfg.d_model != model.embed_dim or cfg.d_model < cfg.n_patches:
         raise ConversionError(
-            f"Labram.embed_dim={model.embed_dim} disagrees with its temporal convolutions "
-            f"({cfg.d_model} features for patches of {model.patch_size} samples)"
-        )
-    if cfg.d_model < cfg.n_patches:
-        raise ConversionError(
-            f"Labram with embed_dim={cfg.d_model} < {cfg.n_patches} patches: its forward slices "
-            "the temporal embedding to embed_dim rows and fails, so there is nothing to match"
+            f"Labram.embed_dim={model.embed_dim} must be its temporal convolutions' "
+            f"{cfg.d_model} features, and >= its {cfg.n_patches} patches"
         )
     index = _canonical_index(model)
     hooked = HookedLabram(

@@ -37,6 +37,7 @@ from emg_lens.models.converted.braindecode._common import (
     per_layer,
     read_config,
 )
+from emg_lens.models.converted.conversion import Parts, check_parts
 
 
 @checked
@@ -101,9 +102,7 @@ class HookedPBT(BraindecodeEncoder):
         names and defaults)."""
         if n_times % d_input:
             raise ConversionError(
-                f"PBT with n_times={n_times} and d_input={d_input}: its patches run across "
-                "channel boundaries (it cuts the flattened channels), so a token embeds no one "
-                "channel; the converter needs n_times to be a multiple of d_input"
+                f"PBT's n_times={n_times} must be a multiple of d_input {d_input}"
             )
         zero = [] if bias_transformer else ["b_Q", "b_K", "b_V", "b_O", "b_in", "b_out"]
         sizes = {
@@ -167,15 +166,19 @@ FIELDS = {name: name for name in ("n_outputs", "d_input", "embed_dim", "num_head
 """``HookedPBT.config``'s arguments read as the braindecode model's attributes of that name."""
 
 
+PARTS: Parts = [
+    (
+        "final_layer",
+        lambda final: isinstance(final, nn.Linear) and final.bias is not None,
+        "PBT's classifier, a Linear with a bias",
+    )
+]
+"""What `from_pbt` reads (`check_parts`)."""
+
+
 def from_pbt(model: Braindecode, ch_names: list[str] | None = None) -> HookedPBT:
     """A braindecode ``PBT`` instance as a `HookedPBT` with its weights, in eval mode."""
-    final = model.final_layer
-    if not isinstance(final, nn.Linear) or final.bias is None:
-        raise ConversionError(
-            f"PBT.final_layer is a {type(final).__name__}; supported: PBT's classifier, a "
-            "Linear (with a bias) on the CLS token, which becomes the unembedding W_U, b_U",
-            path="final_layer",
-        )
+    check_parts(model, PARTS)
     encoder = model.transformer_encoder.encoder_block
     activation = one_activation(
         per_layer(model, "transformer_encoder.encoder_block", "feed_forward.activation")
