@@ -52,7 +52,7 @@ import numpy as np
 import scipy.io
 
 from emg_lens.data.files import OpenFile, find_files
-from emg_lens.data.formats._matlab import common_length, write_mat73
+from emg_lens.data.formats._matlab import common_length, require, write_mat73
 from emg_lens.data.preprocess import find_segments
 from emg_lens.data.reader import DatasetReader, Source, found_subjects
 from emg_lens.data.recording import Recording
@@ -111,8 +111,7 @@ class HDsEMGFile(OpenFile):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._vars: Mapping[str, Any] = {}
-        if not self.path.is_file():
-            raise DataFormatError(f"{self.path}: no such file (an HD-sEMG subject file s<N>.mat)")
+        require(self.path.is_file(), self.path, "no such file (an HD-sEMG subject file s<N>.mat)")
         try:
             is_hdf5 = h5py.is_hdf5(str(self.path))
         except OSError:
@@ -191,12 +190,9 @@ class HDsEMGFile(OpenFile):
 
     def _vector(self, name: str) -> np.ndarray:
         x = self._load(name, lambda ds: np.asarray(ds[()])).reshape(-1)[: self.n_samples]
-        if np.issubdtype(x.dtype, np.floating) and (
-            not np.isfinite(x).all() or not np.array_equal(x, np.round(x))
-        ):
-            raise DataFormatError(f"{self.path}: label variable {name!r} holds non-integer values")
-        if not np.issubdtype(x.dtype, np.number):
-            raise DataFormatError(f"{self.path}: label variable {name!r} is not numeric")
+        numeric = np.issubdtype(x.dtype, np.number)
+        whole = numeric and np.isfinite(x).all() and np.array_equal(x, np.round(x))
+        require(whole, self.path, f"label variable {name!r} holds non-integer values ({x.dtype})")
         return x.astype(np.int64)
 
     def labels(self) -> tuple[np.ndarray, np.ndarray]:
@@ -331,16 +327,13 @@ def load_hdsemg(
         if subject is None:
             raise ArgumentError(f"{path} is a folder: pass subject= to pick s<subject>.mat")
         path = subject_file(path, subject)
-    elif not path.exists():
-        raise DataFormatError(f"{path}: no such file (an HD-sEMG subject file s<N>.mat)")
-    if subject is None:
-        subject = _subject_from_name(path)
+    with HDsEMGFile(path) as f:  # a missing file is named first
+        subject = _subject_from_name(path) if subject is None else subject
         if subject is None:
             raise ArgumentError(
                 f"{path}: cannot tell the subject from the file name (expected s<N>.mat); "
                 "pass subject="
             )
-    with HDsEMGFile(path) as f:
         if force and f.n_force_channels == 0:
             raise DataFormatError(
                 f"{path}: missing variable 'force' (asked for force=True); the file holds "

@@ -166,7 +166,7 @@ def _nan(path):
         (lambda p: _write_compound(p, GOOD[:2]), r"lacks field 'emg'"),
         (
             lambda p: write_emg2pose_session(p, np.zeros((50, 12))),
-            r"'emg' has the wrong channel count: expected shape \(16,\), got \(12,\)",
+            r"lacks field 'emg' of shape \(16,\).*'emg': \(12,\)",
         ),
         (
             lambda p: _write_compound(p, GOOD, attrs={"num_channels": 16}),
