@@ -92,10 +92,8 @@ to a folder on another disk (--out), then run the command again...
     """
     try:
         yield
-    except StorageError:
-        raise
     except OSError as exc:
-        if exc.errno not in _STORAGE_FAILURES:
+        if isinstance(exc, StorageError) or exc.errno not in _STORAGE_FAILURES:
             raise
         target = Path(path if path is not None else exc.filename or "?")
         what, todo, where = _STORAGE_FAILURES[exc.errno]
@@ -143,8 +141,7 @@ def make_folder(path: str | Path) -> Path:
                 blocker = next(files, path)
                 raise StorageError(
                     f"cannot make the folder {path}: {blocker} is a file, where a folder is "
-                    "wanted; move or rename that file, or write elsewhere, then run the "
-                    "command again",
+                    "wanted; move or rename it, or write elsewhere, then run the command again",
                     errno=exc.errno,
                     filename=str(blocker),
                 ) from exc
