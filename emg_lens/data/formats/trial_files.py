@@ -104,10 +104,9 @@ def _find_trials(root: Path, patterns: list[FilePattern], unmatched: str) -> lis
     if left and unmatched == "error":
         shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
         raise DataFormatError(
-            f"{root}: {len(left)} file(s) no pattern matches ({shown}); a trial whose name does "
-            f"not fit would be lost without a word. Fix the names or the pattern "
-            f"({', '.join(repr(p.text) for p in patterns)}), or pass unmatched='skip' "
-            "(--unmatched skip) to leave them out"
+            f"{root}: {len(left)} file(s) no pattern matches ({shown}), whose trials would be "
+            f"lost; fix the names or the pattern ({', '.join(repr(p.text) for p in patterns)}), "
+            "or pass unmatched='skip' (--unmatched skip) to leave them out"
         )
     if not trials:
         raise DataFormatError(
@@ -349,19 +348,16 @@ def _columns(
     x: np.ndarray, names: tuple[str, ...] | None, channels: Sequence[int | str], path: Path
 ) -> list[int]:
     index = []
+    header = f"its header names {list(names)}" if names else "the file has no header"
     for c in channels:
-        if isinstance(c, str):
-            if names is None or c not in names:
-                header = (
-                    f"; its header names {list(names)}" if names else " (the file has no header)"
-                )
-                raise DataFormatError(f"{path}: no channel named {c!r}{header}")
-            index.append(names.index(c))
+        if isinstance(c, str) and c in (names or ()):
+            index.append((names or ()).index(c))
         elif is_int(c, 0, x.shape[1] - 1):
             index.append(int(c))
         else:
             raise DataFormatError(
-                f"{path}: channel {c!r} is not a column index in 0..{x.shape[1] - 1} or a name"
+                f"{path}: channel {c!r} is not a column index in 0..{x.shape[1] - 1} or a name "
+                f"({header})"
             )
     return index
 

@@ -98,15 +98,11 @@ def read_trial(
         raise DataFormatError(f"{path}: emg_lens reads trial files {', '.join(SUFFIXES)}")
     if x.ndim == 1:
         x = x[:, None]
-    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+    if x.ndim != 2 or not 0 < x.shape[1] <= x.shape[0]:
         raise DataFormatError(
-            f"{path}: a trial must be a samples x channels matrix, got shape {x.shape}"
-        )
-    if x.shape[1] > x.shape[0]:
-        raise DataFormatError(
-            f"{path}: {x.shape[0]} rows x {x.shape[1]} columns (more channels than samples) most "
-            "likely channels x samples (or a MATLAB row vector); emg_lens reads samples x "
-            "channels, one row per sample: save the transpose"
+            f"{path}: a trial must be a samples x channels matrix, one row per sample, with more "
+            f"samples than channels; got shape {x.shape} (wider than tall: channels x samples, "
+            "or a MATLAB row vector? save the transpose)"
         )
     bad = ~np.isfinite(x)
     if bad.any():
