@@ -142,8 +142,7 @@ def synthetic_uci(
     unmarked (class 0) pause as long, ``rows_per_second`` rows a second (as the published
     files: `uci_gestures.ROWS_PER_SECOND`), values in steps of 1e-5 (5 decimals), ``time`` in
     ms."""
-    if n_subjects > 36:
-        raise ArgumentError(f"n_subjects must be at most 36 (UCI's subjects), got {n_subjects}")
+    check_int(n_subjects, "n_subjects (of UCI's 36)", 1, 36)
     n = max(30, round(gesture_seconds * rows_per_second))
     classes = range(1, len(uci_gestures.CLASSES))
     recordings = []
