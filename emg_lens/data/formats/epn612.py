@@ -154,8 +154,7 @@ def _sample_emg(sample: Any, path: Path, where: str) -> np.ndarray:
     names = [f"ch{c}" for c in range(1, CHANNELS + 1)]
     if sorted(emg) != sorted(names):
         raise DataFormatError(
-            f"{path}: {where}: 'emg' has the wrong channels: expected {CHANNELS} "
-            f"(ch1..ch{CHANNELS}), got {len(emg)} {sorted(emg)}"
+            f"{path}: {where}: 'emg' has the wrong channels: expected {CHANNELS}, got {sorted(emg)}"
         )
     try:
         columns = [np.asarray(emg[n], dtype=np.float64) for n in names]

@@ -331,8 +331,7 @@ def load_hdsemg(
         subject = _subject_from_name(path) if subject is None else subject
         if subject is None:
             raise ArgumentError(
-                f"{path}: cannot tell the subject from the file name (expected s<N>.mat); "
-                "pass subject="
+                f"{path}: cannot tell the subject from the file name (s<N>.mat); pass subject="
             )
         if force and f.n_force_channels == 0:
             raise DataFormatError(
