@@ -110,15 +110,11 @@ class Emg2PoseSession(OpenFile):
 
     def _check_layout(self) -> h5py.Dataset:
         group = self._h5.get(_GROUP)
-        if not isinstance(group, h5py.Group):
-            raise DataFormatError(
-                f"{self.path}: missing group {_GROUP!r}; the file holds {sorted(self._h5)}"
-            )
-        ds = group.get(_TIMESERIES)
+        ds = group.get(_TIMESERIES) if isinstance(group, h5py.Group) else None
         if not isinstance(ds, h5py.Dataset) or ds.dtype.fields is None or ds.ndim != 1:
             raise DataFormatError(
                 f"{self.path}: {_GROUP}/{_TIMESERIES} must be a 1-D dataset of compound dtype "
-                f"with fields {list(_FIELDS)}; found {ds!r}"
+                f"with fields {list(_FIELDS)}; found {ds!r}, the file holds {sorted(self._h5)}"
             )
         have = {name: field[0].shape for name, field in ds.dtype.fields.items()}
         for name, shape in _FIELDS.items():

@@ -154,34 +154,28 @@ class HDsEMGFile(OpenFile):
         for grid in _GRIDS:
             _, ds = self._get((grid,))
             shape = tuple(ds.shape)
-            if len(shape) != 3 or shape[:2] != GRID:
-                raise DataFormatError(
-                    f"{self.path}: variable {grid!r} has the wrong channel layout: expected "
-                    f"{GRID[0]} x {GRID[1]} electrodes, i.e. HDF5 shape (8, 8, T) (MATLAB "
-                    f"[T, 8, 8]), got HDF5 shape {shape}"
-                )
+            grid_shape = len(shape) == 3 and shape[:2] == GRID
+            self._require_shape(grid, grid_shape, "8 x 8 electrodes: (8, 8, T), MATLAB [T, 8, 8]")
             lengths[grid] = shape[2]
         self._class_name, self._class = self._get(_CLASS)
         self._rep_name, self._rep = self._get(_REPETITION)
         for name in {self._class_name, self._rep_name} | (_LABELS & set(self._vars)):
             shape = tuple(self._vars[name].shape)
-            if len(shape) > 2 or (len(shape) == 2 and min(shape) != 1):
-                raise DataFormatError(
-                    f"{self.path}: label variable {name!r} must be a vector (HDF5 shape (1, T)), "
-                    f"got {shape}"
-                )
+            vector = len(shape) < 2 or (len(shape) == 2 and min(shape) == 1)
+            self._require_shape(name, vector, "a vector (HDF5 shape (1, T))")
             lengths[name] = int(np.prod(shape))
         self._force = self._vars.get("force")
         if self._force is not None:
             shape = tuple(self._force.shape)
-            if len(shape) != 2:
-                raise DataFormatError(
-                    f"{self.path}: variable 'force' must be HDF5 shape (F, T) (MATLAB [T, F]), "
-                    f"got {shape}"
-                )
+            self._require_shape("force", len(shape) == 2, "HDF5 shape (F, T), MATLAB [T, F]")
             lengths["force"] = shape[1]
         self.n_samples = int(common_length(self.path, lengths))
         self.n_force_channels = 0 if self._force is None else int(self._force.shape[0])
+
+    def _require_shape(self, name: str, ok: bool, wanted: str) -> None:
+        if not ok:
+            shape = tuple(self._vars[name].shape)
+            raise DataFormatError(f"{self.path}: {name!r} must be {wanted}, got HDF5 shape {shape}")
 
     @property
     def label_names(self) -> tuple[str, str]:
