@@ -141,7 +141,8 @@ def make_folder(path: str | Path) -> Path:
                 blocker = next(files, path)
                 raise StorageError(
                     f"cannot make the folder {path}: {blocker} is a file, where a folder is "
-                    "wanted; move or rename it, or write elsewhere, then run the command again",
+                    "wanted; move or rename that file, or write elsewhere, then run the "
+                    "command again",
                     errno=exc.errno,
                     filename=str(blocker),
                 ) from exc

@@ -150,7 +150,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _sample_emg(sample: Any, path: Path, where: str) -> np.ndarray:
     """One sample's ``emg`` as float32 ``[time, 8]`` in int8 units / 128."""
     emg = sample.get("emg") if isinstance(sample, dict) else None
-    require(isinstance(emg, dict), path, f"{where} has no 'emg' dict of channels ch1..ch{CHANNELS}")
+    if not isinstance(emg, dict):
+        raise DataFormatError(f"{path}: {where} has no 'emg' dict of channels ch1..ch{CHANNELS}")
     names = [f"ch{c}" for c in range(1, CHANNELS + 1)]
     if sorted(emg) != sorted(names):
         raise DataFormatError(
