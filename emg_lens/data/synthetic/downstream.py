@@ -28,7 +28,8 @@ import numpy as np
 
 from emg_lens.data.formats import epn612, ninapro_db8, uci_gestures
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, check_int, check_number, checked
+from emg_lens.data.synthetic.protocol import check_options
+from emg_lens.errors import check_int, check_number, checked
 
 EPN_TESTING_PER_GESTURE = epn612.CALIBRATION + 2
 """Testing users' labelled samples per gesture: the calibration ones and 2 to test."""
@@ -208,10 +209,7 @@ def synthetic_db8(subject: int = 1, *, seconds: float = 4.0, seed: int = 0) -> R
 def _options(options: Mapping[str, Any], fmt: str, seconds: float) -> tuple[int, int, float]:
     """(n_subjects, seed, seconds) from ``emg-lens synth``'s options; ``seconds`` is the
     format's real duration, used when ``movement_seconds`` is not given."""
-    unknown = sorted(set(options) - {"n_subjects", "seed", "movement_seconds"})
-    if unknown:
-        flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
-        raise ArgumentError(f"{flags}: not an option of --format {fmt}")
+    check_options(options, ("n_subjects", "seed", "movement_seconds"), fmt)
     given = options.get("movement_seconds")
     if given is not None:
         wanted = "a number of seconds in (0, 10000)"

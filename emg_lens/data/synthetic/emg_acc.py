@@ -48,6 +48,7 @@ from emg_lens.data.recording import Recording
 from emg_lens.data.spec import DictSpec
 from emg_lens.data.synthetic.protocol import (
     check_bounds,
+    check_options,
     check_subjects,
     muscle_noise,
     onset_ramp,
@@ -355,13 +356,7 @@ def synthesize_ninapro_db2(out: str | Path, options: Mapping[str, Any]) -> Itera
     >>> [p.name for p in synthesize_ninapro_db2(tempfile.mkdtemp(), options)]
     ['S1_E1_A1.mat', 'S1_E2_A1.mat', 'S1_E3_A1.mat']
     """
-    unknown = sorted(set(options) - set(DB2_SYNTH_OPTIONS))
-    if unknown:
-        flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
-        raise ArgumentError(
-            f"{flags}: not an option of --format ninapro-db2 (it takes "
-            f"{', '.join('--' + k.replace('_', '-') for k in DB2_SYNTH_OPTIONS)})"
-        )
+    check_options(options, DB2_SYNTH_OPTIONS, "ninapro-db2")
     settings = {k: v for k, v in options.items() if k != "exercises"}
     spec = db2_spec(**settings)  # checked now, not at the first file
     exercises = _db2_exercises(options.get("exercises", DB2_SYNTH_EXERCISES))

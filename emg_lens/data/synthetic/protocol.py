@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy import signal as sps
 
-from emg_lens.errors import ConfigError, check_ints, check_number
+from emg_lens.errors import ArgumentError, ConfigError, check_ints, check_number
 
 
 def check_bounds(spec: Any, **bounds: str) -> None:
@@ -32,6 +32,23 @@ def check_bounds(spec: Any, **bounds: str) -> None:
         ok = functools.partial(operator.lt if strict else operator.le, limit)  # limit < v
         name = f"{type(spec).__name__}.{field}"
         check_number(getattr(spec, field), name, bound, ok, ConfigError)
+
+
+def check_options(options: Iterable[str], known: Iterable[str], fmt: str) -> None:
+    """Refuse an option of ``emg-lens synth --format fmt`` outside ``known``: an
+    `ArgumentError` naming the flags refused and those the format takes.
+
+    >>> check_options(["seed"], ["n_subjects", "seed"], "uci")
+    >>> check_options(["n_gestures"], ["n_subjects", "seed"], "uci")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: --n-gestures: not an option of --format uci (it takes --n-subjects, --seed)
+    """  # noqa: E501
+    options, known = list(options), list(known)
+    flags = {k: "--" + k.replace("_", "-") for k in [*options, *known]}
+    if unknown := sorted(set(options) - set(known)):
+        refused, takes = (", ".join(flags[k] for k in keys) for keys in (unknown, known))
+        raise ArgumentError(f"{refused}: not an option of --format {fmt} (it takes {takes})")
 
 
 def check_subjects(spec: Any, subjects: Iterable[int] | None) -> list[int]:
