@@ -92,10 +92,8 @@ to a folder on another disk (--out), then run the command again...
     """
     try:
         yield
-    except StorageError:
-        raise
     except OSError as exc:
-        if exc.errno not in _STORAGE_FAILURES:
+        if isinstance(exc, StorageError) or exc.errno not in _STORAGE_FAILURES:
             raise
         target = Path(path if path is not None else exc.filename or "?")
         what, todo, where = _STORAGE_FAILURES[exc.errno]

@@ -67,13 +67,11 @@ def as_subject_data(model: Any, data: SubjectData | tuple[Any, Any]) -> SubjectD
     """
     n_classes = model.cfg.n_classes
     if isinstance(data, SubjectData):
-        if data.n_classes != n_classes:
+        if data.n_classes != n_classes or len(data.y_test) == 0:
             raise ArgumentError(
-                f"SubjectData {data.subject} has {data.n_classes} classes, but the model has "
-                f"n_classes={n_classes}"
+                f"SubjectData {data.subject} must have the model's n_classes={n_classes} and test "
+                f"windows; it has {data.n_classes} classes, {len(data.y_test)} test windows"
             )
-        if len(data.y_test) == 0:
-            raise ArgumentError(f"SubjectData {data.subject} has no test windows to evaluate")
         model.to_tokens(data.X_test[:1])  # shape check, InputShapeError naming it
         return data
     if not (isinstance(data, tuple) and len(data) == 2):
@@ -91,9 +89,8 @@ def as_subject_data(model: Any, data: SubjectData | tuple[Any, Any]) -> SubjectD
         )
     if len(y) == 0 or y.min() < 0 or y.max() >= n_classes:
         raise ArgumentError(
-            f"labels y must be class indices in [0, {n_classes - 1}] (n_classes={n_classes}) "
-            f"and there must be at least one window; got {len(y)} labels"
-            + (f" in [{y.min()}, {y.max()}]" if len(y) else "")
+            f"labels y must be class indices in [0, {n_classes - 1}] (n_classes={n_classes}), at "
+            f"least one; got {len(y)} labels, of values {np.unique(y)[:10].tolist()}"
         )
     return SubjectData.from_windows(
         model.cfg.modalities, (X, y), classes=list(range(n_classes)), repetitions=(0, 0)

@@ -28,7 +28,13 @@ import scipy.io
 
 from emg_lens.data.files import find_files
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, DataFormatError, check_int, warn_caller
+from emg_lens.errors import (
+    ArgumentError,
+    DataFormatError,
+    EmgLensError,
+    check_int,
+    warn_caller,
+)
 
 LENGTH_TOLERANCE = 5
 """Most samples by which per-sample arrays of one file may differ before it is an error."""
@@ -44,18 +50,33 @@ _PER_SAMPLE = frozenset({"emg", "acc", "glove", "force", "inclin", "gyro", "mag"
 _SCALARS = frozenset({"subject", "exercise", "forcecal"})
 
 
+def require(
+    ok: object, where: object, message: str, error: type[EmgLensError] = DataFormatError
+) -> None:
+    """Refuse the file, folder or argument ``where`` names unless ``ok``: ``error`` saying
+    ``"{where}: {message}"`` (what is wrong and what would be accepted). The one check of the
+    readers' files, each message starting with the path at fault.
+
+    >>> require(True, "S1_E1_A1.mat", "an empty file")
+    >>> require([], "S1_E1_A1.mat", "an empty file")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.DataFormatError: S1_E1_A1.mat: an empty file
+    """
+    if not ok:
+        raise error(f"{where}: {message}")
+
+
 def read_mat(path: Path, *, reader: str = "the NinaPro readers") -> dict[str, np.ndarray]:
     """All variables of a MATLAB v5 file, refusing v7.3 (HDF5) files with a clear message."""
-    if not path.is_file():
-        raise DataFormatError(f"{path}: no such file")
+    require(path.is_file(), path, "no such file")
     try:
         is_hdf5 = h5py.is_hdf5(str(path))
     except OSError:
         is_hdf5 = False
     if is_hdf5:
         raise DataFormatError(
-            f"{path}: this is an HDF5 (MATLAB v7.3) file; {reader} expect MATLAB v5 files "
-            "(as the datasets ship them) - re-save it with save(..., '-v7')"
+            f"{path}: an HDF5 (MATLAB v7.3) file; {reader} read v5 files: save(..., '-v7') it"
         )
     try:
         contents = scipy.io.loadmat(str(path))
@@ -69,36 +90,31 @@ def read_mat(path: Path, *, reader: str = "the NinaPro readers") -> dict[str, np
 
 def as_labels(x: np.ndarray, name: str, path: Path) -> np.ndarray:
     x = np.asarray(x)
-    if x.ndim > 2 or (x.ndim == 2 and min(x.shape) != 1) or not np.issubdtype(x.dtype, np.number):
+    column = x.ndim < 2 or (x.ndim == 2 and min(x.shape) == 1)
+    if not column or not np.issubdtype(x.dtype, np.number):
         raise DataFormatError(
-            f"{path}: label variable {name!r} must be a numeric (N, 1) column, got shape "
-            f"{x.shape} of {x.dtype}"
+            f"{path}: label {name!r} must be a numeric (N, 1) column, got {x.dtype} {x.shape}"
         )
     x = x.reshape(-1)
-    if np.issubdtype(x.dtype, np.floating) and (
-        not np.isfinite(x).all() or not np.array_equal(x, np.round(x))
-    ):
-        raise DataFormatError(f"{path}: label variable {name!r} holds non-integer values")
-    if x.size and x.min() < 0:
+    whole = np.isfinite(x).all() and np.array_equal(x, np.round(x))
+    if not whole or x.min(initial=0) < 0:
         raise DataFormatError(
-            f"{path}: label variable {name!r} holds negative values (min {x.min():g}); labels "
-            "are 0 (rest) or positive codes"
+            f"{path}: label variable {name!r} holds {'negative' if whole else 'non-integer'} "
+            f"values (min {x.min(initial=0):g}); labels are 0 (rest) or positive whole codes"
         )
     return x.astype(np.int64)
 
 
 def check_signal(x: np.ndarray, name: str, path: Path, expected: ChannelCounts) -> None:
+    accepted = (expected,) if isinstance(expected, int) else expected
     if x.ndim != 2 or not np.issubdtype(x.dtype, np.number):
         raise DataFormatError(
-            f"{path}: variable {name!r} must be a numeric [time, channels] matrix, got shape "
-            f"{x.shape} of {x.dtype}"
+            f"{path}: {name!r} must be a numeric [time, channels] matrix, got {x.dtype} {x.shape}"
         )
-    accepted = (expected,) if isinstance(expected, int) else expected
     if accepted is not None and x.shape[1] not in accepted:
-        wanted = " or ".join(str(c) for c in accepted)
         raise DataFormatError(
-            f"{path}: variable {name!r} has the wrong channel count: expected {wanted}, "
-            f"got {x.shape[1]} (shape {x.shape})"
+            f"{path}: variable {name!r} has the wrong channel count: expected "
+            f"{' or '.join(map(str, accepted))}, got {x.shape[1]} (shape {x.shape})"
         )
 
 
@@ -219,21 +235,16 @@ def read_exercise_file(
     path = Path(path)
     data = read_mat(path)
 
-    def pick(names: tuple[str, ...]) -> str:
-        for name in names:
-            if name in data:
-                return name
-        raise DataFormatError(
-            f"{path}: missing required variable {' or '.join(repr(n) for n in names)}; the file "
-            f"holds {sorted(data)}"
+    def pick(names: tuple[str, ...], why: str = "") -> str:
+        found = [name for name in names if name in data]
+        wanted = " or ".join(map(repr, names))
+        require(
+            found, path, f"missing required variable {wanted}{why}; the file holds {sorted(data)}"
         )
+        return found[0]
 
     for name in modalities:
-        if name not in data:
-            raise DataFormatError(
-                f"{path}: missing required variable {name!r} (asked for modality {name!r}); "
-                f"the file holds {sorted(data)}"
-            )
+        pick((name,), f" (asked for modality {name!r})")
         check_signal(data[name], name, path, channels.get(name))
     stim_name, rep_name = pick(_STIMULUS), pick(_REPETITION)
     labels = {name: as_labels(data[name], name, path) for name in LABEL_COLUMNS if name in data}

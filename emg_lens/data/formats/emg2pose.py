@@ -33,6 +33,7 @@ import pandas as pd
 from jaxtyping import Float
 
 from emg_lens.data.files import OpenFile
+from emg_lens.data.formats._matlab import require
 from emg_lens.data.reader import DatasetReader, Source
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError, check_number
@@ -99,8 +100,7 @@ class Emg2PoseSession(OpenFile):
     def __init__(self, path: str | Path, *, subject: int | None = None) -> None:
         self.path = Path(path)
         self.subject = subject
-        if not self.path.is_file():
-            raise DataFormatError(f"{self.path}: no such file (an emg2pose session .hdf5)")
+        require(self.path.is_file(), self.path, "no such file (an emg2pose session .hdf5)")
         self._h5 = self._open_hdf5("an HDF5 file")
         try:
             self._timeseries = self._check_layout()
@@ -110,27 +110,18 @@ class Emg2PoseSession(OpenFile):
 
     def _check_layout(self) -> h5py.Dataset:
         group = self._h5.get(_GROUP)
-        if not isinstance(group, h5py.Group):
-            raise DataFormatError(
-                f"{self.path}: missing group {_GROUP!r}; the file holds {sorted(self._h5)}"
-            )
-        ds = group.get(_TIMESERIES)
+        ds = group.get(_TIMESERIES) if isinstance(group, h5py.Group) else None
         if not isinstance(ds, h5py.Dataset) or ds.dtype.fields is None or ds.ndim != 1:
             raise DataFormatError(
                 f"{self.path}: {_GROUP}/{_TIMESERIES} must be a 1-D dataset of compound dtype "
-                f"with fields {list(_FIELDS)}; found {ds!r}"
+                f"with fields {list(_FIELDS)}; found {ds!r}, the file holds {sorted(self._h5)}"
             )
+        have = {name: field[0].shape for name, field in ds.dtype.fields.items()}
         for name, shape in _FIELDS.items():
-            field = ds.dtype.fields.get(name)
-            if field is None:
+            if have.get(name) != shape:
                 raise DataFormatError(
-                    f"{self.path}: {_GROUP}/{_TIMESERIES} lacks field {name!r}; it has "
-                    f"{list(ds.dtype.fields)}"
-                )
-            if field[0].shape != shape:
-                raise DataFormatError(
-                    f"{self.path}: field {name!r} has the wrong channel count: expected shape "
-                    f"{shape}, got {field[0].shape}"
+                    f"{self.path}: {_GROUP}/{_TIMESERIES} lacks field {name!r} of shape {shape} "
+                    f"(as many channels); its fields: {have}"
                 )
         self.attrs = {key: _text(value) for key, value in group.attrs.items()}
         what = f"{self.path}: group attribute 'sample_rate'"
@@ -181,8 +172,7 @@ class Emg2PoseSession(OpenFile):
         subject = self.subject if subject is None else subject
         if subject is None:
             raise ArgumentError(
-                f"{self.path}: no subject number; pass subject= (or open the session through "
-                "Emg2PoseDataset, which numbers the users)"
+                f"{self.path}: no subject number; pass subject= (or open it by Emg2PoseDataset)"
             )
         data = self.read()
         zeros = np.zeros(self.n_samples, np.int64)
@@ -228,10 +218,7 @@ class Emg2PoseDataset:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         csv = self.root / "metadata.csv"
-        if not csv.is_file():
-            raise DataFormatError(
-                f"{csv}: no such file (emg2pose's session list, beside the .hdf5 files)"
-            )
+        require(csv.is_file(), csv, "no such file (emg2pose's session list, beside its .hdf5)")
         try:
             table = pd.read_csv(csv, dtype=str, keep_default_na=False)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -385,8 +372,9 @@ def write_emg2pose_metadata(root: str | Path, rows: Iterable[Mapping[str, Any]])
     full = []
     for row in rows:
         missing = [c for c in ("filename", "user", "split") if c not in row]
-        if missing:
-            raise ArgumentError(f"emg2pose metadata row {dict(row)} lacks {missing}")
+        require(
+            not missing, f"emg2pose metadata row {dict(row)}", f"lacks {missing}", ArgumentError
+        )
         defaults = {
             "session": row["filename"],
             "stage": "stage0",

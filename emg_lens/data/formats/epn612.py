@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from emg_lens.data.files import find_files
+from emg_lens.data.formats._matlab import require
 from emg_lens.data.recording import Recording
 from emg_lens.data.windows.downstream import (
     SPLIT_CODES,
@@ -61,7 +62,7 @@ from emg_lens.data.windows.downstream import (
     thesis_preprocess,
 )
 from emg_lens.data.windows.pipeline import WindowBatch
-from emg_lens.errors import DataFormatError, check_int
+from emg_lens.errors import DataFormatError, check_choice, check_int
 from emg_lens.geometry import Montage, ring
 
 SAMPLE_RATE = 200.0
@@ -114,8 +115,7 @@ def find_users(root: str | Path) -> list[int]:
     """The subjects whose user file exists under ``root`` (sorted; testing users 1000 + N).
     A missing ``root``, or one holding no user file, is a `DataFormatError` naming it."""
     root = Path(root)
-    if not root.is_dir():
-        raise DataFormatError(f"{root}: no such folder (looking for EPN-612's trainingJSON/)")
+    require(root.is_dir(), root, "no such folder (looking for EPN-612's trainingJSON/)")
     found: list[int] = []
     for offset, folder in ((0, GROUPS["training"]), (TESTING_OFFSET, GROUPS["testing"])):
         if not (root / folder).is_dir():
@@ -131,23 +131,19 @@ def find_users(root: str | Path) -> list[int]:
         found += find_files(
             root / folder, key, what, looking_for=folder, recursive=False, folders=True
         )
-    if not found:
-        raise DataFormatError(
-            f"{root}: no EPN-612 user files (trainingJSON/user<N>/user<N>.json or "
-            "testingJSON/user<N>/user<N>.json) found"
-        )
+    require(
+        found, root, "no EPN-612 user files (trainingJSON/ or testingJSON/user<N>/user<N>.json)"
+    )
     return sorted(found)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise DataFormatError(f"{path}: no such EPN-612 user file")
+    require(path.is_file(), path, "no such EPN-612 user file")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataFormatError(f"{path}: not valid JSON (truncated or corrupt?): {exc}") from exc
-    if not isinstance(data, dict):
-        raise DataFormatError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    require(isinstance(data, dict), path, f"expected a JSON object, got {type(data).__name__}")
     return data
 
 
@@ -159,8 +155,7 @@ def _sample_emg(sample: Any, path: Path, where: str) -> np.ndarray:
     names = [f"ch{c}" for c in range(1, CHANNELS + 1)]
     if sorted(emg) != sorted(names):
         raise DataFormatError(
-            f"{path}: {where}: 'emg' has the wrong channels: expected {CHANNELS} "
-            f"(ch1..ch{CHANNELS}), got {len(emg)} {sorted(emg)}"
+            f"{path}: {where}: 'emg' has the wrong channels: expected {CHANNELS}, got {sorted(emg)}"
         )
     try:
         columns = [np.asarray(emg[n], dtype=np.float64) for n in names]
@@ -173,10 +168,7 @@ def _sample_emg(sample: Any, path: Path, where: str) -> np.ndarray:
             f"lengths {[c.shape for c in columns]}"
         )
     x = np.stack(columns, axis=1)
-    if not np.isfinite(x).all():
-        raise DataFormatError(
-            f"{path}: {where}: 'emg' holds {int((~np.isfinite(x)).sum())} NaN/Inf"
-        )
+    require(np.isfinite(x).all(), path, f"{where}: 'emg' holds {(~np.isfinite(x)).sum()} NaN/Inf")
     return (x / INT8_SCALE).astype(np.float32)
 
 
@@ -201,21 +193,14 @@ def load_epn612(root: str | Path, subject: int) -> Recording:
             if gesture is None:  # withheld label (testing users' testingSamples): counted
                 skipped += 1
                 continue
-            if gesture not in GESTURES:
-                raise DataFormatError(
-                    f"{path}: {name}.{key} has unknown gestureName {gesture!r}; expected one "
-                    f"of {list(GESTURES)}"
-                )
+            check_choice(gesture, GESTURES, f"{path}: {name}.{key}.gestureName", DataFormatError)
             emg = _sample_emg(sample, path, f"{name}.{key}")
             signals.append(emg)
             n = len(emg)
             stimulus.append(np.full(n, GESTURES.index(gesture), np.int64))
             repetition.append(np.full(n, len(signals), np.int64))
             part.append(np.full(n, p, np.int64))
-    if not signals:
-        raise DataFormatError(
-            f"{path}: no labelled sample (every one of {skipped} lacks gestureName)"
-        )
+    require(signals, path, f"no labelled sample (every one of {skipped} lacks gestureName)")
     return Recording(
         subject=int(subject),
         signals={"emg": np.concatenate(signals)},

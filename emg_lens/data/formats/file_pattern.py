@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from emg_lens.data.formats.trial_matrix import SUFFIXES
@@ -35,51 +34,35 @@ class FilePattern:
 
     @classmethod
     def parse(cls, text: Any) -> FilePattern:
-        if not isinstance(text, str) or not text.strip():
+        relative = (
+            isinstance(text, str) and not text.startswith("/") and ".." not in text.split("/")
+        )
+        if not relative or not text.strip() or not text.lower().endswith(SUFFIXES):
             raise ArgumentError(
-                f"pattern must be a path template such as 'R_{{repetition}}_C_{{gesture}}.csv', "
-                f"got {text!r}"
-            )
-        if text.startswith("/") or ".." in Path(text).parts:
-            raise ArgumentError(
-                f"pattern {text!r} must be relative to the root and stay inside it (no leading "
-                "'/', no '..')"
-            )
-        if not text.lower().endswith(SUFFIXES):
-            raise ArgumentError(
-                f"pattern {text!r} must end with a file extension emg_lens reads: "
-                f"{', '.join(SUFFIXES)}"
+                "pattern must be a path template such as 'R_{repetition}_C_{gesture}.csv'; it must "
+                "stay inside the root (no leading '/', no '..') and must end with a file extension "
+                f"of {SUFFIXES}, got {text!r}"
             )
         fields: list[str] = []
         parts, at = [], 0
         for m in _FIELD.finditer(text):
-            if fields and m.start() == at:
-                raise ArgumentError(
-                    f"pattern {text!r}: the fields {{{fields[-1]}}} and {{{m.group(1)}}} touch; "
-                    "put a separator between them (such as '_' or '/'), or no name could be "
-                    "split between them"
-                )
             name = m.group(1)
-            if not name.isidentifier():
-                raise ArgumentError(
-                    f"pattern {text!r}: field {{{name}}} must be a name of letters, digits and "
-                    "underscores, such as {gesture}"
-                )
-            if name in fields:
-                raise ArgumentError(f"pattern {text!r} names the field {{{name}}} twice")
+            touch = f"{{{fields[-1]}}} and {{{name}}}" if fields and m.start() == at else ""
+            _require(not touch, text, f"lets the fields {touch} touch: put '_' or '/' between")
+            _require(
+                name.isidentifier(), text, f"field {{{name}}} must be a name such as {{gesture}}"
+            )
+            _require(name not in fields, text, f"names the field {{{name}}} twice")
             parts.append(re.escape(text[at : m.start()]))
             parts.append(f"(?P<{name}>[^/]+?)")
             fields.append(name)
             at = m.end()
-        if any("{" in p or "}" in p for p in _FIELD.split(text)[::2]):
-            raise ArgumentError(f"pattern {text!r} has an unbalanced brace")
+        braces = any("{" in p or "}" in p for p in _FIELD.split(text)[::2])
+        _require(not braces, text, "has an unbalanced brace")
         parts.append(re.escape(text[at:]))
         greedy = re.compile("".join(p.replace("+?)", "+)") for p in parts))
-        if missing := [f for f in REQUIRED if f not in fields]:
-            raise ArgumentError(
-                f"pattern {text!r} has no field {', '.join('{' + f + '}' for f in missing)}: the "
-                "gesture and the repetition of each trial must be in its path"
-            )
+        missing = ", ".join("{" + f + "}" for f in REQUIRED if f not in fields)
+        _require(not missing, text, f"has no field {missing}: a path names its trial's labels")
         return cls(text, tuple(fields), re.compile("".join(parts)), greedy)
 
     def match(self, relative: str) -> dict[str, str] | None:
@@ -107,3 +90,9 @@ class FilePattern:
                 f"{readings[1]}; rename the files or choose a separator that no value contains"
             )
         return m.groupdict()
+
+
+def _require(ok: object, text: str, message: str) -> None:
+    """Refuse the pattern ``text`` unless ``ok``: an `ArgumentError` saying ``message``."""
+    if not ok:
+        raise ArgumentError(f"pattern {text!r} {message}")

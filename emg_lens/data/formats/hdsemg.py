@@ -52,7 +52,7 @@ import numpy as np
 import scipy.io
 
 from emg_lens.data.files import OpenFile, find_files
-from emg_lens.data.formats._matlab import common_length, write_mat73
+from emg_lens.data.formats._matlab import common_length, require, write_mat73
 from emg_lens.data.preprocess import find_segments
 from emg_lens.data.reader import DatasetReader, Source, found_subjects
 from emg_lens.data.recording import Recording
@@ -111,8 +111,7 @@ class HDsEMGFile(OpenFile):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._vars: Mapping[str, Any] = {}
-        if not self.path.is_file():
-            raise DataFormatError(f"{self.path}: no such file (an HD-sEMG subject file s<N>.mat)")
+        require(self.path.is_file(), self.path, "no such file (an HD-sEMG subject file s<N>.mat)")
         try:
             is_hdf5 = h5py.is_hdf5(str(self.path))
         except OSError:
@@ -155,34 +154,28 @@ class HDsEMGFile(OpenFile):
         for grid in _GRIDS:
             _, ds = self._get((grid,))
             shape = tuple(ds.shape)
-            if len(shape) != 3 or shape[:2] != GRID:
-                raise DataFormatError(
-                    f"{self.path}: variable {grid!r} has the wrong channel layout: expected "
-                    f"{GRID[0]} x {GRID[1]} electrodes, i.e. HDF5 shape (8, 8, T) (MATLAB "
-                    f"[T, 8, 8]), got HDF5 shape {shape}"
-                )
+            grid_shape = len(shape) == 3 and shape[:2] == GRID
+            self._require_shape(grid, grid_shape, "8 x 8 electrodes: (8, 8, T), MATLAB [T, 8, 8]")
             lengths[grid] = shape[2]
         self._class_name, self._class = self._get(_CLASS)
         self._rep_name, self._rep = self._get(_REPETITION)
         for name in {self._class_name, self._rep_name} | (_LABELS & set(self._vars)):
             shape = tuple(self._vars[name].shape)
-            if len(shape) > 2 or (len(shape) == 2 and min(shape) != 1):
-                raise DataFormatError(
-                    f"{self.path}: label variable {name!r} must be a vector (HDF5 shape (1, T)), "
-                    f"got {shape}"
-                )
+            vector = len(shape) < 2 or (len(shape) == 2 and min(shape) == 1)
+            self._require_shape(name, vector, "a vector (HDF5 shape (1, T))")
             lengths[name] = int(np.prod(shape))
         self._force = self._vars.get("force")
         if self._force is not None:
             shape = tuple(self._force.shape)
-            if len(shape) != 2:
-                raise DataFormatError(
-                    f"{self.path}: variable 'force' must be HDF5 shape (F, T) (MATLAB [T, F]), "
-                    f"got {shape}"
-                )
+            self._require_shape("force", len(shape) == 2, "HDF5 shape (F, T), MATLAB [T, F]")
             lengths["force"] = shape[1]
         self.n_samples = int(common_length(self.path, lengths))
         self.n_force_channels = 0 if self._force is None else int(self._force.shape[0])
+
+    def _require_shape(self, name: str, ok: bool, wanted: str) -> None:
+        if not ok:
+            shape = tuple(self._vars[name].shape)
+            raise DataFormatError(f"{self.path}: {name!r} must be {wanted}, got HDF5 shape {shape}")
 
     @property
     def label_names(self) -> tuple[str, str]:
@@ -191,12 +184,9 @@ class HDsEMGFile(OpenFile):
 
     def _vector(self, name: str) -> np.ndarray:
         x = self._load(name, lambda ds: np.asarray(ds[()])).reshape(-1)[: self.n_samples]
-        if np.issubdtype(x.dtype, np.floating) and (
-            not np.isfinite(x).all() or not np.array_equal(x, np.round(x))
-        ):
-            raise DataFormatError(f"{self.path}: label variable {name!r} holds non-integer values")
-        if not np.issubdtype(x.dtype, np.number):
-            raise DataFormatError(f"{self.path}: label variable {name!r} is not numeric")
+        numeric = np.issubdtype(x.dtype, np.number)
+        whole = numeric and np.isfinite(x).all() and np.array_equal(x, np.round(x))
+        require(whole, self.path, f"label variable {name!r} holds non-integer values ({x.dtype})")
         return x.astype(np.int64)
 
     def labels(self) -> tuple[np.ndarray, np.ndarray]:
@@ -331,16 +321,12 @@ def load_hdsemg(
         if subject is None:
             raise ArgumentError(f"{path} is a folder: pass subject= to pick s<subject>.mat")
         path = subject_file(path, subject)
-    elif not path.exists():
-        raise DataFormatError(f"{path}: no such file (an HD-sEMG subject file s<N>.mat)")
-    if subject is None:
-        subject = _subject_from_name(path)
+    with HDsEMGFile(path) as f:  # a missing file is named first
+        subject = _subject_from_name(path) if subject is None else subject
         if subject is None:
             raise ArgumentError(
-                f"{path}: cannot tell the subject from the file name (expected s<N>.mat); "
-                "pass subject="
+                f"{path}: cannot tell the subject from the file name (s<N>.mat); pass subject="
             )
-    with HDsEMGFile(path) as f:
         if force and f.n_force_channels == 0:
             raise DataFormatError(
                 f"{path}: missing variable 'force' (asked for force=True); the file holds "

@@ -62,6 +62,7 @@ from emg_lens.data.formats._matlab import (
     LABEL_COLUMNS,
     load_exercises,
     read_exercise_file,
+    require,
     stimulus_columns,
 )
 from emg_lens.data.reader import DatasetReader, Source, found_subjects
@@ -138,10 +139,7 @@ def _exercise_number(exercise: str | int) -> int:
 def _subject_folder(root: Path, subject: int) -> Path:
     """The folder holding subject ``subject``'s files: ``root/DB<k>_s<N>``, ``root/s<N>``,
     ``root/Subject_<N>`` (as the archives unpack), or ``root`` itself."""
-    if not root.exists():
-        raise DataFormatError(f"{root}: no such folder (looking for NinaPro subject {subject})")
-    if root.is_file():
-        raise DataFormatError(f"{root}: expected a folder (the dataset root or DB2_s{subject}/)")
+    require(root.is_dir(), root, f"no such folder (the dataset root or DB2_s{subject}/)")
     names = [f"DB{db}_s{subject}" for db in (2, 3, 5, 7)]
     names += [f"s{subject}", f"S{subject}", f"Subject_{subject}"]
     # Two of these folders (DB2_s1/ and s1/) would be two copies of the subject: refused.

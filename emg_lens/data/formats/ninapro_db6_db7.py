@@ -70,8 +70,7 @@ def _read_named_file(
     subject = subject if subject is not None or match is None else int(match.group(1))
     if subject is None:
         raise ArgumentError(
-            f"{path}: cannot tell the subject from the file name (expected e.g. {example}); "
-            "pass subject="
+            f"{path}: cannot tell the subject from the file name (e.g. {example}); pass subject="
         )
     return read_exercise_file(
         path,

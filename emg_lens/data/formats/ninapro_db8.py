@@ -53,6 +53,7 @@ from emg_lens.data.formats._matlab import (
     concatenate_recordings,
     mat_files,
     read_mat,
+    require,
 )
 from emg_lens.data.recording import Recording
 from emg_lens.data.windows.downstream import (
@@ -65,7 +66,7 @@ from emg_lens.data.windows.downstream import (
     window_starts,
 )
 from emg_lens.data.windows.store import RegressionBatch
-from emg_lens.errors import ArgumentError, DataFormatError, check_int, warn_caller
+from emg_lens.errors import DataFormatError, check_int, check_ints, warn_caller
 from emg_lens.geometry import Montage, ring
 
 SAMPLE_RATE = 2000.0
@@ -108,8 +109,7 @@ def find_files(root: str | Path) -> dict[tuple[int, ...], Path]:
     ``A_old/`` and in ``root``) is a `DataFormatError`, the last naming both."""
     what = "NinaPro DB8 subject {}, acquisition A{}"
     found = mat_files(root, _FILE, what, "NinaPro DB8 S<N>_E1_A<k>.mat")
-    if not found:
-        raise DataFormatError(f"{root}: no NinaPro DB8 files S<N>_E1_A<k>.mat (k = 1, 2, 3) found")
+    require(found, root, "no NinaPro DB8 files S<N>_E1_A<k>.mat (k = 1, 2, 3) found")
     return found
 
 
@@ -133,10 +133,7 @@ def acquisition_file(root: str | Path, subject: int, acquisition: int) -> Path:
 def _read_acquisition(path: Path, subject: int, acquisition: int) -> Recording:
     data = read_mat(path)
     for name, channels in (("emg", CHANNELS), ("glove", GLOVE_CHANNELS)):
-        if name not in data:
-            raise DataFormatError(
-                f"{path}: missing required variable {name!r}; the file holds {sorted(data)}"
-            )
+        require(name in data, path, f"missing required variable {name!r}; it holds {sorted(data)}")
         check_signal(data[name], name, path, channels)
     labels = [
         next((as_labels(data[n], n, path) for n in names if n in data), None) for names in _LABELS
@@ -164,8 +161,7 @@ def load_ninapro_db8(
 ) -> Recording:
     """One DB8 subject's ``acquisitions`` joined in time (see the module docstring)."""
     subject = check_int(subject, "subject", minimum=1)
-    if not acquisitions or any(a not in ACQUISITIONS for a in acquisitions):
-        raise ArgumentError(f"acquisitions must be among {list(ACQUISITIONS)}, got {acquisitions}")
+    check_ints(acquisitions, "acquisitions", 1, len(ACQUISITIONS))  # A1, A2, A3
     return concatenate_recordings(
         [_read_acquisition(acquisition_file(root, subject, a), subject, a) for a in acquisitions]
     )

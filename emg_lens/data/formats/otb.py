@@ -43,9 +43,9 @@ from typing import Any
 
 import numpy as np
 
-from emg_lens.data.formats._matlab import read_mat
+from emg_lens.data.formats._matlab import read_mat, require
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, DataFormatError, check_bool, checked, warn_caller
+from emg_lens.errors import DataFormatError, check_bool, check_choice, checked, warn_caller
 from emg_lens.geometry import (
     GRID_CODES,
     ORDERED_GRID_CODES,
@@ -88,10 +88,10 @@ def _texts(description: Any, path: Path) -> list[str]:
     for item in items:
         while isinstance(item, np.ndarray) and item.size == 1:
             item = item.reshape(-1)[0]
-        if not isinstance(item, str):
-            raise DataFormatError(
-                f"{path}: 'Description' must hold one text per column, got {type(item).__name__}"
-            )
+        got = type(item).__name__
+        require(
+            isinstance(item, str), path, f"'Description' must hold one text per column, got {got}"
+        )
         texts.append(item.strip())
     return texts
 
@@ -147,8 +147,7 @@ def _columns(
             key = (electrode["code"], electrode["muscle"], electrode["input"])
             channels = found.setdefault(key, {})
             number = int(electrode["channel"])
-            if number in channels:
-                raise DataFormatError(f"{path}: two columns describe {text!r}")
+            require(number not in channels, path, f"two columns describe {text!r}")
             channels[number] = (column, electrode["unit"])
             continue
         m = _AUX.match(text)
@@ -160,6 +159,8 @@ def _columns(
                 f"is {name!r} too); expected '<name>[<unit>]'"
             )
         aux[name], units[name] = column, (m["unit"] if m else "")
+    all_units = {unit for channels in found.values() for _, unit in channels.values()}
+    require(len(all_units) < 2, path, f"the grid channels mix units {sorted(all_units)}")
     grids = []
     for (code, muscle, source), channels in found.items():
         if code not in GRID_CODES:
@@ -175,11 +176,8 @@ def _columns(
                 f"{min(channels)}..{max(channels)} of {expected}, missing {missing[:10]}; an "
                 "export of a whole grid holds each once"
             )
-        grid_units = {unit for _, unit in channels.values()}
-        if len(grid_units) != 1:
-            raise DataFormatError(f"{path}: grid {code} mixes units {sorted(grid_units)}")
         columns = tuple(channels[k][0] for k in range(1, expected + 1))
-        grids.append(OtbGrid(code, muscle, source, grid_units.pop(), columns))
+        grids.append(OtbGrid(code, muscle, source, channels[1][1], columns))
     return grids, aux, units, left_out
 
 
@@ -201,8 +199,7 @@ def read_otb(
             have an imaginary part); True reads its real part, and ``meta["real_part"]`` says
             the imaginary part was dropped."""
     path = Path(path)
-    if orientation not in (0, 180):
-        raise ArgumentError(f"orientation must be 0 or 180 (degrees), got {orientation!r}")
+    check_choice(orientation, (0, 180), "orientation (degrees)")
     contents = read_mat(path, reader="OT BioLab+ exports (File > Export > MATLAB)")
     missing = [k for k in ("Data", "Description", "SamplingFrequency") if k not in contents]
     if missing:
@@ -226,13 +223,10 @@ def read_otb(
             f"{path}: no column describes a grid electrode ('<muscle> - <input> - <grid code> "
             f"(<channel>)[<unit>]'); its columns: {texts[:5]}{' ...' if len(texts) > 5 else ''}"
         )
-    if len(grid_units := {g.unit for g in grids}) > 1:
-        raise DataFormatError(f"{path}: the grids are in different units {sorted(grid_units)}")
     emg = np.concatenate([data[:, g.columns] for g in grids], axis=1).astype(np.float32)
     extras = {name: data[:, column].astype(np.float32) for name, column in aux.items()}
     for name, x in extras.items():
-        if not np.isfinite(x).all():
-            raise DataFormatError(f"{path}: auxiliary channel {name!r} holds NaN or Inf values")
+        require(np.isfinite(x).all(), path, f"auxiliary channel {name!r} holds NaN or Inf values")
     unordered = sorted({g.code for g in grids if g.code not in ORDERED_GRID_CODES})
     placement, unplaced = None, {}
     if unordered:  # no channel map to go on: no placement rather than a guessed one

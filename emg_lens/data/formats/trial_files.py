@@ -48,11 +48,19 @@ import numpy as np
 
 from emg_lens._hints import checked
 from emg_lens.data.files import files_under, unique_files
+from emg_lens.data.formats._matlab import require
 from emg_lens.data.formats.file_pattern import FilePattern
 from emg_lens.data.formats.trial_matrix import CsvFormat, is_number, read_trial
 from emg_lens.data.reader import DatasetReader
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, DataFormatError, check_names, check_number, is_int
+from emg_lens.errors import (
+    ArgumentError,
+    DataFormatError,
+    check_choice,
+    check_names,
+    check_number,
+    is_int,
+)
 from emg_lens.geometry import ORDERED_GRID_CODES, Montage, grid_code, ring
 
 LABELS = ("subject", "session", "repetition", "gesture")
@@ -91,16 +99,14 @@ def _find_trials(root: Path, patterns: list[FilePattern], unmatched: str) -> lis
         other = first_name.setdefault(trial.path.resolve(), trial.path)
         if other != trial.path:
             raise DataFormatError(
-                f"{trial.path} and {other} are one file by two names: its trial would be read "
-                "twice, under two labels. Remove the link"
+                f"{trial.path} and {other} are one file by two names, read twice: remove the link"
             )
     if left and unmatched == "error":
         shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
         raise DataFormatError(
-            f"{root}: {len(left)} file(s) no pattern matches ({shown}); a trial whose name does "
-            f"not fit would be lost without a word. Fix the names or the pattern "
-            f"({', '.join(repr(p.text) for p in patterns)}), or pass unmatched='skip' "
-            "(--unmatched skip) to leave them out"
+            f"{root}: {len(left)} file(s) no pattern matches ({shown}), whose trials would be "
+            f"lost; fix the names or the pattern ({', '.join(repr(p.text) for p in patterns)}), "
+            "or pass unmatched='skip' (--unmatched skip) to leave them out"
         )
     if not trials:
         raise DataFormatError(
@@ -179,10 +185,8 @@ class TrialIndex:
         cls, root: str | Path, pattern: str | Sequence[str], unmatched: str = "error"
     ) -> TrialIndex:
         root = Path(root)
-        if not root.is_dir():
-            raise DataFormatError(f"{root}: no such folder (root of the trial files)")
-        if unmatched not in UNMATCHED:
-            raise ArgumentError(f"unmatched must be one of {list(UNMATCHED)}, got {unmatched!r}")
+        require(root.is_dir(), root, "no such folder (root of the trial files)")
+        check_choice(unmatched, UNMATCHED, "unmatched")
         texts = (pattern,) if isinstance(pattern, str) else tuple(pattern)
         trials = _find_trials(root, [FilePattern.parse(t) for t in texts], unmatched)
         gestures = _ordered({t.fields["gesture"] for t in trials})
@@ -232,10 +236,8 @@ class TrialIndex:
         return [t for _, _, t in self._entries(subject)]
 
     def _entries(self, subject: int) -> tuple[tuple[int, int, _Trial], ...]:
-        if subject not in self.by_subject:
-            raise ArgumentError(
-                f"{self.root}: no subject {subject!r}; the files hold subjects {self.subjects}"
-            )
+        where, subjects = self.root, self.subjects
+        require(subject in subjects, where, f"no subject {subject!r} of {subjects}", ArgumentError)
         return self.by_subject[subject]
 
     def read(
@@ -346,19 +348,16 @@ def _columns(
     x: np.ndarray, names: tuple[str, ...] | None, channels: Sequence[int | str], path: Path
 ) -> list[int]:
     index = []
+    header = f"its header names {list(names)}" if names else "the file has no header"
     for c in channels:
-        if isinstance(c, str):
-            if names is None or c not in names:
-                header = (
-                    f"; its header names {list(names)}" if names else " (the file has no header)"
-                )
-                raise DataFormatError(f"{path}: no channel named {c!r}{header}")
-            index.append(names.index(c))
+        if isinstance(c, str) and c in (names or ()):
+            index.append((names or ()).index(c))
         elif is_int(c, 0, x.shape[1] - 1):
             index.append(int(c))
         else:
             raise DataFormatError(
-                f"{path}: channel {c!r} is not a column index in 0..{x.shape[1] - 1} or a name"
+                f"{path}: channel {c!r} is not a column index in 0..{x.shape[1] - 1} or a name "
+                f"({header})"
             )
     return index
 
@@ -402,15 +401,10 @@ def _assemble(
         if first is None:
             check_names(names, f"{trial.path}: channel")  # they name tokens on report pages
             first = (names, trial.path)
-        elif len(names) != len(first[0]):
-            raise DataFormatError(
-                f"{trial.path}: {len(names)} channels, but {first[1]} has {len(first[0])}; every "
-                "trial must hold the same channels (choose them with channels=)"
-            )
         elif names != first[0]:
             raise DataFormatError(
-                f"{trial.path}: channels {list(names)}, but {first[1]} has {list(first[0])}; "
-                "every trial must hold the same channels in the same order"
+                f"{trial.path}: channels {list(names)}, but {first[1]} has {list(first[0])}; every "
+                "trial must hold the same channels in the same order (choose them with channels=)"
             )
         n = len(x)
         pieces += [x, np.zeros((gap, x.shape[1]), np.float32)]
@@ -487,16 +481,11 @@ def file_source_fields(options: Mapping[str, Any]) -> dict[str, Any]:
     modality = options.get("modality") or "emg"
     if not isinstance(modality, str) or not modality.isidentifier():
         raise ArgumentError(f"modality must be a name such as 'emg', got {modality!r}")
-    unmatched = options.get("unmatched") or "error"
-    if unmatched not in UNMATCHED:
-        raise ArgumentError(f"unmatched must be one of {list(UNMATCHED)}, got {unmatched!r}")
+    unmatched = check_choice(options.get("unmatched") or "error", UNMATCHED, "unmatched")
     channels = options.get("channels")
     placement = options.get("placement")
-    if placement is not None and placement not in PLACEMENTS:
-        raise ArgumentError(
-            f"placement must be one of {list(PLACEMENTS)} (a ring around the forearm, or an OT "
-            f"Bioelettronica grid code), got {placement!r}"
-        )
+    if placement is not None:  # a ring around the forearm, or an OT Bioelettronica grid code
+        check_choice(placement, PLACEMENTS, "placement")
     csv_format = _csv_format(options)
     return {
         "pattern": texts,

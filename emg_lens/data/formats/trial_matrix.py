@@ -19,8 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from emg_lens.data.formats._matlab import read_mat
-from emg_lens.errors import ArgumentError, DataFormatError, check_field_types, fields_checked
+from emg_lens.data.formats._matlab import read_mat, require
+from emg_lens.errors import (
+    ArgumentError,
+    DataFormatError,
+    check_choice,
+    check_field_types,
+    fields_checked,
+)
 
 SUFFIXES = (".csv", ".npy", ".mat")
 """The trial files emg_lens reads."""
@@ -43,8 +49,8 @@ class CsvFormat:
     >>> CsvFormat(decimal=",", delimiter=",")
     Traceback (most recent call last):
     ...
-    emg_lens.errors.ArgumentError: delimiter=',' is the decimal mark too; a file that writes \
-decimal commas separates its values by ';' or a tab
+    emg_lens.errors.ArgumentError: delimiter must be one character between values (',', ';', \
+a tab...) but not the decimal mark ',' (decimal commas go with ';' or a tab), got ','
     """
 
     header: bool | None = None
@@ -53,19 +59,12 @@ decimal commas separates its values by ';' or a tab
 
     def __post_init__(self) -> None:
         check_field_types(self, ArgumentError)
-        if self.decimal not in DECIMALS:
-            raise ArgumentError(f"decimal must be one of {list(DECIMALS)}, got {self.decimal!r}")
-        if self.delimiter is not None and (
-            len(self.delimiter) != 1 or self.delimiter in '"\r\n' or self.delimiter.isalnum()
-        ):
+        check_choice(self.decimal, DECIMALS, "decimal", ArgumentError)
+        d = self.delimiter
+        if d is not None and (len(d) != 1 or d in f'"\r\n{self.decimal}' or d.isalnum()):
             raise ArgumentError(
-                f"delimiter must be one character between values (',', ';', a tab...), got "
-                f"{self.delimiter!r}"
-            )
-        if self.delimiter == self.decimal:
-            raise ArgumentError(
-                f"delimiter={self.delimiter!r} is the decimal mark too; a file that writes "
-                "decimal commas separates its values by ';' or a tab"
+                f"delimiter must be one character between values (',', ';', a tab...) but not the "
+                f"decimal mark {self.decimal!r} (decimal commas go with ';' or a tab), got {d!r}"
             )
 
 
@@ -99,16 +98,11 @@ def read_trial(
         raise DataFormatError(f"{path}: emg_lens reads trial files {', '.join(SUFFIXES)}")
     if x.ndim == 1:
         x = x[:, None]
-    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+    if x.ndim != 2 or not 0 < x.shape[1] <= x.shape[0]:
         raise DataFormatError(
-            f"{path}: a trial must be a samples x channels matrix, got shape {x.shape}"
-        )
-    if x.shape[1] > x.shape[0]:
-        raise DataFormatError(
-            f"{path}: {x.shape[0]} rows x {x.shape[1]} columns read as {x.shape[0]} samples of "
-            f"{x.shape[1]} channels: more channels than samples, so the file is most likely "
-            "channels x samples (or a MATLAB row vector). emg_lens reads samples x channels, "
-            "one row per sample: save the transpose"
+            f"{path}: a trial must be a samples x channels matrix, one row per sample, with more "
+            f"samples than channels; got shape {x.shape} (wider than tall: channels x samples, "
+            "or a MATLAB row vector? save the transpose)"
         )
     bad = ~np.isfinite(x)
     if bad.any():
@@ -161,8 +155,7 @@ def _read_csv(path: Path, fmt: CsvFormat) -> tuple[np.ndarray, tuple[str, ...] |
     hint = "; if the file writes decimal commas, pass decimal=','"
     width_hint = hint if commas and delimiter == "," and "." not in text else ""
     rows = [row for row in csv.reader(io.StringIO(text), delimiter=delimiter) if row]
-    if not rows:
-        raise DataFormatError(f"{path}: an empty file")
+    require(rows, path, "an empty file")
     if fmt.delimiter is None and fmt.decimal == "." and delimiter == ",":
         _refuse_decimal_commas(path, rows)
     names, body = _header(path, rows, fmt)
@@ -245,10 +238,8 @@ def _read_npy(path: Path) -> np.ndarray:
             ".npy array; save each trial with np.save, or name the archive .npz and extract "
             "the trial's array"
         )
-    if not np.issubdtype(x.dtype, np.number):
-        raise DataFormatError(f"{path}: holds {x.dtype}, not numbers")
-    if np.iscomplexobj(x):
-        raise DataFormatError(f"{path}: holds complex values; a trial is real samples")
+    real = np.issubdtype(x.dtype, np.number) and not np.iscomplexobj(x)
+    require(real, path, f"holds {x.dtype}: not numbers, or complex ones; a trial is real samples")
     return x.astype(np.float64)
 
 
@@ -266,13 +257,12 @@ def _read_mat_variable(path: Path, variable: str | None) -> np.ndarray:
                 "that holds the samples x channels signal (variable=, --variable)"
             )
         (variable,) = numeric
-    if variable not in contents:
-        raise DataFormatError(f"{path}: has no variable {variable!r}; it holds {sorted(contents)}")
-    if variable not in numeric:
+    require(
+        variable in contents, path, f"has no variable {variable!r}; it holds {sorted(contents)}"
+    )
+    x = np.asarray(contents[variable])
+    if variable not in numeric or np.iscomplexobj(x):
         raise DataFormatError(
-            f"{path}: variable {variable!r} is not a numeric matrix "
-            f"({np.asarray(contents[variable]).dtype}, shape {np.shape(contents[variable])})"
+            f"{path}: variable {variable!r} is not a real matrix ({x.dtype}, shape {x.shape})"
         )
-    if np.iscomplexobj(numeric[variable]):
-        raise DataFormatError(f"{path}: variable {variable!r} holds complex values")
-    return numeric[variable].astype(np.float64)
+    return x.astype(np.float64)

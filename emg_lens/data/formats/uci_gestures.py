@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from emg_lens.data.files import find_files
+from emg_lens.data.formats._matlab import require
 from emg_lens.data.recording import Recording
 from emg_lens.data.windows.downstream import (
     SPLIT_CODES,
@@ -111,8 +112,7 @@ def find_subjects(root: str | Path) -> list[int]:
     """The subjects with a numbered folder holding ``.txt`` files under ``root``, sorted."""
     root = Path(root)
     found = [s for s, folder in _subject_folders(root).items() if any(folder.glob("*.txt"))]
-    if not found:
-        raise DataFormatError(f"{root}: no UCI subject folder (<NN>/ holding .txt files) found")
+    require(found, root, "no UCI subject folder (<NN>/ holding .txt files) found")
     return sorted(found)
 
 
@@ -140,10 +140,7 @@ def subject_files(root: str | Path, subject: int) -> list[Path]:
             folder, _file_number, what, looking_for="its .txt files", recursive=False
         )
         files = sorted(found.values())
-    if not files:
-        raise DataFormatError(
-            f"{Path(root) / f'{subject:02d}'}: no .txt files of UCI subject {subject}"
-        )
+    require(files, Path(root) / f"{subject:02d}", f"no .txt files of UCI subject {subject}")
     return files
 
 
@@ -162,8 +159,7 @@ def _read_file(path: Path) -> np.ndarray:
         raise DataFormatError(
             f"{path}: not a table of {len(COLUMNS)} numeric columns (truncated or corrupt?): {exc}"
         ) from exc
-    if rows.size == 0:
-        raise DataFormatError(f"{path}: no data rows below the header")
+    require(rows.size, path, "no data rows below the header")
     if rows.shape[1] != len(COLUMNS):
         raise DataFormatError(
             f"{path}: expected {len(COLUMNS)} columns ({CHANNELS} channels), got {rows.shape[1]}"
@@ -185,8 +181,7 @@ def load_uci_gestures(root: str | Path, subject: int) -> Recording:
     files = subject_files(root, subject)
     tables = [_read_file(path) for path in files]
     for path, rows in zip(files, tables):
-        if not np.isfinite(rows).all():
-            raise DataFormatError(f"{path}: holds {int((~np.isfinite(rows)).sum())} NaN/Inf")
+        require(np.isfinite(rows).all(), path, f"holds {(~np.isfinite(rows)).sum()} NaN/Inf")
     rows = np.concatenate(tables)
     return Recording(
         subject=int(subject),

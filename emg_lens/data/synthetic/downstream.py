@@ -28,7 +28,8 @@ import numpy as np
 
 from emg_lens.data.formats import epn612, ninapro_db8, uci_gestures
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, check_int, check_number, checked
+from emg_lens.data.synthetic.protocol import check_options
+from emg_lens.errors import check_int, check_number, checked
 
 EPN_TESTING_PER_GESTURE = epn612.CALIBRATION + 2
 """Testing users' labelled samples per gesture: the calibration ones and 2 to test."""
@@ -142,8 +143,7 @@ def synthetic_uci(
     unmarked (class 0) pause as long, ``rows_per_second`` rows a second (as the published
     files: `uci_gestures.ROWS_PER_SECOND`), values in steps of 1e-5 (5 decimals), ``time`` in
     ms."""
-    if n_subjects > 36:
-        raise ArgumentError(f"n_subjects must be at most 36 (UCI's subjects), got {n_subjects}")
+    check_int(n_subjects, "n_subjects (of UCI's 36)", 1, 36)
     n = max(30, round(gesture_seconds * rows_per_second))
     classes = range(1, len(uci_gestures.CLASSES))
     recordings = []
@@ -209,10 +209,7 @@ def synthetic_db8(subject: int = 1, *, seconds: float = 4.0, seed: int = 0) -> R
 def _options(options: Mapping[str, Any], fmt: str, seconds: float) -> tuple[int, int, float]:
     """(n_subjects, seed, seconds) from ``emg-lens synth``'s options; ``seconds`` is the
     format's real duration, used when ``movement_seconds`` is not given."""
-    unknown = sorted(set(options) - {"n_subjects", "seed", "movement_seconds"})
-    if unknown:
-        flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
-        raise ArgumentError(f"{flags}: not an option of --format {fmt}")
+    check_options(options, ("n_subjects", "seed", "movement_seconds"), fmt)
     given = options.get("movement_seconds")
     if given is not None:
         wanted = "a number of seconds in (0, 10000)"

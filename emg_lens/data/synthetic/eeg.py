@@ -52,13 +52,20 @@ from emg_lens.data.reader import DatasetReader, no_files
 from emg_lens.data.recording import Recording
 from emg_lens.data.spec import DictSpec
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec
-from emg_lens.data.synthetic.protocol import onset_ramp, trial_timeline
+from emg_lens.data.synthetic.protocol import (
+    check_bounds,
+    check_subjects,
+    onset_ramp,
+    trial_timeline,
+)
 from emg_lens.edges.regions import LOBES, place, region_channels
 from emg_lens.errors import (
     ArgumentError,
     ConfigError,
     LayoutError,
+    check_choice,
     check_field_types,
+    check_type,
     fields_checked,
 )
 from emg_lens.geometry import Montage, scalp
@@ -144,63 +151,39 @@ class SyntheticEEGSpec(DictSpec):
     def __post_init__(self) -> None:
         check_field_types(self)  # the declared types; the ranges below
         self.check_counts("n_subjects", "n_repetitions")
-        if self.n_single not in (0, 1, 2):
-            raise ConfigError(
-                f"SyntheticEEGSpec.n_single must be 0, 1 or 2 (a theta, then a gamma burst per "
-                f"region), got {self.n_single!r}"
-            )
-        if self.n_interaction not in (0, 2, 4):
-            raise ConfigError(
-                "SyntheticEEGSpec.n_interaction must be 0, 2 or 4 (one code bit per band: "
-                f"alpha, beta), got {self.n_interaction!r}"
-            )
+        name = "SyntheticEEGSpec"
+        check_choice(self.n_single, (0, 1, 2), f"{name}.n_single", ConfigError)
+        check_choice(self.n_interaction, (0, 2, 4), f"{name}.n_interaction", ConfigError)
         if 2 * self.n_single + self.n_interaction < 2:
-            raise ConfigError("SyntheticEEGSpec needs at least 2 classes (n_single, n_interaction)")
+            raise ConfigError(f"{name} needs at least 2 classes (n_single, n_interaction)")
         if self.n_interaction and self.n_repetitions < self.n_interaction:
             raise ConfigError(
-                f"SyntheticEEGSpec.n_repetitions={self.n_repetitions} must be >= n_interaction="
+                f"{name}.n_repetitions={self.n_repetitions} must be >= n_interaction="
                 f"{self.n_interaction}, so every interaction code occurs in every class"
             )
-        if not self.trial_seconds > 0 or self.rest_seconds < 0:
-            raise ConfigError("SyntheticEEGSpec.trial_seconds must be > 0 and rest_seconds >= 0")
-        if not self.sample_rate >= 100:
-            raise ConfigError(
-                f"SyntheticEEGSpec.sample_rate must be >= 100 Hz (the gamma band reaches 40 Hz), "
-                f"got {self.sample_rate!r}"
-            )
-        if min(self.burst, self.posterior_alpha, self.subject_variability) < 0:
-            raise ConfigError(
-                "SyntheticEEGSpec.burst, posterior_alpha and subject_variability must be >= 0"
-            )
+        check_bounds(self, trial_seconds="> 0", rest_seconds=">= 0", burst=">= 0")
+        check_bounds(self, posterior_alpha=">= 0", subject_variability=">= 0")
+        check_bounds(self, sample_rate=">= 100")  # Hz: the gamma band reaches 40 Hz
         self._check_montage()
 
     def _check_montage(self) -> None:
-        channels, regions = self.channels, self.regions
-        if isinstance(channels, str) or len(set(channels)) != len(channels) or not channels:
+        channels, regions = self.channels, self.regions  # tuples of strings: field types
+        if not channels or len(set(channels)) != len(channels):
             raise ConfigError(
-                f"SyntheticEEGSpec.channels must be distinct 10-20 / 10-10 channel names, got "
-                f"{channels!r}"
+                f"SyntheticEEGSpec.channels must be distinct 10-20 / 10-10 names, got {channels!r}"
             )
         try:
             for name in channels:
                 place(name)
         except LayoutError as err:
             raise ConfigError(f"SyntheticEEGSpec.channels: {err}") from None
-        if (
-            isinstance(regions, str)
-            or len(regions) != 2
-            or regions[0] == regions[1]
-            or not set(regions) <= set(LOBES)
-        ):
+        if regions[0] == regions[1] or not set(regions) <= set(LOBES):
             raise ConfigError(
-                f"SyntheticEEGSpec.regions must be two different lobes among {LOBES}, got "
-                f"{regions!r}"
+                f"SyntheticEEGSpec.regions must be two different lobes of {LOBES}, got {regions!r}"
             )
         for region in regions:
             if not region_channels(region, channels):
-                raise ConfigError(
-                    f"SyntheticEEGSpec.regions: no channel of {list(channels)} is {region}"
-                )
+                raise ConfigError(f"SyntheticEEGSpec.regions: no channel of {channels} is {region}")
 
     @property
     def n_classes(self) -> int:
@@ -350,12 +333,7 @@ def generate_eeg_recordings(
     """One continuous `Recording` per subject (numbered from 1; all, or those in
     ``subjects``), from ``spec.seed`` and the subject number alone: a subject's recording does
     not depend on which others are generated with it."""
-    everyone = range(1, spec.n_subjects + 1)
-    subjects = list(everyone) if subjects is None else subjects
-    unknown = sorted(set(subjects) - set(everyone))
-    if unknown:
-        raise ConfigError(f"subjects {unknown} do not exist; the spec has 1..{spec.n_subjects}")
-    return [_subject_recording(spec, subject) for subject in subjects]
+    return [_subject_recording(spec, subject) for subject in check_subjects(spec, subjects)]
 
 
 def _subject_recording(spec: SyntheticEEGSpec, subject: int) -> Recording:
@@ -465,17 +443,13 @@ def eeg_source_fields(options: Mapping[str, Any]) -> dict[str, Any]:
     3
     """
     given = options.get("synthetic")
+    check_type(given, SyntheticEEGSpec | SyntheticSpec | None, "synthetic-eeg's synthetic=")
     if given is None:
         spec = SyntheticEEGSpec()
-    elif isinstance(given, SyntheticEEGSpec):
-        spec = given
     elif isinstance(given, SyntheticSpec):
         spec = SyntheticEEGSpec(n_subjects=given.n_subjects, seed=given.seed)
     else:
-        raise ArgumentError(
-            f"the synthetic-eeg dataset takes synthetic=SyntheticEEGSpec(...), got "
-            f"{type(given).__name__}"
-        )
+        spec = given
     return {"synthetic_eeg": spec.to_dict()}
 
 

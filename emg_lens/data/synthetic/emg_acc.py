@@ -46,8 +46,24 @@ from emg_lens.data.preprocess import PreprocessSpec
 from emg_lens.data.reader import DatasetReader, Source, no_files
 from emg_lens.data.recording import Recording
 from emg_lens.data.spec import DictSpec
-from emg_lens.data.synthetic.protocol import muscle_noise, onset_ramp, slow_noise, trial_timeline
-from emg_lens.errors import ArgumentError, ConfigError, check_field_types, checked, fields_checked
+from emg_lens.data.synthetic.protocol import (
+    check_bounds,
+    check_options,
+    check_subjects,
+    muscle_noise,
+    onset_ramp,
+    slow_noise,
+    trial_timeline,
+)
+from emg_lens.errors import (
+    ArgumentError,
+    ConfigError,
+    check_choice,
+    check_field_types,
+    check_int,
+    checked,
+    fields_checked,
+)
 
 GESTURE_KINDS = ("emg", "acc", "interaction")
 
@@ -85,20 +101,14 @@ class SyntheticSpec(DictSpec):
                 "SyntheticSpec gesture counts (n_emg_gestures, n_acc_gestures, "
                 f"n_interaction_gestures) must be >= 0 and sum to >= 2, got {counts}"
             )
-        k = self.n_interaction_gestures
-        if k and (k < 2 or k & (k - 1)):
-            raise ConfigError(
-                f"SyntheticSpec.n_interaction_gestures must be 0 or a power of two >= 2 (one "
-                f"bit per muscle/sensor group), got {k}"
-            )
-        if k and max(1, k.bit_length() - 1) > min(self.n_emg, self.n_acc_sensors):
-            raise ConfigError("SyntheticSpec has too few electrodes for its interaction bits")
-        if self.movement_seconds <= 0 or self.rest_seconds < 0:
-            raise ConfigError("SyntheticSpec.movement_seconds must be > 0 and rest_seconds >= 0")
-        if self.subject_offset < 0:
-            raise ConfigError(
-                f"SyntheticSpec.subject_offset must be >= 0, got {self.subject_offset}"
-            )
+        bits = range(1, min(self.n_emg, self.n_acc_sensors) + 1)  # one per muscle/sensor group
+        check_choice(
+            self.n_interaction_gestures,
+            (0, *(2**b for b in bits)),
+            "SyntheticSpec.n_interaction_gestures (2 ** bits, as many bits as sensors at most)",
+            ConfigError,
+        )
+        check_bounds(self, movement_seconds="> 0", rest_seconds=">= 0", subject_offset=">= 0")
 
     @property
     def n_gestures(self) -> int:
@@ -234,11 +244,7 @@ def generate_recordings(
     ``subjects``), from ``spec.seed``: a subject's recording does not depend on which others
     are generated with it."""
     population = _Patterns.draw(spec, np.random.default_rng(spec.seed))
-    everyone = range(1, spec.n_subjects + 1)
-    subjects = list(everyone) if subjects is None else subjects
-    unknown = sorted(set(subjects) - set(everyone))
-    if unknown:
-        raise ConfigError(f"subjects {unknown} do not exist; the spec has 1..{spec.n_subjects}")
+    subjects = check_subjects(spec, subjects)
     return [_subject_recording(spec, subject, population) for subject in subjects]
 
 
@@ -326,8 +332,7 @@ def generate_db2_exercise(spec: SyntheticSpec, subject: int, exercise: str | int
             "generate_db2_exercise needs a db2_spec dataset (DB2's montage and 49 gestures); got "
             f"{ {c: getattr(spec, c) for c in counts} }"
         )
-    if not 1 <= subject <= spec.n_subjects:
-        raise ConfigError(f"subject {subject} does not exist; the spec has 1..{spec.n_subjects}")
+    check_int(subject, "subject (of the spec's)", 1, spec.n_subjects, ConfigError)
     labels = db2_labels()
     first, last = ninapro_db2.LABEL_RANGES[k]
     gestures = sorted(g for g, label in labels.items() if first <= label <= last)
@@ -351,13 +356,7 @@ def synthesize_ninapro_db2(out: str | Path, options: Mapping[str, Any]) -> Itera
     >>> [p.name for p in synthesize_ninapro_db2(tempfile.mkdtemp(), options)]
     ['S1_E1_A1.mat', 'S1_E2_A1.mat', 'S1_E3_A1.mat']
     """
-    unknown = sorted(set(options) - set(DB2_SYNTH_OPTIONS))
-    if unknown:
-        flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
-        raise ArgumentError(
-            f"{flags}: not an option of --format ninapro-db2 (it takes "
-            f"{', '.join('--' + k.replace('_', '-') for k in DB2_SYNTH_OPTIONS)})"
-        )
+    check_options(options, DB2_SYNTH_OPTIONS, "ninapro-db2")
     settings = {k: v for k, v in options.items() if k != "exercises"}
     spec = db2_spec(**settings)  # checked now, not at the first file
     exercises = _db2_exercises(options.get("exercises", DB2_SYNTH_EXERCISES))

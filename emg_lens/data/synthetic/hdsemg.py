@@ -29,8 +29,15 @@ from jaxtyping import Float
 from emg_lens.data.formats.hdsemg import GRID, SAMPLE_RATE, write_hdsemg
 from emg_lens.data.recording import Recording
 from emg_lens.data.spec import DictSpec
-from emg_lens.data.synthetic.protocol import muscle_noise, onset_ramp, slow_noise, trial_timeline
-from emg_lens.errors import ConfigError, check_field_types, fields_checked
+from emg_lens.data.synthetic.protocol import (
+    check_bounds,
+    check_subjects,
+    muscle_noise,
+    onset_ramp,
+    slow_noise,
+    trial_timeline,
+)
+from emg_lens.errors import ConfigError, check_field_types, check_int, fields_checked
 
 MAX_GESTURES = 65
 """Gestures in the real dataset."""
@@ -61,27 +68,18 @@ class SyntheticHDsEMGSpec(DictSpec):
     def __post_init__(self) -> None:
         check_field_types(self)  # the declared types; the ranges below
         self.check_counts("n_subjects", "n_repetitions", "n_force")
-        if not 2 <= self.n_gestures <= MAX_GESTURES:
-            raise ConfigError(
-                f"SyntheticHDsEMGSpec.n_gestures must be in 2..{MAX_GESTURES} (the real "
-                f"dataset's gestures), got {self.n_gestures}"
-            )
-        for name in ("movement_seconds", "rest_seconds", "blob_width"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(
-                    f"SyntheticHDsEMGSpec.{name} must be > 0, got {getattr(self, name)}"
-                )
-        for name in ("pattern_contrast", "force_contrast", "noise", "subject_variability"):
-            if getattr(self, name) < 0:
-                raise ConfigError(
-                    f"SyntheticHDsEMGSpec.{name} must be >= 0, got {getattr(self, name)}"
-                )
-        shortest = min(self.movement_seconds, self.rest_seconds) * SAMPLE_RATE
-        if not 0 <= self.label_lag < shortest / 2:
-            raise ConfigError(
-                f"SyntheticHDsEMGSpec.label_lag must be in 0..{int(np.ceil(shortest / 2)) - 1} "
-                f"samples (under half the shorter of movement and rest), got {self.label_lag}"
-            )
+        check_int(self.n_gestures, "SyntheticHDsEMGSpec.n_gestures", 2, MAX_GESTURES, ConfigError)
+        check_bounds(self, movement_seconds="> 0", rest_seconds="> 0", blob_width="> 0")
+        check_bounds(self, pattern_contrast=">= 0", force_contrast=">= 0", noise=">= 0")
+        check_bounds(self, subject_variability=">= 0")
+        half = int(np.ceil(min(self.movement_seconds, self.rest_seconds) * SAMPLE_RATE / 2))
+        check_int(
+            self.label_lag,
+            "SyntheticHDsEMGSpec.label_lag (< half the shorter of movement and rest)",
+            0,
+            half - 1,
+            ConfigError,
+        )
 
 
 def planted_activation(
@@ -94,7 +92,7 @@ def planted_activation(
     >>> maps.shape, bool((maps > 0).all())
     ((3, 2, 8, 8), True)
     """
-    _, patterns = _subject_patterns(spec, _subjects(spec, [subject])[0])
+    _, patterns = _subject_patterns(spec, check_subjects(spec, [subject])[0])
     return patterns.maps(spec)
 
 
@@ -112,7 +110,7 @@ def generate_hdsemg_recordings(
     >>> int((rec.extras["class"] != rec.stimulus).sum()) > 0  # raw labels lead the adjusted
     True
     """
-    return [_subject_recording(spec, s) for s in _subjects(spec, subjects)]
+    return [_subject_recording(spec, s) for s in check_subjects(spec, subjects)]
 
 
 def write_synthetic_hdsemg(
@@ -130,7 +128,7 @@ def write_synthetic_hdsemg(
     """
     return [
         write_hdsemg(_subject_recording(spec, s), Path(out_dir) / f"s{s}.mat")
-        for s in _subjects(spec, subjects)
+        for s in check_subjects(spec, subjects)
     ]
 
 
@@ -140,15 +138,6 @@ def synthesize_hdsemg(out: str | Path, options: Mapping[str, Any]) -> Iterator[P
     spec = SyntheticHDsEMGSpec(**options)
     subjects = range(1, spec.n_subjects + 1)
     return (write_synthetic_hdsemg(spec, out, [s])[0] for s in subjects)
-
-
-def _subjects(spec: SyntheticHDsEMGSpec, subjects: list[int] | None) -> list[int]:
-    everyone = range(1, spec.n_subjects + 1)
-    subjects = list(everyone) if subjects is None else list(subjects)
-    unknown = sorted(set(subjects) - set(everyone))
-    if unknown:
-        raise ConfigError(f"subjects {unknown} do not exist; the spec has 1..{spec.n_subjects}")
-    return subjects
 
 
 @dataclass

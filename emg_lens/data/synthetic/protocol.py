@@ -5,11 +5,68 @@ the ramp a trial's activity rises and falls on (`onset_ramp`), and the noises it
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import signal as sps
+
+from emg_lens.errors import ArgumentError, ConfigError, check_ints, check_number
+
+
+def check_bounds(spec: Any, **bounds: str) -> None:
+    """Refuse a number field of the synthetic ``spec`` outside its bound (field -> ``"> 0"``,
+    ``">= 100"``...): a `ConfigError` naming the class, the field, the bound and the value.
+
+    >>> from emg_lens.data.synthetic.emg_acc import SyntheticSpec
+    >>> check_bounds(SyntheticSpec(), movement_seconds="> 0")
+    >>> check_bounds(SyntheticSpec(), subject_offset="> 0")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ConfigError: SyntheticSpec.subject_offset must be > 0, got 0.0
+    """
+    for field, bound in bounds.items():
+        strict, limit = bound.startswith("> "), float(bound.split()[1])
+        ok = functools.partial(operator.lt if strict else operator.le, limit)  # limit < v
+        name = f"{type(spec).__name__}.{field}"
+        check_number(getattr(spec, field), name, bound, ok, ConfigError)
+
+
+def check_options(options: Iterable[str], known: Iterable[str], fmt: str) -> None:
+    """Refuse an option of ``emg-lens synth --format fmt`` outside ``known``: an
+    `ArgumentError` naming the flags refused and those the format takes.
+
+    >>> check_options(["seed"], ["n_subjects", "seed"], "uci")
+    >>> check_options(["n_gestures"], ["n_subjects", "seed"], "uci")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: --n-gestures: not an option of --format uci (it takes --n-subjects, --seed)
+    """  # noqa: E501
+    options, known = list(options), list(known)
+    flags = {k: "--" + k.replace("_", "-") for k in [*options, *known]}
+    if unknown := sorted(set(options) - set(known)):
+        refused, takes = (", ".join(flags[k] for k in keys) for keys in (unknown, known))
+        raise ArgumentError(f"{refused}: not an option of --format {fmt} (it takes {takes})")
+
+
+def check_subjects(spec: Any, subjects: Iterable[int] | None) -> list[int]:
+    """``subjects`` (None: all) of the synthetic ``spec``, numbered 1..``spec.n_subjects``, or a
+    `ConfigError` naming the subjects that do not exist.
+
+    >>> from emg_lens.data.synthetic.emg_acc import SyntheticSpec
+    >>> check_subjects(SyntheticSpec(n_subjects=3), None)
+    [1, 2, 3]
+    >>> check_subjects(SyntheticSpec(n_subjects=2), [2, 3])
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ConfigError: subjects must be a list of integers in 1..2, got [2, 3]
+    """
+    n = spec.n_subjects
+    if subjects is None:
+        return list(range(1, n + 1))
+    return check_ints(subjects, "subjects", 1, n, ConfigError, empty=True)
 
 
 class Timeline(NamedTuple):

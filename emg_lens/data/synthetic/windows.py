@@ -15,10 +15,11 @@ from jaxtyping import Float, Int
 from scipy.ndimage import uniform_filter1d
 from torch.utils.data import TensorDataset
 
+from emg_lens.data.formats._matlab import require
 from emg_lens.data.preprocess import PreprocessSpec, filter_signals
 from emg_lens.data.reader import DatasetReader, Source, Windows, no_files
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec, generate_recordings
-from emg_lens.errors import DataFormatError, check_int, checked
+from emg_lens.errors import check_int, checked
 
 UNLABELED = -1
 """The class of a window outside any one movement."""
@@ -92,10 +93,7 @@ def synthetic_windows(
             emg = uniform_filter1d(emg, width, axis=0, mode="nearest")
         emg = (emg - emg.mean(axis=0)) / (emg.std(axis=0) + 1e-8)
         starts = np.arange(0, rec.n_samples - window + 1, step)
-        if not len(starts):
-            raise DataFormatError(
-                f"{rec.source}: {rec.n_samples} samples hold no {window}-sample window"
-            )
+        require(len(starts), rec.source, f"{rec.n_samples} samples hold no {window}-sample window")
         span = starts[:, None] + np.arange(window)  # [n, window] sample indices
         stimulus, repetition = rec.stimulus[span], rec.repetition[span]
         inside = (stimulus == stimulus[:, :1]).all(1) & (repetition == repetition[:, :1]).all(1)

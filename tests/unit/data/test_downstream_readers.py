@@ -113,7 +113,8 @@ BAD_INPUTS = [
         "epn-unknown-gesture",
         lambda r: _epn(r, **{"testingSamples/idx_3/gestureName": "wave"}),
         "epn",
-        "unknown gestureName 'wave'",
+        "gestureName must be one of ('noGesture', 'waveIn', 'waveOut', 'pinch', 'open', "
+        "'fist'), got 'wave'",
     ),
     (
         "uci-truncated",

@@ -265,7 +265,8 @@ def test_wrong_grid_shape(tmp_path):
     variables["emg_extensors"] = variables["emg_extensors"][:, :, :7]
     path = _write_h5(tmp_path / "s1.mat", variables)
     with pytest.raises(
-        DataFormatError, match=r"'emg_extensors'.*expected 8 x 8.*got HDF5 shape \(7, 8, 3000\)"
+        DataFormatError,
+        match=r"'emg_extensors' must be 8 x 8 electrodes.*got HDF5 shape \(7, 8, 3000\)",
     ):
         HDsEMGFile(path)
     # stored untransposed (MATLAB order as-is) is refused too

@@ -109,7 +109,10 @@ def test_columns_in_any_order_are_put_in_channel_order(tmp_path):
         ([*grid_texts(), "TA - IN1 - GR10MM0808 (3)[uV]"], "two columns describe"),
         (["acquired data[%MVC]", "ref[%MVC]"], "no column describes a grid electrode"),
         ([*grid_texts(), "x[V]", "x [V]"], "has no name of its own"),
-        ([*grid_texts()[:63], "TA - IN1 - GR10MM0808 (64)[mV]"], "mixes units"),
+        (
+            [*grid_texts()[:63], "TA - IN1 - GR10MM0808 (64)[mV]"],
+            r"the grid channels mix units \['mV', 'uV'\]",
+        ),
     ],
 )
 def test_exports_emg_lens_cannot_read_are_named(tmp_path, texts, message):
@@ -129,7 +132,9 @@ def test_a_mat_that_is_no_export_is_named(tmp_path):
         read_otb(tmp_path / "v73.mat")
     with pytest.raises(DataFormatError, match="no such file"):
         read_otb(tmp_path / "none.mat")
-    with pytest.raises(ArgumentError, match="orientation must be 0 or 180"):
+    with pytest.raises(
+        ArgumentError, match=r"orientation \(degrees\) must be one of \(0, 180\), got 90"
+    ):
         read_otb(path, orientation=90)
 
 

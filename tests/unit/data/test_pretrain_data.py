@@ -162,11 +162,14 @@ def _nan(path):
     [
         (_truncated, "cannot be opened as an HDF5 file"),
         (lambda p: p.write_bytes(b"not hdf5" * 100), "cannot be opened as an HDF5 file"),
-        (lambda p: _write_compound(p, GOOD, group="data"), r"missing group 'emg2pose'.*\['data'\]"),
+        (
+            lambda p: _write_compound(p, GOOD, group="data"),
+            r"emg2pose/timeseries must be a 1-D dataset.*found None, the file holds \['data'\]",
+        ),
         (lambda p: _write_compound(p, GOOD[:2]), r"lacks field 'emg'"),
         (
             lambda p: write_emg2pose_session(p, np.zeros((50, 12))),
-            r"'emg' has the wrong channel count: expected shape \(16,\), got \(12,\)",
+            r"lacks field 'emg' of shape \(16,\).*'emg': \(12,\)",
         ),
         (
             lambda p: _write_compound(p, GOOD, attrs={"num_channels": 16}),

@@ -174,7 +174,9 @@ def test_two_files_for_one_trial_are_named(tmp_path):
 def test_ragged_channel_counts_are_named(tmp_path):
     two_gestures(tmp_path)
     write_csv(tmp_path / "a_2.csv", [[1, 2, 3], [4, 5, 6], [7, 8, 9]])
-    with pytest.raises(DataFormatError, match=r"a_2.csv: 3 channels, but .*a_1.csv has 2"):
+    with pytest.raises(
+        DataFormatError, match=r"a_2.csv: channels \[.*\], but .*a_1.csv has \['emg1', 'emg2'\]"
+    ):
         read_files(tmp_path, "{gesture}_{repetition}.csv", sample_rate=10)
 
 
@@ -224,7 +226,10 @@ def test_bad_files_are_named(tmp_path):
         read_trial(tmp_path / "t.npy")
     for g in ("a", "b"):
         write_csv(tmp_path / "h" / f"{g}_1.csv", [["ch1", "ch2"], [1, 2], [3, 4]])
-    with pytest.raises(DataFormatError, match=r"no channel named 'c'; its header names"):
+    with pytest.raises(
+        DataFormatError,
+        match=r"channel 'c' is not a column index in 0\.\.1 or a name \(its header names",
+    ):
         read_files(tmp_path / "h", "{gesture}_{repetition}.csv", sample_rate=1, channels=["c"])
     for bad in (5, True, 1.0):  # a bool or a float is no column index
         with pytest.raises(
@@ -359,10 +364,12 @@ def test_links_are_followed_inside_the_root_and_refused_by_name_otherwise(tmp_pa
 
 def test_channels_by_samples_files_are_refused_naming_the_orientation(tmp_path):
     np.save(tmp_path / "wide.npy", np.ones((8, 400)))
-    with pytest.raises(DataFormatError, match=r"wide\.npy: 8 rows x 400 columns .* transpose"):
+    with pytest.raises(
+        DataFormatError, match=r"wide\.npy: .*samples x channels.*got shape \(8, 400\).* transpose"
+    ):
         read_trial(tmp_path / "wide.npy")
     scipy.io.savemat(tmp_path / "row.mat", {"emg": np.ones(400)})  # MATLAB: a 1 x 400 row
-    with pytest.raises(DataFormatError, match=r"row\.mat: 1 rows x 400 columns"):
+    with pytest.raises(DataFormatError, match=r"row\.mat: .*got shape \(1, 400\)"):
         read_trial(tmp_path / "row.mat")
     x, _ = read_trial(_trial(tmp_path / "tall.npy", n=400, channels=8))
     assert x.shape == (400, 8)
@@ -463,9 +470,9 @@ def test_one_channel_with_decimal_commas_is_never_read_as_two(tmp_path):
 @pytest.mark.parametrize(
     ("options", "match"),
     [
-        ({"decimal": ";"}, r"decimal must be one of \['\.', ','\], got ';'"),
+        ({"decimal": ";"}, r"decimal must be one of \('\.', ','\), got ';'"),
         ({"delimiter": "ab"}, "delimiter must be one character between values"),
-        ({"delimiter": ",", "decimal": ","}, "delimiter=',' is the decimal mark too"),
+        ({"delimiter": ",", "decimal": ","}, r"but not the decimal mark ',' .*got ','"),
         ({"header": "yes"}, "CsvFormat.header must be true or false or None, got 'yes'"),
     ],
 )
