@@ -424,7 +424,9 @@ def test_bad_store_input(tmp_path):
     with pytest.raises(DataFormatError, match="no window written"):
         write_window_store(path, [_noise(500, 2)], progress=False)
     assert sorted(tmp_path.iterdir()) == []  # no store, no temporary file
-    with pytest.raises(ArgumentError, match="takes Recordings or WindowBatches, got ndarray"):
+    with pytest.raises(
+        ArgumentError, match="source items must be a Recording or a WindowBatch, got float64"
+    ):
         write_window_store(path, [np.zeros((1, 16, 1000))], progress=False)
     wrong = WindowBatch(np.zeros((2, 8, 1000), np.float32), np.zeros(2), np.zeros(2), 1, "b")
     with pytest.raises(ArgumentError, match=r"b: WindowBatch\.x has shape \(2, 8, 1000\)"):
