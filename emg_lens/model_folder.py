@@ -58,13 +58,13 @@ subject_1_old/; one folder per subject: move the others (a backup, an older run)
             if subject is None and not suffix.isdigit():
                 raise SpecError(f"{path}: no subject number in its metadata or its name")
             found.setdefault(int(subject if subject is not None else suffix), []).append(path)
-    _one_folder_per_subject(root, found)
+    _check_one_folder_per_subject(root, found)
     if not found:
         raise SpecError(no_models(models))
     return {subject: paths[0] for subject, paths in found.items()}
 
 
-def _one_folder_per_subject(root: Path, found: dict[int, list[Path]]) -> None:
+def _check_one_folder_per_subject(root: Path, found: dict[int, list[Path]]) -> None:
     """Refuse, naming them, two folders of ``root`` that hold one subject's model."""
     twice = {subject: paths for subject, paths in sorted(found.items()) if len(paths) > 1}
     if not twice:
