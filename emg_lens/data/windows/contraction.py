@@ -83,8 +83,8 @@ def contraction_windows(
         )
     lacks = [f"extra channel {target!r}"] * (target not in recording.extras)
     lacks += [f"signal {modality!r}"] * (modality not in recording.signals)
+    holds = f"extras {sorted(recording.extras)}, signals {sorted(recording.signals)}"
     if lacks:
-        holds = f"extras {sorted(recording.extras)}, signals {sorted(recording.signals)}"
         raise DataFormatError(f"{recording.source}: no {' or '.join(lacks)}; it holds {holds}")
     signal, y = recording.signals[modality], np.asarray(recording.extras[target], np.float64)
     starts = np.arange(0, len(y) - window + 1, step)
