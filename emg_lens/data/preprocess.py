@@ -545,20 +545,14 @@ def prepare_subject(recording: Recording, spec: PreprocessSpec = PreprocessSpec(
     X = np.stack([signal[s : s + spec.window].T for s, _, _ in cuts])
     y, reps = np.asarray([g for _, g, _ in cuts]), np.asarray([r for _, _, r in cuts])
     classes = sorted(set(y.tolist()))
-    if len(classes) < 2:
-        raise DataFormatError(
-            f"{recording.source}: the repetitions {sorted(wanted)} hold one gesture only "
-            f"({classes[0]}); a classifier needs two or more in training and test. Check that "
-            "each repetition (or session) holds every gesture, and the train/test repetitions"
-        )
     y = np.searchsorted(classes, y)
-    train = np.isin(reps, spec.train_repetitions)
-    test = np.isin(reps, spec.test_repetitions)
+    train, test = np.isin(reps, spec.train_repetitions), np.isin(reps, spec.test_repetitions)
     missing = [c for c in classes if not (train & (y == classes.index(c))).any()]
-    if missing or not test.any():
+    if len(classes) < 2 or missing or not test.any():
         raise DataFormatError(
-            f"{recording.source}: gestures {missing} have no training windows, or there are no "
-            f"test windows (repetitions {spec.test_repetitions})"
+            f"{recording.source}: repetitions {sorted(wanted)} hold gestures {classes}, {missing} "
+            f"without training windows, and {test.sum()} test windows: a classifier needs 2 or "
+            "more, each in training, and test windows. Does each repetition hold every gesture?"
         )
     X_train, X_test = X[train], X[test]
     if spec.standardize:
