@@ -51,8 +51,7 @@ subject_1_old/; one folder per subject: move the others (a backup, an older run)
                 subject = read_checkpoint_info(path)["metadata"].get("subject")
             except CheckpointError as exc:
                 raise CheckpointError(
-                    f"models folder {root}: subject folder {path.name}/ is not a usable "
-                    f"checkpoint ({exc}); move it out of {root} to leave that subject out"
+                    f"{path}/ is not a usable checkpoint ({exc}); move it out of {root}"
                 ) from exc
             suffix = path.name.removeprefix("subject_")
             if subject is None and not suffix.isdigit():

@@ -21,7 +21,6 @@ from emg_lens.data.registry import (
     REPETITION_SOURCES,
     SPLIT_REPETITIONS,
     STORE_REPETITIONS,
-    WINDOW_STORE_SOURCES,
     dataset_info,
 )
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec
@@ -64,9 +63,9 @@ def build_window_store(
     """Write the TinyMyo windows of a dataset to an HDF5 window store at ``out``.
 
     Args:
-        source: one of `WINDOW_STORE_SOURCES`. ``"emg2pose"`` sessions are unlabelled; the
-            others keep their gesture labels (0 = rest); ``"synthetic"`` is the sEMG channels
-            of `SyntheticSpec` recordings, sEMG-only gestures by default.
+        source: one of `emg_lens.data.registry.WINDOW_STORE_SOURCES`. ``"emg2pose"`` is
+            unlabelled; the others keep their gesture labels (0 = rest); ``"synthetic"`` is the
+            sEMG channels of `SyntheticSpec` recordings, sEMG-only gestures by default.
         out: the ``.h5`` file to write (atomically: a failed run leaves none).
         root: the dataset folder (two copies of one file are refused); refused for synthetic
             data.
@@ -111,14 +110,12 @@ def build_window_store(
     >>> len(store) > 0, sorted(set(store.repetition.tolist())), store.meta["scaler"] is not None
     (True, [2, 5], True)
     """
-    info = dataset_info(check_choice(source, WINDOW_STORE_SOURCES, "window store source"))
+    info = dataset_info(source, use="store")  # refuses any other source by name
     args = {"root": root, "synthetic": synthetic, "normalize": normalize}
     args |= {"downstream": downstream or None, "train_repetitions": train_repetitions}
     _refuse_inapplicable(info, {**args, "test_repetitions": test_repetitions})
     if Path(out).is_dir():
-        raise ArgumentError(
-            f"--out {out} is a folder: give a file path (one HDF5 file), e.g. {Path(out) / 'w.h5'}"
-        )
+        raise ArgumentError(f"--out {out} is a folder: give a file path, e.g. {Path(out) / 'w.h5'}")
     if "downstream" in info.uses:
         assert root is not None  # a downstream dataset reads files: needs_root, checked above
         return _build_downstream(
@@ -137,9 +134,7 @@ def build_window_store(
     spec = TinyMyoPreprocess.from_dict({**spec.to_dict(), "normalize": normalize or default})
     labeled = "repetitions" in info.uses  # labelled windows, split by repetition
     if not labeled and spec.normalize == "zscore":
-        raise ArgumentError(
-            f"{source} has no labelled repetitions to fit a z-score on: use normalize='minmax'"
-        )
+        raise ArgumentError(f"{source} has no labels to fit a z-score on: use normalize='minmax'")
     split_of = {**SPLIT_REPETITIONS, **STORE_REPETITIONS.get(source, {})}
     repetitions = split_repetitions(
         split_of["train_repetitions"] if train_repetitions is None else train_repetitions,

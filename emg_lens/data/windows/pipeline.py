@@ -168,8 +168,7 @@ def resample(
     exact = fs_to / fs_from
     if ratio.numerator > MAX_RESAMPLE_TERM or abs(float(ratio) - exact) > 1e-9 * exact:
         raise ArgumentError(
-            f"cannot resample {fs_from:g} Hz to {fs_to:g} Hz: up/down factors must be ints <= "
-            f"{MAX_RESAMPLE_TERM}, got {ratio.numerator}/{ratio.denominator} at best"
+            f"cannot resample {fs_from:g} Hz to {fs_to:g} Hz by up/down ints <= {MAX_RESAMPLE_TERM}"
         )
     return sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=0)
 
@@ -179,8 +178,7 @@ def _checked_emg(recording: Recording, spec: TinyMyoPreprocess) -> np.ndarray:
     if emg is None or emg.shape[1] > spec.n_channels:
         raise DataFormatError(
             f"{recording.source}: TinyMyo windows need an 'emg' signal of at most "
-            f"{spec.n_channels} channels (select {spec.n_channels} first); it has "
-            f"{recording.modalities}"
+            f"{spec.n_channels} channels (select them first), got {recording.modalities}"
         )
     return emg
 
@@ -330,7 +328,6 @@ def fit_scaler(
         count = total
     if count == 0:
         raise DataFormatError(
-            f"no window to fit the z-score on in repetitions {wanted}: no recording given, or "
-            f"each shorter than {spec.window} samples at {spec.sample_rate:g} Hz"
+            f"no window to fit the z-score on in repetitions {wanted} (none long enough?)"
         )
     return Scaler.from_moments(count, mean, m2)

@@ -175,8 +175,8 @@ def write_window_store(
                 bar.set_postfix(windows=start + n)
             if len(windows) == 0:
                 raise DataFormatError(
-                    f"{path}: no window written: none of the {len(sessions)} recordings holds "
-                    f"{spec.window} samples at {spec.sample_rate:g} Hz"
+                    f"{path}: no window written: no recording holds {spec.window} samples at "
+                    f"{spec.sample_rate:g} Hz"
                 )
             f.attrs.update(
                 {
