@@ -42,7 +42,6 @@ from emg_lens.errors import (
     ConfigError,
     DataFormatError,
     InputShapeError,
-    check_field_types,
     check_int,
     check_number,
     fields_checked,
@@ -74,8 +73,7 @@ class PreprocessSpec(DictSpec):
     standardize: bool = True  # per-channel z-score fitted on training windows
 
     def __post_init__(self) -> None:
-        check_field_types(self)  # the declared types; the ranges:
-        self.check_rules(SPEC_RULES)
+        self.check_rules(SPEC_RULES, types=True)  # the declared types, then the ranges
 
 
 SPEC_RULES: Rules = {

@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
-from emg_lens.errors import ConfigError
+from emg_lens.errors import ConfigError, check_field_types
 
 S = TypeVar("S", bound="DictSpec")
 Rules = Mapping[str, tuple[str, Callable[[Any, Any], bool]]]
@@ -50,10 +50,11 @@ class DictSpec:
         """
         self.check_rules(dict.fromkeys(names, POSITIVE))
 
-    def check_rules(self, rules: Rules) -> None:
+    def check_rules(self, rules: Rules, types: bool = False) -> None:
         """Refuse a field whose value (None passes: unset) fails its rule in ``rules`` (field
-        -> (what is accepted, ``test(value, spec)``), read after `check_field_types`): a
-        `ConfigError` naming the class, the field, what is accepted and the value.
+        -> (what is accepted, ``test(value, spec)``), read after `check_field_types`, run
+        first where ``types``): a `ConfigError` naming the class, the field, what is accepted
+        and the value.
 
         >>> @dataclasses.dataclass(frozen=True)
         ... class Cut(DictSpec):
@@ -63,6 +64,8 @@ class DictSpec:
         ...
         emg_lens.errors.ConfigError: Cut.window must be a positive int, got 0
         """
+        if types:
+            check_field_types(self)
         for name, (wanted, ok) in rules.items():
             if (value := getattr(self, name)) is not None and not ok(value, self):
                 raise ConfigError(f"{type(self).__name__}.{name} must be {wanted}, got {value!r}")

@@ -44,7 +44,6 @@ from emg_lens.data.windows.pipeline import WindowBatch
 from emg_lens.errors import (
     ArgumentError,
     DataFormatError,
-    check_field_types,
     fields_checked,
 )
 from emg_lens.geometry import Montage
@@ -77,8 +76,7 @@ class DownstreamPreprocess(DictSpec):
     normalize: str = "recording"  # per-channel z-score over each recording, as the scripts
 
     def __post_init__(self) -> None:
-        check_field_types(self)  # the declared types; the ranges:
-        self.check_rules(RULES)
+        self.check_rules(RULES, types=True)  # the declared types, then the ranges
 
 
 RULES: Rules = {

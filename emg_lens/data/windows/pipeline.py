@@ -50,7 +50,6 @@ from emg_lens.errors import (
     ArgumentError,
     ConfigError,
     DataFormatError,
-    check_field_types,
     fields_checked,
 )
 
@@ -81,8 +80,7 @@ class TinyMyoPreprocess(DictSpec):
     normalize: str = "minmax"  # one of NORMALIZATIONS
 
     def __post_init__(self) -> None:
-        check_field_types(self)  # the declared types; the ranges:
-        self.check_rules(RULES)
+        self.check_rules(RULES, types=True)  # the declared types, then the ranges
 
 
 RULES: Rules = {
