@@ -41,7 +41,7 @@ def find_models(models: str | Path) -> dict[int, Path]:
     Traceback (most recent call last):
     ...
     emg_lens.errors.SpecError: models folder ...: subject 1 is in 2 folders, subject_1/ and \
-subject_1_old/; one folder per subject: move the others (a backup, an older run) out of ...
+subject_1_old/; one folder per subject: move the others out
     """
     root = models_folder(models)
     found: dict[int, list[Path]] = {}
@@ -73,10 +73,7 @@ def _check_one_folder_per_subject(root: Path, found: dict[int, list[Path]]) -> N
         f"{', '.join(p.name + '/' for p in paths[:-1])} and {paths[-1].name}/"
         for subject, paths in twice.items()
     )
-    raise SpecError(
-        f"models folder {root}: {where}; one folder per subject: move the others (a backup, "
-        f"an older run) out of {root}"
-    )
+    raise SpecError(f"models folder {root}: {where}; one folder per subject: move the others out")
 
 
 def models_folder(models: str | Path) -> Path:

@@ -206,8 +206,7 @@ def cable_swaps(n: int, symmetries: Sequence[ChannelMap] = ()) -> list[ChannelMa
 def _maps(montage: Montage, n_channels: int, what: str) -> list[ChannelMap]:
     if montage.n_channels != n_channels:
         raise ArgumentError(
-            f"{what} has {n_channels} channels but its placement places {montage.n_channels}: "
-            "it must place every channel, in channel order"
+            f"{what} has {n_channels} channels but its placement places {montage.n_channels}"
         )
     return montage_maps(montage)
 

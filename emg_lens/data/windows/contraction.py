@@ -78,8 +78,7 @@ def contraction_windows(
     check_int(test_every, "test_every (some blocks train)", minimum=2)
     if window > block or window % bin or step % bin:
         raise ArgumentError(
-            f"window = {window} and step = {step} must be multiples of bin = {bin}, the window "
-            f"within a block of {block} samples"
+            f"window = {window}, step = {step}: multiples of bin = {bin}, window <= block = {block}"
         )
     lacks = [f"extra channel {target!r}"] * (target not in recording.extras)
     lacks += [f"signal {modality!r}"] * (modality not in recording.signals)
