@@ -94,8 +94,7 @@ def given_trials(meta: dict[str, Any], part: str) -> np.ndarray | None:
     recorded = meta.get(GIVEN)
     if not isinstance(recorded, dict) or part not in recorded:
         raise ArgumentError(
-            f"meta['trial_unit'] is {unit!r} but meta[{GIVEN!r}] holds no {part!r} trials: "
-            "give each window's trial (emg_lens.data.trials.record_trials)"
+            f"meta['trial_unit'] is {unit!r}: meta[{GIVEN!r}] must hold {part!r} (record_trials)"
         )
     return np.asarray(recorded[part], dtype=np.int64)
 

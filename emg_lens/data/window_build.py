@@ -156,9 +156,8 @@ def build_window_store(
             if longest < spec.window:
                 raise _no_window(source, None, spec, longest, "recording") from exc
             raise DataFormatError(
-                f"{source}: no window's centre lies in the training repetitions "
-                f"{repetitions['train_repetitions']}, which the z-score is fitted on: choose "
-                "--train-repetitions among the repetitions the recordings hold"
+                f"{source}: no window's centre lies in the training repetitions the z-score is "
+                f"fitted on, {repetitions['train_repetitions']}: choose --train-repetitions"
             ) from exc
 
     def batches() -> Iterator[WindowBatch]:
@@ -184,9 +183,8 @@ def build_window_store(
                 raise _no_window(source, split, spec, longest, "recording")
             reps = repetitions[f"{split}_repetitions"]
             raise DataFormatError(
-                f"{source}: no {split} window: no window's centre lies in the {split} "
-                f"repetitions {reps}; the recordings' windows lie in repetitions {sorted(held)}: "
-                f"choose --{split}-repetitions among them"
+                f"{source}: no {split} window: none lies in the {split} repetitions {reps}; "
+                f"choose --{split}-repetitions among those that hold them, {sorted(held)}"
             )
 
     return write_window_store(

@@ -205,11 +205,7 @@ def _as_batch(
 ) -> WindowBatch:
     check_type(item, Recording | WindowBatch, "write_window_store's source items")
     if isinstance(item, Recording):
-        if not isinstance(spec, TinyMyoPreprocess):
-            raise ArgumentError(
-                f"{item.source}: a Recording is windowed by TinyMyoPreprocess only, got spec "
-                f"{type(spec).__name__}: window it with its dataset's own recipe first"
-            )
+        check_type(spec, TinyMyoPreprocess, f"{item.source}: the spec windowing a Recording")
         return tinymyo_windows(item, spec, labeled=labeled, scaler=scaler)
     n, shape = len(item.x), (spec.n_channels, spec.window)
     if item.x.shape[1:] != shape or not len(item.labels) == len(item.repetition) == n:
