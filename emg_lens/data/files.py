@@ -186,16 +186,14 @@ def files_under(root: str | Path, suffixes: Collection[str] | None = None) -> li
         for entry in sorted(folder.iterdir()):
             wanted = suffixes is None or entry.suffix.lower() in suffixes
             if entry.is_symlink() and (wanted or entry.is_dir()):
-                target = entry.resolve()
-                if not target.exists():
+                target = entry.resolve()  # to nowhere, or out of root: a trial lost or foreign
+                where = (
+                    "which does not exist" if not target.exists() else f"outside the dataset {root}"
+                )
+                if not target.exists() or not target.is_relative_to(real_root):
                     raise DataFormatError(
-                        f"{entry}: a link to {target}, which does not exist: remove the link or "
-                        "restore its target"
-                    )
-                if not target.is_relative_to(real_root):
-                    raise DataFormatError(
-                        f"{entry}: a link to {target}, outside the dataset folder {root}: copy "
-                        "the file in, or point the root at the folder that holds the files"
+                        f"{entry}: a link to {target}, {where}: links are read to files inside "
+                        "the dataset folder only; remove the link, or copy the file in"
                     )
             if entry.is_dir() and check_once(entry):
                 visit(entry)
