@@ -282,9 +282,8 @@ def check_scaler(spec: TinyMyoPreprocess, scaler: Scaler | None) -> None:
         raise ArgumentError("a scaler applies to normalize='zscore' only; normalize is 'minmax'")
     if spec.normalize == "zscore" and shapes != ((spec.n_channels,),) * 2:
         raise ArgumentError(
-            f"normalize='zscore' needs scaler=: {spec.n_channels} channel means and stds (with the "
-            "padded ones) that fit_scaler(training_recordings, spec) fits on the training part; "
-            f"got {'none' if shapes is None else f'mean {shapes[0]} and std {shapes[1]}'}"
+            f"normalize='zscore' needs scaler=: {spec.n_channels} channel means and stds, as "
+            f"fit_scaler(training_recordings, spec) fits them; got {shapes or 'none'}"
         )
 
 
