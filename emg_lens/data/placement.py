@@ -260,9 +260,9 @@ def check_recording(
     repetitions = {r: active & (recording.repetition == r) for r in (*train_repetitions,
                                                                     *test_repetitions)}  # fmt: skip
     if empty := [r for r, rows in repetitions.items() if not rows.any()]:
-        held = sorted(set(recording.repetition[active].tolist()))
+        present = sorted(set(recording.repetition[active].tolist()))
         raise DataFormatError(
-            f"{recording.source}: repetitions {empty} hold no sample of a gesture; it holds {held}"
+            f"{recording.source}: repetitions {empty} hold no sample of a gesture; has {present}"
         )
     labels = recording.meta.get("repetition_values") or {}
     checks = []

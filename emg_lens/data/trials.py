@@ -152,8 +152,8 @@ def _given_ids(y: np.ndarray, given: Any, one_class: bool) -> np.ndarray:
         pairs = np.unique(np.stack([given, y], axis=1), axis=0)
         values, counts = np.unique(pairs[:, 0], return_counts=True)
         bad = values[counts > 1][0]
-        classes = sorted(pairs[pairs[:, 0] == bad, 1].tolist())
+        mixed = sorted(pairs[pairs[:, 0] == bad, 1].tolist())
         raise ArgumentError(
-            f"recorded trial {int(bad)} holds windows of classes {classes}: a trial is one class's"
+            f"recorded trial {int(bad)} holds windows of classes {mixed}: a trial is one class's"
         )
     return ids

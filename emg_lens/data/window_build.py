@@ -111,7 +111,7 @@ def build_window_store(
     (True, [2, 5], True)
     """
     info = dataset_info(source, use="store")  # refuses any other source by name
-    args = {"root": root, "synthetic": synthetic, "normalize": normalize}
+    args: dict[str, Any] = {"root": root, "synthetic": synthetic, "normalize": normalize}
     args |= {"downstream": downstream or None, "train_repetitions": train_repetitions}
     _refuse_inapplicable(info, {**args, "test_repetitions": test_repetitions})
     if Path(out).is_dir():
