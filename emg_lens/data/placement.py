@@ -262,7 +262,7 @@ def check_recording(
     if empty := [r for r, rows in repetitions.items() if not rows.any()]:
         present = sorted(set(recording.repetition[active].tolist()))
         raise DataFormatError(
-            f"{recording.source}: repetitions {empty} hold no sample of a gesture; has {present}"
+            f"{recording.source}: repetitions {empty} hold no sample of a gesture; it has {present}"
         )
     labels = recording.meta.get("repetition_values") or {}
     checks = []
