@@ -41,7 +41,7 @@ def find_models(models: str | Path) -> dict[int, Path]:
     Traceback (most recent call last):
     ...
     emg_lens.errors.SpecError: models folder ...: subject 1 is in 2 folders, subject_1/ and \
-subject_1_old/; one folder per subject: move the others (a backup, an older run) out of ...
+subject_1_old/; one folder per subject: move the others out
     """
     root = models_folder(models)
     found: dict[int, list[Path]] = {}
@@ -51,20 +51,19 @@ subject_1_old/; one folder per subject: move the others (a backup, an older run)
                 subject = read_checkpoint_info(path)["metadata"].get("subject")
             except CheckpointError as exc:
                 raise CheckpointError(
-                    f"models folder {root}: subject folder {path.name}/ is not a usable "
-                    f"checkpoint ({exc}); move it out of {root} to leave that subject out"
+                    f"{path}/ is not a usable checkpoint ({exc}); move it out of {root}"
                 ) from exc
             suffix = path.name.removeprefix("subject_")
             if subject is None and not suffix.isdigit():
                 raise SpecError(f"{path}: no subject number in its metadata or its name")
             found.setdefault(int(subject if subject is not None else suffix), []).append(path)
-    _one_folder_per_subject(root, found)
+    _check_one_folder_per_subject(root, found)
     if not found:
         raise SpecError(no_models(models))
     return {subject: paths[0] for subject, paths in found.items()}
 
 
-def _one_folder_per_subject(root: Path, found: dict[int, list[Path]]) -> None:
+def _check_one_folder_per_subject(root: Path, found: dict[int, list[Path]]) -> None:
     """Refuse, naming them, two folders of ``root`` that hold one subject's model."""
     twice = {subject: paths for subject, paths in sorted(found.items()) if len(paths) > 1}
     if not twice:
@@ -74,10 +73,7 @@ def _one_folder_per_subject(root: Path, found: dict[int, list[Path]]) -> None:
         f"{', '.join(p.name + '/' for p in paths[:-1])} and {paths[-1].name}/"
         for subject, paths in twice.items()
     )
-    raise SpecError(
-        f"models folder {root}: {where}; one folder per subject: move the others (a backup, "
-        f"an older run) out of {root}"
-    )
+    raise SpecError(f"models folder {root}: {where}; one folder per subject: move the others out")
 
 
 def models_folder(models: str | Path) -> Path:

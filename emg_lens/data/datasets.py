@@ -87,9 +87,7 @@ def data_source(
     """
     info = dataset_info(dataset, use="recordings")
     if info.needs_root and root is None:
-        raise ArgumentError(
-            f"dataset {dataset!r} needs --root, the folder holding its files ({info.layout})"
-        )
+        raise ArgumentError(f"dataset {dataset!r} needs --root, its files' folder ({info.layout})")
     source: dict[str, Any] = {
         "dataset": dataset,
         "preprocess": (preprocess or dataset_preprocess(dataset)).to_dict(),
@@ -99,8 +97,7 @@ def data_source(
     stored = info.source_fields({"synthetic": synthetic, "exercises": exercises, **options})
     if unused := sorted(set(options) - set(stored)):
         raise ArgumentError(
-            f"dataset {dataset!r} takes no {', '.join(unused)} (options of your own files: "
-            "--dataset files)"
+            f"dataset {dataset!r} takes no {', '.join(unused)} (--dataset files does)"
         )
     source.update(stored)
     return source
@@ -255,11 +252,8 @@ def windows_source(
             )
         elif seen := sorted(set(split["test_repetitions"]) & set(built["train_repetitions"])):
             raise ArgumentError(
-                f"test repetitions {seen} of {path} are among the repetitions "
-                f"{built['train_repetitions']} its z-score was fitted on, so their windows were "
-                "normalised with their own statistics: test on the repetitions it held out "
-                f"({built['test_repetitions']}), or rebuild it with --train-repetitions that "
-                "leave them out"
+                f"test repetitions {seen} of {path} are among those its z-score was fitted on: "
+                f"test on those it held out, {built['test_repetitions']}, or rebuild it"
             )
     return {"dataset": "windows", "path": str(Path(path).resolve()), **split}
 
@@ -320,9 +314,9 @@ def _split_windows(
     missing = sorted(set(np.asarray(y)[in_test].tolist()) - set(np.asarray(y)[in_train].tolist()))
     if not in_train.any() or not in_test.any() or missing:
         raise DataFormatError(
-            f"{what}: needs labelled windows in the train repetitions {train} and the test "
-            f"repetitions {test}, every test class among the training ones; found "
-            f"{int(in_train.sum())} and {int(in_test.sum())} windows, test-only classes {missing}"
+            f"{what}: needs labelled windows in repetitions {train} (train) and {test} (test), "
+            f"each test class in training; got {in_train.sum()} and {in_test.sum()}, test-only "
+            f"{missing}"
         )
     codes = np.searchsorted(classes, y)
     channels = X.shape[1]

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.errors import ArgumentError, DataFormatError, describe
 from emg_lens.geometry import Montage, Part
 from emg_lens.geometry.ten_twenty import project
 
@@ -149,12 +149,13 @@ def _grouped(types: list[str], what: str) -> tuple[list[int], dict[str, int]]:
 
 def epoch_arrays(epochs: Any) -> EpochArrays:
     """What `SubjectData.from_epochs` needs from an ``mne.Epochs`` (see the module)."""
-    for attribute in ("get_data", "events", "event_id", "ch_names", "info"):
-        if not hasattr(epochs, attribute):
-            raise ArgumentError(
-                f"epochs must be an mne.Epochs (or EpochsArray); got {type(epochs).__name__}, "
-                f"which has no {attribute!r}"
-            )
+    lacks = [
+        a for a in ("get_data", "events", "event_id", "ch_names", "info") if not hasattr(epochs, a)
+    ]
+    if lacks:
+        raise ArgumentError(
+            f"epochs must be an mne.Epochs, got a {type(epochs).__name__} without {lacks}"
+        )
     order, modalities = _grouped(list(epochs.get_channel_types()), "epochs")
     X = np.asarray(epochs.get_data(picks=order), dtype=np.float32)
     codes = np.asarray(epochs.events)[:, 2].astype(np.int64)
@@ -177,8 +178,7 @@ def _recorded_trials(metadata: Any, n: int, what: str) -> np.ndarray | None:
     trials = np.asarray(metadata[TRIAL_COLUMN])
     if trials.shape != (n,) or not np.issubdtype(trials.dtype, np.integer):
         raise DataFormatError(
-            f"{what}' metadata column {TRIAL_COLUMN!r} must hold one integer per window "
-            f"({n} windows), got {trials.dtype} {list(trials.shape)}"
+            f"{what}' {TRIAL_COLUMN!r} must be an integer per window ({n}), got {describe(trials)}"
         )
     return trials.astype(np.int64)
 
@@ -196,7 +196,7 @@ def windows_arrays(parts: list[Any], split_by: str | None) -> tuple[EpochArrays,
     for number, part in enumerate(parts):
         signal = getattr(part, "windows", None) or getattr(part, "raw", None)
         if signal is None:
-            raise ArgumentError(f"{type(part).__name__} has neither windows nor raw")
+            raise ArgumentError(f"a {type(part).__name__} has neither windows nor raw")
         held = _window_channels(part, signal)
         if names is None:
             names = list(signal.ch_names)
@@ -205,8 +205,8 @@ def windows_arrays(parts: list[Any], split_by: str | None) -> tuple[EpochArrays,
             order = [held[i] for i in pick]  # the signal's channels; pick: the window's
         elif list(signal.ch_names) != names:
             raise DataFormatError(
-                f"the recordings of one subject hold different channels: {names} and "
-                f"{list(signal.ch_names)}"
+                f"one subject's recordings hold different channels: {names} and "
+                f"{list(signal.ch_names)}; accepted is one set"
             )
         value = None if split_by is None else part.description.get(split_by)
         if split_by is not None and value is None:
@@ -250,7 +250,7 @@ def _window_label(target: Any, i: int, from_channels: bool) -> int:
     raise DataFormatError(
         f"a recording's window {i} carries the target {np.round(value, 3).tolist()} (shape "
         f"{list(value.shape)}){source}: accepted is one whole-number class label a window "
-        "(with targets_from='channels': one misc target channel and last_target_only=True)"
+        "(targets_from='channels': one misc target channel, last_target_only=True)"
     )
 
 
@@ -268,16 +268,13 @@ def windows_dataset_subjects(dataset: Any, column: str = "subject") -> dict[Any,
     parts = getattr(dataset, "datasets", None)
     if parts is None:
         raise ArgumentError(
-            "dataset must be a braindecode BaseConcatDataset of windows (create_windows_from_"
-            f"events or create_fixed_length_windows); got {type(dataset).__name__}"
+            f"dataset must be a braindecode BaseConcatDataset of windows, got a "
+            f"{type(dataset).__name__}"
         )
     subjects: dict[Any, list[Any]] = {}
     for part in parts:
         description = getattr(part, "description", None)
         if description is None or column not in description:
-            raise DataFormatError(
-                f"a recording of the dataset has no {column!r} in its description "
-                f"({None if description is None else list(description.index)})"
-            )
+            raise DataFormatError(f"a recording of the dataset has no {column!r} described")
         subjects.setdefault(description[column], []).append(part)
     return subjects

@@ -66,8 +66,7 @@ class OpenFile:
             return h5py.File(self.path, "r")
         except Exception as exc:  # h5py raises OSError for truncated files and non-HDF5 alike
             raise DataFormatError(
-                f"{self.path}: cannot be opened as {kind} (truncated or corrupt?): "
-                f"{type(exc).__name__}: {exc}"
+                f"{self.path}: cannot be opened as {kind} (corrupt?): {exc!r}"
             ) from exc
 
     def _slice_end(self, start: int, stop: int | None) -> int:
@@ -86,16 +85,12 @@ class OpenFile:
         try:
             return read(*args)
         except (OSError, RuntimeError, ValueError, TypeError) as exc:
-            raise DataFormatError(
-                f"{self.path}: cannot read {what} (truncated or corrupt?): "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+            raise DataFormatError(f"{self.path}: cannot read {what} (corrupt?): {exc!r}") from exc
 
     def _check_finite(self, what: str, x: np.ndarray, start: int, stop: int) -> None:
-        if not np.isfinite(x).all():
+        if (bad := int((~np.isfinite(x)).sum())) > 0:
             raise DataFormatError(
-                f"{self.path}: {what} holds {int((~np.isfinite(x)).sum())} NaN/Inf values in "
-                f"samples {start}:{stop}"
+                f"{self.path}: {what} holds {bad} NaN/Inf values in samples {start}:{stop}"
             )
 
     def close(self) -> None:
@@ -179,12 +174,10 @@ def files_under(root: str | Path, suffixes: Collection[str] | None = None) -> li
     found: list[Path] = []
     seen: dict[Path, Path] = {}  # real path -> the name it was first met by
 
-    def once(entry: Path) -> bool:
-        real = entry.resolve()
-        if real in seen:
+    def check_once(entry: Path) -> bool:
+        if (real := entry.resolve()) in seen:
             raise DataFormatError(
-                f"{entry} and {seen[real]} are one folder ({real}) by two names: its trials "
-                "would be read twice, under two labels. Remove the link"
+                f"{entry} and {seen[real]} are one folder ({real}) by two names: remove the link"
             )
         seen[real] = entry
         return True
@@ -193,19 +186,16 @@ def files_under(root: str | Path, suffixes: Collection[str] | None = None) -> li
         for entry in sorted(folder.iterdir()):
             wanted = suffixes is None or entry.suffix.lower() in suffixes
             if entry.is_symlink() and (wanted or entry.is_dir()):
-                target = entry.resolve()
-                if not target.exists():
+                target = entry.resolve()  # to nowhere, or out of root: a trial lost or foreign
+                where = (
+                    "which does not exist" if not target.exists() else f"outside the dataset {root}"
+                )
+                if not target.exists() or not target.is_relative_to(real_root):
                     raise DataFormatError(
-                        f"{entry}: a link to {target}, which does not exist; emg_lens would lose "
-                        "the trial without a word. Remove the link or restore its target"
+                        f"{entry}: a link to {target}, {where}: links are read to files inside "
+                        "the dataset folder only; remove the link, or copy the file in"
                     )
-                if not target.is_relative_to(real_root):
-                    raise DataFormatError(
-                        f"{entry}: a link to {target}, outside the dataset folder {root}; "
-                        "emg_lens reads links only inside it. Copy the file in, or point the "
-                        "root at the folder that holds the files"
-                    )
-            if entry.is_dir() and once(entry):
+            if entry.is_dir() and check_once(entry):
                 visit(entry)
             elif entry.is_file() and wanted:
                 found.append(entry)

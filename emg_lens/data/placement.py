@@ -57,7 +57,7 @@ from emg_lens.data.datasets import load_recording, montages_of, preprocess_spec
 from emg_lens.data.placement_evidence import TrialSums, check_signal, weigh
 from emg_lens.data.preprocess import SubjectData, prepare_subject
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, DataFormatError, EmgLensError, checked
+from emg_lens.errors import ArgumentError, DataFormatError, EmgLensError, check_choice, checked
 from emg_lens.geometry import Montage
 from emg_lens.geometry.symmetry import ChannelMap, has_symmetry, montage_maps
 
@@ -146,7 +146,7 @@ class PlacementCheck:
         }
 
 
-def _check(
+def _placement_check(
     repetitions: Sequence[
         tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]
     ],
@@ -206,9 +206,7 @@ def cable_swaps(n: int, symmetries: Sequence[ChannelMap] = ()) -> list[ChannelMa
 def _maps(montage: Montage, n_channels: int, what: str) -> list[ChannelMap]:
     if montage.n_channels != n_channels:
         raise ArgumentError(
-            f"{what} has {n_channels} channels but its placement places {montage.n_channels} "
-            f"({montage.n_electrodes} electrodes x {montage.axes}): the placement must place "
-            "every channel, in channel order"
+            f"{what} has {n_channels} channels but its placement places {montage.n_channels}"
         )
     return montage_maps(montage)
 
@@ -261,20 +259,15 @@ def check_recording(
     active = recording.stimulus != 0
     repetitions = {r: active & (recording.repetition == r) for r in (*train_repetitions,
                                                                     *test_repetitions)}  # fmt: skip
-    empty = [r for r, rows in repetitions.items() if not rows.any()]
-    if empty:
+    if empty := [r for r, rows in repetitions.items() if not rows.any()]:
+        present = sorted(set(recording.repetition[active].tolist()))
         raise DataFormatError(
-            f"{recording.source}: repetitions {empty} hold no sample of a gesture; the "
-            f"repetitions it holds: {sorted(set(recording.repetition[active].tolist()))}"
+            f"{recording.source}: repetitions {empty} hold no sample of a gesture; it has {present}"
         )
     labels = recording.meta.get("repetition_values") or {}
     checks = []
     for modality, montage in placements.items():
-        if modality not in recording.signals:
-            raise ArgumentError(
-                f"{recording.source}: the placement is of {modality!r}, which the recording "
-                f"lacks; it holds {sorted(recording.signals)}"
-            )
+        check_choice(modality, sorted(recording.signals), f"{recording.source}: modality")
         x = recording.signals[modality]
         maps = _maps(montage, x.shape[1], f"{recording.source}: {modality!r}")
 
@@ -283,7 +276,7 @@ def check_recording(
         for r in test_repetitions:
             label = _label(r, labels)
             held = _samples(recording, modality, repetitions[r], r)
-            checks.append(_check([*train, held], maps, modality, r, label, named))
+            checks.append(_placement_check([*train, held], maps, modality, r, label, named))
     return checks
 
 
@@ -318,16 +311,12 @@ def realign_recording(recording: Recording, checks: Sequence[PlacementCheck]) ->
     signals = {name: x.copy() for name, x in recording.signals.items()}
     done = []
     for check in checks:
-        if check.modality not in signals:
+        x, n = signals.get(check.modality), len(check.best.moved_to)
+        if x is None or n != x.shape[1]:
+            channels = {name: x.shape[1] for name, x in signals.items()}
             raise ArgumentError(
-                f"{recording.source}: a check of {check.modality!r}, which the recording "
-                f"lacks; it holds {sorted(signals)}"
-            )
-        x = signals[check.modality]
-        if len(check.best.moved_to) != x.shape[1]:
-            raise ArgumentError(
-                f"{recording.source}: the check of {check.modality!r} maps "
-                f"{len(check.best.moved_to)} channels; the signal has {x.shape[1]}"
+                f"{recording.source}: the check of {check.modality!r} maps {n} channels; the "
+                f"recording's are {channels}"
             )
         if check.moved:
             rows = recording.repetition == check.repetition
@@ -371,12 +360,7 @@ def check_subject(
         spec = preprocess_spec(source["preprocess"])
         recording = load_recording(dict(source), data.subject)
         return check_recording(recording, placements, spec.train_repetitions, spec.test_repetitions)
-    if "preprocess" in data.meta:
-        raise ArgumentError(
-            f"subject {data.subject}'s windows are preprocessed (filtered, standardised per "
-            "channel): pass the data source it was loaded from (source=), whose recording the "
-            "check reads raw"
-        )
+    _refuse_preprocessed(data, "the check reads raw channels")
     montage = data.meta.get("placement")
     if not isinstance(montage, Montage):
         raise ArgumentError(f"subject {data.subject} has no placement (meta['placement']); "
@@ -386,7 +370,8 @@ def check_subject(
              for r in np.unique(data.rep_train)]  # fmt: skip
     named = [str(r) for r in np.unique(data.rep_train).tolist()]
     return [
-        _check([*train, _joined(data.X_test, data.y_test, data.test_trials, data.rep_test == r)],
+        _placement_check([*train, _joined(data.X_test, data.y_test, data.test_trials,
+                                          data.rep_test == r)],
                maps, ALL_CHANNELS, r, str(r), named, data.X_test.shape[2])
         for r in np.unique(data.rep_test).tolist()
     ]  # fmt: skip
@@ -401,6 +386,14 @@ def _joined(
     signal = windows.transpose(0, 2, 1).reshape(-1, windows.shape[1])
     per_sample = windows.shape[2]
     return signal, np.repeat(y[rows], per_sample), np.repeat(trials[rows], per_sample)
+
+
+def _refuse_preprocessed(data: SubjectData, why: str) -> None:
+    if "preprocess" in data.meta:
+        raise ArgumentError(
+            f"subject {data.subject}'s windows are preprocessed (filtered, standardised per "
+            f"channel): {why}; pass the data source (source=) it was loaded from"
+        )
 
 
 @checked
@@ -426,12 +419,7 @@ def realign_subject(
         out = prepare_subject(recording, preprocess_spec(source["preprocess"]))
         out.meta = json.loads(json.dumps(out.meta))  # as load_subject gives it
     else:
-        if "preprocess" in data.meta:
-            raise ArgumentError(
-                f"subject {data.subject}'s windows are preprocessed: realigning them would "
-                "move each channel with another electrode's scale; pass the data source "
-                "(source=) so the raw channels are put back first"
-            )
+        _refuse_preprocessed(data, "realigning them would mix electrodes' scales")
         X_test = data.X_test.copy()
         for check in checks:
             if check.moved:

@@ -517,8 +517,6 @@ def check_signal(x: np.ndarray, what: str) -> None:
     """A repetition's signal must hold at least 3 samples of finite values."""
     if len(x) < 3 or not np.isfinite(x).all():
         raise DataFormatError(
-            f"{what} holds {len(x)} samples"
-            + ("" if np.isfinite(x).all() else " with NaN or Inf values")
-            + ": the placement check correlates channels over time, which needs at least 3 "
-            "finite samples"
+            f"{what} holds {len(x)} samples, {int((~np.isfinite(x)).sum())} values NaN or Inf: the "
+            "placement check correlates channels over time, which needs at least 3 finite samples"
         )

@@ -36,7 +36,7 @@ import numpy as np
 
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.trials import record_trials, trial_unit
-from emg_lens.errors import ArgumentError, InputShapeError, checked
+from emg_lens.errors import ArgumentError, InputShapeError, check_choice, checked
 
 WINDOW_LABELS = "window_labels"
 """The ``meta`` key of a subject's per-window labels: ``{name: {"train": [...], "test": [...]}}``,
@@ -63,16 +63,14 @@ def window_labels(data: SubjectData, name: str, part: str = "test") -> np.ndarra
     ...
     emg_lens.errors.ArgumentError: the windows carry no label 'session': accepted are 'gesture', 'repetition', 'trial', 'subject' (no window_labels in the data's meta)
     """  # noqa: E501
-    if part not in PARTS:
-        raise ArgumentError(f"part must be one of {list(PARTS)}, got {part!r}")
+    check_choice(part, list(PARTS), "part")
     y = np.asarray(data.y_train if part == "train" else data.y_test)
     columns = data.meta.get(WINDOW_LABELS) or {}
     if name in columns:
         values = np.asarray(columns[name][part])
         if values.shape != y.shape:
             raise InputShapeError(
-                f"meta[{WINDOW_LABELS!r}][{name!r}][{part!r}] holds {len(values)} values for "
-                f"{len(y)} windows: one per window"
+                f"meta[{WINDOW_LABELS!r}][{name!r}][{part!r}]: {values.shape} for {y.shape} windows"
             )
         return values
     if name == "gesture":
@@ -126,19 +124,16 @@ def pool_subjects(subjects: Sequence[SubjectData], *, standardize: bool = False)
     ``PreprocessSpec(standardize=False)``: a per-subject z-score removes any per-subject
     offset or gain of a channel)."""
     subjects = list(subjects)
-    if len(subjects) < 2:
-        raise ArgumentError(f"pool_subjects needs two subjects or more, got {len(subjects)}")
-    first = subjects[0]
     numbers = [s.subject for s in subjects]
-    if len(set(numbers)) != len(numbers):
-        raise ArgumentError(f"pool_subjects got one subject twice: {numbers}")
+    if len(set(numbers)) != len(numbers) or len(numbers) < 2:
+        raise ArgumentError(f"pool_subjects needs two subjects or more, each once, got {numbers}")
+    first = subjects[0]
+    shared = (first.modalities, first.classes, first.X_test.shape[1:])
     for s in subjects[1:]:
-        same = (s.modalities, s.classes, s.X_test.shape[1:])
-        if same != (first.modalities, first.classes, first.X_test.shape[1:]):
+        if (same := (s.modalities, s.classes, s.X_test.shape[1:])) != shared:
             raise ArgumentError(
-                f"subjects {first.subject} and {s.subject} differ in modalities, classes or "
-                f"window shape ({first.modalities}, {first.classes}, {first.X_test.shape[1:]} "
-                f"against {same}): only windows one model reads alike pool"
+                f"subjects {first.subject} and {s.subject} differ in modalities, classes or window "
+                f"shape ({shared} against {same}): only windows one model reads alike pool"
             )
 
     def joined(name: str) -> np.ndarray:
@@ -182,9 +177,8 @@ def _shared_labels(subjects: Sequence[SubjectData]) -> list[str]:
     partial = sorted(set().union(*names) - set.intersection(*names))
     if partial:
         raise ArgumentError(
-            f"window labels {partial} are carried by some of subjects "
-            f"{[s.subject for s in subjects]} only; pool subjects that all carry a label, or "
-            "none (dataclasses.replace(data, meta=...) drops one)"
+            f"window labels {partial} are carried by some of the subjects only: pool subjects "
+            "that all carry a label, or none (dataclasses.replace(data, meta=...) drops one)"
         )
     return sorted(names[0])
 
@@ -205,8 +199,7 @@ def unpool(pooled: SubjectData) -> dict[int, SubjectData]:
     """
     if "subject" not in (pooled.meta.get(WINDOW_LABELS) or {}):
         raise ArgumentError(
-            f"subject {pooled.subject} is no pooled subject (no window label 'subject': "
-            "emg_lens.data.pooled.pool_subjects makes one)"
+            f"subject {pooled.subject} is no pooled subject: pool_subjects makes one"
         )
     owners = {part: window_labels(pooled, "subject", part) for part in PARTS}
     columns = {n: v for n, v in pooled.meta[WINDOW_LABELS].items() if n != "subject"}

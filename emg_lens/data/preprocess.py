@@ -35,14 +35,13 @@ from scipy import signal as sps
 
 from emg_lens._hints import checked
 from emg_lens.data.recording import Recording
-from emg_lens.data.spec import DictSpec
+from emg_lens.data.spec import POSITIVE, DictSpec, Rules
 from emg_lens.data.trials import GIVEN, given_trials, record_trials, trial_ids, trial_unit
 from emg_lens.errors import (
     ArgumentError,
     ConfigError,
     DataFormatError,
     InputShapeError,
-    check_field_types,
     check_int,
     check_number,
     fields_checked,
@@ -74,23 +73,26 @@ class PreprocessSpec(DictSpec):
     standardize: bool = True  # per-channel z-score fitted on training windows
 
     def __post_init__(self) -> None:
-        check_field_types(self)  # the declared types; the ranges below
-        if isinstance(self.segment, str) and self.segment not in SEGMENTS:
-            raise ConfigError(
-                f"PreprocessSpec.segment must be one of {sorted(SEGMENTS)} or (start_s, stop_s), "
-                f"got {self.segment!r}"
-            )
-        self.check_counts("window", "step")
-        if self.envelope is not None and not (self.rectify and self.envelope > 0):
-            raise ConfigError(
-                f"PreprocessSpec.envelope = {self.envelope!r}: a low-pass cut-off in Hz (> 0) of "
-                "the rectified sEMG, so it needs rectify=True; or None for no envelope"
-            )
-        overlap = set(self.train_repetitions) & set(self.test_repetitions)
-        if overlap:
-            raise ConfigError(
-                f"PreprocessSpec repetitions {sorted(overlap)} are in both train and test"
-            )
+        self.check_rules(SPEC_RULES, types=True)  # the declared types, then the ranges
+
+
+SPEC_RULES: Rules = {
+    "segment": (
+        f"one of {sorted(SEGMENTS)} or (start_s, stop_s)",
+        lambda s, _: not isinstance(s, str) or s in SEGMENTS,
+    ),
+    "window": POSITIVE,
+    "step": POSITIVE,
+    "envelope": (
+        "a low-pass cut-off in Hz (> 0) of the rectified sEMG (needs rectify=True), or None",
+        lambda hz, spec: spec.rectify and hz > 0,
+    ),
+    "test_repetitions": (
+        "repetitions none of which is in train_repetitions",
+        lambda test, spec: not set(test) & set(spec.train_repetitions),
+    ),
+}
+"""`PreprocessSpec`'s ranges: field -> (what is accepted, test) (`DictSpec.check_rules`)."""
 
 
 @checked
@@ -270,8 +272,7 @@ class SubjectData:
 
         if (split_by is None) != (not test_values):
             raise ArgumentError(
-                "split_by and test_values go together: the description column to split by and "
-                f"its values to test on; got split_by={split_by!r}, test_values={test_values!r}"
+                f"split_by and test_values go together, got {split_by!r}, {test_values!r}"
             )
         out = []
         subjects = windows_dataset_subjects(dataset)
@@ -307,21 +308,18 @@ def _held_out(
     trials = np.arange(n) if trials is None else np.asarray(trials)
     unit = "window" if len(np.unique(trials)) == n else unit
     if test is not None:
-        test = np.asarray(test)
-        if test.dtype == bool:
-            if test.shape != (n,):
-                raise ArgumentError(f"test must be a mask of {n} booleans, got shape {test.shape}")
-            held = test.copy()
-        else:
-            if not np.issubdtype(test.dtype, np.integer) or ((test < 0) | (test >= n)).any():
-                raise ArgumentError(f"test must be indices in 0..{n - 1} or a boolean mask")
-            held = np.zeros(n, bool)
-            held[test] = True
-        split = np.intersect1d(trials[held], trials[~held])
-        if len(split):
+        test, held = np.asarray(test), np.zeros(n, bool)
+        mask = test.dtype == bool and test.shape == (n,)
+        index = np.issubdtype(test.dtype, np.integer) and np.all((test >= 0) & (test < n))
+        if not (mask or index):
+            raise ArgumentError(
+                f"test must be a mask of {n} booleans or indices in [0, {n}), got {test}"
+            )
+        held[test.nonzero()[0] if mask else test] = True
+        if len(split := np.intersect1d(trials[held], trials[~held])):
             raise DataFormatError(
-                f"test splits {unit} {int(split[0])}: its windows are on both sides. "
-                f"Hold out whole {unit}s (the windows of one {unit} share its noise)"
+                f"test splits {unit} {int(split[0])}: its windows are on both sides; hold out "
+                f"whole {unit}s (the windows of one {unit} share its noise)"
             )
     else:
         check_number(fraction, "test_fraction", "a number between 0 and 1", lambda f: 0 < f < 1)
@@ -341,9 +339,7 @@ def _held_out(
         raise DataFormatError(f"the windows hold one class only ({int(codes[0])}); need two")
     untrained = sorted(int(c) for c in np.unique(codes) if not (~held & (codes == c)).any())
     if untrained or not held.any():
-        raise DataFormatError(
-            f"classes {untrained} have no training window, or no window is held out for testing"
-        )
+        raise DataFormatError(f"classes {untrained} have no training window, or no test window")
     return held
 
 
@@ -390,10 +386,11 @@ the feature baseline squares them: rescale or clean them
         return
     over = np.isfinite(X) & (np.abs(X) > WINDOW_LIMIT)
     if over.any():
+        top = float(np.abs(X[over]).max())
         raise InputShapeError(
-            f"{field} holds values up to {float(np.abs(X[over]).max()):.3g} in magnitude; "
-            f"windows are read within float32's range (|x| <= {WINDOW_LIMIT:.2g}), as a model "
-            "reads them and the feature baseline squares them: rescale or clean them"
+            f"{field} holds values up to {top:.3g} in magnitude; windows are read within "
+            f"float32's range (|x| <= {WINDOW_LIMIT:.2g}), as a model reads them and the feature "
+            "baseline squares them: rescale or clean them"
         )
 
 
@@ -436,11 +433,10 @@ class Scaler:
         >>> scaler.std.tolist() == Scaler.fit(X).std.tolist()
         True
         """
-        count = check_int(count, "count", minimum=1)
-        if np.shape(mean) != np.shape(m2) or np.ndim(mean) != 1:
+        count, shapes = check_int(count, "count", minimum=1), (np.shape(mean), np.shape(m2))
+        if shapes[0] != shapes[1] or len(shapes[0]) != 1:
             raise ArgumentError(
-                f"mean and m2 must both be [channel] arrays, got shapes {np.shape(mean)} and "
-                f"{np.shape(m2)}"
+                f"mean and m2 must be [channel] arrays, got shapes {shapes[0]} and {shapes[1]}"
             )
         return cls(np.asarray(mean), _usable_std(np.sqrt(np.asarray(m2) / count)))
 
@@ -453,13 +449,9 @@ def _butter(
 ) -> np.ndarray:
     """``x`` through ``spec``'s Butterworth ``kind`` filter (its order; zero-phase unless
     ``spec.causal``), a cut-off outside (0, Nyquist) a `ConfigError` naming ``what``."""
-    nyquist = fs / 2
-    for c in np.atleast_1d(cutoff):
-        if not 0 < c < nyquist:
-            raise ConfigError(
-                f"{what} cut-off {c} Hz must lie strictly between 0 and the Nyquist frequency "
-                f"{nyquist:g} Hz (sample rate {fs:g} Hz)"
-            )
+    for c in np.atleast_1d(cutoff):  # strictly inside (0, Nyquist)
+        in_band = f"in (0, {fs / 2:g}) Hz: below Nyquist at {fs:g} Hz"
+        check_number(float(c), f"{what} cut-off", in_band, lambda hz: 0 < hz < fs / 2, ConfigError)
     sos = sps.butter(spec.order, cutoff, btype=kind, fs=fs, output="sos")
     return sps.sosfilt(sos, x, axis=0) if spec.causal else sps.sosfiltfilt(sos, x, axis=0)
 
@@ -551,20 +543,14 @@ def prepare_subject(recording: Recording, spec: PreprocessSpec = PreprocessSpec(
     X = np.stack([signal[s : s + spec.window].T for s, _, _ in cuts])
     y, reps = np.asarray([g for _, g, _ in cuts]), np.asarray([r for _, _, r in cuts])
     classes = sorted(set(y.tolist()))
-    if len(classes) < 2:
-        raise DataFormatError(
-            f"{recording.source}: the repetitions {sorted(wanted)} hold one gesture only "
-            f"({classes[0]}); a classifier needs two or more in training and test. Check that "
-            "each repetition (or session) holds every gesture, and the train/test repetitions"
-        )
     y = np.searchsorted(classes, y)
-    train = np.isin(reps, spec.train_repetitions)
-    test = np.isin(reps, spec.test_repetitions)
+    train, test = np.isin(reps, spec.train_repetitions), np.isin(reps, spec.test_repetitions)
     missing = [c for c in classes if not (train & (y == classes.index(c))).any()]
-    if missing or not test.any():
+    if len(classes) < 2 or missing or not test.any():
         raise DataFormatError(
-            f"{recording.source}: gestures {missing} have no training windows, or there are no "
-            f"test windows (repetitions {spec.test_repetitions})"
+            f"{recording.source}: repetitions {sorted(wanted)} hold gestures {classes}, {missing} "
+            f"without training windows, and {test.sum()} test windows: a classifier needs 2 or "
+            "more, each in training, and test windows. Does each repetition hold every gesture?"
         )
     X_train, X_test = X[train], X[test]
     if spec.standardize:

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from emg_lens.errors import ArgumentError, checked
+from emg_lens.errors import ArgumentError, check_choice, checked
 
 if TYPE_CHECKING:
     from emg_lens.data.reader import DatasetReader
@@ -106,13 +106,12 @@ class DatasetInfo:
     synthesizer: str | None = None
 
     def __post_init__(self) -> None:
-        if unknown := [u for u in self.uses if u not in USES]:
-            raise ArgumentError(f"dataset {self.name!r}: uses {unknown}; accepted: {list(USES)}")
+        for use in self.uses:
+            check_choice(use, list(USES), f"dataset {self.name!r}: uses")
         for key in ("reader", "synthesizer"):
-            ref = getattr(self, key)
-            if ref is not None and ref.count(":") != 1:
+            if (ref := getattr(self, key)) is not None and ref.count(":") != 1:
                 raise ArgumentError(
-                    f"dataset {self.name!r}: {key} = {ref!r}; expected 'module:attribute'"
+                    f"dataset {self.name!r}: {key} must be 'module:attribute', got {ref!r}"
                 )
 
     def __getattr__(self, name: str) -> Any:
@@ -240,8 +239,8 @@ def dataset_names(use: str | None = None) -> tuple[str, ...]:
     >>> dataset_names("pretraining")
     ('emg2pose', 'ninapro-db6', 'ninapro-db7')
     """
-    if use is not None and use not in USES:
-        raise ArgumentError(f"use must be one of {list(USES)}, got {use!r}")
+    if use is not None:
+        check_choice(use, list(USES), "use")
     return tuple(name for name, info in REGISTRY.items() if use is None or use in info.uses)
 
 
@@ -282,6 +281,5 @@ def dataset_info(name: Any, *, use: str | None = None) -> DatasetInfo:
 'hdsemg', 'epn612', 'uci', 'ninapro-db8', 'synthetic-eeg', 'files'], got 'windows'
     """
     accepted = dataset_names(use)
-    if not isinstance(name, str) or name not in accepted:
-        raise ArgumentError(f"dataset must be one of {list(accepted)}, got {name!r}")
+    check_choice(name, list(accepted), "dataset")
     return REGISTRY[name]

@@ -5,12 +5,14 @@ records, and read back from it."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
-from emg_lens.errors import ConfigError, check_int
+from emg_lens.errors import ConfigError, check_field_types
 
 S = TypeVar("S", bound="DictSpec")
+Rules = Mapping[str, tuple[str, Callable[[Any, Any], bool]]]
+POSITIVE: tuple[str, Callable[[Any, Any], bool]] = ("a positive int", lambda v, _: v >= 1)
 
 
 class DictSpec:
@@ -34,8 +36,8 @@ class DictSpec:
     __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]  # each subclass's
 
     def check_counts(self, *names: str) -> None:
-        """Refuse a field of ``names`` below 1 (one left unset, None, is allowed): a
-        `ConfigError` naming the class, the field and the value (`check_int`).
+        """Refuse a field of ``names`` below 1 (one left unset, None, is allowed), read after
+        `check_field_types`: a `ConfigError` naming the class, the field and the value.
 
         >>> @dataclasses.dataclass(frozen=True)
         ... class Cut(DictSpec):
@@ -46,9 +48,27 @@ class DictSpec:
         ...
         emg_lens.errors.ConfigError: Cut.window must be a positive int, got 0
         """
-        for name in names:
-            if (value := getattr(self, name)) is not None:
-                check_int(value, f"{type(self).__name__}.{name}", minimum=1, error=ConfigError)
+        self.check_rules(dict.fromkeys(names, POSITIVE))
+
+    def check_rules(self, rules: Rules, types: bool = False) -> None:
+        """Refuse a field whose value (None passes: unset) fails its rule in ``rules`` (field
+        -> (what is accepted, ``test(value, spec)``), read after `check_field_types`, run
+        first where ``types``): a `ConfigError` naming the class, the field, what is accepted
+        and the value.
+
+        >>> @dataclasses.dataclass(frozen=True)
+        ... class Cut(DictSpec):
+        ...     window: int = 200
+        >>> Cut(window=0).check_rules({"window": POSITIVE})
+        Traceback (most recent call last):
+        ...
+        emg_lens.errors.ConfigError: Cut.window must be a positive int, got 0
+        """
+        if types:
+            check_field_types(self)
+        for name, (wanted, ok) in rules.items():
+            if (value := getattr(self, name)) is not None and not ok(value, self):
+                raise ConfigError(f"{type(self).__name__}.{name} must be {wanted}, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from jaxtyping import Int
 
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, check_choice, describe
 from emg_lens.stats.units import TRIAL_UNITS
 
 RECORDED = TRIAL_UNITS[2:]
@@ -56,10 +56,7 @@ def trial_unit(meta: dict[str, Any]) -> str:
     >>> trial_unit({}), trial_unit({"trial_unit": "window"})
     ('repetition', 'window')
     """
-    unit = meta.get("trial_unit", "repetition")
-    if unit not in TRIAL_UNITS:
-        raise ArgumentError(f"meta['trial_unit'] = {unit!r}; accepted: {list(TRIAL_UNITS)}")
-    return unit
+    return check_choice(meta.get("trial_unit", "repetition"), TRIAL_UNITS, "meta['trial_unit']")
 
 
 def record_trials(
@@ -75,10 +72,8 @@ def record_trials(
     >>> record_trials(np.array([0, 0, 1]), [2, 2])
     {'trial_unit': 'given', 'given_trials': {'train': [0, 0, 1], 'test': [2, 2]}}
     """
-    if unit not in RECORDED:
-        raise ArgumentError(f"recorded trials' unit {unit!r}; accepted: {list(RECORDED)}")
     return {
-        "trial_unit": unit,
+        "trial_unit": check_choice(unit, RECORDED, "recorded trials' unit"),
         GIVEN: {"train": [int(t) for t in train], "test": [int(t) for t in test]},
     }
 
@@ -99,8 +94,7 @@ def given_trials(meta: dict[str, Any], part: str) -> np.ndarray | None:
     recorded = meta.get(GIVEN)
     if not isinstance(recorded, dict) or part not in recorded:
         raise ArgumentError(
-            f"meta['trial_unit'] is {unit!r} but meta[{GIVEN!r}] holds no {part!r} trials: "
-            "give each window's trial (emg_lens.data.trials.record_trials)"
+            f"meta['trial_unit'] is {unit!r}: meta[{GIVEN!r}] must hold {part!r} (record_trials)"
         )
     return np.asarray(recorded[part], dtype=np.int64)
 
@@ -130,13 +124,8 @@ def trial_ids(
     """
     y, rep = np.asarray(y), np.asarray(rep)
     if y.ndim != 1 or rep.shape != y.shape:
-        raise ArgumentError(
-            f"y and rep must be 1-D arrays of one length (a class and a repetition per "
-            f"window), got shapes {y.shape} and {rep.shape}"
-        )
-    if unit not in TRIAL_UNITS:
-        raise ArgumentError(f"trial unit {unit!r}; accepted: {list(TRIAL_UNITS)}")
-    if unit in RECORDED:
+        raise ArgumentError(f"y and rep must be 1-D of one length, got {y.shape} and {rep.shape}")
+    if check_choice(unit, TRIAL_UNITS, "trial unit") in RECORDED:
         return _given_ids(y, given, unit == "given")
     if unit == "window" or len(y) == 0:
         return np.arange(len(y))
@@ -146,14 +135,12 @@ def trial_ids(
 def _given_ids(y: np.ndarray, given: Any, one_class: bool) -> np.ndarray:
     """`trial_ids` of recorded trials: checked (``one_class``: one class each), numbered by
     first appearance."""
-    if given is None:
-        raise ArgumentError("trial units 'given' and 'recording' need each window's trial (given=)")
-    given = np.asarray(given)
+    given = np.asarray([] if given is None else given)
     if given.shape != y.shape or (len(given) and not np.issubdtype(given.dtype, np.integer)):
         raise ArgumentError(
-            f"the recorded trials must be integers, one per window: {len(y)} windows, trials "
-            f"{given.dtype} {list(given.shape)} (a subject's windows subset without their "
-            "trials? SubjectData.select_test keeps them)"
+            f"trial units 'given' and 'recording' need given=, an integer trial per window: "
+            f"{len(y)} windows, got {describe(given)} (a subset without its trials? select_test "
+            "keeps them)"
         )
     if len(y) == 0:
         return np.arange(0)
@@ -165,8 +152,8 @@ def _given_ids(y: np.ndarray, given: Any, one_class: bool) -> np.ndarray:
         pairs = np.unique(np.stack([given, y], axis=1), axis=0)
         values, counts = np.unique(pairs[:, 0], return_counts=True)
         bad = values[counts > 1][0]
+        mixed = sorted(pairs[pairs[:, 0] == bad, 1].tolist())
         raise ArgumentError(
-            f"recorded trial {int(bad)} holds windows of classes "
-            f"{sorted(pairs[pairs[:, 0] == bad, 1].tolist())}: a trial is one class's"
+            f"recorded trial {int(bad)} holds windows of classes {mixed}: a trial is one class's"
         )
     return ids

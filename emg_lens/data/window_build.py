@@ -21,7 +21,6 @@ from emg_lens.data.registry import (
     REPETITION_SOURCES,
     SPLIT_REPETITIONS,
     STORE_REPETITIONS,
-    WINDOW_STORE_SOURCES,
     dataset_info,
 )
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec
@@ -33,7 +32,7 @@ from emg_lens.data.windows.pipeline import (
     tinymyo_windows,
 )
 from emg_lens.data.windows.store import split_repetitions, write_window_store
-from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.errors import ArgumentError, DataFormatError, check_choice
 
 REPETITION_SPLITS = ("train", "test")
 """`build_window_store` splits of the labelled sources: the train or test repetitions (the
@@ -64,9 +63,9 @@ def build_window_store(
     """Write the TinyMyo windows of a dataset to an HDF5 window store at ``out``.
 
     Args:
-        source: one of `WINDOW_STORE_SOURCES`. ``"emg2pose"`` sessions are unlabelled; the
-            others keep their gesture labels (0 = rest); ``"synthetic"`` is the sEMG channels
-            of `SyntheticSpec` recordings, sEMG-only gestures by default.
+        source: one of `emg_lens.data.registry.WINDOW_STORE_SOURCES`. ``"emg2pose"`` is
+            unlabelled; the others keep their gesture labels (0 = rest); ``"synthetic"`` is the
+            sEMG channels of `SyntheticSpec` recordings, sEMG-only gestures by default.
         out: the ``.h5`` file to write (atomically: a failed run leaves none).
         root: the dataset folder (two copies of one file are refused); refused for synthetic
             data.
@@ -111,26 +110,14 @@ def build_window_store(
     >>> len(store) > 0, sorted(set(store.repetition.tolist())), store.meta["scaler"] is not None
     (True, [2, 5], True)
     """
-    if source not in WINDOW_STORE_SOURCES:
-        raise ArgumentError(
-            f"window store source must be one of {WINDOW_STORE_SOURCES}, got {source!r}"
-        )
-    info = dataset_info(source)
-    if info.needs_root and root is None:
-        raise ArgumentError(f"source {source!r} needs root (--root), the folder holding its files")
-    _refuse_inapplicable(info, root, train_repetitions, test_repetitions, synthetic)
+    info = dataset_info(source, use="store")  # refuses any other source by name
+    args: dict[str, Any] = {"root": root, "synthetic": synthetic, "normalize": normalize}
+    args |= {"downstream": downstream or None, "train_repetitions": train_repetitions}
+    _refuse_inapplicable(info, {**args, "test_repetitions": test_repetitions})
     if Path(out).is_dir():
-        raise ArgumentError(
-            f"--out {out} is a folder: a window store is one HDF5 file; give a file path, e.g. "
-            f"{Path(out) / 'windows.h5'}"
-        )
+        raise ArgumentError(f"--out {out} is a folder: give a file path, e.g. {Path(out) / 'w.h5'}")
     if "downstream" in info.uses:
         assert root is not None  # a downstream dataset reads files: needs_root, checked above
-        if normalize is not None:
-            raise ArgumentError(
-                f"{source} windows are z-scored per recording as the thesis does; "
-                f"normalize must be None, got {normalize!r}"
-            )
         return _build_downstream(
             source,
             out,
@@ -142,17 +129,12 @@ def build_window_store(
             compression=compression,
             progress=progress,
         )
-    if downstream:
-        raise ArgumentError(f"downstream options apply to {DOWNSTREAM_DATASETS} only")
     default = "minmax" if "pretraining" in info.uses else "zscore"
     spec = preprocess or TinyMyoPreprocess()
     spec = TinyMyoPreprocess.from_dict({**spec.to_dict(), "normalize": normalize or default})
     labeled = "repetitions" in info.uses  # labelled windows, split by repetition
     if not labeled and spec.normalize == "zscore":
-        raise ArgumentError(
-            f"normalize='zscore' is fitted on labelled training repetitions, which {source} "
-            "(unlabelled pretraining data) does not have; use normalize='minmax'"
-        )
+        raise ArgumentError(f"{source} has no labels to fit a z-score on: use normalize='minmax'")
     split_of = {**SPLIT_REPETITIONS, **STORE_REPETITIONS.get(source, {})}
     repetitions = split_repetitions(
         split_of["train_repetitions"] if train_repetitions is None else train_repetitions,
@@ -162,11 +144,8 @@ def build_window_store(
     keep, names = None, []
     if labeled and split is not None:
         names = [split] if isinstance(split, str) else list(split)
-        if unknown := [n for n in names if n not in REPETITION_SPLITS]:
-            raise ArgumentError(
-                f"split {unknown}: {source} windows split by repetition into "
-                f"{list(REPETITION_SPLITS)}"
-            )
+        for name in names:
+            check_choice(name, list(REPETITION_SPLITS), f"split of {source}'s windows")
         keep = sorted({r for n in names for r in repetitions[f"{n}_repetitions"]})
     scaler = None
     if spec.normalize == "zscore":
@@ -177,9 +156,8 @@ def build_window_store(
             if longest < spec.window:
                 raise _no_window(source, None, spec, longest, "recording") from exc
             raise DataFormatError(
-                f"{source}: no window's centre lies in the training repetitions "
-                f"{repetitions['train_repetitions']}, which the z-score is fitted on: choose "
-                "--train-repetitions among the repetitions the recordings hold"
+                f"{source}: no window's centre lies in the training repetitions the z-score is "
+                f"fitted on, {repetitions['train_repetitions']}: choose --train-repetitions"
             ) from exc
 
     def batches() -> Iterator[WindowBatch]:
@@ -205,9 +183,8 @@ def build_window_store(
                 raise _no_window(source, split, spec, longest, "recording")
             reps = repetitions[f"{split}_repetitions"]
             raise DataFormatError(
-                f"{source}: no {split} window: no window's centre lies in the {split} "
-                f"repetitions {reps}; the recordings' windows lie in repetitions {sorted(held)}: "
-                f"choose --{split}-repetitions among them"
+                f"{source}: no {split} window: none lies in the {split} repetitions {reps}; "
+                f"choose --{split}-repetitions among those that hold them, {sorted(held)}"
             )
 
     return write_window_store(
@@ -245,8 +222,8 @@ def _build_downstream(
         spec = task.spec(source)
     options = task.check_options(source, options)
     names = list(SPLITS) if split is None else [split] if isinstance(split, str) else list(split)
-    if unknown := [n for n in names if n not in SPLITS]:
-        raise ArgumentError(f"split {unknown}: {source} windows split into {list(SPLITS)}")
+    for name in names:
+        check_choice(name, list(SPLITS), f"split of {source}'s windows")
     keep = [SPLIT_CODES[n] for n in names]
     data = {"dataset": source, "root": str(root)}
     chosen = _chosen_subjects(subjects, info.subjects(data), f"{source} files under {root}")
@@ -329,33 +306,24 @@ def _no_window(
     )
 
 
-def _refuse_inapplicable(
-    info: Any,
-    root: str | Path | None,
-    train_repetitions: Any,
-    test_repetitions: Any,
-    synthetic: SyntheticSpec | None,
-) -> None:
-    """Refuse an argument of `build_window_store` that dataset ``info`` would silently
-    ignore."""
-    split_by_repetition = "repetitions" in info.uses
-    given = {
-        "root": root is not None and not info.needs_root,
-        "train_repetitions": train_repetitions is not None and not split_by_repetition,
-        "test_repetitions": test_repetitions is not None and not split_by_repetition,
-        "synthetic": synthetic is not None and info.needs_root,
+def _refuse_inapplicable(info: Any, args: dict[str, Any]) -> None:
+    """Refuse a missing root, or an argument of `build_window_store` (``args``: its name -> its
+    value, None where not given) that dataset ``info`` would silently ignore."""
+    if info.needs_root and args["root"] is None:
+        raise ArgumentError(f"source {info.name!r} needs root (--root), the folder of its files")
+    by_repetition, thesis = "repetitions" in info.uses, "downstream" in info.uses
+    applies = {  # argument -> (whether dataset ``info`` takes it, the sources that do)
+        "root": (info.needs_root, "every source read from files"),
+        "train_repetitions": (by_repetition, list(REPETITION_SOURCES)),
+        "test_repetitions": (by_repetition, list(REPETITION_SOURCES)),
+        "synthetic": (not info.needs_root, "the generated sources"),
+        "normalize": (not thesis, "the sources not z-scored per recording as the thesis does"),
+        "downstream": (thesis, list(DOWNSTREAM_DATASETS)),
     }
-    if ignored := [name for name, bad in given.items() if bad]:
-        generated = [n for n in WINDOW_STORE_SOURCES if not dataset_info(n).needs_root]
-        applies = {
-            "root": f"every source but {', '.join(generated)}",
-            "train_repetitions": f"{list(REPETITION_SOURCES)}",
-            "test_repetitions": f"{list(REPETITION_SOURCES)}",
-            "synthetic": f"the generated sources {generated}",
-        }
+    if ignored := [n for n, (takes, _) in applies.items() if args[n] is not None and not takes]:
         raise ArgumentError(
             f"{', '.join(ignored)} does not apply to source {info.name!r} (it applies to "
-            f"{applies[ignored[0]]})"
+            f"{applies[ignored[0]][1]})"
         )
 
 

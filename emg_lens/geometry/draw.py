@@ -65,8 +65,7 @@ def electrode_values(values: Sequence[float] | np.ndarray, montage: Montage) -> 
     values = np.asarray(values, dtype=float)
     if values.shape != (montage.n_channels,):
         raise ArgumentError(
-            f"{len(values)} values for a montage of {montage.n_channels} channels "
-            f"({montage.n_electrodes} electrodes x {montage.axes} axes): give one per channel"
+            f"{len(values)} values for {montage.n_channels} channels: one per channel"
         )
     grouped = values.reshape(montage.n_electrodes, montage.axes)
     with np.errstate(invalid="ignore"):
@@ -167,8 +166,7 @@ def plot_channel_values(
 
     Each electrode is drawn at its part's ``xy`` (a ``scatter`` whose offsets are those
     positions, in ``part.electrodes`` order) or, in a grid, in its cell (a ``pcolormesh``)."""
-    missing = [m for m in values if m not in montages]
-    if missing:
+    if missing := [m for m in values if m not in montages]:
         raise ArgumentError(
             f"no electrode placement for {missing}; placed: {sorted(montages)} (a dataset's "
             "registry entry or 10-20 channel names give one)"
@@ -218,9 +216,7 @@ def plot_channel_value_rows(
     >>> plt.close(fig)
     """
     if len(montage.parts) != 1:
-        raise ArgumentError(
-            f"plot_channel_value_rows draws a one-part montage, got {len(montage.parts)} parts"
-        )
+        raise ArgumentError(f"rows are drawn on a one-part montage, got {len(montage.parts)} parts")
     columns = [list(cols) for cols in rows.values()]
     if not rows or not columns[0] or any(c != columns[0] for c in columns):
         raise ArgumentError(f"every row needs the same columns, got {columns}")
@@ -266,8 +262,8 @@ def plot_channel_groups(
     """
     if not panels or not 0 < len(groups) <= len(GROUP_COLORS):
         raise ArgumentError(
-            f"plot_channel_groups needs at least one panel and 1 to {len(GROUP_COLORS)} groups, "
-            f"got {len(panels)} panels and {len(groups)} groups"
+            f"1 panel or more and 1 to {len(GROUP_COLORS)} groups are drawn, got {len(panels)} "
+            f"panels and {len(groups)} groups"
         )
     cmap = ListedColormap(GROUP_COLORS[: len(groups)])
     norm = BoundaryNorm(np.arange(len(groups) + 1) - 0.5, len(groups))
@@ -409,7 +405,7 @@ def plot_channel_matrix(
     n = len(labels)
     if matrix.shape != (n, n) or len(groups) != n:
         raise ArgumentError(
-            f"matrix must be {n} x {n} with one group per label, got {matrix.shape} and "
+            f"matrix must be {n} x {n} with a group per label, got {matrix.shape} and "
             f"{len(groups)} groups"
         )
     order, group_names = _group_order(groups)

@@ -37,7 +37,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from emg_lens.errors import ArgumentError, check_int, checked
+from emg_lens.errors import ArgumentError, check_choice, check_int, checked
 
 KINDS = ("ring", "grid", "points", "scalp")
 """The kinds of `Part`; the module docstring says how each is drawn."""
@@ -61,12 +61,12 @@ class Part:
     labels: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ArgumentError(f"part {self.name!r}: kind {self.kind!r}; accepted: {KINDS}")
-        if len(self.electrodes) != len(self.xy) or len(set(self.electrodes)) != len(self.xy):
+        check_choice(self.kind, KINDS, f"part {self.name!r}: kind")
+        n = len(self.electrodes)
+        if n != len(self.xy) or len(set(self.electrodes)) != n:
             raise ArgumentError(
-                f"part {self.name!r}: {len(self.electrodes)} electrodes (each once) need as many "
-                f"positions, got {len(self.xy)}"
+                f"part {self.name!r}: {n} distinct electrodes need {n} positions, got "
+                f"{len(self.xy)}"
             )
         if (self.kind == "grid") != (self.shape is not None and self.cells is not None):
             raise ArgumentError(f"part {self.name!r}: a grid, and only a grid, has shape and cells")
@@ -118,20 +118,14 @@ class Montage:
     def electrode(self, channel: int) -> int:
         """The electrode a channel of this modality belongs to (0-based, within the
         modality)."""
-        if not 0 <= channel < self.n_channels:
-            raise ArgumentError(
-                f"channel {channel} is outside this montage's channels 0..{self.n_channels - 1}"
-            )
-        return channel // self.axes
+        return check_int(channel, "channel (of this montage)", 0, self.n_channels - 1) // self.axes
 
     def locate(self, channel: int) -> tuple[int, tuple[float, float]]:
         """(part index, position in the part's frame, rounded to 3 decimals) of a channel."""
-        electrode = self.electrode(channel)
-        for index, part in enumerate(self.parts):
-            if electrode in part.electrodes:
-                x, y = part.xy[part.electrodes.index(electrode)]
-                return index, (round(x, 3), round(y, 3))
-        raise AssertionError("unreachable: every electrode is in a part")  # __post_init__
+        electrode = self.electrode(channel)  # in one part: __post_init__
+        index, part = next((i, p) for i, p in enumerate(self.parts) if electrode in p.electrodes)
+        x, y = part.xy[part.electrodes.index(electrode)]
+        return index, (round(x, 3), round(y, 3))
 
 
 def _numbers(electrodes: Sequence[int] | None, n: int) -> tuple[int, ...]:
@@ -193,8 +187,7 @@ def grid_electrodes(code: str) -> int:
     >>> grid_electrodes("GR08MM1305"), grid_electrodes("HD10MM0804")
     (64, 32)
     """
-    if code not in GRID_CODES:
-        raise ArgumentError(f"unknown grid code {code!r}; accepted: {sorted(GRID_CODES)}")
+    check_choice(code, sorted(GRID_CODES), "grid code")
     rows, cols, _ = GRID_CODES[code]
     return min(rows * cols, 64)
 
@@ -219,8 +212,7 @@ def grid(
     >>> part.cells[:2], part.cells[8], part.xy[9]
     (((0, 0), (1, 0)), (0, 1), (10.0, 10.0))
     """
-    if order not in ("column", "row"):
-        raise ArgumentError(f"order must be 'column' or 'row', got {order!r}")
+    check_choice(order, ("column", "row"), "order")
     if cells is None:
         n = rows * cols
         cells = [(k % rows, k // rows) if order == "column" else (k // cols, k % cols) for k in
@@ -250,8 +242,7 @@ def grid_code(code: str, orientation: int = 180, *, name: str | None = None) -> 
     >>> grid_code("GR08MM1305").cells[:2]  # down the first column, below the empty corner
     ((1, 0), (2, 0))
     """
-    if code not in GRID_CODES:
-        raise ArgumentError(f"unknown grid code {code!r}; accepted: {sorted(GRID_CODES)}")
+    check_choice(code, sorted(GRID_CODES), "grid code")
     if code not in ORDERED_GRID_CODES:
         rows, cols, pitch = GRID_CODES[code]
         raise ArgumentError(
@@ -289,8 +280,7 @@ def grid_halves(part: Part, axis: str) -> tuple[tuple[int, ...], tuple[int, ...]
     """
     if part.kind != "grid" or part.shape is None or part.cells is None:
         raise ArgumentError(f"part {part.name!r} is a {part.kind}, not a grid: it has no halves")
-    if axis not in ("rows", "columns"):
-        raise ArgumentError(f"axis must be 'rows' or 'columns', got {axis!r}")
+    check_choice(axis, ("rows", "columns"), "axis")
     n = part.shape[0 if axis == "rows" else 1]
     lines = [cell[0 if axis == "rows" else 1] for cell in part.cells]
     first = tuple(e for e, line in zip(part.electrodes, lines) if line < n // 2)

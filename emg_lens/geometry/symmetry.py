@@ -217,9 +217,8 @@ def montage_maps(montage: Montage) -> list[ChannelMap]:
         kinds = [part.kind for part in montage.parts]
         scalps = "".join(_unpaired(part) for part in montage.parts if part.kind == "scalp")
         raise ArgumentError(
-            f"the montage's parts ({', '.join(kinds)}) have no symmetry but the identity: a "
-            f"placement check needs a part of kind {' or '.join(SYMMETRIC_KINDS)} (a scalp "
-            f"whose every electrode has its left–right mirror){scalps}"
+            f"the montage's parts ({', '.join(kinds)}) have no symmetry: a placement check needs a"
+            f" part of kind {' or '.join(SYMMETRIC_KINDS)} (a scalp, mirrored left–right){scalps}"
         )
     out = []
     for combination in itertools.product(*per_part):

@@ -184,14 +184,15 @@ def scalp_position(name: str) -> tuple[float, float, float]:
     text = standard_name(name) if isinstance(name, str) else ""
     position = _position(text)
     if position is None:
-        raise unplaced_channel(
-            name,
-            "position",
-            "the names of the 10-10 system (Fp1, AF3, F7, FC5, C3, Cz, T7, CP4, P8, PO3, O2, "
-            "Nz, Iz, ... case-insensitive; old T3/T4/T5/T6; an 'EEG ' prefix and a '-REF' "
-            "suffix dropped)",
-        )
+        raise unplaced_channel(name, "position", TEN_TEN_NAMES)
     return position
+
+
+TEN_TEN_NAMES = (
+    "the names of the 10-10 system (Fp1, AF3, F7, FC5, C3, Cz, T7, CP4, P8, PO3, O2, Nz, Iz, ... "
+    "case-insensitive; old T3/T4/T5/T6; an 'EEG ' prefix and a '-REF' suffix dropped)"
+)
+"""The channel names `scalp_position` places, in words."""
 
 
 def unplaced_channel(name: object, what: str, accepted: str) -> LayoutError:

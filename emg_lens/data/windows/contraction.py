@@ -58,11 +58,6 @@ def envelope(
     return np.log1p(np.abs(windows).reshape(n, c, t // bin, bin).mean(-1))
 
 
-def _positive(**values: int) -> None:
-    for name, value in values.items():
-        check_int(value, name, minimum=1)
-
-
 def contraction_windows(
     recording: Recording,
     target: str = "force",
@@ -78,20 +73,18 @@ def contraction_windows(
     over each, split by time blocks (see the module docstring): blocks of ``block`` samples,
     block ``b`` held out when ``b % test_every == 1``, windows of ``window`` samples every
     ``step``, envelopes in bins of ``bin`` samples."""
-    _positive(window=window, step=step, block=block, test_every=test_every, bin=bin)
-    if test_every < 2:
-        raise ArgumentError(f"test_every must be >= 2 (some blocks train), got {test_every}")
-    if target not in recording.extras:
-        raise DataFormatError(
-            f"{recording.source}: no extra channel {target!r} to predict; it holds "
-            f"{sorted(recording.extras)}"
+    for name, value in {"window": window, "step": step, "block": block, "bin": bin}.items():
+        check_int(value, name, minimum=1)
+    check_int(test_every, "test_every (some blocks train)", minimum=2)
+    if window > block or window % bin or step % bin:
+        raise ArgumentError(
+            f"window = {window}, step = {step}: multiples of bin = {bin}, window <= block = {block}"
         )
-    if modality not in recording.signals:
-        raise DataFormatError(
-            f"{recording.source}: no signal {modality!r}; it holds {sorted(recording.signals)}"
-        )
-    if window > block:
-        raise ArgumentError(f"window = {window} must fit in a block ({block} samples)")
+    lacks = [f"extra channel {target!r}"] * (target not in recording.extras)
+    lacks += [f"signal {modality!r}"] * (modality not in recording.signals)
+    holds = f"extras {sorted(recording.extras)}, signals {sorted(recording.signals)}"
+    if lacks:
+        raise DataFormatError(f"{recording.source}: no {' or '.join(lacks)}; it holds {holds}")
     signal, y = recording.signals[modality], np.asarray(recording.extras[target], np.float64)
     starts = np.arange(0, len(y) - window + 1, step)
     first, last = starts // block, (starts + window - 1) // block
@@ -103,8 +96,6 @@ def contraction_windows(
             f"{recording.source}: {len(y)} samples give no {'test' if train.any() else 'training'}"
             f" window with window={window}, block={block}, test_every={test_every}"
         )
-    if window % bin or step % bin:
-        raise ArgumentError(f"window = {window} and step = {step} must be multiples of bin = {bin}")
     # the envelope of the whole recording, then cut: overlapping windows share their bins
     n_bins = len(y) // bin
     env = envelope(signal[: n_bins * bin].T[None].astype(np.float64), bin)[0]

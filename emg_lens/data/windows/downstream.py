@@ -39,13 +39,11 @@ from jaxtyping import Float
 from emg_lens.data.preprocess import PreprocessSpec, filter_signals
 from emg_lens.data.reader import DatasetReader
 from emg_lens.data.recording import Recording
-from emg_lens.data.spec import DictSpec
+from emg_lens.data.spec import POSITIVE, DictSpec, Rules
 from emg_lens.data.windows.pipeline import WindowBatch
 from emg_lens.errors import (
     ArgumentError,
-    ConfigError,
     DataFormatError,
-    check_field_types,
     fields_checked,
 )
 from emg_lens.geometry import Montage
@@ -78,19 +76,21 @@ class DownstreamPreprocess(DictSpec):
     normalize: str = "recording"  # per-channel z-score over each recording, as the scripts
 
     def __post_init__(self) -> None:
-        check_field_types(self)  # the declared types; the ranges below
-        self.check_counts("n_channels", "order", "window", "step")
-        nyquist = self.sample_rate / 2
-        if self.band is not None and not 0 < self.band[0] < self.band[1] < nyquist:
-            raise ConfigError(
-                f"DownstreamPreprocess.band must be (low, high) with 0 < low < high < "
-                f"{nyquist:g} Hz (Nyquist of {self.sample_rate:g} Hz data), got {self.band}"
-            )
-        if self.normalize != "recording":
-            raise ConfigError(
-                f"DownstreamPreprocess.normalize must be 'recording' (the thesis's per-recording "
-                f"z-score), got {self.normalize!r}"
-            )
+        self.check_rules(RULES, types=True)  # the declared types, then the ranges
+
+
+RULES: Rules = {
+    **dict.fromkeys(("n_channels", "order", "window", "step"), POSITIVE),
+    "band": (
+        "(low, high) with 0 < low < high < Nyquist (sample_rate / 2) Hz, or None",
+        lambda b, spec: 0 < b[0] < b[1] < spec.sample_rate / 2,
+    ),
+    "normalize": (
+        "'recording' (the thesis's per-recording z-score)",
+        lambda v, _: v == "recording",
+    ),
+}
+"""`DownstreamPreprocess`'s ranges: field -> (what is accepted, test) (`DictSpec.check_rules`)."""
 
 
 def thesis_preprocess(
@@ -110,8 +110,8 @@ def thesis_preprocess(
     shortest = 3 * (2 * spec.order + 1) + 1
     if len(emg) < shortest:
         raise DataFormatError(
-            f"{where}: {len(emg)} samples, too short to filter (at least {shortest} needed for "
-            f"the order-{spec.order} band-pass)"
+            f"{where}: {len(emg)} samples, too short to filter: the order-{spec.order} band-pass "
+            f"needs {shortest} at least"
         )
     filters = PreprocessSpec(
         emg_band=spec.band, lowpass=None, notch=spec.notch, order=spec.order, rectify=False
@@ -210,9 +210,7 @@ class DownstreamTask:
     def check_options(self, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
         """``options`` as a dict, refusing keys this dataset does not take."""
         if unknown := sorted(set(options) - set(self.options)):
-            raise ArgumentError(
-                f"{name} windows take the options {list(self.options)}, got unknown {unknown}"
-            )
+            raise ArgumentError(f"{name} windows take options {list(self.options)}, got {unknown}")
         return dict(options)
 
 

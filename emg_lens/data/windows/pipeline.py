@@ -45,12 +45,11 @@ from scipy import signal as sps
 
 from emg_lens.data.preprocess import PreprocessSpec, Scaler, filter_signals
 from emg_lens.data.recording import Recording
-from emg_lens.data.spec import DictSpec
+from emg_lens.data.spec import POSITIVE, DictSpec, Rules
 from emg_lens.errors import (
     ArgumentError,
     ConfigError,
     DataFormatError,
-    check_field_types,
     fields_checked,
 )
 
@@ -81,20 +80,16 @@ class TinyMyoPreprocess(DictSpec):
     normalize: str = "minmax"  # one of NORMALIZATIONS
 
     def __post_init__(self) -> None:
-        check_field_types(self)  # the declared types; the ranges below
-        if self.normalize not in NORMALIZATIONS:
-            raise ConfigError(
-                f"TinyMyoPreprocess.normalize must be one of {NORMALIZATIONS}, got "
-                f"{self.normalize!r}"
-            )
-        self.check_counts("order", "n_channels", "window", "step")
-        if not self.sample_rate > 0:
-            raise ConfigError(f"TinyMyoPreprocess.sample_rate must be > 0, got {self.sample_rate}")
-        if self.band is not None and not 0 < self.band[0] < self.band[1]:
-            raise ConfigError(
-                f"TinyMyoPreprocess.band must be (low, high) with 0 < low < high Hz, got "
-                f"{self.band}"
-            )
+        self.check_rules(RULES, types=True)  # the declared types, then the ranges
+
+
+RULES: Rules = {
+    "normalize": (f"one of {NORMALIZATIONS}", lambda v, _: v in NORMALIZATIONS),
+    **dict.fromkeys(("order", "n_channels", "window", "step"), POSITIVE),
+    "sample_rate": ("> 0 (Hz)", lambda v, _: v > 0),
+    "band": ("(low, high) with 0 < low < high Hz, or None", lambda b, _: 0 < b[0] < b[1]),
+}
+"""`TinyMyoPreprocess`'s ranges: field -> (what is accepted, test) (`DictSpec.check_rules`)."""
 
 
 @dataclass
@@ -142,16 +137,14 @@ def effective_band(fs: float, spec: TinyMyoPreprocess) -> tuple[float, float] | 
     if high >= fs / 2:
         if not spec.clip_band:
             raise ConfigError(
-                f"band-pass upper cut-off {high:g} Hz is at/above the Nyquist frequency "
-                f"{fs / 2:g} Hz of {fs:g} Hz data; set clip_band=True to lower it to "
-                f"{NYQUIST_CLIP:g} x fs = {NYQUIST_CLIP * fs:g} Hz, or pass a band below "
-                f"{fs / 2:g} Hz"
+                f"band-pass upper cut-off {high:g} Hz is at/above the Nyquist frequency {fs / 2:g}"
+                f" Hz: pass a band below it, or clip_band=True to lower it to {NYQUIST_CLIP * fs:g}"
             )
         high = NYQUIST_CLIP * fs
     if not low < high:
         raise ConfigError(
             f"band-pass lower cut-off {low:g} Hz is not below the upper cut-off {high:g} Hz "
-            f"usable at {fs:g} Hz (Nyquist {fs / 2:g} Hz)"
+            f"usable at {fs:g} Hz"
         )
     return (float(low), float(high))
 
@@ -173,23 +166,17 @@ def resample(
     exact = fs_to / fs_from
     if ratio.numerator > MAX_RESAMPLE_TERM or abs(float(ratio) - exact) > 1e-9 * exact:
         raise ArgumentError(
-            f"cannot resample {fs_from:g} Hz to {fs_to:g} Hz with integer up/down factors of "
-            f"at most {MAX_RESAMPLE_TERM} (closest: {ratio.numerator}/{ratio.denominator})"
+            f"cannot resample {fs_from:g} Hz to {fs_to:g} Hz by up/down ints <= {MAX_RESAMPLE_TERM}"
         )
     return sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=0)
 
 
 def _checked_emg(recording: Recording, spec: TinyMyoPreprocess) -> np.ndarray:
     emg = recording.signals.get("emg")
-    if emg is None:
+    if emg is None or emg.shape[1] > spec.n_channels:
         raise DataFormatError(
-            f"{recording.source}: TinyMyo windows need an 'emg' signal; the recording has "
-            f"{recording.modalities}"
-        )
-    if emg.shape[1] > spec.n_channels:
-        raise DataFormatError(
-            f"{recording.source}: 'emg' has {emg.shape[1]} channels, more than the "
-            f"{spec.n_channels} TinyMyo takes; select {spec.n_channels} channels first"
+            f"{recording.source}: TinyMyo windows need an 'emg' signal of at most "
+            f"{spec.n_channels} channels (select them first), got {recording.modalities}"
         )
     return emg
 
@@ -288,26 +275,16 @@ def check_scaler(spec: TinyMyoPreprocess, scaler: Scaler | None) -> None:
     >>> check_scaler(TinyMyoPreprocess(normalize="zscore"), None)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    emg_lens.errors.ArgumentError: normalize='zscore' needs scaler=: fit it on the training part...
+    emg_lens.errors.ArgumentError: normalize='zscore' needs scaler=: 16 channel means and stds...
     """
+    shapes = None if scaler is None else (np.shape(scaler.mean), np.shape(scaler.std))
     if spec.normalize == "minmax" and scaler is not None:
+        raise ArgumentError("a scaler applies to normalize='zscore' only; normalize is 'minmax'")
+    if spec.normalize == "zscore" and shapes != ((spec.n_channels,),) * 2:
         raise ArgumentError(
-            "a scaler was given but TinyMyoPreprocess.normalize is 'minmax' (each window's "
-            "channels); use normalize='zscore' to apply it"
+            f"normalize='zscore' needs scaler=: {spec.n_channels} channel means and stds, as "
+            f"fit_scaler(training_recordings, spec) fits them; got {shapes or 'none'}"
         )
-    if spec.normalize == "zscore":
-        if scaler is None:
-            raise ArgumentError(
-                "normalize='zscore' needs scaler=: fit it on the training part with "
-                "fit_scaler(training_recordings, spec)"
-            )
-        if np.shape(scaler.mean) != (spec.n_channels,) or np.shape(scaler.std) != (
-            spec.n_channels,
-        ):
-            raise ArgumentError(
-                f"the scaler must hold {spec.n_channels} channel means and stds (the padded "
-                f"channels), got mean {np.shape(scaler.mean)} and std {np.shape(scaler.std)}"
-            )
 
 
 def fit_scaler(
@@ -348,7 +325,6 @@ def fit_scaler(
         count = total
     if count == 0:
         raise DataFormatError(
-            f"no window to fit the z-score on (repetitions {wanted}; every recording shorter "
-            f"than {spec.window} samples at {spec.sample_rate:g} Hz, or none given)"
+            f"no window to fit the z-score on in repetitions {wanted} (none long enough?)"
         )
     return Scaler.from_moments(count, mean, m2)

@@ -26,7 +26,7 @@ import os
 from collections.abc import Iterable, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import h5py
 import numpy as np
@@ -44,7 +44,15 @@ from emg_lens.data.windows.pipeline import (
     check_scaler,
     tinymyo_windows,
 )
-from emg_lens.errors import ArgumentError, DataFormatError, IndexOutOfRangeError, check_int, checked
+from emg_lens.errors import (
+    ArgumentError,
+    DataFormatError,
+    IndexOutOfRangeError,
+    check_choice,
+    check_int,
+    check_type,
+    checked,
+)
 
 STORE_FORMAT = "emg_lens.window_store/1"
 """The ``format`` attribute of a window store; a file without it is not one."""
@@ -60,8 +68,7 @@ def split_repetitions(train: Iterable[int], test: Iterable[int]) -> dict[str, li
     train, test = sorted({int(r) for r in train}), sorted({int(r) for r in test})
     if not train or not test or set(train) & set(test):
         raise ArgumentError(
-            f"train repetitions {train} and test repetitions {test} must both be non-empty "
-            "and share none"
+            f"train repetitions {train} and test {test} must be non-empty and share none"
         )
     return {"train_repetitions": train, "test_repetitions": test}
 
@@ -129,8 +136,7 @@ def write_window_store(
         check_scaler(spec, scaler)
     elif scaler is not None:
         raise ArgumentError("a scaler applies to TinyMyoPreprocess windows only")
-    if compression not in (None, "gzip", "lzf"):
-        raise ArgumentError(f"compression must be None, 'gzip' or 'lzf', got {compression!r}")
+    check_choice(compression, (None, "gzip", "lzf"), "compression")
     shape = (spec.n_channels, spec.window)
     make_folder(path.parent)
 
@@ -149,9 +155,10 @@ def write_window_store(
             bar = tqdm(source, total=total, desc=path.name, unit="rec", disable=not progress)
             for item in bar:
                 batch = _as_batch(item, spec, labeled, scaler)
+                _check_targets(batch, targets, target_names)
                 if target_names is not None and targets is None:
-                    targets = _targets_dataset(f, batch, target_names, compression)
-                _check_targets(batch, targets)
+                    rows = cast(np.ndarray, _targets_of(batch)).shape[1:]  # checked: [N, T, out]
+                    targets = _rows_dataset(f, "targets", rows, compression)
                 start, n = len(windows), len(batch)
                 grown = (windows, *columns.values(), *([targets] if targets is not None else []))
                 for ds in grown:
@@ -168,8 +175,8 @@ def write_window_store(
                 bar.set_postfix(windows=start + n)
             if len(windows) == 0:
                 raise DataFormatError(
-                    f"{path}: no window written: none of the {len(sessions)} recordings holds "
-                    f"{spec.window} samples at {spec.sample_rate:g} Hz"
+                    f"{path}: no window written: no recording holds {spec.window} samples at "
+                    f"{spec.sample_rate:g} Hz"
                 )
             f.attrs.update(
                 {
@@ -196,48 +203,17 @@ def write_window_store(
 def _as_batch(
     item: Recording | WindowBatch, spec: Any, labeled: bool, scaler: Scaler | None
 ) -> WindowBatch:
+    check_type(item, Recording | WindowBatch, "write_window_store's source items")
     if isinstance(item, Recording):
-        if not isinstance(spec, TinyMyoPreprocess):
-            raise ArgumentError(
-                f"{item.source}: a Recording is windowed by TinyMyoPreprocess only; window it "
-                f"with its dataset's own recipe first (spec is {type(spec).__name__})"
-            )
+        check_type(spec, TinyMyoPreprocess, f"{item.source}: the spec windowing a Recording")
         return tinymyo_windows(item, spec, labeled=labeled, scaler=scaler)
-    if not isinstance(item, WindowBatch):
+    n, shape = len(item.x), (spec.n_channels, spec.window)
+    if item.x.shape[1:] != shape or not len(item.labels) == len(item.repetition) == n:
         raise ArgumentError(
-            f"write_window_store takes Recordings or WindowBatches, got {type(item).__name__}"
-        )
-    expected = (spec.n_channels, spec.window)
-    if item.x.ndim != 3 or item.x.shape[1:] != expected:
-        raise ArgumentError(
-            f"{item.source}: WindowBatch.x has shape {item.x.shape}; the store holds "
-            f"[N, {expected[0]}, {expected[1]}] windows (spec.n_channels, spec.window)"
-        )
-    if not len(item.labels) == len(item.repetition) == len(item.x):
-        raise ArgumentError(
-            f"{item.source}: WindowBatch holds {len(item.x)} windows but {len(item.labels)} "
-            f"labels and {len(item.repetition)} repetitions"
+            f"{item.source}: WindowBatch.x has shape {item.x.shape} with {len(item.labels)} labels"
+            f" and {len(item.repetition)} repetitions; the store takes [N, *{shape}], N of each"
         )
     return item
-
-
-def _targets_dataset(
-    f: h5py.File, batch: WindowBatch, names: list[str], compression: str | None
-) -> h5py.Dataset:
-    """The resizable ``targets`` dataset, shaped after the first batch's targets."""
-    given = _targets_of(batch)
-    if given is None:
-        raise ArgumentError(
-            f"{batch.source}: target_names were given, so every batch must be a RegressionBatch "
-            "with targets"
-        )
-    shape = given.shape[1:]
-    if len(shape) != 2 or shape[1] != len(names):
-        raise ArgumentError(
-            f"{batch.source}: targets must be [window, time, output={len(names)}] "
-            f"(one output per target name {names}), got {given.shape}"
-        )
-    return _rows_dataset(f, "targets", shape, compression)
 
 
 def _rows_dataset(
@@ -259,16 +235,18 @@ def _targets_of(batch: WindowBatch) -> np.ndarray | None:
     return batch.targets if isinstance(batch, RegressionBatch) else None
 
 
-def _check_targets(batch: WindowBatch, targets: h5py.Dataset | None) -> None:
-    given = _targets_of(batch)
-    if targets is None and given is None:
-        return
-    if targets is None:
-        raise ArgumentError(f"{batch.source}: a RegressionBatch needs target_names= to be stored")
-    if given is None or given.shape != (len(batch), *targets.shape[1:]):
+def _check_targets(batch: WindowBatch, targets: h5py.Dataset | None, names: Any) -> None:
+    """Refuse a batch's targets unless they are None without ``target_names`` (``names``), or
+    else a RegressionBatch's ``[window, time, output]``, one output per name, the store's
+    time (``targets``: the store's so far)."""
+    shape = None if (given := _targets_of(batch)) is None else list(given.shape)
+    time = (
+        targets.shape[1] if targets is not None else shape[1] if shape and len(shape) == 3 else "T"
+    )
+    want = None if names is None else [len(batch), time, len(names)]
+    if shape != want:
         raise ArgumentError(
-            f"{batch.source}: targets must be [{len(batch)}, {targets.shape[1]}, "
-            f"{targets.shape[2]}] like the store's, got {None if given is None else given.shape}"
+            f"{batch.source}: targets must be {want} for target_names={names}, got {shape}"
         )
 
 
@@ -344,31 +322,27 @@ class WindowStore(torch.utils.data.Dataset):
             raise DataFormatError(f"{self.path}: no such window store{hint}")
         try:
             with h5py.File(self.path, "r") as f:
-                attrs = dict(f.attrs)
-                if attrs.get("format") != STORE_FORMAT or not attrs.get("complete", False):
+                attrs, names = dict(f.attrs), ["labels", "repetition", "subject", "session"]
+                needed = ["windows", *names, *["targets"] * (attrs.get("task") == "regression")]
+                marks = (
+                    attrs.get("format"),
+                    attrs.get("complete"),
+                    [n for n in needed if n not in f],
+                )
+                if marks[:2] != (STORE_FORMAT, True) or marks[2]:
                     raise DataFormatError(
-                        f"{self.path}: not a complete window store (attribute format="
-                        f"{attrs.get('format')!r}, complete={attrs.get('complete')!r}; expected "
-                        f"{STORE_FORMAT!r} and True, as write_window_store leaves them)"
+                        f"{self.path}: not a complete window store: (format, complete, missing "
+                        f"datasets) are {marks}; expected ({STORE_FORMAT!r}, True, [])"
                     )
-                names = ("windows", "labels", "repetition", "subject", "session")
-                if missing := [n for n in names if n not in f]:
-                    raise DataFormatError(f"{self.path}: window store lacks datasets {missing}")
-                columns = {n: f[n][:] for n in names[1:]}
-                shape = f["windows"].shape
-                regression = attrs.get("task") == "regression"
-                if regression and f.get("targets") is None:
-                    raise DataFormatError(f"{self.path}: a regression store lacks 'targets'")
+                columns, shape = {n: f[n][:] for n in names}, f["windows"].shape
         except OSError as exc:
             raise DataFormatError(
                 f"{self.path}: cannot be read as an HDF5 window store (truncated or corrupt?): "
                 f"{exc}"
             ) from exc
         if any(len(c) != shape[0] for c in columns.values()):
-            raise DataFormatError(
-                f"{self.path}: {shape[0]} windows but columns of lengths "
-                f"{ {n: len(c) for n, c in columns.items()} }"
-            )
+            lengths = {n: len(c) for n, c in columns.items()}
+            raise DataFormatError(f"{self.path}: {shape[0]} windows but columns of {lengths} rows")
         self.meta = {k: _decode_attr(k, v) for k, v in attrs.items()}
         self.n_channels, self.window = int(shape[1]), int(shape[2])
         self.sample_rate = float(self.meta["sample_rate"])

@@ -167,7 +167,10 @@ def test_synthetic_store_feeds_pretrain(tmp_path, capsys):
     ("args", "message"),
     [
         (["--source", "ninapro-db5"], "needs root"),
-        (["--source", "synthetic", "--split", "val"], r"split \['val'\].*\['train', 'test'\]"),
+        (
+            ["--source", "synthetic", "--split", "val"],
+            r"split of synthetic's windows must be one of \['train', 'test'\], got 'val'",
+        ),
         (["--source", "synthetic", "--subjects", "7"], r"subjects \[7\].*available: \[1, 2\]"),
         (["--source", "emg2pose", "--root", "ROOT", "--normalize", "zscore"], "use normalize="),
         (["--source", "emg2pose", "--root", "ROOT", "--split", "dev"], "unknown emg2pose split"),

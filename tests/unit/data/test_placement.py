@@ -348,7 +348,7 @@ def test_bad_inputs_name_what_is_accepted():
     (rec,) = read_files(MYO, MYO_PATTERN, sample_rate=200)
     with pytest.raises(ArgumentError, match="8 channels but its placement places 6"):
         check_recording(rec, {"emg": Montage((ring("band", 6),))}, (1, 2, 3), (4,))
-    with pytest.raises(ArgumentError, match="which the recording lacks; it holds \\['emg'\\]"):
+    with pytest.raises(ArgumentError, match=r"modality must be one of \['emg'\], got 'eeg'"):
         check_recording(rec, {"eeg": RING["emg"]}, (1, 2, 3), (4,))
     with pytest.raises(DataFormatError, match="repetitions \\[7\\] hold no sample"):
         check_recording(rec, RING, (1, 2, 3), (7,))

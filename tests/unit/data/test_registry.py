@@ -126,9 +126,11 @@ def test_every_entry_has_what_its_uses_need(name):
 
 def test_an_entry_names_known_uses_and_module_attribute_references():
     kwargs = {f.name: getattr(REGISTRY["synthetic"], f.name) for f in fields(DatasetInfo)}
-    with pytest.raises(ArgumentError, match=r"uses \['training'\]; accepted"):
+    with pytest.raises(
+        ArgumentError, match=r"'synthetic': uses must be one of \[.*'downstream'\], got 'training'"
+    ):
         DatasetInfo(**{**kwargs, "uses": ("training",)})
-    with pytest.raises(ArgumentError, match="expected 'module:attribute'"):
+    with pytest.raises(ArgumentError, match="reader must be 'module:attribute', got 'emg_lens"):
         DatasetInfo(**{**kwargs, "reader": "emg_lens.data.synthetic.emg_acc"})
     with pytest.raises(AttributeError, match="no attribute 'reed'"):
         REGISTRY["synthetic"].reed  # noqa: B018  (a misspelt field is no reader's field)

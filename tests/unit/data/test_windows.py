@@ -223,7 +223,7 @@ def test_bad_recordings_and_arguments():
         tinymyo_windows(_noise(2000, 2), scaler=IDENTITY)
     with pytest.raises(ArgumentError, match=r"16 channel means.*\(3,\)"):
         tinymyo_windows(_noise(2000, 2), RAW, scaler=Scaler(np.zeros(3), np.ones(3)))
-    with pytest.raises(DataFormatError, match=r"s9\.mat: 'emg' has 20 channels.*select 16"):
+    with pytest.raises(DataFormatError, match=r"s9\.mat: .*at most 16 channels.*\{'emg': 20\}"):
         tinymyo_windows(_noise(2000, 20, source="s9.mat"))
     acc_only = Recording(1, {"acc": np.zeros((2000, 3))}, FS, np.zeros(2000), np.zeros(2000))
     with pytest.raises(DataFormatError, match=r"need an 'emg' signal.*'acc'"):
@@ -424,7 +424,9 @@ def test_bad_store_input(tmp_path):
     with pytest.raises(DataFormatError, match="no window written"):
         write_window_store(path, [_noise(500, 2)], progress=False)
     assert sorted(tmp_path.iterdir()) == []  # no store, no temporary file
-    with pytest.raises(ArgumentError, match="takes Recordings or WindowBatches, got ndarray"):
+    with pytest.raises(
+        ArgumentError, match="source items must be a Recording or a WindowBatch, got float64"
+    ):
         write_window_store(path, [np.zeros((1, 16, 1000))], progress=False)
     wrong = WindowBatch(np.zeros((2, 8, 1000), np.float32), np.zeros(2), np.zeros(2), 1, "b")
     with pytest.raises(ArgumentError, match=r"b: WindowBatch\.x has shape \(2, 8, 1000\)"):

@@ -125,7 +125,9 @@ def test_bad_inputs_are_named(contraction, regressor):
         contraction_windows(rec, "torque")
     with pytest.raises(ArgumentError, match="multiples of bin"):
         contraction_windows(rec, window=500)
-    with pytest.raises(ArgumentError, match="test_every must be >= 2"):
+    with pytest.raises(
+        ArgumentError, match=r"test_every \(some blocks train\) must be an int >= 2, got 1"
+    ):
         contraction_windows(rec, test_every=1)
     with pytest.raises(ArgumentError, match="at least 2 held-out blocks"):
         regression_cuts(
