@@ -20,7 +20,7 @@ def check_bounds(spec: Any, **bounds: str) -> None:
     """Refuse a number field of the synthetic ``spec`` outside its bound (field -> ``"> 0"``,
     ``">= 100"``...): a `ConfigError` naming the class, the field, the bound and the value.
 
-    >>> from emg_lens.data.synthetic.emg_acc import SyntheticSpec
+    >>> from emg_lens.data import SyntheticSpec
     >>> check_bounds(SyntheticSpec(), movement_seconds="> 0")
     >>> check_bounds(SyntheticSpec(), subject_offset="> 0")
     Traceback (most recent call last):
@@ -55,7 +55,7 @@ def check_subjects(spec: Any, subjects: Iterable[int] | None) -> list[int]:
     """``subjects`` (None: all) of the synthetic ``spec``, numbered 1..``spec.n_subjects``, or a
     `ConfigError` naming the subjects that do not exist.
 
-    >>> from emg_lens.data.synthetic.emg_acc import SyntheticSpec
+    >>> from emg_lens.data import SyntheticSpec
     >>> check_subjects(SyntheticSpec(n_subjects=3), None)
     [1, 2, 3]
     >>> check_subjects(SyntheticSpec(n_subjects=2), [2, 3])
