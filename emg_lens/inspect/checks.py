@@ -93,3 +93,19 @@ def check_cache(
         elif len(shape) >= 3:  # [batch, pos, ...]: the stream of the query tokens
             layout.query_side.check_matches(shape[1], f"cache[{name!r}]")
     return cache
+
+
+def require_columns(table: Any, columns: list[str], what: str) -> None:
+    """An `ArgumentError` naming ``what`` unless ``table`` has rows and every one of
+    ``columns``.
+
+    >>> import pandas as pd
+    >>> require_columns(pd.DataFrame({"layer": [0]}), ["layer", "head"], "plot_x")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: plot_x needs a non-empty table with columns ['layer', 'head'] (as emg_lens.inspect gives); missing ['head']
+    """  # noqa: E501
+    missing = [c for c in columns if c not in getattr(table, "columns", [])]
+    if missing or len(table) == 0:
+        raise ArgumentError(f"{what} needs a non-empty table with columns {columns} (as "
+                            f"emg_lens.inspect gives); missing {missing or 'rows'}")  # fmt: skip

@@ -43,6 +43,7 @@ from emg_lens.errors import (
     check_choice,
     check_int,
     check_ints,
+    check_type,
     describe,
 )
 from emg_lens.hooks.erasure import group_positions
@@ -95,9 +96,7 @@ def cut_masks(model: Any, cut: str | EdgeSet | None) -> dict[int, torch.Tensor] 
     """
     if cut is None:
         return None
-    edges = parse(cut) if isinstance(cut, str) else cut
-    if not isinstance(edges, EdgeSet):
-        raise ArgumentError(f"cut must be an edge set or expression, got {describe(cut)}")
+    edges = parse(check_type(cut, str | EdgeSet, "cut"))
     stacked = edges.compile_layers(
         model.layout, model.cfg.n_heads, model.cfg.n_layers, device=model.cfg.device
     )

@@ -13,8 +13,9 @@ import pandas as pd
 from matplotlib.image import AxesImage
 
 from emg_lens.errors import ArgumentError, checked
+from emg_lens.inspect.checks import require_columns
 from emg_lens.inspect.importance import mass_effect_correlation
-from emg_lens.inspect.plots.style import annotate_cells, dark_cells, require_columns
+from emg_lens.inspect.plots.style import annotate_cells, dark_cells
 from emg_lens.studies.plots import COLORS
 
 
