@@ -222,7 +222,7 @@ def _labels(y: torch.Tensor, n_classes: int) -> torch.Tensor:
     y = torch.as_tensor(y, dtype=torch.long)
     bad = y[(y < 0) | (y >= n_classes)]
     if len(bad):
-        raise DataFormatError(f"fine-tuning needs labels in [0, n_classes={n_classes}), found "
+        raise DataFormatError(f"fine-tuning needs labels in [0, n_classes={n_classes}); found "
                               f"{sorted(set(bad.tolist()))} (-1: unlabeled)")  # fmt: skip
     return y
 
