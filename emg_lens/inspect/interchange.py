@@ -103,15 +103,14 @@ def _windows(
     X = torch.as_tensor(np.asarray(data[0]), dtype=model.cfg.dtype, device=model.cfg.device)
     y = np.asarray(data[1].cpu() if isinstance(data[1], torch.Tensor) else data[1])
     model.to_tokens(X[:1])  # InputShapeError unless [n, channels, time] fits the model
-    trial = y if len(data) == 2 else np.asarray(data[2])
-    for name, got in (("labels y", y), ("trials", trial)):
+    trials = y if len(data) == 2 else np.asarray(data[2])
+    for name, got in (("labels y", y), ("trials", trials)):
         if got.shape != (len(X),) or not np.issubdtype(got.dtype, np.integer):
             raise InputShapeError(f"{what}'s {name} must be integers, one per window ({len(X)}), "
                                   f"got {got.dtype} {list(got.shape)}")  # fmt: skip
     if len(y) and (y.min() < 0 or y.max() >= model.cfg.n_classes):
         raise ArgumentError(f"{what} labels must be in [0, {model.cfg.n_classes - 1}]")
-    trial = None if len(data) == 2 else trial
-    return X, y, trial
+    return X, y, None if len(data) == 2 else trials
 
 
 @checked

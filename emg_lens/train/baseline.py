@@ -112,7 +112,7 @@ class BaselineScore:
 
 def _windows(X: Any, field: str) -> np.ndarray:
     X = np.asarray(X) if hasattr(X, "shape") else X
-    shape = X.shape if isinstance(X, np.ndarray) and X.dtype.kind in "iuf" else ()
+    shape: tuple[int, ...] = X.shape if isinstance(X, np.ndarray) and X.dtype.kind in "iuf" else ()
     if len(shape) != 3 or not shape[0] or shape[2] < 2:
         raise InputShapeError(f"{field} must be windows [n >= 1, channel, time >= 2] of numbers, "
                               f"got {describe(X)}")  # fmt: skip

@@ -44,7 +44,7 @@ from emg_lens.models.native.tinymyo import REDUCTIONS, TinyMyo
 from emg_lens.train.distributed import unwrap
 from emg_lens.train.inputs import window_dataset
 from emg_lens.train.loop import RecipeLog, run_recipe
-from emg_lens.train.schedule import EarlyStopping, check_schedule_fields, check_unit_interval
+from emg_lens.train.schedule import EarlyStopping, check_schedule_fields
 
 RECIPE = "tinymyo-finetuning"
 MONITORS = ("loss", "accuracy")  # FinetuneConfig.monitor: lowest validation loss, or most accurate
@@ -79,11 +79,8 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         check_schedule_fields(self)
-        check_unit_interval(self, "layer_decay", "(0, 1]")
-        check_unit_interval(self, "label_smoothing", "[0, 1)")
         check_int(self.patience, "FinetuneConfig.patience", 1, error=ConfigError)
         check_choice(self.reduction, REDUCTIONS, "FinetuneConfig.reduction", ConfigError)
-        check_unit_interval(self, "drop_path", "[0, 1)")
         check_choice(self.monitor, MONITORS, "FinetuneConfig.monitor", ConfigError)
 
 

@@ -32,7 +32,7 @@ from emg_lens.models.native.tinymyo import TinyMyo
 from emg_lens.train.distributed import process_rank, unwrap
 from emg_lens.train.inputs import UNLABELED, window_dataset
 from emg_lens.train.loop import run_recipe
-from emg_lens.train.schedule import check_schedule_fields, check_unit_interval
+from emg_lens.train.schedule import check_schedule_fields
 
 RECIPE = "tinymyo-masked-pretraining"
 
@@ -58,8 +58,7 @@ class PretrainConfig:
     progress: bool = True  # a tqdm bar (rank 0 only)
 
     def __post_init__(self) -> None:
-        check_schedule_fields(self)  # visible_weight >= 0 too
-        check_unit_interval(self, "mask_ratio", "(0, 1)")
+        check_schedule_fields(self)  # types (NaN or inf trains to NaN), ranges, seed, ...
 
 
 @checked

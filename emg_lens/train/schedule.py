@@ -211,10 +211,9 @@ class EarlyStopping:
 
 
 def check_schedule_fields(cfg: Any) -> None:
-    """Validate the optimiser and schedule fields the training configs share (``epochs,
-    batch_size, lr, weight_decay, grad_clip``, and those of ``seed, accumulate_steps, min_lr,
-    warmup_epochs, betas, visible_weight`` that ``cfg`` has), after `check_field_types`, naming
-    the field at fault (the ranges: `SCHEDULE_FIELDS`)."""
+    """Validate the fields of a training config (``epochs, batch_size, lr, weight_decay,
+    grad_clip``, and those of ``seed, accumulate_steps`` and `SCHEDULE_FIELDS` that ``cfg``
+    has), after `check_field_types`, naming the field at fault."""
     check_field_types(cfg)
     name = type(cfg).__name__
     if hasattr(cfg, "seed"):
@@ -238,38 +237,18 @@ SCHEDULE_FIELDS: dict[str, tuple[str, Callable[[Any, Any], bool]]] = {
     "visible_weight": (">= 0", lambda v, cfg: v >= 0),
     "betas": ("two numbers in [0, 1)", lambda v, cfg: len(v) == 2 and all(0 <= b < 1 for b in v)),
     "grad_clip": ("> 0 or None", lambda v, cfg: v is None or v > 0),
+    "refits": ("an int >= 0", lambda v, cfg: v >= 0),
+    "anneal_fraction": ("in [0, 1]", lambda v, cfg: 0 <= v <= 1),
+    "edge_dropout": ("in [0, 1)", lambda v, cfg: 0 <= v < 1),
+    "refit_below": (
+        "in (0, 1] (the training accuracy under which a model is trained again)",
+        lambda v, cfg: 0 < v <= 1,
+    ),
+    "layer_decay": ("in (0, 1]", lambda v, cfg: 0 < v <= 1),
+    "label_smoothing": ("in [0, 1)", lambda v, cfg: 0 <= v < 1),
+    "drop_path": ("in [0, 1)", lambda v, cfg: 0 <= v < 1),
+    "mask_ratio": ("in (0, 1)", lambda v, cfg: 0 < v < 1),
 }
-"""What `check_schedule_fields` accepts of each range-bound field a config has (its type
-checked first): the words its message says (``{cfg.lr}``: the config's field) and the test."""
-
-
-UNIT_INTERVALS: dict[str, Callable[[float], bool]] = {
-    "[0, 1)": lambda value: 0 <= value < 1,
-    "(0, 1]": lambda value: 0 < value <= 1,
-    "[0, 1]": lambda value: 0 <= value <= 1,
-    "(0, 1)": lambda value: 0 < value < 1,
-}
-"""The parts of the unit interval a config field may be held to, by how messages write them."""
-
-
-def check_unit_interval(cfg: Any, field: str, interval: str, meaning: str = "") -> None:
-    """Refuse, with a `ConfigError` naming the field (and ``meaning`` in parentheses, where
-    given), a ``cfg.<field>`` outside ``interval``, one of `UNIT_INTERVALS`. Run after
-    `check_field_types`, so the value is a finite number.
-
-    >>> import dataclasses
-    >>> @dataclasses.dataclass
-    ... class Recipe:
-    ...     dropout: float = 1.0
-    >>> check_unit_interval(Recipe(0.5), "dropout", "[0, 1)")
-    >>> check_unit_interval(Recipe(), "dropout", "[0, 1)", "a probability")
-    Traceback (most recent call last):
-    ...
-    emg_lens.errors.ConfigError: Recipe.dropout (a probability) must be in [0, 1), got 1.0
-    """
-    value = getattr(cfg, field)
-    if not UNIT_INTERVALS[interval](value):
-        what = f" ({meaning})" if meaning else ""
-        raise ConfigError(
-            f"{type(cfg).__name__}.{field}{what} must be in {interval}, got {value!r}"
-        )
+"""What `check_schedule_fields` accepts of each range-bound field a training config has (its
+type checked first): the words its message says (``{cfg.lr}``: the config's field) and the
+test."""
