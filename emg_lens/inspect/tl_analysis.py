@@ -148,9 +148,8 @@ def token_rows(model: Any, windows: Any, tokens: Tokens) -> TokenRows:
     """
     name, positions = token_positions(model, tokens)
     if getattr(windows, "ndim", None) != 3:  # to_tokens would take one window as a batch
-        raise InputShapeError(
-            f"windows must be a batch [n, channels, time], got {describe(windows)}"
-        )
+        raise InputShapeError(f"windows must be a batch [n, channels, time], got "
+                              f"{describe(windows)}")  # fmt: skip
     signals = model.to_tokens(windows)  # InputShapeError, by name
     n, k = len(signals), len(positions)
     window = torch.arange(n).repeat_interleave(k)
