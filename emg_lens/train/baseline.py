@@ -199,13 +199,11 @@ def channel_features(
 
 def _labels(y: Any, n: int, field: str) -> np.ndarray:
     y = np.asarray(y)
-    if y.ndim < 1 or len(y) != n:
-        raise InputShapeError(f"{field} must hold one label or target per window ({n}), got "
-                              f"{describe(y)}")  # fmt: skip
-    if y.dtype.kind not in "iub" and not (y.dtype.kind == "f" and np.isfinite(y).all()):
-        nan = " with NaN or inf" if y.dtype.kind == "f" else ""
-        raise InputShapeError(f"{field} must be integer class labels or finite float targets, "
-                              f"got {describe(y)}{nan}")  # fmt: skip
+    finite = y.dtype.kind in "iub" or (y.dtype.kind == "f" and np.isfinite(y).all())
+    if y.ndim < 1 or len(y) != n or not finite:
+        nan = " with NaN or inf" if y.dtype.kind == "f" and not finite else ""
+        raise InputShapeError(f"{field} must be integer class labels or finite float targets, one "
+                              f"per window ({n}), got {describe(y)}{nan}")  # fmt: skip
     return y
 
 

@@ -92,11 +92,10 @@ def _check_item(
 ) -> None:
     """Refuse an empty ``dataset``, or one whose item 0 is not ``(x [C, T], y)`` with ``x`` of
     ``input_shape`` and ``y`` of ``y_ndim`` dimensions (``y_form``, in words)."""
-    if len(dataset) == 0:  # type: ignore[arg-type]
-        raise DataFormatError(f"{what} is an empty dataset; it needs at least one window")
-    item = dataset[0]
-    if not isinstance(item, tuple | list) or len(item) != 2:
-        raise DataFormatError(f"{what} items must be (x [C, T], y) pairs, got {describe(item)}")
+    n = len(dataset)  # type: ignore[arg-type]
+    if not n or not isinstance(item := dataset[0], tuple | list) or len(item) != 2:
+        got = describe(item) if n else "an empty dataset"
+        raise DataFormatError(f"{what} items must be (x [C, T], y) pairs, one or more, got {got}")
     x, y = item
     if tuple(np.shape(x)) != tuple(input_shape) or np.ndim(y) != y_ndim:
         raise InputShapeError(f"{what} item 0 must be (x [channels={input_shape[0]}, time="
