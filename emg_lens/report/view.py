@@ -84,7 +84,11 @@ def _weight(value: Any) -> bool:
 
 def require_circuitsvis(what: str) -> Any:
     """The optional package circuitsvis (its ``attention`` views imported), or a
-    `MissingDependencyError` saying that ``what`` needs it and how to install it."""
+    `MissingDependencyError` saying that ``what`` needs it and how to install it.
+
+    >>> require_circuitsvis("the attention view").attention.__name__
+    'circuitsvis.attention'
+    """
     try:
         import circuitsvis
         import circuitsvis.attention  # the submodule holding the views
