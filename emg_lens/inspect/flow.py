@@ -96,8 +96,10 @@ def mean_patterns(
         cache = check_cache(cache_or_signals, model, pattern_names(n_layers))
         return torch.stack([cache["pattern", layer].mean(0) for layer in range(n_layers)])
     if isinstance(cache_or_signals, Mapping):
-        raise ArgumentError("expected an ActivationCache (run_with_cache's) or signals [batch, "
-                            f"channels, time], got {describe(cache_or_signals)}")  # fmt: skip
+        raise ArgumentError(
+            "expected a transformer_lens ActivationCache (run_with_cache's) or "
+            f"signals [batch, channels, time], got {describe(cache_or_signals)}"
+        )
     signals = model.to_tokens(cache_or_signals)
     n = model.layout.n_tokens
     sums = torch.zeros(n_layers, model.cfg.n_heads, n, n, dtype=torch.float64)

@@ -75,15 +75,17 @@ def token_positions(model: Any, tokens: Tokens) -> tuple[str, list[int]]:
     """  # noqa: E501
     if isinstance(tokens, (str, EdgeSet)):
         if tokens == POOLED:
-            raise ArgumentError(f"{POOLED!r} is a mean of tokens, not a position TransformerLens "
-                                f"reads: name a group {model.layout.groups}, an edge "
-                                "expression or positions")  # fmt: skip
+            raise ArgumentError(f"{POOLED!r} is the mean of the channel tokens, not a position: "
+                                f"name a group {model.layout.groups}, an edge expression or "
+                                "positions")  # fmt: skip
         name, positions, _ = token_group(model, tokens)
         return name, positions
     given = np.asarray(tokens.cpu() if isinstance(tokens, torch.Tensor) else tokens)
     if given.ndim != 1 or not given.size or given.dtype.kind not in "iu":
-        raise ArgumentError(f"tokens must be a token group {model.layout.groups}, an edge "
-                            f"expression or integer positions, got {describe(tokens)}")  # fmt: skip
+        raise ArgumentError(
+            f"tokens must be a token group {model.layout.groups}, an edge expression "
+            f"or a non-empty sequence of integer positions, got {describe(tokens)}"
+        )
     positions, n_tokens = given.tolist(), model.layout.n_tokens
     if bad := [p for p in positions if not 0 <= p < n_tokens]:
         raise IndexOutOfRangeError(f"position {bad[0]} is not a token of {type(model).__name__}"
