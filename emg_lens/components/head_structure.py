@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
@@ -117,15 +118,10 @@ class StructuredHeads(FastAttention):
         h, d_model = self.cfg.n_heads, self.cfg.d_model
         structure = tuple(structure)
         edges = [s.heads for s in structure]
-        if (
-            not structure
-            or edges[0][0] != 0
-            or edges[-1][1] != h
-            or any(a[1] != b[0] or a[0] >= a[1] for a, b in zip(edges, [*edges[1:], (h, h + 1)]))
-        ):
-            raise ConfigError(
-                f"a head structure must cover heads 0..{h - 1} in consecutive ranges, got {edges}"
-            )
+        ends = [(0, 0), *edges, (h, h + 1)]  # each range starts where the one before ended
+        if not structure or any(a[1] != b[0] or b[0] >= b[1] for a, b in pairwise(ends)):
+            raise ConfigError(f"a head structure must cover heads 0..{h - 1} in consecutive "
+                              f"ranges, got {edges}")  # fmt: skip
         if self.rotary is not None:
             raise ConfigError("a head structure is not supported with rotary positions")
         for s in structure:
@@ -133,9 +129,8 @@ class StructuredHeads(FastAttention):
                 if part is not None and not 0 <= part[0] < part[1] <= d_model:
                     raise ConfigError(f"HeadStructure.{what}={part} is not a slice of d_model")
             if s.groups is not None and len(s.groups) != n_tokens:
-                raise ConfigError(
-                    f"HeadStructure.groups has {len(s.groups)} entries for {n_tokens} tokens"
-                )
+                raise ConfigError(f"HeadStructure.groups has {len(s.groups)} entries for "
+                                  f"{n_tokens} tokens")  # fmt: skip
         device = self.W_Q.device
         self.structure = structure
         self._plans = [_Plan(s, n_tokens) for s in structure]

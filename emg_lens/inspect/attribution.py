@@ -34,7 +34,7 @@ from jaxtyping import Float
 from transformer_lens import ActivationCache
 
 from emg_lens.components.layer_norm import LayerNorm
-from emg_lens.errors import ArgumentError, InputShapeError, checked, describe
+from emg_lens.errors import ArgumentError, InputShapeError, check_choice, checked, describe
 from emg_lens.inputs import check_model
 from emg_lens.inspect.checks import check_cache
 from emg_lens.models.base import LINEAR_READOUT, TL_WEIGHTS, provides, require
@@ -100,16 +100,13 @@ def attribution_hooks(model: Any) -> list[str]:
 def _labels(labels: Any, batch: int, n_classes: int) -> torch.Tensor:
     array = np.asarray(labels.cpu() if torch.is_tensor(labels) else labels)
     if array.shape != (batch,) or array.dtype.kind not in "biu":  # not text, floats, objects
-        raise InputShapeError(
-            f"labels must be integer class indices [batch={batch}] (one per cached window), "
-            f"got {describe(torch.as_tensor(array)) if array.dtype.kind in 'biufc' else labels!r}"
-        )
+        got = describe(torch.as_tensor(array)) if array.dtype.kind in "biufc" else repr(labels)
+        raise InputShapeError(f"labels must be integer class indices [batch={batch}] (one per "
+                              f"cached window), got {got}")  # fmt: skip
     labels = torch.as_tensor(array)
     if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ArgumentError(
-            f"labels must be in [0, {n_classes - 1}] (n_classes={n_classes}), got values in "
-            f"[{int(labels.min())}, {int(labels.max())}]"
-        )
+        raise ArgumentError(f"labels must be in [0, {n_classes - 1}] (n_classes={n_classes}), got "
+                            f"values in [{int(labels.min())}, {int(labels.max())}]")  # fmt: skip
     return labels.long()
 
 
@@ -167,8 +164,7 @@ def direct_attribution(
     """
     check_model(model)
     require(model, TL_WEIGHTS, "direct_attribution")
-    if direction not in DIRECTIONS:
-        raise ArgumentError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    check_choice(direction, DIRECTIONS, "direction")
     R, b_U = readout_map(model, head=head)
     check_cache(cache, model, attribution_hooks(model))
     ln = model.ln_final if isinstance(model.ln_final, LayerNorm) else None

@@ -40,7 +40,7 @@ from einops import einsum
 from jaxtyping import Float
 
 from emg_lens.components.layer_norm import LayerNorm
-from emg_lens.errors import ArgumentError, IndexOutOfRangeError, check_int, checked
+from emg_lens.errors import IndexOutOfRangeError, check_choice, check_int, checked
 from emg_lens.inputs import check_model
 from emg_lens.inspect.flow import token_bins
 from emg_lens.models.base import TL_WEIGHTS, require
@@ -88,8 +88,7 @@ def qk_circuit(
     [['cls', 'cls'], ['cls', 'emg'], ['cls', 'acc']]
     """
     heads = _heads(model, layer, head)
-    if level not in LEVELS:
-        raise ArgumentError(f"level must be one of {LEVELS}, got {level!r}")
+    check_choice(level, LEVELS, "level")
     x = _ln1(model, layer, token_embeddings(model))
     attn = model.blocks[layer].attn
     q = einsum(x, model.W_Q[layer], "pos d, head d k -> pos head k") + model.b_Q[layer]
@@ -180,12 +179,7 @@ def _ln1(model: Any, layer: int, tokens: torch.Tensor) -> torch.Tensor:
 def _class_directions(model: Any, return_type: str) -> Float[torch.Tensor, "d_model n_classes"]:
     """The class directions of the ``return_type`` unembedding as seen by the final stream:
     ``W_U`` through ``ln_final``'s centring and weight (its scale depends on the data)."""
-    choices = tuple(model.unembed_heads)
-    if return_type not in choices:
-        raise ArgumentError(
-            f"return_type must name an unembedding of {type(model).__name__}, one of "
-            f"{choices}; got {return_type!r}"
-        )
+    check_choice(return_type, tuple(model.unembed_heads), f"{type(model).__name__} return_type")
     previous = model.unembed_head
     try:  # read W_U of the asked head without leaving the model changed
         model.unembed_head = return_type

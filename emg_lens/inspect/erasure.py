@@ -111,13 +111,9 @@ def _windows(
     """(windows, labels, trials, repetitions, trial unit, the concept's name)."""
     if isinstance(X, SubjectData):
         if trials is not None:
-            raise ArgumentError(
-                "trials= is for windows given as an array; a SubjectData has its own trials"
-            )
+            raise ArgumentError("trials= is for windows in an array; a SubjectData has its own")
         if not len(X.y_train):
-            raise ArgumentError(
-                f"SubjectData {X.subject} has no training windows to fit an eraser on"
-            )
+            raise ArgumentError(f"SubjectData {X.subject} has no training windows to fit on")
         name = "gesture" if labels is None else labels
         if isinstance(name, str):
             values = window_labels(X, name, "train")
@@ -126,10 +122,8 @@ def _windows(
         unit = trial_unit(X.meta)
         return X.X_train, values, X.train_trials, np.asarray(X.rep_train), unit, name
     if labels is None or isinstance(labels, str):
-        raise ArgumentError(
-            f"windows given as an array need their concept's labels, one per window (a name "
-            f"such as {labels!r} is read from a SubjectData's window labels)"
-        )
+        raise ArgumentError(f"windows given as an array need their concept's labels, one per "
+                            f"window, got {labels!r} (names are a SubjectData's)")  # fmt: skip
     values = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
     n = len(X)
     if trials is None:
@@ -137,10 +131,8 @@ def _windows(
     else:
         trials, unit = np.asarray(trials), "given"
     if values.shape != (n,) or trials.shape != (n,):
-        raise InputShapeError(
-            f"labels and trials must give one value per window: {n} windows, labels "
-            f"{describe(values)}, trials {describe(trials)}"
-        )
+        raise InputShapeError(f"labels and trials must give one value per window ({n}), got "
+                              f"{describe(values)} and {describe(trials)}")  # fmt: skip
     return X, values, trials, np.zeros(n, np.int64), unit, "labels"
 
 
@@ -183,16 +175,14 @@ def erase_concept(
     windows, values, trial_ids, repetitions, unit, concept = _windows(X, labels, trials)
     codes, _ = concept_codes(values)
     if at not in model.hook_dict:
-        raise LayoutError(
-            f"no hook point {at!r} on {type(model).__name__}; e.g. 'blocks.0.hook_resid_pre'"
-        )
+        raise LayoutError(f"no hook point {at!r} on {type(model).__name__}; e.g. "
+                          "'blocks.0.hook_resid_pre'")  # fmt: skip
     group, positions = token_positions(model, tokens)
     acts = token_activations(model, windows, [at], batch_size=batch_size)[at]
     if acts.ndim != 3 or acts.shape[1] != model.layout.n_tokens:
-        raise InputShapeError(
-            f"{at} gives {describe(acts)}: an eraser reads a [window, position, d_model] "
-            "activation of the model's tokens (a residual stream, an attention or MLP output)"
-        )
+        raise InputShapeError(f"{at} gives {describe(acts)}: an eraser reads a [window, position, "
+                              "d_model] activation of the tokens (a residual stream, an attention "
+                              "or MLP output)")  # fmt: skip
     found = fold_windows(codes, trial_ids, repetitions, folds, seed=seed, unit=unit,
                          what="concept value")  # fmt: skip
     flat = group_vectors(acts, positions)

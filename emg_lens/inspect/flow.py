@@ -31,7 +31,7 @@ from jaxtyping import Float
 from transformer_lens import ActivationCache
 
 from emg_lens.edges import EdgeSet, parse
-from emg_lens.errors import ArgumentError, check_int, checked
+from emg_lens.errors import ArgumentError, check_choice, check_int, checked, describe
 from emg_lens.hooks import pattern_filter
 from emg_lens.inputs import check_model
 from emg_lens.inspect.checks import check_cache, pattern_names
@@ -51,8 +51,7 @@ def token_bins(layout: TokenLayout, by: str = "group", bins: int | None = None) 
     >>> token_bins(layout, "time")
     ['t0', 't1', 't0', 't1', 't0', 't1', 't0', 't1']
     """
-    if by not in BY:
-        raise ArgumentError(f"by must be one of {BY}, got {by!r}")
+    check_choice(by, BY, "by")
     if by == "group":
         if bins is not None:
             raise ArgumentError(f"bins={bins!r} applies to by='channel' or 'time', not 'group'")
@@ -98,9 +97,8 @@ def mean_patterns(
         return torch.stack([cache["pattern", layer].mean(0) for layer in range(n_layers)])
     if isinstance(cache_or_signals, Mapping):
         raise ArgumentError(
-            "expected a transformer_lens ActivationCache (model.run_with_cache with "
-            "return_cache_object=True) or signals [batch, channels, time], got a "
-            f"{type(cache_or_signals).__name__} of activations"
+            "expected a transformer_lens ActivationCache (run_with_cache's) or "
+            f"signals [batch, channels, time], got {describe(cache_or_signals)}"
         )
     signals = model.to_tokens(cache_or_signals)
     n = model.layout.n_tokens

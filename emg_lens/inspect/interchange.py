@@ -47,10 +47,12 @@ from emg_lens.errors import (
     IndexOutOfRangeError,
     InputShapeError,
     check_int,
+    check_type,
     describe,
     is_int,
 )
 from emg_lens.inputs import check_deterministic, check_model
+from emg_lens.inspect.checks import require_columns
 from emg_lens.inspect.probes import _hook_names, cut_masks, token_activations, token_group
 from emg_lens.stats.compare import clopper_pearson, t_interval
 from emg_lens.stats.units import cluster_bootstrap_ci, crossed_bootstrap_ci
@@ -96,27 +98,19 @@ def _windows(
 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray | None]:
     """``(X, y, trial)`` of ``(X, y)`` or ``(X, y, trial)`` (``trial`` None for the first)."""
     if not (isinstance(data, tuple) and len(data) in (2, 3)):
-        raise ArgumentError(
-            f"{what} must be a tuple (X, y) of windows and labels, or (X, y, trial) with each "
-            f"window's trial (as interchange_pairs gives them), got {describe(data)}"
-        )
+        raise ArgumentError(f"{what} must be a tuple (X, y) of windows and labels or (X, y, "
+                            f"trial) as interchange_pairs gives, got {describe(data)}")  # fmt: skip
     X = torch.as_tensor(np.asarray(data[0]), dtype=model.cfg.dtype, device=model.cfg.device)
     y = np.asarray(data[1].cpu() if isinstance(data[1], torch.Tensor) else data[1])
     model.to_tokens(X[:1])  # InputShapeError unless [n, channels, time] fits the model
-    if y.shape != (len(X),) or not np.issubdtype(y.dtype, np.integer):
-        raise InputShapeError(
-            f"{what} needs integer labels y, one per window: X has {len(X)} windows, y is "
-            f"{y.dtype} {list(y.shape)}"
-        )
+    trials = y if len(data) == 2 else np.asarray(data[2])
+    for name, got in (("labels y", y), ("trials", trials)):
+        if got.shape != (len(X),) or not np.issubdtype(got.dtype, np.integer):
+            raise InputShapeError(f"{what}'s {name} must be integers, one per window ({len(X)}), "
+                                  f"got {got.dtype} {list(got.shape)}")  # fmt: skip
     if len(y) and (y.min() < 0 or y.max() >= model.cfg.n_classes):
         raise ArgumentError(f"{what} labels must be in [0, {model.cfg.n_classes - 1}]")
-    trial = None if len(data) == 2 else np.asarray(data[2])
-    if trial is not None and (trial.shape != y.shape or not np.issubdtype(trial.dtype, np.integer)):
-        raise InputShapeError(
-            f"{what}'s trials must be integers, one per window: {len(y)} windows, trials "
-            f"{trial.dtype} {list(trial.shape)}"
-        )
-    return X, y, trial
+    return X, y, None if len(data) == 2 else trials
 
 
 @checked
@@ -139,8 +133,7 @@ def interchange_pairs(
     >>> by.tolist(), sy.tolist(), sx[:, 0, 0].tolist(), bt.tolist()
     ([0, 0], [1, 1], [4.0, 6.0], [0, 1])
     """
-    if not isinstance(data, SubjectData):
-        raise ArgumentError(f"interchange_pairs needs a SubjectData, got {describe(data)}")
+    check_type(data, SubjectData, "interchange_pairs(data)")
     y, reps = np.asarray(data.y_test), np.asarray(data.rep_test)
     base, source = [], []
     class_pairs = list(class_pairs)
@@ -148,10 +141,8 @@ def interchange_pairs(
         if not (isinstance(pair, tuple) and len(pair) == 2) or any(
             not is_int(c, 0, data.n_classes - 1) for c in pair
         ):
-            raise ArgumentError(
-                f"class_pairs holds (base class, source class) index pairs in "
-                f"[0, {data.n_classes - 1}], got {pair!r}"
-            )
+            raise ArgumentError(f"class_pairs holds (base class, source class) index pairs in "
+                                f"[0, {data.n_classes - 1}], got {pair!r}")  # fmt: skip
         a_reps = sorted(set(reps[y == pair[0]].tolist()))
         b_reps = sorted(set(reps[y == pair[1]].tolist()))
         matched = (
@@ -166,10 +157,8 @@ def interchange_pairs(
             base += a[:k].tolist()
             source += b[:k].tolist()
     if not base:
-        raise ArgumentError(
-            f"no windows to pair for class_pairs {class_pairs}"
-            + (" in the same repetition" if same_repetition else "")
-        )
+        where = " in the same repetition" * same_repetition
+        raise ArgumentError(f"no windows to pair for class_pairs {class_pairs}{where}")
     X, trials = data.X_test, np.asarray(data.test_trials)
     return (X[base], y[base], trials[base]), (X[source], y[source], trials[source])
 
@@ -228,9 +217,8 @@ def interchange(
         _windows(model, source, "source"),
     )
     if len(base_x) != len(source_x) or not len(base_x):
-        raise InputShapeError(
-            f"base and source must pair window by window: {len(base_x)} and {len(source_x)} windows"
-        )
+        raise InputShapeError(f"base and source must pair window by window (one or more), got "
+                              f"{len(base_x)} and {len(source_x)} windows")  # fmt: skip
     if (group is None) == (edges is None):
         raise ArgumentError("interchange needs exactly one of group= (a token group) or edges=")
     if group is not None:
@@ -248,9 +236,7 @@ def interchange(
             patched[:, positions] = source_acts[:, positions].to(act.dtype)
             return patched
     else:
-        edge_set = parse(edges) if isinstance(edges, str) else edges
-        if not isinstance(edge_set, EdgeSet):
-            raise ArgumentError(f"edges must be an edge set or expression, got {describe(edges)}")
+        edge_set = parse(check_type(edges, str | EdgeSet, "edges"))
         n = model.cfg.n_layers
         layer = check_int(layer, "layer (with edges=)", 0, n - 1, IndexOutOfRangeError)
         site = f"{edge_set} in layer {layer}"
@@ -266,10 +252,8 @@ def interchange(
     intervened = model.run_with_hooks(base_x, fwd_hooks=[(hook_name, intervene)], **run)
     intervened = intervened.float().cpu().numpy()
     if not np.isfinite(intervened).all():
-        raise InputShapeError(
-            f"the intervention ({site}) gave non-finite logits: the source's activations or the "
-            "model's weights hold NaN or inf"
-        )
+        raise InputShapeError(f"the intervention ({site}) gave non-finite logits: the source's "
+                              "activations or the model's weights hold NaN or inf")  # fmt: skip
     rows = np.arange(len(base_y))
 
     def difference(logits: np.ndarray) -> np.ndarray:
@@ -337,12 +321,7 @@ def over_subjects(table: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     >>> round(float(row.ci_low), 3), round(float(row.ci_high), 3)  # ± 12.71 · 0.078: 2 say little
     (-0.446, 1.54)
     """
-    missing = [c for c in ("group", "layer", "k", "n") if c not in getattr(table, "columns", [])]
-    if missing or not len(table):
-        raise ArgumentError(
-            f"over_subjects needs a non-empty interchange table (one row per subject and site, "
-            f"as emg-lens probe writes interchange.csv); missing {missing or 'rows'}"
-        )
+    require_columns(table, ["group", "layer", "k", "n"], "over_subjects")
     table = table.assign(cut=table.get("cut", "none"), iia=table["k"] / table["n"].where(
         table["n"] > 0))  # fmt: skip
     rows = []

@@ -45,7 +45,7 @@ import pandas as pd
 import torch
 from transformer_lens import ActivationCache
 
-from emg_lens.errors import ArgumentError, InputShapeError, check_int, checked
+from emg_lens.errors import ArgumentError, InputShapeError, check_int, checked, describe
 from emg_lens.inputs import check_deterministic, check_model
 from emg_lens.inspect.checks import check_cache
 
@@ -76,17 +76,14 @@ def run_patched(
     check_model(model)
     unknown = [name for name in sites if name not in model.hook_dict]
     if unknown:
-        raise ArgumentError(
-            f"no hook point named {unknown}; e.g. 'blocks.0.attn.hook_z', 'blocks.0.hook_resid_pre'"
-        )
+        raise ArgumentError(f"no hook point named {unknown}; e.g. 'blocks.0.attn.hook_z', "
+                            "'blocks.0.hook_resid_pre'")  # fmt: skip
     check_cache(clean_cache, model, sites)
     corrupted = model.to_tokens(corrupted)
     batch = clean_cache[next(iter(sites))].shape[0] if sites else len(corrupted)
     if batch != len(corrupted):
-        raise InputShapeError(
-            f"clean and corrupted inputs must pair window by window: the clean cache has "
-            f"{batch} windows, the corrupted input {len(corrupted)}"
-        )
+        raise InputShapeError(f"clean and corrupted inputs must pair window by window, got "
+                              f"{batch} and {len(corrupted)} windows")  # fmt: skip
 
     def overwrite(index: tuple, clean: torch.Tensor):
         def hook(activation: torch.Tensor, hook) -> torch.Tensor:
@@ -102,18 +99,11 @@ def run_patched(
 
 
 def _scalar(metric: Metric, output: Any) -> float:
-    value = metric(output)
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise ArgumentError(
-                f"metric must return a scalar (float or 0-d tensor), got a tensor of shape "
-                f"{list(value.shape)}; e.g. average over the batch"
-            )
-        value = value.item()
-    try:
-        return float(value)
+    try:  # a tensor of more than one element is a ValueError too
+        return float(value := metric(output))
     except (TypeError, ValueError) as exc:
-        raise ArgumentError(f"metric must return a number, got {type(value).__name__}") from exc
+        raise ArgumentError(f"metric must return a scalar (a number, a one-element tensor: "
+                            f"average over the batch), got {describe(value)}") from exc  # fmt: skip
 
 
 class _Sweep:
@@ -129,18 +119,15 @@ class _Sweep:
         hook: str,
         layers: Iterable[int] | None,
     ):
-        check_model(model)
-        check_deterministic(model)
+        check_deterministic(model)  # every caller checked the model
         if not callable(metric):
             raise ArgumentError(f"metric must be a callable output -> scalar, got {metric!r}")
         self.model, self.metric, self.hook = model, metric, hook
         self.layers = _indices(layers, model.cfg.n_layers, "layers")
         self.clean, self.corrupted = model.to_tokens(clean), model.to_tokens(corrupted)
         if self.clean.shape != self.corrupted.shape:
-            raise InputShapeError(
-                f"clean and corrupted inputs must have the same shape (windows are patched "
-                f"pairwise), got {list(self.clean.shape)} and {list(self.corrupted.shape)}"
-            )
+            shapes = f"{list(self.clean.shape)} and {list(self.corrupted.shape)}"
+            raise InputShapeError(f"clean and corrupted inputs must have the same shape: {shapes}")
         names = [f"blocks.{layer}.{hook}" for layer in self.layers]
         with torch.inference_mode():
             # Only the patched activations are cached, so attention keeps its fast path
@@ -270,10 +257,8 @@ def patch_token_group(
     check_model(model)
     groups = [group] if isinstance(group, str) else list(group)
     if not groups or not all(isinstance(g, str) for g in groups):
-        raise ArgumentError(
-            f"group must be a token group or a non-empty list of them, from "
-            f"{model.layout.groups}; got {group!r}"
-        )
+        raise ArgumentError(f"group must be a token group or a non-empty list of them, from "
+                            f"{model.layout.groups}; got {group!r}")  # fmt: skip
     positions = sorted(p for g in dict.fromkeys(groups) for p in model.layout.positions(g))
     sweep = _Sweep(model, clean, corrupted, metric, "hook_resid_pre", layers)
     name = "+".join(dict.fromkeys(groups))
@@ -306,8 +291,7 @@ def tl_index_df(model: Any, *axes: str) -> pd.DataFrame:
     }
     unknown = [a for a in axes if a not in ranges]
     if not axes or unknown:
-        raise ArgumentError(
-            f"tl_index_df axes must be some of {list(ranges)} (layer first), got {list(axes)}"
-        )
+        raise ArgumentError(f"tl_index_df axes must be some of {list(ranges)} (layer first), "
+                            f"got {list(axes)}")  # fmt: skip
     rows = itertools.product(*(range(ranges[a]) for a in axes))
     return pd.DataFrame(list(rows), columns=list(axes))

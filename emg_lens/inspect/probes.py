@@ -40,8 +40,10 @@ from emg_lens.errors import (
     ArgumentError,
     IndexOutOfRangeError,
     InputShapeError,
+    check_choice,
     check_int,
     check_ints,
+    check_type,
     describe,
 )
 from emg_lens.hooks.erasure import group_positions
@@ -77,10 +79,8 @@ def token_group(model: Any, group: str | EdgeSet) -> tuple[str, list[int], bool]
         positions = [p for p, g in enumerate(layout.group) if g in layout.modalities]
         return POOLED, positions, True
     if not isinstance(group, (str, EdgeSet)):
-        raise ArgumentError(
-            f"a probe's group must be a token group {model.layout.groups}, {POOLED!r} or an "
-            f"edge set (e.g. 'within(emg)'), got {describe(group)}"
-        )
+        raise ArgumentError(f"a probe's group must be a token group {model.layout.groups}, "
+                            f"{POOLED!r} or an edge set, got {describe(group)}")  # fmt: skip
     return (*group_positions(model, group, also=[POOLED]), False)
 
 
@@ -96,9 +96,7 @@ def cut_masks(model: Any, cut: str | EdgeSet | None) -> dict[int, torch.Tensor] 
     """
     if cut is None:
         return None
-    edges = parse(cut) if isinstance(cut, str) else cut
-    if not isinstance(edges, EdgeSet):
-        raise ArgumentError(f"cut must be an edge set or expression, got {describe(cut)}")
+    edges = parse(check_type(cut, str | EdgeSet, "cut"))
     stacked = edges.compile_layers(
         model.layout, model.cfg.n_heads, model.cfg.n_layers, device=model.cfg.device
     )
@@ -106,10 +104,8 @@ def cut_masks(model: Any, cut: str | EdgeSet | None) -> dict[int, torch.Tensor] 
 
 
 def _hook_names(model: Any, hook: str, layers: Iterable[int] | None) -> dict[int, str]:
-    if hook == INPUT:  # before every layer: ``layers`` is not asked
+    if check_choice(hook, (*HOOKS, INPUT), "hook") == INPUT:  # before every layer: no layers
         return {-1: "hook_input"}
-    if hook not in HOOKS:
-        raise ArgumentError(f"hook must be one of {HOOKS} or {INPUT!r}, got {hook!r}")
     n = model.cfg.n_layers
     # resid_pre of layer n is the stream after the last block (its resid_post): "after n blocks"
     top = n if hook == "resid_pre" else n - 1
@@ -163,10 +159,8 @@ def token_activations(
     acts = {name: torch.cat(chunks) for name, chunks in parts.items()}
     for name, value in acts.items():
         if not torch.isfinite(value).all():
-            raise InputShapeError(
-                f"{name} holds non-finite values on these windows: a probe needs finite "
-                "activations (check the model's weights and the windows)"
-            )
+            raise InputShapeError(f"{name} holds non-finite values (NaN or inf): check the model's "
+                                  "weights and the windows")  # fmt: skip
     return acts
 
 
@@ -180,10 +174,8 @@ def _labels(
     else:
         target = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
         if target.shape != y.shape:
-            raise InputShapeError(
-                f"labels must give one value per window: the data has {len(y)} windows, labels "
-                f"have shape {list(target.shape)}"
-            )
+            raise InputShapeError(f"labels must give one value per window ({len(y)}), got shape "
+                                  f"{list(target.shape)}")  # fmt: skip
     keep = np.arange(len(y))
     if classes is not None:
         what = "classes (class indices: y values)"
@@ -252,13 +244,11 @@ def fold_windows(
     """
     from sklearn.model_selection import GroupKFold, LeaveOneGroupOut, StratifiedGroupKFold
 
-    folds = _check_fold_count(folds)
+    folds = check_int(folds, "folds", minimum=2)
     target, trials, repetitions = map(np.asarray, (target, trials, repetitions))
     if target.ndim != 1 or not len(target) or not trials.shape == target.shape == repetitions.shape:
-        raise InputShapeError(
-            f"target, trials and repetitions must be 1-D arrays of one length (one value per "
-            f"window), got shapes {target.shape}, {trials.shape} and {repetitions.shape}"
-        )
+        raise InputShapeError(f"target, trials, repetitions must be 1-D, one value per window, "
+                              f"got {target.shape} {trials.shape} {repetitions.shape}")  # fmt: skip
     n_trials = len(np.unique(trials))
     regression = _is_regression(target)
     if regression:
@@ -289,10 +279,9 @@ def fold_windows(
         if not window_unit
         else " (these windows carry no repetitions: each is its own trial)"
     )
-    raise ArgumentError(
-        f"{name} has {counts[worst]} trial(s), fewer than folds={folds}{why}: pass fewer "
-        "folds" + ("" if regression else " or leave it out (classes=)")
-    )
+    leave = "" if regression else " or leave it out (classes=)"
+    raise ArgumentError(f"{name} has {counts[worst]} trial(s), fewer than folds={folds}{why}: "
+                        f"pass fewer folds{leave}")  # fmt: skip
 
 
 def leave_one_out(
@@ -312,43 +301,26 @@ def leave_one_out(
 
     values, target = np.asarray(values), np.asarray(target)
     if values.shape != target.shape:
-        raise InputShapeError(
-            f"leave-one-{name}-out needs one {name} per window: {len(target)} windows, "
-            f"{describe(values)}"
-        )
+        raise InputShapeError(f"leave-one-{name}-out needs one {name} per window ("
+                              f"{len(target)}), got {describe(values)}")  # fmt: skip
     if len(np.unique(values)) < 2:
-        raise ArgumentError(
-            f"leave-one-{name}-out needs windows of two {name}s or more, got only "
-            f"{np.unique(values).tolist()}"
-        )
+        raise ArgumentError(f"leave-one-{name}-out needs two {name}s or more, got only "
+                            f"{np.unique(values).tolist()}")  # fmt: skip
     splits = list(LeaveOneGroupOut().split(target, target, groups=values))
     for train, test in splits:
         if len(np.unique(target[train])) < 2:
-            raise ArgumentError(
-                f"without {name} {values[test][0]!r} the windows hold one label only: no "
-                "probe to fit"
-            )
+            raise ArgumentError(f"without {name} {values[test][0]!r} the windows hold one "
+                                "label only: no probe to fit")  # fmt: skip
     return Folds(splits, name, len(np.unique(trials)))
 
 
-def _check_fold_count(folds: Any) -> int:
-    return check_int(folds, "folds", minimum=2)  # an ArgumentError; numpy integers are ints
-
-
 def _check_target(target: np.ndarray, folds: int, regression: bool) -> None:
-    _check_fold_count(folds)
-    if len(target) < folds:
+    if len(target) < check_int(folds, "folds", minimum=2):
         raise ArgumentError(f"fewer windows ({len(target)}) than folds ({folds})")
-    if regression:
-        if not np.isfinite(target).all():
-            raise ArgumentError("labels hold non-finite values; a regression target must be finite")
-        return
-    values = np.unique(target)
-    if len(values) < 2:
-        raise ArgumentError(
-            "a probe needs at least two classes among the windows probed, got only "
-            f"{values.tolist()}"
-        )
+    if regression and not np.isfinite(target).all():
+        raise ArgumentError("labels hold non-finite values; a regression target must be finite")
+    if not regression and len(values := np.unique(target)) < 2:
+        raise ArgumentError(f"a probe needs at least two classes, got only {values.tolist()}")
 
 
 def _cross_validate(features: np.ndarray, targets: Sequence[np.ndarray], splits, regression: bool):

@@ -460,9 +460,7 @@ def _why_no_weights(model: Any) -> str | None:
     """Why the weight-based tables (QK and OV circuits, attribution) cannot be made: a model
     without TransformerLens weights (an attached model) says which converter gives them."""
     try:
-        require(
-            model, TL_WEIGHTS, "each weight-based table (QK and OV circuits, direct attribution)"
-        )
+        require(model, TL_WEIGHTS, "the weight tables (QK, OV circuits, direct attribution)")
     except UnsupportedFeatureError as exc:
         return str(exc)
     return None

@@ -31,7 +31,7 @@ from jaxtyping import Float
 
 from emg_lens._hints import checked
 from emg_lens.edges import EdgeSet
-from emg_lens.errors import ArgumentError, InputShapeError, UnsupportedFeatureError, check_int
+from emg_lens.errors import ArgumentError, InputShapeError, UnsupportedFeatureError, check_ints
 from emg_lens.hooks import compile_edges, name_filter
 from emg_lens.inputs import check_deterministic, check_model
 
@@ -72,17 +72,12 @@ def mmd2_unbiased(
     (True, True)
     """
     if (
-        x.ndim < 2
-        or x.ndim != y.ndim
-        or x.shape[:-2] != y.shape[:-2]
-        or x.shape[-1] != y.shape[-1]
-        or x.shape[-2] < 2
-        or y.shape[-2] < 2
+        min(x.ndim, y.ndim) < 2
+        or x.shape[:-2] + x.shape[-1:] != y.shape[:-2] + y.shape[-1:]
+        or min(x.shape[-2], y.shape[-2]) < 2
     ):
-        raise InputShapeError(
-            "mmd2_unbiased needs samples [..., n, dim] and [..., m, dim] with n, m >= 2 and "
-            f"the same leading axes and dim; got {list(x.shape)} and {list(y.shape)}"
-        )
+        raise InputShapeError(f"mmd2_unbiased needs samples [..., n >= 2, dim] and [..., m >= 2, "
+                              f"dim], got {list(x.shape)} and {list(y.shape)}")  # fmt: skip
     x, y = x.double(), y.double()
     pooled = torch.cat([x, y], dim=-2)
     if bandwidth is None:
@@ -152,25 +147,13 @@ def distribution_shift(
     n_layers = model.cfg.n_layers
     missing = [i for i in range(n_layers) if f"blocks.{i}.hook_resid_post" not in model.hook_dict]
     if missing:  # an attached model whose attention has no block around it to name
-        raise UnsupportedFeatureError(
-            f"distribution_shift reads every block's output (blocks.{{l}}.hook_resid_post), "
-            f"which {type(model).__name__} lacks at layers {missing}: no module around those "
-            "attention calls carries the residual stream (see model.resid_modules)"
-        )
-    wanted, layers = (
-        f"layers must be a non-empty list of layers in [0, {n_layers - 1}]",
-        list(layers),
-    )
-    if not layers:
-        raise ArgumentError(f"{wanted}, got {layers!r}")
-    layers = sorted(
-        {check_int(v, f"{wanted}: layers[{i}]", 0, n_layers - 1) for i, v in enumerate(layers)}
-    )
+        raise UnsupportedFeatureError(f"distribution_shift reads blocks.{{l}}.hook_resid_post, "
+                                      f"missing at layers {missing} of {type(model).__name__}: "
+                                      "see model.resid_modules")  # fmt: skip
+    layers = sorted(set(check_ints(layers, "layers", 0, n_layers - 1)))
     signals = model.to_tokens(signals)
     if len(signals) < 4:
-        raise ArgumentError(
-            f"distribution_shift needs at least 4 windows (two per half), got {len(signals)}"
-        )
+        raise ArgumentError(f"distribution_shift needs at least 4 windows, got {len(signals)}")
     masks = compile_edges(edges, model, layers)
     clean = _resid_posts(model, signals, {}, batch_size)  # [layer, window, pos, d_model]
     masked = _resid_posts(model, signals, masks, batch_size)

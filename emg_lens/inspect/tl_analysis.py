@@ -71,30 +71,25 @@ def token_positions(model: Any, tokens: Tokens) -> tuple[str, list[int]]:
     >>> token_positions(model, [7])
     Traceback (most recent call last):
     ...
-    emg_lens.errors.IndexOutOfRangeError: token position 7 is not a token of IsoNet's layout (positions 0..6)
+    emg_lens.errors.IndexOutOfRangeError: position 7 is not a token of IsoNet's layout (positions 0..6)
     """  # noqa: E501
     if isinstance(tokens, (str, EdgeSet)):
         if tokens == POOLED:
-            raise ArgumentError(
-                f"{POOLED!r} is the mean of the channel tokens, not a position: "
-                "TransformerLens's interchange tools read one position per example; name a "
-                f"group {model.layout.groups}, an edge expression or positions"
-            )
+            raise ArgumentError(f"{POOLED!r} is the mean of the channel tokens, not a position: "
+                                f"name a group {model.layout.groups}, an edge expression or "
+                                "positions")  # fmt: skip
         name, positions, _ = token_group(model, tokens)
         return name, positions
     given = np.asarray(tokens.cpu() if isinstance(tokens, torch.Tensor) else tokens)
     if given.ndim != 1 or not given.size or given.dtype.kind not in "iu":
         raise ArgumentError(
-            f"tokens must be a token group {model.layout.groups}, an edge expression or a "
-            f"non-empty sequence of integer positions, got {describe(tokens)}"
+            f"tokens must be a token group {model.layout.groups}, an edge expression "
+            f"or a non-empty sequence of integer positions, got {describe(tokens)}"
         )
     positions, n_tokens = given.tolist(), model.layout.n_tokens
-    for p in positions:
-        if not 0 <= p < n_tokens:
-            raise IndexOutOfRangeError(
-                f"token position {p} is not a token of {type(model).__name__}'s layout "
-                f"(positions 0..{n_tokens - 1})"
-            )
+    if bad := [p for p in positions if not 0 <= p < n_tokens]:
+        raise IndexOutOfRangeError(f"position {bad[0]} is not a token of {type(model).__name__}"
+                                   f"'s layout (positions 0..{n_tokens - 1})")  # fmt: skip
     if len(set(positions)) != len(positions):
         raise ArgumentError(f"token positions repeat: {positions}")
     return f"positions {positions}", positions
@@ -133,9 +128,8 @@ class TokenRows:
         [7, 7, 9, 9]
         """
         if len(values) != self.n_windows:
-            raise InputShapeError(
-                f"per_row takes one value per window ({self.n_windows}), got {len(values)}"
-            )
+            raise InputShapeError(f"per_row takes one value per window ({self.n_windows}), got "
+                                  f"{len(values)}")  # fmt: skip
         if isinstance(values, torch.Tensor):
             return values[self.window.to(values.device)]
         return np.asarray(values)[self.window.numpy()]
@@ -156,9 +150,8 @@ def token_rows(model: Any, windows: Any, tokens: Tokens) -> TokenRows:
     """
     name, positions = token_positions(model, tokens)
     if getattr(windows, "ndim", None) != 3:  # to_tokens would take one window as a batch
-        raise InputShapeError(
-            f"windows must be a batch [n, channels, time], got {describe(windows)}"
-        )
+        raise InputShapeError(f"windows must be a batch [n, channels, time], got "
+                              f"{describe(windows)}")  # fmt: skip
     signals = model.to_tokens(windows)  # InputShapeError, by name
     n, k = len(signals), len(positions)
     window = torch.arange(n).repeat_interleave(k)

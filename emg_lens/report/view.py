@@ -82,15 +82,25 @@ def _weight(value: Any) -> bool:
     )
 
 
-def _library_script() -> str:
+def require_circuitsvis(what: str) -> Any:
+    """The optional package circuitsvis (its ``attention`` views imported), or a
+    `MissingDependencyError` saying that ``what`` needs it and how to install it.
+
+    >>> require_circuitsvis("the attention view").attention.__name__
+    'circuitsvis.attention'
+    """
     try:
         import circuitsvis
+        import circuitsvis.attention  # the submodule holding the views
     except ImportError as exc:
-        raise MissingDependencyError(
-            "the attention view needs the optional package circuitsvis: pip install "
-            "circuitsvis (or '.[viz]' in the emg_lens clone)",
-            name="circuitsvis",
-        ) from exc
+        raise MissingDependencyError(f"{what} needs the optional package circuitsvis: pip install "
+                                     "circuitsvis (or '.[viz]' in the emg_lens clone)",
+                                     name="circuitsvis") from exc  # fmt: skip
+    return circuitsvis
+
+
+def _library_script() -> str:
+    circuitsvis = require_circuitsvis("the attention view")
     script = Path(circuitsvis.__file__).parent / "dist" / "cdn" / "iife.js"
     # A closing tag inside the bundle would end the inline script (CircuitsVis drops it too).
     return script.read_text(encoding="utf-8").replace("</script>", "")

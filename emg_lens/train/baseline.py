@@ -57,12 +57,7 @@ from jaxtyping import Float
 
 from emg_lens._blas import one_blas_thread
 from emg_lens.data.preprocess import SubjectData, check_window_range
-from emg_lens.errors import (
-    ArgumentError,
-    DataFormatError,
-    InputShapeError,
-    describe,
-)
+from emg_lens.errors import DataFormatError, InputShapeError, check_choice, describe
 
 LOGISTIC_C = 1.0
 """Inverse L2 strength of the classification baseline's logistic regression (scikit-learn's
@@ -117,20 +112,12 @@ class BaselineScore:
 
 def _windows(X: Any, field: str) -> np.ndarray:
     X = np.asarray(X) if hasattr(X, "shape") else X
-    if (
-        not isinstance(X, np.ndarray)
-        or X.dtype.kind not in "iuf"
-        or X.ndim != 3
-        or not len(X)
-        or X.shape[2] < 2
-    ):
-        raise InputShapeError(
-            f"{field} must be windows [n >= 1, channel, time >= 2] of numbers, got {describe(X)}"
-        )
-    bad = int(X.size - np.isfinite(X).sum()) if X.dtype.kind == "f" else 0
-    if bad:
-        raise InputShapeError(f"{field} holds {bad} non-finite values (NaN or inf); a baseline "
-                              "is fitted and scored on finite windows only")  # fmt: skip
+    shape: tuple[int, ...] = X.shape if isinstance(X, np.ndarray) and X.dtype.kind in "iuf" else ()
+    if len(shape) != 3 or not shape[0] or shape[2] < 2:
+        raise InputShapeError(f"{field} must be windows [n >= 1, channel, time >= 2] of numbers, "
+                              f"got {describe(X)}")  # fmt: skip
+    if bad := int(X.size - np.isfinite(X).sum()) if X.dtype.kind == "f" else 0:
+        raise InputShapeError(f"{field} holds {bad} non-finite values (NaN or inf)")
     check_window_range(X, field)
     return X
 
@@ -182,10 +169,8 @@ def _training_low(
     windows of both sides of a split are shifted; ``other``, the other side, must have the
     same channels (``names`` name the two sides in the error)."""
     if train.shape[1] != other.shape[1]:
-        raise InputShapeError(
-            f"{names[0]} has {train.shape[1]} channels and {names[1]} {other.shape[1]}: the "
-            "features of a split need the same channels on both sides"
-        )
+        raise InputShapeError(f"{names[0]} has {train.shape[1]} channels and {names[1]} "
+                              f"{other.shape[1]}: both need the same channels")  # fmt: skip
     return train.min(axis=(0, 2)).astype(np.float64)
 
 
@@ -205,8 +190,7 @@ def channel_features(
     >>> channel_features(X, X).round(3).tolist()  # the silent window: log of the floor
     [[0.347, 2.0], [-13.816, 0.0]]
     """
-    if metric not in BASELINE_KINDS:
-        raise ArgumentError(f"metric must be one of {list(BASELINE_KINDS)}, got {metric!r}")
+    check_choice(metric, BASELINE_KINDS, "metric")
     X, reference = _windows(X, "X"), _windows(reference, "reference")
     low = _training_low(reference, X, ("reference", "X"))
     reference_rms = _amplitudes(reference, low)[0] if metric != "r2" else None
@@ -215,14 +199,11 @@ def channel_features(
 
 def _labels(y: Any, n: int, field: str) -> np.ndarray:
     y = np.asarray(y)
-    if y.ndim < 1 or len(y) != n:
-        raise InputShapeError(f"{field} must hold one label or target per window ({n}), got "
-                              f"{describe(y)}")  # fmt: skip
-    if y.dtype.kind not in "iub" and not (y.dtype.kind == "f" and np.isfinite(y).all()):
-        raise InputShapeError(
-            f"{field} must be integer class labels or finite float targets, got {describe(y)}"
-            + (" with non-finite values" if y.dtype.kind == "f" else "")
-        )
+    finite = y.dtype.kind in "iub" or (y.dtype.kind == "f" and np.isfinite(y).all())
+    if y.ndim < 1 or len(y) != n or not finite:
+        nan = " with NaN or inf" if y.dtype.kind == "f" and not finite else ""
+        raise InputShapeError(f"{field} must be integer class labels or finite float targets, one "
+                              f"per window ({n}), got {describe(y)}{nan}")  # fmt: skip
     return y
 
 
@@ -233,11 +214,9 @@ def _class_labels(y: np.ndarray, field: str) -> np.ndarray:
         return y
     fractional = y[y != np.round(y)]
     if len(fractional):
-        raise InputShapeError(
-            f"{field} must be integer class labels (the baseline of class labels is a "
-            f"classifier's accuracy), got {describe(y)} with {len(fractional)} non-integral "
-            f"values (such as {fractional.flat[0]!r}); pass metric='r2' for continuous targets"
-        )
+        raise InputShapeError(f"{field} must be integer class labels (a classifier's accuracy), "
+                              f"got {describe(y)} with {len(fractional)} non-integral values (e.g. "
+                              f"{fractional.flat[0]!r}); metric='r2' reads targets")  # fmt: skip
     return y.astype(np.int64)
 
 
@@ -245,10 +224,8 @@ def _r2(pred: np.ndarray, target: np.ndarray) -> float:
     """R² per output (columns), averaged; a target that does not vary has none."""
     variance = target.var(axis=0)
     if (variance == 0).any():
-        raise DataFormatError(
-            f"y_test outputs {np.flatnonzero(variance == 0).tolist()} do not vary: R² is "
-            "undefined on them"
-        )
+        raise DataFormatError(f"y_test outputs {np.flatnonzero(variance == 0).tolist()} do not "
+                              "vary: R² is undefined on them")  # fmt: skip
     return float(np.mean(1.0 - ((pred - target) ** 2).mean(axis=0) / variance))
 
 
@@ -268,8 +245,7 @@ def fit_baseline(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    if metric not in BASELINE_KINDS:
-        raise ArgumentError(f"metric must be one of {list(BASELINE_KINDS)}, got {metric!r}")
+    check_choice(metric, BASELINE_KINDS, "metric")
     if metric == "accuracy":
         model = LogisticRegression(C=LOGISTIC_C, max_iter=1000)
     else:
@@ -298,7 +274,7 @@ def feature_baseline(data: Split | SubjectData, metric: str | None = None) -> Ba
     >>> feature_baseline(SubjectData.from_windows({"emg": 2}, (X, y + 0.5), (X, y)))
     Traceback (most recent call last):
     ...
-    emg_lens.errors.InputShapeError: y_test must be integer class labels (the baseline of ...
+    emg_lens.errors.InputShapeError: y_test must be integer class labels (a classifier...
 
     >>> X = np.ones((4, 2, 5))
     >>> feature_baseline(SubjectData.from_windows({"emg": 2}, (X, [0, 0, 0, 0]), (X, [1] * 4)))
@@ -306,18 +282,15 @@ def feature_baseline(data: Split | SubjectData, metric: str | None = None) -> Ba
     ...
     emg_lens.errors.DataFormatError: y_train holds one class ([1]); a classifier needs two or more
     """
-    if metric is not None and metric not in BASELINE_KINDS:
-        raise ArgumentError(f"metric must be one of {list(BASELINE_KINDS)}, got {metric!r}")
+    check_choice(metric, (*BASELINE_KINDS, None), "metric")
     X_train, X_test = _windows(data.X_train, "X_train"), _windows(data.X_test, "X_test")
     y_train = _labels(data.y_train, len(X_train), "y_train")
     y_test = _labels(data.y_test, len(X_test), "y_test")
     if metric is None and isinstance(data, SubjectData):
         metric = "accuracy"
     if metric is None and (y_train.dtype.kind in "iub") != (y_test.dtype.kind in "iub"):
-        raise InputShapeError(
-            f"y_train ({y_train.dtype}) and y_test ({y_test.dtype}) must both be class labels "
-            "(integers) or both targets (floats)"
-        )
+        raise InputShapeError(f"y_train ({y_train.dtype}) and y_test ({y_test.dtype}) must both be "
+                              "class labels (integers) or both targets (floats)")  # fmt: skip
     if metric is None:
         metric = "accuracy" if y_train.dtype.kind in "iub" else "r2"
     classify = metric == "accuracy"
@@ -329,10 +302,8 @@ def feature_baseline(data: Split | SubjectData, metric: str | None = None) -> Ba
     F_test = _features(_amplitudes(X_test, low), train[0], metric)
     if classify:
         if len(np.unique(y_train)) < 2:
-            raise DataFormatError(
-                f"y_train holds one class ({np.unique(y_train).tolist()}); a classifier needs "
-                "two or more"
-            )
+            raise DataFormatError(f"y_train holds one class ({np.unique(y_train).tolist()}); a "
+                                  "classifier needs two or more")  # fmt: skip
         predictions = fit_baseline(F_train, y_train).predict(F_test)
         value = float((predictions == y_test).mean())
     else:
@@ -341,10 +312,8 @@ def feature_baseline(data: Split | SubjectData, metric: str | None = None) -> Ba
         predictions = predictions.reshape(len(y_test), -1)
         value = _r2(predictions, y_test.reshape(len(y_test), -1).astype(np.float64))
     if not np.isfinite(value) or not np.isfinite(np.asarray(predictions, np.float64)).all():
-        raise DataFormatError(
-            f"the feature baseline's {metric} is not finite ({value}): its features or fit "
-            "overflowed; check the windows' scale"
-        )
+        raise DataFormatError(f"the feature baseline's {metric} is not finite ({value}): its "
+                              "features or fit overflowed; check the windows' scale")  # fmt: skip
     return BaselineScore(metric, value, len(X_train), len(X_test), BASELINE_KINDS[metric],
                          np.asarray(predictions))  # fmt: skip
 
@@ -377,8 +346,7 @@ def below_baseline(
     >>> below_baseline("subject 3", 13 / 14, 1.0, n=14) is None  # one window of 14
     True
     """
-    if metric not in BASELINE_KINDS:
-        raise ArgumentError(f"metric must be one of {list(BASELINE_KINDS)}, got {metric!r}")
+    check_choice(metric, BASELINE_KINDS, "metric")
     if round(model_value, 3) >= round(baseline_value, 3):
         return None
     r2, interval = "R² " if metric == "r2" else "", ""

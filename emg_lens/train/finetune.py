@@ -32,12 +32,19 @@ from torch.utils.data import DataLoader
 from emg_lens._hints import checked
 from emg_lens.checkpoints import load_checkpoint
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import CheckpointError, ConfigError, DataFormatError, check_int, fields_checked
+from emg_lens.errors import (
+    CheckpointError,
+    ConfigError,
+    DataFormatError,
+    check_choice,
+    check_int,
+    fields_checked,
+)
 from emg_lens.models.native.tinymyo import REDUCTIONS, TinyMyo
 from emg_lens.train.distributed import unwrap
 from emg_lens.train.inputs import window_dataset
 from emg_lens.train.loop import RecipeLog, run_recipe
-from emg_lens.train.schedule import EarlyStopping, check_schedule_fields, check_unit_interval
+from emg_lens.train.schedule import EarlyStopping, check_schedule_fields
 
 RECIPE = "tinymyo-finetuning"
 MONITORS = ("loss", "accuracy")  # FinetuneConfig.monitor: lowest validation loss, or most accurate
@@ -72,18 +79,9 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         check_schedule_fields(self)
-        check_unit_interval(self, "layer_decay", "(0, 1]")
-        check_unit_interval(self, "label_smoothing", "[0, 1)")
         check_int(self.patience, "FinetuneConfig.patience", 1, error=ConfigError)
-        if self.reduction not in REDUCTIONS:
-            raise ConfigError(
-                f"FinetuneConfig.reduction must be one of {REDUCTIONS}, got {self.reduction!r}"
-            )
-        check_unit_interval(self, "drop_path", "[0, 1)")
-        if self.monitor not in MONITORS:
-            raise ConfigError(
-                f"FinetuneConfig.monitor must be one of {MONITORS}, got {self.monitor!r}"
-            )
+        check_choice(self.reduction, REDUCTIONS, "FinetuneConfig.reduction", ConfigError)
+        check_choice(self.monitor, MONITORS, "FinetuneConfig.monitor", ConfigError)
 
 
 @dataclass
@@ -196,10 +194,8 @@ def pretrained_model(pretrained: TinyMyo | str | Path, device: str | None) -> Ti
         else pretrained
     )
     if not getattr(model, "head_tasks", ()):  # an encoder that takes a new head
-        raise CheckpointError(
-            "fine-tuning starts from a TinyMyo (or a checkpoint of one), got "
-            f"{type(model).__name__}"
-        )
+        raise CheckpointError(f"fine-tuning starts from a TinyMyo (or a checkpoint of one), got "
+                              f"{type(model).__name__}")  # fmt: skip
     return typing.cast(TinyMyo, model)  # the one model class with head_tasks
 
 
@@ -214,10 +210,8 @@ def _with_new_head(
     encoder = {k: v for k, v in pretrained.state_dict().items() if not k.startswith("head.")}
     missing, unexpected = model.load_state_dict(encoder, strict=False)
     if unexpected or any(not k.startswith("head.") for k in missing):
-        raise CheckpointError(
-            f"the pretrained encoder does not fit: missing {sorted(missing)}, "
-            f"unexpected {sorted(unexpected)}"
-        )
+        raise CheckpointError(f"the pretrained encoder does not fit: missing {sorted(missing)}, "
+                              f"unexpected {sorted(unexpected)}")  # fmt: skip
     return model.to(next(pretrained.parameters()).device)
 
 
@@ -225,10 +219,8 @@ def _labels(y: torch.Tensor, n_classes: int) -> torch.Tensor:
     y = torch.as_tensor(y, dtype=torch.long)
     bad = y[(y < 0) | (y >= n_classes)]
     if len(bad):
-        raise DataFormatError(
-            f"fine-tuning needs every label in [0, n_classes={n_classes}); found "
-            f"{sorted(set(bad.tolist()))} (-1 marks an unlabeled window: leave those out)"
-        )
+        raise DataFormatError(f"fine-tuning needs labels in [0, n_classes={n_classes}); found "
+                              f"{sorted(set(bad.tolist()))} (-1: unlabeled)")  # fmt: skip
     return y
 
 

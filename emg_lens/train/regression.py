@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from emg_lens.errors import ArgumentError, DataFormatError, checked
+from emg_lens.errors import ArgumentError, DataFormatError, check_choice, checked
 from emg_lens.models.native.tinymyo import ConvRegressionHead, TinyMyo
 from emg_lens.train.baseline import channel_rms, fit_baseline
 from emg_lens.train.finetune import (
@@ -84,10 +84,15 @@ def dataset_mae(model: TinyMyo, data: Any, *, batch_size: int = 256) -> MeanAbso
     for x, y in DataLoader(dataset, batch_size=batch_size):
         total = total + (model(x) - y.to(device)).abs().sum(dim=(0, 1)).double()
         count += y.shape[0] * y.shape[1]
-    if not count:
-        raise DataFormatError("dataset_mae: the data holds no window")
+    _check_counted(count, "dataset_mae: the data")
     per_output = [float(v) for v in (total / count).cpu()]
     return MeanAbsoluteError(per_output, float(np.mean(per_output)))
+
+
+def _check_counted(n: int, what: str) -> None:
+    """Refuse data ``what`` of which ``n`` target rows (windows x steps) were read: none."""
+    if not n:
+        raise DataFormatError(f"{what} holds no window")
 
 
 def _window_batches(data: Any, batch_size: int = 256) -> Any:
@@ -111,8 +116,7 @@ def _target_moments(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
     squares = total
     for y in _target_rows(data):
         count, total, squares = count + len(y), total + y.sum(0), squares + (y * y).sum(0)
-    if not count:
-        raise DataFormatError("the training data holds no window")
+    _check_counted(count, "the training data")
     mean = total / count
     return mean, (squares / count - mean * mean).clamp_min(0).sqrt()
 
@@ -133,8 +137,7 @@ def mean_baseline_mae(train: Any, test: Any) -> MeanAbsoluteError:
     error, n = torch.zeros((), dtype=torch.float64), 0
     for y in _target_rows(test):
         error, n = error + (y - mean).abs().sum(0), n + len(y)
-    if not n:
-        raise DataFormatError("mean_baseline_mae: the test data holds no window")
+    _check_counted(n, "mean_baseline_mae: the test data")
     per_output = [float(v) for v in error / n]
     return MeanAbsoluteError(per_output, float(np.mean(per_output)))
 
@@ -169,8 +172,7 @@ def ridge_baseline_mae(train: Any, test: Any) -> MeanAbsoluteError:
     for x, y in _window_batches(test):
         pred = ridge.predict(channel_rms(x, low)).reshape(len(x), 1, -1)
         error, n = error + np.abs(y - pred).sum(axis=(0, 1)), n + y.shape[0] * y.shape[1]
-    if not n:
-        raise DataFormatError("ridge_baseline_mae: the test data holds no window")
+    _check_counted(n, "ridge_baseline_mae: the test data")
     per_output = [float(v) for v in np.atleast_1d(error / n)]
     if not np.isfinite(per_output).all():
         raise DataFormatError(f"ridge_baseline_mae: a non-finite error {per_output}")
@@ -207,13 +209,10 @@ def finetune_regression(
     >>> model.task, model.cfg.n_classes, len(history.val_mae)
     ('regression', 3, 2)
     """
-    if loss not in REGRESSION_LOSSES:
-        raise ArgumentError(f"loss must be one of {list(REGRESSION_LOSSES)}, got {loss!r}")
+    check_choice(loss, REGRESSION_LOSSES, "loss")
     if cfg.monitor != "loss":
-        raise ArgumentError(
-            f"FinetuneConfig.monitor={cfg.monitor!r}: a regression has no accuracy; it stops on "
-            "and keeps the lowest validation mean absolute error (monitor='loss')"
-        )
+        raise ArgumentError(f"FinetuneConfig.monitor={cfg.monitor!r}: a regression has no "
+                            "accuracy; it keeps the best MAE: monitor='loss'")  # fmt: skip
     source = str(pretrained) if isinstance(pretrained, str | Path) else None
     pretrained = pretrained_model(pretrained, device)
     dataset = regression_dataset(data, pretrained.input_shape, what="data")

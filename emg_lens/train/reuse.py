@@ -304,12 +304,7 @@ def _check(
         raise ValueError("it holds another key")
     _check_tensors(kept["state"], state, "weights")
     _check_tensors(kept["unsaved"], unsaved, "buffers the state dict leaves out")
-    rng = kept["rng"]
-    generator = torch.get_rng_state()
-    if not isinstance(rng, torch.Tensor) or (rng.dtype, rng.shape) != (
-        generator.dtype,
-        generator.shape,
-    ):
+    if not _like(kept["rng"], torch.get_rng_state()):
         raise ValueError("its random state is not torch's")
     result = kept["result"]
     if not isinstance(result, dict) or set(result) != set(like):
@@ -329,10 +324,13 @@ def _check_tensors(found: Any, expected: dict[str, torch.Tensor], what: str) -> 
         raise ValueError(f"its {what} do not fit the model (missing {missing}, extra {extra})")
     for name, tensor in found.items():
         want = expected[name]
-        if not isinstance(tensor, torch.Tensor) or (tensor.shape, tensor.dtype) != (
-            want.shape,
-            want.dtype,
-        ):
-            raise ValueError(f"its tensor {name!r} is not a {want.dtype} {list(want.shape)}")
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise ValueError(f"its tensor {name!r} holds NaN or inf")
+        if not _like(tensor, want) or not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"its tensor {name!r} is not a finite {want.dtype} {list(want.shape)}")
+
+
+def _like(tensor: Any, want: torch.Tensor) -> bool:
+    """Whether ``tensor`` is a tensor of ``want``'s dtype and shape."""
+    return isinstance(tensor, torch.Tensor) and (tensor.dtype, tensor.shape) == (
+        want.dtype,
+        want.shape,
+    )

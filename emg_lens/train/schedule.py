@@ -15,7 +15,15 @@ from torch import nn
 
 from emg_lens._hints import checked
 from emg_lens.components.layer_norm import LayerNorm
-from emg_lens.errors import ArgumentError, ConfigError, check_field_types, check_int, check_seed
+from emg_lens.errors import (
+    ArgumentError,
+    ConfigError,
+    check_choice,
+    check_field_types,
+    check_int,
+    check_number,
+    check_seed,
+)
 from emg_lens.models.base import HookedBiosignalModel
 
 TOKENS = ("mask_token", "cls_token")  # learned tokens: never pulled towards zero
@@ -67,10 +75,8 @@ def warmup_cosine_scheduler(
     if not 0 <= lr_min <= lr_max or lr_max <= 0:
         raise ArgumentError(f"need 0 <= lr_min <= lr_max and lr_max > 0, got {lr_min}, {lr_max}")
     if total_steps < 1 or not 0 <= warmup_steps <= total_steps:
-        raise ArgumentError(
-            f"need total_steps >= 1 and 0 <= warmup_steps <= total_steps, got "
-            f"total_steps={total_steps}, warmup_steps={warmup_steps}"
-        )
+        raise ArgumentError(f"need total_steps >= 1 and 0 <= warmup_steps <= total_steps, got "
+                            f"{total_steps} and {warmup_steps}")  # fmt: skip
 
     bounds = {"total_steps": total_steps, "warmup_steps": warmup_steps}
     return torch.optim.lr_scheduler.LambdaLR(
@@ -130,8 +136,7 @@ def layerwise_param_groups(
     >>> sorted({g["lr"] for g in groups})
     [0.125, 0.25, 0.5, 1.0]
     """
-    if not 0 < layer_decay <= 1:
-        raise ArgumentError(f"layer_decay must be in (0, 1], got {layer_decay!r}")
+    check_number(layer_decay, "layer_decay", "a number in (0, 1]", lambda v: 0 < v <= 1)
     n_layers = model.cfg.n_layers
     groups: dict[tuple[int, bool], dict[str, Any]] = {}
     for module_name, module in model.named_modules():
@@ -174,8 +179,7 @@ class EarlyStopping:
 
     def __init__(self, patience: int, *, mode: str = "max", min_delta: float = 0.0):
         patience = check_int(patience, "patience", minimum=1)
-        if mode not in ("max", "min"):
-            raise ArgumentError(f"mode must be 'max' or 'min', got {mode!r}")
+        check_choice(mode, ("max", "min"), "mode")
         self.patience, self.mode, self.min_delta = patience, mode, min_delta
         self.best: float | None = None
         self.best_index = -1
@@ -207,10 +211,9 @@ class EarlyStopping:
 
 
 def check_schedule_fields(cfg: Any) -> None:
-    """Validate the optimiser and schedule fields the training configs share (``epochs,
-    batch_size, lr, weight_decay, grad_clip``, and those of ``seed, accumulate_steps, min_lr,
-    warmup_epochs, betas`` that ``cfg`` has), after `check_field_types`, naming the field at
-    fault."""
+    """Validate the fields of a training config (``epochs, batch_size, lr, weight_decay,
+    grad_clip``, and those of ``seed, accumulate_steps`` and `SCHEDULE_FIELDS` that ``cfg``
+    has), after `check_field_types`, naming the field at fault."""
     check_field_types(cfg)
     name = type(cfg).__name__
     if hasattr(cfg, "seed"):
@@ -218,50 +221,34 @@ def check_schedule_fields(cfg: Any) -> None:
     for field in ("epochs", "batch_size", "accumulate_steps"):
         if hasattr(cfg, field):
             check_int(getattr(cfg, field), f"{name}.{field}", 1, error=ConfigError)
-    if not cfg.lr > 0:
-        raise ConfigError(f"{name}.lr must be > 0, got {cfg.lr!r}")
-    if hasattr(cfg, "min_lr") and not 0 <= cfg.min_lr <= cfg.lr:
-        raise ConfigError(f"{name}.min_lr must be in [0, lr={cfg.lr}], got {cfg.min_lr!r}")
-    if hasattr(cfg, "warmup_epochs") and not 0 <= cfg.warmup_epochs < cfg.epochs:
-        raise ConfigError(
-            f"{name}.warmup_epochs must be an int in [0, epochs={cfg.epochs}) so the cosine "
-            f"phase is not empty, got {cfg.warmup_epochs!r}"
-        )
-    if not cfg.weight_decay >= 0:
-        raise ConfigError(f"{name}.weight_decay must be >= 0, got {cfg.weight_decay!r}")
-    if hasattr(cfg, "betas") and (len(cfg.betas) != 2 or not all(0 <= b < 1 for b in cfg.betas)):
-        raise ConfigError(f"{name}.betas must be two numbers in [0, 1), got {cfg.betas!r}")
-    if cfg.grad_clip is not None and not cfg.grad_clip > 0:
-        raise ConfigError(f"{name}.grad_clip must be > 0 or None, got {cfg.grad_clip!r}")
+    for field, (wanted, ok) in SCHEDULE_FIELDS.items():
+        if hasattr(cfg, field) and not ok(value := getattr(cfg, field), cfg):
+            raise ConfigError(f"{name}.{field} must be {wanted.format(cfg=cfg)}, got {value!r}")
 
 
-UNIT_INTERVALS: dict[str, Callable[[float], bool]] = {
-    "[0, 1)": lambda value: 0 <= value < 1,
-    "(0, 1]": lambda value: 0 < value <= 1,
-    "[0, 1]": lambda value: 0 <= value <= 1,
-    "(0, 1)": lambda value: 0 < value < 1,
+SCHEDULE_FIELDS: dict[str, tuple[str, Callable[[Any, Any], bool]]] = {
+    "lr": ("> 0", lambda v, cfg: v > 0),
+    "min_lr": ("in [0, lr={cfg.lr}]", lambda v, cfg: 0 <= v <= cfg.lr),
+    "warmup_epochs": (
+        "an int in [0, epochs={cfg.epochs}) so the cosine phase is not empty",
+        lambda v, cfg: 0 <= v < cfg.epochs,
+    ),
+    "weight_decay": (">= 0", lambda v, cfg: v >= 0),
+    "visible_weight": (">= 0", lambda v, cfg: v >= 0),
+    "betas": ("two numbers in [0, 1)", lambda v, cfg: len(v) == 2 and all(0 <= b < 1 for b in v)),
+    "grad_clip": ("> 0 or None", lambda v, cfg: v is None or v > 0),
+    "refits": ("an int >= 0", lambda v, cfg: v >= 0),
+    "anneal_fraction": ("in [0, 1]", lambda v, cfg: 0 <= v <= 1),
+    "edge_dropout": ("in [0, 1)", lambda v, cfg: 0 <= v < 1),
+    "refit_below": (
+        "in (0, 1] (the training accuracy under which a model is trained again)",
+        lambda v, cfg: 0 < v <= 1,
+    ),
+    "layer_decay": ("in (0, 1]", lambda v, cfg: 0 < v <= 1),
+    "label_smoothing": ("in [0, 1)", lambda v, cfg: 0 <= v < 1),
+    "drop_path": ("in [0, 1)", lambda v, cfg: 0 <= v < 1),
+    "mask_ratio": ("in (0, 1)", lambda v, cfg: 0 < v < 1),
 }
-"""The parts of the unit interval a config field may be held to, by how messages write them."""
-
-
-def check_unit_interval(cfg: Any, field: str, interval: str, meaning: str = "") -> None:
-    """Refuse, with a `ConfigError` naming the field (and ``meaning`` in parentheses, where
-    given), a ``cfg.<field>`` outside ``interval``, one of `UNIT_INTERVALS`. Run after
-    `check_field_types`, so the value is a finite number.
-
-    >>> import dataclasses
-    >>> @dataclasses.dataclass
-    ... class Recipe:
-    ...     dropout: float = 1.0
-    >>> check_unit_interval(Recipe(0.5), "dropout", "[0, 1)")
-    >>> check_unit_interval(Recipe(), "dropout", "[0, 1)", "a probability")
-    Traceback (most recent call last):
-    ...
-    emg_lens.errors.ConfigError: Recipe.dropout (a probability) must be in [0, 1), got 1.0
-    """
-    value = getattr(cfg, field)
-    if not UNIT_INTERVALS[interval](value):
-        what = f" ({meaning})" if meaning else ""
-        raise ConfigError(
-            f"{type(cfg).__name__}.{field}{what} must be in {interval}, got {value!r}"
-        )
+"""What `check_schedule_fields` accepts of each range-bound field a training config has (its
+type checked first): the words its message says (``{cfg.lr}``: the config's field) and the
+test."""

@@ -34,7 +34,6 @@ from emg_lens.errors import (
     ConfigError,
     DataFormatError,
     SpecError,
-    check_int,
     check_seed,
     fields_checked,
 )
@@ -42,7 +41,7 @@ from emg_lens.models.base import HookedBiosignalModel
 from emg_lens.train.baseline import feature_baseline
 from emg_lens.train.loop import check_finite_loss, check_finite_weights
 from emg_lens.train.reuse import TrainedEntry
-from emg_lens.train.schedule import check_schedule_fields, check_unit_interval
+from emg_lens.train.schedule import check_schedule_fields
 
 PROGRESS_SECONDS = 5.0
 """Without a progress bar, a training given ``report`` says how far it is after its first
@@ -77,16 +76,7 @@ class TrainConfig:
     refit_below: float = 0.9
 
     def __post_init__(self) -> None:
-        check_schedule_fields(self)  # types (NaN or inf trains to NaN), epochs, lr, seed, ...
-        check_int(self.refits, "TrainConfig.refits", 0, error=ConfigError)
-        check_unit_interval(self, "anneal_fraction", "[0, 1]")
-        check_unit_interval(self, "edge_dropout", "[0, 1)")
-        check_unit_interval(
-            self,
-            "refit_below",
-            "(0, 1]",
-            "the training accuracy under which a model is trained again",
-        )
+        check_schedule_fields(self)  # types (NaN or inf trains to NaN), ranges, seed, ...
         try:
             parse(self.dropout_edges)
         except SpecError as exc:
@@ -167,10 +157,8 @@ def fit(
     (2, 2)
     """
     if len(np.unique(np.asarray(y))) < 2:
-        raise DataFormatError(
-            f"{desc}: the training windows hold one class only ({np.unique(np.asarray(y))}); "
-            "a classifier trained on one class is right by construction. Check the split"
-        )
+        raise DataFormatError(f"{desc}: the training windows hold one class only ("
+                              f"{np.unique(np.asarray(y))}): check the split")  # fmt: skip
     X_t = torch.as_tensor(X, dtype=model.cfg.dtype)
     y_t = torch.as_tensor(y, dtype=torch.long)
     kept = TrainedEntry.of(model, X_t, y_t, cfg, edge_masks) if reuse else None

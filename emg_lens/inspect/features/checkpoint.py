@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from emg_lens._io import atomic_write_all, make_folder
-from emg_lens.errors import CheckpointError, ConfigError, describe
+from emg_lens.errors import CheckpointError, ConfigError, check_type, describe
 from emg_lens.inspect.features.config import FeatureConfig
 from emg_lens.inspect.features.sae import TopKSAE
 from emg_lens.provenance import model_digest
@@ -65,11 +65,9 @@ def read_sae(path: str | Path, model: Any) -> tuple[TopKSAE, dict[str, Any]]:
     config: FeatureConfig = info["config"]
     digest = model_digest(model)
     if info["provenance"].get("model") != digest:
-        raise CheckpointError(
-            f"{path / CONFIG}: these features were trained on another model (digest "
-            f"{str(info['provenance'].get('model'))[:12]}, this {type(model).__name__} is "
-            f"{digest[:12]}): load the checkpoint they were trained on"
-        )
+        trained = str(info["provenance"].get("model"))[:12]
+        raise CheckpointError(f"{path / CONFIG}: these features were trained on another model "
+                              f"({trained}, this is {digest[:12]}): load that one")  # fmt: skip
     config.token_groups(model)
     try:
         state = load_file(str(path / WEIGHTS))
@@ -91,10 +89,8 @@ def read_sae(path: str | Path, model: Any) -> tuple[TopKSAE, dict[str, Any]]:
 def _read_info(path: Path) -> dict[str, Any]:
     file = path / CONFIG
     if not file.is_file() or not (path / WEIGHTS).is_file():
-        raise CheckpointError(
-            f"{path} holds no saved sparse features: expected {CONFIG} and {WEIGHTS} in it "
-            "(Features.save writes them)"
-        )
+        raise CheckpointError(f"{path} holds no saved sparse features: expected {CONFIG} and "
+                              f"{WEIGHTS} in it (Features.save writes them)")  # fmt: skip
     try:
         info = json.loads(file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -103,9 +99,7 @@ def _read_info(path: Path) -> dict[str, Any]:
         found = info.get("format") if isinstance(info, dict) else describe(info)
         raise CheckpointError(f"{file}: format must be {FEATURES_FORMAT!r}, got {found!r}")
     for key, kind in (("config", dict), ("provenance", dict), ("model_class", str)):
-        if not isinstance(info.get(key), kind):
-            raise CheckpointError(f"{file}: {key} must be a {kind.__name__}, got "
-                                  f"{describe(info.get(key))}")  # fmt: skip
+        check_type(info.get(key), kind, f"{file}: {key}", CheckpointError)
     try:
         info["config"] = FeatureConfig.from_dict(info["config"])
     except (ConfigError, TypeError) as exc:

@@ -13,14 +13,22 @@ from emg_lens.errors import (
     ArgumentError,
     ConfigError,
     LayoutError,
+    check_choice,
     check_field_types,
     check_int,
+    check_number,
     describe,
     fields_checked,
 )
 
 HOOKS = ("resid_pre", "resid_mid", "resid_post")
 """The residual hooks of a block an autoencoder can read."""
+RANGES = {
+    "lr": ("> 0", lambda v: v > 0),
+    "aux_coef": (">= 0", lambda v: v >= 0),
+    "holdout": ("in [0, 1)", lambda v: 0 <= v < 1),
+}
+"""`FeatureConfig`'s number fields: what each accepts, in words, and the test."""
 
 
 @fields_checked
@@ -68,16 +76,10 @@ class FeatureConfig:
         check_int(self.k, "FeatureConfig.k (<= n_features)", 1, self.n_features, ConfigError)
         for name in ("layer", "seed", "aux_k"):  # aux_k: at most the dead features are used
             check_int(getattr(self, name), f"FeatureConfig.{name}", error=ConfigError)
-        if self.hook not in HOOKS:
-            raise ConfigError(f"FeatureConfig.hook must be one of {HOOKS}, got {self.hook!r}")
-        for name, low, high in (("lr", 0, None), ("aux_coef", 0, None), ("holdout", 0, 1)):
-            value = getattr(self, name)
-            if value < low or (high and value >= high):
-                bound = f"in [{low}, {high})" if high else f">= {low}"
-                raise ConfigError(f"FeatureConfig.{name} must be a finite number {bound}, got "
-                                  f"{value!r}")  # fmt: skip
-        if self.lr == 0:
-            raise ConfigError("FeatureConfig.lr must be > 0, got 0")
+        check_choice(self.hook, HOOKS, "FeatureConfig.hook", ConfigError)
+        for name, (wanted, ok) in RANGES.items():
+            value, what = getattr(self, name), f"FeatureConfig.{name}"
+            check_number(value, what, f"a finite number {wanted}", ok, ConfigError)
         if self.groups is not None:
             object.__setattr__(self, "groups", tuple(self.groups))
             if not self.groups:
@@ -105,10 +107,8 @@ class FeatureConfig:
     def token_groups(self, model: Any) -> tuple[str, ...]:
         """The groups read, checked against ``model``'s layout (and its layers and readout)."""
         layers = model.cfg.n_layers
-        if self.layer >= layers:
-            raise LayoutError(
-                f"FeatureConfig.layer {self.layer}: the model has {layers} layers (0..{layers - 1})"
-            )
+        what = f"FeatureConfig.layer (the model has {layers} layers)"
+        check_int(self.layer, what, 0, layers - 1, LayoutError)
         layout = model.layout
         groups = self.groups or layout.modalities
         for group in groups:
@@ -116,9 +116,7 @@ class FeatureConfig:
         with torch.inference_mode():
             logits = model(model.example_input(1), return_type=self.readout)
         if not (isinstance(logits, torch.Tensor) and logits.shape == (1, model.cfg.n_classes)):
-            raise ArgumentError(
-                f"FeatureConfig.readout {self.readout!r} gives {describe(logits)}, not class "
-                f"logits [batch, {model.cfg.n_classes}]: choose a readout that gives them "
-                '("logits"; IsoNet\'s mean-pooled head: "avg_logits")'
-            )
+            raise ArgumentError(f"FeatureConfig.readout {self.readout!r} gives {describe(logits)}, "
+                                f"not class logits [batch, {model.cfg.n_classes}]: choose "
+                                '"logits" (IsoNet\'s mean-pooled head: "avg_logits")')  # fmt: skip
         return tuple(groups)

@@ -51,11 +51,9 @@ def token_residuals(
     resid = torch.cat(parts)
     bad = ~torch.isfinite(resid).all(dim=(1, 2))
     if bad.any():
-        raise InputShapeError(
-            f"non-finite activations at {config.hook_name} in window {int(bad.nonzero()[0])} "
-            f"({int(bad.sum())} of {len(resid)} windows): check the windows (NaN or inf in the "
-            "signals) and the model's weights"
-        )
+        raise InputShapeError(f"non-finite activations at {config.hook_name} in window "
+                              f"{int(bad.nonzero()[0])} ({int(bad.sum())} of {len(resid)}): check "
+                              "the windows (NaN or inf) and the model's weights")  # fmt: skip
     return resid
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.errors import ArgumentError, checked, describe
+from emg_lens.errors import ArgumentError, check_type, checked
 from emg_lens.inputs import as_subject_data
 from emg_lens.inspect.features.checkpoint import read_sae
 from emg_lens.inspect.features.config import FeatureConfig
@@ -35,11 +35,9 @@ def _split(model: Any, data: SubjectData | tuple[Any, Any], config: FeatureConfi
     ids = np.unique(trials)
     held = round(config.holdout * len(ids))
     if held < 1 or held >= len(ids):
-        raise ArgumentError(
-            f"FeatureConfig.holdout {config.holdout} of {len(ids)} trials leaves "
-            f"{len(ids) - held} to train on and {held} to evaluate: both need at least one "
-            "trial (give more trials, another holdout, or a SubjectData with training windows)"
-        )
+        raise ArgumentError(f"FeatureConfig.holdout {config.holdout} of {len(ids)} trials "
+                            f"leaves {len(ids) - held} to train on, {held} to evaluate: both need "
+                            "one (more trials, or a SubjectData with train windows)")  # fmt: skip
     order = np.random.default_rng(config.seed).permutation(len(ids))
     evaluated = np.isin(trials, ids[order[:held]])
     return data.X_test[~evaluated], data.select_test(np.flatnonzero(evaluated))
@@ -73,8 +71,7 @@ def train_features(
     >>> bool(0 < features.reconstruction["fve"].iloc[0] <= 1)
     True
     """
-    if not isinstance(config, FeatureConfig):
-        raise ArgumentError(f"config must be a FeatureConfig, got {describe(config)}")
+    check_type(config, FeatureConfig, "config")
     config.token_groups(model)  # the layer and groups, before any work
     X_train, held_out = _split(model, data, config)
     tokens = token_residuals(model, X_train, config).flatten(0, 1)

@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.image import AxesImage
 
-from emg_lens.errors import ArgumentError, checked
+from emg_lens.errors import check_choice, checked
+from emg_lens.inspect.checks import require_columns
 from emg_lens.inspect.importance import mass_effect_correlation
-from emg_lens.inspect.plots.style import annotate_cells, dark_cells, require_columns
+from emg_lens.inspect.plots.style import annotate_cells, dark_cells
 from emg_lens.studies.plots import COLORS
 
 
@@ -72,8 +73,7 @@ def plot_attention_flow(flow: pd.DataFrame, *, value: str = "mass") -> plt.Figur
     """Query-group x key-group heatmaps, one per (layer, head), from `attention_flow`.
     ``value="mass"`` shows the attention mass (0..1); ``"ratio"`` its ratio to uniform
     attention on a log2 scale (red: more than uniform)."""
-    if value not in ("mass", "ratio"):
-        raise ArgumentError(f"value must be 'mass' or 'ratio', got {value!r}")
+    check_choice(value, ("mass", "ratio"), "value")
     columns = ["layer", "head", "query_group", "key_group", "uniform", value]
     require_columns(flow, columns, "plot_attention_flow")
     groups = list(dict.fromkeys(flow["query_group"]))

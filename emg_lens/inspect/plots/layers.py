@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from emg_lens._hints import checked
-from emg_lens.inspect.plots.style import annotate_cells, dark_cells, require_columns
+from emg_lens.inspect.checks import require_columns
+from emg_lens.inspect.plots.style import annotate_cells, dark_cells
 from emg_lens.studies.plots import COLORS
 
 

@@ -15,16 +15,16 @@ from transformer_lens import ActivationCache
 from emg_lens._hints import checked
 from emg_lens.errors import (
     ArgumentError,
-    MissingDependencyError,
     UnsupportedFeatureError,
     check_int,
+    check_type,
     warn_caller,
 )
 from emg_lens.inputs import check_model
 from emg_lens.inspect.checks import check_cache, layout_at
 from emg_lens.inspect.plots.style import CLS_COLOR
 from emg_lens.layout import CLS, TokenLayout
-from emg_lens.report.view import view_record
+from emg_lens.report.view import require_circuitsvis, view_record
 from emg_lens.studies.plots import COLORS
 
 
@@ -41,10 +41,7 @@ def token_labels(layout: TokenLayout) -> list[str]:
     >>> token_labels(TokenLayout(("query",) * 2, (-1, -1), (-1, -1)))  # learned queries
     ['query0', 'query1']
     """
-    if not isinstance(layout, TokenLayout):
-        raise ArgumentError(
-            f"token_labels needs a TokenLayout (e.g. model.layout), got {type(layout).__name__}"
-        )
+    check_type(layout, TokenLayout, "token_labels(layout) (e.g. model.layout)")
     first = {
         g: min(c for gg, c in zip(layout.group, layout.channel) if gg == g)
         for g in layout.modalities
@@ -73,10 +70,8 @@ def _window(window: Any, sample: Any, where: str, default: Any) -> Any:
     if sample is _NOT_GIVEN:
         return default if window is _NOT_GIVEN else window
     if window is not _NOT_GIVEN:
-        raise ArgumentError(
-            f"{where} got both window={window!r} and sample={sample!r}: give window= only "
-            "(sample= is its deprecated name)"
-        )
+        raise ArgumentError(f"{where} got both window={window!r} and sample={sample!r}: give "
+                            "window= only (sample= is its deprecated name)")  # fmt: skip
     warn_caller(
         f"{where}(sample=...) is deprecated and will be removed in the next release: one "
         f"cached input is a window; write {where}(..., window={sample!r})",
@@ -175,22 +170,17 @@ def _name_runs(strip, layout: TokenLayout, *, vertical: bool) -> None:
 def _view_inputs(cache: ActivationCache, layer: int, window: int) -> tuple[Any, list, list]:
     """One cached window's patterns of ``layer`` ``[head, query, key]``, the tokens' names and
     the heads' names, for an attention view (checked as `to_circuitsvis` says)."""
-    if not isinstance(cache, ActivationCache):
-        raise ArgumentError(
-            f"an attention view needs an ActivationCache from model.run_with_cache, got "
-            f"{type(cache).__name__}"
-        )
+    check_type(cache, ActivationCache, "an attention view's cache (model.run_with_cache's)")
     model = check_model(cache.model)
     check_cache(cache, model, [f"blocks.{layer}.attn.hook_pattern"])
     pattern = cache["pattern", layer]
     window = check_int(window, "window", 0, len(pattern) - 1)
     layout = layout_at(model, f"blocks.{layer}.attn.hook_pattern")
     if layout.queries is not None:
-        raise UnsupportedFeatureError(
-            f"circuitsvis draws attention among one list of tokens, but layer {layer} is a "
-            f"cross-attention ({layout.describe_sides()}): draw it with plot_pattern, which "
-            "names both sides"
-        )
+        sides = layout.describe_sides()
+        raise UnsupportedFeatureError(f"circuitsvis draws attention among one list of tokens, "
+                                      f"but layer {layer} is a cross-attention ({sides}): draw "
+                                      "it with plot_pattern")  # fmt: skip
     heads = [f"L{layer}H{h}" for h in range(pattern.shape[1])]
     return pattern[window].detach().cpu(), token_labels(layout), heads
 
@@ -215,15 +205,7 @@ def to_circuitsvis(
     ``pip install circuitsvis`` (the clone's ``.[viz]`` extra)."""
     window = _window(window, sample, "to_circuitsvis", 0)
     pattern, tokens, heads = _view_inputs(cache, layer, window)
-    try:
-        import circuitsvis
-        import circuitsvis.attention  # the submodule holding the view
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "to_circuitsvis needs the optional package circuitsvis: pip install "
-            "circuitsvis (or '.[viz]' in the emg_lens clone)",
-            name="circuitsvis",
-        ) from exc
+    circuitsvis = require_circuitsvis("to_circuitsvis")
     return circuitsvis.attention.attention_heads(
         attention=pattern,
         tokens=tokens,

@@ -1,31 +1,11 @@
-"""What the inspection figures share: the palette, the check that a table has the columns a
-figure reads, and the numbers written into heatmap cells (white on dark cells)."""
+"""What the inspection figures share: the palette and the numbers written into heatmap cells
+(white on dark cells)."""
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
-
-from emg_lens.errors import ArgumentError
 
 CLS_COLOR = "0.55"
-
-
-def require_columns(table: pd.DataFrame, columns: list[str], what: str) -> None:
-    """An `ArgumentError` naming ``what`` unless ``table`` has rows and every one of
-    ``columns``.
-
-    >>> require_columns(pd.DataFrame({"layer": [0]}), ["layer", "head"], "plot_x")
-    Traceback (most recent call last):
-    ...
-    emg_lens.errors.ArgumentError: plot_x needs a non-empty table with columns ['layer', 'head'] (as returned by the matching emg_lens.inspect function); missing ['head']
-    """  # noqa: E501
-    missing = [c for c in columns if c not in getattr(table, "columns", [])]
-    if missing or len(table) == 0:
-        raise ArgumentError(
-            f"{what} needs a non-empty table with columns {columns} (as returned by the "
-            f"matching emg_lens.inspect function); missing {missing or 'rows'}"
-        )
 
 
 def annotate_cells(ax, text: list[list[str]], white: np.ndarray, fontsize: int = 7) -> None:

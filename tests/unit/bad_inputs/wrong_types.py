@@ -117,5 +117,5 @@ ROWS: list[tuple] = [
      _cached(lambda model, cache: plot_pattern(model, cache, "0", 0)), ArgumentError,
      "layer must be an int in 0..1, got '0'"),
     ("token_labels of None", lambda tmp: token_labels(None), ArgumentError,
-     "token_labels needs a TokenLayout (e.g. model.layout), got NoneType"),
+     "token_labels(layout) (e.g. model.layout) must be a TokenLayout, got None"),
 ]  # fmt: skip

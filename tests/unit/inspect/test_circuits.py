@@ -228,7 +228,9 @@ def test_bad_arguments_and_models_without_data_free_channels_raise_named_errors(
         qk_circuit(model, True)
     with pytest.raises(ArgumentError, match=r"level must be one of \('channel', 'group'\)"):
         qk_circuit(model, 0, level="token")
-    with pytest.raises(ArgumentError, match=r"one of \('logits', 'avg_logits'\); got 'both'"):
+    with pytest.raises(
+        ArgumentError, match=r"return_type must be one of \('logits', 'avg_logits'\), got 'both'"
+    ):
         ov_circuit(model, 0, return_type="both")
     with pytest.raises(ArgumentError, match="no shared attention stack"):
         qk_circuit(MultimodalTransformer(MultimodalTransformer.default_config("tiny")), 0)

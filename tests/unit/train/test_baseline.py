@@ -88,7 +88,7 @@ def bad(**changes):
         ({"X_test": np.zeros((60, 4, 1))}, InputShapeError, "time >= 2"),
         ({"X_test": np.zeros((60, 3, 50))}, InputShapeError, "same channels"),
         ({"X_train": np.full((60, 4, 50), np.nan)}, InputShapeError, "X_train holds 12000 non"),
-        ({"y_train": np.zeros(59, int)}, InputShapeError, "y_train must hold one label"),
+        ({"y_train": np.zeros(59, int)}, InputShapeError, r"y_train .* one per window \(60\)"),
         ({"y_test": np.full(60, np.inf)}, InputShapeError, "y_test must be integer"),
         ({"y_test": np.zeros(60)}, InputShapeError, "both be class labels"),
         ({"y_train": np.zeros(60, int)}, DataFormatError, "y_train holds one class"),

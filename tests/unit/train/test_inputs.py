@@ -69,7 +69,7 @@ def test_a_regression_dataset_is_checked_at_its_first_item():
     assert regression_dataset(targets, (1, 4)) is targets
     with pytest.raises(InputShapeError, match=r"val_data item 0 .*y \[steps, outputs\]\), got"):
         regression_dataset(_Items(LABELS), (1, 4), what="val_data")  # scalar labels
-    with pytest.raises(DataFormatError, match="val_data is an empty dataset"):
+    with pytest.raises(DataFormatError, match=r"val_data items must be .* got an empty dataset"):
         regression_dataset(TensorDataset(torch.zeros(0, 1, 4)), (1, 4), what="val_data")
     with pytest.raises(DataFormatError, match=r"items must be \(x \[C, T\], y\) pairs"):
         regression_dataset(TensorDataset(torch.zeros(2, 1, 4)), (1, 4))
