@@ -99,9 +99,11 @@ def read_hook(point: nn.Module, x: torch.Tensor) -> torch.Tensor:
         isinstance(out, torch.Tensor) and out.shape == x.shape and out.dtype == x.dtype
     ):
         return out
-    raise InputShapeError(f"a hook at {point.name} returned {describe(out)}; a hook there must "
-                          f"return None or a tensor of what it was given: {describe(x)} ([batch, "
-                          "head_index, query_pos, key_pos])")  # fmt: skip
+    raise InputShapeError(
+        f"a hook at {point.name} returned {describe(out)}; a hook there must "
+        f"return None or a tensor of what it was given: {describe(x)} ([batch, "
+        "head_index, query_pos, key_pos])"
+    )
 
 
 # ---------------------------------------------------------------------------- the merge

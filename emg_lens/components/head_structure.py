@@ -120,8 +120,9 @@ class StructuredHeads(FastAttention):
         edges = [s.heads for s in structure]
         ends = [(0, 0), *edges, (h, h + 1)]  # each range starts where the one before ended
         if not structure or any(a[1] != b[0] or b[0] >= b[1] for a, b in pairwise(ends)):
-            raise ConfigError(f"a head structure must cover heads 0..{h - 1} in consecutive "
-                              f"ranges, got {edges}")  # fmt: skip
+            raise ConfigError(
+                f"a head structure must cover heads 0..{h - 1} in consecutive ranges, got {edges}"
+            )
         if self.rotary is not None:
             raise ConfigError("a head structure is not supported with rotary positions")
         for s in structure:
@@ -129,8 +130,9 @@ class StructuredHeads(FastAttention):
                 if part is not None and not 0 <= part[0] < part[1] <= d_model:
                     raise ConfigError(f"HeadStructure.{what}={part} is not a slice of d_model")
             if s.groups is not None and len(s.groups) != n_tokens:
-                raise ConfigError(f"HeadStructure.groups has {len(s.groups)} entries for "
-                                  f"{n_tokens} tokens")  # fmt: skip
+                raise ConfigError(
+                    f"HeadStructure.groups has {len(s.groups)} entries for {n_tokens} tokens"
+                )
         device = self.W_Q.device
         self.structure = structure
         self._plans = [_Plan(s, n_tokens) for s in structure]

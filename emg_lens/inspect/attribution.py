@@ -101,12 +101,16 @@ def _labels(labels: Any, batch: int, n_classes: int) -> torch.Tensor:
     array = np.asarray(labels.cpu() if torch.is_tensor(labels) else labels)
     if array.shape != (batch,) or array.dtype.kind not in "biu":  # not text, floats, objects
         got = describe(torch.as_tensor(array)) if array.dtype.kind in "biufc" else repr(labels)
-        raise InputShapeError(f"labels must be integer class indices [batch={batch}] (one per "
-                              f"cached window), got {got}")  # fmt: skip
+        raise InputShapeError(
+            f"labels must be integer class indices [batch={batch}] (one per "
+            f"cached window), got {got}"
+        )
     labels = torch.as_tensor(array)
     if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ArgumentError(f"labels must be in [0, {n_classes - 1}] (n_classes={n_classes}), got "
-                            f"values in [{int(labels.min())}, {int(labels.max())}]")  # fmt: skip
+        raise ArgumentError(
+            f"labels must be in [0, {n_classes - 1}] (n_classes={n_classes}), got "
+            f"values in [{int(labels.min())}, {int(labels.max())}]"
+        )
     return labels.long()
 
 

@@ -55,20 +55,28 @@ def check_cache(
     same architecture: attribution reads the weights of ``cache.model``), and `LayoutError`
     for activations whose token or head axes do not match the model."""
     if not isinstance(cache, ActivationCache):
-        raise ArgumentError("expected a transformer_lens ActivationCache from model.run_with_"
-                            f"cache(signals), got {type(cache).__name__}")  # fmt: skip
+        raise ArgumentError(
+            "expected a transformer_lens ActivationCache from model.run_with_"
+            f"cache(signals), got {type(cache).__name__}"
+        )
     if cache.model is not model:
         other = f"{type(cache.model).__name__} at {id(cache.model):#x}"
-        raise ArgumentError(f"the cache was made by another model ({other}), not by this "
-                            f"{type(model).__name__}: run model.run_with_cache on it")  # fmt: skip
+        raise ArgumentError(
+            f"the cache was made by another model ({other}), not by this "
+            f"{type(model).__name__}: run model.run_with_cache on it"
+        )
     if not cache.has_batch_dim:
-        raise ArgumentError("the cache has no batch axis (remove_batch_dim=True): run "
-                            "model.run_with_cache without it")  # fmt: skip
+        raise ArgumentError(
+            "the cache has no batch axis (remove_batch_dim=True): run "
+            "model.run_with_cache without it"
+        )
     names = list(names)
     missing = [name for name in names if name not in cache.cache_dict]
     if missing:
-        raise ArgumentError(f"the cache lacks {len(missing)} activation(s) this needs, e.g. "
-                            f"{missing[:3]}: did a names_filter leave them out?")  # fmt: skip
+        raise ArgumentError(
+            f"the cache lacks {len(missing)} activation(s) this needs, e.g. "
+            f"{missing[:3]}: did a names_filter leave them out?"
+        )
     n_heads = model.cfg.n_heads
     for name in names:
         layout = layout_at(model, name)
@@ -76,9 +84,11 @@ def check_cache(
         if name.endswith(("hook_pattern", "hook_attn_scores")):
             expected = (n_heads, layout.n_queries, layout.n_tokens)
             if shape[1:] != expected:
-                raise LayoutError(f"cache[{name!r}] has shape {list(shape)}, not [batch, "
-                                  f"{', '.join(map(str, expected))}]: this model has {n_heads} "
-                                  f"heads and {layout.describe_sides()} there")  # fmt: skip
+                raise LayoutError(
+                    f"cache[{name!r}] has shape {list(shape)}, not [batch, "
+                    f"{', '.join(map(str, expected))}]: this model has {n_heads} "
+                    f"heads and {layout.describe_sides()} there"
+                )
         elif len(shape) >= 3:  # [batch, pos, ...]: the stream of the query tokens
             layout.query_side.check_matches(shape[1], f"cache[{name!r}]")
     return cache
@@ -96,5 +106,7 @@ def require_columns(table: Any, columns: list[str], what: str) -> None:
     """  # noqa: E501
     missing = [c for c in columns if c not in getattr(table, "columns", [])]
     if missing or len(table) == 0:
-        raise ArgumentError(f"{what} needs a non-empty table with columns {columns} (as "
-                            f"emg_lens.inspect gives); missing {missing or 'rows'}")  # fmt: skip
+        raise ArgumentError(
+            f"{what} needs a non-empty table with columns {columns} (as "
+            f"emg_lens.inspect gives); missing {missing or 'rows'}"
+        )

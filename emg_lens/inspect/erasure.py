@@ -122,8 +122,10 @@ def _windows(
         unit = trial_unit(X.meta)
         return X.X_train, values, X.train_trials, np.asarray(X.rep_train), unit, name
     if labels is None or isinstance(labels, str):
-        raise ArgumentError(f"windows given as an array need their concept's labels, one per "
-                            f"window, got {labels!r} (names are a SubjectData's)")  # fmt: skip
+        raise ArgumentError(
+            f"windows given as an array need their concept's labels, one per "
+            f"window, got {labels!r} (names are a SubjectData's)"
+        )
     values = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
     n = len(X)
     if trials is None:
@@ -131,8 +133,10 @@ def _windows(
     else:
         trials, unit = np.asarray(trials), "given"
     if values.shape != (n,) or trials.shape != (n,):
-        raise InputShapeError(f"labels and trials must give one value per window ({n}), got "
-                              f"{describe(values)} and {describe(trials)}")  # fmt: skip
+        raise InputShapeError(
+            f"labels and trials must give one value per window ({n}), got "
+            f"{describe(values)} and {describe(trials)}"
+        )
     return X, values, trials, np.zeros(n, np.int64), unit, "labels"
 
 
@@ -175,14 +179,17 @@ def erase_concept(
     windows, values, trial_ids, repetitions, unit, concept = _windows(X, labels, trials)
     codes, _ = concept_codes(values)
     if at not in model.hook_dict:
-        raise LayoutError(f"no hook point {at!r} on {type(model).__name__}; e.g. "
-                          "'blocks.0.hook_resid_pre'")  # fmt: skip
+        raise LayoutError(
+            f"no hook point {at!r} on {type(model).__name__}; e.g. 'blocks.0.hook_resid_pre'"
+        )
     group, positions = token_positions(model, tokens)
     acts = token_activations(model, windows, [at], batch_size=batch_size)[at]
     if acts.ndim != 3 or acts.shape[1] != model.layout.n_tokens:
-        raise InputShapeError(f"{at} gives {describe(acts)}: an eraser reads a [window, position, "
-                              "d_model] activation of the tokens (a residual stream, an attention "
-                              "or MLP output)")  # fmt: skip
+        raise InputShapeError(
+            f"{at} gives {describe(acts)}: an eraser reads a [window, position, "
+            "d_model] activation of the tokens (a residual stream, an attention "
+            "or MLP output)"
+        )
     found = fold_windows(codes, trial_ids, repetitions, folds, seed=seed, unit=unit,
                          what="concept value")  # fmt: skip
     flat = group_vectors(acts, positions)

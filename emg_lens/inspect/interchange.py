@@ -98,16 +98,20 @@ def _windows(
 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray | None]:
     """``(X, y, trial)`` of ``(X, y)`` or ``(X, y, trial)`` (``trial`` None for the first)."""
     if not (isinstance(data, tuple) and len(data) in (2, 3)):
-        raise ArgumentError(f"{what} must be a tuple (X, y) of windows and labels or (X, y, "
-                            f"trial) as interchange_pairs gives, got {describe(data)}")  # fmt: skip
+        raise ArgumentError(
+            f"{what} must be a tuple (X, y) of windows and labels or (X, y, "
+            f"trial) as interchange_pairs gives, got {describe(data)}"
+        )
     X = torch.as_tensor(np.asarray(data[0]), dtype=model.cfg.dtype, device=model.cfg.device)
     y = np.asarray(data[1].cpu() if isinstance(data[1], torch.Tensor) else data[1])
     model.to_tokens(X[:1])  # InputShapeError unless [n, channels, time] fits the model
     trials = y if len(data) == 2 else np.asarray(data[2])
     for name, got in (("labels y", y), ("trials", trials)):
         if got.shape != (len(X),) or not np.issubdtype(got.dtype, np.integer):
-            raise InputShapeError(f"{what}'s {name} must be integers, one per window ({len(X)}), "
-                                  f"got {got.dtype} {list(got.shape)}")  # fmt: skip
+            raise InputShapeError(
+                f"{what}'s {name} must be integers, one per window ({len(X)}), "
+                f"got {got.dtype} {list(got.shape)}"
+            )
     if len(y) and (y.min() < 0 or y.max() >= model.cfg.n_classes):
         raise ArgumentError(f"{what} labels must be in [0, {model.cfg.n_classes - 1}]")
     return X, y, None if len(data) == 2 else trials
@@ -141,8 +145,10 @@ def interchange_pairs(
         if not (isinstance(pair, tuple) and len(pair) == 2) or any(
             not is_int(c, 0, data.n_classes - 1) for c in pair
         ):
-            raise ArgumentError(f"class_pairs holds (base class, source class) index pairs in "
-                                f"[0, {data.n_classes - 1}], got {pair!r}")  # fmt: skip
+            raise ArgumentError(
+                f"class_pairs holds (base class, source class) index pairs in "
+                f"[0, {data.n_classes - 1}], got {pair!r}"
+            )
         a_reps = sorted(set(reps[y == pair[0]].tolist()))
         b_reps = sorted(set(reps[y == pair[1]].tolist()))
         matched = (
@@ -217,8 +223,10 @@ def interchange(
         _windows(model, source, "source"),
     )
     if len(base_x) != len(source_x) or not len(base_x):
-        raise InputShapeError(f"base and source must pair window by window (one or more), got "
-                              f"{len(base_x)} and {len(source_x)} windows")  # fmt: skip
+        raise InputShapeError(
+            f"base and source must pair window by window (one or more), got "
+            f"{len(base_x)} and {len(source_x)} windows"
+        )
     if (group is None) == (edges is None):
         raise ArgumentError("interchange needs exactly one of group= (a token group) or edges=")
     if group is not None:
@@ -252,8 +260,10 @@ def interchange(
     intervened = model.run_with_hooks(base_x, fwd_hooks=[(hook_name, intervene)], **run)
     intervened = intervened.float().cpu().numpy()
     if not np.isfinite(intervened).all():
-        raise InputShapeError(f"the intervention ({site}) gave non-finite logits: the source's "
-                              "activations or the model's weights hold NaN or inf")  # fmt: skip
+        raise InputShapeError(
+            f"the intervention ({site}) gave non-finite logits: the source's "
+            "activations or the model's weights hold NaN or inf"
+        )
     rows = np.arange(len(base_y))
 
     def difference(logits: np.ndarray) -> np.ndarray:

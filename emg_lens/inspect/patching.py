@@ -76,14 +76,17 @@ def run_patched(
     check_model(model)
     unknown = [name for name in sites if name not in model.hook_dict]
     if unknown:
-        raise ArgumentError(f"no hook point named {unknown}; e.g. 'blocks.0.attn.hook_z', "
-                            "'blocks.0.hook_resid_pre'")  # fmt: skip
+        raise ArgumentError(
+            f"no hook point named {unknown}; e.g. 'blocks.0.attn.hook_z', 'blocks.0.hook_resid_pre'"
+        )
     check_cache(clean_cache, model, sites)
     corrupted = model.to_tokens(corrupted)
     batch = clean_cache[next(iter(sites))].shape[0] if sites else len(corrupted)
     if batch != len(corrupted):
-        raise InputShapeError(f"clean and corrupted inputs must pair window by window, got "
-                              f"{batch} and {len(corrupted)} windows")  # fmt: skip
+        raise InputShapeError(
+            f"clean and corrupted inputs must pair window by window, got "
+            f"{batch} and {len(corrupted)} windows"
+        )
 
     def overwrite(index: tuple, clean: torch.Tensor):
         def hook(activation: torch.Tensor, hook) -> torch.Tensor:
@@ -102,8 +105,10 @@ def _scalar(metric: Metric, output: Any) -> float:
     try:  # a tensor of more than one element is a ValueError too
         return float(value := metric(output))
     except (TypeError, ValueError) as exc:
-        raise ArgumentError(f"metric must return a scalar (a number, a one-element tensor: "
-                            f"average over the batch), got {describe(value)}") from exc  # fmt: skip
+        raise ArgumentError(
+            f"metric must return a scalar (a number, a one-element tensor: "
+            f"average over the batch), got {describe(value)}"
+        ) from exc
 
 
 class _Sweep:
@@ -257,8 +262,10 @@ def patch_token_group(
     check_model(model)
     groups = [group] if isinstance(group, str) else list(group)
     if not groups or not all(isinstance(g, str) for g in groups):
-        raise ArgumentError(f"group must be a token group or a non-empty list of them, from "
-                            f"{model.layout.groups}; got {group!r}")  # fmt: skip
+        raise ArgumentError(
+            f"group must be a token group or a non-empty list of them, from "
+            f"{model.layout.groups}; got {group!r}"
+        )
     positions = sorted(p for g in dict.fromkeys(groups) for p in model.layout.positions(g))
     sweep = _Sweep(model, clean, corrupted, metric, "hook_resid_pre", layers)
     name = "+".join(dict.fromkeys(groups))
@@ -291,7 +298,8 @@ def tl_index_df(model: Any, *axes: str) -> pd.DataFrame:
     }
     unknown = [a for a in axes if a not in ranges]
     if not axes or unknown:
-        raise ArgumentError(f"tl_index_df axes must be some of {list(ranges)} (layer first), "
-                            f"got {list(axes)}")  # fmt: skip
+        raise ArgumentError(
+            f"tl_index_df axes must be some of {list(ranges)} (layer first), got {list(axes)}"
+        )
     rows = itertools.product(*(range(ranges[a]) for a in axes))
     return pd.DataFrame(list(rows), columns=list(axes))

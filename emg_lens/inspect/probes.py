@@ -79,8 +79,10 @@ def token_group(model: Any, group: str | EdgeSet) -> tuple[str, list[int], bool]
         positions = [p for p, g in enumerate(layout.group) if g in layout.modalities]
         return POOLED, positions, True
     if not isinstance(group, (str, EdgeSet)):
-        raise ArgumentError(f"a probe's group must be a token group {model.layout.groups}, "
-                            f"{POOLED!r} or an edge set, got {describe(group)}")  # fmt: skip
+        raise ArgumentError(
+            f"a probe's group must be a token group {model.layout.groups}, "
+            f"{POOLED!r} or an edge set, got {describe(group)}"
+        )
     return (*group_positions(model, group, also=[POOLED]), False)
 
 
@@ -159,8 +161,10 @@ def token_activations(
     acts = {name: torch.cat(chunks) for name, chunks in parts.items()}
     for name, value in acts.items():
         if not torch.isfinite(value).all():
-            raise InputShapeError(f"{name} holds non-finite values (NaN or inf): check the model's "
-                                  "weights and the windows")  # fmt: skip
+            raise InputShapeError(
+                f"{name} holds non-finite values (NaN or inf): check the model's "
+                "weights and the windows"
+            )
     return acts
 
 
@@ -174,8 +178,9 @@ def _labels(
     else:
         target = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
         if target.shape != y.shape:
-            raise InputShapeError(f"labels must give one value per window ({len(y)}), got shape "
-                                  f"{list(target.shape)}")  # fmt: skip
+            raise InputShapeError(
+                f"labels must give one value per window ({len(y)}), got shape {list(target.shape)}"
+            )
     keep = np.arange(len(y))
     if classes is not None:
         what = "classes (class indices: y values)"
@@ -247,8 +252,10 @@ def fold_windows(
     folds = check_int(folds, "folds", minimum=2)
     target, trials, repetitions = map(np.asarray, (target, trials, repetitions))
     if target.ndim != 1 or not len(target) or not trials.shape == target.shape == repetitions.shape:
-        raise InputShapeError(f"target, trials, repetitions must be 1-D, one value per window, "
-                              f"got {target.shape} {trials.shape} {repetitions.shape}")  # fmt: skip
+        raise InputShapeError(
+            f"target, trials, repetitions must be 1-D, one value per window, "
+            f"got {target.shape} {trials.shape} {repetitions.shape}"
+        )
     n_trials = len(np.unique(trials))
     regression = _is_regression(target)
     if regression:
@@ -280,8 +287,10 @@ def fold_windows(
         else " (these windows carry no repetitions: each is its own trial)"
     )
     leave = "" if regression else " or leave it out (classes=)"
-    raise ArgumentError(f"{name} has {counts[worst]} trial(s), fewer than folds={folds}{why}: "
-                        f"pass fewer folds{leave}")  # fmt: skip
+    raise ArgumentError(
+        f"{name} has {counts[worst]} trial(s), fewer than folds={folds}{why}: "
+        f"pass fewer folds{leave}"
+    )
 
 
 def leave_one_out(
@@ -301,16 +310,21 @@ def leave_one_out(
 
     values, target = np.asarray(values), np.asarray(target)
     if values.shape != target.shape:
-        raise InputShapeError(f"leave-one-{name}-out needs one {name} per window ("
-                              f"{len(target)}), got {describe(values)}")  # fmt: skip
+        raise InputShapeError(
+            f"leave-one-{name}-out needs one {name} per window ("
+            f"{len(target)}), got {describe(values)}"
+        )
     if len(np.unique(values)) < 2:
-        raise ArgumentError(f"leave-one-{name}-out needs two {name}s or more, got only "
-                            f"{np.unique(values).tolist()}")  # fmt: skip
+        raise ArgumentError(
+            f"leave-one-{name}-out needs two {name}s or more, got only {np.unique(values).tolist()}"
+        )
     splits = list(LeaveOneGroupOut().split(target, target, groups=values))
     for train, test in splits:
         if len(np.unique(target[train])) < 2:
-            raise ArgumentError(f"without {name} {values[test][0]!r} the windows hold one "
-                                "label only: no probe to fit")  # fmt: skip
+            raise ArgumentError(
+                f"without {name} {values[test][0]!r} the windows hold one "
+                "label only: no probe to fit"
+            )
     return Folds(splits, name, len(np.unique(trials)))
 
 

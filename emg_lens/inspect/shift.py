@@ -76,8 +76,10 @@ def mmd2_unbiased(
         or x.shape[:-2] + x.shape[-1:] != y.shape[:-2] + y.shape[-1:]
         or min(x.shape[-2], y.shape[-2]) < 2
     ):
-        raise InputShapeError(f"mmd2_unbiased needs samples [..., n >= 2, dim] and [..., m >= 2, "
-                              f"dim], got {list(x.shape)} and {list(y.shape)}")  # fmt: skip
+        raise InputShapeError(
+            f"mmd2_unbiased needs samples [..., n >= 2, dim] and [..., m >= 2, "
+            f"dim], got {list(x.shape)} and {list(y.shape)}"
+        )
     x, y = x.double(), y.double()
     pooled = torch.cat([x, y], dim=-2)
     if bandwidth is None:
@@ -147,9 +149,11 @@ def distribution_shift(
     n_layers = model.cfg.n_layers
     missing = [i for i in range(n_layers) if f"blocks.{i}.hook_resid_post" not in model.hook_dict]
     if missing:  # an attached model whose attention has no block around it to name
-        raise UnsupportedFeatureError(f"distribution_shift reads blocks.{{l}}.hook_resid_post, "
-                                      f"missing at layers {missing} of {type(model).__name__}: "
-                                      "see model.resid_modules")  # fmt: skip
+        raise UnsupportedFeatureError(
+            f"distribution_shift reads blocks.{{l}}.hook_resid_post, "
+            f"missing at layers {missing} of {type(model).__name__}: "
+            "see model.resid_modules"
+        )
     layers = sorted(set(check_ints(layers, "layers", 0, n_layers - 1)))
     signals = model.to_tokens(signals)
     if len(signals) < 4:

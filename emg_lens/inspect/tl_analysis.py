@@ -75,9 +75,11 @@ def token_positions(model: Any, tokens: Tokens) -> tuple[str, list[int]]:
     """  # noqa: E501
     if isinstance(tokens, (str, EdgeSet)):
         if tokens == POOLED:
-            raise ArgumentError(f"{POOLED!r} is the mean of the channel tokens, not a position: "
-                                f"name a group {model.layout.groups}, an edge expression or "
-                                "positions")  # fmt: skip
+            raise ArgumentError(
+                f"{POOLED!r} is the mean of the channel tokens, not a position: "
+                f"name a group {model.layout.groups}, an edge expression or "
+                "positions"
+            )
         name, positions, _ = token_group(model, tokens)
         return name, positions
     given = np.asarray(tokens.cpu() if isinstance(tokens, torch.Tensor) else tokens)
@@ -88,8 +90,10 @@ def token_positions(model: Any, tokens: Tokens) -> tuple[str, list[int]]:
         )
     positions, n_tokens = given.tolist(), model.layout.n_tokens
     if bad := [p for p in positions if not 0 <= p < n_tokens]:
-        raise IndexOutOfRangeError(f"position {bad[0]} is not a token of {type(model).__name__}"
-                                   f"'s layout (positions 0..{n_tokens - 1})")  # fmt: skip
+        raise IndexOutOfRangeError(
+            f"position {bad[0]} is not a token of {type(model).__name__}"
+            f"'s layout (positions 0..{n_tokens - 1})"
+        )
     if len(set(positions)) != len(positions):
         raise ArgumentError(f"token positions repeat: {positions}")
     return f"positions {positions}", positions
@@ -128,8 +132,9 @@ class TokenRows:
         [7, 7, 9, 9]
         """
         if len(values) != self.n_windows:
-            raise InputShapeError(f"per_row takes one value per window ({self.n_windows}), got "
-                                  f"{len(values)}")  # fmt: skip
+            raise InputShapeError(
+                f"per_row takes one value per window ({self.n_windows}), got {len(values)}"
+            )
         if isinstance(values, torch.Tensor):
             return values[self.window.to(values.device)]
         return np.asarray(values)[self.window.numpy()]
@@ -150,8 +155,9 @@ def token_rows(model: Any, windows: Any, tokens: Tokens) -> TokenRows:
     """
     name, positions = token_positions(model, tokens)
     if getattr(windows, "ndim", None) != 3:  # to_tokens would take one window as a batch
-        raise InputShapeError(f"windows must be a batch [n, channels, time], got "
-                              f"{describe(windows)}")  # fmt: skip
+        raise InputShapeError(
+            f"windows must be a batch [n, channels, time], got {describe(windows)}"
+        )
     signals = model.to_tokens(windows)  # InputShapeError, by name
     n, k = len(signals), len(positions)
     window = torch.arange(n).repeat_interleave(k)

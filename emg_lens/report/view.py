@@ -93,9 +93,11 @@ def require_circuitsvis(what: str) -> Any:
         import circuitsvis
         import circuitsvis.attention  # the submodule holding the views
     except ImportError as exc:
-        raise MissingDependencyError(f"{what} needs the optional package circuitsvis: pip install "
-                                     "circuitsvis (or '.[viz]' in the emg_lens clone)",
-                                     name="circuitsvis") from exc  # fmt: skip
+        raise MissingDependencyError(
+            f"{what} needs the optional package circuitsvis: pip install "
+            "circuitsvis (or '.[viz]' in the emg_lens clone)",
+            name="circuitsvis",
+        ) from exc
     return circuitsvis
 
 

@@ -114,8 +114,9 @@ def _windows(X: Any, field: str) -> np.ndarray:
     X = np.asarray(X) if hasattr(X, "shape") else X
     shape: tuple[int, ...] = X.shape if isinstance(X, np.ndarray) and X.dtype.kind in "iuf" else ()
     if len(shape) != 3 or not shape[0] or shape[2] < 2:
-        raise InputShapeError(f"{field} must be windows [n >= 1, channel, time >= 2] of numbers, "
-                              f"got {describe(X)}")  # fmt: skip
+        raise InputShapeError(
+            f"{field} must be windows [n >= 1, channel, time >= 2] of numbers, got {describe(X)}"
+        )
     if bad := int(X.size - np.isfinite(X).sum()) if X.dtype.kind == "f" else 0:
         raise InputShapeError(f"{field} holds {bad} non-finite values (NaN or inf)")
     check_window_range(X, field)
@@ -169,8 +170,10 @@ def _training_low(
     windows of both sides of a split are shifted; ``other``, the other side, must have the
     same channels (``names`` name the two sides in the error)."""
     if train.shape[1] != other.shape[1]:
-        raise InputShapeError(f"{names[0]} has {train.shape[1]} channels and {names[1]} "
-                              f"{other.shape[1]}: both need the same channels")  # fmt: skip
+        raise InputShapeError(
+            f"{names[0]} has {train.shape[1]} channels and {names[1]} "
+            f"{other.shape[1]}: both need the same channels"
+        )
     return train.min(axis=(0, 2)).astype(np.float64)
 
 
@@ -202,8 +205,10 @@ def _labels(y: Any, n: int, field: str) -> np.ndarray:
     finite = y.dtype.kind in "iub" or (y.dtype.kind == "f" and np.isfinite(y).all())
     if y.ndim < 1 or len(y) != n or not finite:
         nan = " with NaN or inf" if y.dtype.kind == "f" and not finite else ""
-        raise InputShapeError(f"{field} must be integer class labels or finite float targets, one "
-                              f"per window ({n}), got {describe(y)}{nan}")  # fmt: skip
+        raise InputShapeError(
+            f"{field} must be integer class labels or finite float targets, one "
+            f"per window ({n}), got {describe(y)}{nan}"
+        )
     return y
 
 
@@ -214,9 +219,11 @@ def _class_labels(y: np.ndarray, field: str) -> np.ndarray:
         return y
     fractional = y[y != np.round(y)]
     if len(fractional):
-        raise InputShapeError(f"{field} must be integer class labels (a classifier's accuracy), "
-                              f"got {describe(y)} with {len(fractional)} non-integral values (e.g. "
-                              f"{fractional.flat[0]!r}); metric='r2' reads targets")  # fmt: skip
+        raise InputShapeError(
+            f"{field} must be integer class labels (a classifier's accuracy), "
+            f"got {describe(y)} with {len(fractional)} non-integral values (e.g. "
+            f"{fractional.flat[0]!r}); metric='r2' reads targets"
+        )
     return y.astype(np.int64)
 
 
@@ -224,8 +231,10 @@ def _r2(pred: np.ndarray, target: np.ndarray) -> float:
     """R² per output (columns), averaged; a target that does not vary has none."""
     variance = target.var(axis=0)
     if (variance == 0).any():
-        raise DataFormatError(f"y_test outputs {np.flatnonzero(variance == 0).tolist()} do not "
-                              "vary: R² is undefined on them")  # fmt: skip
+        raise DataFormatError(
+            f"y_test outputs {np.flatnonzero(variance == 0).tolist()} do not "
+            "vary: R² is undefined on them"
+        )
     return float(np.mean(1.0 - ((pred - target) ** 2).mean(axis=0) / variance))
 
 
@@ -289,8 +298,10 @@ def feature_baseline(data: Split | SubjectData, metric: str | None = None) -> Ba
     if metric is None and isinstance(data, SubjectData):
         metric = "accuracy"
     if metric is None and (y_train.dtype.kind in "iub") != (y_test.dtype.kind in "iub"):
-        raise InputShapeError(f"y_train ({y_train.dtype}) and y_test ({y_test.dtype}) must both be "
-                              "class labels (integers) or both targets (floats)")  # fmt: skip
+        raise InputShapeError(
+            f"y_train ({y_train.dtype}) and y_test ({y_test.dtype}) must both be "
+            "class labels (integers) or both targets (floats)"
+        )
     if metric is None:
         metric = "accuracy" if y_train.dtype.kind in "iub" else "r2"
     classify = metric == "accuracy"
@@ -302,8 +313,10 @@ def feature_baseline(data: Split | SubjectData, metric: str | None = None) -> Ba
     F_test = _features(_amplitudes(X_test, low), train[0], metric)
     if classify:
         if len(np.unique(y_train)) < 2:
-            raise DataFormatError(f"y_train holds one class ({np.unique(y_train).tolist()}); a "
-                                  "classifier needs two or more")  # fmt: skip
+            raise DataFormatError(
+                f"y_train holds one class ({np.unique(y_train).tolist()}); a "
+                "classifier needs two or more"
+            )
         predictions = fit_baseline(F_train, y_train).predict(F_test)
         value = float((predictions == y_test).mean())
     else:
@@ -312,8 +325,10 @@ def feature_baseline(data: Split | SubjectData, metric: str | None = None) -> Ba
         predictions = predictions.reshape(len(y_test), -1)
         value = _r2(predictions, y_test.reshape(len(y_test), -1).astype(np.float64))
     if not np.isfinite(value) or not np.isfinite(np.asarray(predictions, np.float64)).all():
-        raise DataFormatError(f"the feature baseline's {metric} is not finite ({value}): its "
-                              "features or fit overflowed; check the windows' scale")  # fmt: skip
+        raise DataFormatError(
+            f"the feature baseline's {metric} is not finite ({value}): its "
+            "features or fit overflowed; check the windows' scale"
+        )
     return BaselineScore(metric, value, len(X_train), len(X_test), BASELINE_KINDS[metric],
                          np.asarray(predictions))  # fmt: skip
 

@@ -143,8 +143,9 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise ConfigError(f"environment variable {name}={raw!r} must be an int (torchrun "
-                          "sets it)") from None  # fmt: skip
+        raise ConfigError(
+            f"environment variable {name}={raw!r} must be an int (torchrun sets it)"
+        ) from None
 
 
 def torchrun_process() -> DistributedRun:
@@ -162,8 +163,10 @@ def torchrun_process() -> DistributedRun:
         return DistributedRun()
     rank, local_rank = _env_int("RANK", -1), _env_int("LOCAL_RANK", 0)
     if not 0 <= rank < world_size:
-        raise ConfigError(f"environment variable RANK must be in [0, WORLD_SIZE={world_size}) "
-                          f"(launch with torchrun), got {os.environ.get('RANK')!r}")  # fmt: skip
+        raise ConfigError(
+            f"environment variable RANK must be in [0, WORLD_SIZE={world_size}) "
+            f"(launch with torchrun), got {os.environ.get('RANK')!r}"
+        )
     return DistributedRun(rank, world_size, local_rank)
 
 

@@ -194,8 +194,10 @@ def pretrained_model(pretrained: TinyMyo | str | Path, device: str | None) -> Ti
         else pretrained
     )
     if not getattr(model, "head_tasks", ()):  # an encoder that takes a new head
-        raise CheckpointError(f"fine-tuning starts from a TinyMyo (or a checkpoint of one), got "
-                              f"{type(model).__name__}")  # fmt: skip
+        raise CheckpointError(
+            f"fine-tuning starts from a TinyMyo (or a checkpoint of one), got "
+            f"{type(model).__name__}"
+        )
     return typing.cast(TinyMyo, model)  # the one model class with head_tasks
 
 
@@ -210,8 +212,10 @@ def _with_new_head(
     encoder = {k: v for k, v in pretrained.state_dict().items() if not k.startswith("head.")}
     missing, unexpected = model.load_state_dict(encoder, strict=False)
     if unexpected or any(not k.startswith("head.") for k in missing):
-        raise CheckpointError(f"the pretrained encoder does not fit: missing {sorted(missing)}, "
-                              f"unexpected {sorted(unexpected)}")  # fmt: skip
+        raise CheckpointError(
+            f"the pretrained encoder does not fit: missing {sorted(missing)}, "
+            f"unexpected {sorted(unexpected)}"
+        )
     return model.to(next(pretrained.parameters()).device)
 
 
@@ -219,8 +223,10 @@ def _labels(y: torch.Tensor, n_classes: int) -> torch.Tensor:
     y = torch.as_tensor(y, dtype=torch.long)
     bad = y[(y < 0) | (y >= n_classes)]
     if len(bad):
-        raise DataFormatError(f"fine-tuning needs labels in [0, n_classes={n_classes}); found "
-                              f"{sorted(set(bad.tolist()))} (-1: unlabeled)")  # fmt: skip
+        raise DataFormatError(
+            f"fine-tuning needs labels in [0, n_classes={n_classes}); found "
+            f"{sorted(set(bad.tolist()))} (-1: unlabeled)"
+        )
     return y
 
 

@@ -43,16 +43,20 @@ def window_dataset(data: Any, input_shape: tuple[int, int], *, what: str = "data
     X = data if isinstance(data, torch.Tensor) else np.asarray(data)
     numeric = isinstance(X, torch.Tensor) or X.dtype.kind in "biuf"
     if not numeric or X.ndim != 3 or tuple(X.shape[1:]) != tuple(input_shape) or len(X) == 0:
-        raise InputShapeError(f"{what} must hold windows [N >= 1, channels={input_shape[0]}, "
-                              f"time={input_shape[1]}] of numbers, got {describe(X)}")  # fmt: skip
+        raise InputShapeError(
+            f"{what} must hold windows [N >= 1, channels={input_shape[0]}, "
+            f"time={input_shape[1]}] of numbers, got {describe(X)}"
+        )
     X = torch.as_tensor(X).to(torch.float32)
     if labels is None:
         y = torch.full((len(X),), UNLABELED, dtype=torch.long)
     else:
         y_arr = np.asarray(labels)
         if y_arr.shape != (len(X),) or not np.issubdtype(y_arr.dtype, np.integer):
-            raise DataFormatError(f"{what} labels must be integers [N={len(X)}] (-1 = unlabeled), "
-                                  f"got {describe(y_arr)}")  # fmt: skip
+            raise DataFormatError(
+                f"{what} labels must be integers [N={len(X)}] (-1 = unlabeled), "
+                f"got {describe(y_arr)}"
+            )
         y = torch.as_tensor(y_arr, dtype=torch.long)
     return TensorDataset(X, y)
 
@@ -74,8 +78,10 @@ got torch.float32 [3, 2, 40] and torch.float32 [3]
     if isinstance(data, tuple) and len(data) == 2:
         X, Y = (torch.as_tensor(np.asarray(a), dtype=torch.float32) for a in data)
         if X.ndim != 3 or Y.ndim != 3 or len(X) != len(Y) or not len(X):
-            raise InputShapeError(f"{what} must be (X [N >= 1, C, T], Y [N, steps, outputs]), got "
-                                  f"{describe(X)} and {describe(Y)}")  # fmt: skip
+            raise InputShapeError(
+                f"{what} must be (X [N >= 1, C, T], Y [N, steps, outputs]), got "
+                f"{describe(X)} and {describe(Y)}"
+            )
         data = TensorDataset(X, Y)
     if not isinstance(data, Dataset):
         raise DataFormatError(f"{what} must be a Dataset or (X, Y), got {describe(data)}")
@@ -98,9 +104,11 @@ def _check_item(
         raise DataFormatError(f"{what} items must be (x [C, T], y) pairs, one or more, got {got}")
     x, y = item
     if tuple(np.shape(x)) != tuple(input_shape) or np.ndim(y) != y_ndim:
-        raise InputShapeError(f"{what} item 0 must be (x [channels={input_shape[0]}, time="
-                              f"{input_shape[1]}], {y_form}), got x {describe(x)} and y "
-                              f"{describe(y)}")  # fmt: skip
+        raise InputShapeError(
+            f"{what} item 0 must be (x [channels={input_shape[0]}, time="
+            f"{input_shape[1]}], {y_form}), got x {describe(x)} and y "
+            f"{describe(y)}"
+        )
 
 
 def labeled_subset(dataset: Dataset) -> tuple[Dataset, int]:
@@ -117,8 +125,10 @@ def labeled_subset(dataset: Dataset) -> tuple[Dataset, int]:
     labels = _labels(dataset)
     keep = [i for i, y in enumerate(labels) if y >= 0]
     if not keep:
-        raise DataFormatError(f"none of the {len(labels)} windows is labelled (every y is -1); "
-                              "fine-tuning needs class labels >= 0")  # fmt: skip
+        raise DataFormatError(
+            f"none of the {len(labels)} windows is labelled (every y is -1); "
+            "fine-tuning needs class labels >= 0"
+        )
     return Subset(dataset, keep), max(labels) + 1
 
 
@@ -141,8 +151,9 @@ def random_holdout(dataset: Dataset, fraction: float, *, seed: int = 0) -> tuple
     """
     n = len(dataset)  # type: ignore[arg-type]
     if not 0 < fraction < 1 or n < 2:
-        raise ArgumentError(f"a held-out fraction must be in (0, 1) of at least 2 windows, "
-                            f"got {fraction!r} of {n}")  # fmt: skip
+        raise ArgumentError(
+            f"a held-out fraction must be in (0, 1) of at least 2 windows, got {fraction!r} of {n}"
+        )
     n_val = min(n - 1, max(1, round(fraction * n)))
     train, val = random_split(dataset, [n - n_val, n_val], torch.Generator().manual_seed(seed))
     return train, val

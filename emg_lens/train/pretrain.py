@@ -182,8 +182,10 @@ def _check_model(model: Any) -> TinyMyo:
     # a model that can be built with a reconstruction head (`head_tasks`), built with it
     if "reconstruction" not in getattr(model, "head_tasks", ()) or model.task != "reconstruction":
         task = f" with task={model.task!r}" if getattr(model, "task", None) else ""
-        raise ArgumentError(f"pretraining needs TinyMyo(cfg, task='reconstruction'), got "
-                            f"{type(model).__name__}{task}")  # fmt: skip
+        raise ArgumentError(
+            f"pretraining needs TinyMyo(cfg, task='reconstruction'), got "
+            f"{type(model).__name__}{task}"
+        )
     return model
 
 

@@ -211,8 +211,10 @@ def finetune_regression(
     """
     check_choice(loss, REGRESSION_LOSSES, "loss")
     if cfg.monitor != "loss":
-        raise ArgumentError(f"FinetuneConfig.monitor={cfg.monitor!r}: a regression has no "
-                            "accuracy; it keeps the best MAE: monitor='loss'")  # fmt: skip
+        raise ArgumentError(
+            f"FinetuneConfig.monitor={cfg.monitor!r}: a regression has no "
+            "accuracy; it keeps the best MAE: monitor='loss'"
+        )
     source = str(pretrained) if isinstance(pretrained, str | Path) else None
     pretrained = pretrained_model(pretrained, device)
     dataset = regression_dataset(data, pretrained.input_shape, what="data")

@@ -75,8 +75,10 @@ def warmup_cosine_scheduler(
     if not 0 <= lr_min <= lr_max or lr_max <= 0:
         raise ArgumentError(f"need 0 <= lr_min <= lr_max and lr_max > 0, got {lr_min}, {lr_max}")
     if total_steps < 1 or not 0 <= warmup_steps <= total_steps:
-        raise ArgumentError(f"need total_steps >= 1 and 0 <= warmup_steps <= total_steps, got "
-                            f"{total_steps} and {warmup_steps}")  # fmt: skip
+        raise ArgumentError(
+            f"need total_steps >= 1 and 0 <= warmup_steps <= total_steps, got "
+            f"{total_steps} and {warmup_steps}"
+        )
 
     bounds = {"total_steps": total_steps, "warmup_steps": warmup_steps}
     return torch.optim.lr_scheduler.LambdaLR(

@@ -157,8 +157,10 @@ def fit(
     (2, 2)
     """
     if len(np.unique(np.asarray(y))) < 2:
-        raise DataFormatError(f"{desc}: the training windows hold one class only ("
-                              f"{np.unique(np.asarray(y))}): check the split")  # fmt: skip
+        raise DataFormatError(
+            f"{desc}: the training windows hold one class only ("
+            f"{np.unique(np.asarray(y))}): check the split"
+        )
     X_t = torch.as_tensor(X, dtype=model.cfg.dtype)
     y_t = torch.as_tensor(y, dtype=torch.long)
     kept = TrainedEntry.of(model, X_t, y_t, cfg, edge_masks) if reuse else None

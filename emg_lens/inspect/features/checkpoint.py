@@ -66,8 +66,10 @@ def read_sae(path: str | Path, model: Any) -> tuple[TopKSAE, dict[str, Any]]:
     digest = model_digest(model)
     if info["provenance"].get("model") != digest:
         trained = str(info["provenance"].get("model"))[:12]
-        raise CheckpointError(f"{path / CONFIG}: these features were trained on another model "
-                              f"({trained}, this is {digest[:12]}): load that one")  # fmt: skip
+        raise CheckpointError(
+            f"{path / CONFIG}: these features were trained on another model "
+            f"({trained}, this is {digest[:12]}): load that one"
+        )
     config.token_groups(model)
     try:
         state = load_file(str(path / WEIGHTS))
@@ -89,8 +91,10 @@ def read_sae(path: str | Path, model: Any) -> tuple[TopKSAE, dict[str, Any]]:
 def _read_info(path: Path) -> dict[str, Any]:
     file = path / CONFIG
     if not file.is_file() or not (path / WEIGHTS).is_file():
-        raise CheckpointError(f"{path} holds no saved sparse features: expected {CONFIG} and "
-                              f"{WEIGHTS} in it (Features.save writes them)")  # fmt: skip
+        raise CheckpointError(
+            f"{path} holds no saved sparse features: expected {CONFIG} and "
+            f"{WEIGHTS} in it (Features.save writes them)"
+        )
     try:
         info = json.loads(file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

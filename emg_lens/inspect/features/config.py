@@ -116,7 +116,9 @@ class FeatureConfig:
         with torch.inference_mode():
             logits = model(model.example_input(1), return_type=self.readout)
         if not (isinstance(logits, torch.Tensor) and logits.shape == (1, model.cfg.n_classes)):
-            raise ArgumentError(f"FeatureConfig.readout {self.readout!r} gives {describe(logits)}, "
-                                f"not class logits [batch, {model.cfg.n_classes}]: choose "
-                                '"logits" (IsoNet\'s mean-pooled head: "avg_logits")')  # fmt: skip
+            raise ArgumentError(
+                f"FeatureConfig.readout {self.readout!r} gives {describe(logits)}, "
+                f"not class logits [batch, {model.cfg.n_classes}]: choose "
+                '"logits" (IsoNet\'s mean-pooled head: "avg_logits")'
+            )
         return tuple(groups)

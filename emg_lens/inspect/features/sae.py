@@ -95,8 +95,10 @@ def fit_sae(
             if config.aux_k and config.aux_coef and dead.any():
                 loss = loss + config.aux_coef * _aux_loss(sae, x, error.detach(), dead, config)
             if not torch.isfinite(loss):
-                raise StudyError(f"the sparse autoencoder's loss became {loss.item()} in epoch "
-                                 f"{epoch}: lower FeatureConfig.lr ({config.lr})")  # fmt: skip
+                raise StudyError(
+                    f"the sparse autoencoder's loss became {loss.item()} in epoch "
+                    f"{epoch}: lower FeatureConfig.lr ({config.lr})"
+                )
             optimiser.zero_grad()
             loss.backward()
             with torch.no_grad():

@@ -51,9 +51,11 @@ def token_residuals(
     resid = torch.cat(parts)
     bad = ~torch.isfinite(resid).all(dim=(1, 2))
     if bad.any():
-        raise InputShapeError(f"non-finite activations at {config.hook_name} in window "
-                              f"{int(bad.nonzero()[0])} ({int(bad.sum())} of {len(resid)}): check "
-                              "the windows (NaN or inf) and the model's weights")  # fmt: skip
+        raise InputShapeError(
+            f"non-finite activations at {config.hook_name} in window "
+            f"{int(bad.nonzero()[0])} ({int(bad.sum())} of {len(resid)}): check "
+            "the windows (NaN or inf) and the model's weights"
+        )
     return resid
 
 

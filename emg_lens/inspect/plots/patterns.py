@@ -70,8 +70,10 @@ def _window(window: Any, sample: Any, where: str, default: Any) -> Any:
     if sample is _NOT_GIVEN:
         return default if window is _NOT_GIVEN else window
     if window is not _NOT_GIVEN:
-        raise ArgumentError(f"{where} got both window={window!r} and sample={sample!r}: give "
-                            "window= only (sample= is its deprecated name)")  # fmt: skip
+        raise ArgumentError(
+            f"{where} got both window={window!r} and sample={sample!r}: give "
+            "window= only (sample= is its deprecated name)"
+        )
     warn_caller(
         f"{where}(sample=...) is deprecated and will be removed in the next release: one "
         f"cached input is a window; write {where}(..., window={sample!r})",
@@ -178,9 +180,11 @@ def _view_inputs(cache: ActivationCache, layer: int, window: int) -> tuple[Any, 
     layout = layout_at(model, f"blocks.{layer}.attn.hook_pattern")
     if layout.queries is not None:
         sides = layout.describe_sides()
-        raise UnsupportedFeatureError(f"circuitsvis draws attention among one list of tokens, "
-                                      f"but layer {layer} is a cross-attention ({sides}): draw "
-                                      "it with plot_pattern")  # fmt: skip
+        raise UnsupportedFeatureError(
+            f"circuitsvis draws attention among one list of tokens, "
+            f"but layer {layer} is a cross-attention ({sides}): draw "
+            "it with plot_pattern"
+        )
     heads = [f"L{layer}H{h}" for h in range(pattern.shape[1])]
     return pattern[window].detach().cpu(), token_labels(layout), heads
 
