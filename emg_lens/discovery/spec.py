@@ -15,11 +15,11 @@ from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError, SpecError, check_bool
 from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.validate import (
-    modules_key,
-    positive_int,
-    required_strings,
-    string,
-    subject_list,
+    check_modules,
+    check_positive,
+    check_string,
+    check_subjects,
+    require_strings,
 )
 from emg_lens.user_code import CodeFile, locate_code
 
@@ -76,7 +76,7 @@ class DiscoverySpec(Spec):
 
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
-        required_strings(data, ("models",))
+        require_strings(data, ("models",))
         try:
             metric = check_metric(data.get("metric", "margin"))
             tau = check_tau(data.get("tau", 0.05))
@@ -104,23 +104,23 @@ class DiscoverySpec(Spec):
             "name": data["name"],
             "models": data["models"],
             "metric": metric,
-            "return_type": string(
+            "return_type": check_string(
                 data.get("return_type", "logits"), "return_type (a model output)"
             ),
             "tau": tau,
             "method": method,
             "screen": estimator,
             "ig_steps": ig_steps,
-            "verify_top": positive_int(data.get("verify_top", 10), "verify_top"),
-            "verify_sample": positive_int(
+            "verify_top": check_positive(data.get("verify_top", 10), "verify_top"),
+            "verify_sample": check_positive(
                 data.get("verify_sample", MISS_SAMPLE), "verify_sample", minimum=0
             ),
             "family": _family(data.get("family", "default")),
             "per_head": per_head,
-            "resamples": positive_int(data.get("resamples", 0), "resamples", minimum=0),
-            "subjects": None if subjects is None else subject_list(subjects, "subjects"),
-            "description": string(data.get("description"), "description (free text)") or "",
-            "modules": modules_key(data.get("modules")),
+            "resamples": check_positive(data.get("resamples", 0), "resamples", minimum=0),
+            "subjects": None if subjects is None else check_subjects(subjects, "subjects"),
+            "description": check_string(data.get("description"), "description (free text)") or "",
+            "modules": check_modules(data.get("modules")),
         }
 
     def code_files(self) -> list[CodeFile]:
@@ -147,7 +147,7 @@ def _family(value: Any) -> tuple[str, ...] | None:
     out = []
     for i, expr in enumerate(value):
         try:
-            out.append(str(parse(string(expr, f"family[{i}] (an edge expression)"))))
+            out.append(str(parse(check_string(expr, f"family[{i}] (an edge expression)"))))
         except SpecError as exc:
             raise SpecError(f"family[{i}]: {exc}") from exc
     return tuple(out)

@@ -25,7 +25,7 @@ import pandas as pd
 
 from emg_lens.errors import SpecError, check_number
 from emg_lens.studies.spec_base import Spec, file_key, is_none
-from emg_lens.studies.validate import int_list, reject_repeats, string
+from emg_lens.studies.validate import check_int_list, check_string, refuse_repeats
 
 EXPECTATIONS = ("drop", "keep")
 DEFAULT_MARGIN = 0.05  # a drop claim's, where it names none: it fails above -5 %
@@ -45,7 +45,7 @@ def _layer_label(text: Any, where: str) -> tuple[str, int | tuple[int, ...] | No
         "(e.g. 'individual 1', 'from_first 2', 'from_last 0') or 'explicit <layers>' (e.g. "
         "'explicit 0,2'): the mode and layer columns of the study's table"
     )
-    text = string(text, f"{where}.layers ({accepted})")
+    text = check_string(text, f"{where}.layers ({accepted})")
     mode, _, rest = (text or "").strip().partition(" ")
     rest = rest.strip()
     try:
@@ -77,8 +77,8 @@ def _classes(value: Any, where: str) -> str | tuple[int, ...]:
         return value
     if not isinstance(value, list | tuple) or not value:
         raise SpecError(f"{where}.classes = {value!r}; accepted: {accepted}")
-    indices = int_list(value, f"{where}.classes (class indices)", 0)
-    reject_repeats(f"{where}.classes", list(indices))
+    indices = check_int_list(value, f"{where}.classes (class indices)", 0)
+    refuse_repeats(f"{where}.classes", list(indices))
     return tuple(indices)
 
 
@@ -103,7 +103,7 @@ class Claim(Spec):
         for key in ("intervention", "layers", "classes", "expect"):
             if data.get(key) is None:
                 raise SpecError(f"{where} needs {key!r}; a claim holds {cls.HOLDS}")
-        intervention = string(data["intervention"], f"{where}.intervention (its name)")
+        intervention = check_string(data["intervention"], f"{where}.intervention (its name)")
         mode, layer = _layer_label(data["layers"], where)
         if isinstance(layer, tuple):  # explicit
             layers = f"explicit {','.join(map(str, layer))}"
@@ -128,7 +128,7 @@ class Claim(Spec):
             margin = check_number(margin, f"{where}.margin", needs, lambda v: 0 < v <= 1, SpecError)
         heads = data.get("heads")
         if heads is not None and heads != "all":
-            heads = int_list(heads, f"{where}.heads ('all' or a list of head indices)")
+            heads = check_int_list(heads, f"{where}.heads ('all' or a list of head indices)")
             if not heads:
                 raise SpecError(f"{where}.heads = []; accepted: 'all' or a list of head indices")
         return {
@@ -138,7 +138,7 @@ class Claim(Spec):
             "expect": expect,
             "margin": margin,
             "heads": heads,
-            "description": string(data.get("description"), f"{where}.description") or "",
+            "description": check_string(data.get("description"), f"{where}.description") or "",
         }
 
     @property

@@ -28,12 +28,12 @@ from emg_lens.stats.metrics import METRICS
 from emg_lens.studies.ablation.claims import Claim, check_claims, class_groups_key
 from emg_lens.studies.spec_base import Spec, StatsSpec, file_key, is_none
 from emg_lens.studies.validate import (
-    int_list,
-    modules_key,
-    reject_repeats,
-    required_strings,
-    string,
-    subject_list,
+    check_int_list,
+    check_modules,
+    check_string,
+    check_subjects,
+    refuse_repeats,
+    require_strings,
 )
 from emg_lens.user_code import CodeFile, load_hook, locate_code
 
@@ -72,7 +72,7 @@ class Intervention(Spec):
 
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
-        name = string(data.get("name"), f"{where}.name")
+        name = check_string(data.get("name"), f"{where}.name")
         if name is None or not name.isidentifier() or name == "baseline":
             raise SpecError(
                 f"{where}.name must be an identifier other than 'baseline', got {name!r}"
@@ -89,10 +89,12 @@ class Intervention(Spec):
                 edges = str(parse(edges))  # canonical form: equal sets, equal keys
             except SpecError as exc:
                 raise SpecError(f"{where}.edges: {exc}") from exc
-        hook = string(data.get("hook"), f"{where}.hook ('hooks/file.py:name')")
+        hook = check_string(data.get("hook"), f"{where}.hook ('hooks/file.py:name')")
         if hook is not None and ":" not in hook:
             raise SpecError(f"{where}.hook must look like 'hooks/file.py:name', got {hook!r}")
-        modality = string(data.get("zero_modality"), f"{where}.zero_modality (a modality name)")
+        modality = check_string(
+            data.get("zero_modality"), f"{where}.zero_modality (a modality name)"
+        )
         return {
             "name": name,
             "edges": edges,
@@ -111,7 +113,7 @@ def _erasure_keys(data: dict[str, Any], where: str) -> dict[str, Any]:
     """``erase``, ``tokens``, ``classes`` and ``seed`` of an intervention, checked: the last
     three belong to an erasure only, which needs ``tokens``; ``classes`` restrict the concept
     ``"gesture"`` to two or more classes."""
-    erase = string(data.get("erase"), f"{where}.erase (a concept: 'gesture', 'subject', ...)")
+    erase = check_string(data.get("erase"), f"{where}.erase (a concept: 'gesture', 'subject', ...)")
     extra = [k for k in ("tokens", "classes", "seed") if data.get(k) is not None]
     if erase is None:
         if extra:
@@ -122,7 +124,7 @@ def _erasure_keys(data: dict[str, Any], where: str) -> dict[str, Any]:
             f"{where}.erase = {erase!r}; expected a concept's name: 'gesture', 'subject', "
             "'repetition' or a window label of the data"
         )
-    tokens = string(data.get("tokens"), f"{where}.tokens (a token group or edge expression)")
+    tokens = check_string(data.get("tokens"), f"{where}.tokens (a token group or edge expression)")
     if not tokens:
         raise SpecError(
             f"{where}: erase = {erase!r} needs tokens, the token group it is erased from (a "
@@ -132,8 +134,8 @@ def _erasure_keys(data: dict[str, Any], where: str) -> dict[str, Any]:
     if classes is not None:
         if erase != "gesture":
             raise SpecError(f"{where}.classes restricts erase = 'gesture', not {erase!r}")
-        classes = int_list(classes, f"{where}.classes")
-        reject_repeats(f"{where}.classes", list(classes))
+        classes = check_int_list(classes, f"{where}.classes")
+        refuse_repeats(f"{where}.classes", list(classes))
         if len(classes) < 2 or min(classes) < 0:
             raise SpecError(
                 f"{where}.classes = {list(classes)}: two or more class indices (>= 0) make a "
@@ -165,21 +167,22 @@ class LayerSpec(Spec):
         if not isinstance(modes, list | tuple):
             raise SpecError(f"layers.modes must be a list of modes {list(MODES)}, got {modes!r}")
         for i, mode in enumerate(modes):
-            string(mode, f"layers.modes[{i}] (one of {list(MODES)})")
+            check_string(mode, f"layers.modes[{i}] (one of {list(MODES)})")
         bad = [m for m in modes if m not in MODES]
         if bad or not modes:
             raise SpecError(f"layers.modes has {bad or 'nothing'}; accepted: {list(MODES)}")
         layers = data.get("layers")
-        layers = None if layers is None else int_list(layers, "layers.layers")
+        layers = None if layers is None else check_int_list(layers, "layers.layers")
         explicit = tuple(
-            int_list(v, f"layers.explicit[{i}]") for i, v in enumerate(data.get("explicit", []))
+            check_int_list(v, f"layers.explicit[{i}]")
+            for i, v in enumerate(data.get("explicit", []))
         )
         if "explicit" in modes and not explicit:
             raise SpecError("layers.modes has 'explicit' but layers.explicit lists no layer set")
         if any(not e for e in explicit):
             raise SpecError("layers.explicit holds an empty layer list")
-        reject_repeats("layers.layers", [layers] if layers is None else list(layers))
-        reject_repeats("layers.explicit", [tuple(sorted(set(e))) for e in explicit])
+        refuse_repeats("layers.layers", [layers] if layers is None else list(layers))
+        refuse_repeats("layers.explicit", [tuple(sorted(set(e))) for e in explicit])
         return {"modes": tuple(modes), "layers": layers, "explicit": explicit}
 
 
@@ -198,9 +201,10 @@ def _head_sets(heads: Any) -> tuple[tuple[int, ...] | None, ...]:
     elif any(is_int(h) for h in heads):
         raise SpecError(f"heads mixes head indices and head sets ({heads!r}); write {accepted}")
     sets = tuple(
-        None if h in (None, "all") else int_list(h, f"heads[{i}]") for i, h in enumerate(heads)
+        None if h in (None, "all") else check_int_list(h, f"heads[{i}]")
+        for i, h in enumerate(heads)
     )
-    reject_repeats("heads", [h if h is None else tuple(sorted(h)) for h in sets])
+    refuse_repeats("heads", [h if h is None else tuple(sorted(h)) for h in sets])
     return sets
 
 
@@ -235,7 +239,7 @@ def _metrics(value: Any) -> tuple[str, ...]:
     for name in names:
         if name not in METRICS:
             raise SpecError(f"metric = {name!r}; accepted: {accepted}")
-    reject_repeats("metric", list(names))
+    refuse_repeats("metric", list(names))
     return tuple(names)
 
 
@@ -298,9 +302,9 @@ class StudySpec(Spec):
 
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
-        required_strings(data, ("models",))
+        require_strings(data, ("models",))
         metrics = _metrics(data.get("metric", "accuracy"))
-        return_type = string(
+        return_type = check_string(
             data.get("return_type", "logits"),
             "return_type (the name of a model output giving [batch, n_classes] logits)",
         )
@@ -345,13 +349,13 @@ class StudySpec(Spec):
         )
         return {
             "models": data["models"],
-            "modules": modules_key(data.get("modules")),
+            "modules": check_modules(data.get("modules")),
             "interventions": interventions,
             "metrics": metrics,
             "return_type": return_type,
             "layers": layers,
             "heads": heads,
-            "subjects": None if subjects is None else subject_list(subjects, "subjects"),
+            "subjects": None if subjects is None else check_subjects(subjects, "subjects"),
             "stats": StatsSpec.from_dict(data.get("stats", {})),
             "class_groups": tuple(groups.items()),
             "claims": claims,

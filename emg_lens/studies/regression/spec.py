@@ -18,12 +18,12 @@ from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError, SpecError, check_number, check_seed
 from emg_lens.studies.spec_base import Spec
 from emg_lens.studies.validate import (
-    positive_int,
-    reject_repeats,
-    reject_unknown,
-    required_strings,
-    string,
-    table,
+    check_positive,
+    check_string,
+    check_table,
+    refuse_repeats,
+    refuse_unknown,
+    require_strings,
 )
 
 
@@ -50,8 +50,8 @@ def _section(data: dict[str, Any], key: str, defaults: Mapping[str, Any]) -> dic
     range every seed of the library takes (`emg_lens.errors.check_seed`: the one check the
     model and its training make when the study runs, so `study check` refuses what `study
     run` would), the learning rate a positive number, the correction one of `CORRECTIONS`."""
-    given = table(data.get(key, {}), key)
-    reject_unknown(key, given, set(defaults))
+    given = check_table(data.get(key, {}), key)
+    refuse_unknown(key, given, set(defaults))
     out = {**defaults, **given}
     for name, value in out.items():
         where = f"{key}.{name}"
@@ -66,7 +66,7 @@ def _section(data: dict[str, Any], key: str, defaults: Mapping[str, Any]) -> dic
         elif name == "seed":
             out[name] = check_seed(value, where, SpecError)
         else:
-            out[name] = positive_int(value, where, minimum=0 if name == "warmup_epochs" else 1)
+            out[name] = check_positive(value, where, minimum=0 if name == "warmup_epochs" else 1)
     return out
 
 
@@ -80,22 +80,22 @@ def _cuts(value: Any) -> dict[str, str]:
     cuts: dict[str, str] = {}
     for i, entry in enumerate(value):
         where = f"interventions[{i}]"
-        entry = table(entry, where)
-        reject_unknown(where, entry, {"name", "edges"})
-        name = string(entry.get("name"), f"{where}.name")
+        entry = check_table(entry, where)
+        refuse_unknown(where, entry, {"name", "edges"})
+        name = check_string(entry.get("name"), f"{where}.name")
         if not name or name == "none":
             raise SpecError(
                 f"{where}.name must be a non-empty string other than 'none' (the unmasked "
                 f"row), got {entry.get('name')!r}"
             )
-        expr = string(entry.get("edges"), f"{where}.edges (an edge expression)")
+        expr = check_string(entry.get("edges"), f"{where}.edges (an edge expression)")
         if not expr:
             raise SpecError(f"{where}.edges is required: an edge expression, e.g. cross_channel")
         try:
             parsed = parse(expr)
         except SpecError as exc:
             raise SpecError(f"{where}.edges: {exc}") from exc
-        reject_repeats("interventions' names", [*cuts, name])
+        refuse_repeats("interventions' names", [*cuts, name])
         cuts[name] = str(parsed)
     return cuts
 
@@ -127,8 +127,8 @@ class RegressionSpec(Spec):
 
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
-        required_strings(data, ("recording",))
-        target = string(data.get("target", "force"), "target (an auxiliary channel's name)")
+        require_strings(data, ("recording",))
+        target = check_string(data.get("target", "force"), "target (an auxiliary channel's name)")
         if not target:
             raise SpecError("target must name the recording's auxiliary channel, e.g. 'force'")
         return {

@@ -24,7 +24,7 @@ from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import ArgumentError, DataFormatError, SpecError, checked
 from emg_lens.hooks.ablation import channel_range
 from emg_lens.studies.spec_base import Spec, file_key, is_none
-from emg_lens.studies.validate import positive_int, reject_repeats
+from emg_lens.studies.validate import check_positive, refuse_repeats
 
 AXES_PER_ELECTRODE = {"acc": 3}
 """Channels one electrode of a modality records (other modalities: 1). ACC channels are
@@ -151,7 +151,7 @@ class TrainingInput(Spec):
                 raise SpecError(f"{where}.modalities must be a non-empty list of modality names")
             for modality in modalities:
                 check_modality(modality)
-            reject_repeats(f"{where}.modalities", modalities)
+            refuse_repeats(f"{where}.modalities", modalities)
             if "trials" in data:
                 raise SpecError(
                     f"{where}: trials repeat random electrode draws, which need channels = "
@@ -163,7 +163,7 @@ class TrainingInput(Spec):
             raise SpecError(f"{where}.channels must be a table of electrodes per modality")
         for modality, count in channels.items():
             check_modality(modality)
-            positive_int(count, f"{where}.channels.{modality}")
+            check_positive(count, f"{where}.channels.{modality}")
             available = electrodes[modality]
             if available is not None and count > available:
                 axes = AXES_PER_ELECTRODE.get(modality, 1)
@@ -172,7 +172,7 @@ class TrainingInput(Spec):
                     f"{where}.channels.{modality} = {count}, but the dataset has "
                     f"{available} {modality} electrodes{what}; accepted: 1..{available}"
                 )
-        trials = positive_int(data.get("trials", 1), f"{where}.trials")
+        trials = check_positive(data.get("trials", 1), f"{where}.trials")
         return {"name": name, "channels": tuple(channels.items()), "trials": trials}
 
     @property

@@ -48,11 +48,11 @@ from emg_lens.stats.metrics import PREDICTION_METRICS
 from emg_lens.studies.spec_base import Spec, StatsSpec, file_key, is_none
 from emg_lens.studies.training.grid import AXES_PER_ELECTRODE, TrainingCell, TrainingInput
 from emg_lens.studies.validate import (
-    positive_int,
-    reject_repeats,
-    reject_unknown,
-    subject_list,
-    table,
+    check_positive,
+    check_subjects,
+    check_table,
+    refuse_repeats,
+    refuse_unknown,
 )
 from emg_lens.train import TrainConfig
 
@@ -123,7 +123,7 @@ class TrainingData(Spec):
         if subjects != "all":
             if subjects is None:
                 raise SpecError('data.subjects is required: a list of subject numbers, or "all"')
-            subjects = subject_list(subjects, "data.subjects", minimum=1)
+            subjects = check_subjects(subjects, "data.subjects", minimum=1)
         segment = data.get("segment", cls.segment)
         if isinstance(segment, list):
             accepted = "transient, steady, full or [start_s, stop_s] seconds into each repetition"
@@ -140,7 +140,7 @@ class TrainingData(Spec):
             or not all(isinstance(e, str) for e in exercises)
         ):
             raise SpecError(f"data.exercises = {exercises!r}; accepted: lists of {list(EXERCISES)}")
-        synthetic = table(data.get("synthetic", {}), "data.synthetic")
+        synthetic = check_table(data.get("synthetic", {}), "data.synthetic")
         if "n_subjects" in synthetic and subjects != "all":
             raise SpecError(
                 "data.synthetic.n_subjects is set by data.subjects; give it only with "
@@ -151,8 +151,8 @@ class TrainingData(Spec):
             "dataset": dataset,
             "root": None if root is None else str(root),
             "segment": segment,
-            "window": positive_int(data.get("window", cls.window), "data.window"),
-            "step": positive_int(data.get("step", cls.step), "data.step"),
+            "window": check_positive(data.get("window", cls.window), "data.window"),
+            "step": check_positive(data.get("step", cls.step), "data.step"),
             "exercises": tuple(exercises),
             "synthetic": tuple(sorted(synthetic.items())),
         }
@@ -259,7 +259,7 @@ class TrainingStudySpec(Spec):
                     f"architectures[{i}] = {arch!r} is not a model emg_lens.models trains here; "
                     f"accepted: {list(ARCHITECTURES)}"
                 )
-        reject_repeats("architectures", architectures)
+        refuse_repeats("architectures", architectures)
         raw = data.get("inputs")
         if not isinstance(raw, list) or not raw:
             raise SpecError("the study needs at least one [[inputs]] entry")
@@ -269,15 +269,15 @@ class TrainingStudySpec(Spec):
             for i, d in enumerate(raw)
         )
         names = [i.name for i in inputs]
-        reject_repeats("inputs names", names)
+        refuse_repeats("inputs names", names)
         reference = data.get("reference")
         if reference not in names:
             raise SpecError(f"reference = {reference!r} is not among the inputs; accepted: {names}")
         train, preset = cls._train(data.get("train", {}))
-        model = table(data.get("model", {}), "model")
+        model = check_table(data.get("model", {}), "model")
         known = {f.name for f in fields(EncoderConfig)} - set(DERIVED_MODEL_FIELDS)
-        reject_unknown("model", model, known)
-        stats = table(data.get("stats", {}), "stats")
+        refuse_unknown("model", model, known)
+        stats = check_table(data.get("stats", {}), "stats")
         for key, why in (
             ("family", "each architecture's comparisons with the reference input are one family"),
             ("claims_test", "they declare no claims"),
@@ -301,8 +301,8 @@ class TrainingStudySpec(Spec):
 
     @staticmethod
     def _train(data: Any) -> tuple[TrainConfig, str]:
-        data = dict(table(data, "train"))
-        reject_unknown("train", data, {*TRAIN_KEYS, "preset"})
+        data = dict(check_table(data, "train"))
+        refuse_unknown("train", data, {*TRAIN_KEYS, "preset"})
         preset = data.pop("preset", "demo")
         if preset not in PRESETS:
             raise SpecError(f"train.preset = {preset!r}; accepted: {sorted(PRESETS)}")
