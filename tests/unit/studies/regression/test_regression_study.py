@@ -172,7 +172,7 @@ def test_study_check_and_run_from_the_command_line(recording, tmp_path, capsys):
         ({"train": {"epochs": 2, "warmup_epochs": 2}}, SpecError,
          "warmup_epochs = 2 must be below train.epochs = 2"),
         ({"windows": {"window": 100}}, SpecError, "multiples of windows.bin"),
-        ({"stats": {"correction": "fdr"}}, SpecError, r"accepted: \['holm', 'bonferroni'\]"),
+        ({"stats": {"correction": "fdr"}}, SpecError, r"correction must be one of \['holm', 'bonferroni'\]"),
         ({"recording": "missing.mat"}, DataFormatError, "missing.mat .*`make data`"),
         ({"target": "torque"}, DataFormatError, "no extra channel 'torque'"),
     ],
