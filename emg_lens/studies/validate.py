@@ -22,11 +22,9 @@ def refuse_unknown(section: str, data: dict, allowed: set[str]) -> None:
 
     >>> refuse_unknown("layers", {"modes": ["all"]}, {"modes", "layers"})
     """
-    unknown = set(data) - allowed
+    unknown = sorted(set(data) - allowed)
     if unknown:
-        raise SpecError(
-            f"unknown key(s) {sorted(unknown)} in [{section}]; accepted: {sorted(allowed)}"
-        )
+        raise SpecError(f"unknown key(s) {unknown} in [{section}]; accepted: {sorted(allowed)}")
 
 
 def refuse_repeats(key: str, items: list) -> None:
@@ -90,19 +88,11 @@ def check_study_name(value: Any) -> str:
     """  # noqa: E501
     if not check_string(value, "study key 'name'"):
         raise SpecError("study key 'name' is required and must be a non-empty string")
-    if (
-        "/" in value
-        or "\\" in value
-        or value[0] in ".~"
-        or not value.isprintable()
-        or len(value) > 100
-        or len(value.encode()) > 255  # a folder name's bytes
-    ):
-        raise SpecError(
-            f"study key 'name' = {value!r} is no folder name (it names the study's output "
-            "folder, runs/studies/<name>); accepted: printable text without '/' or '\\', not "
-            "starting with '.' or '~', at most 100 characters"
-        )
+    why = "(it names the study's output folder, runs/studies/<name>); accepted: printable text"
+    accepted = "without '/' or '\\', not starting with '.' or '~', at most 100 characters"
+    fits = len(value) <= 100 and len(value.encode()) <= 255  # a folder name's bytes
+    if not fits or {"/", "\\"} & set(value) or value[0] in ".~" or not value.isprintable():
+        raise SpecError(f"study key 'name' = {value!r} is no folder name {why} {accepted}")
     return value
 
 
@@ -129,14 +119,12 @@ def check_subjects(value: Any, key: str, minimum: int | None = None) -> tuple[in
     >>> check_subjects([], "subjects")
     Traceback (most recent call last):
     ...
-    emg_lens.errors.SpecError: subjects = [] selects no subject; accepted: a non-empty list of distinct subject numbers, or leave the key out for every subject
+    emg_lens.errors.SpecError: subjects = [] selects no subject; accepted: a non-empty list of distinct subject numbers, or no key: every subject
     """  # noqa: E501
     subjects = check_int_list(value, key, minimum)
     if not subjects:
-        raise SpecError(
-            f"{key} = [] selects no subject; accepted: a non-empty list of distinct subject "
-            "numbers, or leave the key out for every subject"
-        )
+        accepted = "a non-empty list of distinct subject numbers, or no key: every subject"
+        raise SpecError(f"{key} = [] selects no subject; accepted: {accepted}")
     refuse_repeats(key, list(subjects))
     return subjects
 
