@@ -12,7 +12,7 @@ from emg_lens.discovery.metrics import check_metric
 from emg_lens.discovery.screen import IG_STEPS, MISS_SAMPLE, check_estimator
 from emg_lens.discovery.search import check_method, check_tau
 from emg_lens.edges import parse
-from emg_lens.errors import ArgumentError, SpecError, check_bool
+from emg_lens.errors import ArgumentError, SpecError, check_bool, check_int
 from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.validate import (
     check_modules,
@@ -93,31 +93,26 @@ class DiscoverySpec(Spec):
         except ArgumentError as exc:
             raise SpecError(f"{'ig_steps' if 'ig_steps' in str(exc) else 'screen'}: {exc}") from exc
         if estimator != "ig" and "ig_steps" in data:
-            raise SpecError(
-                f"ig_steps = {data['ig_steps']!r} is for screen = 'ig' (the points on its "
-                f"integrated-gradient path); the {estimator} screen takes none: remove it, or "
-                "set screen = 'ig'"
-            )
+            why = f"the {estimator} screen takes none: remove it, or set screen = 'ig'"
+            raise SpecError(f"ig_steps = {data['ig_steps']!r} is for screen = 'ig'; {why}")
         per_head = check_bool(data.get("per_head", True), "per_head", SpecError)
         subjects = data.get("subjects")
         return {
             "name": data["name"],
             "models": data["models"],
             "metric": metric,
-            "return_type": check_string(
-                data.get("return_type", "logits"), "return_type (a model output)"
-            ),
+            "return_type": check_string(data.get("return_type", "logits"), "return_type"),
             "tau": tau,
             "method": method,
             "screen": estimator,
             "ig_steps": ig_steps,
             "verify_top": check_positive(data.get("verify_top", 10), "verify_top"),
-            "verify_sample": check_positive(
-                data.get("verify_sample", MISS_SAMPLE), "verify_sample", minimum=0
+            "verify_sample": check_int(
+                data.get("verify_sample", MISS_SAMPLE), "verify_sample", error=SpecError
             ),
             "family": _family(data.get("family", "default")),
             "per_head": per_head,
-            "resamples": check_positive(data.get("resamples", 0), "resamples", minimum=0),
+            "resamples": check_int(data.get("resamples", 0), "resamples", error=SpecError),
             "subjects": None if subjects is None else check_subjects(subjects, "subjects"),
             "description": check_string(data.get("description"), "description (free text)") or "",
             "modules": check_modules(data.get("modules")),
@@ -141,9 +136,8 @@ def _family(value: Any) -> tuple[str, ...] | None:
     if value == "default":
         return None
     if not isinstance(value, list) or not value:
-        raise SpecError(
-            f"family must be 'default' or a non-empty list of edge expressions, got {value!r}"
-        )
+        accepted = "'default' or a non-empty list of edge expressions"
+        raise SpecError(f"family must be {accepted}, got {value!r}")
     out = []
     for i, expr in enumerate(value):
         try:

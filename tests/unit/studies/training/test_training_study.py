@@ -108,7 +108,10 @@ BAD_SPECS = {
     "unknown top-level key": (_with(architecture=["IsoNet"]), ["'architecture'", "[study]"]),
     "unknown data key": (_with(data__subject=[1]), ["'subject'", "[data]", "'subjects'"]),
     "no subjects": (_with(data={}), ["data.subjects", '"all"']),
-    "subject 0": (_with(data__subjects=[0, 1]), ["data.subjects (", "must be", "positive", "[0, 1]"]),
+    "subject 0": (
+        _with(data__subjects=[0, 1]),
+        ["data.subjects (", "must be", "positive", "[0, 1]"],
+    ),
     "unknown dataset": (_with(data__dataset="db9"), ["data.dataset = 'db9'", "'hdsemg'"]),
     "real dataset without root": (_with(data__dataset="ninapro-db2"), ["data.root", "folder"]),
     "bad segment": (_with(data__segment=[1.0]), ["data.segment", "steady", "[start_s, stop_s]"]),
