@@ -137,10 +137,8 @@ class Spec:
             holds = f" with {cls.HOLDS}" if cls.HOLDS else ""
             raise SpecError(f"{what} must be a table{holds}, got {data!r}")
         if cls.KIND is not None and data.get("kind", cls.KIND) != cls.KIND:
-            raise SpecError(
-                f"kind = {data['kind']!r}; {cls.__name__} reads kind = {cls.KIND!r} "
-                "(`emg_lens.studies.load_spec` reads every kind)"
-            )
+            reads = f"{cls.__name__} reads kind = {cls.KIND!r} (load_spec reads every kind)"
+            raise SpecError(f"kind = {data['kind']!r}; {reads}")
         refuse_unknown(where, data, cls.keys())
         if cls.KIND is not None:  # a study, of any kind: its name is its output folder's
             check_study_name(data.get("name"))
@@ -218,12 +216,8 @@ class StatsSpec(Spec):
             check_string(data[key], f"stats.{key}")
         keys = ("test", "correction", "family", "claims_test")
         values = {f: data.get(f, getattr(cls, f)) for f in keys}
-        for key, allowed in (
-            ("test", TESTS),
-            ("correction", CORRECTIONS),
-            ("family", FAMILIES),
-            ("claims_test", CLAIMS_TESTS),
-        ):
+        accepted = {"test": TESTS, "correction": CORRECTIONS, "family": FAMILIES}
+        for key, allowed in {**accepted, "claims_test": CLAIMS_TESTS}.items():
             if values[key] not in allowed:
                 raise SpecError(f"stats.{key} = {values[key]!r}; accepted: {list(allowed)}")
         return values
