@@ -28,6 +28,10 @@ from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.validate import check_int_list, check_string, refuse_repeats
 
 EXPECTATIONS = ("drop", "keep")
+EXPECTED = (  # what a claim's expect accepts, in words
+    "'drop' (a significant drop: the study's claims test and correction) or 'keep' "
+    "(equivalence: the change's 90% t-interval within ±margin)"
+)
 DEFAULT_MARGIN = 0.05  # a drop claim's, where it names none: it fails above -5 %
 LAYER_MODES = ("individual", "from_first", "from_last")  # one cell per layer: "<mode> <l>"
 
@@ -108,11 +112,7 @@ class Claim(Spec):
             layers = mode if layer is None else f"{mode} {layer}"
         expect = data["expect"]
         if expect not in EXPECTATIONS:
-            raise SpecError(
-                f"{where}.expect = {expect!r}; accepted: 'drop' (a significant drop: the "
-                "study's claims test and correction) or 'keep' (equivalence: the change's 90% "
-                "t-interval within ±margin)"
-            )
+            raise SpecError(f"{where}.expect = {expect!r}; accepted: {EXPECTED}")
         margin = data.get("margin")
         if margin is not None or expect == "keep":
             needs = (
@@ -289,9 +289,9 @@ def matching_keys(claim: Claim, rows: pd.DataFrame, where: str = "claim") -> str
         return keys[0]
     labels = sorted(dict.fromkeys(_row_label(r) for r in mine.itertuples()))
     problem = "matches no condition" if not keys else "matches several conditions (name heads)"
+    accepted = f"the conditions of {claim.intervention!r} are {labels}"
     raise SpecError(
-        f"{where} ({claim.intervention} · {claim.layers}) {problem} of the study; the "
-        f"conditions of {claim.intervention!r} are {labels}"
+        f"{where} ({claim.intervention} · {claim.layers}) {problem} of the study; {accepted}"
     )
 
 

@@ -287,8 +287,7 @@ class TrainingStudySpec(Spec):
         data = dict(check_table(data, "train"))
         refuse_unknown("train", data, {*TRAIN_KEYS, "preset"})
         preset = data.pop("preset", "demo")
-        if preset not in PRESETS:
-            raise SpecError(f"train.preset = {preset!r}; accepted: {sorted(PRESETS)}")
+        check_choice(preset, sorted(PRESETS), "train.preset", SpecError)
         check_seed(data.get("seed", 0), "train.seed", SpecError)
         try:
             return TrainConfig(**data, progress=False), preset

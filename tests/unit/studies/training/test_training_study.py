@@ -119,7 +119,7 @@ BAD_SPECS = {
     "segment bound text": (_with(data__segment=[0.5, "1"]), ["[start_s, stop_s]", "got '1'"]),
     "bad synthetic field": (_with(data__synthetic={"n_gesture": 3}), ["[data.synthetic]"]),
     "unknown train key": (_with(train={"epoch": 2}), ["'epoch'", "[train]", "'epochs'"]),
-    "unknown preset": (_with(train={"preset": "huge"}), ["train.preset = 'huge'", "'tiny'"]),
+    "unknown preset": (_with(train={"preset": "huge"}), ["train.preset must", "'huge'", "'tiny'"]),
     "bad learning rate": (_with(train={"lr": -1.0}), ["[train]", "lr"]),
     "derived model field": (_with(model={"n_classes": 3}), ["'n_classes'", "[model]"]),
     "model override that breaks an architecture": (
