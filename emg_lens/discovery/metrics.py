@@ -32,7 +32,7 @@ def check_metric(metric: Any) -> str:
     if metric in METRICS:
         return metric
     if metric in PREDICTION_METRICS:
-        use = "use 'margin' (the true class's logit margin) or 'logprob'"
+        use = "use 'margin' (the true class's logit margin: correct when > 0) or 'logprob'"
         why = "screening linearises the metric; the accuracy effect is reported beside it"
         raise ArgumentError(f"metric = {metric!r} is not differentiable ({why}): {use}")
     raise ArgumentError(f"metric = {metric!r}; accepted: {list(METRICS)}")

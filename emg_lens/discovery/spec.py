@@ -33,7 +33,7 @@ class DiscoverySpec(Spec):
     >>> DiscoverySpec.from_dict({"name": "c", "models": "demo", "metric": "accuracy"})
     Traceback (most recent call last):
     ...
-    emg_lens.errors.SpecError: metric: metric = 'accuracy' is not differentiable, and screening linearises the metric; use 'margin' (the true class's logit margin: the window is correct when it is > 0) or 'logprob'. The accuracy effect is reported beside it.
+    emg_lens.errors.SpecError: metric: metric = 'accuracy' is not differentiable (screening linearises the metric; the accuracy effect is reported beside it): use 'margin' (the true class's logit margin: correct when > 0) or 'logprob'
     >>> DiscoverySpec.from_dict({"name": "c", "models": "demo"}).with_changes(tau=0.1).tau
     0.1
     """  # noqa: E501

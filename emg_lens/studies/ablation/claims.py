@@ -196,9 +196,10 @@ def class_groups_key(value: Any) -> dict[str, tuple[int, ...]]:
         why = "is not an identifier other than 'all'; 'all' already means every class"
         if not name.isidentifier() or name == "all":
             raise SpecError(f"[class_groups] name {name!r} {why}")
-        if isinstance(indices, str):
+        classes = _classes(indices, f"class_groups.{name}")
+        if isinstance(classes, str):
             raise SpecError(f"class_groups.{name} = {indices!r}; accepted: a list of class indices")
-        groups[name] = _classes(indices, f"class_groups.{name}")
+        groups[name] = classes
     return groups
 
 

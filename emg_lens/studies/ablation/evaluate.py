@@ -396,8 +396,8 @@ def _verify(model, X: torch.Tensor, checks: list, table: _MaskTable, return_type
     for name, seq, _ in checks:
         for layer in (layer for layer, i in enumerate(seq) if i is not None):
             if (leak := next(values)) != 0:  # NaN too
-                leaked = f"masked attention at layer {layer} is not zero (max {leak:.3g})"
-                raise StudyError(f"condition {name!r}: {leaked}; the mask did not take effect")
+                at = f"masked attention at layer {layer} is not zero (max {leak:.3g})"
+                raise StudyError(f"condition {name!r}: {at}; the mask did not take effect")
         not_close, diff = next(values), next(values)
         if not_close:
             raise StudyError(
