@@ -127,9 +127,10 @@ class CellStore:
         try:  # whether this process created it or not: compare after, never check-then-write
             saved = json.loads(marker.read_text())["fingerprint"]
         except (OSError, ValueError, KeyError, TypeError) as exc:  # a folder: IsADirectoryError
+            why = "it no longer says which study the folder holds"
             fix = "delete the folder, or use another --out folder"
-            why = f"{type(exc).__name__}; it no longer says which study the folder holds"
-            raise SpecError(f"{marker} is empty, torn or no file ({why}): {fix}") from exc
+            bad = f"{marker} is empty, torn or no file ({type(exc).__name__})"
+            raise SpecError(f"{bad}; {why}: {fix}") from exc
         if saved != fingerprint:
             fix = "use another --out folder or delete it to start over"
             raise SpecError(f"{self.root} holds results of a different study; {fix}")

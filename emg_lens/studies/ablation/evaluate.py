@@ -444,7 +444,8 @@ def evaluate_subject(
     y, trials = np.asarray(data.y_test), data.test_trials  # trials: the chance check's unit
     if not bool(torch.isfinite(X).all()):
         fix = "a study needs finite evaluation data: regenerate or clean it"
-        raise StudyError(f"subject {subject_id}: X_test ({describe(X)}) holds NaN or inf; {fix}")
+        windows = f"its test windows (X_test, {describe(X)})"
+        raise StudyError(f"subject {subject_id}: {windows} hold NaN or inf values; {fix}")
     table = _MaskTable()
     sequences, other = _edge_sequences(model, todo, code, table)
     unmasked = (None,) * model.cfg.n_layers  # the reference of kl and flip_rate
