@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from emg_lens.edges import parse
-from emg_lens.errors import SpecError, check_ints, check_seed, checked, is_int
+from emg_lens.errors import SpecError, check_ints, check_seed, check_type, checked, is_int
 from emg_lens.stats.metrics import METRICS
 from emg_lens.studies.ablation.claims import Claim, check_claims, class_groups_key
 from emg_lens.studies.spec_base import Spec, StatsSpec, file_key, is_none
 from emg_lens.studies.validate import (
     check_int_list,
     check_modules,
-    check_string,
     check_subjects,
     refuse_repeats,
     require_strings,
@@ -87,12 +86,10 @@ class Intervention(Spec):
                 edges = str(parse(edges))  # canonical form: equal sets, equal keys
             except SpecError as exc:
                 raise SpecError(f"{where}.edges: {exc}") from exc
-        hook = check_string(data.get("hook"), f"{where}.hook ('hooks/file.py:name')")
-        if hook is not None and ":" not in hook:
+        hook, modality = data.get("hook"), data.get("zero_modality")
+        if hook is not None and (not isinstance(hook, str) or ":" not in hook):
             raise SpecError(f"{where}.hook must look like 'hooks/file.py:name', got {hook!r}")
-        modality = check_string(
-            data.get("zero_modality"), f"{where}.zero_modality (a modality name)"
-        )
+        check_type(modality, str | None, f"{where}.zero_modality (a modality name)", SpecError)
         return {
             "name": name,
             "edges": edges,
