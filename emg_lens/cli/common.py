@@ -74,7 +74,7 @@ def output_folder(path: str | Path, flag: str = "--out") -> Path:
     parent = next((p for p in path.parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
         raise ArgumentError(
-            f"{flag} {path}: {parent} is a file, so no folder can be made in it; {accepted}"
+            f"{flag} {path}: {parent} is a file, no folder can be in it; {accepted}"
         )
     return path
 
@@ -295,10 +295,8 @@ def torch_threads(n: int | None, flag: str = "--threads") -> Iterator[None]:
     n = check_int(n, f"{flag} (CPU threads; leave it out for torch's default)", minimum=1)
     most = THREADS_PER_CPU * (os.cpu_count() or 1)
     if n > most:
-        raise ArgumentError(
-            f"{flag} {n}: at most {most} ({THREADS_PER_CPU} per CPU of this machine's "
-            f"{os.cpu_count() or 1}); more threads than cores only wait for each other"
-        )
+        why = f"{THREADS_PER_CPU} per CPU of this machine's {os.cpu_count() or 1}"
+        raise ArgumentError(f"{flag} {n}: at most {most} ({why}); more would wait for each other")
     import torch  # here, not at the top: the parsers import no torch
 
     before = torch.get_num_threads()

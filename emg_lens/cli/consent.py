@@ -59,10 +59,8 @@ def allow_code(args: argparse.Namespace) -> bool | list[str]:
     given = getattr(args, "allow_code", None) or []
     digests = [value for value in given if value is not True]
     if digests and len(digests) < len(given):
-        raise EmgLensError(
-            "--allow-code: give it either alone (the files as they are now) or with the "
-            "SHA-256 of each file, as `study check` lists them, not both"
-        )
+        how = "alone (the files as they are now) or with each file's SHA-256 (`study check`)"
+        raise EmgLensError(f"--allow-code: give it either {how}, not both")
     return digests or bool(given)
 
 
@@ -73,9 +71,9 @@ def module_builder(args: argparse.Namespace) -> Any:
     ``--allow-code`` is an `ArgumentError`: it consents to no file)."""
     if getattr(args, "modules", None) is None:
         if isinstance(allow_code(args), list):
+            why = "consents to the --modules file with those bytes"
             raise ArgumentError(
-                "--allow-code SHA256 consents to the --modules file with those bytes, but no "
-                "--modules FILE:FUNCTION was given"
+                f"--allow-code SHA256 {why}, but no --modules FILE:FUNCTION was given"
             )
         return None
     from emg_lens.user_code import ModuleBuilder, locate_argument, require_consent

@@ -288,12 +288,12 @@ def _fit_to_data(model: Any, n_channels: int, n_samples: int, args: argparse.Nam
     data = args.windows or "the synthetic windows (--channels, --window)"
     patch = model.cfg.token_samples
     if n_samples % patch:
-        raise ArgumentError(
-            f"{data}: windows of {n_channels} channels x {n_samples} samples, but the "
-            f"pretrained TinyMyo {args.checkpoint} ({have[0]} x {have[1]}) cuts each channel "
-            f"into patches of {patch} samples and {n_samples} is not a multiple of {patch}: "
-            f"use windows of a multiple of {patch} samples (emg-lens windows --window)"
-        )
+        pretrained = f"the pretrained TinyMyo {args.checkpoint} ({have[0]} x {have[1]})"
+        cut = f"cuts each channel into patches of {patch} samples"
+        why = f"{pretrained} {cut} and {n_samples} is not a multiple of {patch}"
+        fix = f"use windows of a multiple of {patch} samples (emg-lens windows --window)"
+        shape = f"{n_channels} channels x {n_samples} samples"
+        raise ArgumentError(f"{data}: windows of {shape}, but {why}: {fix}")
     cfg = config_for_data(
         type(model), model.cfg, {"emg": n_channels}, model.cfg.n_classes, n_samples,
         channel_names=None,
@@ -419,18 +419,14 @@ def _finetune_on_splits(args: argparse.Namespace, recipe: Any, origin: str) -> d
     )
 
     if args.per_subject or args.subjects:
-        raise ArgumentError(
-            f"{args.windows} holds a downstream dataset's own train/val/test split; "
-            "--per-subject and --subjects do not apply to it"
-        )
+        why = "holds a downstream dataset's own train/val/test split"
+        raise ArgumentError(f"{args.windows} {why}; --per-subject and --subjects do not apply")
     store = WindowStore(args.windows)
     parts = {n: WindowStore(args.windows, repetitions=c) for n, c in store.meta["splits"].items()}
     for name in ("train", "val"):
         if not len(parts.get(name, ())):
-            raise ArgumentError(
-                f"{args.windows} has no {name!r} windows (splits {sorted(parts)}); build it "
-                "with emg-lens windows without --split, or with train and val"
-            )
+            fix = "build it with emg-lens windows without --split, or with train and val"
+            raise ArgumentError(f"{args.windows} has no {name!r} windows ({sorted(parts)}); {fix}")
     test = parts.get("test")
     meta = {"pretrained": str(origin), "windows": str(args.windows)}
     common = {"val_data": parts["val"], "out": args.out, "device": args.device, "metadata": meta}

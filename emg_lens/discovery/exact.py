@@ -198,10 +198,8 @@ class ExactPasses:
         values, correct = [], []
         for logits, y in zip(logits_of, self.y):
             if not torch.isfinite(logits).all():
-                raise ArgumentError(
-                    "an exact masked pass gave non-finite logits: the model's weights or the "
-                    "evaluation windows overflow"
-                )
+                why = "the model's weights or the evaluation windows overflow"
+                raise ArgumentError(f"an exact masked pass gave non-finite logits: {why}")
             values.append(self.scorer(logits, y)[self.metric].double().cpu())
             correct.append((logits.argmax(-1) == y).cpu())
         hit, y = torch.cat(correct).double(), torch.cat(self.y).cpu()

@@ -37,7 +37,14 @@ from jaxtyping import Bool, Int
 from emg_lens.discovery.exact import base_layer_masks
 from emg_lens.edges import EdgeSet, between, heads, layers, parse, same_channel, time_window
 from emg_lens.edges.algebra import EdgeIntersection
-from emg_lens.errors import ArgumentError, LayoutError, SpecError, checked, describe
+from emg_lens.errors import (
+    ArgumentError,
+    LayoutError,
+    SpecError,
+    check_int,
+    check_type,
+    checked,
+)
 from emg_lens.inputs import check_model
 from emg_lens.layout import TokenLayout
 
@@ -153,10 +160,8 @@ def family_from_edges(
     """
     check_model(model)
     if isinstance(edge_sets, str | EdgeSet):
-        raise ArgumentError(
-            f"edge_sets must be a list of edge sets or expressions, got one: {edge_sets!r}; "
-            "wrap it in a list"
-        )
+        accepted = "a list of edge sets or expressions: wrap it in a list"
+        raise ArgumentError(f"edge_sets must be {accepted}, got one: {edge_sets!r}")
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     chosen = range(n_layers) if layers is None else [int(layer) for layer in layers]
     bad = [layer for layer in chosen if not 0 <= layer < n_layers]
@@ -169,10 +174,8 @@ def family_from_edges(
         except SpecError as exc:
             raise ArgumentError(f"family edge set {raw!r}: {exc}") from exc
         if edges.layer_indices():
-            raise ArgumentError(
-                f"family edge set {edges} names layers: give the layers with layers=..., "
-                "each candidate is one layer"
-            )
+            why = "give the layers with layers=..., each candidate is one layer"
+            raise ArgumentError(f"family edge set {edges} names layers: {why}")
         head_list = [None] if not per_head else list(range(n_heads))
         for layer in chosen:
             for h in head_list:
@@ -188,19 +191,12 @@ def check_family(model: Any, family: Sequence[Candidate]) -> list[Candidate]:
     if not family:
         raise ArgumentError("the candidate family is empty: give at least one edge set")
     for i, c in enumerate(family):
-        if not isinstance(c, Candidate):
-            raise ArgumentError(f"family[{i}] must be a Candidate, got {describe(c)}")
-        if not 0 <= c.layer < model.cfg.n_layers:
-            raise ArgumentError(
-                f"family[{i}] ({c.label}) is in layer {c.layer}; the model has layers "
-                f"0..{model.cfg.n_layers - 1}"
-            )
+        check_type(c, Candidate, f"family[{i}]")
+        check_int(c.layer, f"family[{i}] ({c.label}).layer", 0, model.cfg.n_layers - 1)
         missing = sorted(c.edges.groups() - set(model.layout.groups))
         if missing:
-            raise LayoutError(
-                f"family[{i}] ({c.label}) names token group {missing[0]!r}; this layout has "
-                f"{model.layout.groups}"
-            )
+            groups = f"this layout has {model.layout.groups}"
+            raise LayoutError(f"family[{i}] ({c.label}) names token group {missing[0]!r}; {groups}")
     seen: dict[str, int] = {}
     for i, c in enumerate(family):
         key = str(c.edge_set)

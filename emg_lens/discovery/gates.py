@@ -182,9 +182,9 @@ def fit_gates(
         ref_logp = torch.cat(ref)
         scale = float(sum(empty)) / len(X)  # KL of cutting every candidate, per window
     if not np.isfinite(scale) or scale <= 0:
+        why = f"does not change the model's output distribution (KL {scale:.3g})"
         raise ArgumentError(
-            "cutting every candidate does not change the model's output distribution (KL "
-            f"{scale:.3g}): there is nothing for the gates to keep"
+            f"cutting every candidate {why}: there is nothing for the gates to keep"
         )
     theta = torch.full((len(family),), 3.0, device=device, requires_grad=True)
     optimiser = torch.optim.Adam([theta], lr=lr)
@@ -209,10 +209,8 @@ def fit_gates(
         open_probability = torch.sigmoid(theta - _BETA * np.log(-_GAMMA / _ZETA))
         loss = kl / scale + weight * open_probability.mean()
         if not torch.isfinite(loss):
-            raise ArgumentError(
-                "the gated model gave a non-finite loss: the model's outputs overflow with "
-                "gated attention; check its weights and inputs"
-            )
+            why = "its outputs overflow with gated attention; check its weights and inputs"
+            raise ArgumentError(f"the gated model gave a non-finite loss: {why}")
         (grad,) = torch.autograd.grad(loss, theta)
         theta.grad = grad
         optimiser.step()

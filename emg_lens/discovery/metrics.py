@@ -32,11 +32,9 @@ def check_metric(metric: Any) -> str:
     if metric in METRICS:
         return metric
     if metric in PREDICTION_METRICS:
-        raise ArgumentError(
-            f"metric = {metric!r} is not differentiable, and screening linearises the metric; "
-            "use 'margin' (the true class's logit margin: the window is correct when it is "
-            "> 0) or 'logprob'. The accuracy effect is reported beside it."
-        )
+        use = "use 'margin' (the true class's logit margin: correct when > 0) or 'logprob'"
+        why = "screening linearises the metric; the accuracy effect is reported beside it"
+        raise ArgumentError(f"metric = {metric!r} is not differentiable ({why}): {use}")
     raise ArgumentError(f"metric = {metric!r}; accepted: {list(METRICS)}")
 
 
@@ -123,16 +121,13 @@ def faithfulness_areas(kept_share: Any, faithfulness: Any) -> tuple[float, float
     """
     x, f = np.asarray(kept_share, float), np.asarray(faithfulness, float)
     if x.shape != f.shape or x.ndim != 1 or len(x) < 2:
-        raise ArgumentError(
-            "a faithfulness curve needs two or more (size, faithfulness) points of equal "
-            f"count, got sizes of shape {x.shape} and faithfulness of shape {f.shape}"
-        )
+        got = f"got sizes of shape {x.shape} and faithfulness of shape {f.shape}"
+        raise ArgumentError(f"a faithfulness curve needs 2+ (size, faithfulness) points; {got}")
     if not (np.isfinite(x).all() and np.isfinite(f).all()):
         raise ArgumentError("a faithfulness curve's sizes and faithfulness must be finite")
     if x.min() < 0 or x.max() > 1:
-        raise ArgumentError(
-            f"circuit sizes are shares of the edges, in [0, 1]; got {x.min():.4g} to {x.max():.4g}"
-        )
+        got = f"got {x.min():.4g} to {x.max():.4g}"
+        raise ArgumentError(f"circuit sizes are shares of the edges, in [0, 1]; {got}")
     order = np.argsort(x, kind="stable")
     x, f = x[order], f[order]
     width = np.diff(x)

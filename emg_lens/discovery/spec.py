@@ -12,14 +12,14 @@ from emg_lens.discovery.metrics import check_metric
 from emg_lens.discovery.screen import IG_STEPS, MISS_SAMPLE, check_estimator
 from emg_lens.discovery.search import check_method, check_tau
 from emg_lens.edges import parse
-from emg_lens.errors import ArgumentError, SpecError, check_bool
+from emg_lens.errors import ArgumentError, SpecError, check_bool, check_int
 from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.validate import (
-    modules_key,
-    positive_int,
-    required_strings,
-    string,
-    subject_list,
+    check_modules,
+    check_positive,
+    check_string,
+    check_subjects,
+    require_strings,
 )
 from emg_lens.user_code import CodeFile, locate_code
 
@@ -33,7 +33,7 @@ class DiscoverySpec(Spec):
     >>> DiscoverySpec.from_dict({"name": "c", "models": "demo", "metric": "accuracy"})
     Traceback (most recent call last):
     ...
-    emg_lens.errors.SpecError: metric: metric = 'accuracy' is not differentiable, and screening linearises the metric; use 'margin' (the true class's logit margin: the window is correct when it is > 0) or 'logprob'. The accuracy effect is reported beside it.
+    emg_lens.errors.SpecError: metric: metric = 'accuracy' is not differentiable (screening linearises the metric; the accuracy effect is reported beside it): use 'margin' (the true class's logit margin: correct when > 0) or 'logprob'
     >>> DiscoverySpec.from_dict({"name": "c", "models": "demo"}).with_changes(tau=0.1).tau
     0.1
     """  # noqa: E501
@@ -76,7 +76,7 @@ class DiscoverySpec(Spec):
 
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
-        required_strings(data, ("models",))
+        require_strings(data, ("models",))
         try:
             metric = check_metric(data.get("metric", "margin"))
             tau = check_tau(data.get("tau", 0.05))
@@ -93,34 +93,29 @@ class DiscoverySpec(Spec):
         except ArgumentError as exc:
             raise SpecError(f"{'ig_steps' if 'ig_steps' in str(exc) else 'screen'}: {exc}") from exc
         if estimator != "ig" and "ig_steps" in data:
-            raise SpecError(
-                f"ig_steps = {data['ig_steps']!r} is for screen = 'ig' (the points on its "
-                f"integrated-gradient path); the {estimator} screen takes none: remove it, or "
-                "set screen = 'ig'"
-            )
+            why = f"the {estimator} screen takes none: remove it, or set screen = 'ig'"
+            raise SpecError(f"ig_steps = {data['ig_steps']!r} is for screen = 'ig'; {why}")
         per_head = check_bool(data.get("per_head", True), "per_head", SpecError)
         subjects = data.get("subjects")
         return {
             "name": data["name"],
             "models": data["models"],
             "metric": metric,
-            "return_type": string(
-                data.get("return_type", "logits"), "return_type (a model output)"
-            ),
+            "return_type": check_string(data.get("return_type", "logits"), "return_type"),
             "tau": tau,
             "method": method,
             "screen": estimator,
             "ig_steps": ig_steps,
-            "verify_top": positive_int(data.get("verify_top", 10), "verify_top"),
-            "verify_sample": positive_int(
-                data.get("verify_sample", MISS_SAMPLE), "verify_sample", minimum=0
+            "verify_top": check_positive(data.get("verify_top", 10), "verify_top"),
+            "verify_sample": check_int(
+                data.get("verify_sample", MISS_SAMPLE), "verify_sample", error=SpecError
             ),
             "family": _family(data.get("family", "default")),
             "per_head": per_head,
-            "resamples": positive_int(data.get("resamples", 0), "resamples", minimum=0),
-            "subjects": None if subjects is None else subject_list(subjects, "subjects"),
-            "description": string(data.get("description"), "description (free text)") or "",
-            "modules": modules_key(data.get("modules")),
+            "resamples": check_int(data.get("resamples", 0), "resamples", error=SpecError),
+            "subjects": None if subjects is None else check_subjects(subjects, "subjects"),
+            "description": check_string(data.get("description"), "description (free text)") or "",
+            "modules": check_modules(data.get("modules")),
         }
 
     def code_files(self) -> list[CodeFile]:
@@ -141,13 +136,12 @@ def _family(value: Any) -> tuple[str, ...] | None:
     if value == "default":
         return None
     if not isinstance(value, list) or not value:
-        raise SpecError(
-            f"family must be 'default' or a non-empty list of edge expressions, got {value!r}"
-        )
+        accepted = "'default' or a non-empty list of edge expressions"
+        raise SpecError(f"family must be {accepted}, got {value!r}")
     out = []
     for i, expr in enumerate(value):
         try:
-            out.append(str(parse(string(expr, f"family[{i}] (an edge expression)"))))
+            out.append(str(parse(check_string(expr, f"family[{i}] (an edge expression)"))))
         except SpecError as exc:
             raise SpecError(f"family[{i}]: {exc}") from exc
     return tuple(out)

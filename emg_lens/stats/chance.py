@@ -42,7 +42,7 @@ import pandas as pd
 from jaxtyping import Int
 from scipy import stats as sps
 
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, check_choice, check_number
 from emg_lens.stats.compare import ALPHA, format_p
 from emg_lens.stats.units import TRIAL_UNITS, check_classes, design_effects, trial_votes
 
@@ -220,29 +220,28 @@ def _score(name: str, score: TrialScore | tuple[int, Sequence[int]]) -> TrialSco
         try:
             correct, class_counts = score
         except (TypeError, ValueError):
-            raise ArgumentError(
-                f"{name}: a score is a TrialScore or (correct, class_counts), got {score!r}"
-            ) from None
+            accepted = "a TrialScore or (correct, class_counts)"
+            raise ArgumentError(f"{name}: a score is {accepted}, got {score!r}") from None
         score = TrialScore.from_windows(correct, class_counts)
     for what, hit, per_class in [
         ("window", score.correct, score.class_counts),
         ("trial", score.trials_correct, score.trial_counts),
     ]:
         counts = np.asarray(per_class, dtype=np.float64)
+        wanted = "non-negative with a positive sum"
         if counts.ndim != 1 or counts.sum() <= 0 or (counts < 0).any():
             raise ArgumentError(
-                f"{name}: {what} counts per class must be non-negative with a positive sum, "
-                f"got {counts.tolist()}"
+                f"{name}: {what} counts per class must be {wanted}, got {counts.tolist()}"
             )
         if not 0 <= hit <= counts.sum() + 1e-9:
             raise ArgumentError(
-                f"{name}: correct {what}s must be between 0 and {counts.sum()}, got {hit!r}"
+                f"{name}: correct {what}s must be in 0..{counts.sum()}, got {hit!r}"
             )
-    if score.unit is not None and score.unit not in TRIAL_UNITS:
-        raise ArgumentError(f"{name}: trial unit {score.unit!r}; accepted: {list(TRIAL_UNITS)}")
-    if score.train_accuracy is not None and not 0 <= score.train_accuracy <= 1:
-        raise ArgumentError(
-            f"{name}: train_accuracy must lie in [0, 1], got {score.train_accuracy}"
+    if score.unit is not None:
+        check_choice(score.unit, list(TRIAL_UNITS), f"{name}: the trial unit")
+    if score.train_accuracy is not None:
+        check_number(
+            score.train_accuracy, f"{name}: train_accuracy", "in [0, 1]", lambda v: 0 <= v <= 1
         )
     return score
 
@@ -265,8 +264,7 @@ def trials_needed(chance: float, alpha: float = ALPHA) -> int:
     >>> trials_needed(0.5), trials_needed(0.25), trials_needed(1 / 49)
     (5, 3, 1)
     """
-    if not 0 < chance < 1:
-        raise ArgumentError(f"chance must lie strictly between 0 and 1, got {chance!r}")
+    check_number(chance, "chance", "a number strictly between 0 and 1", lambda v: 0 < v < 1)
     t = max(1, int(np.ceil(np.log(alpha) / np.log(chance))))
     return t + 1 if chance**t >= alpha else t
 

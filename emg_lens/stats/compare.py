@@ -56,6 +56,7 @@ from emg_lens.errors import (
     EmgLensError,
     InputShapeError,
     SpecError,
+    check_choice,
     check_number,
     describe,
 )
@@ -219,9 +220,9 @@ def one_baseline_row_each(
     for subject, held in seen.items():
         if len(held) > 1:
             listed = ", ".join(f"{v:.3g}" for v in held)
+            rows = f"{len(held)} baseline rows (values {listed})"
             raise error(
-                f"{what}: subject {subject} holds {len(held)} baseline rows (values {listed}); "
-                "a baseline has one row per subject"
+                f"{what}: subject {subject} holds {rows}; a baseline has one row per subject"
             )
 
 
@@ -241,9 +242,9 @@ numbers, or NaN for a missing value (left out)
     if infinite.any():
         at = np.unravel_index(int(np.flatnonzero(infinite.ravel())[0]), values.shape)
         index = at[0] if len(at) == 1 else tuple(int(i) for i in at)
+        accepted = "finite numbers, or NaN for a missing value (left out)"
         raise InputShapeError(
-            f"{what} holds {values[at]} at index {index}: accepted are finite numbers, or NaN "
-            "for a missing value (left out)"
+            f"{what} holds {values[at]} at index {index}: accepted are {accepted}"
         )
     return values
 
@@ -269,7 +270,7 @@ def compare_rows(
     masked = finite_or_missing(np.atleast_2d(np.asarray(masked, float)), "compare(masked)")
     baseline = _per_subject(baseline, "compare(baseline)")
     test = _resolve(test, masked.shape[1])
-    _check_test(test)
+    check_choice(test, TESTS, "stats.test", SpecError)
     U, p = np.full(len(masked), np.nan), np.full(len(masked), np.nan)
     if test == "wilcoxon":
         for i, row in enumerate(masked):
@@ -382,9 +383,9 @@ def correct(pvalues: Sequence[float], method: str = "bonferroni") -> list[float]
     outside = np.flatnonzero(~np.isnan(p) & ~((p >= 0) & (p <= 1)))
     if len(outside):
         i = int(outside[0])
+        accepted = "numbers in [0, 1], or NaN for a test without one (left out of the family)"
         raise InputShapeError(
-            f"correct(pvalues)[{i}] = {p[i]} is no p-value: accepted are numbers in [0, 1], or "
-            "NaN for a test without one (left out of the family)"
+            f"correct(pvalues)[{i}] = {p[i]} is no p-value: accepted are {accepted}"
         )
     out = np.full_like(p, np.nan)
     valid = np.flatnonzero(np.isfinite(p))
@@ -402,11 +403,6 @@ def correct(pvalues: Sequence[float], method: str = "bonferroni") -> list[float]
     else:
         raise SpecError(f"stats.correction must be one of {CORRECTIONS}, got {method!r}")
     return [float(x) for x in out]
-
-
-def _check_test(test: str) -> None:
-    if test not in TESTS:
-        raise SpecError(f"stats.test must be one of {TESTS}, got {test!r}")
 
 
 def rank_biserial(masked: Values, baseline: Values, test: str = "mannwhitneyu") -> float:
@@ -444,7 +440,7 @@ def rank_biserial_rows(
     """
     rows, base = np.atleast_2d(np.asarray(masked, float)), np.asarray(baseline, float)
     test = _resolve(test, rows.shape[1])
-    _check_test(test)
+    check_choice(test, TESTS, "stats.test", SpecError)
     if test in PAIRED_TESTS:
         _check_paired(rows, base, test)
         paired = np.zeros(len(rows))  # 0 where no difference is left
@@ -494,10 +490,8 @@ def rows_and_baseline(
     masked = finite_or_missing(np.atleast_2d(np.asarray(masked, float)), "compare(masked)")
     baseline = _per_subject(baseline, "compare(baseline)")
     if masked.shape[1:] != baseline.shape:
-        raise SpecError(
-            f"{interval} needs one masked value per subject's baseline value, got "
-            f"{masked.shape[-1]} and {len(baseline)}"
-        )
+        got = f"got {masked.shape[-1]} and {len(baseline)}"
+        raise SpecError(f"{interval} needs one masked value per subject's baseline value, {got}")
     return masked, baseline
 
 

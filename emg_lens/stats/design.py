@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats as sps
 
-from emg_lens.errors import SpecError
+from emg_lens.errors import SpecError, check_choice
 from emg_lens.stats.compare import (
     ALPHA,
+    TESTS,
     Values,
-    _check_test,
     _floor_p,
     _floor_quantile,
     _hall_g,
@@ -44,7 +44,7 @@ def smallest_p(n: int, test: str = "mannwhitneyu") -> float:
     0.0078125
     """
     test = _resolve(test, n)
-    _check_test(test)
+    check_choice(test, TESTS, "stats.test", SpecError)
     if n < 1:
         raise SpecError(f"smallest_p needs n >= 1 subjects, got {n}")
     baseline = np.arange(n, dtype=float) + 2.0 * n  # distinct, and all above the masked ones

@@ -235,9 +235,9 @@ def score_stacked(
     logits = torch.as_tensor(logits).detach().cpu().double()
     reference = torch.as_tensor(reference).detach().cpu().double()
     if logits.ndim != 3 or logits.shape[1:] != reference.shape:
+        shapes = f"the reference's [n, n_classes] {tuple(reference.shape)}"
         raise ArgumentError(
-            f"logits must be [condition, n, n_classes] over the reference's [n, n_classes] "
-            f"{tuple(reference.shape)}, got {tuple(logits.shape)}"
+            f"logits must be [condition, n, n_classes] over {shapes}, got {tuple(logits.shape)}"
         )
     labels = torch.as_tensor(np.asarray(y), dtype=torch.long)
     pred = logits.argmax(-1)
@@ -273,10 +273,8 @@ def score_regression(
     """
     pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
     if pred.shape != target.shape or pred.ndim != 1 or not len(pred):
-        raise ArgumentError(
-            f"pred and target must be two equal non-empty 1-d arrays, got {pred.shape} and "
-            f"{target.shape}"
-        )
+        got = f"got {pred.shape} and {target.shape}"
+        raise ArgumentError(f"pred and target must be two equal non-empty 1-d arrays, {got}")
     if not np.isfinite(pred).all() or not np.isfinite(target).all():
         raise ArgumentError("pred and target must be finite (a NaN or Inf is no score)")
     variance = float(target.var())

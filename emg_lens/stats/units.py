@@ -77,10 +77,8 @@ class TrialVotes:
 
 def _check_windows(y: np.ndarray, trials: np.ndarray, what: str) -> None:
     if y.ndim != 1 or trials.shape != y.shape:
-        raise ArgumentError(
-            f"{what} and trials must be 1-D arrays of one length (one entry per window), got "
-            f"shapes {y.shape} and {trials.shape}"
-        )
+        shapes = f"got shapes {y.shape} and {trials.shape}"
+        raise ArgumentError(f"{what} and trials must be 1-D, one entry per window; {shapes}")
     if len(y) == 0:
         raise ArgumentError(f"no windows: {what} is empty")
 
@@ -370,10 +368,8 @@ def class_trial_cis(
     label, windows = np.asarray(trial_class), np.asarray(trial_windows)
     correct = np.asarray(trial_hits)
     if not (label.shape == windows.shape == correct.shape) or label.ndim != 1:
-        raise ArgumentError(
-            f"trial_class, trial_windows and trial_hits must be 1-D of one length (one "
-            f"entry per trial), got shapes {label.shape}, {windows.shape}, {correct.shape}"
-        )
+        shapes = f"got shapes {label.shape}, {windows.shape}, {correct.shape}"
+        raise ArgumentError(f"trial_class, _windows and _hits must be 1-D, one per trial; {shapes}")
     check_number(level, "level", "between 0 and 1", lambda v: 0 < v < 1)
     low, high = np.full(n_classes, np.nan), np.full(n_classes, np.nan)
     trials = (

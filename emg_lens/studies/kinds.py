@@ -42,7 +42,7 @@ import yaml
 
 from emg_lens.errors import ArgumentError, SpecError, checked
 from emg_lens.studies.spec_base import Spec
-from emg_lens.studies.validate import study_name
+from emg_lens.studies.validate import check_study_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -98,7 +98,7 @@ class StudyKind:
         ...                                           "models": "demo"}))
         PosixPath('runs/discovery/c')
         """
-        return Path(out) if out else Path(self.out) / study_name(spec.name)
+        return Path(out) if out else Path(self.out) / check_study_name(spec.name)
 
     def load(self, data: Any, source_dir: str | Path = ".") -> Any:
         """Its spec from a table read from a file in ``source_dir``."""
@@ -153,10 +153,8 @@ def load_spec(source: str | Path | dict | Any, kind: str | None = None) -> Any:
         spec = source
     found = kind_of(spec)
     if kind is not None and found.name != kind:
-        raise SpecError(
-            f"study {spec.name!r} is kind = {found.name!r}, not kind = {kind!r}: use "
-            f"{found.run.__name__} (or `emg-lens study run`, which runs every kind)"
-        )
+        use = f"use {found.run.__name__} (or `emg-lens study run`, which runs every kind)"
+        raise SpecError(f"study {spec.name!r} is kind = {found.name!r}, not kind = {kind!r}: {use}")
     return spec
 
 
@@ -246,9 +244,9 @@ def read_study_file(path: str | Path, build: Callable[[Any, Path], T]) -> T:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
+        fix = "study files are read as UTF-8; save it again with that encoding"
         raise SpecError(
-            f"{path} is not UTF-8 text (byte {raw[exc.start]:#04x} on line {line}): study files "
-            "are read as UTF-8; save it again with that encoding"
+            f"{path} is not UTF-8 (byte {raw[exc.start]:#04x}, line {line}): {fix}"
         ) from exc
     try:
         if path.suffix == ".toml":

@@ -45,7 +45,7 @@ from typing import Any, ClassVar
 
 from emg_lens.errors import SpecError, checked
 from emg_lens.stats.compare import CLAIMS_TESTS, CORRECTIONS, PAIRED, TESTS
-from emg_lens.studies.validate import reject_unknown, string, study_name
+from emg_lens.studies.validate import check_string, check_study_name, refuse_unknown
 
 FAMILIES = ("mode", "intervention", "all")
 """What a correction runs over: the comparisons of one layer mode, of one intervention, or all."""
@@ -137,17 +137,15 @@ class Spec:
             holds = f" with {cls.HOLDS}" if cls.HOLDS else ""
             raise SpecError(f"{what} must be a table{holds}, got {data!r}")
         if cls.KIND is not None and data.get("kind", cls.KIND) != cls.KIND:
-            raise SpecError(
-                f"kind = {data['kind']!r}; {cls.__name__} reads kind = {cls.KIND!r} "
-                "(`emg_lens.studies.load_spec` reads every kind)"
-            )
-        reject_unknown(where, data, cls.keys())
+            reads = f"{cls.__name__} reads kind = {cls.KIND!r} (load_spec reads every kind)"
+            raise SpecError(f"kind = {data['kind']!r}; {reads}")
+        refuse_unknown(where, data, cls.keys())
         if cls.KIND is not None:  # a study, of any kind: its name is its output folder's
-            study_name(data.get("name"))
+            check_study_name(data.get("name"))
         given = {k: context.pop(k) for k in list(context) if k in cls._unsaved()}
         values = cls._parse({k: v for k, v in data.items() if k != "kind"}, where, **context)
         if cls.KIND is not None:  # every study's name, and what it is in words
-            text = string(data.get("description"), "description (free text)") or ""
+            text = check_string(data.get("description"), "description (free text)") or ""
             values = {"name": data["name"], "description": text, **values}
         spec = cls(**values, **given)
         spec._check()
@@ -215,15 +213,11 @@ class StatsSpec(Spec):
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
         for key in data:
-            string(data[key], f"stats.{key}")
+            check_string(data[key], f"stats.{key}")
         keys = ("test", "correction", "family", "claims_test")
         values = {f: data.get(f, getattr(cls, f)) for f in keys}
-        for key, allowed in (
-            ("test", TESTS),
-            ("correction", CORRECTIONS),
-            ("family", FAMILIES),
-            ("claims_test", CLAIMS_TESTS),
-        ):
+        accepted = {"test": TESTS, "correction": CORRECTIONS, "family": FAMILIES}
+        for key, allowed in {**accepted, "claims_test": CLAIMS_TESTS}.items():
             if values[key] not in allowed:
                 raise SpecError(f"stats.{key} = {values[key]!r}; accepted: {list(allowed)}")
         return values

@@ -127,15 +127,13 @@ class CellStore:
         try:  # whether this process created it or not: compare after, never check-then-write
             saved = json.loads(marker.read_text())["fingerprint"]
         except (OSError, ValueError, KeyError, TypeError) as exc:  # a folder: IsADirectoryError
-            raise SpecError(
-                f"{marker} is empty, torn or no file ({type(exc).__name__}); it no longer says "
-                "which study the folder holds: delete the folder, or use another --out folder"
-            ) from exc
+            why = "it no longer says which study the folder holds"
+            fix = "delete the folder, or use another --out folder"
+            bad = f"{marker} is empty, torn or no file ({type(exc).__name__})"
+            raise SpecError(f"{bad}; {why}: {fix}") from exc
         if saved != fingerprint:
-            raise SpecError(
-                f"{self.root} holds results of a different study; use another --out folder "
-                "or delete it to start over"
-            )
+            fix = "use another --out folder or delete it to start over"
+            raise SpecError(f"{self.root} holds results of a different study; {fix}")
 
     # ------------------------------------------------------------------ cells
     def path(self, subject: int, key: str) -> Path:

@@ -183,12 +183,10 @@ def _check_no_hooks(model: Any) -> None:
         if getattr(point, "fwd_hooks", None) or getattr(point, "bwd_hooks", None)
     ]
     if hooked:
-        raise SpecError(
-            f"the model has hooks on {', '.join(hooked[:4])}{' ...' if len(hooked) > 4 else ''}: "
-            "a study's cells would hold what they do, which nothing records. Remove them "
-            "(model.reset_hooks(including_permanent=True)) and give them to the study as an "
-            "intervention (its hooks = ...)"
-        )
+        on = ", ".join(hooked[:4]) + (" ..." if len(hooked) > 4 else "")
+        why = "a study's cells would hold what they do, which nothing records"
+        fix = "remove them (model.reset_hooks(including_permanent=True)), give them as hook = ..."
+        raise SpecError(f"the model has hooks on {on}: {why}; {fix}")
 
 
 def entry_provenance(

@@ -2,9 +2,9 @@
 `emg_lens.studies.training.spec` for training studies). Each returns the value it checked, or
 raises `SpecError` naming the key at fault and what would be accepted.
 
->>> int_list([1, 2], "subjects")
+>>> check_int_list([1, 2], "subjects")
 (1, 2)
->>> reject_unknown("stats", {"tset": "t"}, {"test", "correction"})
+>>> refuse_unknown("stats", {"tset": "t"}, {"test", "correction"})
 Traceback (most recent call last):
 ...
 emg_lens.errors.SpecError: unknown key(s) ['tset'] in [stats]; accepted: ['correction', 'test']
@@ -17,22 +17,20 @@ from typing import Any
 from emg_lens.errors import SpecError, check_int, check_ints
 
 
-def reject_unknown(section: str, data: dict, allowed: set[str]) -> None:
+def refuse_unknown(section: str, data: dict, allowed: set[str]) -> None:
     """Refuse keys of ``[section]`` outside ``allowed`` (a typo must not be ignored).
 
-    >>> reject_unknown("layers", {"modes": ["all"]}, {"modes", "layers"})
+    >>> refuse_unknown("layers", {"modes": ["all"]}, {"modes", "layers"})
     """
-    unknown = set(data) - allowed
+    unknown = sorted(set(data) - allowed)
     if unknown:
-        raise SpecError(
-            f"unknown key(s) {sorted(unknown)} in [{section}]; accepted: {sorted(allowed)}"
-        )
+        raise SpecError(f"unknown key(s) {unknown} in [{section}]; accepted: {sorted(allowed)}")
 
 
-def reject_repeats(key: str, items: list) -> None:
+def refuse_repeats(key: str, items: list) -> None:
     """Two equal entries would give two rows with one meaning (and one key).
 
-    >>> reject_repeats("heads", [(0,), (0,)])
+    >>> refuse_repeats("heads", [(0,), (0,)])
     Traceback (most recent call last):
     ...
     emg_lens.errors.SpecError: heads repeats (0,); each entry must be distinct
@@ -44,13 +42,13 @@ def reject_repeats(key: str, items: list) -> None:
         seen.add(item)
 
 
-def string(value: Any, where: str) -> Any:
+def check_string(value: Any, where: str) -> Any:
     """``value`` when it is a string or None: a TOML table, list or number where text is
     expected is an error, never turned into text.
 
-    >>> string("free text", "description"), string(None, "description")
+    >>> check_string("free text", "description"), check_string(None, "description")
     ('free text', None)
-    >>> string({"text": "a"}, "description")
+    >>> check_string({"text": "a"}, "description")
     Traceback (most recent call last):
     ...
     emg_lens.errors.SpecError: description must be a string, got a table: {'text': 'a'}
@@ -62,55 +60,47 @@ def string(value: Any, where: str) -> Any:
     return value
 
 
-def required_strings(data: dict, keys: tuple[str, ...]) -> None:
+def require_strings(data: dict, keys: tuple[str, ...]) -> None:
     """Every study key of ``keys`` is in ``data`` as a non-empty string (what a study runs on:
     ``models``, ``recording``; its ``name`` is `study_name`'s).
 
-    >>> required_strings({"name": "a", "models": ""}, ("name", "models"))
+    >>> require_strings({"name": "a", "models": ""}, ("name", "models"))
     Traceback (most recent call last):
     ...
     emg_lens.errors.SpecError: study key 'models' is required and must be a non-empty string
     """
     for key in keys:
-        if not string(data.get(key), f"study key {key!r}"):
+        if not check_string(data.get(key), f"study key {key!r}"):
             raise SpecError(f"study key {key!r} is required and must be a non-empty string")
 
 
-def study_name(value: Any) -> str:
+def check_study_name(value: Any) -> str:
     """The study key ``name`` when it can name the study's output folder (``runs/studies/<name>``,
     a discovery study's ``runs/discovery/<name>``): one plain folder name, never a path that
     would put the study (summary.md, report.html, its tables) anywhere else.
 
-    >>> study_name("planted demo")
+    >>> check_study_name("planted demo")
     'planted demo'
-    >>> study_name("../../victim")
+    >>> check_study_name("../../victim")
     Traceback (most recent call last):
     ...
     emg_lens.errors.SpecError: study key 'name' = '../../victim' is no folder name (it names the study's output folder, runs/studies/<name>); accepted: printable text without '/' or '\\', not starting with '.' or '~', at most 100 characters
     """  # noqa: E501
-    if not string(value, "study key 'name'"):
+    if not check_string(value, "study key 'name'"):
         raise SpecError("study key 'name' is required and must be a non-empty string")
-    if (
-        "/" in value
-        or "\\" in value
-        or value[0] in ".~"
-        or not value.isprintable()
-        or len(value) > 100
-        or len(value.encode()) > 255  # a folder name's bytes
-    ):
-        raise SpecError(
-            f"study key 'name' = {value!r} is no folder name (it names the study's output "
-            "folder, runs/studies/<name>); accepted: printable text without '/' or '\\', not "
-            "starting with '.' or '~', at most 100 characters"
-        )
+    why = "(it names the study's output folder, runs/studies/<name>); accepted: printable text"
+    accepted = "without '/' or '\\', not starting with '.' or '~', at most 100 characters"
+    fits = len(value) <= 100 and len(value.encode()) <= 255  # a folder name's bytes
+    if not fits or {"/", "\\"} & set(value) or value[0] in ".~" or not value.isprintable():
+        raise SpecError(f"study key 'name' = {value!r} is no folder name {why} {accepted}")
     return value
 
 
-def int_list(value: Any, key: str, minimum: int | None = None) -> tuple[int, ...]:
+def check_int_list(value: Any, key: str, minimum: int | None = None) -> tuple[int, ...]:
     """``value`` as a tuple when it is a list (or tuple) of integers (not booleans), each >=
     ``minimum`` if given.
 
-    >>> int_list([True], "heads[0]")
+    >>> check_int_list([True], "heads[0]")
     Traceback (most recent call last):
     ...
     emg_lens.errors.SpecError: heads[0] must be a list of integers, got [True]
@@ -120,33 +110,31 @@ def int_list(value: Any, key: str, minimum: int | None = None) -> tuple[int, ...
     return tuple(check_ints(value, key, minimum, error=SpecError, empty=True))
 
 
-def subject_list(value: Any, key: str, minimum: int | None = None) -> tuple[int, ...]:
+def check_subjects(value: Any, key: str, minimum: int | None = None) -> tuple[int, ...]:
     """``value`` as a tuple when it is a non-empty list of distinct integers (each >=
     ``minimum``, if given): an empty list would select no subject, which is no study.
 
-    >>> subject_list([3, 1], "subjects")
+    >>> check_subjects([3, 1], "subjects")
     (3, 1)
-    >>> subject_list([], "subjects")
+    >>> check_subjects([], "subjects")
     Traceback (most recent call last):
     ...
-    emg_lens.errors.SpecError: subjects = [] selects no subject; accepted: a non-empty list of distinct subject numbers, or leave the key out for every subject
+    emg_lens.errors.SpecError: subjects = [] selects no subject; accepted: a non-empty list of distinct subject numbers, or no key: every subject
     """  # noqa: E501
-    subjects = int_list(value, key, minimum)
+    subjects = check_int_list(value, key, minimum)
     if not subjects:
-        raise SpecError(
-            f"{key} = [] selects no subject; accepted: a non-empty list of distinct subject "
-            "numbers, or leave the key out for every subject"
-        )
-    reject_repeats(key, list(subjects))
+        accepted = "a non-empty list of distinct subject numbers, or no key: every subject"
+        raise SpecError(f"{key} = [] selects no subject; accepted: {accepted}")
+    refuse_repeats(key, list(subjects))
     return subjects
 
 
-def positive_int(value: Any, key: str, minimum: int = 1) -> int:
+def check_positive(value: Any, key: str, minimum: int = 1) -> int:
     """``value`` when it is an integer >= ``minimum`` (1; not a boolean).
 
-    >>> positive_int(3, "data.window")
+    >>> check_positive(3, "data.window")
     3
-    >>> positive_int(0, "data.window")
+    >>> check_positive(0, "data.window")
     Traceback (most recent call last):
     ...
     emg_lens.errors.SpecError: data.window must be a positive int, got 0
@@ -154,10 +142,10 @@ def positive_int(value: Any, key: str, minimum: int = 1) -> int:
     return check_int(value, key, minimum, None, SpecError)
 
 
-def table(value: Any, key: str) -> dict:
+def check_table(value: Any, key: str) -> dict:
     """``value`` when it is a table (a dict) for the section ``[key]``.
 
-    >>> table([1], "stats")
+    >>> check_table([1], "stats")
     Traceback (most recent call last):
     ...
     emg_lens.errors.SpecError: [stats] must be a table, got [1]
@@ -167,20 +155,20 @@ def table(value: Any, key: str) -> dict:
     return value
 
 
-def modules_key(value: Any) -> str | None:
+def check_modules(value: Any) -> str | None:
     """The study key ``modules`` (None when absent): ``"path/file.py:function"``, the function
     that builds the user's own modules of checkpoints that hold some (`emg_lens.user_code`).
 
-    >>> modules_key("models.py:build_modules"), modules_key(None)
+    >>> check_modules("models.py:build_modules"), check_modules(None)
     ('models.py:build_modules', None)
-    >>> modules_key("models.py")
+    >>> check_modules("models.py")
     Traceback (most recent call last):
     ...
     emg_lens.errors.SpecError: modules must look like 'models.py:build_modules' (a Python file in the study's project and a function in it), got 'models.py'
     """  # noqa: E501
     accepted = "'models.py:build_modules' (a Python file in the study's project and a function "
     accepted += "in it)"
-    ref = string(value, "modules (a 'file.py:function' reference)")
+    ref = check_string(value, "modules (a 'file.py:function' reference)")
     if ref is not None and (":" not in ref or not ref.rpartition(":")[2].isidentifier()):
         raise SpecError(f"modules must look like {accepted}, got {ref!r}")
     return ref

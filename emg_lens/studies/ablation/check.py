@@ -47,9 +47,9 @@ def _check_layout(spec: Any, target: Target) -> None:
                 ) from exc
         modality = intervention.zero_modality
         if modality is not None and modality not in target.layout.groups:
+            accepted = f"accepted: {[g for g in target.layout.groups if g != CLS]}"
             raise SpecError(
-                f"{where}: zero_modality {modality!r} is not a modality of {target.source}; "
-                f"accepted: {[g for g in target.layout.groups if g != CLS]}"
+                f"{where}: zero_modality {modality!r} is not in {target.source}; {accepted}"
             )
 
 

@@ -23,11 +23,15 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from emg_lens.errors import SpecError, check_number
+from emg_lens.errors import SpecError, check_ints, check_number
 from emg_lens.studies.spec_base import Spec, file_key, is_none
-from emg_lens.studies.validate import int_list, reject_repeats, string
+from emg_lens.studies.validate import check_int_list, check_string, refuse_repeats
 
 EXPECTATIONS = ("drop", "keep")
+EXPECTED = (  # what a claim's expect accepts, in words
+    "'drop' (a significant drop: the study's claims test and correction) or 'keep' "
+    "(equivalence: the change's 90% t-interval within ±margin)"
+)
 DEFAULT_MARGIN = 0.05  # a drop claim's, where it names none: it fails above -5 %
 LAYER_MODES = ("individual", "from_first", "from_last")  # one cell per layer: "<mode> <l>"
 
@@ -45,8 +49,7 @@ def _layer_label(text: Any, where: str) -> tuple[str, int | tuple[int, ...] | No
         "(e.g. 'individual 1', 'from_first 2', 'from_last 0') or 'explicit <layers>' (e.g. "
         "'explicit 0,2'): the mode and layer columns of the study's table"
     )
-    text = string(text, f"{where}.layers ({accepted})")
-    mode, _, rest = (text or "").strip().partition(" ")
+    mode, _, rest = (text if isinstance(text, str) else "").strip().partition(" ")
     rest = rest.strip()
     try:
         if mode in ("all", "input") and not rest:
@@ -71,14 +74,12 @@ def _classes(value: Any, where: str) -> str | tuple[int, ...]:
         "'all', a name of the study's [class_groups] table, or a non-empty list of distinct "
         "class indices (0-based, as per_class.csv numbers them)"
     )
-    if isinstance(value, str):
-        if not value:
-            raise SpecError(f"{where}.classes is empty; accepted: {accepted}")
-        return value
-    if not isinstance(value, list | tuple) or not value:
+    if not value or not isinstance(value, str | list | tuple):
         raise SpecError(f"{where}.classes = {value!r}; accepted: {accepted}")
-    indices = int_list(value, f"{where}.classes (class indices)", 0)
-    reject_repeats(f"{where}.classes", list(indices))
+    if isinstance(value, str):
+        return value
+    indices = check_int_list(value, f"{where}.classes (class indices)", 0)
+    refuse_repeats(f"{where}.classes", list(indices))
     return tuple(indices)
 
 
@@ -103,7 +104,7 @@ class Claim(Spec):
         for key in ("intervention", "layers", "classes", "expect"):
             if data.get(key) is None:
                 raise SpecError(f"{where} needs {key!r}; a claim holds {cls.HOLDS}")
-        intervention = string(data["intervention"], f"{where}.intervention (its name)")
+        intervention = check_string(data["intervention"], f"{where}.intervention (its name)")
         mode, layer = _layer_label(data["layers"], where)
         if isinstance(layer, tuple):  # explicit
             layers = f"explicit {','.join(map(str, layer))}"
@@ -111,11 +112,7 @@ class Claim(Spec):
             layers = mode if layer is None else f"{mode} {layer}"
         expect = data["expect"]
         if expect not in EXPECTATIONS:
-            raise SpecError(
-                f"{where}.expect = {expect!r}; accepted: 'drop' (a significant drop: the "
-                "study's claims test and correction) or 'keep' (equivalence: the change's 90% "
-                "t-interval within ±margin)"
-            )
+            raise SpecError(f"{where}.expect = {expect!r}; accepted: {EXPECTED}")
         margin = data.get("margin")
         if margin is not None or expect == "keep":
             needs = (
@@ -128,9 +125,9 @@ class Claim(Spec):
             margin = check_number(margin, f"{where}.margin", needs, lambda v: 0 < v <= 1, SpecError)
         heads = data.get("heads")
         if heads is not None and heads != "all":
-            heads = int_list(heads, f"{where}.heads ('all' or a list of head indices)")
-            if not heads:
-                raise SpecError(f"{where}.heads = []; accepted: 'all' or a list of head indices")
+            heads = tuple(
+                check_ints(heads, f"{where}.heads ('all' or head indices)", error=SpecError)
+            )
         return {
             "intervention": intervention,
             "layers": layers,
@@ -138,7 +135,7 @@ class Claim(Spec):
             "expect": expect,
             "margin": margin,
             "heads": heads,
-            "description": string(data.get("description"), f"{where}.description") or "",
+            "description": check_string(data.get("description"), f"{where}.description") or "",
         }
 
     @property
@@ -196,11 +193,9 @@ def class_groups_key(value: Any) -> dict[str, tuple[int, ...]]:
         raise SpecError(f"[class_groups] must be a table of name = [class indices], got {value!r}")
     groups = {}
     for name, indices in value.items():
+        why = "is not an identifier other than 'all'; 'all' already means every class"
         if not name.isidentifier() or name == "all":
-            raise SpecError(
-                f"[class_groups] name {name!r} is not an identifier other than 'all'; "
-                "'all' already means every class"
-            )
+            raise SpecError(f"[class_groups] name {name!r} {why}")
         classes = _classes(indices, f"class_groups.{name}")
         if isinstance(classes, str):
             raise SpecError(f"class_groups.{name} = {indices!r}; accepted: a list of class indices")
@@ -210,74 +205,61 @@ def class_groups_key(value: Any) -> dict[str, tuple[int, ...]]:
 
 def check_claims(
     claims: Sequence[Claim],
-    *,
     interventions: Mapping[str, bool],
-    modes: Sequence[str],
-    layers: Sequence[int] | None,
-    explicit: Sequence[Sequence[int]],
+    study_layers: Any,
     head_sets: int,
     class_groups: Mapping[str, Sequence[int]],
 ) -> None:
     """Refuse a claim the study cannot test, naming it: an intervention it lacks
     (``interventions``: name -> whether it acts on layers), a layer mode it does not run, a
-    layer outside ``layers`` (the study's ``layers.layers``; None: any), an explicit layer set
-    it does not list, several head sets without ``heads``, a class group it does not define.
+    layer outside ``layers.layers`` (None: any) or an explicit layer set ``layers.explicit``
+    does not list (``study_layers``: the study's `LayerSpec`), several head sets without ``heads``, a class group it does not define.
     Layers and class indices beyond the models' are refused once the models are known
     (`matching_keys`, `evaluate_claims`).
 
     >>> claim = Claim.from_dict({"intervention": "uni", "layers": "all", "classes": "all",
     ...                          "expect": "drop"})
-    >>> check_claims([claim], interventions={"cross": True}, modes=["all"], layers=None,
-    ...              explicit=[], head_sets=1, class_groups={})
+    >>> from emg_lens.studies.ablation.spec import LayerSpec
+    >>> check_claims([claim], {"cross": True}, LayerSpec(("all",)), 1, {})
     Traceback (most recent call last):
     ...
     emg_lens.errors.SpecError: claims[0].intervention = 'uni' is not an intervention of the study; accepted: ['cross']
     """  # noqa: E501
+    modes, explicit = study_layers.modes, [tuple(sorted(set(e))) for e in study_layers.explicit]
     for i, claim in enumerate(claims):
-        where = f"claims[{i}]"
-        if claim.intervention not in interventions:
+        where, name, mode, layer = f"claims[{i}]", claim.intervention, claim.mode, claim.layer
+        at, on_layers = f"{where}.layers = {claim.layers!r}", interventions.get(name)
+        if on_layers is None:
+            accepted = f"accepted: {list(interventions)}"
             raise SpecError(
-                f"{where}.intervention = {claim.intervention!r} is not an intervention of the "
-                f"study; accepted: {list(interventions)}"
+                f"{where}.intervention = {name!r} is not an intervention of the study; {accepted}"
             )
-        on_layers = interventions[claim.intervention]
-        if not on_layers and claim.mode != "input":
+        if not on_layers and mode != "input":
             raise SpecError(
-                f"{where}.layers = {claim.layers!r}: intervention {claim.intervention!r} ablates "
-                "an input (zero_modality) and has no layer; write layers = 'input'"
+                f"{at}: {name!r} ablates an input (zero_modality); write layers = 'input'"
             )
-        if on_layers and claim.mode == "input":
+        if on_layers and mode == "input":
             raise SpecError(
-                f"{where}.layers = 'input': intervention {claim.intervention!r} acts on layers; "
-                f"name one of the study's layer modes {list(modes)}"
+                f"{at}: {name!r} acts on layers; name one of the study's layer modes {list(modes)}"
             )
-        if on_layers and claim.mode not in modes:
+        if on_layers and mode not in modes:
+            raise SpecError(f"{at}: mode {mode!r} is not in the study's layers.modes {list(modes)}")
+        allowed = study_layers.layers
+        if mode in LAYER_MODES and allowed is not None and layer not in allowed:
             raise SpecError(
-                f"{where}.layers = {claim.layers!r}: mode {claim.mode!r} is not in the study's "
-                f"layers.modes {list(modes)}"
+                f"{at}: layer {layer} is not in the study's layers.layers {list(allowed)}"
             )
-        if claim.mode in LAYER_MODES and layers is not None and claim.layer not in layers:
+        if mode == "explicit" and layer not in explicit:
             raise SpecError(
-                f"{where}.layers = {claim.layers!r}: layer {claim.layer} is not in the study's "
-                f"layers.layers {list(layers)}"
-            )
-        sets = [tuple(sorted(set(e))) for e in explicit]
-        if claim.mode == "explicit" and claim.layer not in sets:
-            raise SpecError(
-                f"{where}.layers = {claim.layers!r} is not one of the study's layers.explicit "
-                f"{[list(s) for s in sets]}"
+                f"{at} is not one of the study's layers.explicit {[list(s) for s in explicit]}"
             )
         if claim.heads is None and head_sets > 1 and on_layers:
             raise SpecError(
-                f"{where} needs heads: the study has {head_sets} head sets; give heads = 'all' "
-                "or the head list of one of them"
+                f"{where} needs heads: the study has {head_sets} head sets ('all' or a head list)"
             )
-        named = isinstance(claim.classes, str) and claim.classes != "all"
-        if named and claim.classes not in class_groups:
-            raise SpecError(
-                f"{where}.classes = {claim.classes!r} is not 'all' or a name of the study's "
-                f"[class_groups] table {sorted(class_groups)}"
-            )
+        groups = f"'all' or a name of the study's [class_groups] table {sorted(class_groups)}"
+        if isinstance(claim.classes, str) and claim.classes not in ("all", *class_groups):
+            raise SpecError(f"{where}.classes = {claim.classes!r} is not {groups}")
 
 
 def _heads_label(heads: str | tuple[int, ...] | None) -> frozenset[int] | None:
@@ -308,9 +290,9 @@ def matching_keys(claim: Claim, rows: pd.DataFrame, where: str = "claim") -> str
         return keys[0]
     labels = sorted(dict.fromkeys(_row_label(r) for r in mine.itertuples()))
     problem = "matches no condition" if not keys else "matches several conditions (name heads)"
+    accepted = f"the conditions of {claim.intervention!r} are {labels}"
     raise SpecError(
-        f"{where} ({claim.intervention} · {claim.layers}) {problem} of the study; the "
-        f"conditions of {claim.intervention!r} are {labels}"
+        f"{where} ({claim.intervention} · {claim.layers}) {problem} of the study; {accepted}"
     )
 
 

@@ -112,9 +112,9 @@ class ErasureFits:
             raise ArgumentError(f"{where} is no erasure (no erase and tokens)")
         where = f"{where} (erase = {erase!r})"
         if not len(data.y_train):
+            why = "an eraser is fitted on them (the study scores the held-out windows)"
             raise SpecError(
-                f"{where}: subject {data.subject}'s data hold no training windows, which an "
-                "eraser is fitted on (the held-out windows are what the study scores)"
+                f"{where}: subject {data.subject}'s data hold no training windows; {why}"
             )
         try:
             labels = window_labels(data, erase, "train")
@@ -128,10 +128,10 @@ class ErasureFits:
                 raise SpecError(f"{where}: classes {bad} exceed the data's {data.n_classes}")
             keep = keep[np.isin(np.asarray(data.y_train), intervention.classes)]
         if len(np.unique(labels[keep])) < 2:
+            held = f"one value of the concept ({np.unique(labels[keep]).tolist()})"
+            why = "erasing it needs two or more (the subject: a pooled model, emg_lens.data.pooled)"
             raise SpecError(
-                f"{where}: subject {data.subject}'s training windows hold one value of the "
-                f"concept ({np.unique(labels[keep]).tolist()}); erasing it needs two or more "
-                "(the subject: a model applied across subjects, emg_lens.data.pooled)"
+                f"{where}: subject {data.subject}'s training windows hold {held}; {why}"
             )
         names = [f"blocks.{layer}.hook_resid_pre" for layer in layers]
         try:

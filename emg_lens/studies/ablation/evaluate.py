@@ -31,7 +31,14 @@ from jaxtyping import Float
 
 from emg_lens.components import TransformerBlock
 from emg_lens.edges import EdgeSet, parse
-from emg_lens.errors import ArgumentError, LayoutError, SpecError, StudyError, describe
+from emg_lens.errors import (
+    ArgumentError,
+    LayoutError,
+    SpecError,
+    StudyError,
+    check_choice,
+    describe,
+)
 from emg_lens.hooks import attn_scores_filter, compile_edges, mask_edges, zero_modality
 from emg_lens.models.base import LAYERWISE, provides
 from emg_lens.stats.metrics import score_logits, score_stacked
@@ -389,14 +396,12 @@ def _verify(model, X: torch.Tensor, checks: list, table: _MaskTable, return_type
     for name, seq, _ in checks:
         for layer in (layer for layer, i in enumerate(seq) if i is not None):
             if (leak := next(values)) != 0:  # NaN too
-                raise StudyError(
-                    f"condition {name!r}: masked attention at layer {layer} is not zero "
-                    f"(max {leak:.3g}); the mask did not take effect"
-                )
+                at = f"masked attention at layer {layer} is not zero (max {leak:.3g})"
+                raise StudyError(f"condition {name!r}: {at}; the mask did not take effect")
         not_close, diff = next(values), next(values)
         if not_close:
             raise StudyError(
-                f"condition {name!r}: the hooked path and the batched path disagree by {diff:.3g}"
+                f"condition {name!r}: the hooked and batched paths differ by {diff:.3g}"
             )
 
 
@@ -413,10 +418,8 @@ def _scored_output(
     except ArgumentError as exc:
         raise SpecError(f"return_type = {return_type!r}: {exc}") from exc
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (n, model.cfg.n_classes):
-        raise SpecError(
-            f"return_type = {return_type!r} does not give [batch, n_classes="
-            f"{model.cfg.n_classes}] logits for {type(model).__name__}; use 'logits'"
-        )
+        logits = f"[batch, n_classes={model.cfg.n_classes}] logits for {type(model).__name__}"
+        raise SpecError(f"return_type = {return_type!r} does not give {logits}; use 'logits'")
     return out
 
 
@@ -440,10 +443,9 @@ def evaluate_subject(
     X = torch.as_tensor(data.X_test, dtype=model.cfg.dtype, device=model.cfg.device)
     y, trials = np.asarray(data.y_test), data.test_trials  # trials: the chance check's unit
     if not bool(torch.isfinite(X).all()):
-        raise StudyError(
-            f"subject {subject_id}: its test windows (X_test, {describe(X)}) hold NaN or inf "
-            "values; a study needs finite evaluation data: regenerate or clean it"
-        )
+        fix = "a study needs finite evaluation data: regenerate or clean it"
+        windows = f"its test windows (X_test, {describe(X)})"
+        raise StudyError(f"subject {subject_id}: {windows} hold NaN or inf values; {fix}")
     table = _MaskTable()
     sequences, other = _edge_sequences(model, todo, code, table)
     unmasked = (None,) * model.cfg.n_layers  # the reference of kl and flip_rate
@@ -512,12 +514,10 @@ def _refuse_non_finite(out: torch.Tensor, spec: StudySpec, subject_id: int, c: C
     if c.intervention is not None:
         row = c.row()
         where = f" (mode {c.mode}, layers {row['layers'] or '-'}, heads {row['heads']})"
-    raise StudyError(
-        f"subject {subject_id}, condition {c.name!r}{where}: {int((~finite).sum())} of "
-        f"{out.numel()} values of the scored output ({spec.return_type!r}) are NaN or inf, so "
-        "there is no prediction to score; check the model's weights (and, for an intervention, "
-        "what it writes)"
-    )
+    bad = f"{int((~finite).sum())} of {out.numel()} values of the scored output"
+    fix = "check the model's weights (and, for an intervention, what it writes)"
+    what = f"({spec.return_type!r}) are NaN or inf, so there is no prediction to score; {fix}"
+    raise StudyError(f"subject {subject_id}, condition {c.name!r}{where}: {bad} {what}")
 
 
 @torch.inference_mode()
@@ -538,18 +538,15 @@ def _run_hooked(
     elif i.erase is not None:
         hooks = erasures.hooks(i, c.layers)
     elif i.zero_modality is not None:
-        if i.zero_modality not in model.cfg.modalities:
-            raise SpecError(
-                f"intervention {c.name!r}: zero_modality {i.zero_modality!r} is not "
-                f"a modality of the model ({list(model.cfg.modalities)})"
-            )
+        modalities = list(model.cfg.modalities)
+        check_choice(
+            i.zero_modality, modalities, f"intervention {c.name!r}: zero_modality", SpecError
+        )
         hooks = [("hook_input", zero_modality(i.zero_modality, model))]
     elif i.hook is not None:
         if c.heads is not None:
-            raise SpecError(
-                f"intervention {c.name!r} is a hook factory, which acts on every head; head "
-                f"subsets ({list(c.heads)}) need an edge set instead"
-            )
+            why = f"which acts on every head; head subsets ({list(c.heads)}) need an edge set"
+            raise SpecError(f"intervention {c.name!r} is a hook factory, {why}")
         hooks = hooks_from_factory(i.hook, code.targets[i.hook], model, list(c.layers))
         ref = i.hook
     else:  # an edge expression's masks run in the prefix tree (`_edge_sequences`)

@@ -83,9 +83,8 @@ def _layer_sets(spec: StudySpec, n_layers: int) -> list[LayerSet]:
     bad = [layer for layer in chosen if not 0 <= layer < n_layers]
     bad += [layer for e in spec.layers.explicit for layer in e if not 0 <= layer < n_layers]
     if bad:
-        raise SpecError(
-            f"layers {sorted(set(bad))} are out of range: the model has layers 0..{n_layers - 1}"
-        )
+        has = f"the model has layers 0..{n_layers - 1}"
+        raise SpecError(f"layers {sorted(set(bad))} are out of range: {has}")
     sets: list[LayerSet] = []
     for mode in spec.layers.modes:
         if mode == "individual":
@@ -116,10 +115,8 @@ def expand_grid(spec: StudySpec, n_layers: int, n_heads: int) -> list[Condition]
             conditions.append(Condition(intervention, "input", None, (), None))
             continue
         if n_layers == 0:
-            raise SpecError(
-                f"intervention {intervention.name!r} acts on attention layers, but the model "
-                "has no shared stack `blocks`"
-            )
+            why = "acts on attention layers, but the model has no shared stack `blocks`"
+            raise SpecError(f"intervention {intervention.name!r} {why}")
         for mode, layer, layers in _layer_sets(spec, n_layers):
             if intervention.erase is not None:  # the residual stream: no head subset
                 placebo = replace(intervention, name=intervention.name + PLACEBO, placebo=True)

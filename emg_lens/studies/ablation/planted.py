@@ -77,10 +77,8 @@ def claims_of(truth: PlantedEEG | None = None) -> tuple[dict[str, tuple[str, str
     if truth is None:
         return CLAIMS, CUT
     if not isinstance(truth, PlantedEEG):
-        raise ArgumentError(
-            f"truth must be a PlantedEEG (emg_lens.data.synthetic.eeg.planted_eeg_truth) or None "
-            f"(the planted sEMG x ACC data), got {type(truth).__name__}"
-        )
+        accepted = "a PlantedEEG (emg_lens.data.synthetic.eeg.planted_eeg_truth) or None"
+        raise ArgumentError(f"truth must be {accepted} (sEMG x ACC), got {type(truth).__name__}")
     first, second = truth.regions
     claims = {
         "interaction": (
@@ -106,9 +104,8 @@ def kind_groups(kinds: Mapping[int, str], classes: Sequence[int]) -> dict[str, l
         "unimodal": [index[g] for g in classes if kinds[g] in ("emg", "acc")],
     }
     if not groups["interaction"] or not groups["unimodal"]:
-        raise ArgumentError(
-            f"planted findings need interaction and single-modality gestures; kinds: {dict(kinds)}"
-        )
+        needs = "interaction and single-modality gestures"
+        raise ArgumentError(f"planted findings need {needs}; kinds: {dict(kinds)}")
     return groups
 
 
@@ -140,10 +137,8 @@ def cut_everywhere(result: StudyResult, intervention: str = "cross") -> pd.Serie
     edge cut. Raises `ArgumentError` when the study has no such row."""
     rows = result.summary[result.summary["intervention"] == intervention]
     if rows.empty:
-        raise ArgumentError(
-            f"intervention {intervention!r} is not in study {result.spec.name!r}; it has "
-            f"{sorted(set(result.summary['intervention']))}"
-        )
+        has = f"it has {sorted(set(result.summary['intervention']))}"
+        raise ArgumentError(f"intervention {intervention!r} is not in {result.spec.name!r}; {has}")
     width = rows["layers"].map(lambda s: len(str(s).split(",")) if s else 0)
     return rows.loc[width.idxmax()]
 

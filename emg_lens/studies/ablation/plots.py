@@ -114,11 +114,8 @@ def delta_heatmap(result) -> plt.Figure:
         if len(sets):
             panels.append((title, axis, sets, list(dict.fromkeys(sets["layers"])), sets["layers"]))
     if not panels:
-        raise ArgumentError(
-            "delta_heatmap needs conditions on one layer (modes individual, from_first, "
-            "from_last), on explicit layer sets or on all layers; this study has modes "
-            f"{sorted(set(s['mode']))}"
-        )
+        needs = "conditions on one layer (individual, from_first, from_last), explicit or all"
+        raise ArgumentError(f"delta_heatmap needs {needs}; this study has {sorted(set(s['mode']))}")
     metric = result.spec.metric
     cells = [
         _heatmap_cells(rows, columns, labels, metric) for _, _, rows, columns, labels in panels
@@ -218,10 +215,8 @@ def _chosen_conditions(summary: pd.DataFrame, conditions, top: int) -> pd.DataFr
     for name in [conditions] if isinstance(conditions, str) else conditions:
         hit = summary[(summary["key"] == name) | (labels == name)]
         if hit.empty:
-            raise ArgumentError(
-                f"condition {name!r} is not in this study; give a key or one of "
-                f"{sorted(set(labels))}"
-            )
+            accepted = f"give a key or one of {sorted(set(labels))}"
+            raise ArgumentError(f"condition {name!r} is not in this study; {accepted}")
         rows.append(hit.iloc[0])
     return pd.DataFrame(rows)
 

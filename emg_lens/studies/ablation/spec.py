@@ -23,23 +23,23 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from emg_lens.edges import parse
-from emg_lens.errors import SpecError, check_seed, checked, is_int
+from emg_lens.errors import SpecError, check_ints, check_seed, check_type, checked, is_int
 from emg_lens.stats.metrics import METRICS
 from emg_lens.studies.ablation.claims import Claim, check_claims, class_groups_key
 from emg_lens.studies.spec_base import Spec, StatsSpec, file_key, is_none
 from emg_lens.studies.validate import (
-    int_list,
-    modules_key,
-    reject_repeats,
-    required_strings,
-    string,
-    subject_list,
+    check_int_list,
+    check_modules,
+    check_subjects,
+    refuse_repeats,
+    require_strings,
 )
 from emg_lens.user_code import CodeFile, load_hook, locate_code
 
 # individual: one layer; from_first: layers 0..l (the paper's RFB); from_last: l..L-1 (RFE);
 # all: every layer at once; explicit: the layer lists given in layers.explicit.
 MODES = ("individual", "from_first", "from_last", "all", "explicit")
+ACTIONS = ("edges", "hook", "zero_modality", "erase")  # what an intervention does: one of them
 PLACEBO = "_placebo"  # an erasure's placebo condition is named "<intervention>_placebo"
 
 
@@ -72,16 +72,13 @@ class Intervention(Spec):
 
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
-        name = string(data.get("name"), f"{where}.name")
-        if name is None or not name.isidentifier() or name == "baseline":
-            raise SpecError(
-                f"{where}.name must be an identifier other than 'baseline', got {name!r}"
-            )
-        given = [k for k in ("edges", "hook", "zero_modality", "erase") if data.get(k) is not None]
+        name = data.get("name")
+        if not isinstance(name, str) or not name.isidentifier() or name == "baseline":
+            raise SpecError(f"{where}.name must be an identifier but 'baseline', got {name!r}")
+        given = [k for k in ACTIONS if data.get(k) is not None]
         if len(given) != 1:
             raise SpecError(
-                f"{where} ({name}) needs exactly one of edges, hook, zero_modality, erase; got "
-                f"{given}"
+                f"{where} ({name}) needs exactly one of {', '.join(ACTIONS)}; got {given}"
             )
         edges = data.get("edges")
         if edges is not None:
@@ -89,10 +86,10 @@ class Intervention(Spec):
                 edges = str(parse(edges))  # canonical form: equal sets, equal keys
             except SpecError as exc:
                 raise SpecError(f"{where}.edges: {exc}") from exc
-        hook = string(data.get("hook"), f"{where}.hook ('hooks/file.py:name')")
-        if hook is not None and ":" not in hook:
+        hook, modality = data.get("hook"), data.get("zero_modality")
+        if hook is not None and (not isinstance(hook, str) or ":" not in hook):
             raise SpecError(f"{where}.hook must look like 'hooks/file.py:name', got {hook!r}")
-        modality = string(data.get("zero_modality"), f"{where}.zero_modality (a modality name)")
+        check_type(modality, str | None, f"{where}.zero_modality (a modality name)", SpecError)
         return {
             "name": name,
             "edges": edges,
@@ -111,35 +108,27 @@ def _erasure_keys(data: dict[str, Any], where: str) -> dict[str, Any]:
     """``erase``, ``tokens``, ``classes`` and ``seed`` of an intervention, checked: the last
     three belong to an erasure only, which needs ``tokens``; ``classes`` restrict the concept
     ``"gesture"`` to two or more classes."""
-    erase = string(data.get("erase"), f"{where}.erase (a concept: 'gesture', 'subject', ...)")
+    erase, tokens, classes, seed = (data.get(k) for k in ("erase", "tokens", "classes", "seed"))
     extra = [k for k in ("tokens", "classes", "seed") if data.get(k) is not None]
+    if erase is None and extra:
+        raise SpecError(f"{where}: {extra} belong to an erasure (erase = 'gesture', ...)")
     if erase is None:
-        if extra:
-            raise SpecError(f"{where}: {extra} belong to an erasure (erase = 'gesture', ...)")
         return {}
-    if not erase.isidentifier():
+    if not isinstance(erase, str) or not erase.isidentifier():
+        concepts = "'gesture', 'subject', 'repetition' or a window label of the data"
+        raise SpecError(f"{where}.erase = {erase!r}; accepted: a concept's name, {concepts}")
+    if not isinstance(tokens, str) or not tokens:
         raise SpecError(
-            f"{where}.erase = {erase!r}; expected a concept's name: 'gesture', 'subject', "
-            "'repetition' or a window label of the data"
+            f"{where}: erase needs tokens, a token group ('acc') or edges; got {tokens!r}"
         )
-    tokens = string(data.get("tokens"), f"{where}.tokens (a token group or edge expression)")
-    if not tokens:
-        raise SpecError(
-            f"{where}: erase = {erase!r} needs tokens, the token group it is erased from (a "
-            "group of the layout such as 'acc', or an edge expression)"
-        )
-    classes = data.get("classes")
     if classes is not None:
         if erase != "gesture":
             raise SpecError(f"{where}.classes restricts erase = 'gesture', not {erase!r}")
-        classes = int_list(classes, f"{where}.classes")
-        reject_repeats(f"{where}.classes", list(classes))
-        if len(classes) < 2 or min(classes) < 0:
+        classes = tuple(check_ints(classes, f"{where}.classes", error=SpecError))
+        if len(classes) < 2 or len(set(classes)) < len(classes):
             raise SpecError(
-                f"{where}.classes = {list(classes)}: two or more class indices (>= 0) make a "
-                "concept"
+                f"{where}.classes = {classes}; accepted: two or more class indices, distinct"
             )
-    seed = data.get("seed")
     if seed is not None:
         seed = check_seed(seed, f"{where}.seed (the placebo's)", SpecError)
     return {"erase": erase, "tokens": tokens, "classes": classes, "seed": seed}
@@ -162,24 +151,19 @@ class LayerSpec(Spec):
         modes = data.get("modes", ["individual"])
         if isinstance(modes, str):
             modes = [modes]
-        if not isinstance(modes, list | tuple):
-            raise SpecError(f"layers.modes must be a list of modes {list(MODES)}, got {modes!r}")
-        for i, mode in enumerate(modes):
-            string(mode, f"layers.modes[{i}] (one of {list(MODES)})")
-        bad = [m for m in modes if m not in MODES]
-        if bad or not modes:
-            raise SpecError(f"layers.modes has {bad or 'nothing'}; accepted: {list(MODES)}")
+        if not isinstance(modes, list | tuple) or not modes or any(m not in MODES for m in modes):
+            raise SpecError(f"layers.modes = {modes!r}; accepted: a list of modes {list(MODES)}")
         layers = data.get("layers")
-        layers = None if layers is None else int_list(layers, "layers.layers")
+        layers = None if layers is None else check_int_list(layers, "layers.layers")
         explicit = tuple(
-            int_list(v, f"layers.explicit[{i}]") for i, v in enumerate(data.get("explicit", []))
+            check_int_list(v, f"layers.explicit[{i}]")
+            for i, v in enumerate(data.get("explicit", []))
         )
-        if "explicit" in modes and not explicit:
-            raise SpecError("layers.modes has 'explicit' but layers.explicit lists no layer set")
-        if any(not e for e in explicit):
-            raise SpecError("layers.explicit holds an empty layer list")
-        reject_repeats("layers.layers", [layers] if layers is None else list(layers))
-        reject_repeats("layers.explicit", [tuple(sorted(set(e))) for e in explicit])
+        if ("explicit" in modes and not explicit) or not all(explicit):
+            why = "the mode 'explicit' needs layer sets, none of them empty"
+            raise SpecError(f"layers.modes = {modes}, layers.explicit = {explicit}: {why}")
+        refuse_repeats("layers.layers", [layers] if layers is None else list(layers))
+        refuse_repeats("layers.explicit", [tuple(sorted(set(e))) for e in explicit])
         return {"modes": tuple(modes), "layers": layers, "explicit": explicit}
 
 
@@ -198,23 +182,22 @@ def _head_sets(heads: Any) -> tuple[tuple[int, ...] | None, ...]:
     elif any(is_int(h) for h in heads):
         raise SpecError(f"heads mixes head indices and head sets ({heads!r}); write {accepted}")
     sets = tuple(
-        None if h in (None, "all") else int_list(h, f"heads[{i}]") for i, h in enumerate(heads)
+        None if h in (None, "all") else check_int_list(h, f"heads[{i}]")
+        for i, h in enumerate(heads)
     )
-    reject_repeats("heads", [h if h is None else tuple(sorted(h)) for h in sets])
+    refuse_repeats("heads", [h if h is None else tuple(sorted(h)) for h in sets])
     return sets
 
 
 def _refuse_heads_twice(heads: tuple, interventions: tuple[Intervention, ...]) -> None:
     """Head subsets given at the top level *and* inside an edge expression would be applied
     twice (intersected): refuse, naming the intervention."""
-    if all(h is None for h in heads):
-        return
+    shown = [list(h) if h else "all" for h in heads]
     for i in interventions:
-        if i.edges is not None and "heads(" in i.edges:
+        if i.edges is not None and "heads(" in i.edges and shown != ["all"]:
+            why = "the two would be intersected; give heads in one place only"
             raise SpecError(
-                f"intervention {i.name!r} names heads in its edges ({i.edges!r}) and the study "
-                f"also sets heads = {[list(h) if h else 'all' for h in heads]}: the two would "
-                "be intersected; give heads in one place only"
+                f"intervention {i.name!r} has heads in {i.edges!r}, heads = {shown}: {why}"
             )
 
 
@@ -235,7 +218,7 @@ def _metrics(value: Any) -> tuple[str, ...]:
     for name in names:
         if name not in METRICS:
             raise SpecError(f"metric = {name!r}; accepted: {accepted}")
-    reject_repeats("metric", list(names))
+    refuse_repeats("metric", list(names))
     return tuple(names)
 
 
@@ -298,17 +281,12 @@ class StudySpec(Spec):
 
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
-        required_strings(data, ("models",))
+        require_strings(data, ("models",))
         metrics = _metrics(data.get("metric", "accuracy"))
-        return_type = string(
-            data.get("return_type", "logits"),
-            "return_type (the name of a model output giving [batch, n_classes] logits)",
-        )
-        if not return_type or not return_type.isidentifier():
-            raise SpecError(
-                f"return_type = {return_type!r}; expected the name of a model output giving "
-                "[batch, n_classes] logits, e.g. 'logits' or (IsoNet) 'avg_logits'"
-            )
+        return_type = data.get("return_type", "logits")
+        if not isinstance(return_type, str) or not return_type.isidentifier():
+            accepted = "a model output giving [batch, n_classes] logits: 'logits', 'avg_logits'..."
+            raise SpecError(f"return_type = {return_type!r}; accepted: {accepted}")
         raw = data.get("interventions")
         if not isinstance(raw, list) or not raw:
             raise SpecError("the study needs at least one [[interventions]] entry")
@@ -318,10 +296,8 @@ class StudySpec(Spec):
         names = [i.name for i in interventions]
         names += [i.name + PLACEBO for i in interventions if i.erase is not None]
         if len(set(names)) != len(names):
-            raise SpecError(
-                f"intervention names must be unique (an erasure's placebo is named "
-                f"'<name>{PLACEBO}'), got {names}"
-            )
+            why = f"must be unique (an erasure's placebo is named '<name>{PLACEBO}')"
+            raise SpecError(f"intervention names {why}, got {names}")
         heads = _head_sets(data.get("heads", [None]))
         _refuse_heads_twice(heads, interventions)
         subjects = data.get("subjects")
@@ -331,27 +307,18 @@ class StudySpec(Spec):
         if not isinstance(raw_claims, list):
             raise SpecError(f"claims must be a list of [[claims]] tables, got {raw_claims!r}")
         claims = tuple(Claim.from_dict(d, where=f"claims[{i}]") for i, d in enumerate(raw_claims))
-        check_claims(
-            claims,
-            interventions={
-                **{i.name: i.acts_on_layers for i in interventions},
-                **{i.name + PLACEBO: True for i in interventions if i.erase is not None},
-            },
-            modes=layers.modes,
-            layers=layers.layers,
-            explicit=layers.explicit,
-            head_sets=len(heads),
-            class_groups=groups,
-        )
+        acting = {i.name: i.acts_on_layers for i in interventions}  # a placebo acts on layers
+        acting |= {i.name + PLACEBO: True for i in interventions if i.erase is not None}
+        check_claims(claims, acting, layers, len(heads), groups)
         return {
             "models": data["models"],
-            "modules": modules_key(data.get("modules")),
+            "modules": check_modules(data.get("modules")),
             "interventions": interventions,
             "metrics": metrics,
             "return_type": return_type,
             "layers": layers,
             "heads": heads,
-            "subjects": None if subjects is None else subject_list(subjects, "subjects"),
+            "subjects": None if subjects is None else check_subjects(subjects, "subjects"),
             "stats": StatsSpec.from_dict(data.get("stats", {})),
             "class_groups": tuple(groups.items()),
             "claims": claims,

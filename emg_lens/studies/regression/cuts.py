@@ -68,9 +68,9 @@ def predict_regression(
     for chunk in X.split(batch_size):
         y = model(chunk.to(device), edge_masks=dict(edge_masks or {}))
         if y.numel() != len(chunk):
+            wanted = "a regressor scored here gives one value per window (one output, one step)"
             raise InputShapeError(
-                f"the model gives {describe(y)} for {len(chunk)} windows; a regressor scored "
-                "here gives one value per window (one output at one step)"
+                f"the model gives {describe(y)} for {len(chunk)} windows; {wanted}"
             )
         out.append(y.reshape(-1).double().cpu().numpy())
     return np.concatenate(out)
@@ -86,10 +86,8 @@ def check_blocks(y: Float[Any, " n"], blocks: Int[Any, " n"], n_windows: int) ->
     """
     y, blocks = np.asarray(y), np.asarray(blocks)
     if len(y) != n_windows or blocks.shape != y.shape:
-        raise InputShapeError(
-            f"X, y and blocks must have one entry per window, got {n_windows}, {len(y)} and "
-            f"{len(blocks)}"
-        )
+        got = f"got {n_windows}, {len(y)} and {len(blocks)}"
+        raise InputShapeError(f"X, y and blocks must have one entry per window, {got}")
     ids = np.unique(blocks)
     if len(ids) < 2:
         raise ArgumentError(f"blocks must name at least 2 held-out blocks, got {ids.tolist()}")
@@ -133,10 +131,8 @@ def block_errors(
 
 def _check_names(conditions: Mapping[str, Any]) -> None:
     if not conditions or "none" in conditions:
-        raise ArgumentError(
-            f"conditions must name at least one edge set, none of them 'none' (the unmasked "
-            f"row), got {list(conditions)}"
-        )
+        accepted = "at least one edge set, none of them 'none' (the unmasked row)"
+        raise ArgumentError(f"conditions must name {accepted}, got {list(conditions)}")
 
 
 def cut_table(
@@ -160,9 +156,9 @@ def cut_table(
     base_blocks = np.asarray(base["block_mse"], np.float64)
     masked = np.array([np.asarray(c["block_mse"], np.float64) for c in cuts.values()])
     if masked.shape[1:] != base_blocks.shape:
+        got = [len(c["block_mse"]) for c in cuts.values()]
         raise InputShapeError(
-            f"every cut must be scored on the base's {len(base_blocks)} blocks, got "
-            f"{[len(c['block_mse']) for c in cuts.values()]}"
+            f"every cut must be scored on the base's {len(base_blocks)} blocks, got {got}"
         )
     edges = edges or {}
     rows = [{"condition": "none", "edges": "", "mse": base["mse"], "r2": base["r2"]}]

@@ -10,20 +10,20 @@ their defaults, each checked as it is read.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypedDict
 
 from emg_lens.edges import parse
-from emg_lens.errors import ArgumentError, SpecError, check_number, check_seed
+from emg_lens.errors import ArgumentError, SpecError, check_choice, check_number, check_seed
 from emg_lens.studies.spec_base import Spec
 from emg_lens.studies.validate import (
-    positive_int,
-    reject_repeats,
-    reject_unknown,
-    required_strings,
-    string,
-    table,
+    check_positive,
+    check_table,
+    refuse_repeats,
+    refuse_unknown,
+    require_strings,
 )
 
 
@@ -50,52 +50,47 @@ def _section(data: dict[str, Any], key: str, defaults: Mapping[str, Any]) -> dic
     range every seed of the library takes (`emg_lens.errors.check_seed`: the one check the
     model and its training make when the study runs, so `study check` refuses what `study
     run` would), the learning rate a positive number, the correction one of `CORRECTIONS`."""
-    given = table(data.get(key, {}), key)
-    reject_unknown(key, given, set(defaults))
+    given = check_table(data.get(key, {}), key)
+    refuse_unknown(key, given, set(defaults))
     out = {**defaults, **given}
     for name, value in out.items():
         where = f"{key}.{name}"
         if name == "correction":
-            if value not in CORRECTIONS:
-                raise SpecError(f"{where} = {value!r}; accepted: {list(CORRECTIONS)}")
+            check_choice(value, list(CORRECTIONS), where, SpecError)
         elif name == "lr":
-            positive = "a positive number"
             out[name] = check_number(
-                value, where, positive, lambda v: 0 < v < float("inf"), SpecError
+                value, where, "a positive number", lambda v: 0 < v < math.inf, SpecError
             )
         elif name == "seed":
             out[name] = check_seed(value, where, SpecError)
         else:
-            out[name] = positive_int(value, where, minimum=0 if name == "warmup_epochs" else 1)
+            out[name] = check_positive(value, where, minimum=0 if name == "warmup_epochs" else 1)
     return out
 
 
 def _cuts(value: Any) -> dict[str, str]:
     """``[[interventions]]``: name -> the edge expression, parsed and written back."""
     if not isinstance(value, list) or not value:
-        raise SpecError(
-            "interventions must be a non-empty list of tables with a name and edges (an edge "
-            f"expression cut in every layer), got {value!r}"
-        )
+        accepted = "tables with a name and edges (an edge expression cut in every layer)"
+        raise SpecError(f"interventions must be a non-empty list of {accepted}, got {value!r}")
     cuts: dict[str, str] = {}
     for i, entry in enumerate(value):
         where = f"interventions[{i}]"
-        entry = table(entry, where)
-        reject_unknown(where, entry, {"name", "edges"})
-        name = string(entry.get("name"), f"{where}.name")
-        if not name or name == "none":
+        entry = check_table(entry, where)
+        refuse_unknown(where, entry, {"name", "edges"})
+        name, expr = entry.get("name"), entry.get("edges")
+        if not isinstance(name, str) or not name or name == "none":
+            accepted = "a non-empty string other than 'none' (the unmasked row)"
+            raise SpecError(f"{where}.name must be {accepted}, got {name!r}")
+        if not isinstance(expr, str) or not expr:
             raise SpecError(
-                f"{where}.name must be a non-empty string other than 'none' (the unmasked "
-                f"row), got {entry.get('name')!r}"
+                f"{where}.edges must be an edge expression (cross_channel), got {expr!r}"
             )
-        expr = string(entry.get("edges"), f"{where}.edges (an edge expression)")
-        if not expr:
-            raise SpecError(f"{where}.edges is required: an edge expression, e.g. cross_channel")
         try:
             parsed = parse(expr)
         except SpecError as exc:
             raise SpecError(f"{where}.edges: {exc}") from exc
-        reject_repeats("interventions' names", [*cuts, name])
+        refuse_repeats("interventions' names", [*cuts, name])
         cuts[name] = str(parsed)
     return cuts
 
@@ -127,10 +122,12 @@ class RegressionSpec(Spec):
 
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
-        required_strings(data, ("recording",))
-        target = string(data.get("target", "force"), "target (an auxiliary channel's name)")
-        if not target:
-            raise SpecError("target must name the recording's auxiliary channel, e.g. 'force'")
+        require_strings(data, ("recording",))
+        target = data.get("target", "force")
+        if not isinstance(target, str) or not target:
+            raise SpecError(
+                f"target must name the recording's extra channel ('force'), got {target!r}"
+            )
         return {
             "recording": data["recording"],
             "target": target,
@@ -144,22 +141,18 @@ class RegressionSpec(Spec):
     def _check(self) -> None:
         model = self.model
         if model["d_model"] != model["d_head"] * model["n_heads"]:
+            product = f"{model['d_head']} x {model['n_heads']}"
             raise SpecError(
-                f"model.d_model = {model['d_model']} must be d_head x n_heads = "
-                f"{model['d_head']} x {model['n_heads']}"
+                f"model.d_model = {model['d_model']} must be d_head x n_heads = {product}"
             )
-        train = self.train
+        train, windows = self.train, self.windows
         if train["warmup_epochs"] >= train["epochs"]:
-            raise SpecError(
-                f"train.warmup_epochs = {train['warmup_epochs']} must be below train.epochs = "
-                f"{train['epochs']} (the cosine phase after the warm-up would be empty)"
-            )
-        windows = self.windows
+            why = "the cosine phase after the warm-up would be empty"
+            bound = f"train.epochs = {train['epochs']} ({why})"
+            raise SpecError(f"train.warmup_epochs = {train['warmup_epochs']} must be below {bound}")
         if windows["window"] % windows["bin"] or windows["step"] % windows["bin"]:
-            raise SpecError(
-                f"windows.window = {windows['window']} and windows.step = {windows['step']} "
-                f"must be multiples of windows.bin = {windows['bin']}"
-            )
+            sizes = f"windows.window = {windows['window']} and windows.step = {windows['step']}"
+            raise SpecError(f"{sizes} must be multiples of windows.bin = {windows['bin']}")
 
     def with_overrides(self, overrides: Mapping[str, Any] | None) -> RegressionSpec:
         """The spec with ``study run``'s overrides (``--epochs``); any other is refused by its
@@ -167,11 +160,10 @@ class RegressionSpec(Spec):
         overrides = dict(overrides or {})
         other = sorted(set(overrides) - set(OVERRIDES))
         if other:
-            raise ArgumentError(
-                f"{' '.join(f'--{k}' for k in other)}: {self.name} is a regression study, "
-                "whose data are its `recording` and whose model its [model] table; of the "
-                f"training flags it takes {' '.join(f'--{k}' for k in OVERRIDES)} only"
-            )
+            flags = " ".join(f"--{k}" for k in other)
+            why = "whose data are its `recording` and whose model its [model] table"
+            takes = f"of the training flags it takes {' '.join(f'--{k}' for k in OVERRIDES)} only"
+            raise ArgumentError(f"{flags}: {self.name} is a regression study, {why}; {takes}")
         if not overrides:
             return self
         return self.with_changes(train={**self.train, **overrides})

@@ -21,10 +21,17 @@ from typing import Any, ClassVar
 import numpy as np
 
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.errors import ArgumentError, DataFormatError, SpecError, checked
+from emg_lens.errors import (
+    ArgumentError,
+    DataFormatError,
+    SpecError,
+    check_choice,
+    check_int,
+    checked,
+)
 from emg_lens.hooks.ablation import channel_range
 from emg_lens.studies.spec_base import Spec, file_key, is_none
-from emg_lens.studies.validate import positive_int, reject_repeats
+from emg_lens.studies.validate import check_positive, refuse_repeats
 
 AXES_PER_ELECTRODE = {"acc": 3}
 """Channels one electrode of a modality records (other modalities: 1). ACC channels are
@@ -84,16 +91,11 @@ def select_channels(data: SubjectData, electrodes: Mapping[str, Sequence[int]]) 
     for modality in counts:  # montage order
         if modality not in electrodes:
             continue
-        chosen = [int(e) for e in electrodes[modality]]
-        if not chosen or len(set(chosen)) != len(chosen):
+        chosen, n = [int(e) for e in electrodes[modality]], counts[modality]
+        if not chosen or len(set(chosen)) < len(chosen) or not all(0 <= e < n for e in chosen):
+            accepted = f"distinct, non-empty, in 0..{n - 1}"
             raise ArgumentError(
-                f"electrodes of {modality!r} must be distinct and non-empty, got {chosen}"
-            )
-        bad = [e for e in chosen if not 0 <= e < counts[modality]]
-        if bad:
-            raise ArgumentError(
-                f"{modality} electrodes {bad} do not exist; the data has electrodes "
-                f"0..{counts[modality] - 1}"
+                f"{modality} electrodes {chosen} do not exist; accepted: {accepted}"
             )
         axes = _axes_per_electrode(data, modality)
         first = channel_range(data.modalities, modality).start
@@ -139,40 +141,26 @@ class TrainingInput(Spec):
         if len(given) != 1:
             raise SpecError(f"{where} needs exactly one of modalities, channels; got {given}")
 
-        def check_modality(modality: Any) -> None:
-            if modality not in electrodes:
-                raise SpecError(
-                    f"{where}: unknown modality {modality!r}; the dataset has {list(electrodes)}"
-                )
-
         if "modalities" in data:
             modalities = data["modalities"]
             if not isinstance(modalities, list) or not modalities:
                 raise SpecError(f"{where}.modalities must be a non-empty list of modality names")
             for modality in modalities:
-                check_modality(modality)
-            reject_repeats(f"{where}.modalities", modalities)
+                check_choice(modality, list(electrodes), f"{where}.modalities", SpecError)
+            refuse_repeats(f"{where}.modalities", modalities)
             if "trials" in data:
-                raise SpecError(
-                    f"{where}: trials repeat random electrode draws, which need channels = "
-                    "{modality = count}; whole modalities have nothing to redraw"
-                )
+                why = "trials redraw random electrodes: channels = {modality = count} only"
+                raise SpecError(f"{where}: {why}, not whole modalities")
             return {"name": name, "modalities": tuple(modalities)}
         channels = data["channels"]
         if not isinstance(channels, dict) or not channels:
             raise SpecError(f"{where}.channels must be a table of electrodes per modality")
         for modality, count in channels.items():
-            check_modality(modality)
-            positive_int(count, f"{where}.channels.{modality}")
-            available = electrodes[modality]
-            if available is not None and count > available:
-                axes = AXES_PER_ELECTRODE.get(modality, 1)
-                what = f" (an electrode is its {axes} axes)" if axes > 1 else ""
-                raise SpecError(
-                    f"{where}.channels.{modality} = {count}, but the dataset has "
-                    f"{available} {modality} electrodes{what}; accepted: 1..{available}"
-                )
-        trials = positive_int(data.get("trials", 1), f"{where}.trials")
+            check_choice(modality, list(electrodes), f"{where}.channels' modality", SpecError)
+            available, axes = electrodes[modality], AXES_PER_ELECTRODE.get(modality, 1)
+            what = f"{available} {modality} electrodes" + (f" of {axes} axes" if axes > 1 else "")
+            check_int(count, f"{where}.channels.{modality} (of {what})", 1, available, SpecError)
+        trials = check_positive(data.get("trials", 1), f"{where}.trials")
         return {"name": name, "channels": tuple(channels.items()), "trials": trials}
 
     @property
@@ -221,9 +209,9 @@ class TrainingInput(Spec):
         for modality, count in available.items():
             if modality in wanted:
                 if wanted[modality] > count:
+                    asked = f"{wanted[modality]} {modality} electrodes"
                     raise SpecError(
-                        f"input {self.name!r} asks for {wanted[modality]} {modality} electrodes; "
-                        f"subject {subject} has {count}"
+                        f"input {self.name!r} asks for {asked}; subject {subject} has {count}"
                     )
                 out[modality] = sorted(rng.choice(count, wanted[modality], replace=False).tolist())
         missing = sorted(set(wanted) - set(out))

@@ -155,10 +155,11 @@ def run_training_study(
             raise SpecError(f"data.subjects {missing} are not in the given data ({sorted(data)})")
     ranks = torchrun_process()
     if ranks.is_distributed and out_dir is None:
+        why = "its ranks share their cells only through the store"
+        fix = "give out_dir (`study run --out`) on a filesystem every rank can reach"
+        where = f"under torchrun (WORLD_SIZE={ranks.world_size})"
         raise StudyError(
-            f"training study {spec.name!r} runs under torchrun (WORLD_SIZE="
-            f"{ranks.world_size}) without an out_dir: its ranks share their cells only through "
-            "the store; give out_dir (`study run --out`) on a filesystem every rank can reach"
+            f"training study {spec.name!r} runs {where} without an out_dir: {why}; {fix}"
         )
     device = None if device is None else torch.device(device)
     store = CellStore(out_dir, spec.fingerprint()) if out_dir is not None else None

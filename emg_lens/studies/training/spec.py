@@ -40,6 +40,7 @@ from emg_lens.errors import (
     ConfigError,
     EmgLensError,
     SpecError,
+    check_choice,
     check_number,
     check_seed,
 )
@@ -48,11 +49,11 @@ from emg_lens.stats.metrics import PREDICTION_METRICS
 from emg_lens.studies.spec_base import Spec, StatsSpec, file_key, is_none
 from emg_lens.studies.training.grid import AXES_PER_ELECTRODE, TrainingCell, TrainingInput
 from emg_lens.studies.validate import (
-    positive_int,
-    reject_repeats,
-    reject_unknown,
-    subject_list,
-    table,
+    check_positive,
+    check_subjects,
+    check_table,
+    refuse_repeats,
+    refuse_unknown,
 )
 from emg_lens.train import TrainConfig
 
@@ -115,15 +116,11 @@ class TrainingData(Spec):
         root = data.get("root")
         if _dataset_info(dataset).needs_root == (root is None):
             on_disk = [name for name in DATASETS if dataset_info(name).needs_root]
-            raise SpecError(
-                f"data.root = {root!r}: datasets read from files ({on_disk}) need the folder "
-                "holding them; generated (synthetic) data takes none"
-            )
+            why = f"files ({on_disk}) need the folder holding them; synthetic data takes none"
+            raise SpecError(f"data.root = {root!r}: {why}")
         subjects = data.get("subjects")
         if subjects != "all":
-            if subjects is None:
-                raise SpecError('data.subjects is required: a list of subject numbers, or "all"')
-            subjects = subject_list(subjects, "data.subjects", minimum=1)
+            subjects = check_subjects(subjects, 'data.subjects (a list of them, or "all")', 1)
         segment = data.get("segment", cls.segment)
         if isinstance(segment, list):
             accepted = "transient, steady, full or [start_s, stop_s] seconds into each repetition"
@@ -133,26 +130,18 @@ class TrainingData(Spec):
                 check_number(v, "data.segment", accepted, error=SpecError) for v in segment
             )
         exercises = data.get("exercises", list(cls.exercises))
-        if (
-            not isinstance(exercises, list)
-            or not exercises
-            or not all(e in EXERCISES for e in exercises if isinstance(e, str))
-            or not all(isinstance(e, str) for e in exercises)
-        ):
+        if not isinstance(exercises, list) or not exercises or not set(exercises) <= {*EXERCISES}:
             raise SpecError(f"data.exercises = {exercises!r}; accepted: lists of {list(EXERCISES)}")
-        synthetic = table(data.get("synthetic", {}), "data.synthetic")
+        synthetic = check_table(data.get("synthetic", {}), "data.synthetic")
         if "n_subjects" in synthetic and subjects != "all":
-            raise SpecError(
-                "data.synthetic.n_subjects is set by data.subjects; give it only with "
-                'subjects = "all"'
-            )
+            raise SpecError('data.synthetic.n_subjects is set by data.subjects, unless "all"')
         return {
             "subjects": None if subjects == "all" else subjects,
             "dataset": dataset,
             "root": None if root is None else str(root),
             "segment": segment,
-            "window": positive_int(data.get("window", cls.window), "data.window"),
-            "step": positive_int(data.get("step", cls.step), "data.step"),
+            "window": check_positive(data.get("window", cls.window), "data.window"),
+            "step": check_positive(data.get("step", cls.step), "data.step"),
             "exercises": tuple(exercises),
             "synthetic": tuple(sorted(synthetic.items())),
         }
@@ -245,21 +234,15 @@ class TrainingStudySpec(Spec):
         metric = data.get("metric", "accuracy")
         if metric not in PREDICTION_METRICS:
             # a training study compares test scores of trained models: decisions, not logits
-            raise SpecError(
-                f"metric = {metric!r}; a training study scores predictions: one of "
-                f"{list(PREDICTION_METRICS)}"
-            )
+            accepted = list(PREDICTION_METRICS)
+            raise SpecError(f"metric = {metric!r}; a training study scores predictions: {accepted}")
         train_data = TrainingData.from_dict(data.get("data"))
         architectures = data.get("architectures")
         if not isinstance(architectures, list) or not architectures:
             raise SpecError(f"architectures must be a non-empty list of {list(ARCHITECTURES)}")
         for i, arch in enumerate(architectures):
-            if arch not in ARCHITECTURES:
-                raise SpecError(
-                    f"architectures[{i}] = {arch!r} is not a model emg_lens.models trains here; "
-                    f"accepted: {list(ARCHITECTURES)}"
-                )
-        reject_repeats("architectures", architectures)
+            check_choice(arch, list(ARCHITECTURES), f"architectures[{i}]", SpecError)
+        refuse_repeats("architectures", architectures)
         raw = data.get("inputs")
         if not isinstance(raw, list) or not raw:
             raise SpecError("the study needs at least one [[inputs]] entry")
@@ -269,15 +252,15 @@ class TrainingStudySpec(Spec):
             for i, d in enumerate(raw)
         )
         names = [i.name for i in inputs]
-        reject_repeats("inputs names", names)
+        refuse_repeats("inputs names", names)
         reference = data.get("reference")
         if reference not in names:
             raise SpecError(f"reference = {reference!r} is not among the inputs; accepted: {names}")
         train, preset = cls._train(data.get("train", {}))
-        model = table(data.get("model", {}), "model")
+        model = check_table(data.get("model", {}), "model")
         known = {f.name for f in fields(EncoderConfig)} - set(DERIVED_MODEL_FIELDS)
-        reject_unknown("model", model, known)
-        stats = table(data.get("stats", {}), "stats")
+        refuse_unknown("model", model, known)
+        stats = check_table(data.get("stats", {}), "stats")
         for key, why in (
             ("family", "each architecture's comparisons with the reference input are one family"),
             ("claims_test", "they declare no claims"),
@@ -301,11 +284,10 @@ class TrainingStudySpec(Spec):
 
     @staticmethod
     def _train(data: Any) -> tuple[TrainConfig, str]:
-        data = dict(table(data, "train"))
-        reject_unknown("train", data, {*TRAIN_KEYS, "preset"})
+        data = dict(check_table(data, "train"))
+        refuse_unknown("train", data, {*TRAIN_KEYS, "preset"})
         preset = data.pop("preset", "demo")
-        if preset not in PRESETS:
-            raise SpecError(f"train.preset = {preset!r}; accepted: {sorted(PRESETS)}")
+        check_choice(preset, sorted(PRESETS), "train.preset", SpecError)
         check_seed(data.get("seed", 0), "train.seed", SpecError)
         try:
             return TrainConfig(**data, progress=False), preset
@@ -320,9 +302,8 @@ class TrainingStudySpec(Spec):
         given = {k: v for k, v in (overrides or {}).items() if v is not None}
         unknown = sorted(set(given) - {*DATA_OVERRIDES, *TRAIN_OVERRIDES})
         if unknown:
-            raise SpecError(
-                f"unknown override(s) {unknown}; accepted: {[*DATA_OVERRIDES, *TRAIN_OVERRIDES]}"
-            )
+            accepted = [*DATA_OVERRIDES, *TRAIN_OVERRIDES]
+            raise SpecError(f"unknown override(s) {unknown}; accepted: {accepted}")
         out = self.to_dict()
         for key, value in given.items():
             section = "data" if key in DATA_OVERRIDES else "train"
@@ -363,9 +344,7 @@ class TrainingStudySpec(Spec):
                 seed=self.train.seed,
             )
         except ConfigError as exc:
-            raise SpecError(
-                f"{architecture} with preset {self.preset!r} and [model]: {exc}"
-            ) from exc
+            raise SpecError(f"{architecture}, preset {self.preset!r} and [model]: {exc}") from exc
 
 
 @checked

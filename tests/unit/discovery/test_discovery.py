@@ -361,7 +361,7 @@ def test_tinymyo_family_and_screen():
         (
             lambda m, d: screen(m, d, family=[Candidate(5, between("emg", "acc") & heads(0))]),
             ArgumentError,
-            "is in layer 5",
+            r"\)\.layer must be an int in 0\.\.\d+, got 5",
         ),
         (lambda m, d: screen(m, d).verify(top=0), ArgumentError, "top must be an int"),
     ],
