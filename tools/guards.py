@@ -2,8 +2,10 @@
 them, that counts code lines, guard lines, ``raise`` sites and exception classes.
 
 A code line is a line with a token that is neither a comment nor part of a docstring. A guard
-line is a code line of a ``raise`` statement; of an ``if`` whose body is only a ``raise`` (its
-test and the raise; an ``elif`` too); or of a call to a check helper. A check helper is a
+line is a code line of a ``raise`` statement; of an ``if`` whose body only
+assigns and then raises (its test and its body; an ``elif`` too); of the assignments just
+before such an ``if`` or a ``raise`` whose names it reads and nothing after it does (a message
+built apart); or of a call to a check helper. A check helper is a
 function of the package named ``check``, ``check_*``, ``_check*``, ``require*``, ``_require*``,
 ``refuse*`` or ``_refuse*`` whose body raises, itself or by calling another check helper
 (``check_int``, ``check_ints``, ``check_number``, ``check_bool`` ... of ``emg_lens.errors``;
@@ -106,17 +108,51 @@ def find_helpers(trees: dict[str, ast.Module]) -> list[str]:
 
 
 def guard_lines(tree: ast.Module, helpers: set[str]) -> set[int]:
-    """The lines of raises, of ifs whose body is only a raise, and of check helper calls."""
+    """The lines of raises, of ifs that exist to raise (and the assignments that only build
+    their message), and of check helper calls."""
     lines: set[int] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Raise):
+        if isinstance(node, ast.Raise) or (
+            isinstance(node, ast.Call) and _name(node.func) in helpers
+        ):
             lines |= _lines(node)
-        elif isinstance(node, ast.If) and len(node.body) == 1:
-            if isinstance(node.body[0], ast.Raise):
-                lines |= _lines(node, node.body[0])
-        elif isinstance(node, ast.Call) and _name(node.func) in helpers:
-            lines |= _lines(node)
+        for block in _blocks(node):
+            lines |= _raising_ifs(block)
     return lines
+
+
+def _blocks(node: ast.AST) -> list[list[ast.stmt]]:
+    """The statement lists directly under ``node`` (a body, an else, a handler's body)."""
+    fields = ("body", "orelse", "finalbody")
+    blocks = [getattr(node, f) for f in fields if isinstance(getattr(node, f, None), list)]
+    return [b for b in blocks if b and isinstance(b[0], ast.stmt)]
+
+
+def _raising_ifs(block: list[ast.stmt]) -> set[int]:
+    """In one statement list: each ``if`` whose body only assigns and then raises (its test and
+    body), and the assignments just before such an ``if`` or a ``raise`` whose names are read
+    there and nowhere after it (a message built apart is still the guard's)."""
+    lines: set[int] = set()
+    for i, stmt in enumerate(block):
+        raising = isinstance(stmt, ast.If) and _only_raises(stmt.body)
+        if not (raising or isinstance(stmt, ast.Raise)):
+            continue
+        lines |= _lines(stmt, stmt.body[-1] if raising else None)  # type: ignore[attr-defined]
+        later = _names(ast.Module(body=block[i + 1 :], type_ignores=[]))
+        j = i - 1
+        while j >= 0 and isinstance(block[j], ast.Assign):
+            assigned = {t.id for t in block[j].targets if isinstance(t, ast.Name)}  # type: ignore[attr-defined]
+            if not assigned or not assigned <= _names(stmt) or assigned & later:
+                break
+            lines |= _lines(block[j])
+            j -= 1
+    return lines
+
+
+def _only_raises(body: list[ast.stmt]) -> bool:
+    """Whether ``body`` assigns (or calls) and ends in a raise."""
+    simple = ast.Assign | ast.AnnAssign | ast.AugAssign | ast.Expr
+    return isinstance(body[-1], ast.Raise) and all(isinstance(s, simple) for s in body[:-1])
 
 
 def exception_classes(trees: dict[str, ast.Module]) -> dict[str, dict]:

@@ -70,10 +70,23 @@ def f(x):
     except (BadError, KeyError):
         return checkpoint(0)
     raise
+
+
+def g(y):
+    why = f"y is {y}"
+    if y:
+        raise Other(why)
+    kept = 1
+    if not y:
+        print(kept)
+        raise Other("no")
+    return kept
 '''
-# code lines: 16 (all but the docstring, the comment and the blank lines)
-# guard lines: the if of 4 lines, the check_int call, the raise of Other (not its if: its body
-# is more than a raise), the _check_positive call, the bare raise = 4 + 1 + 1 + 1 + 1 = 8
+# code lines: 16 in f (all but the docstring, the comment and the blank lines), 9 in g = 25
+# guard lines in f: the if of 4 lines, the check_int call, the if of x > 5 (its body only
+# assigns, then raises: 3), the _check_positive call, the bare raise = 4 + 1 + 3 + 1 + 1 = 10;
+# in g: the message built apart and its if (3), the last if's 3 lines (kept is read after it,
+# so its assignment is not the guard's) = 6
 
 
 def test_counts_of_a_tiny_package(tmp_path):
@@ -90,9 +103,9 @@ def test_counts_of_a_tiny_package(tmp_path):
     assert got["modules"] == {
         "__init__.py": {"code": 0, "guard": 0, "raises": 0},
         "errors.py": {"code": 16, "guard": 3, "raises": 1},
-        "use.py": {"code": 16, "guard": 8, "raises": 3},
+        "use.py": {"code": 25, "guard": 16, "raises": 5},
     }
-    assert got["total"] == {"code": 32, "guard": 11, "share": round(11 / 32, 4), "raises": 4}
+    assert got["total"] == {"code": 41, "guard": 19, "share": round(19 / 41, 4), "raises": 6}
     assert got["helpers"] == ["_check_positive", "check_int"]
     assert got["classes"] == {
         "BaseError": {
@@ -112,7 +125,7 @@ def test_counts_of_a_tiny_package(tmp_path):
         "Other": {
             "module": "errors.py",
             "bases": ["ValueError"],
-            "raises": 1,
+            "raises": 3,
             "excepts": 0,
             "others": 1,
         },
@@ -120,7 +133,7 @@ def test_counts_of_a_tiny_package(tmp_path):
     text = subprocess.run(
         [sys.executable, str(TOOL), str(pkg)], capture_output=True, text=True, check=True
     ).stdout
-    assert "total: 11 guard lines of 32 code lines (34.4 %), 4 raise sites" in text
+    assert "total: 19 guard lines of 41 code lines (46.3 %), 6 raise sites" in text
     assert "3 exception classes" in text
 
 
