@@ -74,7 +74,7 @@ def output_folder(path: str | Path, flag: str = "--out") -> Path:
     parent = next((p for p in path.parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
         raise ArgumentError(
-            f"{flag} {path}: {parent} is a file, no folder can be in it; {accepted}"
+            f"{flag} {path}: {parent} is a file, so no folder can be made in it; {accepted}"
         )
     return path
 

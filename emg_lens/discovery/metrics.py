@@ -27,7 +27,7 @@ def check_metric(metric: Any) -> str:
     >>> check_metric("accuracy")
     Traceback (most recent call last):
     ...
-    emg_lens.errors.ArgumentError: metric = 'accuracy' is not differentiable, and screening linearises the metric; use 'margin' (the true class's logit margin: the window is correct when it is > 0) or 'logprob'. The accuracy effect is reported beside it.
+    emg_lens.errors.ArgumentError: metric = 'accuracy' is not differentiable (screening linearises the metric; the accuracy effect is reported beside it): use 'margin' (the true class's logit margin: correct when > 0) or 'logprob'
     """  # noqa: E501
     if metric in METRICS:
         return metric
@@ -122,7 +122,9 @@ def faithfulness_areas(kept_share: Any, faithfulness: Any) -> tuple[float, float
     x, f = np.asarray(kept_share, float), np.asarray(faithfulness, float)
     if x.shape != f.shape or x.ndim != 1 or len(x) < 2:
         got = f"got sizes of shape {x.shape} and faithfulness of shape {f.shape}"
-        raise ArgumentError(f"a faithfulness curve needs 2+ (size, faithfulness) points; {got}")
+        raise ArgumentError(
+            f"a faithfulness curve needs two or more (size, faithfulness) points; {got}"
+        )
     if not (np.isfinite(x).all() and np.isfinite(f).all()):
         raise ArgumentError("a faithfulness curve's sizes and faithfulness must be finite")
     if x.min() < 0 or x.max() > 1:

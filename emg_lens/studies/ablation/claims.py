@@ -219,7 +219,7 @@ def check_claims(
 
     >>> claim = Claim.from_dict({"intervention": "uni", "layers": "all", "classes": "all",
     ...                          "expect": "drop"})
-    >>> from emg_lens.studies.ablation.spec import LayerSpec
+    >>> from emg_lens.studies import LayerSpec
     >>> check_claims([claim], {"cross": True}, LayerSpec(("all",)), 1, {})
     Traceback (most recent call last):
     ...

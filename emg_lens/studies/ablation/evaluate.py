@@ -401,7 +401,7 @@ def _verify(model, X: torch.Tensor, checks: list, table: _MaskTable, return_type
         not_close, diff = next(values), next(values)
         if not_close:
             raise StudyError(
-                f"condition {name!r}: the hooked and batched paths differ by {diff:.3g}"
+                f"condition {name!r}: the hooked and batched paths disagree (by {diff:.3g})"
             )
 
 

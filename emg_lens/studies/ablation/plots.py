@@ -115,7 +115,9 @@ def delta_heatmap(result) -> plt.Figure:
             panels.append((title, axis, sets, list(dict.fromkeys(sets["layers"])), sets["layers"]))
     if not panels:
         needs = "conditions on one layer (individual, from_first, from_last), explicit or all"
-        raise ArgumentError(f"delta_heatmap needs {needs}; this study has {sorted(set(s['mode']))}")
+        raise ArgumentError(
+            f"delta_heatmap needs {needs}; this study has modes {sorted(set(s['mode']))}"
+        )
     metric = result.spec.metric
     cells = [
         _heatmap_cells(rows, columns, labels, metric) for _, _, rows, columns, labels in panels
