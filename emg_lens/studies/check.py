@@ -136,10 +136,8 @@ def check_target(
     infos = {path: check_checkpoint(path) for path in found.values()}
     if spec.modules is None:
         require_builder(infos, None)
-    path, info = next(iter(infos.items()))
-    cls = MODEL_CLASSES.get(info["model_class"])
-    if cls is None:
-        raise SpecError(f"{path}: unknown model class {info['model_class']!r}")
+    info = next(iter(infos.values()))
+    cls = MODEL_CLASSES[info["model_class"]]  # known: check_checkpoint read it
     cfg = EncoderConfig.from_dict({**info["config"], "device": "cpu"})
     stand_ins = {name: torch.nn.Module() for name in user_modules_of(info)}
     model = cls(cfg, **info.get("model_kwargs", {}), **stand_ins)
