@@ -111,6 +111,7 @@ from emg_lens.models import IsoNet
 from emg_lens.studies import run_study
 
 VERIFY_TOP = 10  # `Screen.verify`'s top: the ranking every view and the paper preset verify
+VERIFY_GROUPS = 1  # planted-paper's ``_verified_groups``: `Screen.verify`'s group-tested layers
 
 
 def _random_subject(preset: str, n_windows: int, seed: int = 0):
@@ -488,13 +489,27 @@ def with_masks(cut: dict, extra: dict) -> dict:
 
 
 def _verified_view(
-    model, X, y, family, base, changes, data, verified, return_type="avg_logits", planted=None
+    model,
+    X,
+    y,
+    family,
+    base,
+    changes,
+    data,
+    verified,
+    return_type="avg_logits",
+    planted=None,
+    groups: int = 0,
 ) -> dict:
     """What screen + verify found against the exact grid (issue 88's acceptance): the recall of
     the exact top 10 and of the exact top k (the candidates whose drop exceeds its noise floor,
-    `needed_above_noise`) among the verified ranking's first 10 and k; MIB's CMD of the
+    `needed_above_noise`) among the verified ranking's first 10 and k (``topk_recall``: of the
+    exact ranking's first k, k their number; ``above_noise_recall``: of those candidates
+    themselves, which the exact ranking's own first k reach only as ``above_noise_recall_exact``
+    says); MIB's CMD of the
     circuits each ranking builds (`circuit_areas`) and their gap; the Jaccard index of the
-    verified top 10 found on two halves of the windows that share no trial; with ``planted``
+    verified top 10 found on two halves of the windows that share no trial (``_exact``: of the
+    exact grid's top 10 on the same halves, the ceiling the windows allow); with ``planted``
     ((layer, head) pairs), where the planted candidate ranks and whether verify measured it."""
     effects = changes.mean(1)
     truth = np.argsort(effects, kind="stable")
@@ -508,11 +523,14 @@ def _verified_view(
     out = {
         "top10_recall": recall(found, truth[:VERIFY_TOP]),
         "above_noise": len(needed),
+        "topk_recall": recall(found, truth[: len(needed)]) if len(needed) else None,
         "above_noise_recall": recall(found, needed) if len(needed) else None,
+        "above_noise_recall_exact": recall(truth, needed) if len(needed) else None,
         "measured": int(verified["exact"].notna().sum()),
         "areas": areas,
         "cmd_gap": areas["verified"]["cmd"] - areas["exact"]["cmd"],
-        "halves_top10_jaccard": _halves_jaccard(model, data, family, base, return_type),
+        "halves_top10_jaccard": _halves_jaccard(model, data, family, base, return_type, groups),
+        "halves_top10_jaccard_exact": _halves_jaccard(model, data, family, base, changes=changes),
     }
     if planted is None:
         return out
@@ -526,19 +544,26 @@ def _verified_view(
     }
 
 
-def _halves_jaccard(model, data, family, base, return_type: str) -> float:
-    """The Jaccard index of screen + verify's top 10 on two halves of ``data``'s test windows
-    whose trials alternate (no trial in both)."""
+def _halves_jaccard(
+    model, data, family, base, return_type: str = "", groups: int = 0, changes=None
+) -> float:
+    """The Jaccard index of screen + verify's top 10 (``groups``: its group-tested layers) on
+    two halves of ``data``'s test windows whose trials alternate (no trial in both); with
+    ``changes`` (candidates x windows), of the exact grid's top 10 instead."""
     from emg_lens.discovery import jaccard
 
     trials = np.unique(np.asarray(data.test_trials), return_inverse=True)[1].ravel()
     tops = []
     for half in (0, 1):
-        part = data.select_test(np.flatnonzero(trials % 2 == half))
+        windows = np.flatnonzero(trials % 2 == half)
+        if changes is not None:
+            tops.append(set(np.argsort(changes[:, windows].mean(1), kind="stable")[:VERIFY_TOP]))
+            continue
+        part = data.select_test(windows)
         n = len(part.y_test)
         verified = screen(
             model, part, base=base, family=family, batch_size=n, return_type=return_type
-        ).verify(top=VERIFY_TOP, batch_size=n)
+        ).verify(top=VERIFY_TOP, batch_size=n, groups=groups)
         tops.append(set(verified.table.sort_index()["final"].nsmallest(VERIFY_TOP).index))
     return jaccard(*tops)
 
@@ -669,6 +694,11 @@ def screen_vs_grids(
                 top=VERIFY_TOP, batch_size=n_windows
             )
         ),
+        "screen_verify_groups": lambda: screened.update(
+            verified_groups=screen(model, data, base=base, **settings).verify(
+                top=VERIFY_TOP, batch_size=n_windows, groups=VERIFY_GROUPS
+            )
+        ),
         "one_at_a_time": lambda: exact.append(
             one_at_a_time(model, X, y, family, "avg_logits", base, per_window=True)
         ),
@@ -681,6 +711,7 @@ def screen_vs_grids(
     changes = exact[-1]
     effects = changes.mean(1)
     verified = screened.pop("verified").table.sort_index()
+    grouped = screened.pop("verified_groups")
     out = {
         "benchmark": "screen_vs_exact",
         "preset": "planted-paper",
@@ -698,6 +729,19 @@ def screen_vs_grids(
         "verified": _verified_view(
             model, X, y, family, base, changes, data, verified, planted=PAPER_PLANTED["planted"]
         ),
+        "verified_groups": _verified_view(
+            model,
+            X,
+            y,
+            family,
+            base,
+            changes,
+            data,
+            grouped.table.sort_index(),
+            planted=PAPER_PLANTED["planted"],
+            groups=VERIFY_GROUPS,
+        )
+        | {k: grouped.agreement[k] for k in ("group_passes", "cleared", "measured")},
     }
     unmasked = {"atp": screen(model, data, **settings)}
     unmasked["ig"] = screen(model, data, estimator="ig", ig_steps=ig_steps, **settings)
@@ -710,7 +754,8 @@ def screen_vs_grids(
     for name, t in times.items():
         out[f"{name}_s"] = spread(t)
     runs_by = (("", "screen"), ("_ig", "screen_ig"), ("_relp", "screen_relp"))
-    for suffix, run in (*runs_by, ("_verified", "screen_verify")):
+    verify_runs = (("_verified", "screen_verify"), ("_verified_groups", "screen_verify_groups"))
+    for suffix, run in (*runs_by, *verify_runs):
         for grid in ("one_at_a_time", "runner"):
             ratios = [g / s for s, g in zip(times[run], times[grid])]
             out[f"speedup{suffix}_vs_{grid}"] = spread(ratios, 1)

@@ -24,10 +24,10 @@ paragraph); how far to trust either: docs/ARCHITECTURE.md, "Discovery: what to t
 
 ``estimator="relp"`` is relevance patching (RelP, Rezaei Jafari et al. 2025, arXiv
 2508.21258): ``dm/dA`` from one backward pass under LRP's rules as RelP's own code applies them
-(`relevance_hooks`), then ``c . (A' - A)`` as for the plain screen, at its cost. The rules are
-emg_lens's hooks, not ``lxt`` 2.1's functions, whose import loads its Hugging Face and
-torchvision patches; why, and how it ranks (worse than the plain screen, on the views
-measured): docs/guide/discovery.md, the ``estimator="relp"`` paragraphs.
+(`emg_lens.discovery.screen_hooks.relevance_hooks`), then ``c . (A' - A)`` as for the plain
+screen, at its cost. The rules are emg_lens's hooks, not ``lxt`` 2.1's functions, whose
+import loads its Hugging Face and torchvision patches; why, and how it ranks (worse than the
+plain screen, on the views measured): docs/guide/discovery.md, the ``estimator="relp"`` paragraphs.
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet
@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,14 +63,13 @@ from emg_lens.discovery.exact import ExactPasses
 from emg_lens.discovery.family import Candidate, CompiledFamily, RowChunk, compile_family
 from emg_lens.discovery.last_layers import (
     AttentionOutput,
-    LastLayerCache,
     exact_effects,
     exact_layers,
 )
 from emg_lens.discovery.metrics import Scorer, spearman
+from emg_lens.discovery.screen_hooks import capture, path_hooks
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import ArgumentError, check_int, checked
-from emg_lens.hooks import layer_of, name_filter
 from emg_lens.inputs import as_subject_data, check_deterministic, check_model
 from emg_lens.models.base import LAYERWISE, TL_WEIGHTS, provides, require
 from emg_lens.stats.compare import clopper_pearson
@@ -224,12 +222,20 @@ class Screen:
         sample: int = MISS_SAMPLE,
         seed: int = 0,
         batch_size: int = 256,
+        groups: int = 0,
     ) -> Screen:
-        """Measure exactly the flagged candidates, the ``top`` best and a random sample of
+        """Measure exactly the flagged candidates, the ``top`` best (with ``groups``, those
+        adaptive group testing finds in the first ``groups`` layers) and a random sample of
         the rest (`verify_candidates`); ``agreement`` gets the rank correlation of estimate
         and exact effect and the bound on what the ranking missed."""
         return verify_candidates(
-            self, top, flagged=flagged, sample=sample, seed=seed, batch_size=batch_size
+            self,
+            top,
+            flagged=flagged,
+            sample=sample,
+            seed=seed,
+            batch_size=batch_size,
+            groups=groups,
         )
 
     def exact_passes(self, batch_size: int = 256) -> ExactPasses:
@@ -250,40 +256,6 @@ class Screen:
         if row.empty:
             raise ArgumentError(f"rank must be in 1..{len(self.table)}, got {rank!r}")
         return self.family[int(row.index[0])]
-
-
-def _capture(
-    model: Any,
-    x: torch.Tensor,
-    return_type: str,
-    base: dict | None = None,
-    cached: dict[int, dict[str, str]] | None = None,
-    relevance: bool = False,
-) -> tuple[torch.Tensor, dict, dict, dict, dict[int, LastLayerCache]]:
-    """Logits, the clean attention scores (detached; ``-inf`` where ``base`` cuts), patterns
-    (in the graph; with ``relevance``, leaves under RelP's rules, `relevance_hooks`) and values
-    (``hook_v``, detached) per layer, and the activations of the ``cached`` blocks for their
-    exact effects (``{layer: {field: hook name}}``, `exact_layers`)."""
-    cached = cached or {}
-    scores: dict[int, torch.Tensor] = {}
-    patterns: dict[int, torch.Tensor] = {}
-    values: dict[int, torch.Tensor] = {}
-    blocks: dict[int, dict[str, torch.Tensor]] = {layer: {} for layer in cached}
-    hooks: list[tuple[Any, Callable[..., Any]]] = [
-        (name_filter("attn.hook_attn_scores"), _keeper(scores, detach=True)),
-        (name_filter("attn.hook_v"), _keeper(values, detach=True)),
-    ]
-    if relevance:
-        hooks += relevance_hooks(patterns)
-    else:
-        hooks.append((name_filter("attn.hook_pattern"), _keeper(patterns, detach=False)))
-    for layer, names in cached.items():
-        for field_name, hook_name in names.items():
-            keep = blocks[layer].__setitem__
-            hooks.append((hook_name, lambda t, hook, f=field_name, k=keep: k(f, t.detach())))
-    logits = model.run_with_hooks(x, return_type=return_type, edge_masks=base, fwd_hooks=hooks)
-    caches = {layer: LastLayerCache(**blocks[layer], v=values[layer]) for layer in cached}
-    return logits, scores, patterns, values, caches
 
 
 @checked
@@ -349,7 +321,7 @@ def screen(
         stop = min(start + batch_size, n)
         xb, yb = X[start:stop].to(device), y[start:stop].to(device)
         with torch.enable_grad() if plain or relp else torch.no_grad():
-            logits, scores, patterns, v, caches = _capture(
+            logits, scores, patterns, v, caches = capture(
                 model, xb.requires_grad_(plain), return_type, base_masks, exact, relevance=relp
             )
             values = wanted(logits, yb)
@@ -431,7 +403,7 @@ def _path_gradients(
 ) -> dict[str, dict[int, Float[torch.Tensor, "batch head q k"]]]:
     """The metrics' gradients with respect to the patterns of ``layers``, averaged over the
     midpoints ``alpha = (k + 1/2) / steps`` of the path to the model with ``cut``
-    (``{layer: mask}``) removed (`_path_hooks`; see the module docstring)."""
+    (``{layer: mask}``) removed (`path_hooks`; see the module docstring)."""
     total: dict[str, dict[int, torch.Tensor]] = {name: {} for name in wanted}
     for k in range(steps):
         patterns: dict[int, torch.Tensor] = {}
@@ -440,7 +412,7 @@ def _path_gradients(
                 x.detach().requires_grad_(True),
                 return_type=return_type,
                 edge_masks=base,
-                fwd_hooks=_path_hooks(cut, (k + 0.5) / steps, patterns),
+                fwd_hooks=path_hooks(cut, (k + 0.5) / steps, patterns),
             )
             values = wanted(logits, y)
             point = _gradients(values, patterns, layers)
@@ -449,89 +421,6 @@ def _path_gradients(
                 g = g.detach() / steps
                 total[name][layer] = total[name][layer] + g if layer in total[name] else g
     return total
-
-
-def relevance_hooks(patterns: dict[int, torch.Tensor]) -> list[tuple[Any, Callable[..., Any]]]:
-    """RelP's rules as forward hooks on emg_lens's blocks: the values they return are the
-    forward's own (the output is the hooked, unfused forward's), and a backward through them
-    computes LRP's relevance coefficients instead of the gradient. Each LayerNorm's
-    ``hook_scale`` is detached (the LN-rule: the normaliser a constant); each MLP's
-    ``hook_post`` passes ``f(x)/x`` of its ``hook_pre`` (the identity rule; 0 where ``x`` is 0,
-    as ``f(0)`` is for every activation here); each layer's ``hook_pattern`` is replaced by a
-    detached leaf, kept in ``patterns`` by layer (the AH-rule: a pattern a constant, the
-    coefficient of every layer's pattern its gradient through the others held). With every
-    bias zero, the relevance ``x * c`` of any residual stream sums to the output
-    (tests/unit/discovery/test_screen_relp.py).
-
-    >>> from emg_lens import EncoderConfig
-    >>> from emg_lens.models import IsoNet
-    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
-    >>> X, patterns = model.example_input(2), {}
-    >>> out = model.run_with_hooks(X, fwd_hooks=relevance_hooks(patterns))
-    >>> torch.allclose(out, model(X), atol=1e-5), sorted(patterns), patterns[0].is_leaf
-    (True, [0, 1], True)
-    """
-    inputs: dict[str, torch.Tensor] = {}  # each MLP's activation input, by module
-
-    def constant(t: torch.Tensor, hook: Any) -> torch.Tensor:
-        return t.detach()
-
-    def keep_input(t: torch.Tensor, hook: Any) -> None:
-        inputs[hook.name.rsplit(".", 1)[0]] = t
-
-    def identity_rule(post: torch.Tensor, hook: Any) -> torch.Tensor:
-        x = inputs.pop(hook.name.rsplit(".", 1)[0])
-        ratio = (post / x.where(x != 0, 1)).detach()
-        return post.detach() + (x - x.detach()) * ratio  # the value is post's, exactly
-
-    def leaf(t: torch.Tensor, hook: Any) -> torch.Tensor:
-        layer = layer_of(hook.name)
-        assert layer is not None, hook.name  # name_filter's hooks: blocks.{l}.attn.*
-        patterns[layer] = t.detach().requires_grad_(True)
-        return patterns[layer]
-
-    return [
-        (lambda name: name.endswith("hook_scale"), constant),
-        (lambda name: name.endswith("mlp.hook_pre"), keep_input),
-        (lambda name: name.endswith("mlp.hook_post"), identity_rule),
-        (name_filter("attn.hook_pattern"), leaf),
-    ]
-
-
-def _keeper(into: dict[int, torch.Tensor], detach: bool) -> Callable[[torch.Tensor, Any], None]:
-    """A hook that keeps what it sees, by layer, in ``into`` (``detach``: detached)."""
-
-    def keep(t: torch.Tensor, hook: Any) -> None:
-        layer = layer_of(hook.name)
-        assert layer is not None, hook.name  # name_filter's hooks: blocks.{l}.attn.*
-        into[layer] = t.detach() if detach else t
-
-    return keep
-
-
-def _path_hooks(
-    cut: dict[int, Bool[torch.Tensor, "head q k"]],
-    alpha: float,
-    patterns: dict[int, torch.Tensor],
-) -> list[tuple[Any, Any]]:
-    """Forward hooks that run every layer of ``cut`` with the pattern ``P + alpha (P_cut -
-    P)`` (``P`` the softmax of the scores it receives, ``P_cut`` of the same scores with
-    ``cut`` removed) and keep each layer's pattern, the path's point, in ``patterns``."""
-    scores: dict[int, torch.Tensor] = {}
-
-    def walk(pattern: torch.Tensor, hook) -> torch.Tensor:
-        layer = layer_of(hook.name)
-        assert layer is not None, hook.name
-        if layer in cut:
-            t = scores.pop(layer)
-            pattern = pattern + alpha * (cut_pattern(t, cut[layer]) - pattern)
-        patterns[layer] = pattern
-        return pattern
-
-    return [
-        (name_filter("attn.hook_attn_scores"), _keeper(scores, detach=False)),
-        (name_filter("attn.hook_pattern"), walk),
-    ]
 
 
 def _row_chunks(family: CompiledFamily, batch: int, budget: int = 2**24) -> list[RowChunk]:
@@ -587,15 +476,25 @@ def verify_candidates(
     sample: int = MISS_SAMPLE,
     seed: int = 0,
     batch_size: int = 256,
+    groups: int = 0,
 ) -> Screen:
     """`Screen.verify`: screen, flag, fix. Exact masked passes (`ExactPasses`) for
 
     1. the ``flagged`` linearised candidates with the largest ``risk`` (the first-order
        estimate's error grows with the change a cut writes into its layer's attention
        output; `docs/ARCHITECTURE.md` has the measurements);
-    2. the ``top`` candidates by ``final`` (the exact effect where measured, else the
+    2. with ``groups`` (a number of layers, from the first), adaptive group testing over
+       their estimated candidates, for the cuts whose effect cascades through the most blocks
+       and that a first-order screen estimates near 0: each kind of cut of a layer (``kind``,
+       all heads) is cut jointly in one exact pass; a group whose joint drop stays under the
+       ``top``-th drop so far is ``cleared``, else split in halves (by estimate) and tested
+       again, down to pairs and singles, measured singly (``verified`` ``group``). A cleared
+       candidate can still exceed the ``top``-th drop where effects within its group cancel
+       (on the paper-size planted model, 2 of 128 head groups did at the top-10 threshold):
+       the clearing is evidence, not a bound, and the sample below still draws from them;
+    3. the ``top`` candidates by ``final`` (the exact effect where measured, else the
        estimate), until all of them are exact;
-    3. a seeded random ``sample`` of the candidates still estimated, to bound what the
+    4. a seeded random ``sample`` of the candidates still estimated, to bound what the
        ranking missed: ``agreement["missed_upper"]`` is a one-sided 95 % Clopper-Pearson
        upper bound on how many unmeasured candidates have a larger drop than the ``top``-th:
        the bound on their share (``missed_rate_upper``) among all that were unmeasured before
@@ -608,14 +507,16 @@ def verify_candidates(
     Adds ``exact``, ``exact_accuracy`` (for a candidate the screen computed exactly,
     ``method`` ``"exact"``, its estimate; else its masked pass, NaN where none ran),
     ``final``, ``final_accuracy`` and ``verified`` (why a row was measured: ``flagged``,
-    ``top``, ``sample``, ``ranked`` (in the top until measured), or empty) and re-ranks by
-    ``final``. ``agreement["spearman"]`` is over the top candidates the screen scored
-    (``screened_top`` of them; NaN under two: with every candidate exact, ``screened`` 0, no
-    screen ran)."""
+    ``top``, ``group``, ``sample``, ``ranked`` (in the top until measured), or empty) and
+    re-ranks by ``final``; ``agreement`` counts the ``group_passes`` and the unmeasured
+    candidates they ``cleared``. ``agreement["spearman"]`` is over the top candidates the
+    screen scored (``screened_top`` of them; NaN under two: with every candidate exact,
+    ``screened`` 0, no screen ran)."""
     n = len(screen.family)
     top = check_int(top, "top", minimum=1, maximum=n)
     flagged = check_int(flagged, "flagged")
     sample = check_int(sample, "sample")
+    groups = check_int(groups, "groups (layers to group-test)")
     table = screen.table.copy()
     exact = table["method"] == "exact"  # computed exactly by the screen: exact already
     for column, of in (("exact", "estimate"), ("exact_accuracy", "estimate_accuracy")):
@@ -640,6 +541,27 @@ def verify_candidates(
     estimated = ~exact  # linearised, or integrated gradients
     measure(table.loc[estimated, "risk"].nlargest(flagged).index, "flagged")
     refresh()
+    cleared: list[int] = []  # unmeasured members of a group pass that stayed under the top
+
+    def split(index: pd.Index) -> None:  # adaptive group testing (see the docstring)
+        index = index[table.loc[index, "exact"].isna()]
+        if len(index) <= 2:
+            measure(index, "group")
+            return refresh()
+        drop = passes.score(screen.family.layer_masks(list(index))).metric - full.metric
+        agreement_counts["group_passes"] += 1
+        if drop >= table["final"].nsmallest(top).max():
+            return cleared.extend(index)
+        split(index[: len(index) // 2])
+        split(index[len(index) // 2 :])
+
+    agreement_counts = {"group_passes": 0}
+    # one kind of cut in one layer, across heads (cutting a whole query row instead would zero
+    # it, not renormalise it: measured to cancel), the largest estimated drops first
+    rows = table[estimated & (table["layer"] < groups)].sort_values("estimate")
+    by_kind = rows.groupby(["layer", "kind"], sort=False)
+    for _, group in sorted(by_kind, key=lambda g: g[1]["estimate"].sum()):
+        split(group.index)
     while True:  # until the top by final effect are all known exactly
         chosen = table.sort_values(["final", "layer"]).head(top)
         pending = chosen.index[(chosen["method"] != "exact") & chosen["exact"].isna()]
@@ -650,6 +572,7 @@ def verify_candidates(
     table.loc[chosen.index, "verified"] = "top"
     threshold = float(table.loc[chosen.index, "final"].max())
     unmeasured = table.index[estimated & table["exact"].isna()]
+    cleared = [i for i in cleared if i in unmeasured]
     rng = np.random.default_rng(seed)
     drawn = pd.Index(rng.choice(unmeasured, size=min(sample, len(unmeasured)), replace=False))
     measure(drawn, "sample")
@@ -673,6 +596,8 @@ def verify_candidates(
         "measured": float(len(measured)),
         "flagged": float((table["verified"] == "flagged").sum()),
         "unmeasured": float(len(unmeasured)),  # before the draw: the bound's population
+        "cleared": float(len(cleared)),  # of them, in a group pass that stayed under the top
+        "group_passes": float(agreement_counts["group_passes"]),
         "sampled": float(len(drawn)),
         "sample_hits": float(hits),
         "missed_rate_upper": upper,
@@ -683,6 +608,7 @@ def verify_candidates(
     if len(measured) >= 2:  # of the linearised candidates measured (none when all are exact)
         agreement["spearman_measured"] = spearman(measured["estimate"], measured["exact"])
     verified_with = {"top": top, "flagged": flagged, "sample": sample, "seed": seed}
+    verified_with["groups"] = groups
     return dataclasses.replace(
         screen, table=table.sort_values("rank"), agreement=agreement, verified_with=verified_with
     )

@@ -32,7 +32,7 @@ from emg_lens.discovery import (
 )
 from emg_lens.discovery.exact import base_layer_masks
 from emg_lens.discovery.metrics import spearman_p
-from emg_lens.discovery.screen import _capture
+from emg_lens.discovery.screen_hooks import capture as _capture
 from emg_lens.discovery.spec import DiscoverySpec
 from emg_lens.discovery.study import run_discovery, screen_note
 from emg_lens.edges import between, from_cls, heads, parse

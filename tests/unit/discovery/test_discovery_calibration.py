@@ -12,6 +12,7 @@ a circuit search that keeps every class's accuracy.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -215,6 +216,36 @@ def test_verify_measures_the_flagged_the_top_and_a_sample():
     # the same seed draws the same sample
     again = s.verify(top=5, flagged=6, sample=8, seed=1).table
     assert list(again["verified"]) == list(table["verified"])
+
+
+@pytest.mark.slow
+def test_group_testing_finds_the_drops_a_blind_screen_ranks_last():
+    """Issue 88: the layer-0 cuts a first-order screen estimates near 0 (their effect cascades
+    through later blocks) are found by exact passes over groups. A screen whose layer-0
+    estimates are all 0 (blind) verifies no layer-0 candidate into its top 3 without group
+    testing; with ``groups=1`` its top 3 is the exact top 3 of all 72 candidates. A fixed,
+    untrained model (seed 0): its largest drop (-1.04) is 3x the 4th (-0.33); a group whose
+    members cancel could clear a large one (seed 3 of 0-5 does), see `verify_candidates`."""
+    model = tiny_isonet(0, init_range=0.6)
+    X = model.example_input(32)
+    y = model(X).argmax(-1)
+    s = screen(model, (X, y), exact_penultimate=False)  # layer 0 linearised
+    blind = s.table.copy()
+    blind.loc[blind["method"] == "linear", "estimate"] = 0.0
+    s = dataclasses.replace(s, table=blind)
+    passes = ExactPasses(model, X, y, metric="margin", return_type="logits")
+    full = passes.score({}).metric
+    exact = [passes.score(layer_masks(model, [c])).metric - full for c in s.family]
+    truth = set(np.argsort(exact, kind="stable")[:3].tolist())
+    assert truth & set(s.table.index[s.table["method"] == "linear"])  # a layer-0 one
+    plain = s.verify(top=3, flagged=0, sample=0)
+    assert set(plain.table.head(3).index) != truth and plain.agreement["group_passes"] == 0
+    grouped = s.verify(top=3, flagged=0, sample=0, groups=1)
+    table = grouped.table
+    assert set(table.head(3).index) == truth
+    assert grouped.agreement["group_passes"] >= 9  # one per kind of cut of layer 0, at least
+    assert (table.loc[table["verified"] == "group", "exact"].notna()).all()
+    assert grouped.agreement["cleared"] + grouped.agreement["measured"] == 36  # layer 0's
 
 
 def test_a_verified_screens_repr_prints_its_bound_with_the_draws_it_came_from():

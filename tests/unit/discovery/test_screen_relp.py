@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from emg_lens.discovery import default_family, layer_masks, screen, window_metric
-from emg_lens.discovery.screen import relevance_hooks
+from emg_lens.discovery.screen_hooks import relevance_hooks
 from emg_lens.errors import ArgumentError, UnsupportedFeatureError
 from tests.tiny import tiny_isonet
 
