@@ -28,7 +28,8 @@ recall of the exact top 10 and of the drops above their noise floor (``above_noi
 standard errors over the chosen windows' trials) after screen + verify, MIB's CPR and CMD of
 the circuits each ranking builds and their ``cmd_gap``, the top-10 Jaccard index across two
 trial-disjoint halves of the windows, and the planted candidate's rank and whether verify
-measured it.
+measured it; ``verified_groups`` the same for ``verify(groups=1)`` (adaptive group testing over
+layer 0's candidates, timed as ``speedup_verified_groups``), with its group passes.
 
 ``--preset paper`` and ``--quick``:
 
