@@ -249,12 +249,12 @@ class _Parser:
 
     def arguments(
         self, sel: _Selector, name_tok: _Token
-    ) -> tuple[list[_Token], dict[str, tuple[_Token, _Token]], int]:
+    ) -> tuple[list[_Token], list[tuple[_Token, _Token]], int]:
         """The optional ``(...)`` after a selector's name, not yet checked against its
         parameters: the positional tokens, the keyword (name, value) tokens, and the offset
         where the selector ends."""
         positional: list[_Token] = []
-        keywords: dict[str, tuple[_Token, _Token]] = {}
+        keywords: list[tuple[_Token, _Token]] = []
         if not self.at("("):
             return positional, keywords, name_tok.end
         open_tok = self.advance()
@@ -267,9 +267,7 @@ class _Parser:
                 self.advance()
                 value_expected = f"a value for {arg.text} in {sel.signature}"
                 value = self.require(_ARGUMENT, f"after '{arg.text}='", value_expected)
-                if arg.text in keywords:
-                    raise self.fail_at(arg, f"{sel.name} got {arg.text!r} twice", sel.signature)
-                keywords[arg.text] = (arg, self.union(value, sel))
+                keywords.append((arg, self.union(value, sel)))
             elif keywords:
                 raise self.fail_at(arg, "positional argument follows keyword argument", expected)
             else:
@@ -297,15 +295,14 @@ class _Parser:
         sel: _Selector,
         name_tok: _Token,
         positional: list[_Token],
-        keywords: dict[str, tuple[_Token, _Token]],
+        keywords: list[tuple[_Token, _Token]],
         end: int,
     ) -> tuple[list[Any], dict[str, Any]]:
         """Check the arguments against ``sel.params``: positional and keyword values."""
         params = {p.name: p for p in sel.params}
         if sel.params and sel.params[0].kind in _VARIADIC:
             if keywords:
-                key_tok, _ = next(iter(keywords.values()))
-                raise self.fail_at(key_tok, f"{sel.name} takes no keyword", sel.signature)
+                raise self.fail_at(keywords[0][0], f"{sel.name} takes no keyword", sel.signature)
             # none at all: the selector's function says what it needs (heads(0), channels(C3))
             return [self.value(sel, sel.params[0], t, positional=True) for t in positional], {}
         if len(positional) > (n := len(sel.params)):
@@ -314,12 +311,12 @@ class _Parser:
         values: dict[str, Any] = {}
         for param, tok in zip(sel.params, positional):
             values[param.name] = self.value(sel, param, tok, positional=True)
-        for key, (key_tok, value_tok) in keywords.items():
-            named = params.get(key)
+        for key_tok, value_tok in keywords:
+            named = params.get(key := key_tok.text)
             if named is None:
                 expected = f"{sel.signature} (keywords: {', '.join(params) or 'none'})"
                 raise self.fail_at(key_tok, f"{sel.name} has no argument {key!r}", expected)
-            if named.name in values:
+            if named.name in values:  # a keyword given twice, or one a positional gave
                 raise self.fail_at(key_tok, f"{sel.name} got {key!r} twice", sel.signature)
             values[named.name] = self.value(sel, named, value_tok, positional=False)
         for param in sel.params:
@@ -361,8 +358,7 @@ class _Parser:
         if tok.kind == "string" and tok.text[1:-1].strip():
             return tok.text[1:-1]
         bad = f"{sel.name}: {param.name} must be a channel or region name, got {tok.text!r}"
-        names = f"a name (C3, frontal) or a quoted one ('EEG Fp1', '1') in {sel.signature}"
-        raise self.fail_at(tok, bad, names)
+        raise self.fail_at(tok, bad, f"a name (C3, frontal, 'EEG Fp1', '1') in {sel.signature}")
 
 
 @checked

@@ -307,10 +307,8 @@ def _check_codes(labels: Any, n: int) -> tuple[np.ndarray, list[Any]]:
 
 def _fit(leace: Any, flat: torch.Tensor, labels: Any, at: str, positions: tuple[int, ...]):
     if not torch.isfinite(flat).all():
-        raise InputShapeError(
-            f"{at} holds non-finite values at positions {list(positions)}: an eraser needs "
-            "finite activations (check the model's weights and the windows)"
-        )
+        finite = "an eraser needs finite activations (check the model's weights and the windows)"
+        raise InputShapeError(f"{at} holds NaN or inf at positions {list(positions)}: {finite}")
     codes, values = _check_codes(labels, len(flat))
     onehot = torch.nn.functional.one_hot(torch.as_tensor(codes), len(values)).double()
     eraser = leace.fit(flat, onehot)
