@@ -422,9 +422,8 @@ def check_device(
     except (RuntimeError, ValueError):
         parsed = None
     if parsed is None or parsed.type not in ("cpu", "cuda"):
-        raise error(
-            f"{where} = {device!r} is not a device emg_lens loads models onto; accepted: {accepted}"
-        )
+        loads = "is not a device emg_lens loads models onto"
+        raise error(f"{where} = {device!r} {loads}; accepted: {accepted}")
     if parsed.type == "cuda" and available:
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:

@@ -224,7 +224,7 @@ class TokenLayout:
         >>> TokenLayout.channel_tokens({"eeg": 1}, channel_names=["Cz"]).channel_name(1)
         'Cz'
         """
-        position = check_int(position, "token position", 0, self.n_tokens - 1, LayoutError)
+        position = check_int(position, f"position {position!r}", 0, self.n_tokens - 1, LayoutError)
         channel = self.channel[position]
         if self.channel_names is None or channel < 0:
             return None
@@ -354,10 +354,8 @@ def check_mask_shape(
             )
         else:
             accepted += f" or [batch or 1, n_heads or 1, {q}, {k}]"
-        raise LayoutError(
-            f"{what} has shape {given}, which does not broadcast to [batch={batch}, "
-            f"n_heads={heads}, {q}, {k}]; accepted: {accepted}"
-        )
+        bad = f"{what} has shape {given}, which does not broadcast to"
+        raise LayoutError(f"{bad} [batch={batch}, n_heads={heads}, {q}, {k}]; accepted: {accepted}")
 
 
 @checked

@@ -137,10 +137,8 @@ class EdgeSet(abc.ABC):
         return EdgeComplement(self)
 
     def __bool__(self) -> bool:
-        raise TypeError(
-            f"the truth value of an edge set ({self}) is ambiguous: combine edge sets with "
-            "| & - ~, not `or`, `and`, `not`; compare with == or `is None`"
-        )
+        use = "combine edge sets with | & - ~, not `or`, `and`, `not`; compare with == or `is None`"
+        raise TypeError(f"the truth value of an edge set ({self}) is ambiguous: {use}")
 
     def on_heads(self, *indices: int | Iterable[int]) -> EdgeSet:
         """These edges on the given heads only: ``self & heads(*indices)``.

@@ -134,10 +134,8 @@ def _channel(term: str, names: tuple[str, ...], selector: EdgeSet) -> str:
     if len(folded) == 1:
         return folded[0]
     region = "" if isinstance(selector, Channels) else f" nor a region ({', '.join(REGIONS)})"
-    raise LayoutError(
-        f"edge set {selector} names {term!r}, which is not a channel of this layout{region}; "
-        f"its channels are {_shown(names)}"
-    )
+    unknown = f"edge set {selector} names {term!r}, which is not a channel of this layout{region}"
+    raise LayoutError(f"{unknown}; its channels are {_shown(names)}")
 
 
 def _placed(selector: EdgeSet, fn: Any, *args: Any) -> Any:

@@ -230,10 +230,9 @@ class Constant(EdgeSet):
 # ---------------------------------------------------------------------------- selector functions
 @checked
 def unimodal(include_cls: bool = False) -> EdgeSet:
-    """Edges whose query and key are in the same modality, self edges included.
-
-    Edges that touch the CLS token are neither unimodal nor cross-modal unless
-    ``include_cls=True``, which makes CLS a modality of its own (CLS -> CLS is unimodal).
+    """Edges whose query and key are in the same modality, self edges included. Edges that
+    touch the CLS token are neither unimodal nor cross-modal unless ``include_cls=True``,
+    which makes CLS a modality of its own (CLS -> CLS is unimodal).
 
     >>> layout = TokenLayout.channel_tokens({"emg": 1, "acc": 1})  # cls, emg, acc
     >>> unimodal().compile(layout, 1)[0].int()
@@ -250,10 +249,8 @@ def unimodal(include_cls: bool = False) -> EdgeSet:
 
 @checked
 def cross_modal(include_cls: bool = False) -> EdgeSet:
-    """Edges whose query and key are in different modalities.
-
-    Edges that touch the CLS token are neither unimodal nor cross-modal unless
-    ``include_cls=True``, which makes CLS a modality of its own (CLS <-> signal is cross-modal).
+    """Edges whose query and key are in different modalities; CLS is a modality of its own
+    only with ``include_cls=True`` (as in `unimodal`; CLS <-> signal is then cross-modal).
 
     >>> layout = TokenLayout.channel_tokens({"emg": 1, "acc": 1})  # cls, emg, acc
     >>> cross_modal().compile(layout, 1)[0].int()

@@ -144,16 +144,14 @@ value is a number or a string (drop the windows without one)
     missing = [v is None or (isinstance(v, float) and v != v) for v in array.tolist()]
     if any(missing):
         i = missing.index(True)
-        raise InputShapeError(
-            f"concept labels[{i}] = {array.tolist()[i]!r} is missing: a window's concept value "
-            "is a number or a string (drop the windows without one)"
-        )
+        value = "a window's concept value is a number or a string (drop the windows without one)"
+        raise InputShapeError(f"concept labels[{i}] = {array.tolist()[i]!r} is missing: {value}")
     try:
         values, codes = np.unique(array, return_inverse=True)
     except TypeError:  # an object array of values that do not compare (3 and "a")
+        kinds = sorted({type(v).__name__ for v in array})
         raise InputShapeError(
-            f"concept labels mix kinds of value ({sorted({type(v).__name__ for v in array})}): "
-            "a concept's values are all numbers or all strings"
+            f"labels mix {kinds}: a concept is all numbers or all strings"
         ) from None
     if len(values) < 2:
         raise ArgumentError(f"a concept to erase needs at least two values, got {values.tolist()}")
@@ -175,9 +173,8 @@ class _GroupEdit(abc.ABC):
         picked = act[:, list(self.positions)]
         expected = self.width // len(self.positions)
         if act.ndim != 3 or picked.shape[-1] != expected:
-            raise InputShapeError(
-                f"{self.at}: an eraser takes [window, pos, d_model={expected}], got {describe(act)}"
-            )
+            takes = f"{self.at}: an eraser takes [window, pos, d_model={expected}]"
+            raise InputShapeError(f"{takes}, got {describe(act)}")
         edited = self.erase(picked.flatten(1).double()).to(act.dtype).view_as(picked)
         out = act.clone()
         out[:, list(self.positions)] = edited

@@ -102,10 +102,8 @@ class NameFilter:
         n_layers = getattr(cfg, "n_layers", len(present)) if self.stack == "blocks" else None
         has = f"n_layers={n_layers}" if n_layers is not None else f"{len(present)} layers"
         points = f"{self.stack}.{{l}}.{self.suffix} for l in {present}: layers count from 0"
-        raise LayoutError(
-            f"{self!r} names layers {missing} that this {type(model).__name__} does not have: "
-            f"it has {has} ({points}), so nothing would be hooked there"
-        )
+        lacks = f"{self!r} names layers {missing} that this {type(model).__name__} does not have"
+        raise LayoutError(f"{lacks}: it has {has} ({points}), so nothing would be hooked there")
 
     def __repr__(self) -> str:
         layers = "all" if self.layers is None else sorted(self.layers)
@@ -223,10 +221,8 @@ def _compile(edges: EdgesLike, model: Any, layers: Iterable[int] | None, explici
         empty = f"on this layout ({layout_of(idle[0]).describe_sides()}) no edge is in the set"
         layers = f"layers({','.join(map(str, only))})"
         why = f"its {layers} leave {_layers_text(idle)} out" if only else empty
-        raise LayoutError(
-            f"{name} selects no edge in {_layers_text(idle)} of this {type(model).__name__}: "
-            f"{why}, so cutting it would change nothing (compile_edges(edges, model) shows a cut)"
-        )
+        cut = f"{name} selects no edge in {_layers_text(idle)} of this {type(model).__name__}"
+        raise LayoutError(f"{cut}: {why}, so cutting it would change nothing")
     if idle and explicit:
         warn_caller(
             f"{name} selects no edge in {_layers_text(idle)} of this {type(model).__name__}, "
