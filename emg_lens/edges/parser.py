@@ -25,6 +25,12 @@ class _Param:
     kind: str  # "group", "int", "number", "flag", "ints" (any number of ints), "region", "names"
     default: Any = None  # None: required
 
+    def __str__(self) -> str:  # as the selector's signature writes it
+        if self.kind in _VARIADIC:
+            return f"{self.name},..."
+        plain = self.kind == _FLAG or self.default is None
+        return self.name if plain else f"{self.name}={self.default}"
+
 
 @dataclass(frozen=True)
 class _Selector:
@@ -34,19 +40,7 @@ class _Selector:
 
     @property
     def signature(self) -> str:
-        if not self.params:
-            return self.name
-        parts = []
-        for p in self.params:
-            if p.kind == "flag":
-                parts.append(p.name)
-            elif p.kind in _VARIADIC:
-                parts.append(f"{p.name},...")
-            elif p.default is None:
-                parts.append(p.name)
-            else:
-                parts.append(f"{p.name}={p.default}")
-        return f"{self.name}({','.join(parts)})"
+        return f"{self.name}({','.join(map(str, self.params))})" if self.params else self.name
 
 
 _GROUP, _INT, _FLAG, _INTS, _REGION, _NAMES = "group", "int", "flag", "ints", "region", "names"

@@ -387,14 +387,17 @@ def mask_edges_batched(
     if masks.ndim == 3:
         masks = masks[:, None]  # the same mask on every head
     n_cond = masks.shape[0]
+    seen: set[tuple[str | None, torch.Size]] = set()  # hook points and shapes checked, once each
 
     def hook(scores: Float[torch.Tensor, "batch head_index query_pos key_pos"], hook: HookPoint):
-        _check_point(hook, "hook_attn_scores", "mask_edges_batched")
         batch = scores.shape[0]
-        if batch % n_cond:
-            rows = f"{n_cond} conditions but the batch has {batch} rows"
-            raise LayoutError(f"mask_edges_batched has {rows}: it must be conditions x samples")
-        check_mask_shape(masks.shape[1:], scores.shape, "mask_edges_batched masks[c]")
+        if (hook.name, scores.shape) not in seen:
+            _check_point(hook, "hook_attn_scores", "mask_edges_batched")
+            if batch % n_cond:
+                rows = f"{n_cond} conditions but the batch has {batch} rows"
+                raise LayoutError(f"mask_edges_batched has {rows}: it must be conditions x samples")
+            check_mask_shape(masks.shape[1:], scores.shape, "mask_edges_batched masks[c]")
+            seen.add((hook.name, scores.shape))
         view = scores.view(n_cond, batch // n_cond, *scores.shape[1:])
         return view.masked_fill(masks.to(scores.device)[:, None], float("-inf")).view_as(scores)
 
