@@ -219,8 +219,8 @@ def _compile(edges: EdgesLike, model: Any, layers: Iterable[int] | None, explici
     if idle and len(idle) == len(masks):
         only = sorted(edge_set.layer_indices()) if isinstance(edge_set, EdgeSet) else []
         empty = f"on this layout ({layout_of(idle[0]).describe_sides()}) no edge is in the set"
-        layers = f"layers({','.join(map(str, only))})"
-        why = f"its {layers} leave {_layers_text(idle)} out" if only else empty
+        own = f"layers({','.join(map(str, only))})"
+        why = f"its {own} leave {_layers_text(idle)} out" if only else empty
         cut = f"{name} selects no edge in {_layers_text(idle)} of this {type(model).__name__}"
         raise LayoutError(f"{cut}: {why}, so cutting it would change nothing")
     if idle and explicit:
