@@ -97,11 +97,11 @@ def _class_ids(tokens: Any, n_classes: int) -> torch.Tensor:
     except (TypeError, ValueError, RuntimeError):
         ids = torch.tensor([])
     kind = ids.dtype
-    if ids.numel() == 0 or kind == torch.bool or kind.is_floating_point or kind.is_complex:
-        shown = describe(ids) if ids is tokens else repr(tokens)  # what was given: True
+    ints = ids.numel() > 0 and not (kind == torch.bool or kind.is_floating_point or kind.is_complex)
+    if not ints or int(ids.min()) < 0 or int(ids.max()) >= n_classes:
+        # what was given (True, not tensor(True)); ids where they are ints out of range
+        shown = ids.tolist() if ints else describe(ids) if ids is tokens else repr(tokens)
         raise ArgumentError(f"tokens must be {accepted}; got {shown}")
-    if int(ids.min()) < 0 or int(ids.max()) >= n_classes:
-        raise ArgumentError(f"tokens must be {accepted}; got {ids.tolist()}")
     return ids.long()
 
 
