@@ -334,8 +334,9 @@ class TinyMyo(HookedEncoder):
             )
         if self.head.reduction == "concat":
             raise UnsupportedFeatureError(
-                "TinyMyo(reduction='concat') has no TransformerLens unembedding (each channel has "
-                "its own W_U rows): use reduction='mean', or readout_map"
+                "TinyMyo(reduction='concat') has no TransformerLens unembedding: token (c, t) "
+                "reads its channel's W_U[c*d_model:(c+1)*d_model] / n_patches; use "
+                "reduction='mean', or the per-token map emg_lens.inspect.attribution.readout_map"
             )
         return self.head
 
