@@ -5,6 +5,7 @@ model's forward takes for what the user's own code passed the encoder
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -14,7 +15,7 @@ from emg_lens.errors import ArgumentError, describe
 
 
 def _blocked(
-    value: Any, name: str, shapes: dict[tuple[int, ...], tuple[int, ...]], accepted: str
+    value: Any, name: str, shapes: Mapping[tuple[int, ...], tuple[int, ...]], accepted: str
 ) -> torch.Tensor:
     """A torch mask as bool, True where attention is blocked (a float mask's -inf entries; any
     value other than 0 and -inf is refused), reshaped as ``shapes`` maps its shape."""
