@@ -395,9 +395,9 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
         if feature == LINEAR_READOUT:
             return self._readout_refusal()
         if feature == TL_WEIGHTS and self.cfg.n_layers == 0:
-            where = "its attention layers are its stems'" if hasattr(self, "stems") else ""
+            stems = ": its attention layers are its stems' (model.stems[modality].blocks[l])"
             return "it has no shared stack `blocks` (n_layers=0) to stack W_Q ... from" + (
-                f": {where}" if where else ""
+                stems if hasattr(self, "stems") else ""
             )
         return None
 

@@ -120,21 +120,15 @@ class WeightSurface(TokenSurface, HookSurface):
     if TYPE_CHECKING:
 
         def embed_signals(self, signals: torch.Tensor) -> torch.Tensor: ...
+        def lacks(self, feature: str) -> str | None: ...
 
     # ------------------------------------------------------------------ TL weights (stacked)
     def _stack(self, name: str) -> torch.Tensor:
         """``name`` (e.g. ``"attn.W_Q"``) of every block in ``blocks``, stacked on a new dim 0."""
         blocks = getattr(self, "blocks", None)
-        if not blocks:
-            where = (
-                "its attention layers are in its stems: read model.stems[modality].blocks[l]"
-                if hasattr(self, "stems")
-                else "it has no attention layers"
-            )
-            raise UnsupportedFeatureError(
-                f"{type(self).__name__} has no shared stack `blocks` (n_layers=0) to stack "
-                f"{name}: {where}"
-            )
+        if not blocks:  # n_layers=0 (its layers may be stems'): `lacks` says why
+            why = self.lacks("tl_weights")
+            raise UnsupportedFeatureError(f"{type(self).__name__} has no {name}: {why}")
         get = operator.attrgetter(name)
         return torch.stack([get(block) for block in blocks])
 
