@@ -247,7 +247,7 @@ def _read_mat_variable(path: Path, variable: str | None) -> np.ndarray:
     if variable is None:
         if len(numeric) != 1:
             held = sorted(numeric) or "none"
-            raise DataFormatError(f"{path}: holds the numeric variables {held}; pass variable=")
+            raise DataFormatError(f"{path}: numeric variables {held}; pass variable= (--variable)")
         (variable,) = numeric
     require(
         variable in contents, path, f"has no variable {variable!r}; it holds {sorted(contents)}"
