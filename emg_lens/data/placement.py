@@ -348,7 +348,7 @@ def check_subject(
     >>> check_subject(data)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    emg_lens.errors.ArgumentError: subject 1's windows are preprocessed (filtered, ...
+    emg_lens.errors.ArgumentError: subject 1's windows are preprocessed: the check reads raw ...
     """
     if source is not None:
         placements = placements_of(source)
@@ -391,8 +391,7 @@ def _joined(
 def _refuse_preprocessed(data: SubjectData, why: str) -> None:
     if "preprocess" in data.meta:
         raise ArgumentError(
-            f"subject {data.subject}'s windows are preprocessed (filtered, standardised per "
-            f"channel): {why}; pass the data source (source=) it was loaded from"
+            f"subject {data.subject}'s windows are preprocessed: {why}; pass the data source="
         )
 
 

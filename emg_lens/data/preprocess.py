@@ -312,15 +312,10 @@ def _held_out(
         mask = test.dtype == bool and test.shape == (n,)
         index = np.issubdtype(test.dtype, np.integer) and np.all((test >= 0) & (test < n))
         if not (mask or index):
-            raise ArgumentError(
-                f"test must be a mask of {n} booleans or indices in [0, {n}), got {test}"
-            )
+            raise ArgumentError(f"test must be {n} booleans or indices in [0, {n}), got {test}")
         held[test.nonzero()[0] if mask else test] = True
         if len(split := np.intersect1d(trials[held], trials[~held])):
-            raise DataFormatError(
-                f"test splits {unit} {int(split[0])}: its windows are on both sides; hold out "
-                f"whole {unit}s (the windows of one {unit} share its noise)"
-            )
+            raise DataFormatError(f"test splits {unit} {int(split[0])}: hold out whole {unit}s")
     else:
         check_number(fraction, "test_fraction", "a number between 0 and 1", lambda f: 0 < f < 1)
         held = np.zeros(n, bool)

@@ -324,7 +324,5 @@ def fit_scaler(
         m2 = m2 + batch_m2 + delta**2 * count * n / total
         count = total
     if count == 0:
-        raise DataFormatError(
-            f"no window to fit the z-score on in repetitions {wanted} (none long enough?)"
-        )
+        raise DataFormatError(f"no window to fit the z-score on in repetitions {wanted} (short?)")
     return Scaler.from_moments(count, mean, m2)
