@@ -231,11 +231,8 @@ class PlantedEEG:
         >>> truth.groups([1, 2, 3, 4])
         {'interaction': [2, 3], 'unimodal': [0, 1]}
         """
-        unknown = sorted(set(classes) - set(self.kinds))
-        if unknown:
-            raise ArgumentError(
-                f"classes {unknown} are not planted; the synthetic EEG has {sorted(self.kinds)}"
-            )
+        if unknown := sorted(set(classes) - set(self.kinds)):
+            raise ArgumentError(f"classes {unknown} are not planted; planted: {sorted(self.kinds)}")
         return {
             "interaction": [i for i, c in enumerate(classes) if self.kinds[c] == "interaction"],
             "unimodal": [i for i, c in enumerate(classes) if self.kinds[c] != "interaction"],
