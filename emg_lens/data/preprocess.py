@@ -312,7 +312,9 @@ def _held_out(
         mask = test.dtype == bool and test.shape == (n,)
         index = np.issubdtype(test.dtype, np.integer) and np.all((test >= 0) & (test < n))
         if not (mask or index):
-            raise ArgumentError(f"test must be {n} booleans or indices in [0, {n}), got {test}")
+            raise ArgumentError(
+                f"test must be a mask of {n} booleans or indices in [0, {n}), got {test}"
+            )
         held[test.nonzero()[0] if mask else test] = True
         if len(split := np.intersect1d(trials[held], trials[~held])):
             raise DataFormatError(f"test splits {unit} {int(split[0])}: hold out whole {unit}s")

@@ -259,7 +259,7 @@ def subject_file(root: str | Path, subject: int) -> Path:
     if found is None:
         there = sorted(p.name for p in root.glob("*.mat"))
         raise DataFormatError(
-            f"{root}: no subject {subject} (searched for s{subject}.mat): {there}"
+            f"{root}: no file for subject {subject} (searched for s{subject}.mat): {there}"
         )
     return found
 
