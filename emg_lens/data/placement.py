@@ -363,8 +363,7 @@ def check_subject(
     _refuse_preprocessed(data, "the check reads raw channels")
     montage = data.meta.get("placement")
     if not isinstance(montage, Montage):
-        raise ArgumentError(f"subject {data.subject} has no placement (meta['placement']); "
-                            f"{NO_PLACEMENT}")  # fmt: skip
+        raise ArgumentError(f"subject {data.subject} has no placement in meta; {NO_PLACEMENT}")
     maps = _maps(montage, data.X_train.shape[1], f"subject {data.subject}'s windows")
     train = [_joined(data.X_train, data.y_train, data.train_trials, data.rep_train == r)
              for r in np.unique(data.rep_train)]  # fmt: skip
