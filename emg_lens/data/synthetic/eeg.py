@@ -170,7 +170,7 @@ class SyntheticEEGSpec(DictSpec):
         channels, regions = self.channels, self.regions  # tuples of strings: field types
         if not channels or len(set(channels)) != len(channels):
             raise ConfigError(
-                f"SyntheticEEGSpec.channels must be distinct 10-20 / 10-10 names, got {channels!r}"
+                f"SyntheticEEGSpec.channels must be distinct 10-20 names, got {channels}"
             )
         try:
             for name in channels:

@@ -325,10 +325,8 @@ def generate_db2_exercise(spec: SyntheticSpec, subject: int, exercise: str | int
     expected = db2_spec(spec.n_subjects)
     counts = ("n_emg_gestures", "n_acc_gestures", "n_interaction_gestures", "n_emg")
     if any(getattr(spec, c) != getattr(expected, c) for c in (*counts, "n_acc_sensors")):
-        raise ConfigError(
-            "generate_db2_exercise needs a db2_spec dataset (DB2's montage and 49 gestures); got "
-            f"{ {c: getattr(spec, c) for c in counts} }"
-        )
+        got = {c: getattr(spec, c) for c in counts}
+        raise ConfigError(f"generate_db2_exercise needs a db2_spec (DB2's 49 gestures), got {got}")
     check_int(subject, "subject (of the spec's)", 1, spec.n_subjects, ConfigError)
     labels = db2_labels()
     first, last = ninapro_db2.LABEL_RANGES[k]
