@@ -376,8 +376,8 @@ def check_window_range(X: np.ndarray, field: str) -> None:
     Traceback (most recent call last):
     ...
     emg_lens.errors.InputShapeError: subject 2: its X_train holds values up to 1e+200 in \
-magnitude; windows are read within float32's range (|x| <= 3.4e+38), as a model reads them and \
-the feature baseline squares them: rescale or clean them
+magnitude, beyond float32's range (|x| <= 3.4e+38) that models and the feature baseline read: \
+rescale or clean them
     """
     if X.dtype.kind != "f" or X.dtype.itemsize <= 4:
         return
@@ -385,9 +385,8 @@ the feature baseline squares them: rescale or clean them
     if over.any():
         top = float(np.abs(X[over]).max())
         raise InputShapeError(
-            f"{field} holds values up to {top:.3g} in magnitude; windows are read within "
-            f"float32's range (|x| <= {WINDOW_LIMIT:.2g}), as a model reads them and the feature "
-            "baseline squares them: rescale or clean them"
+            f"{field} holds values up to {top:.3g} in magnitude, beyond float32's range (|x| <= "
+            f"{WINDOW_LIMIT:.2g}) that models and the feature baseline read: rescale or clean them"
         )
 
 

@@ -143,8 +143,7 @@ def effective_band(fs: float, spec: TinyMyoPreprocess) -> tuple[float, float] | 
         high = NYQUIST_CLIP * fs
     if not low < high:
         raise ConfigError(
-            f"band-pass lower cut-off {low:g} Hz is not below the upper cut-off {high:g} Hz "
-            f"usable at {fs:g} Hz"
+            f"lower cut-off {low:g} Hz is not below the upper cut-off {high:g} Hz at {fs:g} Hz"
         )
     return (float(low), float(high))
 
