@@ -545,8 +545,7 @@ def prepare_subject(recording: Recording, spec: PreprocessSpec = PreprocessSpec(
     if len(classes) < 2 or missing or not test.any():
         raise DataFormatError(
             f"{recording.source}: repetitions {sorted(wanted)} hold gestures {classes}, {missing} "
-            f"without training windows, and {test.sum()} test windows: a classifier needs 2 or "
-            "more, each in training, and test windows. Does each repetition hold every gesture?"
+            f"without training windows, {test.sum()} test windows; need 2+ gestures, each trained"
         )
     X_train, X_test = X[train], X[test]
     if spec.standardize:
