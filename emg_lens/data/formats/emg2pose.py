@@ -166,7 +166,8 @@ class Emg2PoseSession(OpenFile):
         (emg2pose has no gestures), ``extras["joint_angles"]`` ``[T, 20]`` and
         ``extras["time"]``. ``subject`` defaults to the one the session was opened with."""
         subject = self.subject if subject is None else subject
-        require(subject is not None, self.path, "no subject number; pass subject=", ArgumentError)
+        if subject is None:
+            raise ArgumentError(f"{self.path}: no subject number; pass subject=")
         data = self.read()
         zeros = np.zeros(self.n_samples, np.int64)
         return Recording(

@@ -320,7 +320,8 @@ def load_hdsemg(
         path = subject_file(path, subject)
     with HDsEMGFile(path) as f:  # a missing file is named first
         subject = _subject_from_name(path) if subject is None else subject
-        require(subject is not None, path, "not named s<N>.mat: pass subject=", ArgumentError)
+        if subject is None:
+            raise ArgumentError(f"{path}: not named s<N>.mat; pass subject=")
         if force and f.n_force_channels == 0:
             raise DataFormatError(f"{path}: missing variable 'force' (force=True): {f._names()}")
         signals = f.read(0, f.n_samples, force=force)
