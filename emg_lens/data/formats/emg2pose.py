@@ -223,7 +223,9 @@ class Emg2PoseDataset:
         if sessions.duplicated().any():  # one session read twice would count its windows twice
             name = sessions[sessions.duplicated()].iloc[0]
             rows = [i + 2 for i in np.flatnonzero(sessions == name)]  # line numbers, header 1
-            raise DataFormatError(f"{csv}: rows {rows[:2]} both list session {name!r}: remove one")
+            raise DataFormatError(
+                f"{csv}: rows {rows[0]} and {rows[1]} both list session {name!r}: drop one"
+            )
         self.users = sorted(set(table["user"]))
         self._subjects = {user: i + 1 for i, user in enumerate(self.users)}
         table["subject"] = table["user"].map(self._subjects)
