@@ -195,8 +195,7 @@ def pretrained_model(pretrained: TinyMyo | str | Path, device: str | None) -> Ti
     )
     if not getattr(model, "head_tasks", ()):  # an encoder that takes a new head
         raise CheckpointError(
-            f"fine-tuning starts from a TinyMyo (or a checkpoint of one), got "
-            f"{type(model).__name__}"
+            f"fine-tuning starts from a TinyMyo (or its checkpoint), not {model!r:.40}"
         )
     return typing.cast(TinyMyo, model)  # the one model class with head_tasks
 
@@ -213,19 +212,16 @@ def _with_new_head(
     missing, unexpected = model.load_state_dict(encoder, strict=False)
     if unexpected or any(not k.startswith("head.") for k in missing):
         raise CheckpointError(
-            f"the pretrained encoder does not fit: missing {sorted(missing)}, "
-            f"unexpected {sorted(unexpected)}"
+            f"the pretrained encoder misfits: lacks {sorted(missing)}, has {sorted(unexpected)}"
         )
     return model.to(next(pretrained.parameters()).device)
 
 
 def _labels(y: torch.Tensor, n_classes: int) -> torch.Tensor:
     y = torch.as_tensor(y, dtype=torch.long)
-    bad = y[(y < 0) | (y >= n_classes)]
-    if len(bad):
+    if len(bad := y[(y < 0) | (y >= n_classes)]):
         raise DataFormatError(
-            f"fine-tuning needs labels in [0, n_classes={n_classes}); found "
-            f"{sorted(set(bad.tolist()))} (-1: unlabeled)"
+            f"fine-tuning needs labels in 0..{n_classes - 1}, got {sorted(set(bad.tolist()))}"
         )
     return y
 
