@@ -77,7 +77,7 @@ got torch.float32 [3, 2, 40] and torch.float32 [3]
         X, Y = (torch.as_tensor(np.asarray(a), dtype=torch.float32) for a in data)
         if X.ndim != 3 or Y.ndim != 3 or len(X) != len(Y) or not len(X):
             raise InputShapeError(
-                f"{what} must be (X [N >= 1, C, T], Y [N, steps, outputs]), got {describe(X)}, "
+                f"{what} must be (X [N >= 1, C, T], Y [N, steps, outputs]), got {describe(X)} and "
                 f"{describe(Y)}"
             )
         data = TensorDataset(X, Y)
