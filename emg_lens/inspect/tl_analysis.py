@@ -90,7 +90,8 @@ def token_positions(model: Any, tokens: Tokens) -> tuple[str, list[int]]:
     positions, n_tokens = given.tolist(), model.layout.n_tokens
     if bad := [p for p in positions if not 0 <= p < n_tokens]:
         raise IndexOutOfRangeError(
-            f"position {bad[0]} is not a token (positions 0..{n_tokens - 1})"
+            f"position {bad[0]} is not a token of {type(model).__name__}'s layout "
+            f"(positions 0..{n_tokens - 1})"
         )
     if len(set(positions)) != len(positions):
         raise ArgumentError(f"token positions repeat: {positions}")
