@@ -108,7 +108,7 @@ def _labels(labels: Any, batch: int, n_classes: int) -> torch.Tensor:
     labels = torch.as_tensor(array)
     if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
         raise ArgumentError(
-            f"labels must be in 0..{n_classes - 1}, got {int(labels.min())}..{int(labels.max())}"
+            f"labels must be in [0, {n_classes - 1}], got {int(labels.min())}..{int(labels.max())}"
         )
     return labels.long()
 

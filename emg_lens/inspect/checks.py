@@ -56,7 +56,8 @@ def check_cache(
     for activations whose token or head axes do not match the model."""
     if not isinstance(cache, ActivationCache):
         raise ArgumentError(
-            f"expected a transformer_lens ActivationCache (run_with_cache's), got {cache!r:.60}"
+            "expected a transformer_lens ActivationCache (run_with_cache's), got "
+            f"{type(cache).__name__}"
         )
     if cache.model is not model:
         other = f"{type(cache.model).__name__} at {id(cache.model):#x}"

@@ -259,7 +259,8 @@ def patch_token_group(
     groups = [group] if isinstance(group, str) else list(group)
     if not groups or not all(isinstance(g, str) for g in groups):
         raise ArgumentError(
-            f"group must be a token group of {model.layout.groups} or a list of them, got {group!r}"
+            f"group must be a token group of {model.layout.groups} or a non-empty list of them, "
+            f"got {group!r}"
         )
     positions = sorted(p for g in dict.fromkeys(groups) for p in model.layout.positions(g))
     sweep = _Sweep(model, clean, corrupted, metric, "hook_resid_pre", layers)

@@ -195,7 +195,7 @@ def pretrained_model(pretrained: TinyMyo | str | Path, device: str | None) -> Ti
     )
     if not getattr(model, "head_tasks", ()):  # an encoder that takes a new head
         raise CheckpointError(
-            f"fine-tuning starts from a TinyMyo (or its checkpoint), not {model!r:.40}"
+            f"fine-tuning starts from a TinyMyo (or its checkpoint), got {type(model).__name__}"
         )
     return typing.cast(TinyMyo, model)  # the one model class with head_tasks
 
@@ -221,7 +221,8 @@ def _labels(y: torch.Tensor, n_classes: int) -> torch.Tensor:
     y = torch.as_tensor(y, dtype=torch.long)
     if len(bad := y[(y < 0) | (y >= n_classes)]):
         raise DataFormatError(
-            f"fine-tuning needs labels in 0..{n_classes - 1}, got {sorted(set(bad.tolist()))}"
+            f"fine-tuning needs labels in [0, n_classes={n_classes}); found "
+            f"{sorted(set(bad.tolist()))} (-1: unlabeled)"
         )
     return y
 

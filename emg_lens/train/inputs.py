@@ -44,7 +44,8 @@ def window_dataset(data: Any, input_shape: tuple[int, int], *, what: str = "data
     numeric = isinstance(X, torch.Tensor) or X.dtype.kind in "biuf"
     if not numeric or X.ndim != 3 or tuple(X.shape[1:]) != tuple(input_shape) or len(X) == 0:
         raise InputShapeError(
-            f"{what} must be number windows [N >= 1, C, T], (C, T) {input_shape}, got {describe(X)}"
+            f"{what} must hold windows [N >= 1, channels={input_shape[0]}, "
+            f"time={input_shape[1]}] of numbers, got {describe(X)}"
         )
     X = torch.as_tensor(X).to(torch.float32)
     if labels is None:
