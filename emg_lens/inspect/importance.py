@@ -47,7 +47,8 @@ def _check_kinds(model: Any, kinds: Any) -> list[str]:
     layout = model.layout
     if isinstance(kinds, str) or not kinds:
         raise ArgumentError(
-            f"kinds must be a list of edge expressions, e.g. {default_kinds(layout)}, got {kinds!r}"
+            f"kinds must be a non-empty list of edge expressions, e.g. {default_kinds(layout)}, "
+            f"got {kinds!r}"
         )
     canonical = []
     for kind in kinds:

@@ -212,7 +212,8 @@ def _with_new_head(
     missing, unexpected = model.load_state_dict(encoder, strict=False)
     if unexpected or any(not k.startswith("head.") for k in missing):
         raise CheckpointError(
-            f"the pretrained encoder misfits: lacks {sorted(missing)}, has {sorted(unexpected)}"
+            f"the pretrained encoder does not fit: missing {sorted(missing)}, "
+            f"unexpected {sorted(unexpected)}"
         )
     return model.to(next(pretrained.parameters()).device)
 

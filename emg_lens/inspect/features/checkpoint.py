@@ -78,7 +78,7 @@ def read_sae(path: str | Path, model: Any) -> tuple[TopKSAE, dict[str, Any]]:
     expected = {k: tuple(v.shape) for k, v in sae.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
     if found != expected:
-        raise CheckpointError(f"{path / WEIGHTS}: weights {found}, the config's {expected}")
+        raise CheckpointError(f"{path / WEIGHTS}: weights {found}, not the config's {expected}")
     if bad := [name for name, tensor in state.items() if not torch.isfinite(tensor).all()]:
         raise CheckpointError(f"{path / WEIGHTS}: {bad} hold NaN or inf")
     sae.load_state_dict(state)
