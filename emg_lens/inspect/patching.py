@@ -121,8 +121,7 @@ class _Sweep:
         hook: str,
         layers: Iterable[int] | None,
     ):
-        check_model(model)
-        check_deterministic(model)
+        check_deterministic(model)  # every caller checked the model
         if not callable(metric):
             raise ArgumentError(f"metric must be a callable output -> scalar, got {metric!r}")
         self.model, self.metric, self.hook = model, metric, hook
@@ -193,8 +192,9 @@ def patch_heads(
     >>> table[["layer", "head"]].values.tolist()
     [[1, 0], [1, 1], [1, 2], [1, 3]]
     """
-    sweep = _Sweep(model, clean, corrupted, metric, "attn.hook_z", layers)
+    check_model(model)  # and the heads, before the sweep's passes
     heads = _indices(heads, model.cfg.n_heads, "heads")
+    sweep = _Sweep(model, clean, corrupted, metric, "attn.hook_z", layers)
     return sweep.table(["head"], [((ALL, ALL, head), (head,)) for head in heads])
 
 
@@ -222,9 +222,10 @@ def patch_residual(
     >>> table[["position", "group"]].values.tolist()
     [[0, 'cls'], [3, 'acc']]
     """
-    sweep = _Sweep(model, clean, corrupted, metric, "hook_resid_pre", layers)
+    check_model(model)  # and the positions, before the sweep's passes
     layout = model.layout
     positions = _indices(positions, layout.n_tokens, "positions")
+    sweep = _Sweep(model, clean, corrupted, metric, "hook_resid_pre", layers)
     cells = [
         ((ALL, pos), (pos, layout.group[pos], layout.channel[pos], layout.time[pos]))
         for pos in positions
