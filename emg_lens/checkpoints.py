@@ -49,7 +49,6 @@ from emg_lens.errors import (
     warn_caller,
 )
 from emg_lens.models import MODEL_CLASSES, HookedBiosignalModel, TinyMyo
-from emg_lens.models.base import is_model
 
 if TYPE_CHECKING:
     from emg_lens.data.preprocess import SubjectData
@@ -69,6 +68,7 @@ __all__ = [
 CHECKPOINT_FORMAT = "emg_lens.checkpoint/1"
 """The ``format`` that ``config.json`` records, which loading checks."""
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
+FOLDER = f"give an emg_lens checkpoint folder, holding {CONFIG} and {WEIGHTS}"
 INFO_KEYS = ("format", "model_class", "model_kwargs", "config", "metadata")
 """The keys of ``config.json``, each written by `save_checkpoint` and needed to load it."""
 WEIGHTS_DIGEST = "weights_sha256"
@@ -96,11 +96,7 @@ def save_checkpoint(
     (`StorageError` naming the file); a folder turning read-only between the two renames
     leaves a ``config.json`` naming other weights, which `load_checkpoint` refuses."""
     path = _folder(path, "save_checkpoint")
-    if not is_model(model):
-        raise ArgumentError(
-            "save_checkpoint(model) must be an emg_lens model (IsoNet, TinyMyo, an attached "
-            f"model, ...), got {type(model).__name__}"
-        )
+    check_type(model, HookedBiosignalModel, "save_checkpoint(model), an emg_lens model,")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     _check_finite(state, f"{type(model).__name__} (not saved to {path})")
     weights = safetensors_bytes(state)
@@ -116,9 +112,7 @@ def save_checkpoint(
     try:  # what load_checkpoint would refuse is never written
         _check_info(path / CONFIG, json.loads(text))
     except CheckpointError as exc:
-        raise CheckpointError(
-            f"not saved to {path}: load_checkpoint would refuse it: {exc}"
-        ) from exc
+        raise CheckpointError(f"not saved to {path}, as loading would refuse it: {exc}") from exc
     created = not path.exists()
     make_folder(path)
     try:  # the weights and their config.json together, or neither; the config first (above)
@@ -160,23 +154,13 @@ def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
     path = _folder(path, "read_checkpoint_info")
     config_file = path / CONFIG
     if not path.exists():  # a path mistyped, or run from another folder: say that, not "not ..."
-        raise CheckpointError(
-            f"{path} does not exist (looked for it in {Path.cwd()}); give the folder of an "
-            f"emg_lens checkpoint, holding {CONFIG} and {WEIGHTS}"
-        )
+        raise CheckpointError(f"{path} does not exist (looked for it in {Path.cwd()}); {FOLDER}")
     if not config_file.is_file() or not (path / WEIGHTS).is_file():
-        raise CheckpointError(
-            f"{path} is not an emg_lens checkpoint: expected {CONFIG} and {WEIGHTS} in it"
-        )
+        raise CheckpointError(f"{path} is not an emg_lens checkpoint; {FOLDER}")
     try:
         info = json.loads(config_file.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise CheckpointError(
-            f"{config_file} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
-            f"{exc.start}): JSON files are UTF-8; save it again as UTF-8"
-        ) from exc
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{config_file} is not valid JSON: {exc}") from exc
+    except ValueError as exc:  # not UTF-8 (the codec names the byte and offset), or not JSON
+        raise CheckpointError(f"{config_file} is not valid JSON in UTF-8: {exc}") from exc
     _check_info(config_file, info)
     return info
 
@@ -294,8 +278,7 @@ def load_checkpoint(
     safetensors file, disagree with ``config.json`` in names or shapes, or hold NaN or inf. A
     ``device`` that is not one is an `ArgumentError`."""
     path = _folder(path, "load_checkpoint")
-    if device is not None:
-        check_device(device, "device", ArgumentError)
+    check_device(device, "device", ArgumentError)  # None: the config's, checked below
     info = read_checkpoint_info(path)
     name = info["model_class"]
     if device is None:
@@ -349,14 +332,13 @@ def load_checkpoint_data(path: str | Path) -> SubjectData:
     subject = metadata.get("subject", named)
     if source is None or not str(subject).isdigit():
         raise CheckpointError(
-            f"{path}: its metadata records no data_source and subject to load its windows "
-            f"from (it has {sorted(metadata)}); the checkpoints emg_lens trains record both"
+            f"{path}: its metadata records no data_source and subject to load its windows from "
+            f"(it has {sorted(metadata)}); the checkpoints emg_lens trains record both"
         )
     if named.isdigit() and int(named) != int(subject):
         raise CheckpointError(
-            f"{path}: its metadata records subject {subject}, its folder's name subject "
-            f"{int(named)} (copied under another subject's name?): name the folder "
-            f"subject_{subject}/, or train a model for subject {int(named)}"
+            f"{path}: its metadata records subject {subject}, its folder's name subject {named} "
+            f"(copied under another's name?): rename it subject_{subject}/ or retrain"
         )
     warn_if_data_changed(metadata, int(subject))
     return load_subject(source, int(subject))
@@ -471,11 +453,10 @@ def _user_modules(path: Path, cls: type, modules: dict[str, Any] | None) -> dict
     needs = tuple(getattr(cls, "user_modules", ()))
     given = dict(modules or {})
     if set(given) != set(needs):
-        whose = f"whose {', '.join(needs)} are your own modules" if needs else "rebuilt whole"
         raise CheckpointError(
-            f"{path} holds a {cls.__name__} {whose}: pass load_checkpoint(path, modules="
-            f"{{{', '.join(f'{n!r}: ...' for n in needs)}}}), modules of the architecture it was "
-            f"saved from (its weights are loaded into them); got {sorted(given) or 'none'}"
+            f"{path} holds a {cls.__name__} whose own modules are {', '.join(needs) or 'none'}: "
+            f"pass load_checkpoint(path, modules={{{', '.join(f'{n!r}: ...' for n in needs)}}}) "
+            f"of the architecture it was saved from; got {sorted(given) or 'none'}"
         )
     return given
 
@@ -554,9 +535,8 @@ def _check_pair(path: Path, info: dict[str, Any], actual: str) -> None:
     recorded = info.get(WEIGHTS_DIGEST)
     if recorded is not None and actual != recorded:
         raise CheckpointError(
-            f"{path}: {WEIGHTS} is not the file {CONFIG} was saved with (SHA-256 {actual[:16]}..."
-            f" vs {recorded[:16]}...): a save stopped between its two files, or one was replaced "
-            "alone; save the checkpoint again (or copy both files of one save)"
+            f"{path}: {WEIGHTS} is not the file {CONFIG} was saved with (SHA-256 {actual[:16]}...):"
+            " a save stopped between its two files, or one was replaced alone; save it again"
         )
 
 
@@ -565,10 +545,7 @@ def _check_finite(state: dict[str, torch.Tensor], where: str, advice: str = "") 
     for k, tensor in state.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
-            raise CheckpointError(
-                f"{where}: tensor {k!r} holds {bad} NaN or inf value(s) (the first such tensor): "
-                f"a model with non-finite weights computes nothing meaningful{advice}"
-            )
+            raise CheckpointError(f"{where}: tensor {k!r} holds {bad} NaN or inf value(s){advice}")
 
 
 PICKLED_SUFFIXES = (".ckpt", ".pt", ".pth")
@@ -600,16 +577,13 @@ def read_biofoundation_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
             raise CheckpointError(
-                f"{path} was refused by torch.load(weights_only=True), which reads tensors and "
-                f"plain containers only: it holds something else or is damaged ({exc})"
+                f"{path}: torch.load(weights_only=True) reads tensors and plain containers: {exc}"
             ) from exc
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]  # a PyTorch Lightning checkpoint
     else:
-        raise CheckpointError(
-            f"{path}: a BioFoundation checkpoint must be .safetensors or one of "
-            f"{', '.join(PICKLED_SUFFIXES)} (read with weights_only=True); got {path.suffix!r}"
-        )
+        suffixes = (".safetensors", *PICKLED_SUFFIXES)
+        raise CheckpointError(f"{path}: a BioFoundation checkpoint must be one of {suffixes}")
     state = state if isinstance(state, dict) else {}
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     if not tensors:

@@ -140,18 +140,12 @@ def locate_code(ref: str, root: str | Path, *, key: str = "hook") -> CodeFile:
     where += "pyproject.toml or .git, else the study file's folder)"
     pure = PurePosixPath(path_text.replace("\\", "/"))
     if pure.is_absolute() or PureWindowsPath(path_text).is_absolute():
-        raise SpecError(
-            f"{key} {ref!r}: absolute paths are refused; give a path relative to the study "
-            f"file's folder {base}, inside {where}"
-        )
+        raise SpecError(f"{key} {ref!r}: absolute paths are refused; give one relative to {base}")
     if not Path(os.path.normpath(base / pure)).is_relative_to(project):
         raise SpecError(f"{key} {ref!r}: '..' leaves {where}; code must live inside it")
     path = (base / pure).resolve()
     if not path.is_relative_to(project):
-        raise SpecError(
-            f"{key} {ref!r} resolves to {path}, outside {where} (through a link); code must "
-            "live inside it"
-        )
+        raise SpecError(f"{key} {ref!r} resolves to {path}, outside {where} (through a link)")
     if path.suffix != ".py":
         raise SpecError(f"{key} {ref!r} must name a .py file, got {path.name!r}")
     if not path.is_file():
@@ -239,33 +233,26 @@ def require_consent(files: list[CodeFile], *, allow_code: Any, runs: str = "this
     consent = consent_digests(allow_code)
     if isinstance(consent, frozenset):
         _refuse_other_bytes(files, consent, runs)
-        unused = sorted(consent - {f.sha256 for f in files})
-        if unused:
-            listed = describe_code(files) or "  (the study names no Python file)"
+        if unused := sorted(consent - {f.sha256 for f in files}):
             raise SpecError(
                 f"--allow-code {unused[0]} matches none of the study's files, which are:\n"
-                f"{listed}\nconsent to the digests `emg-lens study check` lists for this study"
+                f"{describe_code(files) or '  (none)'}\nconsent to the ones `study check` lists"
             )
     elif files and not consent:
-        n = len({f.path for f in files})
         raise SpecError(
-            f"{runs} runs Python code from {n} file{'s' * (n != 1)}; emg_lens runs such "
-            f"code only with consent:\n{describe_code(files)}\n{CONSENT_HINT}"
+            f"{runs} runs Python code from {len({f.path for f in files})} file(s), which emg_lens "
+            f"runs only with consent:\n{describe_code(files)}\n{CONSENT_HINT}"
         )
 
 
 def _refuse_other_bytes(
     files: list[CodeFile], consent: frozenset[str], runs: str = "this study"
 ) -> None:
-    other = [f for f in files if f.sha256 not in consent]
-    if other:
-        n = len({f.path for f in other})
+    if other := [f for f in files if f.sha256 not in consent]:
         raise SpecError(
-            f"consent was given to the file(s) with SHA-256 {', '.join(sorted(consent))}; "
-            f"{n} file{'s' * (n != 1)} of {runs} now hold{'s' * (n == 1)} other bytes "
-            f"(changed since they were listed, or never listed):\n{describe_code(other)}\n"
-            "nothing was run: look at them again with `emg-lens study check`, then consent to "
-            "the digests it lists"
+            f"consent was given to SHA-256 {', '.join(sorted(consent))}; these files of {runs} "
+            f"hold other bytes (changed, or never listed):\n{describe_code(other)}\nnothing was "
+            "run: look at them again with `emg-lens study check`, then consent to its digests"
         )
 
 
@@ -280,10 +267,7 @@ def load_code(code: CodeFile, *, allow_code: Any) -> Any:
         require_consent([code], allow_code=consent)
     source = code.path.read_bytes()
     if _sha256(source) != code.sha256:
-        raise SpecError(
-            f"{code.path} changed after it was listed for consent (sha256 now "
-            f"{_sha256(source)}, consented {code.sha256}); check it and run again"
-        )
+        raise SpecError(f"{code.path} changed after it was listed for consent: check it again")
     name = f"emg_lens_user_{code.path.stem}_{code.sha256[:12]}"
     module = types.ModuleType(name)
     module.__file__ = str(code.path)
@@ -337,7 +321,7 @@ def running_code(ref: str, doing: str) -> Iterator[None]:
     ...     raise SystemExit(3)
     Traceback (most recent call last):
     ...
-    emg_lens.errors.SpecError: hooks/mine.py:make raised SystemExit(3) while building its hooks; a study's code must return, never exit the process or fail: fix it, then run the study again
+    emg_lens.errors.SpecError: hooks/mine.py:make raised SystemExit(3) while building its hooks; a study's code must return, not exit or fail
     """  # noqa: E501
     try:
         yield
@@ -345,8 +329,7 @@ def running_code(ref: str, doing: str) -> Iterator[None]:
         raise
     except (Exception, SystemExit) as exc:
         raise SpecError(
-            f"{ref} raised {exc!r} while {doing}; a study's code must return, never exit the "
-            "process or fail: fix it, then run the study again"
+            f"{ref} raised {exc!r} while {doing}; a study's code must return, not exit or fail"
         ) from exc
 
 
@@ -399,12 +382,10 @@ def _builder_hint(needs: tuple[str, ...]) -> str:
     """What to add so that a checkpoint holding the user's modules ``needs`` loads."""
     returned = "{" + ", ".join(f'"{name}": module' for name in needs) + "}"
     return (
-        f"name a function of your own Python file that builds them, e.g. build_modules(info) -> "
-        f"{returned} in models.py (info: the checkpoint's config.json as a dict; modules of the "
-        "architecture the checkpoint was saved from, whose weights are then loaded from it): "
-        'add modules = "models.py:build_modules" to the study file (models.py in its folder or '
-        "below it), or give --modules models.py:build_modules to emg-lens discover, inspect, "
-        "export or evaluate; emg_lens runs it only with --allow-code (allow_code=True)"
+        f"write a function build_modules(info) -> {returned} in models.py (info: its config.json "
+        'as a dict), and add modules = "models.py:build_modules" to the study file (models.py '
+        "in its folder or below), or give --modules models.py:build_modules to emg-lens "
+        "discover, inspect, export or evaluate; it runs only with --allow-code (allow_code=True)"
     )
 
 
@@ -438,8 +419,7 @@ class ModuleBuilder:
         function = load_code(code, allow_code=allow_code)
         if not callable(function):
             raise SpecError(
-                f"{code.key} {code.ref} is {_a(function)}; it must name a function "
-                "build_modules(info) that returns the checkpoint's own modules by name"
+                f"{code.key} {code.ref} is {_a(function)}; it must name a function f(info)"
             )
         return cls(code, function)
 
@@ -504,8 +484,7 @@ def require_builder(checkpoints: Iterable[str | Path], builder: ModuleBuilder | 
         return
     for path in checkpoints:
         info = read_checkpoint_info(path)
-        needs = user_modules_of(info)
-        if needs:
+        if needs := user_modules_of(info):
             raise CheckpointError(
                 f"{path} holds a {info['model_class']} whose {' and '.join(needs)} are your "
                 "own modules, which its config.json cannot rebuild: " + _builder_hint(needs)
@@ -531,6 +510,5 @@ def load_model(
         if modules is None:  # no modules of the user's: the checkpoint's own error, as it is
             raise
         raise CheckpointError(
-            f"{exc}; the modules came from {origin}: it must build them with the architecture "
-            f"{path} was saved from"
+            f"{exc}; the modules came from {origin}: it must build the architecture saved"
         ) from exc
