@@ -88,7 +88,7 @@ def storage_errors(
     ...
     emg_lens.errors.StorageError: cannot write /data/out/summary.md: no space is left on the \
 device that holds /data/out (ENOSPC: No space left on device); free space there, or write \
-to a folder on another disk (--out), then run the command again...
+to a folder on another disk (--out)
     """
     try:
         yield
@@ -100,9 +100,7 @@ to a folder on another disk (--out), then run the command again...
         todo = todo.format(elsewhere=elsewhere.format(where=where))
         raise StorageError(
             f"cannot write {target}: {what.format(folder=target.parent)} "
-            f"({errno.errorcode[exc.errno]}: {exc.strerror or os.strerror(exc.errno)}); {todo}, "
-            "then run the command again (what was written before is whole; a study run again "
-            "computes only its missing cells)",
+            f"({errno.errorcode[exc.errno]}: {exc.strerror or os.strerror(exc.errno)}); {todo}",
             errno=exc.errno,
             filename=str(target),
         ) from exc
@@ -141,8 +139,7 @@ def make_folder(path: str | Path) -> Path:
                 blocker = next(files, path)
                 raise StorageError(
                     f"cannot make the folder {path}: {blocker} is a file, where a folder is "
-                    "wanted; move or rename that file, or write elsewhere, then run the "
-                    "command again",
+                    "wanted; move or rename that file, or write elsewhere",
                     errno=exc.errno,
                     filename=str(blocker),
                 ) from exc

@@ -51,7 +51,7 @@ subject_1_old/; one folder per subject: move the others out
                 subject = read_checkpoint_info(path)["metadata"].get("subject")
             except CheckpointError as exc:
                 raise CheckpointError(
-                    f"{path}/ is not a usable checkpoint ({exc}); move it out of {root}"
+                    f"{path}/ is unusable ({exc}); move it out of {root}"
                 ) from exc
             suffix = path.name.removeprefix("subject_")
             if subject is None and not suffix.isdigit():
