@@ -168,9 +168,7 @@ def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
 def _check_info(file: Path, info: Any) -> None:
     """``config.json`` as `save_checkpoint` writes it (see `read_checkpoint_info`)."""
     if not isinstance(info, dict):
-        raise CheckpointError(
-            f"{file} must hold a JSON object with keys {list(INFO_KEYS)}, got {type(info).__name__}"
-        )
+        raise CheckpointError(f"{file} must hold a JSON object, got {type(info).__name__}")
     _check_fields(file, "", info, INFO_HINTS, required=INFO_KEYS)
     for key, (accepted, ok) in INFO_RULES.items():
         if key in info and not ok(info[key]):
@@ -179,7 +177,8 @@ def _check_info(file: Path, info: Any) -> None:
     _check_fields(file, "model_kwargs", info["model_kwargs"], keywords)
     # a config field missing would silently take its default (gelu for relu)
     config = info["config"]
-    _check_fields(file, "config", config, _config_hints(), required=_required_config_fields())
+    hints = typing.get_type_hints(EncoderConfig)
+    _check_fields(file, "config", config, hints, required=_required_config_fields())
     check_device(config["device"], f"{file}: config.device", CheckpointError, available=False)
     _check_fields(file, "metadata", info["metadata"], METADATA_HINTS, closed=False)
 
@@ -225,11 +224,6 @@ def _check_fields(
         if (expected := mismatch(values[key], hints[key])) is not None:
             name = f"{section}.{key}".lstrip(".")
             raise CheckpointError(f"{file}: {name} must be {expected}, got {values[key]!r}")
-
-
-@functools.cache
-def _config_hints() -> dict[str, Any]:
-    return typing.get_type_hints(EncoderConfig)
 
 
 @functools.cache
@@ -577,7 +571,7 @@ def read_biofoundation_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
             raise CheckpointError(
-                f"{path}: torch.load(weights_only=True) reads tensors and plain containers: {exc}"
+                f"{path}: torch.load(weights_only=True) refused it: {exc}"
             ) from exc
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]  # a PyTorch Lightning checkpoint
@@ -621,6 +615,4 @@ def _check_compatible(path: Path, name: str, cfg: EncoderConfig, info: dict, mod
     diff = {k: (a, b) for k, (a, b) in pairs.items() if k not in ignore and a != b}
     if diff or info.get("model_kwargs", {}) != dict(getattr(model, "init_kwargs", {})):
         fields = ", ".join(f"{k}: checkpoint {a!r} vs model {b!r}" for k, (a, b) in diff.items())
-        raise CheckpointError(
-            f"{path} was saved from another config ({fields or 'model_kwargs differ'})"
-        )
+        raise CheckpointError(f"{path} holds another config ({fields or 'model_kwargs differ'})")

@@ -285,9 +285,7 @@ def _compile(
     is refused: there it would cut nothing, and the file would be exported unmasked."""
     if edges is None:
         if layers is not None:
-            raise ArgumentError(
-                f"layers={_listed(layers)} were given without edges: pass both, or neither"
-            )
+            raise ArgumentError(f"layers={_listed(layers)} without edges: pass both, or neither")
         return {}
     chosen = _check_layers(model, layers)
     if not isinstance(edges, torch.Tensor):
@@ -295,8 +293,7 @@ def _compile(
         edge_set.check_layers(model.cfg.n_layers)
         if left_out := sorted(edge_set.layer_indices() - set(chosen)):
             raise LayoutError(
-                f"edge set {edge_set} names layer(s) {left_out}, which layers={chosen} (--layers) "
-                "leaves out: include them"
+                f"edge set {edge_set} names {left_out}, which layers={chosen} (--layers) omit"
             )
     return compile_edges(edges, model, chosen)
 
@@ -323,11 +320,11 @@ def _require_export_packages() -> tuple[ModuleType, ModuleType]:
 
 
 def _check_out(out: str | Path) -> Path:
-    if not isinstance(out, (str, Path)) or not str(out):
-        raise ArgumentError(f"out must be a file path such as model.onnx, got {out!r}")
+    if not isinstance(out, str | Path) or not str(out) or Path(out).is_dir():
+        raise ArgumentError(
+            f"out must be a file path (not a folder) such as model.onnx, got {out!r}"
+        )
     path = Path(out)
-    if path.is_dir():
-        raise ArgumentError(f"out {path} is a folder; give a file path such as {path}/model.onnx")
     try:
         make_folder(path.parent)
     except OSError as exc:
