@@ -338,18 +338,6 @@ def load_checkpoint_data(path: str | Path) -> SubjectData:
     return load_subject(source, int(subject))
 
 
-def data_files(source: dict[str, Any], subject: int) -> list[Path]:
-    """The files a data source reads for ``subject``, as its dataset's registry entry lists
-    them (`emg_lens.data.registry`): the HDF5 store of ``"windows"``, none for synthetic data.
-
-    >>> data_files({"dataset": "synthetic-windows"}, 1)
-    []
-    """
-    from emg_lens.data.registry import dataset_info
-
-    return dataset_info(source.get("dataset")).files(source, subject)
-
-
 def warn_if_data_changed(metadata: dict[str, Any], subject: int, digest: str | None = None) -> None:
     """Warn where a checkpoint's subject data is not what its model was trained beside: the
     ``data_digest`` its training recorded (`source_digest` of its ``data_source``) differs
@@ -380,7 +368,8 @@ def warn_if_data_changed(metadata: dict[str, Any], subject: int, digest: str | N
 
 def source_digest(source: dict[str, Any], subject: int) -> str:
     """Digest of one subject's data from a checkpoint's data source: the source dict (with
-    its preprocessing spec), the subject, and the content of every file it reads.
+    its preprocessing spec), the subject, and the content of every file it reads (as its
+    dataset's registry entry lists them: `emg_lens.data.registry`).
 
     >>> from emg_lens.data import data_source
     >>> source = data_source("synthetic")
@@ -389,11 +378,10 @@ def source_digest(source: dict[str, Any], subject: int) -> str:
     """
     from emg_lens.data.registry import dataset_info
 
-    files = data_files(source, subject)
-    numbering = dataset_info(source.get("dataset")).numbering_of(source)  # your own files'
-    return json_digest(
-        {"source": source, "subject": int(subject), "files": files_digest(files), **numbering}
-    )
+    info = dataset_info(source.get("dataset"))
+    files = files_digest(info.files(source, subject))
+    numbering = info.numbering_of(source)  # your own files'
+    return json_digest({"source": source, "subject": int(subject), "files": files, **numbering})
 
 
 @checked

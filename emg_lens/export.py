@@ -300,7 +300,11 @@ def _compile(
 
 def _baked(masks: Mapping[int, torch.Tensor]) -> dict[int, torch.Tensor]:
     """The layers whose mask cuts something, each with one head row where all heads agree."""
-    return {layer: _one_head_row(mask) for layer, mask in masks.items() if bool(mask.any())}
+    return {
+        layer: mask[:1] if bool((mask == mask[:1]).all()) else mask
+        for layer, mask in masks.items()
+        if bool(mask.any())
+    }
 
 
 # ----------------------------------------------------------------------------- checks
@@ -361,10 +365,6 @@ def _check_layers(model: HookedBiosignalModel, layers: Iterable[int] | None) -> 
         layers, f"layers (blocks of this {name}: n_layers={n_layers})", 0, n_layers - 1, LayoutError
     )
     return sorted(set(layers))
-
-
-def _one_head_row(mask: torch.Tensor) -> torch.Tensor:
-    return mask[:1] if bool((mask == mask[:1]).all()) else mask
 
 
 def _edges_string(edges: Any) -> str:
