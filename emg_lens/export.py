@@ -63,7 +63,6 @@ from emg_lens.errors import (
     LayoutError,
     MissingDependencyError,
     StudyError,
-    UnsupportedFeatureError,
     check_ints,
     check_number,
     check_type,
@@ -75,7 +74,7 @@ from emg_lens.models.base import (
     ATTENTION_HOOKS,
     HookedBiosignalModel,
     eval_mode,
-    provides,
+    require,
 )
 from emg_lens.user_code import load_model
 
@@ -353,8 +352,7 @@ def _check_exportable(model: Any) -> None:
 def _check_layers(model: HookedBiosignalModel, layers: Iterable[int] | None) -> list[int]:
     """``layers`` as sorted distinct blocks of ``model`` (all of them for None)."""
     name = type(model).__name__
-    if not provides(model, ATTENTION_HOOKS):
-        raise UnsupportedFeatureError(f"{name} has no attention for edges to cut")
+    require(model, ATTENTION_HOOKS, "an export's edge mask")
     n_layers = model.cfg.n_layers
     if n_layers == 0:
         raise LayoutError(f"{name} has no shared stack `blocks` (n_layers=0) for edges to cut")

@@ -51,7 +51,7 @@ subject_1_old/; one folder per subject: move the others out
                 subject = read_checkpoint_info(path)["metadata"].get("subject")
             except CheckpointError as exc:
                 raise CheckpointError(
-                    f"{path}/ is unusable ({exc}); move it out of {root}"
+                    f"{path}/ is not a usable checkpoint ({exc}); move it out of {root}"
                 ) from exc
             suffix = path.name.removeprefix("subject_")
             if subject is None and not suffix.isdigit():
@@ -129,7 +129,6 @@ def study_models(models: Mapping[int, Any] | str | Path, subjects: Any = None) -
             check_window_range(np.asarray(getattr(data, field)), f"subject {subject}: its {field}")
     if subjects is None:
         return found
-    missing = sorted(set(subjects) - set(found))
-    if missing:
+    if missing := sorted(set(subjects) - set(found)):
         raise SpecError(f"subjects {missing} have no model; available: {sorted(found)}")
     return {s: found[s] for s in subjects}

@@ -71,8 +71,12 @@ HOOKS_ACCEPTED = (
     "model.run_with_hooks(fwd_hooks=...) takes"
 )
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-EXAMPLES = {"hook": "hooks/file.py:name", "modules": "models.py:build_modules"}
-"""How a reference of each study key looks (for messages)."""
+EXAMPLES = {
+    "hook": "'hooks/file.py:name' (a Python name)",
+    "modules": "'models.py:build_modules' (a Python name)",
+    "--modules": "FILE:FUNCTION, e.g. models.py:build_modules",
+}
+"""How a reference of each study key (or command-line option) looks (for messages)."""
 
 
 @dataclass(frozen=True)
@@ -130,11 +134,17 @@ def locate_code(ref: str, root: str | Path, *, key: str = "hook") -> CodeFile:
     ...
     emg_lens.errors.SpecError: hook '../evil.py:edges': '..' leaves the study's project...
     """
+    return _locate(ref, key, SpecError, Path(root).resolve())
+
+
+def _locate(ref: str, key: str, error: type[EmgLensError], base: Path | None = None) -> CodeFile:
+    """`locate_code` (confined to ``base``'s project) or, with no ``base``, `locate_argument`;
+    ``error`` naming ``key``."""
     path_text, sep, attr = ref.rpartition(":")
-    example = EXAMPLES.get(key, EXAMPLES["hook"])
     if not sep or not path_text or not attr.isidentifier():
-        raise SpecError(f"{key} {ref!r} must look like {example!r} (a Python name)")
-    base = Path(root).resolve()
+        raise error(f"{key} {ref!r} must look like {EXAMPLES.get(key, EXAMPLES['--modules'])}")
+    if base is None:  # typed on the command line by the user: any file
+        return _check_py_file(ref, Path(path_text).expanduser().resolve(), attr, key, error)
     project = project_root(base)
     where = f"the study's project {project} (the nearest folder above the study file holding "
     where += "pyproject.toml or .git, else the study file's folder)"
@@ -146,10 +156,16 @@ def locate_code(ref: str, root: str | Path, *, key: str = "hook") -> CodeFile:
     path = (base / pure).resolve()
     if not path.is_relative_to(project):
         raise SpecError(f"{key} {ref!r} resolves to {path}, outside {where} (through a link)")
+    return _check_py_file(ref, path, attr, key, error)
+
+
+def _check_py_file(
+    ref: str, path: Path, attr: str, key: str, error: type[EmgLensError]
+) -> CodeFile:
     if path.suffix != ".py":
-        raise SpecError(f"{key} {ref!r} must name a .py file, got {path.name!r}")
+        raise error(f"{key} {ref!r} must name a .py file, got {path.name!r}")
     if not path.is_file():
-        raise SpecError(f"{key} file {path_text!r} not found: no {base / pure}")
+        raise error(f"{key} {ref!r}: file not found: no {path}")
     return CodeFile(ref=ref, path=path, attr=attr, sha256=_sha256(path.read_bytes()), key=key)
 
 
@@ -166,17 +182,7 @@ def locate_argument(ref: str, option: str = "--modules") -> CodeFile:
     ...
     emg_lens.errors.ArgumentError: --modules 'models.py' must look like FILE:FUNCTION, e.g. ...
     """
-    path_text, sep, attr = ref.rpartition(":")
-    if not sep or not path_text or not attr.isidentifier():
-        raise ArgumentError(
-            f"{option} {ref!r} must look like FILE:FUNCTION, e.g. models.py:build_modules"
-        )
-    path = Path(path_text).expanduser().resolve()
-    if path.suffix != ".py":
-        raise ArgumentError(f"{option} {ref!r} must name a .py file, got {path.name!r}")
-    if not path.is_file():
-        raise ArgumentError(f"{option} {ref!r}: {path} is not a file")
-    return CodeFile(ref=ref, path=path, attr=attr, sha256=_sha256(path.read_bytes()), key=option)
+    return _locate(ref, option, ArgumentError)
 
 
 def describe_code(files: Iterable[CodeFile]) -> str:
