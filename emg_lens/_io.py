@@ -209,19 +209,10 @@ def atomic_write(
     []
 
     A full disk or a read-only folder is a `StorageError` naming ``path`` (`storage_errors`,
-    with ``elsewhere``).
+    with ``elsewhere``): `atomic_write_all` of one file.
     """
-    path = Path(path)
-    tmp = _temp_path(path)
-    with storage_errors(path, elsewhere=elsewhere):
-        try:
-            write_fn(tmp)
-            _fsync(tmp)
-            os.replace(tmp, path)
-        except BaseException:  # KeyboardInterrupt too: never leave a partial file behind
-            _discard(tmp)
-            raise
-    return path
+    atomic_write_all({Path(path): write_fn}, elsewhere=elsewhere)
+    return Path(path)
 
 
 def atomic_write_all(
