@@ -280,7 +280,14 @@ def load_checkpoint(
     cls = MODEL_CLASSES[info["model_class"]]  # known: read_checkpoint_info checked it
     cfg = _config(path, info, device)
     if into is None:
-        model = _build(path, cls, cfg, info, _user_modules(path, cls, modules))
+        needs, given = user_modules_of(info), dict(modules or {})
+        if set(given) != set(needs):
+            raise CheckpointError(
+                f"{path} holds a {name} whose own modules are {', '.join(needs) or 'none'}: pass "
+                f"load_checkpoint(path, modules={{{', '.join(f'{n!r}: ...' for n in needs)}}}) of "
+                f"the architecture it was saved from; got {sorted(given) or 'none'}"
+            )
+        model = _build(path, cls, cfg, info, given)
     else:
         _check_compatible(path, name, cfg, info, into)
         model = into
@@ -406,7 +413,11 @@ def check_checkpoint(path: str | Path) -> dict[str, Any]:
     info = read_checkpoint_info(path)
     cls = MODEL_CLASSES[info["model_class"]]  # known: read_checkpoint_info checked it
     key = json.dumps([info["model_class"], info["config"], info.get("model_kwargs")], default=str)
-    shapes = _read_shapes(path / WEIGHTS)
+    try:  # each tensor's shape, from the header (safetensors checks it against the length)
+        with safe_open(str(path / WEIGHTS), framework="pt") as fh:
+            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as exc:
+        raise _unreadable(path / WEIGHTS, exc) from exc
     if not getattr(cls, "user_modules", ()):  # the user's modules are checked when given
         if key not in _expected_shapes:  # a model is built once per distinct config
             model = _build(path, cls, _config(path, info, "cpu"), info)
@@ -428,19 +439,6 @@ def user_modules_of(info: dict[str, Any]) -> tuple[str, ...]:
     (('embed', 'readout'), ())
     """  # noqa: E501
     return tuple(getattr(MODEL_CLASSES.get(info.get("model_class", "")), "user_modules", ()))
-
-
-def _user_modules(path: Path, cls: type, modules: dict[str, Any] | None) -> dict[str, Any]:
-    """The user's modules ``cls.user_modules`` from ``modules``, or refused saying what to pass."""
-    needs = tuple(getattr(cls, "user_modules", ()))
-    given = dict(modules or {})
-    if set(given) != set(needs):
-        raise CheckpointError(
-            f"{path} holds a {cls.__name__} whose own modules are {', '.join(needs) or 'none'}: "
-            f"pass load_checkpoint(path, modules={{{', '.join(f'{n!r}: ...' for n in needs)}}}) "
-            f"of the architecture it was saved from; got {sorted(given) or 'none'}"
-        )
-    return given
 
 
 def _config(path: Path, info: dict[str, Any], device: str | None) -> EncoderConfig:
@@ -482,15 +480,6 @@ def _read_weights(file: Path, device: str) -> tuple[dict[str, torch.Tensor], str
     except (SafetensorError, OSError) as exc:
         raise _unreadable(file, exc) from exc
     return {k: v.to(device) for k, v in state.items()}, hashlib.sha256(data).hexdigest()
-
-
-def _read_shapes(file: Path) -> dict[str, tuple[int, ...]]:
-    """Each tensor's shape, from the header (safetensors checks it against the length)."""
-    try:
-        with safe_open(str(file), framework="pt") as fh:
-            return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError) as exc:
-        raise _unreadable(file, exc) from exc
 
 
 def _check_shapes(

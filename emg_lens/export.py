@@ -284,7 +284,7 @@ def _compile(
     is refused: there it would cut nothing, and the file would be exported unmasked."""
     if edges is None:
         if layers is not None:
-            raise ArgumentError(f"layers={_listed(layers)} without edges: pass both, or neither")
+            raise ArgumentError(f"layers={layers!r} without edges: pass both, or neither")
         return {}
     chosen = _check_layers(model, layers)
     if not isinstance(edges, torch.Tensor):
@@ -369,10 +369,6 @@ def _edges_string(edges: Any) -> str:
     if isinstance(edges, torch.Tensor):
         return f"<compiled mask {describe(edges)}>"
     return str(parse(edges) if isinstance(edges, str) else edges)  # canonical, as it parses back
-
-
-def _listed(values: Any) -> Any:
-    return list(values) if isinstance(values, Iterable) and not isinstance(values, str) else values
 
 
 # ----------------------------------------------------------------------------- metadata
