@@ -506,8 +506,9 @@ def _check_pair(path: Path, info: dict[str, Any], actual: str) -> None:
     recorded = info.get(WEIGHTS_DIGEST)
     if recorded is not None and actual != recorded:
         raise CheckpointError(
-            f"{path}: {WEIGHTS} is not the file {CONFIG} was saved with (SHA-256 {actual[:16]}...):"
-            " a save stopped between its two files, or one was replaced alone; save it again"
+            f"{path}: {WEIGHTS} is not the file {CONFIG} was saved with (SHA-256 {actual[:16]}..."
+            f" vs {recorded[:16]}...): a save stopped between its two files, or one was replaced"
+            " alone; save it again"
         )
 
 
