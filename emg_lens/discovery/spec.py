@@ -16,7 +16,7 @@ from emg_lens.errors import ArgumentError, SpecError, check_bool, check_int
 from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.validate import (
     check_modules,
-    check_positive,
+    check_spec_int,
     check_string,
     check_subjects,
     require_strings,
@@ -106,7 +106,7 @@ class DiscoverySpec(Spec):
             "method": method,
             "screen": estimator,
             "ig_steps": ig_steps,
-            "verify_top": check_positive(data.get("verify_top", 10), "verify_top"),
+            "verify_top": check_spec_int(data.get("verify_top", 10), "verify_top"),
             "verify_sample": check_int(
                 data.get("verify_sample", MISS_SAMPLE), "verify_sample", error=SpecError
             ),

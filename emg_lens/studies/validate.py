@@ -129,12 +129,13 @@ def check_subjects(value: Any, key: str, minimum: int | None = None) -> tuple[in
     return subjects
 
 
-def check_positive(value: Any, key: str, minimum: int = 1) -> int:
-    """``value`` when it is an integer >= ``minimum`` (1; not a boolean).
+def check_spec_int(value: Any, key: str, minimum: int = 1) -> int:
+    """``value`` when it is an integer >= ``minimum`` (default 1; 0 for a count that may be
+    none, such as ``train.warmup_epochs``; not a boolean).
 
-    >>> check_positive(3, "data.window")
+    >>> check_spec_int(3, "data.window")
     3
-    >>> check_positive(0, "data.window")
+    >>> check_spec_int(0, "data.window")
     Traceback (most recent call last):
     ...
     emg_lens.errors.SpecError: data.window must be a positive int, got 0

@@ -19,7 +19,7 @@ from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError, SpecError, check_choice, check_number, check_seed
 from emg_lens.studies.spec_base import Spec
 from emg_lens.studies.validate import (
-    check_positive,
+    check_spec_int,
     check_table,
     refuse_repeats,
     refuse_unknown,
@@ -64,7 +64,7 @@ def _section(data: dict[str, Any], key: str, defaults: Mapping[str, Any]) -> dic
         elif name == "seed":
             out[name] = check_seed(value, where, SpecError)
         else:
-            out[name] = check_positive(value, where, minimum=0 if name == "warmup_epochs" else 1)
+            out[name] = check_spec_int(value, where, minimum=0 if name == "warmup_epochs" else 1)
     return out
 
 

@@ -49,7 +49,7 @@ from emg_lens.stats.metrics import PREDICTION_METRICS
 from emg_lens.studies.spec_base import Spec, StatsSpec, file_key, is_none
 from emg_lens.studies.training.grid import AXES_PER_ELECTRODE, TrainingCell, TrainingInput
 from emg_lens.studies.validate import (
-    check_positive,
+    check_spec_int,
     check_subjects,
     check_table,
     refuse_repeats,
@@ -140,8 +140,8 @@ class TrainingData(Spec):
             "dataset": dataset,
             "root": None if root is None else str(root),
             "segment": segment,
-            "window": check_positive(data.get("window", cls.window), "data.window"),
-            "step": check_positive(data.get("step", cls.step), "data.step"),
+            "window": check_spec_int(data.get("window", cls.window), "data.window"),
+            "step": check_spec_int(data.get("step", cls.step), "data.step"),
             "exercises": tuple(exercises),
             "synthetic": tuple(sorted(synthetic.items())),
         }
