@@ -33,7 +33,7 @@ class DiscoverySpec(Spec):
     >>> DiscoverySpec.from_dict({"name": "c", "models": "demo", "metric": "accuracy"})
     Traceback (most recent call last):
     ...
-    emg_lens.errors.SpecError: metric: metric = 'accuracy' is not differentiable (screening linearises the metric; the accuracy effect is reported beside it): use 'margin' (the true class's logit margin: correct when > 0) or 'logprob'
+    emg_lens.errors.SpecError: metric = 'accuracy' is not differentiable (screening linearises the metric; the accuracy effect is reported beside it): use 'margin' (the true class's logit margin: correct when > 0) or 'logprob'
     >>> DiscoverySpec.from_dict({"name": "c", "models": "demo"}).with_changes(tau=0.1).tau
     0.1
     """  # noqa: E501
@@ -77,28 +77,20 @@ class DiscoverySpec(Spec):
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
         require_strings(data, ("models",))
-        try:
+        try:  # discover's and screen's own checks; each message names its key
             metric = check_metric(data.get("metric", "margin"))
             tau = check_tau(data.get("tau", 0.05))
-        except ArgumentError as exc:
-            raise SpecError(f"{'tau' if 'tau' in str(exc) else 'metric'}: {exc}") from exc
-        try:
             method = check_method(data.get("method", "greedy"))
+            screen, ig_steps = data.get("screen", "plain"), data.get("ig_steps", IG_STEPS)
+            estimator, ig_steps = check_estimator(screen, ig_steps)
         except ArgumentError as exc:
-            raise SpecError(f"method: {exc}") from exc
-        try:
-            estimator, ig_steps = check_estimator(
-                data.get("screen", "plain"), data.get("ig_steps", IG_STEPS)
-            )
-        except ArgumentError as exc:
-            raise SpecError(f"{'ig_steps' if 'ig_steps' in str(exc) else 'screen'}: {exc}") from exc
+            raise SpecError(str(exc)) from exc
         if estimator != "ig" and "ig_steps" in data:
             why = f"the {estimator} screen takes none: remove it, or set screen = 'ig'"
             raise SpecError(f"ig_steps = {data['ig_steps']!r} is for screen = 'ig'; {why}")
         per_head = check_bool(data.get("per_head", True), "per_head", SpecError)
         subjects = data.get("subjects")
         return {
-            "name": data["name"],
             "models": data["models"],
             "metric": metric,
             "return_type": check_string(data.get("return_type", "logits"), "return_type"),
@@ -114,7 +106,6 @@ class DiscoverySpec(Spec):
             "per_head": per_head,
             "resamples": check_int(data.get("resamples", 0), "resamples", error=SpecError),
             "subjects": None if subjects is None else check_subjects(subjects, "subjects"),
-            "description": check_string(data.get("description"), "description (free text)") or "",
             "modules": check_modules(data.get("modules")),
         }
 

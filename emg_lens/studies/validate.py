@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from emg_lens.errors import SpecError, check_int, check_ints
+from emg_lens.errors import SpecError, check_int, check_ints, check_type
 
 
 def refuse_unknown(section: str, data: dict, allowed: set[str]) -> None:
@@ -51,12 +51,21 @@ def check_string(value: Any, where: str) -> Any:
     >>> check_string({"text": "a"}, "description")
     Traceback (most recent call last):
     ...
-    emg_lens.errors.SpecError: description must be a string, got a table: {'text': 'a'}
+    emg_lens.errors.SpecError: description must be a string or None, got {'text': 'a'}
     """
-    if value is not None and not isinstance(value, str):
-        kinds: dict[type, str] = {dict: "a table", list: "a list"}
-        kind = kinds.get(type(value), type(value).__name__)
-        raise SpecError(f"{where} must be a string, got {kind}: {value!r}")
+    return check_type(value, str | None, where, SpecError)
+
+
+def check_list(value: Any, key: str, accepted: str) -> list:
+    """``value`` when it is a non-empty list (a TOML array), the one shape of a study's lists.
+
+    >>> check_list([], "architectures", "a non-empty list of ['IsoNet']")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.SpecError: architectures = []; accepted: a non-empty list of ['IsoNet']
+    """
+    if not isinstance(value, list) or not value:
+        raise SpecError(f"{key} = {value!r}; accepted: {accepted}")
     return value
 
 
