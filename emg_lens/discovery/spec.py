@@ -15,6 +15,7 @@ from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError, SpecError, check_bool, check_int
 from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.validate import (
+    check_list,
     check_modules,
     check_spec_int,
     check_string,
@@ -126,11 +127,9 @@ class DiscoverySpec(Spec):
 def _family(value: Any) -> tuple[str, ...] | None:
     if value == "default":
         return None
-    if not isinstance(value, list) or not value:
-        accepted = "'default' or a non-empty list of edge expressions"
-        raise SpecError(f"family must be {accepted}, got {value!r}")
     out = []
-    for i, expr in enumerate(value):
+    accepted = "'default' or a non-empty list of edge expressions"
+    for i, expr in enumerate(check_list(value, "family", accepted)):
         try:
             out.append(str(parse(check_string(expr, f"family[{i}] (an edge expression)"))))
         except SpecError as exc:

@@ -271,6 +271,8 @@ def compare_rows(
     baseline = _per_subject(baseline, "compare(baseline)")
     test = _resolve(test, masked.shape[1])
     check_choice(test, TESTS, "stats.test", SpecError)
+    if test in PAIRED_TESTS:  # the one check of both paired tests' inputs
+        _check_paired(masked, baseline, test)
     U, p = np.full(len(masked), np.nan), np.full(len(masked), np.nan)
     if test == "wilcoxon":
         for i, row in enumerate(masked):
@@ -334,7 +336,6 @@ def _permutation(
 ) -> tuple[Float[np.ndarray, " rows"], Float[np.ndarray, " rows"]]:
     """Mean paired difference and the two-sided sign-flip permutation p of each row (NaN for
     a row with a NaN)."""
-    _check_paired(masked, baseline, "permutation")
     d = masked - baseline[None]
     mean = np.full(len(d), np.nan)
     finite = np.isfinite(d).all(1)
@@ -360,7 +361,6 @@ def _signed_rank_p(nonzero: np.ndarray) -> tuple[float, float]:
 
 
 def _wilcoxon(masked: np.ndarray, baseline: np.ndarray) -> tuple[float, float]:
-    _check_paired(masked, baseline, "wilcoxon")
     if np.allclose(masked, baseline):
         return 0.0, 1.0  # no change beyond float rounding (a cut's other kernel): none at all
     d = masked - baseline

@@ -174,9 +174,7 @@ def _head_sets(heads: Any) -> tuple[tuple[int, ...] | None, ...]:
     (((0, 1),), (None, (2,)))
     """
     accepted = "a list of head sets, e.g. [[0, 1], 'all'], or one head set such as [0, 1]"
-    if not isinstance(heads, list) or not heads:
-        raise SpecError(f"heads must be {accepted}; got {heads!r}")
-    if all(is_int(h) for h in heads):
+    if all(is_int(h) for h in check_list(heads, "heads", accepted)):
         heads = [heads]  # one head set written flat
     elif any(is_int(h) for h in heads):
         raise SpecError(f"heads mixes head indices and head sets ({heads!r}); write {accepted}")

@@ -400,7 +400,7 @@ def test_spec_round_trip_and_errors():
         ({"method": "acdc"}, r"method = 'acdc'; accepted: \['greedy', 'gates'\]"),
         ({"tau": 2}, "tau"),
         ({"metric": "macro_f1"}, "not differentiable"),
-        ({"family": []}, "family must be 'default'"),
+        ({"family": []}, r"family = \[\]; accepted: 'default' or a non-empty list"),
         ({"family": ["between(emg"]}, r"family\[0\]"),
         ({"verify": 3}, "verify"),
         ({"resamples": -1}, "resamples must be a non-negative int"),
