@@ -142,7 +142,9 @@ class TrainingInput(Spec):
             raise SpecError(f"{where} needs exactly one of modalities, channels; got {given}")
 
         if "modalities" in data:
-            modalities = check_list(data["modalities"], f"{where}.modalities", "modality names")
+            modalities = check_list(
+                data["modalities"], f"{where}.modalities", "a list of modality names"
+            )
             for modality in modalities:
                 check_choice(modality, list(electrodes), f"{where}.modalities", SpecError)
             refuse_repeats(f"{where}.modalities", modalities)
