@@ -443,10 +443,9 @@ def evaluate_subject(
     X = torch.as_tensor(data.X_test, dtype=model.cfg.dtype, device=model.cfg.device)
     y, trials = np.asarray(data.y_test), data.test_trials  # trials: the chance check's unit
     if not bool(torch.isfinite(X).all()):
-        raise StudyError(
-            f"subject {subject_id}: its test windows (X_test, {describe(X)}) hold NaN or inf "
-            "values; a study needs finite evaluation data: regenerate or clean it"
-        )
+        fix = "a study needs finite evaluation data: regenerate or clean it"
+        windows = f"its test windows (X_test, {describe(X)})"
+        raise StudyError(f"subject {subject_id}: {windows} hold NaN or inf values; {fix}")
     table = _MaskTable()
     sequences, other = _edge_sequences(model, todo, code, table)
     unmasked = (None,) * model.cfg.n_layers  # the reference of kl and flip_rate

@@ -31,7 +31,7 @@ from emg_lens.errors import (
 )
 from emg_lens.hooks.ablation import channel_range
 from emg_lens.studies.spec_base import Spec, file_key, is_none
-from emg_lens.studies.validate import check_list, check_spec_int, refuse_repeats
+from emg_lens.studies.validate import check_spec_int, refuse_repeats
 
 AXES_PER_ELECTRODE = {"acc": 3}
 """Channels one electrode of a modality records (other modalities: 1). ACC channels are
@@ -142,9 +142,9 @@ class TrainingInput(Spec):
             raise SpecError(f"{where} needs exactly one of modalities, channels; got {given}")
 
         if "modalities" in data:
-            modalities = check_list(
-                data["modalities"], f"{where}.modalities", "a list of modality names"
-            )
+            modalities = data["modalities"]
+            if not isinstance(modalities, list) or not modalities:
+                raise SpecError(f"{where}.modalities must be a non-empty list of modality names")
             for modality in modalities:
                 check_choice(modality, list(electrodes), f"{where}.modalities", SpecError)
             refuse_repeats(f"{where}.modalities", modalities)
