@@ -212,8 +212,8 @@ class StatsSpec(Spec):
 
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
-        accepted = {"test": TESTS, "correction": CORRECTIONS, "family": FAMILIES}
-        accepted["claims_test"] = CLAIMS_TESTS
+        accepted: dict[str, tuple[str, ...]] = {"test": TESTS, "correction": CORRECTIONS}
+        accepted |= {"family": FAMILIES, "claims_test": CLAIMS_TESTS}
         values = {key: data.get(key, getattr(cls, key)) for key in accepted}
         for key, allowed in accepted.items():  # a non-string is none of them: refused too
             if values[key] not in allowed:

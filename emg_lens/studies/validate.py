@@ -95,8 +95,7 @@ def check_study_name(value: Any) -> str:
     ...
     emg_lens.errors.SpecError: study key 'name' = '../../victim' is no folder name (it names the study's output folder, runs/studies/<name>); accepted: printable text without '/' or '\\', not starting with '.' or '~', at most 100 characters
     """  # noqa: E501
-    if not check_string(value, "study key 'name'"):
-        raise SpecError("study key 'name' is required and must be a non-empty string")
+    require_strings({"name": value}, ("name",))
     why = "(it names the study's output folder, runs/studies/<name>); accepted: printable text"
     accepted = "without '/' or '\\', not starting with '.' or '~', at most 100 characters"
     fits = len(value) <= 100 and len(value.encode()) <= 255  # a folder name's bytes
