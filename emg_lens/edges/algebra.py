@@ -16,7 +16,7 @@ from typing import ClassVar
 import torch
 from jaxtyping import Bool
 
-from emg_lens.errors import ArgumentError, LayoutError, check_int, check_type, checked
+from emg_lens.errors import ArgumentError, LayoutError, check_int, checked, describe
 from emg_lens.layout import CLS, TokenLayout
 
 # A partial mask: ``[query_pos, key_pos]`` for head-independent selectors, ``[head, 1, 1]``
@@ -184,7 +184,10 @@ class EdgeSet(abc.ABC):
         ...
         emg_lens.errors.LayoutError: edge set within(acc) names token group 'acc'; the layout has ('emg',)
         """  # noqa: E501
-        check_type(layout, TokenLayout, "EdgeSet.compile(layout), e.g. model.layout,")
+        if not isinstance(layout, TokenLayout):
+            raise ArgumentError(
+                f"EdgeSet.compile takes a TokenLayout (model.layout), got {describe(layout)}"
+            )
         n_heads = check_int(n_heads, "n_heads", minimum=1)
         if layer is not None:
             layer = check_int(layer, "layer")

@@ -57,16 +57,17 @@ def check_string(value: Any, where: str) -> Any:
 
 
 def check_list(value: Any, key: str, accepted: str) -> list:
-    """``value`` when it is a non-empty list (a TOML array), the one shape of a study's lists.
+    """``value`` as a list when it is a non-empty list (a TOML array) or tuple (a spec built in
+    Python), the one shape of a study's lists.
 
     >>> check_list([], "architectures", "a non-empty list of ['IsoNet']")
     Traceback (most recent call last):
     ...
     emg_lens.errors.SpecError: architectures = []; accepted: a non-empty list of ['IsoNet']
     """
-    if not isinstance(value, list) or not value:
+    if not isinstance(value, list | tuple) or not value:
         raise SpecError(f"{key} = {value!r}; accepted: {accepted}")
-    return value
+    return list(value)
 
 
 def require_strings(data: dict, keys: tuple[str, ...]) -> None:

@@ -361,7 +361,7 @@ def test_tinymyo_family_and_screen():
         (
             lambda m, d: screen(m, d, family=[Candidate(5, between("emg", "acc") & heads(0))]),
             ArgumentError,
-            r"\)\.layer must be an int in 0\.\.\d+, got 5",
+            r"family\[0\] must be a Candidate of layers 0\.\.\d+, got .* in layer 5",
         ),
         (lambda m, d: screen(m, d).verify(top=0), ArgumentError, "top must be an int"),
     ],
