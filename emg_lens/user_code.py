@@ -165,7 +165,7 @@ def _check_py_file(
     if path.suffix != ".py":
         raise error(f"{key} {ref!r} must name a .py file, got {path.name!r}")
     if not path.is_file():
-        raise error(f"{key} file {ref.rpartition(':')[0]!r} not found: no {path}")
+        raise error(f"{key} {ref!r}: file {ref.rpartition(':')[0]!r} not found: no {path}")
     return CodeFile(ref=ref, path=path, attr=attr, sha256=_sha256(path.read_bytes()), key=key)
 
 
