@@ -88,7 +88,7 @@ def storage_errors(
     ...
     emg_lens.errors.StorageError: cannot write /data/out/summary.md: no space is left on the \
 device that holds /data/out (ENOSPC: No space left on device); free space there, or write \
-to a folder on another disk (--out), then run the command again...
+to a folder on another disk (--out)
     """
     try:
         yield
@@ -100,9 +100,7 @@ to a folder on another disk (--out), then run the command again...
         todo = todo.format(elsewhere=elsewhere.format(where=where))
         raise StorageError(
             f"cannot write {target}: {what.format(folder=target.parent)} "
-            f"({errno.errorcode[exc.errno]}: {exc.strerror or os.strerror(exc.errno)}); {todo}, "
-            "then run the command again (what was written before is whole; a study run again "
-            "computes only its missing cells)",
+            f"({errno.errorcode[exc.errno]}: {exc.strerror or os.strerror(exc.errno)}); {todo}",
             errno=exc.errno,
             filename=str(target),
         ) from exc
@@ -141,8 +139,7 @@ def make_folder(path: str | Path) -> Path:
                 blocker = next(files, path)
                 raise StorageError(
                     f"cannot make the folder {path}: {blocker} is a file, where a folder is "
-                    "wanted; move or rename that file, or write elsewhere, then run the "
-                    "command again",
+                    "wanted; move or rename that file, or write elsewhere",
                     errno=exc.errno,
                     filename=str(blocker),
                 ) from exc
@@ -212,19 +209,10 @@ def atomic_write(
     []
 
     A full disk or a read-only folder is a `StorageError` naming ``path`` (`storage_errors`,
-    with ``elsewhere``).
+    with ``elsewhere``): `atomic_write_all` of one file.
     """
-    path = Path(path)
-    tmp = _temp_path(path)
-    with storage_errors(path, elsewhere=elsewhere):
-        try:
-            write_fn(tmp)
-            _fsync(tmp)
-            os.replace(tmp, path)
-        except BaseException:  # KeyboardInterrupt too: never leave a partial file behind
-            _discard(tmp)
-            raise
-    return path
+    atomic_write_all({Path(path): write_fn}, elsewhere=elsewhere)
+    return Path(path)
 
 
 def atomic_write_all(

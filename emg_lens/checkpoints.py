@@ -49,7 +49,6 @@ from emg_lens.errors import (
     warn_caller,
 )
 from emg_lens.models import MODEL_CLASSES, HookedBiosignalModel, TinyMyo
-from emg_lens.models.base import is_model
 
 if TYPE_CHECKING:
     from emg_lens.data.preprocess import SubjectData
@@ -69,6 +68,7 @@ __all__ = [
 CHECKPOINT_FORMAT = "emg_lens.checkpoint/1"
 """The ``format`` that ``config.json`` records, which loading checks."""
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
+FOLDER = f"give an emg_lens checkpoint folder, holding {CONFIG} and {WEIGHTS}"
 INFO_KEYS = ("format", "model_class", "model_kwargs", "config", "metadata")
 """The keys of ``config.json``, each written by `save_checkpoint` and needed to load it."""
 WEIGHTS_DIGEST = "weights_sha256"
@@ -96,11 +96,7 @@ def save_checkpoint(
     (`StorageError` naming the file); a folder turning read-only between the two renames
     leaves a ``config.json`` naming other weights, which `load_checkpoint` refuses."""
     path = _folder(path, "save_checkpoint")
-    if not is_model(model):
-        raise ArgumentError(
-            "save_checkpoint(model) must be an emg_lens model (IsoNet, TinyMyo, an attached "
-            f"model, ...), got {type(model).__name__}"
-        )
+    check_type(model, HookedBiosignalModel, "save_checkpoint(model), an emg_lens model,")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     _check_finite(state, f"{type(model).__name__} (not saved to {path})")
     weights = safetensors_bytes(state)
@@ -116,9 +112,7 @@ def save_checkpoint(
     try:  # what load_checkpoint would refuse is never written
         _check_info(path / CONFIG, json.loads(text))
     except CheckpointError as exc:
-        raise CheckpointError(
-            f"not saved to {path}: load_checkpoint would refuse it: {exc}"
-        ) from exc
+        raise CheckpointError(f"not saved to {path}, as loading would refuse it: {exc}") from exc
     created = not path.exists()
     make_folder(path)
     try:  # the weights and their config.json together, or neither; the config first (above)
@@ -160,23 +154,13 @@ def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
     path = _folder(path, "read_checkpoint_info")
     config_file = path / CONFIG
     if not path.exists():  # a path mistyped, or run from another folder: say that, not "not ..."
-        raise CheckpointError(
-            f"{path} does not exist (looked for it in {Path.cwd()}); give the folder of an "
-            f"emg_lens checkpoint, holding {CONFIG} and {WEIGHTS}"
-        )
+        raise CheckpointError(f"{path} does not exist (looked for it in {Path.cwd()}); {FOLDER}")
     if not config_file.is_file() or not (path / WEIGHTS).is_file():
-        raise CheckpointError(
-            f"{path} is not an emg_lens checkpoint: expected {CONFIG} and {WEIGHTS} in it"
-        )
+        raise CheckpointError(f"{path} is not an emg_lens checkpoint; {FOLDER}")
     try:
         info = json.loads(config_file.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise CheckpointError(
-            f"{config_file} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
-            f"{exc.start}): JSON files are UTF-8; save it again as UTF-8"
-        ) from exc
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{config_file} is not valid JSON: {exc}") from exc
+    except ValueError as exc:  # not UTF-8 (the codec names the byte and offset), or not JSON
+        raise CheckpointError(f"{config_file} is not valid JSON in UTF-8: {exc}") from exc
     _check_info(config_file, info)
     return info
 
@@ -184,9 +168,7 @@ def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
 def _check_info(file: Path, info: Any) -> None:
     """``config.json`` as `save_checkpoint` writes it (see `read_checkpoint_info`)."""
     if not isinstance(info, dict):
-        raise CheckpointError(
-            f"{file} must hold a JSON object with keys {list(INFO_KEYS)}, got {type(info).__name__}"
-        )
+        raise CheckpointError(f"{file} must hold a JSON object, got {type(info).__name__}")
     _check_fields(file, "", info, INFO_HINTS, required=INFO_KEYS)
     for key, (accepted, ok) in INFO_RULES.items():
         if key in info and not ok(info[key]):
@@ -195,7 +177,8 @@ def _check_info(file: Path, info: Any) -> None:
     _check_fields(file, "model_kwargs", info["model_kwargs"], keywords)
     # a config field missing would silently take its default (gelu for relu)
     config = info["config"]
-    _check_fields(file, "config", config, _config_hints(), required=_required_config_fields())
+    hints = typing.get_type_hints(EncoderConfig)
+    _check_fields(file, "config", config, hints, required=_required_config_fields())
     check_device(config["device"], f"{file}: config.device", CheckpointError, available=False)
     _check_fields(file, "metadata", info["metadata"], METADATA_HINTS, closed=False)
 
@@ -244,11 +227,6 @@ def _check_fields(
 
 
 @functools.cache
-def _config_hints() -> dict[str, Any]:
-    return typing.get_type_hints(EncoderConfig)
-
-
-@functools.cache
 def _required_config_fields() -> frozenset[str]:
     """The config fields `save_checkpoint` always writes, EncoderConfig's own (TransformerLens's
     depend on its version): a missing one would silently take its default (gelu for relu).
@@ -294,8 +272,7 @@ def load_checkpoint(
     safetensors file, disagree with ``config.json`` in names or shapes, or hold NaN or inf. A
     ``device`` that is not one is an `ArgumentError`."""
     path = _folder(path, "load_checkpoint")
-    if device is not None:
-        check_device(device, "device", ArgumentError)
+    check_device(device, "device", ArgumentError)  # None: the config's, checked below
     info = read_checkpoint_info(path)
     name = info["model_class"]
     if device is None:
@@ -303,7 +280,14 @@ def load_checkpoint(
     cls = MODEL_CLASSES[info["model_class"]]  # known: read_checkpoint_info checked it
     cfg = _config(path, info, device)
     if into is None:
-        model = _build(path, cls, cfg, info, _user_modules(path, cls, modules))
+        needs, given = user_modules_of(info), dict(modules or {})
+        if set(given) != set(needs):
+            raise CheckpointError(
+                f"{path} holds a {name} whose own modules are {', '.join(needs) or 'none'}: pass "
+                f"load_checkpoint(path, modules={{{', '.join(f'{n!r}: ...' for n in needs)}}}) of "
+                f"the architecture it was saved from; got {sorted(given) or 'none'}"
+            )
+        model = _build(path, cls, cfg, info, given)
     else:
         _check_compatible(path, name, cfg, info, into)
         model = into
@@ -349,29 +333,16 @@ def load_checkpoint_data(path: str | Path) -> SubjectData:
     subject = metadata.get("subject", named)
     if source is None or not str(subject).isdigit():
         raise CheckpointError(
-            f"{path}: its metadata records no data_source and subject to load its windows "
-            f"from (it has {sorted(metadata)}); the checkpoints emg_lens trains record both"
+            f"{path}: its metadata records no data_source and subject to load its windows from "
+            f"(it has {sorted(metadata)}); the checkpoints emg_lens trains record both"
         )
     if named.isdigit() and int(named) != int(subject):
         raise CheckpointError(
-            f"{path}: its metadata records subject {subject}, its folder's name subject "
-            f"{int(named)} (copied under another subject's name?): name the folder "
-            f"subject_{subject}/, or train a model for subject {int(named)}"
+            f"{path}: its metadata records subject {subject}, its folder's name subject {named} "
+            f"(copied under another's name?): rename it subject_{subject}/ or retrain"
         )
     warn_if_data_changed(metadata, int(subject))
     return load_subject(source, int(subject))
-
-
-def data_files(source: dict[str, Any], subject: int) -> list[Path]:
-    """The files a data source reads for ``subject``, as its dataset's registry entry lists
-    them (`emg_lens.data.registry`): the HDF5 store of ``"windows"``, none for synthetic data.
-
-    >>> data_files({"dataset": "synthetic-windows"}, 1)
-    []
-    """
-    from emg_lens.data.registry import dataset_info
-
-    return dataset_info(source.get("dataset")).files(source, subject)
 
 
 def warn_if_data_changed(metadata: dict[str, Any], subject: int, digest: str | None = None) -> None:
@@ -404,7 +375,8 @@ def warn_if_data_changed(metadata: dict[str, Any], subject: int, digest: str | N
 
 def source_digest(source: dict[str, Any], subject: int) -> str:
     """Digest of one subject's data from a checkpoint's data source: the source dict (with
-    its preprocessing spec), the subject, and the content of every file it reads.
+    its preprocessing spec), the subject, and the content of every file it reads (as its
+    dataset's registry entry lists them: `emg_lens.data.registry`).
 
     >>> from emg_lens.data import data_source
     >>> source = data_source("synthetic")
@@ -413,11 +385,10 @@ def source_digest(source: dict[str, Any], subject: int) -> str:
     """
     from emg_lens.data.registry import dataset_info
 
-    files = data_files(source, subject)
-    numbering = dataset_info(source.get("dataset")).numbering_of(source)  # your own files'
-    return json_digest(
-        {"source": source, "subject": int(subject), "files": files_digest(files), **numbering}
-    )
+    info = dataset_info(source.get("dataset"))
+    files = files_digest(info.files(source, subject))
+    numbering = info.numbering_of(source)  # your own files'
+    return json_digest({"source": source, "subject": int(subject), "files": files, **numbering})
 
 
 @checked
@@ -442,7 +413,11 @@ def check_checkpoint(path: str | Path) -> dict[str, Any]:
     info = read_checkpoint_info(path)
     cls = MODEL_CLASSES[info["model_class"]]  # known: read_checkpoint_info checked it
     key = json.dumps([info["model_class"], info["config"], info.get("model_kwargs")], default=str)
-    shapes = _read_shapes(path / WEIGHTS)
+    try:  # each tensor's shape, from the header (safetensors checks it against the length)
+        with safe_open(str(path / WEIGHTS), framework="pt") as fh:
+            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as exc:
+        raise _unreadable(path / WEIGHTS, exc) from exc
     if not getattr(cls, "user_modules", ()):  # the user's modules are checked when given
         if key not in _expected_shapes:  # a model is built once per distinct config
             model = _build(path, cls, _config(path, info, "cpu"), info)
@@ -464,20 +439,6 @@ def user_modules_of(info: dict[str, Any]) -> tuple[str, ...]:
     (('embed', 'readout'), ())
     """  # noqa: E501
     return tuple(getattr(MODEL_CLASSES.get(info.get("model_class", "")), "user_modules", ()))
-
-
-def _user_modules(path: Path, cls: type, modules: dict[str, Any] | None) -> dict[str, Any]:
-    """The user's modules ``cls.user_modules`` from ``modules``, or refused saying what to pass."""
-    needs = tuple(getattr(cls, "user_modules", ()))
-    given = dict(modules or {})
-    if set(given) != set(needs):
-        whose = f"whose {', '.join(needs)} are your own modules" if needs else "rebuilt whole"
-        raise CheckpointError(
-            f"{path} holds a {cls.__name__} {whose}: pass load_checkpoint(path, modules="
-            f"{{{', '.join(f'{n!r}: ...' for n in needs)}}}), modules of the architecture it was "
-            f"saved from (its weights are loaded into them); got {sorted(given) or 'none'}"
-        )
-    return given
 
 
 def _config(path: Path, info: dict[str, Any], device: str | None) -> EncoderConfig:
@@ -521,15 +482,6 @@ def _read_weights(file: Path, device: str) -> tuple[dict[str, torch.Tensor], str
     return {k: v.to(device) for k, v in state.items()}, hashlib.sha256(data).hexdigest()
 
 
-def _read_shapes(file: Path) -> dict[str, tuple[int, ...]]:
-    """Each tensor's shape, from the header (safetensors checks it against the length)."""
-    try:
-        with safe_open(str(file), framework="pt") as fh:
-            return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError) as exc:
-        raise _unreadable(file, exc) from exc
-
-
 def _check_shapes(
     path: Path, name: str, shapes: dict[str, tuple[int, ...]], expected: dict[str, Any]
 ) -> None:
@@ -555,8 +507,8 @@ def _check_pair(path: Path, info: dict[str, Any], actual: str) -> None:
     if recorded is not None and actual != recorded:
         raise CheckpointError(
             f"{path}: {WEIGHTS} is not the file {CONFIG} was saved with (SHA-256 {actual[:16]}..."
-            f" vs {recorded[:16]}...): a save stopped between its two files, or one was replaced "
-            "alone; save the checkpoint again (or copy both files of one save)"
+            f" vs {recorded[:16]}...): a save stopped between its two files, or one was replaced"
+            " alone; save it again"
         )
 
 
@@ -565,10 +517,7 @@ def _check_finite(state: dict[str, torch.Tensor], where: str, advice: str = "") 
     for k, tensor in state.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
-            raise CheckpointError(
-                f"{where}: tensor {k!r} holds {bad} NaN or inf value(s) (the first such tensor): "
-                f"a model with non-finite weights computes nothing meaningful{advice}"
-            )
+            raise CheckpointError(f"{where}: tensor {k!r} holds {bad} NaN or inf value(s){advice}")
 
 
 PICKLED_SUFFIXES = (".ckpt", ".pt", ".pth")
@@ -600,16 +549,13 @@ def read_biofoundation_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
             raise CheckpointError(
-                f"{path} was refused by torch.load(weights_only=True), which reads tensors and "
-                f"plain containers only: it holds something else or is damaged ({exc})"
+                f"{path}: torch.load(weights_only=True) refused it: {exc}"
             ) from exc
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]  # a PyTorch Lightning checkpoint
     else:
-        raise CheckpointError(
-            f"{path}: a BioFoundation checkpoint must be .safetensors or one of "
-            f"{', '.join(PICKLED_SUFFIXES)} (read with weights_only=True); got {path.suffix!r}"
-        )
+        suffixes = (".safetensors", *PICKLED_SUFFIXES)
+        raise CheckpointError(f"{path}: a BioFoundation checkpoint must be one of {suffixes}")
     state = state if isinstance(state, dict) else {}
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     if not tensors:
@@ -647,6 +593,4 @@ def _check_compatible(path: Path, name: str, cfg: EncoderConfig, info: dict, mod
     diff = {k: (a, b) for k, (a, b) in pairs.items() if k not in ignore and a != b}
     if diff or info.get("model_kwargs", {}) != dict(getattr(model, "init_kwargs", {})):
         fields = ", ".join(f"{k}: checkpoint {a!r} vs model {b!r}" for k, (a, b) in diff.items())
-        raise CheckpointError(
-            f"{path} was saved from another config ({fields or 'model_kwargs differ'})"
-        )
+        raise CheckpointError(f"{path} holds another config ({fields or 'model_kwargs differ'})")

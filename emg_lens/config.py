@@ -220,44 +220,32 @@ class EncoderConfig(TransformerLensConfig):
             if (value := getattr(self, name)) is not None and not ok(value):
                 raise ConfigError(f"EncoderConfig.{name} must be {accepted}, got {value!r}")
         if self.tokenization == "custom" and self.n_ctx <= 0:
-            raise ConfigError(
-                "EncoderConfig.n_ctx must be the number of tokens (a positive int) with "
-                f"tokenization='custom', whose layout the model defines; got {self.n_ctx!r}"
-            )
+            custom = "the number of tokens (a positive int) with tokenization='custom'"
+            raise ConfigError(f"EncoderConfig.n_ctx must be {custom}, got {self.n_ctx!r}")
         if self.use_split_qkv_input and self.use_attn_in:
-            raise ConfigError(
-                "EncoderConfig.use_split_qkv_input and use_attn_in are mutually exclusive (as in "
-                "TransformerLens 4's bridge): hook_q_input/k/v_input or hook_attn_in"
-            )
+            both = "EncoderConfig.use_split_qkv_input and use_attn_in"  # as in TL 4's bridge
+            raise ConfigError(f"{both} are mutually exclusive: hook_q/k/v_input or hook_attn_in")
         self._validate_modalities()
         self._validate_channel_names()
         if self.patch_samples is not None and self.n_samples % self.patch_samples:
-            raise ConfigError(
-                f"EncoderConfig.patch_samples={self.patch_samples} must divide "
-                f"n_samples={self.n_samples}"
-            )
+            divide = f"patch_samples={self.patch_samples} must divide n_samples={self.n_samples}"
+            raise ConfigError(f"EncoderConfig.{divide}")
         if self.n_ctx not in (-1, self.n_tokens):
+            shape = f"the signal shape, which gives {self.n_tokens} tokens"
             raise ConfigError(
-                f"EncoderConfig.n_ctx={self.n_ctx} disagrees with the signal shape, which gives "
-                f"{self.n_tokens} tokens; leave n_ctx at -1 to derive it"
+                f"EncoderConfig.n_ctx={self.n_ctx} disagrees with {shape}: leave it -1"
             )
-        rotary = self.d_head if self.rotary_dim is None else self.rotary_dim
-        if self.positional_embedding_type == "rotary" and not (
-            0 < rotary <= self.d_head and rotary % 2 == 0
-        ):
-            raise ConfigError(
-                f"EncoderConfig.rotary_dim must be even and in [2, d_head={self.d_head}], "
-                f"got {self.rotary_dim!r}"
-            )
+        dim = self.d_head if self.rotary_dim is None else self.rotary_dim
+        if self.positional_embedding_type == "rotary" and dim not in range(2, self.d_head + 1, 2):
+            wanted = f"even and in [2, d_head={self.d_head}]"
+            raise ConfigError(f"EncoderConfig.rotary_dim must be {wanted}, got {self.rotary_dim!r}")
         self.zero_biases = [name for name in ZERO_BIASES if name in self.zero_biases]  # in order
 
     def _validate_modalities(self) -> None:
         names = [n for n in self.modalities if isinstance(n, str) and n.isidentifier()]
         if not names or len(names) < len(self.modalities) or "cls" in names:
-            raise ConfigError(
-                "EncoderConfig.modalities must be a non-empty dict of modality name (an identifier "
-                f"but 'cls') -> channel count, e.g. {{'emg': 12}}; got {self.modalities!r}"
-            )
+            wanted = "a non-empty dict of modality name (an identifier but 'cls') -> channel count"
+            raise ConfigError(f"EncoderConfig.modalities must be {wanted}, got {self.modalities!r}")
         for name, count in self.modalities.items():
             check_int(count, f"EncoderConfig.modalities[{name!r}] (channels)", 1, None, ConfigError)
 
@@ -267,14 +255,10 @@ class EncoderConfig(TransformerLensConfig):
             return
         form = "a list of channel names, one per input channel in modalities order (e.g. ['C3'])"
         check_channel_names(names, what, ConfigError, (list, tuple), form)
-        twice = "".join(
-            sorted({f", not unique: {n!r} twice" for n in names if names.count(n) > 1})[:1]
-        )
+        twice = next((f", not unique: {n!r} twice" for n in names if names.count(n) > 1), "")
         if len(names) != self.n_channels or twice:
-            raise ConfigError(
-                f"{what} must hold {self.n_channels} names, each once (n_channels="
-                f"{self.n_channels}, modalities {self.modalities}), got {len(names)}{twice}"
-            )
+            wanted = f"{self.n_channels} names (n_channels={self.n_channels} of {self.modalities})"
+            raise ConfigError(f"{what} must hold {wanted}, each once, got {len(names)}{twice}")
         self.channel_names = list(names)  # a copy: the config owns its list
 
     # ------------------------------------------------------------------ presets and I/O
@@ -312,8 +296,7 @@ class EncoderConfig(TransformerLensConfig):
     def from_dict(cls, data: dict[str, Any]) -> EncoderConfig:
         """Inverse of `to_dict`; unknown keys are an error, not silently dropped."""
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
+        if unknown := set(data) - known:
             raise ConfigError(f"unknown EncoderConfig field(s) {sorted(unknown)}")
         return cls(**data)
 
@@ -355,10 +338,8 @@ def config_for_data(
     if isinstance(base, EncoderConfig):
         return EncoderConfig.from_dict({**base.to_dict(), "n_ctx": -1, **settings})
     if not isinstance(base, str):
-        raise ConfigError(
-            f"base must be a preset name ({sorted(PRESETS)}) or an EncoderConfig, got "
-            f"{type(base).__name__}"
-        )
+        accepted = f"a preset name ({sorted(PRESETS)}) or an EncoderConfig"
+        raise ConfigError(f"base must be {accepted}, got {type(base).__name__}")
     build = getattr(model_cls, "default_config", None)
     if build is not None:
         return build(base, **settings)
@@ -441,19 +422,15 @@ def check_device(
     except (RuntimeError, ValueError):
         parsed = None
     if parsed is None or parsed.type not in ("cpu", "cuda"):
-        raise error(
-            f"{where} = {device!r} is not a device emg_lens loads models onto; accepted: {accepted}"
-        )
+        loads = "is not a device emg_lens loads models onto"
+        raise error(f"{where} = {device!r} {loads}; accepted: {accepted}")
     if parsed.type == "cuda" and available:
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise error(
-                f"{where} = {device!r}, but this machine has no CUDA GPU that torch "
-                f"{torch.__version__} can use: load the model with device='cpu' (--device cpu)"
-            )
+            gpu = f"no CUDA GPU that torch {torch.__version__} can use"
+            raise error(f"{where} = {device!r}, but this machine has {gpu}: load it on 'cpu'")
         if parsed.index is not None and parsed.index >= count:
             accepted = ", ".join(["'cpu'", *(f"'cuda:{i}'" for i in range(count))])
             raise error(
-                f"{where} = {device!r}: GPU index {parsed.index}, but this machine has {count} "
-                f"GPU(s); accepted: {accepted}"
+                f"{where} = {device!r}: this machine has {count} GPUs; accepted: {accepted}"
             )

@@ -63,9 +63,9 @@ from emg_lens.errors import (
     LayoutError,
     MissingDependencyError,
     StudyError,
-    UnsupportedFeatureError,
     check_ints,
     check_number,
+    check_type,
     describe,
     warn_caller,
 )
@@ -74,8 +74,7 @@ from emg_lens.models.base import (
     ATTENTION_HOOKS,
     HookedBiosignalModel,
     eval_mode,
-    is_model,
-    provides,
+    require,
 )
 from emg_lens.user_code import load_model
 
@@ -285,27 +284,26 @@ def _compile(
     is refused: there it would cut nothing, and the file would be exported unmasked."""
     if edges is None:
         if layers is not None:
-            raise ArgumentError(
-                f"layers={_listed(layers)} were given without edges: they say where to cut an "
-                "edge set, so pass edges too (or neither, for an unmasked export)"
-            )
+            raise ArgumentError(f"layers={layers!r} without edges: pass both, or neither")
         return {}
     chosen = _check_layers(model, layers)
     if not isinstance(edges, torch.Tensor):
         edge_set = parse(edges)
         edge_set.check_layers(model.cfg.n_layers)
-        left_out = sorted(edge_set.layer_indices() - set(chosen))
-        if left_out:
+        if left_out := sorted(edge_set.layer_indices() - set(chosen)):
             raise LayoutError(
-                f"edge set {edge_set} names layer(s) {left_out}, which layers={chosen} (--layers) "
-                "leaves out, where it would cut nothing: leave layers out, or include them"
+                f"edge set {edge_set} names {left_out}, which layers={chosen} (--layers) omit"
             )
     return compile_edges(edges, model, chosen)
 
 
 def _baked(masks: Mapping[int, torch.Tensor]) -> dict[int, torch.Tensor]:
     """The layers whose mask cuts something, each with one head row where all heads agree."""
-    return {layer: _one_head_row(mask) for layer, mask in masks.items() if bool(mask.any())}
+    return {
+        layer: mask[:1] if bool((mask == mask[:1]).all()) else mask
+        for layer, mask in masks.items()
+        if bool(mask.any())
+    }
 
 
 # ----------------------------------------------------------------------------- checks
@@ -319,19 +317,17 @@ def _require_export_packages() -> tuple[ModuleType, ModuleType]:
             modules[name] = importlib.import_module(name)
         except ImportError as exc:
             raise MissingDependencyError(
-                f"exporting to ONNX needs the package {name!r}, which is not installed: "
-                f"{INSTALL_HINT} installs it (with {', '.join(EXPORT_PACKAGES)})",
-                name=name,
+                f"exporting to ONNX needs {name!r}, not installed: {INSTALL_HINT}", name=name
             ) from exc
     return modules["onnxruntime"], modules["onnx"]
 
 
 def _check_out(out: str | Path) -> Path:
-    if not isinstance(out, (str, Path)) or not str(out):
-        raise ArgumentError(f"out must be a file path such as model.onnx, got {out!r}")
+    if not isinstance(out, str | Path) or not str(out) or Path(out).is_dir():
+        raise ArgumentError(
+            f"out must be a file path (not a folder) such as model.onnx, got {out!r}"
+        )
     path = Path(out)
-    if path.is_dir():
-        raise ArgumentError(f"out {path} is a folder; give a file path such as {path}/model.onnx")
     try:
         make_folder(path.parent)
     except OSError as exc:
@@ -340,41 +336,26 @@ def _check_out(out: str | Path) -> Path:
 
 
 def _check_exportable(model: Any) -> None:
-    if not is_model(model):
-        raise ArgumentError(
-            f"export_onnx needs an emg_lens model (IsoNet, TinyMyo, ...; load one with "
-            f"emg_lens.checkpoints.load_checkpoint), got {describe(model)}"
-        )
+    check_type(model, HookedBiosignalModel, "export_onnx(model), an emg_lens model,")
     name = type(model).__name__
     device, dtype = model.param_device_dtype()
     if device.type != "cpu" or dtype != torch.float32:  # onnxruntime's CPU kernels: float32
         raise ArgumentError(
-            f"{name} is {dtype} on {device}; export traces and checks float32 models on the CPU, "
-            "where onnxruntime runs them (its kernels lack float64 GELU's Erf): export "
-            "model.to('cpu').float()"
+            f"{name} is {dtype} on {device}; export takes float32 on the CPU: .to('cpu').float()"
         )
-    hooked = [n for n, hp in model.hook_dict.items() if hp.fwd_hooks or hp.bwd_hooks]
-    if hooked:
+    if hooked := [n for n, hp in model.hook_dict.items() if hp.fwd_hooks or hp.bwd_hooks]:
         raise ArgumentError(
-            f"{name} has hooks attached at {hooked}; the file holds no hook functions: remove "
-            "them (model.reset_hooks()) and express the cut as edges"
+            f"{name} has hooks attached at {hooked}: model.reset_hooks(), and cut with edges"
         )
 
 
 def _check_layers(model: HookedBiosignalModel, layers: Iterable[int] | None) -> list[int]:
     """``layers`` as sorted distinct blocks of ``model`` (all of them for None)."""
     name = type(model).__name__
-    if not provides(model, ATTENTION_HOOKS):
-        raise UnsupportedFeatureError(
-            f"{name} has no attention, so an edge mask has nothing to cut: export it without "
-            "edges (or export a transformer: IsoNet, HierarchicalTransformer, TinyMyo)"
-        )
+    require(model, ATTENTION_HOOKS, "an export's edge mask")
     n_layers = model.cfg.n_layers
     if n_layers == 0:
-        raise LayoutError(
-            f"{name} has no shared stack `blocks` (n_layers=0), whose attention export masks: "
-            "export it without edges, or export a HierarchicalTransformer"
-        )
+        raise LayoutError(f"{name} has no shared stack `blocks` (n_layers=0) for edges to cut")
     if layers is None:
         return list(range(n_layers))
     layers = check_ints(layers, "layers (block indices)", minimum=None)  # a type: ArgumentError
@@ -384,18 +365,10 @@ def _check_layers(model: HookedBiosignalModel, layers: Iterable[int] | None) -> 
     return sorted(set(layers))
 
 
-def _one_head_row(mask: torch.Tensor) -> torch.Tensor:
-    return mask[:1] if bool((mask == mask[:1]).all()) else mask
-
-
 def _edges_string(edges: Any) -> str:
     if isinstance(edges, torch.Tensor):
         return f"<compiled mask {describe(edges)}>"
     return str(parse(edges) if isinstance(edges, str) else edges)  # canonical, as it parses back
-
-
-def _listed(values: Any) -> Any:
-    return list(values) if isinstance(values, Iterable) and not isinstance(values, str) else values
 
 
 # ----------------------------------------------------------------------------- metadata
@@ -474,8 +447,7 @@ class _Reference:
 def _output_names(outputs: tuple[Any, ...], return_type: str | None) -> tuple[str, ...]:
     if not all(isinstance(o, torch.Tensor) for o in outputs):
         raise ArgumentError(
-            f"return_type={return_type!r} gives {[describe(o) for o in outputs]}; the file's "
-            "outputs must be tensors: choose a return_type that gives tensors (e.g. 'logits')"
+            f"return_type={return_type!r} gives {[describe(o) for o in outputs]}, not tensors"
         )
     base = "resid" if return_type is None else str(return_type)
     return (base,) if len(outputs) == 1 else tuple(f"{base}_{i}" for i in range(len(outputs)))
@@ -547,16 +519,14 @@ def _parity(
         for name, e, g in zip(names, expected, got):
             if tuple(g.shape) != tuple(e.shape):
                 raise StudyError(
-                    f"{what}: output {name} has shape {list(g.shape)} at batch size {batch}, "
-                    f"PyTorch's {list(e.shape)}; no file was written"
+                    f"{what}: output {name} is {list(g.shape)}, PyTorch's {list(e.shape)}"
                 )
         # np.max propagates NaN (Python's max would drop it), and a NaN fails the test below.
         diff = float(np.max([np.abs(g - e.numpy()).max() for e, g in zip(expected, got)]))
         if not diff <= atol:
             raise StudyError(
-                f"{what} computes something else: onnxruntime's outputs differ from the "
-                f"PyTorch masked forward by max |diff| = {diff:.3g} at batch size {batch} "
-                f"(tolerance {atol:g}); no file was written"
+                f"{what} differs from PyTorch by max |diff| = {diff:.3g} at batch size {batch} "
+                f"(tolerance {atol:g}): not written"
             )
         diffs[batch] = diff
     return diffs

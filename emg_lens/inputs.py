@@ -31,14 +31,12 @@ def check_model(model: object) -> HookedBiosignalModel:
     `emg_lens.models.base.require`."""
     if not provides(model, ATTENTION_HOOKS):
         raise ArgumentError(
-            "expected an emg_lens encoder (IsoNet, TinyMyo, HierarchicalTransformer, ..., or "
-            f"a model opened with emg_lens.models.attach), got {type(model).__name__}"
+            f"expected an emg_lens encoder (IsoNet, TinyMyo, ...), got {type(model).__name__}"
         )
     model = typing.cast(HookedBiosignalModel, model)  # what provides its contract
     if model.cfg.n_layers == 0:
         raise ArgumentError(
-            f"{type(model).__name__} has no shared attention stack `blocks` "
-            "(EncoderConfig.n_layers=0), so there is no attention to inspect"
+            f"{type(model).__name__} has no shared attention stack `blocks` (n_layers=0) to inspect"
         )
     return model
 
@@ -48,8 +46,7 @@ def check_deterministic(model: nn.Module) -> None:
     with a non-zero rate): patching and attribution compare runs exactly."""
     if model.training and any(getattr(m, "p", 0.0) > 0 for m in model.modules()):
         raise ArgumentError(
-            f"{type(model).__name__} is in training mode with dropout/drop-path active, so "
-            "its runs are random; call model.eval() first"
+            f"{type(model).__name__} is in training mode with dropout active: call model.eval()"
         )
 
 
@@ -76,8 +73,7 @@ def as_subject_data(model: Any, data: SubjectData | tuple[Any, Any]) -> SubjectD
         return data
     if not (isinstance(data, tuple) and len(data) == 2):
         raise ArgumentError(
-            f"data must be a SubjectData or a tuple (X, y) of windows and labels, got "
-            f"{describe(data)}"
+            f"data must be a SubjectData or a tuple (X windows, y labels), got {describe(data)}"
         )
     X = np.asarray(data[0].cpu() if isinstance(data[0], torch.Tensor) else data[0])
     y = np.asarray(data[1].cpu() if isinstance(data[1], torch.Tensor) else data[1])

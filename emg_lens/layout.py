@@ -72,28 +72,20 @@ class TokenLayout:
     def __post_init__(self) -> None:
         side = self.queries
         if side is not None and not (isinstance(side, TokenLayout) and side.queries is None):
-            raise LayoutError(
-                f"TokenLayout.queries must be the TokenLayout of the query tokens, got {side!r}"
-            )
+            queries = "the TokenLayout of the query tokens (with no queries of its own)"
+            raise LayoutError(f"TokenLayout.queries must be {queries}, got {side!r}")
         lengths = (len(self.group), len(self.channel), len(self.time))
         if len(set(lengths)) > 1 or not self.group:
-            raise LayoutError(
-                "TokenLayout.group, .channel and .time must have one entry per token, for one "
-                f"token or more; got lengths {lengths}"
-            )
+            fields = "TokenLayout.group, .channel and .time"
+            raise LayoutError(f"{fields} must have one entry per token (1 or more), got {lengths}")
         check_names(dict.fromkeys(self.group), "TokenLayout groups", LayoutError)  # name tokens
         if self.channel_names is not None:
             object.__setattr__(self, "channel_names", self._checked_names(self.channel_names))
         if self.time_step is not None:
-            wanted = (
-                "None or the seconds from one time index to the next (a positive number, e.g. 0.1)"
-            )
+            what = "TokenLayout.time_step"
+            wanted = "None or the seconds from one time index to the next (a positive number)"
             step = check_number(
-                self.time_step,
-                "TokenLayout.time_step",
-                wanted,
-                lambda v: 0 < v < math.inf,
-                LayoutError,
+                self.time_step, what, wanted, lambda v: 0 < v < math.inf, LayoutError
             )
             object.__setattr__(self, "time_step", step)  # a plain float: it goes to JSON
 
@@ -104,10 +96,8 @@ class TokenLayout:
         twice = "".join(sorted({f", got {n!r} twice" for n in strings if strings.count(n) > 1})[:1])
         top = max(self.channel, default=-1)
         if top >= len(strings) or twice:
-            raise LayoutError(
-                f"{what} has {len(strings)} names, needs a unique name for every channel id "
-                f"0..{top} (a token embeds channel {top}){twice}"
-            )
+            ids = f"a unique name for every channel id 0..{top} (a token embeds channel {top})"
+            raise LayoutError(f"{what} has {len(strings)} names, needs {ids}{twice}")
         return tuple(strings)
 
     @classmethod
@@ -234,9 +224,7 @@ class TokenLayout:
         >>> TokenLayout.channel_tokens({"eeg": 1}, channel_names=["Cz"]).channel_name(1)
         'Cz'
         """
-        position = check_int(
-            position, f"token position {position!r}", 0, self.n_tokens - 1, LayoutError
-        )
+        position = check_int(position, f"position {position!r}", 0, self.n_tokens - 1, LayoutError)
         channel = self.channel[position]
         if self.channel_names is None or channel < 0:
             return None
@@ -265,10 +253,8 @@ class TokenLayout:
     def check_matches(self, n_tokens: int, what: str = "tensor") -> None:
         """Raise `LayoutError` unless ``n_tokens`` equals this layout's token count."""
         if n_tokens != self.n_tokens:
-            raise LayoutError(
-                f"{what} has {n_tokens} token positions but the layout has {self.n_tokens}; "
-                "was it made by another model or input shape?"
-            )
+            has = f"{what} has {n_tokens} token positions but the layout has {self.n_tokens}"
+            raise LayoutError(f"{has}; was it made by another model or input shape?")
 
     # ------------------------------------------------------------------ display
     def to_dict(self) -> dict[str, object]:
@@ -295,10 +281,8 @@ class TokenLayout:
     def from_dict(cls, data: object) -> TokenLayout:
         """Inverse of `to_dict`; anything else is a `LayoutError` saying what is expected."""
         if not isinstance(data, Mapping) or not {"group", "channel", "time"} <= set(data):
-            raise LayoutError(
-                "a layout must be a dict with lists 'group', 'channel' and 'time' (one entry per "
-                f"token) and optionally 'channel_names', got {describe(data)}"
-            )
+            lists = "lists 'group', 'channel', 'time' (one per token), optionally 'channel_names'"
+            raise LayoutError(f"a layout must be a dict with {lists}, got {describe(data)}")
         fields: dict[str, Any] = {  # JSON values: the fields check them
             key: value if key == "time_step" else tuple(value)
             for key, value in data.items()
@@ -370,10 +354,8 @@ def check_mask_shape(
             )
         else:
             accepted += f" or [batch or 1, n_heads or 1, {q}, {k}]"
-        raise LayoutError(
-            f"{what} has shape {given}, which does not broadcast to [batch={batch}, "
-            f"n_heads={heads}, {q}, {k}]; accepted: {accepted}"
-        )
+        bad = f"{what} has shape {given}, which does not broadcast to"
+        raise LayoutError(f"{bad} [batch={batch}, n_heads={heads}, {q}, {k}]; accepted: {accepted}")
 
 
 @checked
@@ -403,20 +385,16 @@ def checked_edge_masks(
     if not edge_masks:
         return {}
     if not isinstance(edge_masks, Mapping):
-        raise LayoutError(
-            f"{what} must be a dict {{layer: bool mask [..., query, key]}}, "
-            f"got {describe(edge_masks)}"
-        )
+        wanted = "a dict {layer: bool mask [..., query, key]}"
+        raise LayoutError(f"{what} must be {wanted}, got {describe(edge_masks)}")
     for layer, mask in edge_masks.items():
         check_int(
             layer, f"{what} key {layer!r} (a layer of {layers})", 0, n_layers - 1, LayoutError
         )
         shape = tuple(scores(layer))
         if getattr(mask, "dtype", None) != torch.bool or tuple(mask.shape[-2:]) != shape:
-            raise LayoutError(
-                f"{what}[{layer}] must be a bool tensor [..., {shape[0]}, {shape[1]}] over "
-                f"the whole layout, got {describe(mask)}"
-            )
+            whole = f"a bool tensor [..., {shape[0]}, {shape[1]}] over the whole layout"
+            raise LayoutError(f"{what}[{layer}] must be {whole}, got {describe(mask)}")
         warn_keyless_queries(mask, layer)
     return dict(edge_masks)
 

@@ -129,7 +129,6 @@ def study_models(models: Mapping[int, Any] | str | Path, subjects: Any = None) -
             check_window_range(np.asarray(getattr(data, field)), f"subject {subject}: its {field}")
     if subjects is None:
         return found
-    missing = sorted(set(subjects) - set(found))
-    if missing:
+    if missing := sorted(set(subjects) - set(found)):
         raise SpecError(f"subjects {missing} have no model; available: {sorted(found)}")
     return {s: found[s] for s in subjects}

@@ -71,8 +71,12 @@ HOOKS_ACCEPTED = (
     "model.run_with_hooks(fwd_hooks=...) takes"
 )
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-EXAMPLES = {"hook": "hooks/file.py:name", "modules": "models.py:build_modules"}
-"""How a reference of each study key looks (for messages)."""
+EXAMPLES = {
+    "hook": "'hooks/file.py:name' (a Python name)",
+    "modules": "'models.py:build_modules' (a Python name)",
+    "--modules": "FILE:FUNCTION, e.g. models.py:build_modules",
+}
+"""How a reference of each study key (or command-line option) looks (for messages)."""
 
 
 @dataclass(frozen=True)
@@ -130,32 +134,38 @@ def locate_code(ref: str, root: str | Path, *, key: str = "hook") -> CodeFile:
     ...
     emg_lens.errors.SpecError: hook '../evil.py:edges': '..' leaves the study's project...
     """
+    return _locate(ref, key, SpecError, Path(root).resolve())
+
+
+def _locate(ref: str, key: str, error: type[EmgLensError], base: Path | None = None) -> CodeFile:
+    """`locate_code` (confined to ``base``'s project) or, with no ``base``, `locate_argument`;
+    ``error`` naming ``key``."""
     path_text, sep, attr = ref.rpartition(":")
-    example = EXAMPLES.get(key, EXAMPLES["hook"])
     if not sep or not path_text or not attr.isidentifier():
-        raise SpecError(f"{key} {ref!r} must look like {example!r} (a Python name)")
-    base = Path(root).resolve()
+        raise error(f"{key} {ref!r} must look like {EXAMPLES.get(key, EXAMPLES['--modules'])}")
+    if base is None:  # typed on the command line by the user: any file
+        return _check_py_file(ref, Path(path_text).expanduser().resolve(), attr, key, error)
     project = project_root(base)
     where = f"the study's project {project} (the nearest folder above the study file holding "
     where += "pyproject.toml or .git, else the study file's folder)"
     pure = PurePosixPath(path_text.replace("\\", "/"))
     if pure.is_absolute() or PureWindowsPath(path_text).is_absolute():
-        raise SpecError(
-            f"{key} {ref!r}: absolute paths are refused; give a path relative to the study "
-            f"file's folder {base}, inside {where}"
-        )
+        raise SpecError(f"{key} {ref!r}: absolute paths are refused; give one relative to {base}")
     if not Path(os.path.normpath(base / pure)).is_relative_to(project):
         raise SpecError(f"{key} {ref!r}: '..' leaves {where}; code must live inside it")
     path = (base / pure).resolve()
     if not path.is_relative_to(project):
-        raise SpecError(
-            f"{key} {ref!r} resolves to {path}, outside {where} (through a link); code must "
-            "live inside it"
-        )
+        raise SpecError(f"{key} {ref!r} resolves to {path}, outside {where} (through a link)")
+    return _check_py_file(ref, path, attr, key, error)
+
+
+def _check_py_file(
+    ref: str, path: Path, attr: str, key: str, error: type[EmgLensError]
+) -> CodeFile:
     if path.suffix != ".py":
-        raise SpecError(f"{key} {ref!r} must name a .py file, got {path.name!r}")
+        raise error(f"{key} {ref!r} must name a .py file, got {path.name!r}")
     if not path.is_file():
-        raise SpecError(f"{key} file {path_text!r} not found: no {base / pure}")
+        raise error(f"{key} {ref!r}: file {ref.rpartition(':')[0]!r} not found: no {path}")
     return CodeFile(ref=ref, path=path, attr=attr, sha256=_sha256(path.read_bytes()), key=key)
 
 
@@ -172,17 +182,7 @@ def locate_argument(ref: str, option: str = "--modules") -> CodeFile:
     ...
     emg_lens.errors.ArgumentError: --modules 'models.py' must look like FILE:FUNCTION, e.g. ...
     """
-    path_text, sep, attr = ref.rpartition(":")
-    if not sep or not path_text or not attr.isidentifier():
-        raise ArgumentError(
-            f"{option} {ref!r} must look like FILE:FUNCTION, e.g. models.py:build_modules"
-        )
-    path = Path(path_text).expanduser().resolve()
-    if path.suffix != ".py":
-        raise ArgumentError(f"{option} {ref!r} must name a .py file, got {path.name!r}")
-    if not path.is_file():
-        raise ArgumentError(f"{option} {ref!r}: {path} is not a file")
-    return CodeFile(ref=ref, path=path, attr=attr, sha256=_sha256(path.read_bytes()), key=option)
+    return _locate(ref, option, ArgumentError)
 
 
 def describe_code(files: Iterable[CodeFile]) -> str:
@@ -239,33 +239,26 @@ def require_consent(files: list[CodeFile], *, allow_code: Any, runs: str = "this
     consent = consent_digests(allow_code)
     if isinstance(consent, frozenset):
         _refuse_other_bytes(files, consent, runs)
-        unused = sorted(consent - {f.sha256 for f in files})
-        if unused:
-            listed = describe_code(files) or "  (the study names no Python file)"
+        if unused := sorted(consent - {f.sha256 for f in files}):
             raise SpecError(
                 f"--allow-code {unused[0]} matches none of the study's files, which are:\n"
-                f"{listed}\nconsent to the digests `emg-lens study check` lists for this study"
+                f"{describe_code(files) or '  (none)'}\nconsent to the ones `study check` lists"
             )
     elif files and not consent:
-        n = len({f.path for f in files})
         raise SpecError(
-            f"{runs} runs Python code from {n} file{'s' * (n != 1)}; emg_lens runs such "
-            f"code only with consent:\n{describe_code(files)}\n{CONSENT_HINT}"
+            f"{runs} runs Python code from {len({f.path for f in files})} file(s), which emg_lens "
+            f"runs only with consent:\n{describe_code(files)}\n{CONSENT_HINT}"
         )
 
 
 def _refuse_other_bytes(
     files: list[CodeFile], consent: frozenset[str], runs: str = "this study"
 ) -> None:
-    other = [f for f in files if f.sha256 not in consent]
-    if other:
-        n = len({f.path for f in other})
+    if other := [f for f in files if f.sha256 not in consent]:
         raise SpecError(
-            f"consent was given to the file(s) with SHA-256 {', '.join(sorted(consent))}; "
-            f"{n} file{'s' * (n != 1)} of {runs} now hold{'s' * (n == 1)} other bytes "
-            f"(changed since they were listed, or never listed):\n{describe_code(other)}\n"
-            "nothing was run: look at them again with `emg-lens study check`, then consent to "
-            "the digests it lists"
+            f"consent was given to SHA-256 {', '.join(sorted(consent))}; these files of {runs} "
+            f"hold other bytes (changed, or never listed):\n{describe_code(other)}\nnothing was "
+            "run: look at them again with `emg-lens study check`, then consent to its digests"
         )
 
 
@@ -280,10 +273,7 @@ def load_code(code: CodeFile, *, allow_code: Any) -> Any:
         require_consent([code], allow_code=consent)
     source = code.path.read_bytes()
     if _sha256(source) != code.sha256:
-        raise SpecError(
-            f"{code.path} changed after it was listed for consent (sha256 now "
-            f"{_sha256(source)}, consented {code.sha256}); check it and run again"
-        )
+        raise SpecError(f"{code.path} changed after it was listed for consent: check it again")
     name = f"emg_lens_user_{code.path.stem}_{code.sha256[:12]}"
     module = types.ModuleType(name)
     module.__file__ = str(code.path)
@@ -337,7 +327,7 @@ def running_code(ref: str, doing: str) -> Iterator[None]:
     ...     raise SystemExit(3)
     Traceback (most recent call last):
     ...
-    emg_lens.errors.SpecError: hooks/mine.py:make raised SystemExit(3) while building its hooks; a study's code must return, never exit the process or fail: fix it, then run the study again
+    emg_lens.errors.SpecError: hooks/mine.py:make raised SystemExit(3) while building its hooks; a study's code must return, not exit or fail
     """  # noqa: E501
     try:
         yield
@@ -345,8 +335,7 @@ def running_code(ref: str, doing: str) -> Iterator[None]:
         raise
     except (Exception, SystemExit) as exc:
         raise SpecError(
-            f"{ref} raised {exc!r} while {doing}; a study's code must return, never exit the "
-            "process or fail: fix it, then run the study again"
+            f"{ref} raised {exc!r} while {doing}; a study's code must return, not exit or fail"
         ) from exc
 
 
@@ -399,12 +388,10 @@ def _builder_hint(needs: tuple[str, ...]) -> str:
     """What to add so that a checkpoint holding the user's modules ``needs`` loads."""
     returned = "{" + ", ".join(f'"{name}": module' for name in needs) + "}"
     return (
-        f"name a function of your own Python file that builds them, e.g. build_modules(info) -> "
-        f"{returned} in models.py (info: the checkpoint's config.json as a dict; modules of the "
-        "architecture the checkpoint was saved from, whose weights are then loaded from it): "
-        'add modules = "models.py:build_modules" to the study file (models.py in its folder or '
-        "below it), or give --modules models.py:build_modules to emg-lens discover, inspect, "
-        "export or evaluate; emg_lens runs it only with --allow-code (allow_code=True)"
+        f"write a function build_modules(info) -> {returned} in models.py (info: its config.json "
+        'as a dict), and add modules = "models.py:build_modules" to the study file (models.py '
+        "in its folder or below), or give --modules models.py:build_modules to emg-lens "
+        "discover, inspect, export or evaluate; it runs only with --allow-code (allow_code=True)"
     )
 
 
@@ -438,8 +425,7 @@ class ModuleBuilder:
         function = load_code(code, allow_code=allow_code)
         if not callable(function):
             raise SpecError(
-                f"{code.key} {code.ref} is {_a(function)}; it must name a function "
-                "build_modules(info) that returns the checkpoint's own modules by name"
+                f"{code.key} {code.ref} is {_a(function)}; it must name a function f(info)"
             )
         return cls(code, function)
 
@@ -504,8 +490,7 @@ def require_builder(checkpoints: Iterable[str | Path], builder: ModuleBuilder | 
         return
     for path in checkpoints:
         info = read_checkpoint_info(path)
-        needs = user_modules_of(info)
-        if needs:
+        if needs := user_modules_of(info):
             raise CheckpointError(
                 f"{path} holds a {info['model_class']} whose {' and '.join(needs)} are your "
                 "own modules, which its config.json cannot rebuild: " + _builder_hint(needs)
@@ -531,6 +516,5 @@ def load_model(
         if modules is None:  # no modules of the user's: the checkpoint's own error, as it is
             raise
         raise CheckpointError(
-            f"{exc}; the modules came from {origin}: it must build them with the architecture "
-            f"{path} was saved from"
+            f"{exc}; the modules came from {origin}: it must build the architecture saved"
         ) from exc

@@ -2,14 +2,14 @@
 them, that counts code lines, guard lines, ``raise`` sites and exception classes.
 
 A code line is a line with a token that is neither a comment nor part of a docstring. A guard
-line is a code line of a ``raise`` statement; of an ``if`` whose body only
-assigns and then raises (its test and its body; an ``elif`` too); of the assignments just
-before such an ``if`` or a ``raise`` whose names it reads and nothing after it does (a message
-built apart); or of a call to a check helper. A check helper is a
-function of the package named ``check``, ``check_*``, ``_check*``, ``require*``, ``_require*``,
-``refuse*`` or ``_refuse*`` whose body raises, itself or by calling another check helper
-(``check_int``, ``check_ints``, ``check_number``, ``check_bool`` ... of ``emg_lens.errors``;
-the list found is printed). Calls are matched by the name called (``self._check(...)`` too).
+line is a code line of a ``raise`` statement; of an ``if`` whose body only assigns and then
+raises (its test and its body; an ``elif`` too); of the assignments just before such an ``if``,
+a ``raise`` or a check helper's call whose names it reads and nothing after it does (a message
+built apart); or of a call to a check helper. A check helper is a function of the package named
+``check``, ``check_*``, ``_check*``, ``require*``, ``_require*``, ``refuse*`` or ``_refuse*``
+whose body raises, itself or by calling another check helper (``check_int``, ``check_ints``,
+``check_number``, ``check_bool`` ... of ``emg_lens.errors``; the list found is printed). Calls
+are matched by the name called (``self._check(...)`` too).
 
 An exception class is a class of the package with a builtin exception or another exception
 class of the package among its bases; for each, the ``raise`` statements and the ``except``
@@ -117,7 +117,7 @@ def guard_lines(tree: ast.Module, helpers: set[str]) -> set[int]:
         ):
             lines |= _lines(node)
         for block in _blocks(node):
-            lines |= _raising_ifs(block)
+            lines |= _raising_ifs(block, helpers)
     return lines
 
 
@@ -128,14 +128,17 @@ def _blocks(node: ast.AST) -> list[list[ast.stmt]]:
     return [b for b in blocks if b and isinstance(b[0], ast.stmt)]
 
 
-def _raising_ifs(block: list[ast.stmt]) -> set[int]:
+def _raising_ifs(block: list[ast.stmt], helpers: set[str]) -> set[int]:
     """In one statement list: each ``if`` whose body only assigns and then raises (its test and
-    body), and the assignments just before such an ``if`` or a ``raise`` whose names are read
-    there and nowhere after it (a message built apart is still the guard's)."""
+    body), and the assignments just before such an ``if``, a ``raise`` or a check helper's call
+    whose names are read there and nowhere after it (a message built apart is still the
+    guard's)."""
     lines: set[int] = set()
     for i, stmt in enumerate(block):
         raising = isinstance(stmt, ast.If) and _only_raises(stmt.body)
-        if not (raising or isinstance(stmt, ast.Raise)):
+        value = getattr(stmt, "value", None)
+        checking = isinstance(value, ast.Call) and _name(value.func) in helpers
+        if not (raising or checking or isinstance(stmt, ast.Raise)):
             continue
         lines |= _lines(stmt, stmt.body[-1] if raising else None)  # type: ignore[attr-defined]
         later = _names(ast.Module(body=block[i + 1 :], type_ignores=[]))

@@ -87,9 +87,8 @@ def _spec(args: argparse.Namespace) -> Any:
 
     if args.spec and args.name is not None:
         raise ArgumentError(
-            f"--name {args.name!r} names a study made from flags; {args.spec} names its own "
-            "study (its `name` key, which also picks the default --out folder): edit the file, "
-            "or give --out for another output folder"
+            f"--name {args.name!r} is for a study made from flags; {args.spec} names its own "
+            "(its `name` key, which picks the default --out): edit it, or give --out"
         )
     loaded = load_spec(args.spec, kind=DiscoverySpec.KIND) if args.spec else None
     base = (

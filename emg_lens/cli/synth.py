@@ -62,10 +62,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
     _check_numbers(args)
     if args.exercises is not None and args.format != "ninapro-db2":
-        raise ArgumentError(
-            f"--exercises applies to --format ninapro-db2 only, not {args.format} (whose "
-            "files hold what the dataset holds)"
-        )
+        raise ArgumentError(f"--exercises applies to --format ninapro-db2 only, not {args.format}")
     n_subjects = args.n_subjects
     if n_subjects is None:
         n_subjects = DEFAULT_SUBJECTS.get(args.format, 6)

@@ -286,14 +286,13 @@ def _fit_to_data(model: Any, n_channels: int, n_samples: int, args: argparse.Nam
     if not getattr(model, "head_tasks", ()) or have == (n_channels, n_samples):
         return model  # (finetune refuses a model without task heads, naming its class)
     data = args.windows or "the synthetic windows (--channels, --window)"
-    patch = model.cfg.token_samples
-    if n_samples % patch:
-        pretrained = f"the pretrained TinyMyo {args.checkpoint} ({have[0]} x {have[1]})"
-        cut = f"cuts each channel into patches of {patch} samples"
-        why = f"{pretrained} {cut} and {n_samples} is not a multiple of {patch}"
-        fix = f"use windows of a multiple of {patch} samples (emg-lens windows --window)"
-        shape = f"{n_channels} channels x {n_samples} samples"
-        raise ArgumentError(f"{data}: windows of {shape}, but {why}: {fix}")
+    if n_samples % (patch := model.cfg.token_samples):
+        raise ArgumentError(
+            f"{data}: windows of {n_channels} x {n_samples} samples, but the pretrained TinyMyo "
+            f"{args.checkpoint} ({have[0]} x {have[1]}) cuts each channel into patches of {patch} "
+            f"samples and {n_samples} is not a multiple of {patch}: use windows of a multiple of "
+            f"{patch} samples (emg-lens windows --window)"
+        )
     cfg = config_for_data(
         type(model), model.cfg, {"emg": n_channels}, model.cfg.n_classes, n_samples,
         channel_names=None,

@@ -96,9 +96,7 @@ def data_source(
         source["root"] = str(Path(root).resolve())
     stored = info.source_fields({"synthetic": synthetic, "exercises": exercises, **options})
     if unused := sorted(set(options) - set(stored)):
-        raise ArgumentError(
-            f"dataset {dataset!r} takes no {', '.join(unused)} (--dataset files does)"
-        )
+        raise ArgumentError(f"dataset {dataset!r} takes no {', '.join(unused)} (files does)")
     source.update(stored)
     return source
 
@@ -314,9 +312,8 @@ def _split_windows(
     missing = sorted(set(np.asarray(y)[in_test].tolist()) - set(np.asarray(y)[in_train].tolist()))
     if not in_train.any() or not in_test.any() or missing:
         raise DataFormatError(
-            f"{what}: needs labelled windows in repetitions {train} (train) and {test} (test), "
-            f"each test class in training; got {in_train.sum()} and {in_test.sum()}, test-only "
-            f"{missing}"
+            f"{what}: needs windows in repetitions {train} (train) and {test} (test), each test "
+            f"class in training; got {in_train.sum()} and {in_test.sum()}, test-only {missing}"
         )
     codes = np.searchsorted(classes, y)
     channels = X.shape[1]

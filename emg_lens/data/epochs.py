@@ -149,10 +149,8 @@ def _grouped(types: list[str], what: str) -> tuple[list[int], dict[str, int]]:
 
 def epoch_arrays(epochs: Any) -> EpochArrays:
     """What `SubjectData.from_epochs` needs from an ``mne.Epochs`` (see the module)."""
-    lacks = [
-        a for a in ("get_data", "events", "event_id", "ch_names", "info") if not hasattr(epochs, a)
-    ]
-    if lacks:
+    wanted = ("get_data", "events", "event_id", "ch_names", "info")
+    if lacks := [a for a in wanted if not hasattr(epochs, a)]:
         raise ArgumentError(
             f"epochs must be an mne.Epochs, got a {type(epochs).__name__} without {lacks}"
         )
@@ -205,8 +203,7 @@ def windows_arrays(parts: list[Any], split_by: str | None) -> tuple[EpochArrays,
             order = [held[i] for i in pick]  # the signal's channels; pick: the window's
         elif list(signal.ch_names) != names:
             raise DataFormatError(
-                f"one subject's recordings hold different channels: {names} and "
-                f"{list(signal.ch_names)}; accepted is one set"
+                f"a subject's recordings hold channels {names} and {signal.ch_names}"
             )
         value = None if split_by is None else part.description.get(split_by)
         if split_by is not None and value is None:
@@ -267,10 +264,7 @@ def windows_dataset_subjects(dataset: Any, column: str = "subject") -> dict[Any,
     ``column`` (its subject), in order of appearance."""
     parts = getattr(dataset, "datasets", None)
     if parts is None:
-        raise ArgumentError(
-            f"dataset must be a braindecode BaseConcatDataset of windows, got a "
-            f"{type(dataset).__name__}"
-        )
+        raise ArgumentError(f"dataset must be a braindecode BaseConcatDataset, not {type(dataset)}")
     subjects: dict[Any, list[Any]] = {}
     for part in parts:
         description = getattr(part, "description", None)

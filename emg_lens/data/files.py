@@ -74,7 +74,7 @@ class OpenFile:
         stop = self.n_samples if stop is None else stop
         if not (0 <= start <= stop <= self.n_samples):
             raise ArgumentError(
-                f"{self.path}: read({start}, {stop}) is outside 0..{self.n_samples} samples"
+                f"{self.path}: read({start}, {stop}) is outside 0..{self.n_samples}"
             )
         return stop
 
@@ -187,13 +187,11 @@ def files_under(root: str | Path, suffixes: Collection[str] | None = None) -> li
             wanted = suffixes is None or entry.suffix.lower() in suffixes
             if entry.is_symlink() and (wanted or entry.is_dir()):
                 target = entry.resolve()  # to nowhere, or out of root: a trial lost or foreign
-                where = (
-                    "which does not exist" if not target.exists() else f"outside the dataset {root}"
-                )
                 if not target.exists() or not target.is_relative_to(real_root):
+                    where = target.exists() and f"outside the dataset {root}"
                     raise DataFormatError(
-                        f"{entry}: a link to {target}, {where}: links are read to files inside "
-                        "the dataset folder only; remove the link, or copy the file in"
+                        f"{entry}: a link to {target}, {where or 'which does not exist'}: "
+                        "remove the link, or copy the file in"
                     )
             if entry.is_dir() and check_once(entry):
                 visit(entry)

@@ -348,7 +348,7 @@ def check_subject(
     >>> check_subject(data)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    emg_lens.errors.ArgumentError: subject 1's windows are preprocessed (filtered, ...
+    emg_lens.errors.ArgumentError: subject 1's windows are preprocessed: the check reads raw ...
     """
     if source is not None:
         placements = placements_of(source)
@@ -363,8 +363,7 @@ def check_subject(
     _refuse_preprocessed(data, "the check reads raw channels")
     montage = data.meta.get("placement")
     if not isinstance(montage, Montage):
-        raise ArgumentError(f"subject {data.subject} has no placement (meta['placement']); "
-                            f"{NO_PLACEMENT}")  # fmt: skip
+        raise ArgumentError(f"subject {data.subject} has no placement in meta; {NO_PLACEMENT}")
     maps = _maps(montage, data.X_train.shape[1], f"subject {data.subject}'s windows")
     train = [_joined(data.X_train, data.y_train, data.train_trials, data.rep_train == r)
              for r in np.unique(data.rep_train)]  # fmt: skip
@@ -391,8 +390,7 @@ def _joined(
 def _refuse_preprocessed(data: SubjectData, why: str) -> None:
     if "preprocess" in data.meta:
         raise ArgumentError(
-            f"subject {data.subject}'s windows are preprocessed (filtered, standardised per "
-            f"channel): {why}; pass the data source (source=) it was loaded from"
+            f"subject {data.subject}'s windows are preprocessed: {why}; pass the data source="
         )
 
 

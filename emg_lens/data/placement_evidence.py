@@ -121,10 +121,9 @@ class TrialSums:
                 count.append(float(rows.sum()))
                 total.append(rectified.sum(axis=0))
                 products.append(rectified.T @ rectified)
-            if group not in groups:  # fmt: skip
+            if group not in groups:  # the check differences consecutive samples
                 raise DataFormatError(
-                    f"repetition {group + 1} of the check holds no two "
-                    "consecutive samples of a trial, which it differences"
+                    f"repetition {group + 1} of the check has no two consecutive samples of a trial"
                 )
         return cls(
             np.asarray(classes), np.asarray(groups), np.asarray(count),

@@ -61,7 +61,7 @@ def window_labels(data: SubjectData, name: str, part: str = "test") -> np.ndarra
     >>> window_labels(data, "session")
     Traceback (most recent call last):
     ...
-    emg_lens.errors.ArgumentError: the windows carry no label 'session': accepted are 'gesture', 'repetition', 'trial', 'subject' (no window_labels in the data's meta)
+    emg_lens.errors.ArgumentError: the windows carry no label 'session': accepted are 'gesture', 'repetition', 'trial', 'subject' (no meta window_labels)
     """  # noqa: E501
     check_choice(part, list(PARTS), "part")
     y = np.asarray(data.y_train if part == "train" else data.y_test)
@@ -82,12 +82,8 @@ def window_labels(data: SubjectData, name: str, part: str = "test") -> np.ndarra
     if name == "subject":
         return np.full(len(y), data.subject)
     listed = ", ".join(repr(n) for n in dict.fromkeys([*BUILT_IN, *columns]))
-    where = (
-        f" (the data's meta has {sorted(columns)})"
-        if columns
-        else " (no window_labels in the data's meta)"
-    )
-    raise ArgumentError(f"the windows carry no label {name!r}: accepted are {listed}{where}")
+    where = f"the data's meta has {sorted(columns)}" if columns else "no meta window_labels"
+    raise ArgumentError(f"the windows carry no label {name!r}: accepted are {listed} ({where})")
 
 
 def with_window_labels(
@@ -198,9 +194,7 @@ def unpool(pooled: SubjectData) -> dict[int, SubjectData]:
     ([4, 7], 7.0, [0, 1])
     """
     if "subject" not in (pooled.meta.get(WINDOW_LABELS) or {}):
-        raise ArgumentError(
-            f"subject {pooled.subject} is no pooled subject: pool_subjects makes one"
-        )
+        raise ArgumentError(f"subject {pooled.subject} is no pooled subject (pool_subjects)")
     owners = {part: window_labels(pooled, "subject", part) for part in PARTS}
     columns = {n: v for n, v in pooled.meta[WINDOW_LABELS].items() if n != "subject"}
     subjects = {}

@@ -317,10 +317,7 @@ def _held_out(
             )
         held[test.nonzero()[0] if mask else test] = True
         if len(split := np.intersect1d(trials[held], trials[~held])):
-            raise DataFormatError(
-                f"test splits {unit} {int(split[0])}: its windows are on both sides; hold out "
-                f"whole {unit}s (the windows of one {unit} share its noise)"
-            )
+            raise DataFormatError(f"test splits {unit} {int(split[0])}: hold out whole {unit}s")
     else:
         check_number(fraction, "test_fraction", "a number between 0 and 1", lambda f: 0 < f < 1)
         held = np.zeros(n, bool)
@@ -379,8 +376,8 @@ def check_window_range(X: np.ndarray, field: str) -> None:
     Traceback (most recent call last):
     ...
     emg_lens.errors.InputShapeError: subject 2: its X_train holds values up to 1e+200 in \
-magnitude; windows are read within float32's range (|x| <= 3.4e+38), as a model reads them and \
-the feature baseline squares them: rescale or clean them
+magnitude, beyond float32's range (|x| <= 3.4e+38) that models and the feature baseline read: \
+rescale or clean them
     """
     if X.dtype.kind != "f" or X.dtype.itemsize <= 4:
         return
@@ -388,9 +385,8 @@ the feature baseline squares them: rescale or clean them
     if over.any():
         top = float(np.abs(X[over]).max())
         raise InputShapeError(
-            f"{field} holds values up to {top:.3g} in magnitude; windows are read within "
-            f"float32's range (|x| <= {WINDOW_LIMIT:.2g}), as a model reads them and the feature "
-            "baseline squares them: rescale or clean them"
+            f"{field} holds values up to {top:.3g} in magnitude, beyond float32's range (|x| <= "
+            f"{WINDOW_LIMIT:.2g}) that models and the feature baseline read: rescale or clean them"
         )
 
 
@@ -549,8 +545,7 @@ def prepare_subject(recording: Recording, spec: PreprocessSpec = PreprocessSpec(
     if len(classes) < 2 or missing or not test.any():
         raise DataFormatError(
             f"{recording.source}: repetitions {sorted(wanted)} hold gestures {classes}, {missing} "
-            f"without training windows, and {test.sum()} test windows: a classifier needs 2 or "
-            "more, each in training, and test windows. Does each repetition hold every gesture?"
+            f"without training windows, {test.sum()} test windows; need 2+ gestures, each trained"
         )
     X_train, X_test = X[train], X[test]
     if spec.standardize:

@@ -63,7 +63,7 @@ class Recording:
         for name, x in self.signals.items():
             if x.ndim != 2:
                 raise DataFormatError(
-                    f"{self.source}: signal {name!r} must be [time, channels], got shape {x.shape}"
+                    f"{self.source}: {name!r} must be [time, channels], not {x.shape}"
                 )
             if not np.isfinite(x).all():
                 bad = int((~np.isfinite(x)).sum())

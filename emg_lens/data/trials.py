@@ -139,8 +139,7 @@ def _given_ids(y: np.ndarray, given: Any, one_class: bool) -> np.ndarray:
     if given.shape != y.shape or (len(given) and not np.issubdtype(given.dtype, np.integer)):
         raise ArgumentError(
             f"trial units 'given' and 'recording' need given=, an integer trial per window: "
-            f"{len(y)} windows, got {describe(given)} (a subset without its trials? select_test "
-            "keeps them)"
+            f"{len(y)} windows, got {describe(given)} (select_test keeps them)"
         )
     if len(y) == 0:
         return np.arange(0)

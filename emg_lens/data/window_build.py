@@ -155,9 +155,9 @@ def build_window_store(
             longest = max((_length_at(r, spec.sample_rate) for r in recordings()), default=0)
             if longest < spec.window:
                 raise _no_window(source, None, spec, longest, "recording") from exc
+            reps = repetitions["train_repetitions"]
             raise DataFormatError(
-                f"{source}: no window's centre lies in the training repetitions the z-score is "
-                f"fitted on, {repetitions['train_repetitions']}: choose --train-repetitions"
+                f"{source}: no window in training repetitions {reps}: choose --train-repetitions"
             ) from exc
 
     def batches() -> Iterator[WindowBatch]:
@@ -183,8 +183,7 @@ def build_window_store(
                 raise _no_window(source, split, spec, longest, "recording")
             reps = repetitions[f"{split}_repetitions"]
             raise DataFormatError(
-                f"{source}: no {split} window: none lies in the {split} repetitions {reps}; "
-                f"choose --{split}-repetitions among those that hold them, {sorted(held)}"
+                f"{source}: no {split} window in repetitions {reps}; choose among {sorted(held)}"
             )
 
     return write_window_store(
@@ -245,12 +244,9 @@ def _build_downstream(
             if counts[code]:
                 continue
             if code not in longest:  # no selected subject has data of this split
-                others = [n for n, c in zip(names, keep) if counts[c]]
-                shown = f"{chosen[:10]}{' ...' if len(chosen) > 10 else ''}"
-                leave = f", or leave {name} out: --split {' '.join(others)}" if others else ""
                 raise DataFormatError(
-                    f"{source}: the {name} split has no window: none of the subjects {shown} "
-                    f"has {name} data ({task.split_rule}); select subjects of every split{leave}"
+                    f"{source}: the {name} split has no window: no subject of {chosen[:10]} has "
+                    f"{name} data ({task.split_rule}); select subjects of every split"
                 )
             raise _no_window(source, name, spec, longest[code], task.unit)
 
@@ -321,10 +317,7 @@ def _refuse_inapplicable(info: Any, args: dict[str, Any]) -> None:
         "downstream": (thesis, list(DOWNSTREAM_DATASETS)),
     }
     if ignored := [n for n, (takes, _) in applies.items() if args[n] is not None and not takes]:
-        raise ArgumentError(
-            f"{', '.join(ignored)} does not apply to source {info.name!r} (it applies to "
-            f"{applies[ignored[0]][1]})"
-        )
+        raise ArgumentError(f"{ignored} do not apply to {info.name!r}: {applies[ignored[0]][1]}")
 
 
 def _chosen_subjects(

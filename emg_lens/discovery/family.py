@@ -41,8 +41,6 @@ from emg_lens.errors import (
     ArgumentError,
     LayoutError,
     SpecError,
-    check_int,
-    check_type,
     checked,
 )
 from emg_lens.inputs import check_model
@@ -191,8 +189,10 @@ def check_family(model: Any, family: Sequence[Candidate]) -> list[Candidate]:
     if not family:
         raise ArgumentError("the candidate family is empty: give at least one edge set")
     for i, c in enumerate(family):
-        check_type(c, Candidate, f"family[{i}]")
-        check_int(c.layer, f"family[{i}] ({c.label}).layer", 0, model.cfg.n_layers - 1)
+        if not isinstance(c, Candidate) or not 0 <= c.layer < model.cfg.n_layers:
+            got = f"{c.label} in layer {c.layer}" if isinstance(c, Candidate) else type(c).__name__
+            layers = f"0..{model.cfg.n_layers - 1}"
+            raise ArgumentError(f"family[{i}] must be a Candidate of layers {layers}, got {got}")
         missing = sorted(c.edges.groups() - set(model.layout.groups))
         if missing:
             groups = f"this layout has {model.layout.groups}"

@@ -15,8 +15,9 @@ from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError, SpecError, check_bool, check_int
 from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.validate import (
+    check_list,
     check_modules,
-    check_positive,
+    check_spec_int,
     check_string,
     check_subjects,
     require_strings,
@@ -33,7 +34,7 @@ class DiscoverySpec(Spec):
     >>> DiscoverySpec.from_dict({"name": "c", "models": "demo", "metric": "accuracy"})
     Traceback (most recent call last):
     ...
-    emg_lens.errors.SpecError: metric: metric = 'accuracy' is not differentiable (screening linearises the metric; the accuracy effect is reported beside it): use 'margin' (the true class's logit margin: correct when > 0) or 'logprob'
+    emg_lens.errors.SpecError: metric = 'accuracy' is not differentiable (screening linearises the metric; the accuracy effect is reported beside it): use 'margin' (the true class's logit margin: correct when > 0) or 'logprob'
     >>> DiscoverySpec.from_dict({"name": "c", "models": "demo"}).with_changes(tau=0.1).tau
     0.1
     """  # noqa: E501
@@ -77,28 +78,20 @@ class DiscoverySpec(Spec):
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
         require_strings(data, ("models",))
-        try:
+        try:  # discover's and screen's own checks; each message names its key
             metric = check_metric(data.get("metric", "margin"))
             tau = check_tau(data.get("tau", 0.05))
-        except ArgumentError as exc:
-            raise SpecError(f"{'tau' if 'tau' in str(exc) else 'metric'}: {exc}") from exc
-        try:
             method = check_method(data.get("method", "greedy"))
+            screen, ig_steps = data.get("screen", "plain"), data.get("ig_steps", IG_STEPS)
+            estimator, ig_steps = check_estimator(screen, ig_steps)
         except ArgumentError as exc:
-            raise SpecError(f"method: {exc}") from exc
-        try:
-            estimator, ig_steps = check_estimator(
-                data.get("screen", "plain"), data.get("ig_steps", IG_STEPS)
-            )
-        except ArgumentError as exc:
-            raise SpecError(f"{'ig_steps' if 'ig_steps' in str(exc) else 'screen'}: {exc}") from exc
+            raise SpecError(str(exc)) from exc
         if estimator != "ig" and "ig_steps" in data:
             why = f"the {estimator} screen takes none: remove it, or set screen = 'ig'"
             raise SpecError(f"ig_steps = {data['ig_steps']!r} is for screen = 'ig'; {why}")
         per_head = check_bool(data.get("per_head", True), "per_head", SpecError)
         subjects = data.get("subjects")
         return {
-            "name": data["name"],
             "models": data["models"],
             "metric": metric,
             "return_type": check_string(data.get("return_type", "logits"), "return_type"),
@@ -106,7 +99,7 @@ class DiscoverySpec(Spec):
             "method": method,
             "screen": estimator,
             "ig_steps": ig_steps,
-            "verify_top": check_positive(data.get("verify_top", 10), "verify_top"),
+            "verify_top": check_spec_int(data.get("verify_top", 10), "verify_top"),
             "verify_sample": check_int(
                 data.get("verify_sample", MISS_SAMPLE), "verify_sample", error=SpecError
             ),
@@ -114,7 +107,6 @@ class DiscoverySpec(Spec):
             "per_head": per_head,
             "resamples": check_int(data.get("resamples", 0), "resamples", error=SpecError),
             "subjects": None if subjects is None else check_subjects(subjects, "subjects"),
-            "description": check_string(data.get("description"), "description (free text)") or "",
             "modules": check_modules(data.get("modules")),
         }
 
@@ -135,11 +127,9 @@ class DiscoverySpec(Spec):
 def _family(value: Any) -> tuple[str, ...] | None:
     if value == "default":
         return None
-    if not isinstance(value, list) or not value:
-        accepted = "'default' or a non-empty list of edge expressions"
-        raise SpecError(f"family must be {accepted}, got {value!r}")
     out = []
-    for i, expr in enumerate(value):
+    accepted = "'default' or a non-empty list of edge expressions"
+    for i, expr in enumerate(check_list(value, "family", accepted)):
         try:
             out.append(str(parse(check_string(expr, f"family[{i}] (an edge expression)"))))
         except SpecError as exc:

@@ -8,6 +8,7 @@ precedence allows.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -15,7 +16,7 @@ from typing import ClassVar
 import torch
 from jaxtyping import Bool
 
-from emg_lens.errors import ArgumentError, LayoutError, check_int, check_type, checked
+from emg_lens.errors import ArgumentError, LayoutError, check_int, checked, describe
 from emg_lens.layout import CLS, TokenLayout
 
 # A partial mask: ``[query_pos, key_pos]`` for head-independent selectors, ``[head, 1, 1]``
@@ -67,16 +68,13 @@ class CompileContext:
 
     def group_index(self, group: str, selector: EdgeSet) -> int:
         if group not in self.groups:
-            raise LayoutError(
-                f"edge set {selector} names token group {group!r}; the layout has {self.groups}"
-            )
+            has = f"token group {group!r}; the layout has {self.groups}"
+            raise LayoutError(f"edge set {selector} names {has}")
         return self.groups.index(group)
 
     def require_cls(self, selector: EdgeSet) -> None:
         if CLS not in self.groups:
-            raise LayoutError(
-                f"edge set {selector} needs a CLS token; the layout has {self.groups}"
-            )
+            raise LayoutError(f"edge set {selector} needs a CLS token; its groups: {self.groups}")
 
     def times(self, selector: EdgeSet, distinct: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """``time_q`` ``[query, 1]`` and ``time_k`` ``[1, key]`` (-1: a token without time),
@@ -87,11 +85,10 @@ class CompileContext:
         untimed = [what for what, side in sides if max(side.time) < 0]
         if untimed or len(times) < distinct:
             why = f"its {untimed[0]} tokens have no time" if untimed else f"all at {min(times)}"
+            layout = f"this layout ({self.layout.describe_sides()}, groups {self.groups})"
             raise LayoutError(
-                f"edge set {selector} reads the tokens' order in time, which this layout "
-                f"({self.layout.describe_sides()}, groups {self.groups}) lacks: {why}; it needs "
-                "tokens ordered in time (TokenLayout.time >= 0): a channel's patches (n_patches "
-                "> 1, patch_samples) or time slices (braindecode's EEGConformer, CTNet, BENDR)"
+                f"edge set {selector} reads the tokens' order in time, which {layout} lacks: {why}"
+                "; it needs tokens at times >= 0: a channel's patches (n_patches > 1), time slices"
             )
         return self.time_q, self.time_k
 
@@ -108,7 +105,7 @@ class CompileContext:
 
 # ============================================================================ base class
 @checked
-class EdgeSet:
+class EdgeSet(abc.ABC):
     """A set of attention edges (head, query token, key token); see `emg_lens.edges`.
 
     Build one with the selector functions (`unimodal`, `within`, `heads`, ...) and the
@@ -140,10 +137,8 @@ class EdgeSet:
         return EdgeComplement(self)
 
     def __bool__(self) -> bool:
-        raise TypeError(
-            f"the truth value of an edge set ({self}) is ambiguous: combine edge sets with "
-            "| & - ~, not `or`, `and`, `not`; compare with == or `is None`"
-        )
+        use = "combine edge sets with | & - ~, not `or`, `and`, `not`; compare with == or `is None`"
+        raise TypeError(f"the truth value of an edge set ({self}) is ambiguous: {use}")
 
     def on_heads(self, *indices: int | Iterable[int]) -> EdgeSet:
         """These edges on the given heads only: ``self & heads(*indices)``.
@@ -189,7 +184,10 @@ class EdgeSet:
         ...
         emg_lens.errors.LayoutError: edge set within(acc) names token group 'acc'; the layout has ('emg',)
         """  # noqa: E501
-        check_type(layout, TokenLayout, "EdgeSet.compile(layout), e.g. model.layout,")
+        if not isinstance(layout, TokenLayout):
+            raise ArgumentError(
+                f"EdgeSet.compile takes a TokenLayout (model.layout), got {describe(layout)}"
+            )
         n_heads = check_int(n_heads, "n_heads", minimum=1)
         if layer is not None:
             layer = check_int(layer, "layer")
@@ -233,12 +231,9 @@ class EdgeSet:
         emg_lens.errors.LayoutError: edge set cross_modal & layers(5) names layer(s) [5], but the model has n_layers=2 (valid indices 0..1)
         """  # noqa: E501
         n_layers = check_int(n_layers, "n_layers", minimum=1)
-        bad = sorted(i for i in self.layer_indices() if i >= n_layers)
-        if bad:
-            raise LayoutError(
-                f"edge set {self} names layer(s) {bad}, but the model has n_layers={n_layers} "
-                f"(valid indices 0..{n_layers - 1})"
-            )
+        if bad := sorted(i for i in self.layer_indices() if i >= n_layers):
+            valid = f"n_layers={n_layers} (valid indices 0..{n_layers - 1})"
+            raise LayoutError(f"edge set {self} names layer(s) {bad}, but the model has {valid}")
 
     def layer_indices(self) -> set[int]:
         """The blocks the expression names (`layers`); empty when its mask is the same in
@@ -250,8 +245,8 @@ class EdgeSet:
         """
         return set()
 
-    def _mask(self, ctx: CompileContext) -> PartialMask:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _mask(self, ctx: CompileContext) -> PartialMask: ...
 
     def groups(self) -> set[str]:
         """The token groups this expression names (``"cls"`` for `to_cls` and `from_cls`),
@@ -264,8 +259,8 @@ class EdgeSet:
         return set()
 
     # ------------------------------------------------------------------ string form
-    def __str__(self) -> str:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def __str__(self) -> str: ...
 
     def __repr__(self) -> str:
         return f"EdgeSet({str(self)!r})"
@@ -370,9 +365,7 @@ class _Indices(EdgeSet):
         name = f"{self._what}s"  # indices: a tuple, as `of` (the one door) makes them
         indices = tuple(sorted({check_int(i, f"a {self._what} index") for i in self.indices}))
         if not indices:
-            raise ArgumentError(
-                f"{name}(...) needs at least one {self._what} index, e.g. {name}(0)"
-            )
+            raise ArgumentError(f"{name}() needs at least one {self._what} index, e.g. {name}(0)")
         object.__setattr__(self, "indices", indices)
 
     def __str__(self) -> str:
@@ -387,10 +380,9 @@ class Layers(_Indices):
 
     def _mask(self, ctx: CompileContext) -> PartialMask:
         if ctx.layer is None:
+            fix = "compile it with layer=... or compile_layers, or where the layer is known"
             raise LayoutError(
-                f"edge set {self} names blocks, so its mask depends on the layer: compile it "
-                "with layer=... (or compile_layers), or apply it where the layer is known "
-                "(a study, model(x, edge_masks=compile_edges(...)), a masking hook)"
+                f"edge set {self} names blocks, so its mask depends on the layer: {fix}"
             )
         return ctx.constant(ctx.layer in self.indices)
 
@@ -405,12 +397,9 @@ class Heads(_Indices):
     _what: ClassVar[str] = "head"
 
     def _mask(self, ctx: CompileContext) -> PartialMask:
-        bad = [i for i in self.indices if i >= ctx.n_heads]
-        if bad:
-            raise LayoutError(
-                f"edge set {self} names head(s) {bad}, but the model has n_heads={ctx.n_heads} "
-                f"(valid indices 0..{ctx.n_heads - 1})"
-            )
+        if bad := [i for i in self.indices if i >= ctx.n_heads]:
+            valid = f"n_heads={ctx.n_heads} (valid indices 0..{ctx.n_heads - 1})"
+            raise LayoutError(f"edge set {self} names head(s) {bad}, but the model has {valid}")
         on = torch.zeros(ctx.n_heads, dtype=torch.bool, device=ctx.device)
         on[list(self.indices)] = True
         return on[:, None, None]

@@ -28,10 +28,8 @@ def _check_name(name: Any, what: str) -> str:
     is an identifier, else quoted, so it holds no newline and not both quote characters)."""
     writable = isinstance(name, str) and "\n" not in name and not {"'", '"'} <= set(name)
     if not writable or not name.strip():
-        raise ArgumentError(
-            f"{what} must be a channel or region name: a non-empty string without a newline or "
-            f"both quote characters (such as 'C3' or 'frontal'), got {name!r}"
-        )
+        text = "a non-empty string without a newline or both quote characters (e.g. 'C3')"
+        raise ArgumentError(f"{what} must be a channel or region name: {text}, got {name!r}")
     return name.strip()
 
 
@@ -46,10 +44,8 @@ def _check_region(
     elif isinstance(region, Iterable) and not isinstance(region, Mapping):
         names = list(region)
     else:
-        raise ArgumentError(
-            f"{what} must be a region: a name such as 'frontal', 'left' or 'C3', names joined "
-            f"with '+' ('C3+Cz+C4'), or a list of names; got {region!r}"
-        )
+        forms = "a name ('frontal', 'left', 'C3'), names joined with '+' ('C3+Cz+C4') or a list"
+        raise ArgumentError(f"{what} must be a region: {forms}; got {region!r}")
     own = _check_own_regions(regions, what)
     out: set[str] = set()
     for name in names:
@@ -64,10 +60,8 @@ def _check_own_regions(regions: Any, what: str) -> dict[str, tuple[str, ...]]:
     if regions is None:
         return {}
     if not isinstance(regions, Mapping):
-        raise ArgumentError(
-            f"{what}: regions must be a dict of region name -> channel names, e.g. "
-            f'{{"motor": ["C3", "Cz", "C4"]}}, got {regions!r}'
-        )
+        wanted = 'a dict of region name -> channel names, e.g. {"motor": ["C3", "Cz", "C4"]}'
+        raise ArgumentError(f"{what}: regions must be {wanted}, got {regions!r}")
     out = {}
     for key, channels in regions.items():
         key = _check_name(key, f"{what}: a regions key")
@@ -76,10 +70,8 @@ def _check_own_regions(regions: Any, what: str) -> dict[str, tuple[str, ...]]:
             tuple(_check_name(c, f"{what}: regions[{key!r}]") for c in channels) if listed else ()
         )
         if not names:
-            raise ArgumentError(
-                f"{what}: regions[{key!r}] must be a list of one or more channel names, got "
-                f"{channels!r}"
-            )
+            wanted = "a list of one or more channel names"
+            raise ArgumentError(f"{what}: regions[{key!r}] must be {wanted}, got {channels!r}")
         out[key] = names
     return out
 
@@ -100,9 +92,8 @@ def _layout_names(ctx: CompileContext, selector: EdgeSet) -> tuple[str, ...]:
     names = ctx.layout.channel_names
     if names is None:
         raise LayoutError(
-            f"edge set {selector} names channels or scalp regions, but this layout has no "
-            "channel names: set EncoderConfig.channel_names (one per input channel) or "
-            "TokenLayout.channel_tokens(..., channel_names=...)"
+            f"edge set {selector} names channels, but this layout has no channel names: set "
+            "EncoderConfig.channel_names or TokenLayout.channel_tokens(..., channel_names=...)"
         )
     return names
 
@@ -142,11 +133,9 @@ def _channel(term: str, names: tuple[str, ...], selector: EdgeSet) -> str:
     folded = [n for n in names if n.casefold() == term.casefold()]
     if len(folded) == 1:
         return folded[0]
-    raise LayoutError(
-        f"edge set {selector} names {term!r}, which is not a channel of this layout"
-        + ("" if isinstance(selector, Channels) else f" nor a region ({', '.join(REGIONS)})")
-        + f"; its channels are {_shown(names)}"
-    )
+    region = "" if isinstance(selector, Channels) else f" nor a region ({', '.join(REGIONS)})"
+    unknown = f"edge set {selector} names {term!r}, which is not a channel of this layout{region}"
+    raise LayoutError(f"{unknown}; its channels are {_shown(names)}")
 
 
 def _placed(selector: EdgeSet, fn: Any, *args: Any) -> Any:
@@ -175,24 +164,19 @@ def _region_members(
         else:
             chosen = (_channel(term, names, selector),)
         if not chosen:
-            raise LayoutError(
-                f"edge set {selector} names region {term!r}, which holds none of this layout's "
-                f"channels ({_shown(names)})"
-            )
+            holds = f"which holds none of this layout's channels ({_shown(names)})"
+            raise LayoutError(f"edge set {selector} names region {term!r}, {holds}")
         term_member = torch.zeros_like(member)
         term_member[[names.index(c) for c in chosen]] = True
         if not term_member[channel_ids].any():
-            raise LayoutError(
-                f"edge set {selector} names {term!r}, but no token of this layout embeds its "
-                "channels (tokens that embed no single channel, such as CLS and the fusion "
-                "models' tubelets, have none)"
-            )
+            embeds = "no token of this layout embeds its channels (CLS and tubelets embed none)"
+            raise LayoutError(f"edge set {selector} names {term!r}, but {embeds}")
         member |= term_member
     return member[channel_ids]
 
 
 # ============================================================================ selector classes
-class _WithinMembers(EdgeSet, abc.ABC):
+class _WithinMembers(EdgeSet):
     """Edges whose query and key are both members: tokens that embed a channel the selector
     names (`_members`)."""
 

@@ -25,6 +25,12 @@ class _Param:
     kind: str  # "group", "int", "number", "flag", "ints" (any number of ints), "region", "names"
     default: Any = None  # None: required
 
+    def __str__(self) -> str:  # as the selector's signature writes it
+        if self.kind in _VARIADIC:
+            return f"{self.name},..."
+        plain = self.kind == _FLAG or self.default is None
+        return self.name if plain else f"{self.name}={self.default}"
+
 
 @dataclass(frozen=True)
 class _Selector:
@@ -34,19 +40,7 @@ class _Selector:
 
     @property
     def signature(self) -> str:
-        if not self.params:
-            return self.name
-        parts = []
-        for p in self.params:
-            if p.kind == "flag":
-                parts.append(p.name)
-            elif p.kind in _VARIADIC:
-                parts.append(f"{p.name},...")
-            elif p.default is None:
-                parts.append(p.name)
-            else:
-                parts.append(f"{p.name}={p.default}")
-        return f"{self.name}({','.join(parts)})"
+        return f"{self.name}({','.join(map(str, self.params))})" if self.params else self.name
 
 
 _GROUP, _INT, _FLAG, _INTS, _REGION, _NAMES = "group", "int", "flag", "ints", "region", "names"
@@ -188,12 +182,12 @@ class _Parser:
     def fail_at(self, tok: _Token, message: str, expected: str) -> SpecError:
         return self.fail(message, tok.start, tok.end, expected)
 
-    def take(self, kinds: tuple[str, ...], where: str, expected: str) -> _Token:
-        """The next token, which must be of one of ``kinds``: else ``unexpected <it> <where>``
-        at it, ``expected`` shown."""
+    def require(self, accepts: tuple[str, ...], where: str, expected: str) -> _Token:
+        """The next token, which must be of one of the kinds, or one of the punctuation marks,
+        ``accepts`` names: else ``unexpected <it> <where>`` at it, ``expected`` shown."""
         tok = self.advance()
-        if tok.kind not in kinds:
-            raise self.fail_at(tok, f"unexpected {tok.describe()} {where}", expected)
+        if tok.kind not in accepts and not (tok.kind == "punct" and tok.text in accepts):
+            raise self.fail_at(tok, f"unexpected {tok.describe()} {where}".rstrip(), expected)
         return tok
 
     # ------------------------------------------------------------------ grammar
@@ -201,9 +195,7 @@ class _Parser:
         if self.peek().kind == "end":
             raise self.fail_at(self.peek(), "the expression is empty", _EXPECT_OPERAND)
         result = self.expression()
-        tok = self.peek()
-        if tok.kind != "end":
-            raise self.fail_at(tok, f"unexpected {tok.describe()}", _EXPECT_OPERATOR)
+        self.require(("end",), "", _EXPECT_OPERATOR)
         return result
 
     def expression(self) -> EdgeSet:
@@ -227,15 +219,8 @@ class _Parser:
             return ~self.factor()
         if tok.kind == "punct" and tok.text == "(":
             inner = self.expression()
-            close = self.peek()
-            if not self.at(")"):
-                raise self.fail_at(
-                    close,
-                    f"unexpected {close.describe()} inside the '(' opened at column "
-                    f"{tok.start + 1}",
-                    f"')' or {_OPERATORS}",
-                )
-            self.advance()
+            opened = f"inside the '(' opened at column {tok.start + 1}"
+            self.require((")",), opened, f"')' or {_OPERATORS}")
             return inner
         if tok.kind == "name":
             return self.selector(tok)
@@ -247,11 +232,8 @@ class _Parser:
         if sel is None:
             close = difflib.get_close_matches(name_tok.text, list(_SELECTORS), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise self.fail_at(
-                name_tok,
-                f"unknown selector {name_tok.text!r}{hint}",
-                f"a selector: {_KNOWN_SELECTORS}",
-            )
+            unknown = f"unknown selector {name_tok.text!r}{hint}"
+            raise self.fail_at(name_tok, unknown, f"a selector: {_KNOWN_SELECTORS}")
         positional, keywords, end = self.arguments(sel, name_tok)
         args, kwargs = self.bind(sel, name_tok, positional, keywords, end)
         try:
@@ -261,12 +243,12 @@ class _Parser:
 
     def arguments(
         self, sel: _Selector, name_tok: _Token
-    ) -> tuple[list[_Token], dict[str, tuple[_Token, _Token]], int]:
+    ) -> tuple[list[_Token], list[tuple[_Token, _Token]], int]:
         """The optional ``(...)`` after a selector's name, not yet checked against its
         parameters: the positional tokens, the keyword (name, value) tokens, and the offset
         where the selector ends."""
         positional: list[_Token] = []
-        keywords: dict[str, tuple[_Token, _Token]] = {}
+        keywords: list[tuple[_Token, _Token]] = []
         if not self.at("("):
             return positional, keywords, name_tok.end
         open_tok = self.advance()
@@ -274,32 +256,20 @@ class _Parser:
             return positional, keywords, self.advance().end
         where, expected = f"in the arguments of {sel.name}", f"the arguments of {sel.signature}"
         while True:
-            arg = self.take(_ARGUMENT, where, expected)
+            arg = self.require(_ARGUMENT, where, expected)
             if arg.kind == "name" and self.at("="):
                 self.advance()
                 value_expected = f"a value for {arg.text} in {sel.signature}"
-                value = self.take(_ARGUMENT, f"after '{arg.text}='", value_expected)
-                if arg.text in keywords:
-                    raise self.fail_at(arg, f"{sel.name} got {arg.text!r} twice", sel.signature)
-                keywords[arg.text] = (arg, self.union(value, sel))
+                value = self.require(_ARGUMENT, f"after '{arg.text}='", value_expected)
+                keywords.append((arg, self.union(value, sel)))
             elif keywords:
-                raise self.fail_at(
-                    arg,
-                    "a positional argument follows a keyword argument",
-                    f"the arguments of {sel.signature}",
-                )
+                raise self.fail_at(arg, "positional argument follows keyword argument", expected)
             else:
                 positional.append(self.union(arg, sel))
-            sep = self.advance()
-            if sep.kind == "punct" and sep.text == ")":
+            opened = f"{where}, whose '(' is at column {open_tok.start + 1}"
+            sep = self.require((",", ")"), opened, f"',' or ')' (the form is {sel.signature})")
+            if sep.text == ")":
                 return positional, keywords, sep.end
-            if not (sep.kind == "punct" and sep.text == ","):
-                raise self.fail_at(
-                    sep,
-                    f"unexpected {sep.describe()} in the arguments of {sel.name}, "
-                    f"whose '(' is at column {open_tok.start + 1}",
-                    f"',' or ')' (the form is {sel.signature})",
-                )
 
     def union(self, first: _Token, sel: _Selector) -> _Token:
         """``first`` and the names joined to it with ``+`` (a region: ``C3+Cz+C4``) as one
@@ -310,7 +280,7 @@ class _Parser:
         while self.at("+"):
             self.advance()
             expected = f"a channel or region name (C3, frontal, 'EEG Fp1') in {sel.signature}"
-            parts.append(self.take(("name", "string"), "after '+'", expected))
+            parts.append(self.require(("name", "string"), "after '+'", expected))
         text = self.expr[first.start : parts[-1].end]
         return _Token("union", text, first.start, tuple(parts))
 
@@ -319,63 +289,42 @@ class _Parser:
         sel: _Selector,
         name_tok: _Token,
         positional: list[_Token],
-        keywords: dict[str, tuple[_Token, _Token]],
+        keywords: list[tuple[_Token, _Token]],
         end: int,
     ) -> tuple[list[Any], dict[str, Any]]:
         """Check the arguments against ``sel.params``: positional and keyword values."""
         params = {p.name: p for p in sel.params}
         if sel.params and sel.params[0].kind in _VARIADIC:
             if keywords:
-                key_tok, _ = next(iter(keywords.values()))
-                raise self.fail_at(key_tok, f"{sel.name} takes no keyword", sel.signature)
-            if not positional:
-                what = "head index" if sel.params[0].kind == _INTS else "channel name"
-                raise self.fail(
-                    f"{sel.name} needs at least one {what}", name_tok.start, end, sel.signature
-                )
+                raise self.fail_at(keywords[0][0], f"{sel.name} takes no keyword", sel.signature)
+            # none at all: the selector's function says what it needs (heads(0), channels(C3))
             return [self.value(sel, sel.params[0], t, positional=True) for t in positional], {}
-        if len(positional) > len(sel.params):
-            extra = positional[len(sel.params)]
-            n = len(sel.params)
-            raise self.fail_at(
-                extra,
-                f"{sel.name} takes {n} argument{'s' if n != 1 else ''}, got {len(positional)}",
-                sel.signature,
-            )
+        if len(positional) > (n := len(sel.params)):
+            many = f"{sel.name} takes {n} argument{'s' if n != 1 else ''}, got {len(positional)}"
+            raise self.fail_at(positional[n], many, sel.signature)
         values: dict[str, Any] = {}
         for param, tok in zip(sel.params, positional):
             values[param.name] = self.value(sel, param, tok, positional=True)
-        for key, (key_tok, value_tok) in keywords.items():
-            named = params.get(key)
+        for key_tok, value_tok in keywords:
+            named = params.get(key := key_tok.text)
             if named is None:
-                accepted = ", ".join(params) or "none"
-                raise self.fail_at(
-                    key_tok,
-                    f"{sel.name} has no argument {key!r}",
-                    f"{sel.signature} (keywords: {accepted})",
-                )
-            if named.name in values:
+                expected = f"{sel.signature} (keywords: {', '.join(params) or 'none'})"
+                raise self.fail_at(key_tok, f"{sel.name} has no argument {key!r}", expected)
+            if named.name in values:  # a keyword given twice, or one a positional gave
                 raise self.fail_at(key_tok, f"{sel.name} got {key!r} twice", sel.signature)
             values[named.name] = self.value(sel, named, value_tok, positional=False)
         for param in sel.params:
             if param.name not in values and param.default is None:
-                raise self.fail(
-                    f"{sel.name} is missing its argument {param.name!r}",
-                    name_tok.start,
-                    end,
-                    sel.signature,
-                )
+                missing = f"{sel.name} is missing its argument {param.name!r}"
+                raise self.fail(missing, name_tok.start, end, sel.signature)
         return [], values
 
     def value(self, sel: _Selector, param: _Param, tok: _Token, *, positional: bool) -> Any:
         if param.kind == _REGION:  # a tuple: the selector takes each part as one name
             return tuple(self.name_value(sel, param, part) for part in tok.parts or (tok,))
         if tok.kind == "union":
-            raise self.fail_at(
-                tok,
-                f"{sel.name}: {param.name} takes one value, not names joined with '+'",
-                f"one value for {param.name} in {sel.signature}",
-            )
+            one = f"{sel.name}: {param.name} takes one value, not names joined with '+'"
+            raise self.fail_at(tok, one, f"one value for {param.name} in {sel.signature}")
         kind, text = tok.kind, tok.text
         if param.kind == _NAMES:
             return self.name_value(sel, param, tok)
@@ -393,11 +342,8 @@ class _Parser:
             return text in ("true", "True")
         flag = f"true or false ({param.name}, or {param.name}=true|false)"
         accepted = _ACCEPTED.get(param.kind, flag)
-        raise self.fail_at(
-            tok,
-            f"{sel.name}: {param.name} must be {accepted}, got {text!r}",
-            f"{accepted} in {sel.signature}",
-        )
+        got = f"{sel.name}: {param.name} must be {accepted}, got {text!r}"
+        raise self.fail_at(tok, got, f"{accepted} in {sel.signature}")
 
     def name_value(self, sel: _Selector, param: _Param, tok: _Token) -> str:
         """A channel or region name: bare, or quoted as in Python (any text but empty)."""
@@ -405,11 +351,8 @@ class _Parser:
             return tok.text
         if tok.kind == "string" and tok.text[1:-1].strip():
             return tok.text[1:-1]
-        raise self.fail_at(
-            tok,
-            f"{sel.name}: {param.name} must be a channel or region name, got {tok.text!r}",
-            f"a name (C3, frontal) or a quoted one ('EEG Fp1', '1') in {sel.signature}",
-        )
+        bad = f"{sel.name}: {param.name} must be a channel or region name, got {tok.text!r}"
+        raise self.fail_at(tok, bad, f"a name (C3, frontal, 'EEG Fp1', '1') in {sel.signature}")
 
 
 @checked

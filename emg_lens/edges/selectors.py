@@ -16,13 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from emg_lens.edges.algebra import (
-    CompileContext,
-    EdgeSet,
-    Heads,
-    Layers,
-    PartialMask,
-)
+from emg_lens.edges.algebra import CompileContext, EdgeSet, Heads, Layers, PartialMask
 from emg_lens.errors import ArgumentError, LayoutError, check_bool, check_int, check_number, checked
 from emg_lens.layout import CLS, TokenLayout  # noqa: F401  (TokenLayout: for the examples)
 
@@ -30,9 +24,7 @@ from emg_lens.layout import CLS, TokenLayout  # noqa: F401  (TokenLayout: for th
 # ============================================================================ argument checks
 def _check_group(group: Any, what: str) -> str:
     if not isinstance(group, str) or not group.isidentifier():
-        raise ArgumentError(
-            f"{what} must be a token group name (such as emg or cls), got {group!r}"
-        )
+        raise ArgumentError(f"{what} must be a token group name (e.g. emg or cls), got {group!r}")
     return group
 
 
@@ -143,9 +135,8 @@ class TimeWindow(EdgeSet):
         object.__setattr__(self, "max_lag", check_int(self.max_lag, "time_window(max_lag)"))
         object.__setattr__(self, "min_lag", check_int(self.min_lag, "time_window(min_lag=...)"))
         if self.min_lag > self.max_lag:
-            raise ArgumentError(
-                f"time_window needs min_lag <= max_lag, got {self.min_lag} > {self.max_lag}"
-            )
+            lags = f"{self.min_lag} > {self.max_lag}"
+            raise ArgumentError(f"time_window needs min_lag <= max_lag, got {lags}")
 
     def _mask(self, ctx: CompileContext) -> PartialMask:
         time_q, time_k = ctx.times(self)
@@ -174,6 +165,9 @@ class Order(EdgeSet):
         return "reads_later" if self.later else "reads_earlier"
 
 
+_SECONDS = "a finite time in seconds >= 0 (one past the window's end reaches to it)"
+
+
 @dataclass(frozen=True, repr=False)
 class TimeSpan(EdgeSet):
     """See `time_span`."""
@@ -192,18 +186,11 @@ class TimeSpan(EdgeSet):
             if not self.seconds:
                 check_int(value, f"time_span({name}) (a time index; seconds=True for seconds)")
             else:
-                check_number(
-                    value,
-                    f"time_span({name})",
-                    "a finite time in seconds >= 0 (one past the window's end reaches to it)",
-                    lambda t: 0 <= t < math.inf,
-                )
+                check_number(value, f"time_span({name})", _SECONDS, lambda t: 0 <= t < math.inf)
         for start, stop in (names[:2], names[2:]):
-            if getattr(self, start) >= getattr(self, stop):
-                raise ArgumentError(
-                    f"time_span needs {start} < {stop} (a span [start, stop)), got "
-                    f"{getattr(self, start)!r} and {getattr(self, stop)!r}"
-                )
+            if (a := getattr(self, start)) >= (b := getattr(self, stop)):
+                span = f"{start} < {stop} (a span [start, stop))"
+                raise ArgumentError(f"time_span needs {span}, got {a!r} and {b!r}")
 
     def _mask(self, ctx: CompileContext) -> PartialMask:
         time_q, time_k = ctx.times(self)
@@ -213,12 +200,8 @@ class TimeSpan(EdgeSet):
         for time, side, start, stop in spans:
             if self.seconds:  # the time indices whose start, t * time_step, is in [start, stop)
                 if side.time_step is None:
-                    raise LayoutError(
-                        f"edge set {self} spans seconds, but this layout does not know its "
-                        "tokens' times in seconds (TokenLayout.time_step is None): give the "
-                        "spans as time indices (time_span(a, b, c, d)), or use a layout with a "
-                        "time_step (TinyMyo's: patch_samples / sample_rate)"
-                    )
+                    none = f"edge set {self} spans seconds, but TokenLayout.time_step is None"
+                    raise LayoutError(f"{none}: give time indices (time_span(a, b, c, d))")
                 start, stop = (ctx.time_bound(x / side.time_step - 1e-9) for x in (start, stop))
             start, stop = (math.ceil(ctx.time_bound(x)) for x in (start, stop))
             inside.append((time >= start) & (time < stop))
@@ -247,10 +230,9 @@ class Constant(EdgeSet):
 # ---------------------------------------------------------------------------- selector functions
 @checked
 def unimodal(include_cls: bool = False) -> EdgeSet:
-    """Edges whose query and key are in the same modality, self edges included.
-
-    Edges that touch the CLS token are neither unimodal nor cross-modal unless
-    ``include_cls=True``, which makes CLS a modality of its own (CLS -> CLS is unimodal).
+    """Edges whose query and key are in the same modality, self edges included. Edges that
+    touch the CLS token are neither unimodal nor cross-modal unless ``include_cls=True``,
+    which makes CLS a modality of its own (CLS -> CLS is unimodal).
 
     >>> layout = TokenLayout.channel_tokens({"emg": 1, "acc": 1})  # cls, emg, acc
     >>> unimodal().compile(layout, 1)[0].int()
@@ -267,10 +249,8 @@ def unimodal(include_cls: bool = False) -> EdgeSet:
 
 @checked
 def cross_modal(include_cls: bool = False) -> EdgeSet:
-    """Edges whose query and key are in different modalities.
-
-    Edges that touch the CLS token are neither unimodal nor cross-modal unless
-    ``include_cls=True``, which makes CLS a modality of its own (CLS <-> signal is cross-modal).
+    """Edges whose query and key are in different modalities; CLS is a modality of its own
+    only with ``include_cls=True`` (as in `unimodal`; CLS <-> signal is then cross-modal).
 
     >>> layout = TokenLayout.channel_tokens({"emg": 1, "acc": 1})  # cls, emg, acc
     >>> cross_modal().compile(layout, 1)[0].int()

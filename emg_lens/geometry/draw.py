@@ -262,8 +262,7 @@ def plot_channel_groups(
     """
     if not panels or not 0 < len(groups) <= len(GROUP_COLORS):
         raise ArgumentError(
-            f"1 panel or more and 1 to {len(GROUP_COLORS)} groups are drawn, got {len(panels)} "
-            f"panels and {len(groups)} groups"
+            f"need 1+ panels and 1 to {len(GROUP_COLORS)} groups, got {len(panels)}, {len(groups)}"
         )
     cmap = ListedColormap(GROUP_COLORS[: len(groups)])
     norm = BoundaryNorm(np.arange(len(groups) + 1) - 0.5, len(groups))

@@ -95,19 +95,14 @@ def layout_positions(
     reads off a preset, with no model)."""
     if isinstance(tokens, str) and tokens in layout.groups:
         return tokens, list(layout.positions(tokens))
-    check_type(
-        tokens,
-        str | EdgeSet,
-        f"a token group (a group of {layout.groups} or an edge set, e.g. 'within(emg)')",
-    )
+    check_type(tokens, str | EdgeSet, f"a token group ({layout.groups} or an edge set)")
     try:
         edges = parse(tokens) if isinstance(tokens, str) else tokens
     except EmgLensError as exc:
         others = "".join(f"{name!r} or " for name in also)
-        raise LayoutError(
-            f"unknown token group {tokens!r}: this model's layout has {layout.groups}; also "
-            f"accepted: {others}an edge expression, naming its edges' query tokens ({exc})"
-        ) from None
+        accepted = f"{others}an edge expression, naming its edges' query tokens ({exc})"
+        unknown = f"unknown token group {tokens!r}: this model's layout has {layout.groups}"
+        raise LayoutError(f"{unknown}; also accepted: {accepted}") from None
     mask = edges.compile(layout, n_heads)  # LayoutError for a group it lacks
     positions = torch.nonzero(mask.any(dim=(0, 2))).flatten().tolist()
     if not positions:
@@ -125,9 +120,7 @@ def group_vectors(
     torch.Size([2, 6])
     """
     if act.ndim != 3:
-        raise InputShapeError(
-            f"a token group's activation must be [window, pos, d_model], got {describe(act)}"
-        )
+        raise InputShapeError(f"activations must be [window, pos, d_model], got {describe(act)}")
     return act[:, list(positions)].flatten(1).double()
 
 
@@ -147,27 +140,21 @@ value is a number or a string (drop the windows without one)
     """
     array = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
     if array.ndim != 1 or not len(array):
-        raise InputShapeError(
-            f"concept labels must be one value per window, got {describe(labels)}"
-        )
+        raise InputShapeError(f"labels must be one value per window, got {describe(labels)}")
     missing = [v is None or (isinstance(v, float) and v != v) for v in array.tolist()]
     if any(missing):
         i = missing.index(True)
-        raise InputShapeError(
-            f"concept labels[{i}] = {array.tolist()[i]!r} is missing: a window's concept value "
-            "is a number or a string (drop the windows without one)"
-        )
+        value = "a window's concept value is a number or a string (drop the windows without one)"
+        raise InputShapeError(f"concept labels[{i}] = {array.tolist()[i]!r} is missing: {value}")
     try:
         values, codes = np.unique(array, return_inverse=True)
     except TypeError:  # an object array of values that do not compare (3 and "a")
+        kinds = sorted({type(v).__name__ for v in array})
         raise InputShapeError(
-            f"concept labels mix kinds of value ({sorted({type(v).__name__ for v in array})}): "
-            "a concept's values are all numbers or all strings"
+            f"labels mix {kinds}: a concept is all numbers or all strings"
         ) from None
     if len(values) < 2:
-        raise ArgumentError(
-            f"a concept to erase needs at least two values, got only {values.tolist()}"
-        )
+        raise ArgumentError(f"a concept to erase needs at least two values, got {values.tolist()}")
     return codes.reshape(-1), values.tolist()
 
 
@@ -181,18 +168,13 @@ class _GroupEdit(abc.ABC):
     def erase(self, flat: Float[torch.Tensor, "window group_d"]) -> torch.Tensor: ...
 
     def __call__(self, act: torch.Tensor, hook: HookPoint | None = None) -> torch.Tensor:
-        name = getattr(hook, "name", None)
-        if name is not None and name != self.at:
-            raise LayoutError(
-                f"this eraser belongs where it was fitted at {self.at!r}, not at {name!r}"
-            )
+        if (name := getattr(hook, "name", None)) not in (None, self.at):
+            raise LayoutError(f"an eraser fitted at {self.at!r} belongs there, not at {name!r}")
         picked = act[:, list(self.positions)]
         expected = self.width // len(self.positions)
         if act.ndim != 3 or picked.shape[-1] != expected:
-            raise InputShapeError(
-                f"{self.at}: the eraser reads [window, position, d_model={expected}] "
-                f"activations, got {describe(act)}"
-            )
+            takes = f"{self.at}: an eraser takes [window, pos, d_model={expected}]"
+            raise InputShapeError(f"{takes}, got {describe(act)}")
         edited = self.erase(picked.flatten(1).double()).to(act.dtype).view_as(picked)
         out = act.clone()
         out[:, list(self.positions)] = edited
@@ -312,17 +294,19 @@ def fit_token_eraser(
         return _fit(LeaceEraser, flat, labels, at, positions)
 
 
+def _check_codes(labels: Any, n: int) -> tuple[np.ndarray, list[Any]]:
+    """`concept_codes` of ``labels``, which must be one per window of ``n``."""
+    codes, values = concept_codes(labels)
+    if len(codes) != n:
+        raise InputShapeError(f"labels must be one per window: {len(codes)} for {n} windows")
+    return codes, values
+
+
 def _fit(leace: Any, flat: torch.Tensor, labels: Any, at: str, positions: tuple[int, ...]):
     if not torch.isfinite(flat).all():
-        raise InputShapeError(
-            f"{at} holds non-finite values at positions {list(positions)}: an eraser needs "
-            "finite activations (check the model's weights and the windows)"
-        )
-    codes, values = concept_codes(labels)
-    if len(codes) != len(flat):
-        raise InputShapeError(
-            f"labels must be one per window: {len(codes)} for {len(flat)} windows"
-        )
+        finite = "an eraser needs finite activations (check the model's weights and the windows)"
+        raise InputShapeError(f"{at} holds NaN or inf at positions {list(positions)}: {finite}")
+    codes, values = _check_codes(labels, len(flat))
     onehot = torch.nn.functional.one_hot(torch.as_tensor(codes), len(values)).double()
     eraser = leace.fit(flat, onehot)
     fitted = TokenEraser(at, positions, eraser, _edit_rank(eraser), tuple(values))
@@ -385,21 +369,15 @@ runs before 'blocks.1.hook_resid_pre' (e.g. ['blocks.0.hook_resid_pre', \
     order = {name: i for i, name in enumerate(model.hook_dict)}
     unknown = [n for n in names if n not in order]
     if unknown or not names:
-        raise LayoutError(
-            f"names {list(names)}: {unknown or 'none'} are no hook points of "
-            f"{type(model).__name__}; e.g. ['blocks.0.hook_resid_pre']"
-        )
+        points = f"hook points of {type(model).__name__} (e.g. ['blocks.0.hook_resid_pre'])"
+        raise LayoutError(f"names {list(names)} must be one or more {points}; unknown: {unknown}")
     forward = sorted(names, key=order.__getitem__)
     if list(names) != forward:
-        first = next(n for n, f in zip(names, forward) if n != f)
-        raise ArgumentError(
-            f"names must be in forward order: {forward[list(names).index(first)]!r} runs "
-            f"before {first!r} (e.g. {forward})"
-        )
+        first, earlier = next((n, f) for n, f in zip(names, forward) if n != f)
+        ran = f"{earlier!r} runs before {first!r} (e.g. {forward})"
+        raise ArgumentError(f"names must be in forward order: {ran}")
     X = X if isinstance(X, torch.Tensor) else torch.as_tensor(np.asarray(X))
-    codes, _ = concept_codes(labels)
-    if len(codes) != len(X):
-        raise InputShapeError(f"labels must be one per window: {len(codes)} for {len(X)} windows")
+    _check_codes(labels, len(X))
     X = X.to(dtype=model.cfg.dtype, device=model.cfg.device)
     erasers: list[TokenEraser] = []
     for name in names:

@@ -101,16 +101,9 @@ class NameFilter:
         cfg = getattr(model, "cfg", None)
         n_layers = getattr(cfg, "n_layers", len(present)) if self.stack == "blocks" else None
         has = f"n_layers={n_layers}" if n_layers is not None else f"{len(present)} layers"
-        points = (
-            f"{self.stack}.{{l}}.{self.suffix} for l in {present}"
-            if present
-            else f"no {self.stack}.{{l}}.{self.suffix} hook point"
-        )
-        raise LayoutError(
-            f"{self!r} names layers {missing} that this {type(model).__name__} does not have: "
-            f"it has {has} ({points}), so nothing would be hooked there; name layers from "
-            "the model (layers are numbered from 0)"
-        )
+        points = f"{self.stack}.{{l}}.{self.suffix} for l in {present}: layers count from 0"
+        lacks = f"{self!r} names layers {missing} that this {type(model).__name__} does not have"
+        raise LayoutError(f"{lacks}: it has {has} ({points}), so nothing would be hooked there")
 
     def __repr__(self) -> str:
         layers = "all" if self.layers is None else sorted(self.layers)
@@ -208,14 +201,10 @@ model has n_layers=2 (valid indices 0..1)
 def _compile(edges: EdgesLike, model: Any, layers: Iterable[int] | None, explicit: bool) -> Cut:
     """`compile_edges`, where ``explicit`` says whether the user named the layers."""
     if not is_model(model):
-        raise ArgumentError(
-            "compile_edges(edges, model) needs an emg_lens model (IsoNet, TinyMyo, a converted "
-            f"or attached model), got {type(model).__name__}"
-        )
+        models = "an emg_lens model (IsoNet, TinyMyo, a converted or attached model)"
+        raise ArgumentError(f"compile_edges needs {models}, got {type(model).__name__}")
     n = model.cfg.n_layers
-    chosen = (
-        list(range(n)) if layers is None else check_ints(layers, "layers", 0, n - 1, empty=True)
-    )
+    chosen = check_ints(range(n) if layers is None else layers, "layers", 0, n - 1, empty=True)
     edge_set = edges if isinstance(edges, torch.Tensor) else parse(edges)
     if isinstance(edge_set, EdgeSet):
         edge_set.check_layers(n)
@@ -228,18 +217,12 @@ def _compile(edges: EdgesLike, model: Any, layers: Iterable[int] | None, explici
     if not isinstance(edge_set, EdgeSet) or edge_set == no_edges():
         idle = []  # a mask the user computed, or no_edges by name: the uncut condition
     if idle and len(idle) == len(masks):
-        only = edge_set.layer_indices() if isinstance(edge_set, EdgeSet) else set()
-        why = (
-            f"its layers({','.join(map(str, sorted(only)))}) leave {_layers_text(idle)} out"
-            if only
-            else f"on this layout ({layout_of(idle[0]).describe_sides()}) no (head, query, key) "
-            "is in the set"
-        )
-        raise LayoutError(
-            f"{name} selects no edge in {_layers_text(idle)} of this {type(model).__name__}: "
-            f"{why}, so cutting it would change nothing; select edges the layout has "
-            "(compile it to look: compile_edges(edges, model))"
-        )
+        only = sorted(edge_set.layer_indices()) if isinstance(edge_set, EdgeSet) else []
+        empty = f"on this layout ({layout_of(idle[0]).describe_sides()}) no edge is in the set"
+        own = f"layers({','.join(map(str, only))})"
+        why = f"its {own} leave {_layers_text(idle)} out" if only else empty
+        cut = f"{name} selects no edge in {_layers_text(idle)} of this {type(model).__name__}"
+        raise LayoutError(f"{cut}: {why}, so cutting it would change nothing")
     if idle and explicit:
         warn_caller(
             f"{name} selects no edge in {_layers_text(idle)} of this {type(model).__name__}, "
@@ -295,12 +278,9 @@ class EdgeMaskHook:
         if isinstance(self.edges, torch.Tensor):
             _as_mask(self.edges, layout, n_heads=1)
         else:
-            missing = sorted(self.edges.groups() - set(layout.groups))
-            if missing:
-                raise LayoutError(
-                    f"edge set {self.edges} names token group {missing[0]!r}; the layout has "
-                    f"{layout.groups}"
-                )
+            if missing := sorted(self.edges.groups() - set(layout.groups)):
+                group = f"token group {missing[0]!r}; the layout has {layout.groups}"
+                raise LayoutError(f"edge set {self.edges} names {group}")
         # compiled masks, and whether each cuts any edge (read once, not per forward)
         self._masks: dict[tuple[int, str, int | None], tuple[torch.Tensor, bool]] = {}
         self._seen: set[tuple[str | None, tuple[int, ...]]] = set()  # hook points checked
@@ -352,10 +332,8 @@ class EdgeMaskHook:
             if isinstance(edges, torch.Tensor):  # a compiled mask must fit these scores
                 check_mask_shape(edges.shape, scores_shape, f"edge mask at {hook.name}")
             elif layer is None and names_layers:
-                raise LayoutError(
-                    f"edge set {self.edges} names layers, but the hook at {hook.name!r} is not "
-                    "in a block of `blocks` (blocks.{l}.attn...), so its layer is unknown"
-                )
+                where = f"the hook at {hook.name!r} is in no block (blocks.{{l}}.attn...)"
+                raise LayoutError(f"edge set {self.edges} names layers, but {where}: no layer")
             self._seen.add(seen)
         key = (scores_shape[1], str(device), layer)
         if key not in self._masks:
@@ -404,24 +382,22 @@ def mask_edges_batched(
     (False, True)
     """
     if masks.dtype != torch.bool or masks.ndim not in (3, 4):
-        raise LayoutError(
-            "mask_edges_batched needs bool masks [condition, head_index, query_pos, key_pos] "
-            f"(or [condition, query_pos, key_pos] for every head), got {masks.dtype} "
-            f"{list(masks.shape)}"
-        )
+        shapes = "[condition, head_index, query_pos, key_pos] or [condition, query_pos, key_pos]"
+        raise LayoutError(f"mask_edges_batched needs bool masks {shapes}, got {describe(masks)}")
     if masks.ndim == 3:
         masks = masks[:, None]  # the same mask on every head
     n_cond = masks.shape[0]
+    seen: set[tuple[str | None, torch.Size]] = set()  # hook points and shapes checked, once each
 
     def hook(scores: Float[torch.Tensor, "batch head_index query_pos key_pos"], hook: HookPoint):
-        _check_point(hook, "hook_attn_scores", "mask_edges_batched")
         batch = scores.shape[0]
-        if batch % n_cond:
-            raise LayoutError(
-                f"mask_edges_batched has {n_cond} conditions but the batch has {batch} rows; "
-                "the batch must be conditions x samples"
-            )
-        check_mask_shape(masks.shape[1:], scores.shape, "mask_edges_batched masks[c]")
+        if (hook.name, scores.shape) not in seen:
+            _check_point(hook, "hook_attn_scores", "mask_edges_batched")
+            if batch % n_cond:
+                rows = f"{n_cond} conditions but the batch has {batch} rows"
+                raise LayoutError(f"mask_edges_batched has {rows}: it must be conditions x samples")
+            check_mask_shape(masks.shape[1:], scores.shape, "mask_edges_batched masks[c]")
+            seen.add((hook.name, scores.shape))
         view = scores.view(n_cond, batch // n_cond, *scores.shape[1:])
         return view.masked_fill(masks.to(scores.device)[:, None], float("-inf")).view_as(scores)
 

@@ -102,14 +102,13 @@ def _labels(labels: Any, batch: int, n_classes: int) -> torch.Tensor:
     if array.shape != (batch,) or array.dtype.kind not in "biu":  # not text, floats, objects
         got = describe(torch.as_tensor(array)) if array.dtype.kind in "biufc" else repr(labels)
         raise InputShapeError(
-            f"labels must be integer class indices [batch={batch}] (one per "
-            f"cached window), got {got}"
+            f"labels must be integer class indices [batch={batch}] (one per cached window), "
+            f"got {got}"
         )
     labels = torch.as_tensor(array)
     if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
         raise ArgumentError(
-            f"labels must be in [0, {n_classes - 1}] (n_classes={n_classes}), got "
-            f"values in [{int(labels.min())}, {int(labels.max())}]"
+            f"labels must be in [0, {n_classes - 1}], got {int(labels.min())}..{int(labels.max())}"
         )
     return labels.long()
 

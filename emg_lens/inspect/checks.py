@@ -56,26 +56,22 @@ def check_cache(
     for activations whose token or head axes do not match the model."""
     if not isinstance(cache, ActivationCache):
         raise ArgumentError(
-            "expected a transformer_lens ActivationCache from model.run_with_"
-            f"cache(signals), got {type(cache).__name__}"
+            "expected a transformer_lens ActivationCache (run_with_cache's), got "
+            f"{type(cache).__name__}"
         )
     if cache.model is not model:
         other = f"{type(cache.model).__name__} at {id(cache.model):#x}"
         raise ArgumentError(
-            f"the cache was made by another model ({other}), not by this "
-            f"{type(model).__name__}: run model.run_with_cache on it"
+            f"the cache was made by another model ({other}): run this model's run_with_cache"
         )
     if not cache.has_batch_dim:
         raise ArgumentError(
-            "the cache has no batch axis (remove_batch_dim=True): run "
-            "model.run_with_cache without it"
+            "the cache has no batch axis: run model.run_with_cache without remove_batch_dim"
         )
     names = list(names)
-    missing = [name for name in names if name not in cache.cache_dict]
-    if missing:
+    if missing := [name for name in names if name not in cache.cache_dict]:
         raise ArgumentError(
-            f"the cache lacks {len(missing)} activation(s) this needs, e.g. "
-            f"{missing[:3]}: did a names_filter leave them out?"
+            f"the cache lacks {missing[:3]} ({len(missing)} in all): did a names_filter omit them?"
         )
     n_heads = model.cfg.n_heads
     for name in names:
@@ -107,6 +103,6 @@ def require_columns(table: Any, columns: list[str], what: str) -> None:
     missing = [c for c in columns if c not in getattr(table, "columns", [])]
     if missing or len(table) == 0:
         raise ArgumentError(
-            f"{what} needs a non-empty table with columns {columns} (as "
-            f"emg_lens.inspect gives); missing {missing or 'rows'}"
+            f"{what} needs a non-empty table with columns {columns} (as emg_lens.inspect gives); "
+            f"missing {missing or 'rows'}"
         )

@@ -123,8 +123,7 @@ def _windows(
         return X.X_train, values, X.train_trials, np.asarray(X.rep_train), unit, name
     if labels is None or isinstance(labels, str):
         raise ArgumentError(
-            f"windows given as an array need their concept's labels, one per "
-            f"window, got {labels!r} (names are a SubjectData's)"
+            f"windows given as an array need their concept's labels, one per window, got {labels!r}"
         )
     values = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
     n = len(X)
@@ -134,8 +133,7 @@ def _windows(
         trials, unit = np.asarray(trials), "given"
     if values.shape != (n,) or trials.shape != (n,):
         raise InputShapeError(
-            f"labels and trials must give one value per window ({n}), got "
-            f"{describe(values)} and {describe(trials)}"
+            f"labels, trials must be one value per window ({n}), got {values.shape}, {trials.shape}"
         )
     return X, values, trials, np.zeros(n, np.int64), unit, "labels"
 
@@ -186,9 +184,7 @@ def erase_concept(
     acts = token_activations(model, windows, [at], batch_size=batch_size)[at]
     if acts.ndim != 3 or acts.shape[1] != model.layout.n_tokens:
         raise InputShapeError(
-            f"{at} gives {describe(acts)}: an eraser reads a [window, position, "
-            "d_model] activation of the tokens (a residual stream, an attention "
-            "or MLP output)"
+            f"{at} gives {describe(acts)}: an eraser reads [window, position, d_model] of tokens"
         )
     found = fold_windows(codes, trial_ids, repetitions, folds, seed=seed, unit=unit,
                          what="concept value")  # fmt: skip

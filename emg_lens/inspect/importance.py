@@ -47,16 +47,15 @@ def _check_kinds(model: Any, kinds: Any) -> list[str]:
     layout = model.layout
     if isinstance(kinds, str) or not kinds:
         raise ArgumentError(
-            f"kinds must be a non-empty list of edge expressions, e.g. "
-            f"{default_kinds(layout)}, got {kinds!r}"
+            f"kinds must be a non-empty list of edge expressions, e.g. {default_kinds(layout)}, "
+            f"got {kinds!r}"
         )
     canonical = []
     for kind in kinds:
         edges = parse(kind)
         if not edges.compile(layout, model.cfg.n_heads).any():
             raise ArgumentError(
-                f"edge kind {str(edges)!r} selects no edge of groups "
-                f"{layout.groups}; e.g. {default_kinds(layout)} do"
+                f"edge kind {str(edges)!r} selects no edge; e.g. {default_kinds(layout)} do"
             )
         canonical.append(str(edges))
     if len(set(canonical)) != len(canonical):

@@ -99,8 +99,7 @@ def _windows(
     """``(X, y, trial)`` of ``(X, y)`` or ``(X, y, trial)`` (``trial`` None for the first)."""
     if not (isinstance(data, tuple) and len(data) in (2, 3)):
         raise ArgumentError(
-            f"{what} must be a tuple (X, y) of windows and labels or (X, y, "
-            f"trial) as interchange_pairs gives, got {describe(data)}"
+            f"{what} must be (X, y) or interchange_pairs' (X, y, trial), got {describe(data)}"
         )
     X = torch.as_tensor(np.asarray(data[0]), dtype=model.cfg.dtype, device=model.cfg.device)
     y = np.asarray(data[1].cpu() if isinstance(data[1], torch.Tensor) else data[1])
@@ -108,12 +107,11 @@ def _windows(
     trials = y if len(data) == 2 else np.asarray(data[2])
     for name, got in (("labels y", y), ("trials", trials)):
         if got.shape != (len(X),) or not np.issubdtype(got.dtype, np.integer):
-            raise InputShapeError(
-                f"{what}'s {name} must be integers, one per window ({len(X)}), "
-                f"got {got.dtype} {list(got.shape)}"
-            )
+            raise InputShapeError(f"{what}'s {name} must be {len(X)} integers, got {describe(got)}")
     if len(y) and (y.min() < 0 or y.max() >= model.cfg.n_classes):
-        raise ArgumentError(f"{what} labels must be in [0, {model.cfg.n_classes - 1}]")
+        raise ArgumentError(
+            f"{what} labels must be in [0, {model.cfg.n_classes - 1}], got {y.min()}..{y.max()}"
+        )
     return X, y, None if len(data) == 2 else trials
 
 
@@ -142,12 +140,11 @@ def interchange_pairs(
     base, source = [], []
     class_pairs = list(class_pairs)
     for pair in class_pairs:
-        if not (isinstance(pair, tuple) and len(pair) == 2) or any(
-            not is_int(c, 0, data.n_classes - 1) for c in pair
+        if not (isinstance(pair, tuple) and len(pair) == 2) or not all(
+            is_int(c, 0, data.n_classes - 1) for c in pair
         ):
             raise ArgumentError(
-                f"class_pairs holds (base class, source class) index pairs in "
-                f"[0, {data.n_classes - 1}], got {pair!r}"
+                f"class_pairs holds (base, source) classes in 0..{data.n_classes - 1}, got {pair!r}"
             )
         a_reps = sorted(set(reps[y == pair[0]].tolist()))
         b_reps = sorted(set(reps[y == pair[1]].tolist()))
@@ -224,8 +221,7 @@ def interchange(
     )
     if len(base_x) != len(source_x) or not len(base_x):
         raise InputShapeError(
-            f"base and source must pair window by window (one or more), got "
-            f"{len(base_x)} and {len(source_x)} windows"
+            f"base and source must pair window by window, got {len(base_x)}, {len(source_x)}"
         )
     if (group is None) == (edges is None):
         raise ArgumentError("interchange needs exactly one of group= (a token group) or edges=")
@@ -261,8 +257,7 @@ def interchange(
     intervened = intervened.float().cpu().numpy()
     if not np.isfinite(intervened).all():
         raise InputShapeError(
-            f"the intervention ({site}) gave non-finite logits: the source's "
-            "activations or the model's weights hold NaN or inf"
+            f"the intervention ({site}) gave NaN or inf: check source and weights"
         )
     rows = np.arange(len(base_y))
 

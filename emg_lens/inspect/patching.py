@@ -74,8 +74,7 @@ def run_patched(
     True
     """
     check_model(model)
-    unknown = [name for name in sites if name not in model.hook_dict]
-    if unknown:
+    if unknown := [name for name in sites if name not in model.hook_dict]:
         raise ArgumentError(
             f"no hook point named {unknown}; e.g. 'blocks.0.attn.hook_z', 'blocks.0.hook_resid_pre'"
         )
@@ -84,8 +83,7 @@ def run_patched(
     batch = clean_cache[next(iter(sites))].shape[0] if sites else len(corrupted)
     if batch != len(corrupted):
         raise InputShapeError(
-            f"clean and corrupted inputs must pair window by window, got "
-            f"{batch} and {len(corrupted)} windows"
+            f"clean and corrupted inputs must pair window by window, got {batch}, {len(corrupted)}"
         )
 
     def overwrite(index: tuple, clean: torch.Tensor):
@@ -106,8 +104,7 @@ def _scalar(metric: Metric, output: Any) -> float:
         return float(value := metric(output))
     except (TypeError, ValueError) as exc:
         raise ArgumentError(
-            f"metric must return a scalar (a number, a one-element tensor: "
-            f"average over the batch), got {describe(value)}"
+            f"metric must return a scalar (a number; average over the batch), got {describe(value)}"
         ) from exc
 
 
@@ -195,7 +192,7 @@ def patch_heads(
     >>> table[["layer", "head"]].values.tolist()
     [[1, 0], [1, 1], [1, 2], [1, 3]]
     """
-    check_model(model)
+    check_model(model)  # and the heads, before the sweep's passes
     heads = _indices(heads, model.cfg.n_heads, "heads")
     sweep = _Sweep(model, clean, corrupted, metric, "attn.hook_z", layers)
     return sweep.table(["head"], [((ALL, ALL, head), (head,)) for head in heads])
@@ -225,7 +222,7 @@ def patch_residual(
     >>> table[["position", "group"]].values.tolist()
     [[0, 'cls'], [3, 'acc']]
     """
-    check_model(model)
+    check_model(model)  # and the positions, before the sweep's passes
     layout = model.layout
     positions = _indices(positions, layout.n_tokens, "positions")
     sweep = _Sweep(model, clean, corrupted, metric, "hook_resid_pre", layers)
@@ -263,8 +260,8 @@ def patch_token_group(
     groups = [group] if isinstance(group, str) else list(group)
     if not groups or not all(isinstance(g, str) for g in groups):
         raise ArgumentError(
-            f"group must be a token group or a non-empty list of them, from "
-            f"{model.layout.groups}; got {group!r}"
+            f"group must be a token group of {model.layout.groups} or a non-empty list of them, "
+            f"got {group!r}"
         )
     positions = sorted(p for g in dict.fromkeys(groups) for p in model.layout.positions(g))
     sweep = _Sweep(model, clean, corrupted, metric, "hook_resid_pre", layers)
@@ -296,8 +293,7 @@ def tl_index_df(model: Any, *axes: str) -> pd.DataFrame:
         "head_index": model.cfg.n_heads,
         "head": model.cfg.n_heads,
     }
-    unknown = [a for a in axes if a not in ranges]
-    if not axes or unknown:
+    if not axes or [a for a in axes if a not in ranges]:
         raise ArgumentError(
             f"tl_index_df axes must be some of {list(ranges)} (layer first), got {list(axes)}"
         )

@@ -44,7 +44,6 @@ from emg_lens.errors import (
     check_int,
     check_ints,
     check_type,
-    describe,
 )
 from emg_lens.hooks.erasure import group_positions
 from emg_lens.inputs import as_subject_data, check_deterministic, check_model
@@ -78,11 +77,7 @@ def token_group(model: Any, group: str | EdgeSet) -> tuple[str, list[int], bool]
         layout = model.layout
         positions = [p for p, g in enumerate(layout.group) if g in layout.modalities]
         return POOLED, positions, True
-    if not isinstance(group, (str, EdgeSet)):
-        raise ArgumentError(
-            f"a probe's group must be a token group {model.layout.groups}, "
-            f"{POOLED!r} or an edge set, got {describe(group)}"
-        )
+    check_type(group, str | EdgeSet, "a probe's group")  # a name's check names the groups
     return (*group_positions(model, group, also=[POOLED]), False)
 
 
@@ -159,12 +154,10 @@ def token_activations(
             value = cache[name]
             parts[name].append((value if value.dtype == torch.float64 else value.float()).cpu())
     acts = {name: torch.cat(chunks) for name, chunks in parts.items()}
-    for name, value in acts.items():
-        if not torch.isfinite(value).all():
-            raise InputShapeError(
-                f"{name} holds non-finite values (NaN or inf): check the model's "
-                "weights and the windows"
-            )
+    if bad := [name for name, value in acts.items() if not torch.isfinite(value).all()]:
+        raise InputShapeError(
+            f"{bad} holds non-finite values: check the model's weights and the windows"
+        )
     return acts
 
 
@@ -179,7 +172,7 @@ def _labels(
         target = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
         if target.shape != y.shape:
             raise InputShapeError(
-                f"labels must give one value per window ({len(y)}), got shape {list(target.shape)}"
+                f"labels must give one value per window ({len(y)}), got {target.shape}"
             )
     keep = np.arange(len(y))
     if classes is not None:
@@ -251,10 +244,10 @@ def fold_windows(
 
     folds = check_int(folds, "folds", minimum=2)
     target, trials, repetitions = map(np.asarray, (target, trials, repetitions))
-    if target.ndim != 1 or not len(target) or not trials.shape == target.shape == repetitions.shape:
+    shapes = target.shape, trials.shape, repetitions.shape
+    if target.ndim != 1 or not len(target) or len(set(shapes)) > 1:
         raise InputShapeError(
-            f"target, trials, repetitions must be 1-D, one value per window, "
-            f"got {target.shape} {trials.shape} {repetitions.shape}"
+            f"target, trials, repetitions must be 1-D, one value per window, got {shapes}"
         )
     n_trials = len(np.unique(trials))
     regression = _is_regression(target)
@@ -281,15 +274,11 @@ def fold_windows(
         return Folds(splits, "repetition", n_trials)
     worst = int(counts.argmin())
     name = "the windows" if regression else f"{what} {values[worst].item()!r}"
-    why = (
-        "; leaving one repetition out needs every label in two repetitions or more"
-        if not window_unit
-        else " (these windows carry no repetitions: each is its own trial)"
-    )
-    leave = "" if regression else " or leave it out (classes=)"
+    why = "; leaving one repetition out needs each label in two repetitions or more"
+    why = " (each window is its own trial)" if window_unit else why
+    fix = "pass fewer folds" + ("" if regression else " or leave it out (classes=)")
     raise ArgumentError(
-        f"{name} has {counts[worst]} trial(s), fewer than folds={folds}{why}: "
-        f"pass fewer folds{leave}"
+        f"{name} has {counts[worst]} trial(s), fewer than folds={folds}{why}: {fix}"
     )
 
 
@@ -311,20 +300,17 @@ def leave_one_out(
     values, target = np.asarray(values), np.asarray(target)
     if values.shape != target.shape:
         raise InputShapeError(
-            f"leave-one-{name}-out needs one {name} per window ("
-            f"{len(target)}), got {describe(values)}"
+            f"leave-one-{name}-out: {len(target)} windows need a {name} each, got {values.shape}"
         )
     if len(np.unique(values)) < 2:
         raise ArgumentError(
-            f"leave-one-{name}-out needs two {name}s or more, got only {np.unique(values).tolist()}"
+            f"leave-one-{name}-out needs two {name}s or more, got {np.unique(values)}"
         )
     splits = list(LeaveOneGroupOut().split(target, target, groups=values))
-    for train, test in splits:
-        if len(np.unique(target[train])) < 2:
-            raise ArgumentError(
-                f"without {name} {values[test][0]!r} the windows hold one "
-                "label only: no probe to fit"
-            )
+    if alone := [test[0] for train, test in splits if len(np.unique(target[train])) < 2]:
+        raise ArgumentError(
+            f"without {name} {values[alone[0]]!r} the windows hold one label only: no probe to fit"
+        )
     return Folds(splits, name, len(np.unique(trials)))
 
 

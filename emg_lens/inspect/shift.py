@@ -77,8 +77,7 @@ def mmd2_unbiased(
         or min(x.shape[-2], y.shape[-2]) < 2
     ):
         raise InputShapeError(
-            f"mmd2_unbiased needs samples [..., n >= 2, dim] and [..., m >= 2, "
-            f"dim], got {list(x.shape)} and {list(y.shape)}"
+            f"mmd2_unbiased needs [..., n >= 2, dim], [..., m >= 2, dim], got {x.shape}, {y.shape}"
         )
     x, y = x.double(), y.double()
     pooled = torch.cat([x, y], dim=-2)
@@ -147,11 +146,12 @@ def distribution_shift(
     check_model(model)
     check_deterministic(model)
     n_layers = model.cfg.n_layers
-    missing = [i for i in range(n_layers) if f"blocks.{i}.hook_resid_post" not in model.hook_dict]
-    if missing:  # an attached model whose attention has no block around it to name
+    # an attached model whose attention has no block around it to name
+    if missing := [
+        i for i in range(n_layers) if f"blocks.{i}.hook_resid_post" not in model.hook_dict
+    ]:
         raise UnsupportedFeatureError(
-            f"distribution_shift reads blocks.{{l}}.hook_resid_post, "
-            f"missing at layers {missing} of {type(model).__name__}: "
+            f"distribution_shift reads blocks.{{l}}.hook_resid_post, missing at layers {missing}: "
             "see model.resid_modules"
         )
     layers = sorted(set(check_ints(layers, "layers", 0, n_layers - 1)))

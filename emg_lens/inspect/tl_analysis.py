@@ -76,9 +76,8 @@ def token_positions(model: Any, tokens: Tokens) -> tuple[str, list[int]]:
     if isinstance(tokens, (str, EdgeSet)):
         if tokens == POOLED:
             raise ArgumentError(
-                f"{POOLED!r} is the mean of the channel tokens, not a position: "
-                f"name a group {model.layout.groups}, an edge expression or "
-                "positions"
+                f"{POOLED!r} is the mean of the channel tokens, not a position: name a group "
+                f"{model.layout.groups}, an edge expression or positions"
             )
         name, positions, _ = token_group(model, tokens)
         return name, positions
@@ -91,8 +90,8 @@ def token_positions(model: Any, tokens: Tokens) -> tuple[str, list[int]]:
     positions, n_tokens = given.tolist(), model.layout.n_tokens
     if bad := [p for p in positions if not 0 <= p < n_tokens]:
         raise IndexOutOfRangeError(
-            f"position {bad[0]} is not a token of {type(model).__name__}"
-            f"'s layout (positions 0..{n_tokens - 1})"
+            f"position {bad[0]} is not a token of {type(model).__name__}'s layout "
+            f"(positions 0..{n_tokens - 1})"
         )
     if len(set(positions)) != len(positions):
         raise ArgumentError(f"token positions repeat: {positions}")
@@ -133,7 +132,7 @@ class TokenRows:
         """
         if len(values) != self.n_windows:
             raise InputShapeError(
-                f"per_row takes one value per window ({self.n_windows}), got {len(values)}"
+                f"per_row takes one value per window ({self.n_windows}), not {len(values)}"
             )
         if isinstance(values, torch.Tensor):
             return values[self.window.to(values.device)]

@@ -364,10 +364,12 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
     Adds the shared stack ``blocks`` and ``ln_final``, `forward` with the TransformerLens layer
     arguments, `run_with_hooks`, `accumulated_bias` and the weight surface to
     `HookedBiosignalModel` (whose subclass rules hold). A subclass supplies `embed_signals`
-    (which may take extra keywords that `forward` passes on), `layout` and `readout`.
+    (which may take extra keywords that `forward` passes on), `layout`, and `readout` or the
+    ``head`` the default `readout` reads.
     """
 
     blocks: Blocks
+    head: nn.Module  # what the default `readout` reads the final stream with
     tokenization: str = "channel"  # the EncoderConfig.tokenization this model's tokens follow
     takes: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # other EncoderConfig fields' values
     return_types: tuple[str, ...] = ("logits",)  # what `readout` takes, besides None
@@ -393,9 +395,9 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
         if feature == LINEAR_READOUT:
             return self._readout_refusal()
         if feature == TL_WEIGHTS and self.cfg.n_layers == 0:
-            where = "its attention layers are its stems'" if hasattr(self, "stems") else ""
+            stems = ": its attention layers are its stems' (model.stems[modality].blocks[l])"
             return "it has no shared stack `blocks` (n_layers=0) to stack W_Q ... from" + (
-                f": {where}" if where else ""
+                stems if hasattr(self, "stems") else ""
             )
         return None
 
@@ -432,8 +434,11 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
         raise NotImplementedError
 
     def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
-        """Final residual stream -> outputs for ``return_type`` (``"logits"`` at least)."""
-        raise NotImplementedError
+        """Final residual stream -> outputs for ``return_type`` (one of `return_types`): by
+        default ``ln_final``'s stream (``"latent"``) or what ``self.head`` reads from it."""
+        self._check_return_type(return_type)
+        latent = self.ln_final(resid)
+        return latent if return_type == "latent" else self.head(latent)
 
     def read_positions(self, return_type: str) -> list[int] | None:
         """The token positions of the final stream that `readout` reads for ``return_type``

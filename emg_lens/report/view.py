@@ -94,8 +94,7 @@ def require_circuitsvis(what: str) -> Any:
         import circuitsvis.attention  # the submodule holding the views
     except ImportError as exc:
         raise MissingDependencyError(
-            f"{what} needs the optional package circuitsvis: pip install "
-            "circuitsvis (or '.[viz]' in the emg_lens clone)",
+            f"{what} needs circuitsvis: pip install circuitsvis (or '.[viz]' in the clone)",
             name="circuitsvis",
         ) from exc
     return circuitsvis

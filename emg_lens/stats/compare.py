@@ -271,6 +271,8 @@ def compare_rows(
     baseline = _per_subject(baseline, "compare(baseline)")
     test = _resolve(test, masked.shape[1])
     check_choice(test, TESTS, "stats.test", SpecError)
+    if test in PAIRED_TESTS:  # the one check of both paired tests' inputs
+        _check_paired(masked, baseline, f"stats.test = {test!r}")
     U, p = np.full(len(masked), np.nan), np.full(len(masked), np.nan)
     if test == "wilcoxon":
         for i, row in enumerate(masked):
@@ -295,9 +297,10 @@ def compare_rows(
     return U, p
 
 
-def _check_paired(masked: np.ndarray, baseline: np.ndarray, test: str) -> None:
+def _check_paired(masked: np.ndarray, baseline: np.ndarray, what: str) -> None:
     if masked.shape[-1] != len(baseline):
-        raise SpecError(f"stats.test = {test!r} needs one masked value per baseline value")
+        got = f"got {masked.shape[-1]} and {len(baseline)}"
+        raise SpecError(f"{what} needs one masked value per subject's baseline value, {got}")
 
 
 def sign_flip_p(differences: ArrayLike) -> Float[np.ndarray, " rows"]:
@@ -334,7 +337,6 @@ def _permutation(
 ) -> tuple[Float[np.ndarray, " rows"], Float[np.ndarray, " rows"]]:
     """Mean paired difference and the two-sided sign-flip permutation p of each row (NaN for
     a row with a NaN)."""
-    _check_paired(masked, baseline, "permutation")
     d = masked - baseline[None]
     mean = np.full(len(d), np.nan)
     finite = np.isfinite(d).all(1)
@@ -360,7 +362,6 @@ def _signed_rank_p(nonzero: np.ndarray) -> tuple[float, float]:
 
 
 def _wilcoxon(masked: np.ndarray, baseline: np.ndarray) -> tuple[float, float]:
-    _check_paired(masked, baseline, "wilcoxon")
     if np.allclose(masked, baseline):
         return 0.0, 1.0  # no change beyond float rounding (a cut's other kernel): none at all
     d = masked - baseline
@@ -442,7 +443,7 @@ def rank_biserial_rows(
     test = _resolve(test, rows.shape[1])
     check_choice(test, TESTS, "stats.test", SpecError)
     if test in PAIRED_TESTS:
-        _check_paired(rows, base, test)
+        _check_paired(rows, base, f"stats.test = {test!r}")
         paired = np.zeros(len(rows))  # 0 where no difference is left
         for i, d in enumerate(rows - base):
             d = d[np.isfinite(d) & (d != 0)]
@@ -489,9 +490,7 @@ def rows_and_baseline(
     check_number(level, level_name, "in (0, 1)", lambda v: 0 < v < 1, SpecError)
     masked = finite_or_missing(np.atleast_2d(np.asarray(masked, float)), "compare(masked)")
     baseline = _per_subject(baseline, "compare(baseline)")
-    if masked.shape[1:] != baseline.shape:
-        got = f"got {masked.shape[-1]} and {len(baseline)}"
-        raise SpecError(f"{interval} needs one masked value per subject's baseline value, {got}")
+    _check_paired(masked, baseline, interval)
     return masked, baseline
 
 

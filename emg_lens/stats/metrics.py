@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 
-from emg_lens.errors import ArgumentError, checked
+from emg_lens.errors import ArgumentError, check_choice, checked
 from emg_lens.stats.chance import cell_fields, stacked_cell_fields
 from emg_lens.stats.units import check_classes, stacked_trial_counts
 
@@ -62,7 +62,7 @@ def delta_name(metric: str) -> str:
     >>> delta_name("accuracy"), delta_name("margin")
     ('Δ%', 'Δ')
     """
-    _check(metric, METRICS)
+    check_choice(metric, METRICS, "metric")
     return "Δ%" if metric in RELATIVE_METRICS else "Δ"
 
 
@@ -74,12 +74,6 @@ def delta_column(metric: str) -> str:
     ('delta_pct', 'delta')
     """
     return "delta_pct" if delta_name(metric) == "Δ%" else "delta"
-
-
-def _check(metric: Any, accepted: tuple[str, ...]) -> str:
-    if metric not in accepted:
-        raise ArgumentError(f"metric = {metric!r}; accepted: {list(accepted)}")
-    return metric
 
 
 @checked
@@ -96,7 +90,7 @@ def window_metric(
     >>> window_metric(logits, torch.tensor([0, 2]), "margin")
     tensor([ 1., -2.])
     """
-    _check(metric, ("margin", "logprob"))
+    check_choice(metric, ("margin", "logprob"), "metric")
     if metric == "logprob":
         return _true_class(logits.log_softmax(-1), y)
     others = logits.masked_fill(F.one_hot(y, logits.shape[-1]).bool(), float("-inf"))
@@ -148,7 +142,7 @@ def score_predictions(
     ...                         "macro_f1")["value"], 3)
     0.733
     """
-    _check(metric, PREDICTION_METRICS)
+    check_choice(metric, PREDICTION_METRICS, "metric")
     values, correct, total = _prediction_values(np.asarray(pred)[None], y, n_classes)
     cell = {"value": values[0][metric], "class_correct": correct[0], "class_total": total}
     return cell if trials is None else {**cell, **cell_fields(pred, y, trials, n_classes)}

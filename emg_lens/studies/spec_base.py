@@ -212,12 +212,10 @@ class StatsSpec(Spec):
 
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
-        for key in data:
-            check_string(data[key], f"stats.{key}")
-        keys = ("test", "correction", "family", "claims_test")
-        values = {f: data.get(f, getattr(cls, f)) for f in keys}
-        accepted = {"test": TESTS, "correction": CORRECTIONS, "family": FAMILIES}
-        for key, allowed in {**accepted, "claims_test": CLAIMS_TESTS}.items():
+        accepted: dict[str, tuple[str, ...]] = {"test": TESTS, "correction": CORRECTIONS}
+        accepted |= {"family": FAMILIES, "claims_test": CLAIMS_TESTS}
+        values = {key: data.get(key, getattr(cls, key)) for key in accepted}
+        for key, allowed in accepted.items():  # a non-string is none of them: refused too
             if values[key] not in allowed:
                 raise SpecError(f"stats.{key} = {values[key]!r}; accepted: {list(allowed)}")
         return values

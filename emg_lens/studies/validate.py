@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from emg_lens.errors import SpecError, check_int, check_ints
+from emg_lens.errors import SpecError, check_int, check_ints, check_type
 
 
 def refuse_unknown(section: str, data: dict, allowed: set[str]) -> None:
@@ -51,13 +51,23 @@ def check_string(value: Any, where: str) -> Any:
     >>> check_string({"text": "a"}, "description")
     Traceback (most recent call last):
     ...
-    emg_lens.errors.SpecError: description must be a string, got a table: {'text': 'a'}
+    emg_lens.errors.SpecError: description must be a string or None, got {'text': 'a'}
     """
-    if value is not None and not isinstance(value, str):
-        kinds: dict[type, str] = {dict: "a table", list: "a list"}
-        kind = kinds.get(type(value), type(value).__name__)
-        raise SpecError(f"{where} must be a string, got {kind}: {value!r}")
-    return value
+    return check_type(value, str | None, where, SpecError)
+
+
+def check_list(value: Any, key: str, accepted: str) -> list:
+    """``value`` as a list when it is a non-empty list (a TOML array) or tuple (a spec built in
+    Python), the one shape of a study's lists.
+
+    >>> check_list([], "architectures", "a non-empty list of ['IsoNet']")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.SpecError: architectures = []; accepted: a non-empty list of ['IsoNet']
+    """
+    if not isinstance(value, list | tuple) or not value:
+        raise SpecError(f"{key} = {value!r}; accepted: {accepted}")
+    return list(value)
 
 
 def require_strings(data: dict, keys: tuple[str, ...]) -> None:
@@ -86,8 +96,7 @@ def check_study_name(value: Any) -> str:
     ...
     emg_lens.errors.SpecError: study key 'name' = '../../victim' is no folder name (it names the study's output folder, runs/studies/<name>); accepted: printable text without '/' or '\\', not starting with '.' or '~', at most 100 characters
     """  # noqa: E501
-    if not check_string(value, "study key 'name'"):
-        raise SpecError("study key 'name' is required and must be a non-empty string")
+    require_strings({"name": value}, ("name",))
     why = "(it names the study's output folder, runs/studies/<name>); accepted: printable text"
     accepted = "without '/' or '\\', not starting with '.' or '~', at most 100 characters"
     fits = len(value) <= 100 and len(value.encode()) <= 255  # a folder name's bytes
@@ -129,12 +138,13 @@ def check_subjects(value: Any, key: str, minimum: int | None = None) -> tuple[in
     return subjects
 
 
-def check_positive(value: Any, key: str, minimum: int = 1) -> int:
-    """``value`` when it is an integer >= ``minimum`` (1; not a boolean).
+def check_spec_int(value: Any, key: str, minimum: int = 1) -> int:
+    """``value`` when it is an integer >= ``minimum`` (default 1; 0 for a count that may be
+    none, such as ``train.warmup_epochs``; not a boolean).
 
-    >>> check_positive(3, "data.window")
+    >>> check_spec_int(3, "data.window")
     3
-    >>> check_positive(0, "data.window")
+    >>> check_spec_int(0, "data.window")
     Traceback (most recent call last):
     ...
     emg_lens.errors.SpecError: data.window must be a positive int, got 0

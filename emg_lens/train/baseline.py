@@ -171,8 +171,7 @@ def _training_low(
     same channels (``names`` name the two sides in the error)."""
     if train.shape[1] != other.shape[1]:
         raise InputShapeError(
-            f"{names[0]} has {train.shape[1]} channels and {names[1]} "
-            f"{other.shape[1]}: both need the same channels"
+            f"{names} need the same channels, got {train.shape[1]}, {other.shape[1]}"
         )
     return train.min(axis=(0, 2)).astype(np.float64)
 
@@ -204,10 +203,9 @@ def _labels(y: Any, n: int, field: str) -> np.ndarray:
     y = np.asarray(y)
     finite = y.dtype.kind in "iub" or (y.dtype.kind == "f" and np.isfinite(y).all())
     if y.ndim < 1 or len(y) != n or not finite:
-        nan = " with NaN or inf" if y.dtype.kind == "f" and not finite else ""
         raise InputShapeError(
-            f"{field} must be integer class labels or finite float targets, one "
-            f"per window ({n}), got {describe(y)}{nan}"
+            f"{field} must be integer class labels or finite float targets (no NaN or inf), one "
+            f"per window ({n}), got {describe(y)}"
         )
     return y
 
@@ -217,12 +215,10 @@ def _class_labels(y: np.ndarray, field: str) -> np.ndarray:
     whole number (``2.0``), refused by name otherwise (a classifier's accuracy is reported)."""
     if y.dtype.kind in "iub":
         return y
-    fractional = y[y != np.round(y)]
-    if len(fractional):
+    if len(fractional := y[y != np.round(y)]):
         raise InputShapeError(
-            f"{field} must be integer class labels (a classifier's accuracy), "
-            f"got {describe(y)} with {len(fractional)} non-integral values (e.g. "
-            f"{fractional.flat[0]!r}); metric='r2' reads targets"
+            f"{field} must be integer class labels (a classifier's accuracy; metric='r2' reads "
+            f"targets), got {len(fractional)} non-integral values, e.g. {fractional.flat[0]!r}"
         )
     return y.astype(np.int64)
 
@@ -230,11 +226,8 @@ def _class_labels(y: np.ndarray, field: str) -> np.ndarray:
 def _r2(pred: np.ndarray, target: np.ndarray) -> float:
     """R² per output (columns), averaged; a target that does not vary has none."""
     variance = target.var(axis=0)
-    if (variance == 0).any():
-        raise DataFormatError(
-            f"y_test outputs {np.flatnonzero(variance == 0).tolist()} do not "
-            "vary: R² is undefined on them"
-        )
+    if flat := np.flatnonzero(variance == 0).tolist():
+        raise DataFormatError(f"y_test outputs {flat} do not vary: R² is undefined on them")
     return float(np.mean(1.0 - ((pred - target) ** 2).mean(axis=0) / variance))
 
 
@@ -312,10 +305,9 @@ def feature_baseline(data: Split | SubjectData, metric: str | None = None) -> Ba
     F_train = _features(train, train[0], metric)
     F_test = _features(_amplitudes(X_test, low), train[0], metric)
     if classify:
-        if len(np.unique(y_train)) < 2:
+        if len(classes := np.unique(y_train)) < 2:
             raise DataFormatError(
-                f"y_train holds one class ({np.unique(y_train).tolist()}); a "
-                "classifier needs two or more"
+                f"y_train holds one class ({classes.tolist()}); a classifier needs two or more"
             )
         predictions = fit_baseline(F_train, y_train).predict(F_test)
         value = float((predictions == y_test).mean())
@@ -326,8 +318,7 @@ def feature_baseline(data: Split | SubjectData, metric: str | None = None) -> Ba
         value = _r2(predictions, y_test.reshape(len(y_test), -1).astype(np.float64))
     if not np.isfinite(value) or not np.isfinite(np.asarray(predictions, np.float64)).all():
         raise DataFormatError(
-            f"the feature baseline's {metric} is not finite ({value}): its "
-            "features or fit overflowed; check the windows' scale"
+            f"the feature baseline's {metric} is {value}: it overflowed; check the windows' scale"
         )
     return BaselineScore(metric, value, len(X_train), len(X_test), BASELINE_KINDS[metric],
                          np.asarray(predictions))  # fmt: skip

@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from emg_lens.errors import ConfigError, checked
+from emg_lens.errors import ConfigError, check_int, checked
 
 
 @runtime_checkable
@@ -128,7 +128,7 @@ def process_rank() -> int:
     """
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank()
-    return _env_int("RANK", 0)
+    return _check_env_int("RANK", 0)
 
 
 def is_main_process() -> bool:
@@ -136,16 +136,18 @@ def is_main_process() -> bool:
     return process_rank() == 0
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None:
+def _check_env_int(
+    name: str, default: int | None, minimum: int = 0, maximum: int | None = None
+) -> int:
+    """The environment variable ``name`` as an int in ``minimum..maximum``, or ``default``
+    where it is unset (None: refused)."""
+    raw: Any = os.environ.get(name)
+    if raw is None and default is not None:
         return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(
-            f"environment variable {name}={raw!r} must be an int (torchrun sets it)"
-        ) from None
+    with contextlib.suppress(TypeError, ValueError):
+        raw = int(raw)
+    what = f"environment variable {name} (torchrun sets it)"
+    return check_int(raw, what, minimum, maximum, ConfigError)
 
 
 def torchrun_process() -> DistributedRun:
@@ -156,18 +158,10 @@ def torchrun_process() -> DistributedRun:
     >>> torchrun_process().world_size
     1
     """
-    world_size = _env_int("WORLD_SIZE", 1)
-    if world_size < 1:
-        raise ConfigError(f"environment variable WORLD_SIZE must be >= 1, got {world_size}")
-    if world_size == 1:
+    if (world_size := _check_env_int("WORLD_SIZE", 1, 1)) == 1:
         return DistributedRun()
-    rank, local_rank = _env_int("RANK", -1), _env_int("LOCAL_RANK", 0)
-    if not 0 <= rank < world_size:
-        raise ConfigError(
-            f"environment variable RANK must be in [0, WORLD_SIZE={world_size}) "
-            f"(launch with torchrun), got {os.environ.get('RANK')!r}"
-        )
-    return DistributedRun(rank, world_size, local_rank)
+    rank = _check_env_int("RANK", None, 0, world_size - 1)
+    return DistributedRun(rank, world_size, _check_env_int("LOCAL_RANK", 0))
 
 
 @contextlib.contextmanager
@@ -187,7 +181,7 @@ def distributed_run(device: str | torch.device | None = "cpu") -> Iterator[Distr
         yield DistributedRun(
             dist.get_rank(),
             dist.get_world_size(),
-            _env_int("LOCAL_RANK", 0),
+            _check_env_int("LOCAL_RANK", 0),
             dist.get_backend(),
         )
         return

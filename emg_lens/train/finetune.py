@@ -195,8 +195,7 @@ def pretrained_model(pretrained: TinyMyo | str | Path, device: str | None) -> Ti
     )
     if not getattr(model, "head_tasks", ()):  # an encoder that takes a new head
         raise CheckpointError(
-            f"fine-tuning starts from a TinyMyo (or a checkpoint of one), got "
-            f"{type(model).__name__}"
+            f"fine-tuning starts from a TinyMyo (or its checkpoint), got {type(model).__name__}"
         )
     return typing.cast(TinyMyo, model)  # the one model class with head_tasks
 
@@ -221,8 +220,7 @@ def _with_new_head(
 
 def _labels(y: torch.Tensor, n_classes: int) -> torch.Tensor:
     y = torch.as_tensor(y, dtype=torch.long)
-    bad = y[(y < 0) | (y >= n_classes)]
-    if len(bad):
+    if len(bad := y[(y < 0) | (y >= n_classes)]):
         raise DataFormatError(
             f"fine-tuning needs labels in [0, n_classes={n_classes}); found "
             f"{sorted(set(bad.tolist()))} (-1: unlabeled)"

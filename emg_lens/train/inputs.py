@@ -54,8 +54,7 @@ def window_dataset(data: Any, input_shape: tuple[int, int], *, what: str = "data
         y_arr = np.asarray(labels)
         if y_arr.shape != (len(X),) or not np.issubdtype(y_arr.dtype, np.integer):
             raise DataFormatError(
-                f"{what} labels must be integers [N={len(X)}] (-1 = unlabeled), "
-                f"got {describe(y_arr)}"
+                f"{what} labels must be {len(X)} integers (-1 = unlabeled), got {describe(y_arr)}"
             )
         y = torch.as_tensor(y_arr, dtype=torch.long)
     return TensorDataset(X, y)
@@ -79,8 +78,8 @@ got torch.float32 [3, 2, 40] and torch.float32 [3]
         X, Y = (torch.as_tensor(np.asarray(a), dtype=torch.float32) for a in data)
         if X.ndim != 3 or Y.ndim != 3 or len(X) != len(Y) or not len(X):
             raise InputShapeError(
-                f"{what} must be (X [N >= 1, C, T], Y [N, steps, outputs]), got "
-                f"{describe(X)} and {describe(Y)}"
+                f"{what} must be (X [N >= 1, C, T], Y [N, steps, outputs]), got {describe(X)} and "
+                f"{describe(Y)}"
             )
         data = TensorDataset(X, Y)
     if not isinstance(data, Dataset):
@@ -105,8 +104,7 @@ def _check_item(
     x, y = item
     if tuple(np.shape(x)) != tuple(input_shape) or np.ndim(y) != y_ndim:
         raise InputShapeError(
-            f"{what} item 0 must be (x [channels={input_shape[0]}, time="
-            f"{input_shape[1]}], {y_form}), got x {describe(x)} and y "
+            f"{what} item 0 must be (x {list(input_shape)}, {y_form}), got {describe(x)}, "
             f"{describe(y)}"
         )
 
@@ -126,8 +124,7 @@ def labeled_subset(dataset: Dataset) -> tuple[Dataset, int]:
     keep = [i for i, y in enumerate(labels) if y >= 0]
     if not keep:
         raise DataFormatError(
-            f"none of the {len(labels)} windows is labelled (every y is -1); "
-            "fine-tuning needs class labels >= 0"
+            f"none of the {len(labels)} windows is labelled (y >= 0): fine-tuning needs labels"
         )
     return Subset(dataset, keep), max(labels) + 1
 

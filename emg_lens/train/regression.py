@@ -212,8 +212,7 @@ def finetune_regression(
     check_choice(loss, REGRESSION_LOSSES, "loss")
     if cfg.monitor != "loss":
         raise ArgumentError(
-            f"FinetuneConfig.monitor={cfg.monitor!r}: a regression has no "
-            "accuracy; it keeps the best MAE: monitor='loss'"
+            f"FinetuneConfig.monitor={cfg.monitor!r}: a regression has no accuracy; use 'loss'"
         )
     source = str(pretrained) if isinstance(pretrained, str | Path) else None
     pretrained = pretrained_model(pretrained, device)

@@ -156,10 +156,9 @@ def fit(
     >>> len(result.epoch_loss), result.steps
     (2, 2)
     """
-    if len(np.unique(np.asarray(y))) < 2:
+    if len(classes := np.unique(np.asarray(y))) < 2:
         raise DataFormatError(
-            f"{desc}: the training windows hold one class only ("
-            f"{np.unique(np.asarray(y))}): check the split"
+            f"{desc}: the training windows hold one class only ({classes}): check the split"
         )
     X_t = torch.as_tensor(X, dtype=model.cfg.dtype)
     y_t = torch.as_tensor(y, dtype=torch.long)

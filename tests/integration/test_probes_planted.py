@@ -62,10 +62,16 @@ def _untrained(data, seed: int) -> IsoNet:
     return IsoNet(cfg).eval()
 
 
-@pytest.mark.parametrize("which", ["untrained-0", "untrained-1", "trained"])
-def test_at_layer_0_each_modality_decodes_its_own_gestures_only(trained, which):
-    data = trained[1] if which == "trained" else demo_data()
-    model = trained[0] if which == "trained" else _untrained(data, int(which[-1]))
+@pytest.mark.parametrize("which", ["trained", "untrained-0", "untrained-1"])
+def test_at_layer_0_each_modality_decodes_its_own_gestures_only(request, which):
+    # Only the trained case asks for the shared training, and first: under pytest-xdist the
+    # untrained cases run on the other worker meanwhile (they were first and both asked for
+    # it: one worker trained, the other sat on its lock as long, 30 s)
+    if which == "trained":
+        model, data = request.getfixturevalue("trained")
+    else:
+        data = demo_data()
+        model = _untrained(data, int(which[-1]))
     kinds = kind_indices(data)
     for kind, other in (("emg", "acc"), ("acc", "emg")):
         table = probe_tokens(model, data, layers=[0], groups=[kind, other], classes=kinds[kind])

@@ -79,6 +79,47 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# ----------------------------------------------------------------------------- the guide
+# The guide's route first: it trains its own models, so under pytest-xdist it runs beside the
+# first test of the shared `models` below building them (that first test first, the next one
+# on the other worker waited for the build)
+
+
+def _readme_route() -> tuple[str, str, list[list[str]]]:
+    """The guide's torch-encoder route (docs/guide/bring-your-own-model.md, "Studies and commands
+    on such checkpoints"): ``models.py``, the study file and the commands, as written."""
+    text = section("### Studies and commands on such checkpoints")
+    (models,) = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "# models.py" in b]
+    (study,) = re.findall(r"```toml\n(.*?)```", text, re.S)
+    (bash,) = re.findall(r"```bash\n(.*?)```", text, re.S)
+    commands = [shlex.split(line, comments=True) for line in bash.replace("\\\n", " ").split("\n")]
+    return models, study, [argv for argv in commands if argv]
+
+
+@pytest.mark.slow
+def test_the_readme_route_runs_as_written(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    models, study, commands = _readme_route()
+    monkeypatch.chdir(tmp_path)
+    Path("models.py").write_text(models)
+    Path("mine.toml").write_text(study)
+    assert commands[0] == ["python", "models.py"]
+    runpy.run_path("models.py", run_name="__main__")
+    assert sorted(p.name for p in Path("runs/mine").iterdir()) == ["subject_1", "subject_2"]
+    smaller = {"discover": ["--subjects", "1", "--verify-top", "2", "--quiet"]}  # appended only
+    for argv in commands[1:]:
+        assert argv[0] == "emg-lens"
+        assert main([*argv[1:], *smaller.get(argv[1], [])]) == 0, argv
+    assert Path("runs/studies/mine/per_subject.csv").is_file() and Path("mine.onnx").is_file()
+    # the prose's inspect line, with no --out: its default is under runs/ (issue 41, item 6)
+    text = section("### Studies and commands on such checkpoints")
+    (inspect,) = re.findall(r"`(emg-lens inspect --checkpoint runs/mine[^`]*)`", text)
+    argv = shlex.split(inspect)
+    assert "--out" not in argv
+    assert main([*argv[1:], "--n-windows", "8"]) == 0
+    assert Path("runs/inspect/subject_1/report.html").is_file()
+
+
 @pytest.mark.slow
 def test_a_study_runs_with_the_builder_and_consent(models, tmp_path, capsys):
     spec = _study(tmp_path, models)
@@ -212,41 +253,3 @@ def test_the_commands_take_the_builder(models, tmp_path, monkeypatch, capsys, co
         assert "- Left out: ov_circuit (table and figure):" in summary
     if command == "evaluate":
         assert "mean test accuracy over 2 subjects" in out
-
-
-# ----------------------------------------------------------------------------- the guide
-
-
-def _readme_route() -> tuple[str, str, list[list[str]]]:
-    """The guide's torch-encoder route (docs/guide/bring-your-own-model.md, "Studies and commands
-    on such checkpoints"): ``models.py``, the study file and the commands, as written."""
-    text = section("### Studies and commands on such checkpoints")
-    (models,) = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "# models.py" in b]
-    (study,) = re.findall(r"```toml\n(.*?)```", text, re.S)
-    (bash,) = re.findall(r"```bash\n(.*?)```", text, re.S)
-    commands = [shlex.split(line, comments=True) for line in bash.replace("\\\n", " ").split("\n")]
-    return models, study, [argv for argv in commands if argv]
-
-
-@pytest.mark.slow
-def test_the_readme_route_runs_as_written(tmp_path, monkeypatch):
-    pytest.importorskip("onnxruntime")
-    models, study, commands = _readme_route()
-    monkeypatch.chdir(tmp_path)
-    Path("models.py").write_text(models)
-    Path("mine.toml").write_text(study)
-    assert commands[0] == ["python", "models.py"]
-    runpy.run_path("models.py", run_name="__main__")
-    assert sorted(p.name for p in Path("runs/mine").iterdir()) == ["subject_1", "subject_2"]
-    smaller = {"discover": ["--subjects", "1", "--verify-top", "2", "--quiet"]}  # appended only
-    for argv in commands[1:]:
-        assert argv[0] == "emg-lens"
-        assert main([*argv[1:], *smaller.get(argv[1], [])]) == 0, argv
-    assert Path("runs/studies/mine/per_subject.csv").is_file() and Path("mine.onnx").is_file()
-    # the prose's inspect line, with no --out: its default is under runs/ (issue 41, item 6)
-    text = section("### Studies and commands on such checkpoints")
-    (inspect,) = re.findall(r"`(emg-lens inspect --checkpoint runs/mine[^`]*)`", text)
-    argv = shlex.split(inspect)
-    assert "--out" not in argv
-    assert main([*argv[1:], "--n-windows", "8"]) == 0
-    assert Path("runs/inspect/subject_1/report.html").is_file()

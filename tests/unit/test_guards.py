@@ -80,13 +80,15 @@ def g(y):
     if not y:
         print(kept)
         raise Other("no")
+    what = "y, a count"
+    check_int(y, what)
     return kept
 '''
-# code lines: 16 in f (all but the docstring, the comment and the blank lines), 9 in g = 25
+# code lines: 16 in f (all but the docstring, the comment and the blank lines), 11 in g = 27
 # guard lines in f: the if of 4 lines, the check_int call, the if of x > 5 (its body only
 # assigns, then raises: 3), the _check_positive call, the bare raise = 4 + 1 + 3 + 1 + 1 = 10;
 # in g: the message built apart and its if (3), the last if's 3 lines (kept is read after it,
-# so its assignment is not the guard's) = 6
+# so its assignment is not the guard's), the check_int call and its message built apart (2) = 8
 
 
 def test_counts_of_a_tiny_package(tmp_path):
@@ -103,9 +105,9 @@ def test_counts_of_a_tiny_package(tmp_path):
     assert got["modules"] == {
         "__init__.py": {"code": 0, "guard": 0, "raises": 0},
         "errors.py": {"code": 16, "guard": 3, "raises": 1},
-        "use.py": {"code": 25, "guard": 16, "raises": 5},
+        "use.py": {"code": 27, "guard": 18, "raises": 5},
     }
-    assert got["total"] == {"code": 41, "guard": 19, "share": round(19 / 41, 4), "raises": 6}
+    assert got["total"] == {"code": 43, "guard": 21, "share": round(21 / 43, 4), "raises": 6}
     assert got["helpers"] == ["_check_positive", "check_int"]
     assert got["classes"] == {
         "BaseError": {
@@ -133,7 +135,7 @@ def test_counts_of_a_tiny_package(tmp_path):
     text = subprocess.run(
         [sys.executable, str(TOOL), str(pkg)], capture_output=True, text=True, check=True
     ).stdout
-    assert "total: 19 guard lines of 41 code lines (46.3 %), 6 raise sites" in text
+    assert "total: 21 guard lines of 43 code lines (48.8 %), 6 raise sites" in text
     assert "3 exception classes" in text
 
 

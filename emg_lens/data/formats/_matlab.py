@@ -74,16 +74,12 @@ def read_mat(path: Path, *, reader: str = "the NinaPro readers") -> dict[str, np
         is_hdf5 = h5py.is_hdf5(str(path))
     except OSError:
         is_hdf5 = False
-    if is_hdf5:
-        raise DataFormatError(
-            f"{path}: an HDF5 (MATLAB v7.3) file; {reader} read v5 files: save(..., '-v7') it"
-        )
+    require(not is_hdf5, path, f"HDF5 (MATLAB v7.3); {reader} read v5: save(..., '-v7') it")
     try:
         contents = scipy.io.loadmat(str(path))
     except Exception as exc:  # scipy raises MatReadError, ValueError, OSError, IndexError...
         raise DataFormatError(
-            f"{path}: cannot be read as a MATLAB v5 file (truncated or corrupt?): "
-            f"{type(exc).__name__}: {exc}"
+            f"{path}: cannot be read as a MATLAB v5 file (truncated or corrupt?): {exc!r}"
         ) from exc
     return {k: v for k, v in contents.items() if not k.startswith("__")}
 
@@ -93,15 +89,13 @@ def as_labels(x: np.ndarray, name: str, path: Path) -> np.ndarray:
     column = x.ndim < 2 or (x.ndim == 2 and min(x.shape) == 1)
     if not column or not np.issubdtype(x.dtype, np.number):
         raise DataFormatError(
-            f"{path}: label {name!r} must be a numeric (N, 1) column, got {x.dtype} {x.shape}"
+            f"{path}: label {name!r} must be a numeric column, got {x.dtype} {x.shape}"
         )
     x = x.reshape(-1)
     whole = np.isfinite(x).all() and np.array_equal(x, np.round(x))
     if not whole or x.min(initial=0) < 0:
-        raise DataFormatError(
-            f"{path}: label variable {name!r} holds {'negative' if whole else 'non-integer'} "
-            f"values (min {x.min(initial=0):g}); labels are 0 (rest) or positive whole codes"
-        )
+        bad = f"{'negative' if whole else 'non-integer'} values (min {x.min(initial=0):g})"
+        raise DataFormatError(f"{path}: label {name!r} holds {bad}; a label is a code >= 0")
     return x.astype(np.int64)
 
 
@@ -112,9 +106,9 @@ def check_signal(x: np.ndarray, name: str, path: Path, expected: ChannelCounts) 
             f"{path}: {name!r} must be a numeric [time, channels] matrix, got {x.dtype} {x.shape}"
         )
     if accepted is not None and x.shape[1] not in accepted:
+        counts = " or ".join(map(str, accepted))
         raise DataFormatError(
-            f"{path}: variable {name!r} has the wrong channel count: expected "
-            f"{' or '.join(map(str, accepted))}, got {x.shape[1]} (shape {x.shape})"
+            f"{path}: {name!r} has the wrong channel count: expected {counts}, got {x.shape[1]}"
         )
 
 
@@ -124,9 +118,7 @@ def select_modalities(modalities: Iterable[str], known: Iterable[str]) -> tuple[
     modalities, known = tuple(modalities), list(known)
     unknown = [m for m in modalities if m not in known]
     if unknown or not modalities or len(set(modalities)) != len(modalities):
-        raise ArgumentError(
-            f"modalities must be distinct names among {known}, got {list(modalities)}"
-        )
+        raise ArgumentError(f"modalities must be distinct names among {known}, got {modalities}")
     return modalities
 
 
@@ -136,8 +128,7 @@ def exercise_list(
     if isinstance(exercises, (str, int)):
         exercises = (exercises,)
     numbers = [parse(e) for e in exercises]
-    if not numbers:
-        raise ArgumentError("exercises must name at least one exercise")
+    require(numbers, "exercises", "name at least one exercise", ArgumentError)
     return numbers
 
 
@@ -159,10 +150,8 @@ def common_length(path: str | Path, lengths: Mapping[str, int]) -> int:
     """
     n, longest = min(lengths.values()), max(lengths.values())
     if longest - n > LENGTH_TOLERANCE:
-        raise DataFormatError(
-            f"{path}: signals and labels differ in length by {longest - n} samples (more than "
-            f"the {LENGTH_TOLERANCE} tolerated): {dict(lengths)}"
-        )
+        apart = f"{longest - n} samples (> {LENGTH_TOLERANCE}): {dict(lengths)}"
+        raise DataFormatError(f"{path}: signals and labels differ in length by {apart}")
     return n
 
 

@@ -113,16 +113,13 @@ class Emg2PoseSession(OpenFile):
         ds = group.get(_TIMESERIES) if isinstance(group, h5py.Group) else None
         if not isinstance(ds, h5py.Dataset) or ds.dtype.fields is None or ds.ndim != 1:
             raise DataFormatError(
-                f"{self.path}: {_GROUP}/{_TIMESERIES} must be a 1-D dataset of compound dtype "
-                f"with fields {list(_FIELDS)}; found {ds!r}, the file holds {sorted(self._h5)}"
+                f"{self.path}: {_GROUP}/{_TIMESERIES} must be a 1-D dataset of {list(_FIELDS)}; "
+                f"found {ds!r}, the file holds {sorted(self._h5)}"
             )
         have = {name: field[0].shape for name, field in ds.dtype.fields.items()}
         for name, shape in _FIELDS.items():
             if have.get(name) != shape:
-                raise DataFormatError(
-                    f"{self.path}: {_GROUP}/{_TIMESERIES} lacks field {name!r} of shape {shape} "
-                    f"(as many channels); its fields: {have}"
-                )
+                raise DataFormatError(f"{self.path}: lacks field {name!r} of shape {shape}: {have}")
         self.attrs = {key: _text(value) for key, value in group.attrs.items()}
         what = f"{self.path}: group attribute 'sample_rate'"
         wanted = "a positive number (2000 in emg2pose)"
@@ -131,8 +128,7 @@ class Emg2PoseSession(OpenFile):
         channels = self.attrs.get("num_channels", EMG2POSE_CHANNELS)
         if channels != EMG2POSE_CHANNELS:
             raise DataFormatError(
-                f"{self.path}: group attribute 'num_channels' is {channels!r}, but the 'emg' "
-                f"field holds {EMG2POSE_CHANNELS} channels"
+                f"{self.path}: 'num_channels' is {channels!r}, not {EMG2POSE_CHANNELS}"
             )
         self.n_samples = len(ds)
         return ds
@@ -171,9 +167,7 @@ class Emg2PoseSession(OpenFile):
         ``extras["time"]``. ``subject`` defaults to the one the session was opened with."""
         subject = self.subject if subject is None else subject
         if subject is None:
-            raise ArgumentError(
-                f"{self.path}: no subject number; pass subject= (or open it by Emg2PoseDataset)"
-            )
+            raise ArgumentError(f"{self.path}: no subject number; pass subject=")
         data = self.read()
         zeros = np.zeros(self.n_samples, np.int64)
         return Recording(
@@ -224,18 +218,13 @@ class Emg2PoseDataset:
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise DataFormatError(f"{csv}: cannot be read as CSV: {exc}") from exc
         missing = [c for c in METADATA_COLUMNS if c not in table.columns]
-        if missing:
-            raise DataFormatError(
-                f"{csv}: missing columns {missing}; expected {list(METADATA_COLUMNS)}, found "
-                f"{list(table.columns)}"
-            )
+        require(not missing, csv, f"missing columns {missing}; found {list(table.columns)}")
         sessions = table["filename"].str.removesuffix(".hdf5")
         if sessions.duplicated().any():  # one session read twice would count its windows twice
             name = sessions[sessions.duplicated()].iloc[0]
             rows = [i + 2 for i in np.flatnonzero(sessions == name)]  # line numbers, header 1
             raise DataFormatError(
-                f"{csv}: rows {rows[0]} and {rows[1]} both list session {name!r}; a session is "
-                "read once: remove the duplicate row"
+                f"{csv}: rows {rows[0]} and {rows[1]} both list session {name!r}: drop one"
             )
         self.users = sorted(set(table["user"]))
         self._subjects = {user: i + 1 for i, user in enumerate(self.users)}
@@ -245,8 +234,7 @@ class Emg2PoseDataset:
     def subject_of(self, user: str) -> int:
         """The subject number of ``user`` (its 1-based place among the sorted users)."""
         if user not in self._subjects:
-            more = " ..." if len(self.users) > 10 else ""
-            raise ArgumentError(f"unknown emg2pose user {user!r}; known: {self.users[:10]}{more}")
+            raise ArgumentError(f"unknown emg2pose user {user!r}; known: {self.users[:10]}")
         return self._subjects[user]
 
     def select(
@@ -372,9 +360,7 @@ def write_emg2pose_metadata(root: str | Path, rows: Iterable[Mapping[str, Any]])
     full = []
     for row in rows:
         missing = [c for c in ("filename", "user", "split") if c not in row]
-        require(
-            not missing, f"emg2pose metadata row {dict(row)}", f"lacks {missing}", ArgumentError
-        )
+        require(not missing, f"emg2pose metadata row {row}", f"lacks {missing}", ArgumentError)
         defaults = {
             "session": row["filename"],
             "stage": "stage0",

@@ -131,9 +131,7 @@ def find_users(root: str | Path) -> list[int]:
         found += find_files(
             root / folder, key, what, looking_for=folder, recursive=False, folders=True
         )
-    require(
-        found, root, "no EPN-612 user files (trainingJSON/ or testingJSON/user<N>/user<N>.json)"
-    )
+    require(found, root, "no EPN-612 user files (trainingJSON/user<N>/user<N>.json)")
     return sorted(found)
 
 
@@ -163,10 +161,8 @@ def _sample_emg(sample: Any, path: Path, where: str) -> np.ndarray:
         raise DataFormatError(f"{path}: {where}: 'emg' holds non-numbers: {exc}") from exc
     lengths = {len(c) if c.ndim == 1 else -1 for c in columns}
     if len(lengths) != 1 or -1 in lengths or 0 in lengths:
-        raise DataFormatError(
-            f"{path}: {where}: 'emg' channels must be non-empty lists of one length, got "
-            f"lengths {[c.shape for c in columns]}"
-        )
+        shapes = [c.shape for c in columns]
+        raise DataFormatError(f"{path}: {where}: 'emg' channels of shapes {shapes}, not one length")
     x = np.stack(columns, axis=1)
     require(np.isfinite(x).all(), path, f"{where}: 'emg' holds {(~np.isfinite(x)).sum()} NaN/Inf")
     return (x / INT8_SCALE).astype(np.float32)
@@ -185,9 +181,7 @@ def load_epn612(root: str | Path, subject: int) -> Recording:
     for p, name in enumerate(PARTS):
         samples = data.get(name)
         if not isinstance(samples, dict):
-            raise DataFormatError(
-                f"{path}: missing '{name}' (a dict of samples); the file holds {sorted(data)}"
-            )
+            raise DataFormatError(f"{path}: missing '{name}' (samples); it holds {sorted(data)}")
         for key, sample in samples.items():
             gesture = sample.get("gestureName") if isinstance(sample, dict) else None
             if gesture is None:  # withheld label (testing users' testingSamples): counted

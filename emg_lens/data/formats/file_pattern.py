@@ -82,12 +82,10 @@ class FilePattern:
         # field's shortest and longest feasible value, in order, are then one value.
         other = self.greedy.fullmatch(relative)
         if other is not None and other.groupdict() != m.groupdict():
-            readings = [
-                ", ".join(f"{k} {v!r}" for k, v in g.groupdict().items()) for g in (m, other)
-            ]
+            a, b = (", ".join(f"{k} {v!r}" for k, v in g.groupdict().items()) for g in (m, other))
             raise DataFormatError(
-                f"{relative}: the pattern {self.text!r} reads it two ways, {readings[0]} or "
-                f"{readings[1]}; rename the files or choose a separator that no value contains"
+                f"{relative}: the pattern {self.text!r} reads it two ways, {a} or {b}; rename "
+                "the files or choose a separator that no value contains"
             )
         return m.groupdict()
 

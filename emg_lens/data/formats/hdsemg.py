@@ -131,8 +131,7 @@ class HDsEMGFile(OpenFile):
             contents = scipy.io.loadmat(str(self.path))
         except Exception as exc:
             raise DataFormatError(
-                f"{self.path}: neither a MATLAB v7.3 (HDF5) file nor a readable v5 file "
-                f"(truncated or corrupt?): {type(exc).__name__}: {exc}"
+                f"{self.path}: neither a MATLAB v7.3 (HDF5) nor a v5 file (truncated?): {exc!r}"
             ) from exc
         # Present v5 arrays the way h5py presents v7.3 ones: every axis reversed.
         return {k: np.asarray(v).T for k, v in contents.items() if not k.startswith("__")}
@@ -144,10 +143,8 @@ class HDsEMGFile(OpenFile):
         for name in names:
             if name in self._vars:
                 return name, self._vars[name]
-        raise DataFormatError(
-            f"{self.path}: missing required variable {' or '.join(repr(n) for n in names)}; "
-            f"the file holds {self._names()}"
-        )
+        wanted = " or ".join(map(repr, names))
+        raise DataFormatError(f"{self.path}: missing required variable {wanted}: {self._names()}")
 
     def _check_layout(self) -> None:
         lengths = {}
@@ -260,9 +257,9 @@ def subject_file(root: str | Path, subject: int) -> Path:
     root = Path(root)
     found = _subject_files(root).get(subject)
     if found is None:
+        there = sorted(p.name for p in root.glob("*.mat"))
         raise DataFormatError(
-            f"{root}: no file for subject {subject} (searched for s{subject}.mat); "
-            f".mat files there: {sorted(p.name for p in root.glob('*.mat')) or 'none'}"
+            f"{root}: no file for subject {subject} (searched for s{subject}.mat): {there}"
         )
     return found
 
@@ -324,14 +321,9 @@ def load_hdsemg(
     with HDsEMGFile(path) as f:  # a missing file is named first
         subject = _subject_from_name(path) if subject is None else subject
         if subject is None:
-            raise ArgumentError(
-                f"{path}: cannot tell the subject from the file name (s<N>.mat); pass subject="
-            )
+            raise ArgumentError(f"{path}: not named s<N>.mat; pass subject=")
         if force and f.n_force_channels == 0:
-            raise DataFormatError(
-                f"{path}: missing variable 'force' (asked for force=True); the file holds "
-                f"{f._names()}"
-            )
+            raise DataFormatError(f"{path}: missing variable 'force' (force=True): {f._names()}")
         signals = f.read(0, f.n_samples, force=force)
         stimulus, repetition = f.labels()
         extras = {k: v for k, v in f.raw_labels().items() if k not in f.label_names}
@@ -351,8 +343,8 @@ def _recording_arrays(recording: Recording, adjusted: bool) -> dict[str, np.ndar
     emg = np.asarray(recording.signals.get("emg"))
     if emg.ndim != 2 or emg.shape[1] != 128:
         raise ArgumentError(
-            f"{recording.source}: an HD-sEMG file needs an 'emg' signal of 128 channels "
-            f"(extensors 64 then flexors 64); the recording has {recording.modalities}"
+            f"{recording.source}: an HD-sEMG file needs 'emg' of 128 channels (extensors 64 then "
+            f"flexors 64), got {recording.modalities}"
         )
     t = len(emg)
     out: dict[str, np.ndarray] = {}

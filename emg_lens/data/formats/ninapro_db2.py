@@ -180,9 +180,8 @@ def find_exercise_file(folder: str | Path, subject: int, exercise: str | int) ->
     if not matches:
         present = sorted(p.name for p in folder.glob("*.mat"))
         raise DataFormatError(
-            f"{folder}: no file for subject {subject}, exercise E{k} (searched for a .mat name "
-            f"with tokens 'S{subject}' and 'E{k}', e.g. S{subject}_E{k}_A1.mat or "
-            f"S{subject}_A1_E{k}.mat); .mat files there: {present or 'none'}"
+            f"{folder}: no file for subject {subject}, exercise E{k} (a .mat name with tokens "
+            f"'S{subject}' and 'E{k}', e.g. S{subject}_E{k}_A1.mat); .mat files there: {present}"
         )
     if len(matches) > 1:
         first_take = [p for p in matches if "a1" in p.stem.lower().split("_")]
@@ -204,9 +203,8 @@ def _remap_exercise_d(stimulus: np.ndarray, path: Path, others: list[np.ndarray]
     if unknown:
         raise DataFormatError(
             f"{path}: exercise E3 (D) holds gesture codes {codes}; {unknown} are neither labels "
-            f"{first}-{last} nor codes of the published E3 files "
-            f"({sorted(EXERCISE_D_CODES)}, mapped onto {first}-{last} in that order), so which "
-            f"movement each is cannot be told: relabel the file's stimulus to {first}-{last}"
+            f"{first}-{last} nor codes of the published E3 files ({sorted(EXERCISE_D_CODES)}): "
+            f"relabel the file's stimulus to {first}-{last}"
         )
     mapping = {c: EXERCISE_D_CODES[c] for c in codes}
     warn_caller(
@@ -344,8 +342,7 @@ def write_ninapro_db2(
     subject = check_int(recording.subject, "subject", minimum=1)
     if "emg" not in recording.signals:
         raise ArgumentError(
-            f"{recording.source}: a NinaPro DB2 file needs an 'emg' signal; the recording has "
-            f"{list(recording.signals)}"
+            f"{recording.source}: a DB2 file needs an 'emg' signal, got {list(recording.signals)}"
         )
     n = recording.n_samples
     n_labels = n - 1 if short_labels else n

@@ -122,11 +122,8 @@ def load_ninapro_db5(
     def load(subject: int, k: int, modalities: tuple[str, ...]) -> Recording:
         path = files().get((subject, k))
         if path is None:
-            raise DataFormatError(
-                f"{root}: no file S{subject}_E{k}_A1.mat (NinaPro DB5 subject {subject}, "
-                f"exercise E{k}) at any depth; DB5 files found: "
-                f"{[p.name for p in files().values()][:10] or 'none'}"
-            )
+            found = [p.name for p in files().values()][:10]
+            raise DataFormatError(f"{root}: no file S{subject}_E{k}_A1.mat; DB5 files: {found}")
         rec = read_exercise_file(
             path,
             subject=subject,

@@ -123,10 +123,7 @@ def acquisition_file(root: str | Path, subject: int, acquisition: int) -> Path:
     `DataFormatError` naming what was looked for."""
     path = find_files(root).get((int(subject), int(acquisition)))
     if path is None:
-        raise DataFormatError(
-            f"{root}: no file S{subject}_E1_A{acquisition}.mat (NinaPro DB8 subject {subject}, "
-            f"acquisition {acquisition})"
-        )
+        raise DataFormatError(f"{root}: no NinaPro DB8 file S{subject}_E1_A{acquisition}.mat")
     return path
 
 

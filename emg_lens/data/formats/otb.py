@@ -88,10 +88,8 @@ def _texts(description: Any, path: Path) -> list[str]:
     for item in items:
         while isinstance(item, np.ndarray) and item.size == 1:
             item = item.reshape(-1)[0]
-        got = type(item).__name__
-        require(
-            isinstance(item, str), path, f"'Description' must hold one text per column, got {got}"
-        )
+        if not isinstance(item, str):
+            raise DataFormatError(f"{path}: 'Description' must hold texts, got {item!r}")
         texts.append(item.strip())
     return texts
 
@@ -103,17 +101,15 @@ def _matrix(value: Any, path: Path, name: str, *, real_part: bool = False) -> np
     x = np.asarray(x)
     if x.ndim != 2 or not np.issubdtype(x.dtype, np.number) or x.size == 0:
         raise DataFormatError(
-            f"{path}: {name!r} must be a numeric samples x columns matrix with at least one "
-            f"value, got {x.dtype} of shape {x.shape} (an export cut short?)"
+            f"{path}: {name!r} must be a numeric samples x columns matrix with at least one value, "
+            f"got {x.dtype} {x.shape}"
         )
     if np.iscomplexobj(x) and not real_part:
-        imaginary = int(np.count_nonzero(x.imag))
-        raise DataFormatError(
-            f"{path}: {name!r} holds complex numbers ({x.dtype}, {imaginary} of {x.size} "
-            "values with an imaginary part); an OT BioLab+ export holds real samples, and "
-            "emg_lens does not drop the imaginary part unasked"
-            + (": read_otb(path, real_part=True) takes the real part" if name == "Data" else "")
+        imaginary = (
+            f"{x.dtype}, {np.count_nonzero(x.imag)} of {x.size} values with an imaginary part"
         )
+        fix = "; read_otb(path, real_part=True) takes the real part" if name == "Data" else ""
+        raise DataFormatError(f"{path}: {name!r} holds complex numbers ({imaginary}){fix}")
     return x
 
 
@@ -122,10 +118,7 @@ def _rate(value: Any, path: Path) -> float:
     x = np.asarray(value).reshape(-1)
     real = np.issubdtype(x.dtype, np.number) and not np.iscomplexobj(x)
     if x.size != 1 or not real or not (np.isfinite(x[0]) and x[0] > 0):
-        raise DataFormatError(
-            f"{path}: 'SamplingFrequency' must hold one positive number of Hz, got "
-            f"{x.dtype} {x.tolist()[:5]}"
-        )
+        raise DataFormatError(f"{path}: 'SamplingFrequency' must hold one positive Hz, got {x[:5]}")
     return float(x[0])
 
 
@@ -155,8 +148,7 @@ def _columns(
         name = name or re.sub(r"\W+", "_", (m["name"] if m else text).strip().lower()).strip("_")
         if not name or name in aux:
             raise DataFormatError(
-                f"{path}: the auxiliary column {text!r} has no name of its own (another column "
-                f"is {name!r} too); expected '<name>[<unit>]'"
+                f"{path}: column {text!r} has no name of its own ('<name>[<unit>]')"
             )
         aux[name], units[name] = column, (m["unit"] if m else "")
     all_units = {unit for channels in found.values() for _, unit in channels.values()}
@@ -166,15 +158,14 @@ def _columns(
         if code not in GRID_CODES:
             raise DataFormatError(
                 f"{path}: grid code {code!r} ({muscle} - {source}) is not an OT Bioelettronica "
-                f"grid openhdemg knows; accepted: {sorted(GRID_CODES)} (openhdemg's table)"
+                f"grid openhdemg knows: {sorted(GRID_CODES)}"
             )
         expected = grid_electrodes(code)  # 64: a 13 x 5 grid leaves a corner empty
         if sorted(channels) != list(range(1, expected + 1)):
-            missing = sorted(set(range(1, expected + 1)) - set(channels))
+            missing = sorted(set(range(1, expected + 1)) - set(channels))[:10]
             raise DataFormatError(
                 f"{path}: grid {code} ({muscle} - {source}) has channels "
-                f"{min(channels)}..{max(channels)} of {expected}, missing {missing[:10]}; an "
-                "export of a whole grid holds each once"
+                f"{min(channels)}..{max(channels)} of {expected}, missing {missing}"
             )
         columns = tuple(channels[k][0] for k in range(1, expected + 1))
         grids.append(OtbGrid(code, muscle, source, channels[1][1], columns))
@@ -204,8 +195,7 @@ def read_otb(
     missing = [k for k in ("Data", "Description", "SamplingFrequency") if k not in contents]
     if missing:
         raise DataFormatError(
-            f"{path}: not an OT BioLab+ export: it lacks {missing} (an export holds Data, "
-            f"Description, SamplingFrequency and Time; this file holds {sorted(contents)})"
+            f"{path}: not an OT BioLab+ export: it lacks {missing} (it holds {sorted(contents)})"
         )
     check_bool(real_part, "real_part")
     data = _matrix(contents["Data"], path, "Data", real_part=real_part)
@@ -221,7 +211,7 @@ def read_otb(
     if not grids:
         raise DataFormatError(
             f"{path}: no column describes a grid electrode ('<muscle> - <input> - <grid code> "
-            f"(<channel>)[<unit>]'); its columns: {texts[:5]}{' ...' if len(texts) > 5 else ''}"
+            f"(<channel>)[<unit>]'); its columns: {texts[:5]}"
         )
     emg = np.concatenate([data[:, g.columns] for g in grids], axis=1).astype(np.float32)
     extras = {name: data[:, column].astype(np.float32) for name, column in aux.items()}

@@ -104,9 +104,8 @@ def _find_trials(root: Path, patterns: list[FilePattern], unmatched: str) -> lis
     if left and unmatched == "error":
         shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
         raise DataFormatError(
-            f"{root}: {len(left)} file(s) no pattern matches ({shown}), whose trials would be "
-            f"lost; fix the names or the pattern ({', '.join(repr(p.text) for p in patterns)}), "
-            "or pass unmatched='skip' (--unmatched skip) to leave them out"
+            f"{root}: {len(left)} file(s) no pattern matches ({shown}): fix the names or the "
+            "pattern, or pass unmatched='skip' (--unmatched skip) to leave them out"
         )
     if not trials:
         raise DataFormatError(
@@ -382,10 +381,7 @@ def _assemble(
 ) -> Recording:
     if len({g for _, g, _ in entries}) < 2:
         (only,) = {t.fields["gesture"] for _, _, t in entries}
-        raise DataFormatError(
-            f"{root}: subject {subject} has trials of one gesture only ({only!r}); a classifier "
-            "needs at least two"
-        )
+        raise DataFormatError(f"{root}: subject {subject} has one gesture only ({only!r}), not 2+")
     gap = max(1, round(GAP_SECONDS * rate))
     pieces, stimulus, repetition, table = [], [], [], []
     first: tuple[tuple[str, ...], Path] | None = None
@@ -470,9 +466,9 @@ def file_source_fields(options: Mapping[str, Any]) -> dict[str, Any]:
      'channels': None, 'variable': None, 'unmatched': 'error', 'placement': None}
     """
     if options.get("pattern") is None or options.get("sample_rate") is None:
+        example = "'R_{repetition}_C_{gesture}_EMG.csv'"
         raise ArgumentError(
-            "dataset 'files' needs --pattern (a path template such as "
-            "'R_{repetition}_C_{gesture}_EMG.csv') and --sample-rate (Hz)"
+            f"dataset 'files' needs --pattern (such as {example}) and --sample-rate"
         )
     pattern = options["pattern"]
     texts = [pattern] if isinstance(pattern, str) else list(pattern)

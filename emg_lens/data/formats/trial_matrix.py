@@ -49,8 +49,8 @@ class CsvFormat:
     >>> CsvFormat(decimal=",", delimiter=",")
     Traceback (most recent call last):
     ...
-    emg_lens.errors.ArgumentError: delimiter must be one character between values (',', ';', \
-a tab...) but not the decimal mark ',' (decimal commas go with ';' or a tab), got ','
+    emg_lens.errors.ArgumentError: delimiter must be one character between values but not the \
+decimal mark ',' (such as ',', ';', a tab), got ','
     """
 
     header: bool | None = None
@@ -63,8 +63,8 @@ a tab...) but not the decimal mark ',' (decimal commas go with ';' or a tab), go
         d = self.delimiter
         if d is not None and (len(d) != 1 or d in f'"\r\n{self.decimal}' or d.isalnum()):
             raise ArgumentError(
-                f"delimiter must be one character between values (',', ';', a tab...) but not the "
-                f"decimal mark {self.decimal!r} (decimal commas go with ';' or a tab), got {d!r}"
+                f"delimiter must be one character between values but not the decimal mark "
+                f"{self.decimal!r} (such as ',', ';', a tab), got {d!r}"
             )
 
 
@@ -100,16 +100,15 @@ def read_trial(
         x = x[:, None]
     if x.ndim != 2 or not 0 < x.shape[1] <= x.shape[0]:
         raise DataFormatError(
-            f"{path}: a trial must be a samples x channels matrix, one row per sample, with more "
-            f"samples than channels; got shape {x.shape} (wider than tall: channels x samples, "
-            "or a MATLAB row vector? save the transpose)"
+            f"{path}: a trial must be samples x channels, more samples than "
+            f"channels; got shape {x.shape} (a row vector? save the transpose)"
         )
     bad = ~np.isfinite(x)
     if bad.any():
         row, col = (int(i) for i in np.argwhere(bad)[0])
         raise DataFormatError(
-            f"{path}: {int(bad.sum())} NaN or Inf values, the first at sample {row}, channel "
-            f"{col}; emg_lens does not fill gaps: repair or drop the trial"
+            f"{path}: {int(bad.sum())} NaN or Inf values, the first at sample "
+            f"{row}, channel {col}; repair or drop the trial (no gap filling)"
         )
     return x.astype(np.float32), names
 
@@ -165,9 +164,9 @@ def _read_csv(path: Path, fmt: CsvFormat) -> tuple[np.ndarray, tuple[str, ...] |
     for r, row in enumerate(body):
         line = r + 1 + skipped
         if len(row) != width:
+            first = "header" if skipped else "first line"
             raise DataFormatError(
-                f"{path}: line {line} has {len(row)} cells, the file "
-                f"{'header' if skipped else 'first line'} {width}{width_hint}"
+                f"{path}: line {line} has {len(row)} cells, the file {first} {width}{width_hint}"
             )
         for c, cell in enumerate(row):
             try:
@@ -175,9 +174,9 @@ def _read_csv(path: Path, fmt: CsvFormat) -> tuple[np.ndarray, tuple[str, ...] |
             except ValueError:
                 # split at its decimal commas ('0,5;1,25' -> '5;1'), or not split at them
                 split = commas and (delimiter != "," or re.search(r"[;\t]", cell))
-                cell_hint = hint if split else ""
+                at = f"{path}: line {line}, column {c + 1}"
                 raise DataFormatError(
-                    f"{path}: line {line}, column {c + 1}: {cell!r} is not a number{cell_hint}"
+                    f"{at}: {cell!r} is not a number{hint * bool(split)}"
                 ) from None
     return values, names
 
@@ -190,10 +189,9 @@ def _refuse_decimal_commas(path: Path, rows: list[list[str]]) -> None:
         return
     a, b = (cell.strip() for cell in rows[0])
     raise DataFormatError(
-        f"{path}: every line is two whole numbers separated by a comma (the first {a},{b}) and "
-        f"no value has a decimal point: one channel written with decimal commas ({a},{b} = "
-        f"{a}.{b}) or two channels of whole numbers, which the file cannot tell apart; say "
-        "which: decimal=',' (--decimal ,) reads one channel, delimiter=',' (--delimiter ,) two"
+        f"{path}: every line is two whole numbers separated by a comma (the first {a},{b}): one "
+        f"channel written with decimal commas ({a},{b} = {a}.{b}) or two channels of whole "
+        "numbers? decimal=',' (--decimal ,) reads one channel, delimiter=',' (--delimiter ,) two"
     )
 
 
@@ -220,9 +218,8 @@ def _header(
         return None, rows[1:]  # the channel numbers, above samples with decimals
     raise DataFormatError(
         f"{path}: the first line ({', '.join(cells)}) is the channel numbers and every line "
-        "below it whole numbers too, so the file cannot tell a header of channel numbers from "
-        "a first sample; say which: header=True (--header yes) skips it, header=False "
-        "(--header no) reads it as a sample"
+        "below it whole numbers too: a header or a sample? header=True (--header yes) skips it, "
+        "header=False (--header no) reads it as a sample"
     )
 
 
@@ -233,11 +230,8 @@ def _read_npy(path: Path) -> np.ndarray:
         raise DataFormatError(f"{path}: cannot be read as a NumPy .npy array: {exc}") from exc
     if not isinstance(x, np.ndarray):  # np.load reads an .npz archive whatever its name
         x.close()
-        raise DataFormatError(
-            f"{path}: a NumPy .npz archive (of {', '.join(x.files) or 'no arrays'}), not an "
-            ".npy array; save each trial with np.save, or name the archive .npz and extract "
-            "the trial's array"
-        )
+        held = ", ".join(x.files) or "no arrays"
+        raise DataFormatError(f"{path}: a NumPy .npz archive (of {held}), not an .npy array")
     real = np.issubdtype(x.dtype, np.number) and not np.iscomplexobj(x)
     require(real, path, f"holds {x.dtype}: not numbers, or complex ones; a trial is real samples")
     return x.astype(np.float64)
@@ -252,17 +246,13 @@ def _read_mat_variable(path: Path, variable: str | None) -> np.ndarray:
     }
     if variable is None:
         if len(numeric) != 1:
-            raise DataFormatError(
-                f"{path}: holds the numeric variables {sorted(numeric) or 'none'}; name the one "
-                "that holds the samples x channels signal (variable=, --variable)"
-            )
+            held = sorted(numeric) or "none"
+            raise DataFormatError(f"{path}: numeric variables {held}; pass variable= (--variable)")
         (variable,) = numeric
     require(
         variable in contents, path, f"has no variable {variable!r}; it holds {sorted(contents)}"
     )
     x = np.asarray(contents[variable])
     if variable not in numeric or np.iscomplexobj(x):
-        raise DataFormatError(
-            f"{path}: variable {variable!r} is not a real matrix ({x.dtype}, shape {x.shape})"
-        )
+        raise DataFormatError(f"{path}: {variable!r} is not a real matrix ({x.dtype} {x.shape})")
     return x.astype(np.float64)

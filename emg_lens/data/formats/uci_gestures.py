@@ -150,10 +150,7 @@ def _read_file(path: Path) -> np.ndarray:
         with path.open(encoding="utf-8") as f:
             header = f.readline().split()
             if [h.lower() for h in header] != list(COLUMNS):
-                raise DataFormatError(
-                    f"{path}: header must be the {len(COLUMNS)} columns {' '.join(COLUMNS)}, "
-                    f"got {header}"
-                )
+                raise DataFormatError(f"{path}: header must be {' '.join(COLUMNS)}, got {header}")
             rows = np.loadtxt(f, dtype=np.float64, ndmin=2)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DataFormatError(
@@ -169,7 +166,7 @@ def _read_file(path: Path) -> np.ndarray:
     if bad.any():
         raise DataFormatError(
             f"{path}: unknown class {sorted(set(codes[bad].tolist()))[:5]} (row "
-            f"{int(np.argmax(bad)) + 2}); expected 0-{len(CLASSES) - 1} ({', '.join(CLASSES)})"
+            f"{int(np.argmax(bad)) + 2}); expected 0-{len(CLASSES) - 1}"
         )
     return rows
 

@@ -170,7 +170,7 @@ class SyntheticEEGSpec(DictSpec):
         channels, regions = self.channels, self.regions  # tuples of strings: field types
         if not channels or len(set(channels)) != len(channels):
             raise ConfigError(
-                f"SyntheticEEGSpec.channels must be distinct 10-20 / 10-10 names, got {channels!r}"
+                f"SyntheticEEGSpec.channels must be distinct 10-20 names, got {channels}"
             )
         try:
             for name in channels:
@@ -231,11 +231,8 @@ class PlantedEEG:
         >>> truth.groups([1, 2, 3, 4])
         {'interaction': [2, 3], 'unimodal': [0, 1]}
         """
-        unknown = sorted(set(classes) - set(self.kinds))
-        if unknown:
-            raise ArgumentError(
-                f"classes {unknown} are not planted; the synthetic EEG has {sorted(self.kinds)}"
-            )
+        if unknown := sorted(set(classes) - set(self.kinds)):
+            raise ArgumentError(f"classes {unknown} are not planted; planted: {sorted(self.kinds)}")
         return {
             "interaction": [i for i, c in enumerate(classes) if self.kinds[c] == "interaction"],
             "unimodal": [i for i, c in enumerate(classes) if self.kinds[c] != "interaction"],

@@ -97,15 +97,12 @@ class SyntheticSpec(DictSpec):
         self.check_counts("n_subjects", "n_repetitions", "n_emg", "n_acc_sensors")
         counts = (self.n_emg_gestures, self.n_acc_gestures, self.n_interaction_gestures)
         if min(counts) < 0 or sum(counts) < 2:
-            raise ConfigError(
-                "SyntheticSpec gesture counts (n_emg_gestures, n_acc_gestures, "
-                f"n_interaction_gestures) must be >= 0 and sum to >= 2, got {counts}"
-            )
+            raise ConfigError(f"SyntheticSpec gesture counts must be >= 0, sum >= 2; got {counts}")
         bits = range(1, min(self.n_emg, self.n_acc_sensors) + 1)  # one per muscle/sensor group
         check_choice(
             self.n_interaction_gestures,
             (0, *(2**b for b in bits)),
-            "SyntheticSpec.n_interaction_gestures (2 ** bits, as many bits as sensors at most)",
+            "SyntheticSpec.n_interaction_gestures (2 ** bits, bits <= sensors)",
             ConfigError,
         )
         check_bounds(self, movement_seconds="> 0", rest_seconds=">= 0", subject_offset=">= 0")
@@ -328,10 +325,8 @@ def generate_db2_exercise(spec: SyntheticSpec, subject: int, exercise: str | int
     expected = db2_spec(spec.n_subjects)
     counts = ("n_emg_gestures", "n_acc_gestures", "n_interaction_gestures", "n_emg")
     if any(getattr(spec, c) != getattr(expected, c) for c in (*counts, "n_acc_sensors")):
-        raise ConfigError(
-            "generate_db2_exercise needs a db2_spec dataset (DB2's montage and 49 gestures); got "
-            f"{ {c: getattr(spec, c) for c in counts} }"
-        )
+        got = {c: getattr(spec, c) for c in counts}
+        raise ConfigError(f"generate_db2_exercise needs a db2_spec (DB2's 49 gestures), got {got}")
     check_int(subject, "subject (of the spec's)", 1, spec.n_subjects, ConfigError)
     labels = db2_labels()
     first, last = ninapro_db2.LABEL_RANGES[k]
@@ -375,9 +370,7 @@ def _db2_exercises(exercises: Iterable[str]) -> list[str]:
     letters = [str(e).strip().upper() for e in given]
     unknown = [e for e, letter in zip(given, letters) if letter not in DB2_EXERCISE_KINDS]
     if unknown or not letters:
-        raise ArgumentError(
-            f"--exercises must name one or more of B, C, D (NinaPro DB2's exercises), got {given}"
-        )
+        raise ArgumentError(f"--exercises must name one or more of B, C, D, got {given}")
     return [e for e in DB2_EXERCISE_KINDS if e in letters]
 
 

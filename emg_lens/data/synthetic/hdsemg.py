@@ -73,13 +73,7 @@ class SyntheticHDsEMGSpec(DictSpec):
         check_bounds(self, pattern_contrast=">= 0", force_contrast=">= 0", noise=">= 0")
         check_bounds(self, subject_variability=">= 0")
         half = int(np.ceil(min(self.movement_seconds, self.rest_seconds) * SAMPLE_RATE / 2))
-        check_int(
-            self.label_lag,
-            "SyntheticHDsEMGSpec.label_lag (< half the shorter of movement and rest)",
-            0,
-            half - 1,
-            ConfigError,
-        )
+        check_int(self.label_lag, "SyntheticHDsEMGSpec.label_lag", 0, half - 1, ConfigError)
 
 
 def planted_activation(

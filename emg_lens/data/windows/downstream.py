@@ -110,8 +110,7 @@ def thesis_preprocess(
     shortest = 3 * (2 * spec.order + 1) + 1
     if len(emg) < shortest:
         raise DataFormatError(
-            f"{where}: {len(emg)} samples, too short to filter: the order-{spec.order} band-pass "
-            f"needs {shortest} at least"
+            f"{where}: {len(emg)} samples, too short to filter: {shortest}+ needed"
         )
     filters = PreprocessSpec(
         emg_band=spec.band, lowpass=None, notch=spec.notch, order=spec.order, rectify=False

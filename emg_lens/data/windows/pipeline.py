@@ -143,8 +143,7 @@ def effective_band(fs: float, spec: TinyMyoPreprocess) -> tuple[float, float] | 
         high = NYQUIST_CLIP * fs
     if not low < high:
         raise ConfigError(
-            f"band-pass lower cut-off {low:g} Hz is not below the upper cut-off {high:g} Hz "
-            f"usable at {fs:g} Hz"
+            f"lower cut-off {low:g} Hz is not below the upper cut-off {high:g} Hz at {fs:g} Hz"
         )
     return (float(low), float(high))
 
@@ -324,7 +323,5 @@ def fit_scaler(
         m2 = m2 + batch_m2 + delta**2 * count * n / total
         count = total
     if count == 0:
-        raise DataFormatError(
-            f"no window to fit the z-score on in repetitions {wanted} (none long enough?)"
-        )
+        raise DataFormatError(f"no window to fit the z-score on in repetitions {wanted} (short?)")
     return Scaler.from_moments(count, mean, m2)

@@ -67,9 +67,7 @@ def split_repetitions(train: Iterable[int], test: Iterable[int]) -> dict[str, li
     """
     train, test = sorted({int(r) for r in train}), sorted({int(r) for r in test})
     if not train or not test or set(train) & set(test):
-        raise ArgumentError(
-            f"train repetitions {train} and test {test} must be non-empty and share none"
-        )
+        raise ArgumentError(f"train repetitions {train}, test {test}: both needed, share none")
     return {"train_repetitions": train, "test_repetitions": test}
 
 
@@ -175,8 +173,7 @@ def write_window_store(
                 bar.set_postfix(windows=start + n)
             if len(windows) == 0:
                 raise DataFormatError(
-                    f"{path}: no window written: no recording holds {spec.window} samples at "
-                    f"{spec.sample_rate:g} Hz"
+                    f"{path}: no window written: no recording of {spec.window}+ samples"
                 )
             f.attrs.update(
                 {
@@ -209,9 +206,10 @@ def _as_batch(
         return tinymyo_windows(item, spec, labeled=labeled, scaler=scaler)
     n, shape = len(item.x), (spec.n_channels, spec.window)
     if item.x.shape[1:] != shape or not len(item.labels) == len(item.repetition) == n:
+        counts = f"{len(item.labels)} labels and {len(item.repetition)} repetitions"
         raise ArgumentError(
-            f"{item.source}: WindowBatch.x has shape {item.x.shape} with {len(item.labels)} labels"
-            f" and {len(item.repetition)} repetitions; the store takes [N, *{shape}], N of each"
+            f"{item.source}: WindowBatch.x has shape {item.x.shape} with {counts}; the store "
+            f"takes [N, *{shape}], N of each"
         )
     return item
 
@@ -245,9 +243,7 @@ def _check_targets(batch: WindowBatch, targets: h5py.Dataset | None, names: Any)
     )
     want = None if names is None else [len(batch), time, len(names)]
     if shape != want:
-        raise ArgumentError(
-            f"{batch.source}: targets must be {want} for target_names={names}, got {shape}"
-        )
+        raise ArgumentError(f"{batch.source}: targets must be {want} ({names}), got {shape}")
 
 
 def _scaler_dict(scaler: Scaler | None) -> dict[str, list[float]] | None:
@@ -331,14 +327,13 @@ class WindowStore(torch.utils.data.Dataset):
                 )
                 if marks[:2] != (STORE_FORMAT, True) or marks[2]:
                     raise DataFormatError(
-                        f"{self.path}: not a complete window store: (format, complete, missing "
-                        f"datasets) are {marks}; expected ({STORE_FORMAT!r}, True, [])"
+                        f"{self.path}: not a complete window store: (format, complete, missing) "
+                        f"are {marks}, not ({STORE_FORMAT!r}, True, [])"
                     )
                 columns, shape = {n: f[n][:] for n in names}, f["windows"].shape
         except OSError as exc:
             raise DataFormatError(
-                f"{self.path}: cannot be read as an HDF5 window store (truncated or corrupt?): "
-                f"{exc}"
+                f"{self.path}: cannot be read as an HDF5 window store (truncated?): {exc}"
             ) from exc
         if any(len(c) != shape[0] for c in columns.values()):
             lengths = {n: len(c) for n, c in columns.items()}

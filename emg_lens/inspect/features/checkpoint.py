@@ -67,8 +67,7 @@ def read_sae(path: str | Path, model: Any) -> tuple[TopKSAE, dict[str, Any]]:
     if info["provenance"].get("model") != digest:
         trained = str(info["provenance"].get("model"))[:12]
         raise CheckpointError(
-            f"{path / CONFIG}: these features were trained on another model "
-            f"({trained}, this is {digest[:12]}): load that one"
+            f"{path / CONFIG}: trained on another model ({trained}, not {digest[:12]})"
         )
     config.token_groups(model)
     try:
@@ -79,11 +78,9 @@ def read_sae(path: str | Path, model: Any) -> tuple[TopKSAE, dict[str, Any]]:
     expected = {k: tuple(v.shape) for k, v in sae.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
     if found != expected:
-        raise CheckpointError(f"{path / WEIGHTS}: weights {found}, but the config needs "
-                              f"{expected}")  # fmt: skip
-    for name, tensor in state.items():
-        if not torch.isfinite(tensor).all():
-            raise CheckpointError(f"{path / WEIGHTS}: {name} holds NaN or inf")
+        raise CheckpointError(f"{path / WEIGHTS}: weights {found}, not the config's {expected}")
+    if bad := [name for name, tensor in state.items() if not torch.isfinite(tensor).all()]:
+        raise CheckpointError(f"{path / WEIGHTS}: {bad} hold NaN or inf")
     sae.load_state_dict(state)
     return sae, info
 
@@ -91,10 +88,7 @@ def read_sae(path: str | Path, model: Any) -> tuple[TopKSAE, dict[str, Any]]:
 def _read_info(path: Path) -> dict[str, Any]:
     file = path / CONFIG
     if not file.is_file() or not (path / WEIGHTS).is_file():
-        raise CheckpointError(
-            f"{path} holds no saved sparse features: expected {CONFIG} and "
-            f"{WEIGHTS} in it (Features.save writes them)"
-        )
+        raise CheckpointError(f"{path} holds no saved sparse features ({CONFIG}, {WEIGHTS})")
     try:
         info = json.loads(file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

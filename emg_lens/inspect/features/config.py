@@ -98,8 +98,7 @@ class FeatureConfig:
     def from_dict(cls, values: dict[str, Any]) -> FeatureConfig:
         """The config `to_dict` wrote; an unknown field is a `ConfigError` naming it."""
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
+        if unknown := sorted(set(values) - known):
             raise ConfigError(f"unknown FeatureConfig field(s) {unknown}; known: {sorted(known)}")
         groups = values.get("groups")
         return cls(**{**values, "groups": None if groups is None else tuple(groups)})
@@ -117,8 +116,7 @@ class FeatureConfig:
             logits = model(model.example_input(1), return_type=self.readout)
         if not (isinstance(logits, torch.Tensor) and logits.shape == (1, model.cfg.n_classes)):
             raise ArgumentError(
-                f"FeatureConfig.readout {self.readout!r} gives {describe(logits)}, "
-                f"not class logits [batch, {model.cfg.n_classes}]: choose "
-                '"logits" (IsoNet\'s mean-pooled head: "avg_logits")'
+                f"FeatureConfig.readout {self.readout!r} gives {describe(logits)}, not class logits"
+                f" [batch, {model.cfg.n_classes}]: choose 'logits' (or IsoNet's 'avg_logits')"
             )
         return tuple(groups)

@@ -52,9 +52,8 @@ def token_residuals(
     bad = ~torch.isfinite(resid).all(dim=(1, 2))
     if bad.any():
         raise InputShapeError(
-            f"non-finite activations at {config.hook_name} in window "
-            f"{int(bad.nonzero()[0])} ({int(bad.sum())} of {len(resid)}): check "
-            "the windows (NaN or inf) and the model's weights"
+            f"non-finite activations at {config.hook_name} in {int(bad.sum())} of {len(resid)} "
+            f"windows (first: {int(bad.nonzero()[0])}): check the windows and the model's weights"
         )
     return resid
 

@@ -36,9 +36,8 @@ def _split(model: Any, data: SubjectData | tuple[Any, Any], config: FeatureConfi
     held = round(config.holdout * len(ids))
     if held < 1 or held >= len(ids):
         raise ArgumentError(
-            f"FeatureConfig.holdout {config.holdout} of {len(ids)} trials "
-            f"leaves {len(ids) - held} to train on, {held} to evaluate: both need "
-            "one (more trials, or a SubjectData with train windows)"
+            f"FeatureConfig.holdout {config.holdout} of {len(ids)} trials leaves {held} to test,"
+            f" {len(ids) - held} to train on: both need one (more trials, or train windows)"
         )
     order = np.random.default_rng(config.seed).permutation(len(ids))
     evaluated = np.isin(trials, ids[order[:held]])

@@ -71,8 +71,7 @@ def _window(window: Any, sample: Any, where: str, default: Any) -> Any:
         return default if window is _NOT_GIVEN else window
     if window is not _NOT_GIVEN:
         raise ArgumentError(
-            f"{where} got both window={window!r} and sample={sample!r}: give "
-            "window= only (sample= is its deprecated name)"
+            f"{where} got both window={window!r} and sample={sample!r}: give window="
         )
     warn_caller(
         f"{where}(sample=...) is deprecated and will be removed in the next release: one "
@@ -178,12 +177,9 @@ def _view_inputs(cache: ActivationCache, layer: int, window: int) -> tuple[Any, 
     pattern = cache["pattern", layer]
     window = check_int(window, "window", 0, len(pattern) - 1)
     layout = layout_at(model, f"blocks.{layer}.attn.hook_pattern")
-    if layout.queries is not None:
-        sides = layout.describe_sides()
+    if layout.queries is not None:  # circuitsvis draws attention among one list of tokens
         raise UnsupportedFeatureError(
-            f"circuitsvis draws attention among one list of tokens, "
-            f"but layer {layer} is a cross-attention ({sides}): draw "
-            "it with plot_pattern"
+            f"layer {layer} is a cross-attention ({layout.describe_sides()}): use plot_pattern"
         )
     heads = [f"L{layer}H{h}" for h in range(pattern.shape[1])]
     return pattern[window].detach().cpu(), token_labels(layout), heads

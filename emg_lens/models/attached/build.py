@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, ConversionError, check_int, check_type, checked
+from emg_lens.errors import ArgumentError, ConversionError, check_int, checked, describe
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models.attached.checks import check_layouts, per_call_layouts
 from emg_lens.models.attached.find import (
@@ -122,9 +122,11 @@ def attach(
     >>> cache["pattern", 0].shape  # [batch * patches, head, query, key]
     torch.Size([15, 2, 4, 4])
     """
-    check_type(model, nn.Module, "attach(model)")
-    if isinstance(model, AttachedModel):
-        raise ArgumentError("this model is attached already: use it as it is")
+    if not isinstance(model, nn.Module) or isinstance(model, AttachedModel):
+        raise ArgumentError(
+            f"attach(model) takes a torch module not yet attached, got {describe(model)}"
+            " (an attached model is used as it is)"
+        )
     layout_at = layout if callable(layout) else None
     keys = None
     if not callable(layout):  # a list is checked against the calls once they are known

@@ -186,22 +186,11 @@ def refuse_dropped_code(what: str, sources: Mapping[str, nn.Module]) -> None:
     emg_lens.errors.ConversionError: convert: layer has a forward hook (<lambda>)...
     >>> handle.remove(); refuse_dropped_code("convert", {"layer": layer})
     """
-    advice = (
-        "the conversion reads the modules' weights, not the code their forward runs, so the "
-        "converted model would compute something else: remove it before converting (the "
-        "handle's .remove()) and put it on the converted model's hook points instead"
-    )
-    for kind, hooks in (
-        ("global forward hook", torch.nn.modules.module._global_forward_hooks),
-        ("global forward pre-hook", torch.nn.modules.module._global_forward_pre_hooks),
-    ):
-        if hooks:
-            names = ", ".join(_hook_name(h) for h in hooks.values())
-            raise ConversionError(
-                f"{what}: a {kind} ({names}) is registered for every module: remove it before "
-                "converting (it would run on the converted model's modules too)",
-                path="",
-            )
+    every = torch.nn.modules.module  # global hooks run on every module, the converted's too
+    hooks: list[tuple[str, str, Mapping]] = [
+        ("", "global forward hook", every._global_forward_hooks),
+        ("", "global forward pre-hook", every._global_forward_pre_hooks),
+    ]
     for root, source in sources.items():
         for name, module in source.named_modules():
             path = f"{root}.{name}" if name else root
@@ -213,21 +202,22 @@ def refuse_dropped_code(what: str, sources: Mapping[str, nn.Module]) -> None:
                     "once on a window (which builds it for that size), then convert",
                     path=path,
                 )
-            for kind, hooks in (
-                ("forward hook", module._forward_hooks),
-                ("forward pre-hook", module._forward_pre_hooks),
-            ):
-                if hooks:
-                    names = ", ".join(_hook_name(h) for h in hooks.values())
-                    raise ConversionError(
-                        f"{what}: {path} has a {kind} ({names}); {advice}", path=path
-                    )
             if "forward" in vars(module):
                 raise ConversionError(
                     f"{what}: {path} has its own forward ({_hook_name(vars(module)['forward'])}, "
                     "set on the instance), which the converted weights drop: remove the patch",
                     path=path,
                 )
+            hooks += [(path, "forward hook", module._forward_hooks)]
+            hooks += [(path, "forward pre-hook", module._forward_pre_hooks)]
+    for path, kind, found in hooks:
+        if found:
+            names = ", ".join(_hook_name(h) for h in found.values())
+            raise ConversionError(
+                f"{what}: {path or 'every module'} has a {kind} ({names}): the conversion reads "
+                "weights, not the code forward runs; remove it (handle.remove()), hook the result",
+                path=path,
+            )
 
 
 def check_faithful(

@@ -174,13 +174,11 @@ class HookedTorchEncoder(ConvertedEncoder):
         return super().forward(signals, edge_masks=merged, **kwargs)
 
     def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
+        form = self._linear_readout
+        if form is None or form["norm"] is None or return_type == "latent":
+            return super().readout(resid, return_type)
         self._check_return_type(return_type)
         latent = self.ln_final(resid)
-        if return_type == "latent":
-            return latent
-        form = self._linear_readout
-        if form is None or form["norm"] is None:
-            return self.head(latent)
         # The readout's norm is ln_final (copied at conversion): its Linear reads the pool.
         pooled = latent.mean(1) if form["pool"] == "mean" else latent[:, form["pool"]]
         return self._readout_linear(form)(pooled)

@@ -27,6 +27,7 @@ original are a `ConversionError`; hooks or a patched ``forward`` on the encoder 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -327,13 +328,9 @@ def _check_parity(model: HookedTorchEncoder, encoder: Any, layers, seed: int | N
     check_faithful("from_torch_encoder", sources, original, converted)
     if model._linear_readout is not None:  # the readout read as an unembedding: same logits
         what = f"from_torch_encoder (the readout read as {model._linear_readout})"
+        logits = functools.partial(model, tokens, start_at_layer=0)
         with torch.no_grad():
-            check_faithful(
-                what,
-                sources,
-                lambda: model.head(original()),
-                lambda: model(tokens, start_at_layer=0),
-            )
+            check_faithful(what, sources, lambda: model.head(original()), logits)
 
 
 def _modalities(layout: TokenLayout) -> dict[str, int]:

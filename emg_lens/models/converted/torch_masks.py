@@ -5,6 +5,7 @@ model's forward takes for what the user's own code passed the encoder
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -13,23 +14,25 @@ from jaxtyping import Bool
 from emg_lens.errors import ArgumentError, describe
 
 
-def _blocked(value: Any, name: str, accepted: str) -> torch.Tensor:
-    """A torch mask as bool, True where attention is blocked: a bool mask as it is, a float
-    one True at its -inf entries (any value other than 0 and -inf is refused)."""
-    if not (torch.is_tensor(value) and (value.is_floating_point() or value.dtype == torch.bool)):
+def _blocked(
+    value: Any, name: str, shapes: Mapping[tuple[int, ...], tuple[int, ...]], accepted: str
+) -> torch.Tensor:
+    """A torch mask as bool, True where attention is blocked (a float mask's -inf entries; any
+    value other than 0 and -inf is refused), reshaped as ``shapes`` maps its shape."""
+    kind = getattr(value, "dtype", None)
+    ok = torch.is_tensor(value) and (value.is_floating_point() or kind == torch.bool)
+    if not ok or tuple(value.shape) not in shapes:
         raise ArgumentError(
-            f"{name} must be a tensor (bool, float) {accepted}, got {describe(value)}"
+            f"{name} must be a bool or float tensor {accepted}, got {describe(value)}"
         )
-    if value.dtype == torch.bool:
-        return value
-    blocked = torch.isneginf(value)
+    blocked = value if kind == torch.bool else torch.isneginf(value)
     other = ~(blocked | (value == 0))
     if bool(other.any()):
         raise ArgumentError(
             f"{name} holds {int(other.sum())} values other than 0 and -inf (first "
             f"{float(value[other][0])!r}); accepted: bool (True: not attended) or float 0 / -inf"
         )
-    return blocked
+    return blocked.reshape(shapes[tuple(value.shape)])
 
 
 def torch_attention_mask(
@@ -53,26 +56,15 @@ def torch_attention_mask(
     n = n_tokens
     out = torch.zeros(1, 1, n, n, dtype=torch.bool)
     if mask is not None:
-        shapes = f"[{n}, {n}] or [batch * n_heads = {batch * n_heads}, {n}, {n}]"
-        blocked = _blocked(mask, "mask", shapes)
-        if tuple(blocked.shape) == (n, n):
-            blocked = blocked[None, None]
-        elif tuple(blocked.shape) == (batch * n_heads, n, n):
-            blocked = blocked.reshape(batch, n_heads, n, n)
-        else:
-            raise ArgumentError(
-                f"mask has shape {list(blocked.shape)}; accepted: {shapes} (the layout's "
-                f"{n} tokens), as nn.TransformerEncoder takes it"
-            )
+        shapes = {(n, n): (1, 1, n, n), (batch * n_heads, n, n): (batch, n_heads, n, n)}
+        accepted = f"[{n}, {n}] or [batch * n_heads = {batch * n_heads}, {n}, {n}] ({n}: tokens)"
+        blocked = _blocked(mask, "mask", shapes, accepted)
         out = out.to(blocked.device) | blocked
     elif is_causal:
         out = out | torch.ones(n, n, dtype=torch.bool).triu(1)
     if src_key_padding_mask is not None:
         accepted = f"[batch={batch}, {n}] (True at a window's padded tokens)"
-        padding = _blocked(src_key_padding_mask, "src_key_padding_mask", accepted)
-        if tuple(padding.shape) != (batch, n):
-            raise ArgumentError(
-                f"src_key_padding_mask has shape {list(padding.shape)}, not {accepted}"
-            )
-        out = out.to(padding.device) | padding[:, None, None, :]
+        shapes = {(batch, n): (batch, 1, 1, n)}
+        padding = _blocked(src_key_padding_mask, "src_key_padding_mask", shapes, accepted)
+        out = out.to(padding.device) | padding
     return out

@@ -247,19 +247,16 @@ def build_from_biofoundation(
         reg_target_len=reg_target_len,
     )
     expected = model.to_biofoundation()
-    missing = sorted(set(expected) - set(sd))
-    unknown = sorted(set(sd) - set(expected))
-    if missing or unknown:
-        raise CheckpointError(
-            f"BioFoundation TinyMyo state dict (task={arch['task']!r}, n_layers={cfg.n_layers}"
-            f", d_model={cfg.d_model}) has missing keys {missing}; unknown keys {unknown}"
-        )
-    bad = {
-        k: (list(sd[k].shape), list(v.shape))
-        for k, v in expected.items()
-        if tuple(sd[k].shape) != tuple(v.shape)
+    got = {k: list(v.shape) for k, v in sd.items()}
+    wrong = {
+        k: (got.get(k), list(v.shape)) for k, v in expected.items() if got.get(k) != list(v.shape)
     }
-    if bad:
-        raise CheckpointError(f"wrong shapes (got, expected) for keys: {bad}")
+    unknown = sorted(set(sd) - set(expected))
+    if wrong or unknown:
+        raise CheckpointError(
+            f"BioFoundation TinyMyo state dict (task={arch['task']!r}, n_layers={cfg.n_layers}, "
+            f"d_model={cfg.d_model}): wrong shapes (got, expected; None: missing key) for keys "
+            f"{wrong}; unknown keys {unknown}"
+        )
     key_table(cfg, arch["task"]).load(sd, model, "BioFoundation TinyMyo")
     return model.eval()  # a loaded model is for reading; TransformerLens patching needs eval

@@ -420,14 +420,6 @@ class TinyMyo(HookedEncoder):
             )
         return cut_patches(sample_mask, self.cfg.n_patches).any(dim=-1)
 
-    # ------------------------------------------------------------------ readout
-    def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
-        self._check_return_type(return_type)
-        latent = self.ln_final(resid)
-        if return_type == "latent":
-            return latent
-        return self.head(latent)
-
     # ------------------------------------------------------------------ BioFoundation weights
     @classmethod
     def from_biofoundation(cls, state_dict: Mapping[str, torch.Tensor], **options: Any) -> TinyMyo:

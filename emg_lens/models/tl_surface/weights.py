@@ -97,11 +97,11 @@ def _class_ids(tokens: Any, n_classes: int) -> torch.Tensor:
     except (TypeError, ValueError, RuntimeError):
         ids = torch.tensor([])
     kind = ids.dtype
-    if ids.numel() == 0 or kind == torch.bool or kind.is_floating_point or kind.is_complex:
-        shown = describe(ids) if ids is tokens else repr(tokens)  # what was given: True
+    ints = ids.numel() > 0 and not (kind == torch.bool or kind.is_floating_point or kind.is_complex)
+    if not ints or int(ids.min()) < 0 or int(ids.max()) >= n_classes:
+        # what was given (True, not tensor(True)); ids where they are ints out of range
+        shown = ids.tolist() if ints else describe(ids) if ids is tokens else repr(tokens)
         raise ArgumentError(f"tokens must be {accepted}; got {shown}")
-    if int(ids.min()) < 0 or int(ids.max()) >= n_classes:
-        raise ArgumentError(f"tokens must be {accepted}; got {ids.tolist()}")
     return ids.long()
 
 
@@ -120,21 +120,15 @@ class WeightSurface(TokenSurface, HookSurface):
     if TYPE_CHECKING:
 
         def embed_signals(self, signals: torch.Tensor) -> torch.Tensor: ...
+        def lacks(self, feature: str) -> str | None: ...
 
     # ------------------------------------------------------------------ TL weights (stacked)
     def _stack(self, name: str) -> torch.Tensor:
         """``name`` (e.g. ``"attn.W_Q"``) of every block in ``blocks``, stacked on a new dim 0."""
         blocks = getattr(self, "blocks", None)
-        if not blocks:
-            where = (
-                "its attention layers are in its stems: read model.stems[modality].blocks[l]"
-                if hasattr(self, "stems")
-                else "it has no attention layers"
-            )
-            raise UnsupportedFeatureError(
-                f"{type(self).__name__} has no shared stack `blocks` (n_layers=0) to stack "
-                f"{name}: {where}"
-            )
+        if not blocks:  # n_layers=0 (its layers may be stems'): `lacks` says why
+            why = self.lacks("tl_weights")
+            raise UnsupportedFeatureError(f"{type(self).__name__} has no {name}: {why}")
         get = operator.attrgetter(name)
         return torch.stack([get(block) for block in blocks])
 

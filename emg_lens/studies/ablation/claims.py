@@ -225,7 +225,8 @@ def check_claims(
     ...
     emg_lens.errors.SpecError: claims[0].intervention = 'uni' is not an intervention of the study; accepted: ['cross']
     """  # noqa: E501
-    modes, explicit = study_layers.modes, [tuple(sorted(set(e))) for e in study_layers.explicit]
+    modes, allowed = study_layers.modes, study_layers.layers
+    explicit = [tuple(sorted(set(e))) for e in study_layers.explicit]
     for i, claim in enumerate(claims):
         where, name, mode, layer = f"claims[{i}]", claim.intervention, claim.mode, claim.layer
         at, on_layers = f"{where}.layers = {claim.layers!r}", interventions.get(name)
@@ -238,27 +239,25 @@ def check_claims(
             raise SpecError(
                 f"{at}: {name!r} ablates an input (zero_modality); write layers = 'input'"
             )
-        if on_layers and mode == "input":
+        if on_layers and mode not in modes:  # "input" is no mode of the study's
             raise SpecError(
-                f"{at}: {name!r} acts on layers; name one of the study's layer modes {list(modes)}"
+                f"{at}: {name!r} acts on layers; mode {mode!r} is not in the study's "
+                f"layers.modes {list(modes)}"
             )
-        if on_layers and mode not in modes:
-            raise SpecError(f"{at}: mode {mode!r} is not in the study's layers.modes {list(modes)}")
-        allowed = study_layers.layers
         if mode in LAYER_MODES and allowed is not None and layer not in allowed:
             raise SpecError(
                 f"{at}: layer {layer} is not in the study's layers.layers {list(allowed)}"
             )
         if mode == "explicit" and layer not in explicit:
             raise SpecError(
-                f"{at} is not one of the study's layers.explicit {[list(s) for s in explicit]}"
+                f"{at} is not one of the study's layers.explicit {[list(e) for e in explicit]}"
             )
         if claim.heads is None and head_sets > 1 and on_layers:
             raise SpecError(
-                f"{where} needs heads: the study has {head_sets} head sets ('all' or a head list)"
+                f"{where} needs heads: the study has {head_sets} head sets ('all' or a list)"
             )
-        groups = f"'all' or a name of the study's [class_groups] table {sorted(class_groups)}"
         if isinstance(claim.classes, str) and claim.classes not in ("all", *class_groups):
+            groups = f"'all' or a name of the study's [class_groups] table {sorted(class_groups)}"
             raise SpecError(f"{where}.classes = {claim.classes!r} is not {groups}")
 
 

@@ -16,13 +16,13 @@ the classes outside the concept.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
 from emg_lens.data.pooled import window_labels
-from emg_lens.errors import MAX_SEED, ArgumentError, EmgLensError, SpecError
+from emg_lens.errors import MAX_SEED, EmgLensError, SpecError
 from emg_lens.hooks.erasure import fit_erasers, group_positions
 from emg_lens.stats.compare import compare_rows
 from emg_lens.studies.ablation.spec import PLACEBO, Intervention, StudySpec
@@ -107,10 +107,9 @@ class ErasureFits:
 
     def _fit(self, intervention: Intervention, layers: Sequence[int]) -> list:
         data, name = self.data, intervention.name.removesuffix(PLACEBO)
-        erase, tokens, where = intervention.erase, intervention.tokens, f"intervention {name!r}"
-        if erase is None or tokens is None:
-            raise ArgumentError(f"{where} is no erasure (no erase and tokens)")
-        where = f"{where} (erase = {erase!r})"
+        # an erasure's (`hooks` is called for erasures only): erase and tokens are set
+        erase, tokens = cast(str, intervention.erase), cast(str, intervention.tokens)
+        where = f"intervention {name!r} (erase = {erase!r})"
         if not len(data.y_train):
             why = "an eraser is fitted on them (the study scores the held-out windows)"
             raise SpecError(

@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from emg_lens.edges import parse
-from emg_lens.errors import SpecError, check_ints, check_seed, check_type, checked, is_int
+from emg_lens.errors import SpecError, check_seed, check_type, checked, is_int
 from emg_lens.stats.metrics import METRICS
 from emg_lens.studies.ablation.claims import Claim, check_claims, class_groups_key
 from emg_lens.studies.spec_base import Spec, StatsSpec, file_key, is_none
 from emg_lens.studies.validate import (
     check_int_list,
+    check_list,
     check_modules,
     check_subjects,
     refuse_repeats,
@@ -118,16 +119,14 @@ def _erasure_keys(data: dict[str, Any], where: str) -> dict[str, Any]:
         concepts = "'gesture', 'subject', 'repetition' or a window label of the data"
         raise SpecError(f"{where}.erase = {erase!r}; accepted: a concept's name, {concepts}")
     if not isinstance(tokens, str) or not tokens:
-        raise SpecError(
-            f"{where}: erase needs tokens, a token group ('acc') or edges; got {tokens!r}"
-        )
+        raise SpecError(f"{where}: erase needs tokens (a token group or edges), got {tokens!r}")
     if classes is not None:
         if erase != "gesture":
             raise SpecError(f"{where}.classes restricts erase = 'gesture', not {erase!r}")
-        classes = tuple(check_ints(classes, f"{where}.classes", error=SpecError))
+        classes = check_int_list(classes, f"{where}.classes")
         if len(classes) < 2 or len(set(classes)) < len(classes):
             raise SpecError(
-                f"{where}.classes = {classes}; accepted: two or more class indices, distinct"
+                f"{where}.classes = {classes}; need two or more class indices, distinct"
             )
     if seed is not None:
         seed = check_seed(seed, f"{where}.seed (the placebo's)", SpecError)
@@ -175,9 +174,7 @@ def _head_sets(heads: Any) -> tuple[tuple[int, ...] | None, ...]:
     (((0, 1),), (None, (2,)))
     """
     accepted = "a list of head sets, e.g. [[0, 1], 'all'], or one head set such as [0, 1]"
-    if not isinstance(heads, list) or not heads:
-        raise SpecError(f"heads must be {accepted}; got {heads!r}")
-    if all(is_int(h) for h in heads):
+    if all(is_int(h) for h in check_list(heads, "heads", accepted)):
         heads = [heads]  # one head set written flat
     elif any(is_int(h) for h in heads):
         raise SpecError(f"heads mixes head indices and head sets ({heads!r}); write {accepted}")
@@ -195,9 +192,9 @@ def _refuse_heads_twice(heads: tuple, interventions: tuple[Intervention, ...]) -
     shown = [list(h) if h else "all" for h in heads]
     for i in interventions:
         if i.edges is not None and "heads(" in i.edges and shown != ["all"]:
-            why = "the two would be intersected; give heads in one place only"
             raise SpecError(
-                f"intervention {i.name!r} has heads in {i.edges!r}, heads = {shown}: {why}"
+                f"intervention {i.name!r} has heads in {i.edges!r} and heads = {shown}: the two "
+                "would be intersected; give heads in one place only"
             )
 
 
@@ -213,12 +210,10 @@ def _metrics(value: Any) -> tuple[str, ...]:
     """  # noqa: E501
     names = [value] if isinstance(value, str) else value
     accepted = f"one of {list(METRICS)} or a list of them"
-    if not isinstance(names, list | tuple) or not names:
-        raise SpecError(f"metric = {value!r}; accepted: {accepted}")
-    for name in names:
+    for name in check_list(names, "metric", accepted):
         if name not in METRICS:
             raise SpecError(f"metric = {name!r}; accepted: {accepted}")
-    refuse_repeats("metric", list(names))
+    refuse_repeats("metric", names)
     return tuple(names)
 
 
@@ -287,9 +282,7 @@ class StudySpec(Spec):
         if not isinstance(return_type, str) or not return_type.isidentifier():
             accepted = "a model output giving [batch, n_classes] logits: 'logits', 'avg_logits'..."
             raise SpecError(f"return_type = {return_type!r}; accepted: {accepted}")
-        raw = data.get("interventions")
-        if not isinstance(raw, list) or not raw:
-            raise SpecError("the study needs at least one [[interventions]] entry")
+        raw = check_list(data.get("interventions"), "[[interventions]]", "at least one")
         interventions = tuple(
             Intervention.from_dict(d, where=f"interventions[{i}]") for i, d in enumerate(raw)
         )

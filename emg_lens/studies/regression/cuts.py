@@ -36,7 +36,7 @@ import torch
 from jaxtyping import Float, Int
 
 from emg_lens.edges import EdgeSet
-from emg_lens.errors import ArgumentError, InputShapeError, describe
+from emg_lens.errors import ArgumentError, InputShapeError, check_type, describe
 from emg_lens.hooks import compile_edges
 from emg_lens.models.base import HookedBiosignalModel
 from emg_lens.stats.compare import correct, delta_t_intervals, sign_flip_p, stars
@@ -119,9 +119,8 @@ def block_errors(
     y, blocks = np.asarray(y, np.float64), np.asarray(blocks)
     ids = check_blocks(y, blocks, len(X))
     masks, cut = {}, 0
+    check_type(edges, EdgeSet | None, "edges")
     if edges is not None:
-        if not isinstance(edges, EdgeSet):
-            raise ArgumentError(f"edges must be an EdgeSet or None, got {describe(edges)}")
         masks = dict(compile_edges(edges, model))  # the one compiled cut
         cut = int(sum(int(m.sum()) for m in masks.values())) // model.cfg.n_layers
     pred = predict_regression(model, X, edge_masks=masks)
@@ -210,8 +209,7 @@ def regression_cuts(
     check_blocks(y, blocks, len(X))
     _check_names(conditions)  # before any pass
     for name, edges in conditions.items():
-        if not isinstance(edges, EdgeSet):
-            raise ArgumentError(f"condition {name!r} must be an EdgeSet, got {describe(edges)}")
+        check_type(edges, EdgeSet, f"condition {name!r}")
     base = block_errors(model, X, y, blocks)
     cuts = {name: block_errors(model, X, y, blocks, edges) for name, edges in conditions.items()}
     names = {name: str(edges) for name, edges in conditions.items()}

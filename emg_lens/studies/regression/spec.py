@@ -19,7 +19,9 @@ from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError, SpecError, check_choice, check_number, check_seed
 from emg_lens.studies.spec_base import Spec
 from emg_lens.studies.validate import (
-    check_positive,
+    check_list,
+    check_spec_int,
+    check_string,
     check_table,
     refuse_repeats,
     refuse_unknown,
@@ -64,28 +66,22 @@ def _section(data: dict[str, Any], key: str, defaults: Mapping[str, Any]) -> dic
         elif name == "seed":
             out[name] = check_seed(value, where, SpecError)
         else:
-            out[name] = check_positive(value, where, minimum=0 if name == "warmup_epochs" else 1)
+            out[name] = check_spec_int(value, where, minimum=0 if name == "warmup_epochs" else 1)
     return out
 
 
 def _cuts(value: Any) -> dict[str, str]:
     """``[[interventions]]``: name -> the edge expression, parsed and written back."""
-    if not isinstance(value, list) or not value:
-        accepted = "tables with a name and edges (an edge expression cut in every layer)"
-        raise SpecError(f"interventions must be a non-empty list of {accepted}, got {value!r}")
+    accepted = "a non-empty list of tables with a name and edges (an edge expression)"
     cuts: dict[str, str] = {}
-    for i, entry in enumerate(value):
+    for i, entry in enumerate(check_list(value, "interventions", accepted)):
         where = f"interventions[{i}]"
         entry = check_table(entry, where)
         refuse_unknown(where, entry, {"name", "edges"})
-        name, expr = entry.get("name"), entry.get("edges")
+        name, expr = entry.get("name"), entry.get("edges", "")  # parse refuses a non-string
         if not isinstance(name, str) or not name or name == "none":
             accepted = "a non-empty string other than 'none' (the unmasked row)"
             raise SpecError(f"{where}.name must be {accepted}, got {name!r}")
-        if not isinstance(expr, str) or not expr:
-            raise SpecError(
-                f"{where}.edges must be an edge expression (cross_channel), got {expr!r}"
-            )
         try:
             parsed = parse(expr)
         except SpecError as exc:
@@ -124,9 +120,9 @@ class RegressionSpec(Spec):
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
         require_strings(data, ("recording",))
         target = data.get("target", "force")
-        if not isinstance(target, str) or not target:
+        if not check_string(target, "target (the recording's extra channel, 'force')"):
             raise SpecError(
-                f"target must name the recording's extra channel ('force'), got {target!r}"
+                "target must name the recording's extra channel ('force'), got {target!r}"
             )
         return {
             "recording": data["recording"],
@@ -139,20 +135,18 @@ class RegressionSpec(Spec):
         }
 
     def _check(self) -> None:
-        model = self.model
-        if model["d_model"] != model["d_head"] * model["n_heads"]:
-            product = f"{model['d_head']} x {model['n_heads']}"
+        m, t, w = self.model, self.train, self.windows
+        if m["d_model"] != m["d_head"] * m["n_heads"]:
+            product = f"{m['d_head']} x {m['n_heads']}"
+            raise SpecError(f"model.d_model = {m['d_model']} must be d_head x n_heads = {product}")
+        if t["warmup_epochs"] >= t["epochs"]:
             raise SpecError(
-                f"model.d_model = {model['d_model']} must be d_head x n_heads = {product}"
+                f"train.warmup_epochs = {t['warmup_epochs']} must be below train.epochs = "
+                f"{t['epochs']} (the cosine phase after the warm-up would be empty)"
             )
-        train, windows = self.train, self.windows
-        if train["warmup_epochs"] >= train["epochs"]:
-            why = "the cosine phase after the warm-up would be empty"
-            bound = f"train.epochs = {train['epochs']} ({why})"
-            raise SpecError(f"train.warmup_epochs = {train['warmup_epochs']} must be below {bound}")
-        if windows["window"] % windows["bin"] or windows["step"] % windows["bin"]:
-            sizes = f"windows.window = {windows['window']} and windows.step = {windows['step']}"
-            raise SpecError(f"{sizes} must be multiples of windows.bin = {windows['bin']}")
+        if w["window"] % w["bin"] or w["step"] % w["bin"]:
+            sizes = f"windows.window = {w['window']} and windows.step = {w['step']}"
+            raise SpecError(f"{sizes} must be multiples of windows.bin = {w['bin']}")
 
     def with_overrides(self, overrides: Mapping[str, Any] | None) -> RegressionSpec:
         """The spec with ``study run``'s overrides (``--epochs``); any other is refused by its

@@ -49,7 +49,8 @@ from emg_lens.stats.metrics import PREDICTION_METRICS
 from emg_lens.studies.spec_base import Spec, StatsSpec, file_key, is_none
 from emg_lens.studies.training.grid import AXES_PER_ELECTRODE, TrainingCell, TrainingInput
 from emg_lens.studies.validate import (
-    check_positive,
+    check_list,
+    check_spec_int,
     check_subjects,
     check_table,
     refuse_repeats,
@@ -140,8 +141,8 @@ class TrainingData(Spec):
             "dataset": dataset,
             "root": None if root is None else str(root),
             "segment": segment,
-            "window": check_positive(data.get("window", cls.window), "data.window"),
-            "step": check_positive(data.get("step", cls.step), "data.step"),
+            "window": check_spec_int(data.get("window", cls.window), "data.window"),
+            "step": check_spec_int(data.get("step", cls.step), "data.step"),
             "exercises": tuple(exercises),
             "synthetic": tuple(sorted(synthetic.items())),
         }
@@ -237,15 +238,12 @@ class TrainingStudySpec(Spec):
             accepted = list(PREDICTION_METRICS)
             raise SpecError(f"metric = {metric!r}; a training study scores predictions: {accepted}")
         train_data = TrainingData.from_dict(data.get("data"))
-        architectures = data.get("architectures")
-        if not isinstance(architectures, list) or not architectures:
-            raise SpecError(f"architectures must be a non-empty list of {list(ARCHITECTURES)}")
+        archs = list(ARCHITECTURES)
+        architectures = check_list(data.get("architectures"), "architectures", f"a list of {archs}")
         for i, arch in enumerate(architectures):
-            check_choice(arch, list(ARCHITECTURES), f"architectures[{i}]", SpecError)
+            check_choice(arch, archs, f"architectures[{i}]", SpecError)
         refuse_repeats("architectures", architectures)
-        raw = data.get("inputs")
-        if not isinstance(raw, list) or not raw:
-            raise SpecError("the study needs at least one [[inputs]] entry")
+        raw = check_list(data.get("inputs"), "[[inputs]]", "at least one")
         electrodes = train_data.electrodes()
         inputs = tuple(
             TrainingInput.from_dict(d, where=f"inputs[{i}]", electrodes=electrodes)

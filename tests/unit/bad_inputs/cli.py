@@ -247,6 +247,12 @@ TL_ROWS = [
         ArgumentError,
         "mode must be one of ['Q', 'K', 'V']",
     ),
+    (
+        "discover --name beside a spec file",
+        lambda tmp: cli.run(["discover", str(tmp / "study.toml"), "--name", "mine"]),
+        ArgumentError,
+        "--name 'mine' is for a study made from flags",
+    ),
 ]
 
 ROWS: list[tuple] = [*DEVICE_ROWS, *SYNTH_ROWS, *FILTER_ROWS, *TL_ROWS]

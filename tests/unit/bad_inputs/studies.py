@@ -336,7 +336,7 @@ MODULES_ROWS: list[tuple] = [
         "study: modules file missing",
         _torch_encoder_study('modules = "models.py:build_modules"'),
         SpecError,
-        "modules file 'models.py' not found",
+        "modules 'models.py:build_modules': file 'models.py' not found",
     ),
     (
         "study check: converted checkpoints without modules",

@@ -107,7 +107,7 @@ ROWS: list[tuple] = [
     ("save_checkpoint to an int", lambda tmp: save_checkpoint(_native(), 7), ArgumentError,
      "save_checkpoint(path), a checkpoint folder, must be a string or a PathLike, got 7"),
     ("save_checkpoint of None", lambda tmp: save_checkpoint(None, tmp / "c"), ArgumentError,
-     "save_checkpoint(model) must be an emg_lens model (IsoNet, TinyMyo, an attached model"),
+     "save_checkpoint(model), an emg_lens model, must be a HookedBiosignalModel, got None"),
     ("head_importance of text windows", lambda tmp: head_importance(_native(), ("abc", [0])),
      InputShapeError, "got str"),
     ("direct_attribution of text labels",

@@ -226,10 +226,10 @@ def test_the_spec_takes_the_screen_and_keeps_a_plain_studys_fingerprint():
     assert DiscoverySpec.from_dict(ig.to_dict()) == ig and ig.fingerprint() != plain.fingerprint()
     assert ig.to_dict()["screen"] == "ig" and ig.to_dict()["ig_steps"] == 8
     for bad, match in [
-        ({"screen": "eap"}, r"screen: screen = 'eap'; accepted: \['plain', 'ig', 'relp'\]"),
+        ({"screen": "eap"}, r"screen = 'eap'; accepted: \['plain', 'ig', 'relp'\]"),
         (
             {"screen": "ig", "ig_steps": 0},
-            r"ig_steps: ig_steps \(points on the integrated-gradient path\) must be a positive int",
+            r"ig_steps \(points on the integrated-gradient path\) must be a positive int",
         ),
         ({"ig_steps": 8}, "ig_steps = 8 is for screen = 'ig'"),
     ]:

@@ -309,6 +309,22 @@ def test_mask_edges_batched_needs_a_divisible_batch(tiny_isonet):
         model.run_with_hooks(model.example_input(5), fwd_hooks=[(attn_scores_filter(), hook)])
 
 
+def test_mask_edges_batched_checks_each_point_and_shape_once(monkeypatch):
+    """The hot path of a batched ablation: a hook point and scores shape are checked the first
+    time they are met, not on every forward."""
+    from emg_lens.hooks import masking
+
+    checked = []
+    monkeypatch.setattr(masking, "check_mask_shape", lambda *args: checked.append(args[1]))
+    hook, point = mask_edges_batched(torch.zeros(2, 1, 3, 3, dtype=torch.bool)), HookPoint()
+    point.name = "blocks.0.attn.hook_attn_scores"
+    for batch in (4, 4, 4, 6, 6):
+        assert hook(torch.zeros(batch, 1, 3, 3), point).shape == (batch, 1, 3, 3)
+    assert checked == [(4, 1, 3, 3), (6, 1, 3, 3)]
+    with pytest.raises(LayoutError, match="2 conditions but the batch has 5 rows"):
+        hook(torch.zeros(5, 1, 3, 3), point)
+
+
 def test_mask_edges_batched_rejects_or_handles_masks_without_a_head_axis(tiny_isonet):
     model = tiny_isonet
     masks = _conditions(model)[:2, 0]  # [C=2, query, key]

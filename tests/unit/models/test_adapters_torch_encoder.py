@@ -298,15 +298,20 @@ def test_padding_matches_torchs_nested_tensor_fast_path_where_tokens_are_real():
 def test_masks_that_torch_would_not_take_or_that_are_biases_are_refused():
     model, _ = torch_encoder_model(0)
     n, x = model.layout.n_tokens, model.example_input(2)
-    with pytest.raises(ArgumentError, match=r"mask has shape \[5, 5\]; accepted: \[13, 13\]"):
+    with pytest.raises(
+        ArgumentError, match=r"mask must be .*tensor \[13, 13\] .*got torch.bool \[5, 5\]"
+    ):
         model(x, mask=torch.zeros(5, 5, dtype=torch.bool))
     bias = torch.zeros(n, n)
     bias[0, 1] = 0.5  # an additive bias, not a mask
     with pytest.raises(ArgumentError, match=r"mask holds 1 values other than 0 and -inf"):
         model(x, mask=bias)
-    with pytest.raises(ArgumentError, match=r"src_key_padding_mask has shape \[3, 13\]"):
+    with pytest.raises(
+        ArgumentError,
+        match=r"src_key_padding_mask must .*\[batch=2, 13\].*got torch.bool \[3, 13\]",
+    ):
         model(x, src_key_padding_mask=torch.zeros(3, n, dtype=torch.bool))
-    with pytest.raises(ArgumentError, match="src_key_padding_mask must be a tensor"):
+    with pytest.raises(ArgumentError, match="src_key_padding_mask must be a bool or float tensor"):
         model(x, src_key_padding_mask=[[False] * n] * 2)
 
 

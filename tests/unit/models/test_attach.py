@@ -551,3 +551,15 @@ def test_per_fold_masks_of_the_wrong_shape_and_an_order_that_cannot_be_checked()
     assert unknown.folds[0] == Fold(2, None) and net.training and net.embed.training
     with pytest.raises(LayoutError, match="in an order attach could not check"):
         unknown(x, edge_masks={0: wrong[:, :2]})
+
+
+@pytest.mark.unchecked
+def test_attach_refuses_what_is_no_module_and_a_model_attached_already():
+    attached = attach(PatchAttention(), layout=_channels, n_samples=8, n_channels=4)
+    for model, shown in (("model.pt", "got str"), (attached, "got AttachedModel")):
+        with pytest.raises(ArgumentError, match=rf"attach\(model\) takes a torch module .*{shown}"):
+            attach(model, layout=_channels, n_samples=8, n_channels=4)
+
+
+def _channels(calls, n_channels, n_samples):
+    return TokenLayout.channel_tokens({"emg": n_channels}, cls_token=False)

@@ -145,8 +145,8 @@ def attach_braindecode(
         targets = tuple(tokens) if name in INTERPOLATED else None
         layout = _LayoutAt(name, entry.layouts, None if names is None else tuple(names), targets)
     elif names is None or samples is None:
-        unknown = [
-            (built, give)
+        lacks = [
+            f"without {built}: pass {give}"
             for built, give, value in (
                 ("n_chans or chs_info", "ch_names=[...] (one name per input channel)", names),
                 ("n_times (nor sfreq and input_window_seconds)", "n_times=... (samples)", samples),
@@ -154,9 +154,7 @@ def attach_braindecode(
             if value is None
         ]
         raise ConversionError(
-            f"braindecode's {name} was built without {' and without '.join(b for b, _ in unknown)}"
-            f": pass attach_braindecode(model, {', '.join(g for _, g in unknown)}), or build it "
-            "with them"
+            f"braindecode's {name} was built {'; '.join(lacks)} (or build it with them)"
         )
     else:
         module = _WithNames(model, tokens) if entry.needs_names else model

@@ -187,7 +187,6 @@ class BraindecodeEncoder(ConvertedEncoder):
     braindecode-named weights (torch layers built as `emg_lens.components.init`'s
     ``Config*`` layers) drawn by the config too when it is built from a config alone."""
 
-    head: nn.Module  # what reads the final stream
     no_unembedding = ""
     """Why the readout is no TransformerLens unembedding, where a model's never is one."""
 
@@ -195,13 +194,6 @@ class BraindecodeEncoder(ConvertedEncoder):
         super().__init__(cfg)
         self.hook_embed = HookPoint()  # [batch, pos, d_model]: the tokens
         self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]: what is added to them
-
-    def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
-        """``ln_final``'s stream (``"latent"``; an identity where the model has no final
-        norm), or the logits its ``head`` reads from it."""
-        self._check_return_type(return_type)
-        latent = self.ln_final(resid)
-        return latent if return_type == "latent" else self.head(latent)
 
     def _unembedding(self) -> nn.Module:
         """A `TokenClassifier` head (``W_U``, ``b_U``); for another, the error saying why

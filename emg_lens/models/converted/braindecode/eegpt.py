@@ -424,9 +424,5 @@ def from_eegpt(model: Braindecode, ch_names: list[str] | None = None) -> HookedE
         probe_max_norms=(probe.probe1.max_norm, probe.probe2.max_norm),
         n_chan_embeddings=encoder.chan_embed.num_embeddings,
     )
-    if hooked.n_patches != encoder.num_patches[1]:
-        raise ConversionError(
-            f"EEGPT has {encoder.num_patches[1]} patches, the converter counted {hooked.n_patches}"
-        )
     key_table(cfg.n_heads, proj_type).load(model.state_dict(), hooked, "from_braindecode(EEGPT)")
     return hooked.eval()

@@ -93,7 +93,10 @@ def test_claims_read_back_and_leave_the_studys_identity_alone():
         ({"layers": "from_first 1"}, r"mode 'from_first' is not in the study's layers.modes"),
         ({"layers": "every"}, r"layers = 'every'; accepted: 'all', 'input'"),
         ({"layers": "individual"}, r"layers = 'individual'; accepted"),
-        ({"layers": "input"}, r"acts on layers; name one of the study's layer modes"),
+        (
+            {"layers": "input"},
+            r"acts on layers; mode 'input' is not in the study's layers.modes \['individual'",
+        ),
         ({"intervention": "zero"}, r"ablates an input \(zero_modality\).*layers = 'input'"),
         ({"layers": "explicit 0,1"}, r"mode 'explicit' is not in the study's layers.modes"),
         ({"classes": "interaction"}, r"classes = 'interaction' is not 'all' or a name.*\['pair'\]"),

@@ -162,7 +162,7 @@ def test_study_check_and_run_from_the_command_line(recording, tmp_path, capsys):
     ("change", "error", "match"),
     [
         ({"tarket": "force"}, SpecError, r"unknown key\(s\) \['tarket'\]"),
-        ({"interventions": []}, SpecError, "interventions must be a non-empty list"),
+        ({"interventions": []}, SpecError, r"interventions = \[\]; accepted: a non-empty list"),
         ({"interventions": [{"name": "none", "edges": "cross_channel"}]}, SpecError, "'none'"),
         ({"interventions": [{"name": "x", "edges": "cross_chanel"}]}, SpecError,
          r"interventions\[0\]\.edges"),
