@@ -742,7 +742,7 @@ def screen_vs_grids(
             planted=PAPER_PLANTED["planted"],
             groups=VERIFY_GROUPS,
         )
-        | {k: grouped.agreement[k] for k in ("group_passes", "cleared", "measured")},
+        | {k: grouped.agreement[k] for k in ("group_passes", "cleared")},
     }
     unmasked = {"atp": screen(model, data, **settings)}
     unmasked["ig"] = screen(model, data, estimator="ig", ig_steps=ig_steps, **settings)
