@@ -77,8 +77,12 @@ WEIGHTS_DIGEST = "weights_sha256"
 
 
 def _folder(path: Any, where: str) -> Path:
-    """``path`` as a `Path`, or an `ArgumentError` naming ``where``'s argument: a str or a path."""
-    return Path(check_type(path, str | os.PathLike, f"{where}(path), a checkpoint folder,"))
+    """``path`` as a `Path`, or an `ArgumentError` naming ``where``'s argument: a str or a path.
+    Checked here, not by `check_type`, so a study loading its models stays out of errors.py."""
+    if not isinstance(path, str | os.PathLike):
+        msg = f"{where}(path), a checkpoint folder, must be a string or a PathLike, got {path!r}"
+        raise ArgumentError(msg)
+    return Path(path)
 
 
 @checked
