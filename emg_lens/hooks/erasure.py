@@ -1,23 +1,12 @@
 """Concept erasure at a token group, as a TransformerLens hook, and the placebo beside it.
 
 A LEACE eraser (Belrose et al. 2023, arXiv 2306.03819), fitted by EleutherAI's
-``concept-erasure`` (`LeaceEraser.fit` with its defaults: affine, covariance shrinkage, trace
-kept), and its norm-matched placebo: what they guarantee and how a study reads them,
-docs/guide/what-an-edge-carries.md, "Erasing a concept" (which also says why a weak direction
-can be left: the package's absolute ``svd_tol``). A direction's singular value in the whitened
-cross-covariance is at most ``sqrt(p (1 - p))`` for a class of share ``p``; the eraser's
-``rank`` says how many directions it removed, its ``left`` and a warning how much of the
-cross-covariance remains.
-
-The representation is a token group's vectors **side by side** (``[window, tokens *
+``concept-erasure`` (`LeaceEraser.fit` with its defaults), and its norm-matched placebo: what
+they guarantee and how a study reads them, docs/guide/what-an-edge-carries.md, "Erasing a
+concept". The representation is a token group's vectors **side by side** (``[window, tokens *
 d_model]``), as `emg_lens.inspect.probes` reads a group, so the guarantee covers a probe of the
-whole group; one eraser shared by the tokens one at a time would leave what a probe reads by
-combining them. `fit_token_eraser` fits one on cached activations; `fit_erasers` one per hook
-point in forward order, each on the activations the erasers before it leave (a study erasing
-in several layers). A `TokenEraser` is the hook ``fn(activation, hook)``: the group's tokens
-replaced by their erased values, the others kept. `TokenEraser.placebo` moves each window
-along the removal of a random subspace of the eraser's rank (TransformerLens's seeded
-`random_basis`, the basis of its `NormMatchedPlacebo`), exactly as far as the eraser moves it.
+whole group, not of each token alone. `fit_erasers` fits one per hook point in forward order,
+each on the activations the erasers before it leave; a `TokenEraser` is the hook.
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet
