@@ -247,8 +247,6 @@ class Attention(StructuredHeads):
             return None
         return self._project_fast(x, None if rows is None else list(rows))
 
-    # ------------------------------------------------------------------ fast, structured path
-
     # ------------------------------------------------------------------ legacy state dicts
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         for name in LEGACY_DERIVED_BUFFERS:

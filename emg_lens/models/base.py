@@ -284,7 +284,6 @@ class HookedBiosignalModel(ConfigInit, TokenSurface, HookSurface, HookedRootModu
         subclass's ``__init__`` built."""
         return self._layout
 
-    # ------------------------------------------------------------------ device and dtype
     def param_device_dtype(self) -> tuple[torch.device, torch.dtype]:
         """Device and dtype of the model's floating-point parameters: where `to_tokens` puts
         inputs, whatever ``cfg`` says.
@@ -316,7 +315,6 @@ class HookedBiosignalModel(ConfigInit, TokenSurface, HookSurface, HookedRootModu
         self.cfg.dtype = dtype
         return out
 
-    # ------------------------------------------------------------------ caching
     def run_with_cache(
         self,
         *model_args: Any,
@@ -446,7 +444,6 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
         the output (the screen skips such rows)."""
         return None
 
-    # ------------------------------------------------------------------ forward
     def forward(
         self,
         signals: Any,

@@ -1,14 +1,9 @@
 """What is attention in a user's model, and which module is the block around each.
 
-`named_modules_of` reads ``attention=`` (a class, a module-path glob such as
-``"blocks.*.attn"``, or a list of them). `probe` runs the model once with an `Interceptor`
-recording every attention call (SDPA and ``nn.MultiheadAttention`` anywhere; a 4-D softmax
-inside the named modules, or anywhere when none are named) and the module calls around them.
-`check_calls` refuses what cannot be told apart (no attention, a module calling several 4-D
-softmaxes that nobody named); `find_blocks` names, for each call, the outermost module around
-it holding that one call and mapping ``[batch, token, d_model]`` to the same shape (its input
-and output are ``hook_resid_pre`` / ``hook_resid_post``); `find_folds` says how many attention
-problems a call folds into its batch and whether batch-major.
+`probe` runs the model once with an `Interceptor` recording every attention call and the
+module calls around them; `check_calls` refuses what cannot be told apart; `find_blocks` names
+the module around each call that carries the residual stream; `find_folds` says how many
+attention problems a call folds into its batch.
 
 A model with lazy modules not yet built (``nn.LazyLinear``, as braindecode builds CBraMod's
 classifier without ``n_times``) is probed on a copy: a probe forward would build them, fixing

@@ -214,7 +214,6 @@ class Interceptor(TorchFunctionMode):
         site = self.on_call(call)
         return site if site is not None and site.active else None
 
-    # ------------------------------------------------------------------ softmax of scores
     def _softmax(self, func, args, kwargs):
         scores = args[0]
         folded = scores.ndim == 3  # [batch * heads, query, key]: seen as one head
@@ -229,7 +228,6 @@ class Interceptor(TorchFunctionMode):
         pattern = site.on_pattern(pattern_of(scores, lambda s: func(s, dim, *args[2:], **rest)))
         return pattern.squeeze(1) if folded else pattern
 
-    # ------------------------------------------------------------------ SDPA
     def _sdpa(self, func, args, kwargs):
         a = {**SDPA_DEFAULTS, "enable_gqa": False, **dict(zip(SDPA_ARGS, args)), **kwargs}
         q, k, v = a["query"], a["key"], a["value"]
@@ -277,7 +275,6 @@ class Interceptor(TorchFunctionMode):
         )
         return out.squeeze(1) if flat else out
 
-    # ------------------------------------------------------------------ nn.MultiheadAttention
     def _mha(self, func, args, kwargs):
         bound = MHA_SIGNATURE.bind(*args, **kwargs)
         bound.apply_defaults()

@@ -8,16 +8,10 @@ adding for each attention call in call order (layer ``L``) ``blocks.{L}.attn.hoo
 stream (`find_blocks`), ``blocks.{L}.hook_resid_pre`` / ``hook_resid_post``. ``edge_masks=``
 cuts edges as on every emg_lens encoder.
 
-Folded calls (``folds``, `folds_of`: which masks each fold order takes) and any input size
-(``layout(calls, n_channels, n_samples)``, `layout_of`): docs/guide/bring-your-own-model.md,
-"Open it where it stands: `attach`". A new size is probed once; one whose forward fails or
-whose calls differ is refused by name. ``input_shape``, ``example_input``, ``layout`` and a
-checkpoint are those of the probed size.
-
-With nothing hooked and no mask the forward is the user's module called on the signals;
-otherwise it runs under an `Interceptor`, which computes the hooked or masked calls explicitly.
-It provides `ATTENTION_HOOKS` only: no TransformerLens weights (``W_Q`` & co. are refused by
-`emg_lens.models.base`, naming the converters), no layer-by-layer forward.
+Folded calls (`folds_of`) and other input sizes (`layout_of`): docs/guide/bring-your-own-model.md,
+"Open it where it stands: `attach`". With nothing hooked and no mask the forward is the user's
+module called on the signals; otherwise it runs under an `Interceptor`. It provides
+`ATTENTION_HOOKS` only: no TransformerLens weights, no layer-by-layer forward.
 """
 
 from __future__ import annotations
@@ -317,7 +311,6 @@ class AttachedModel(HookedBiosignalModel):
         check_layouts(layouts, found.calls)
         return _Size(found.calls, tuple(layouts), folds)
 
-    # ------------------------------------------------------------------ forward
     def forward(
         self,
         signals: Any,
@@ -471,7 +464,6 @@ class AttachedModel(HookedBiosignalModel):
             handles.append(module.register_forward_hook(scope.guard(post)))
         return handles
 
-    # ------------------------------------------------------------------ edge masks
     def _check_edge_masks(self, edge_masks: EdgeMasks | None, *, batch: int, size: _Size) -> dict:
         """``{layer: bool mask}``, each broadcastable to that layer's ``[batch, heads, query,
         key]`` scores, or per fold on a folded layer (see `forward`); moved to the model's

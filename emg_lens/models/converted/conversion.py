@@ -2,14 +2,10 @@
 names, and the check that a conversion computes what its source does.
 
 Each converter builds an emg_lens model from a config read off the source module, then fills
-its state dict through its key table (`emg_lens.models.key_table`: `StateBuilder` names both
-tensors where a shape does not fit). `activation_name` names an activation as
-`EncoderConfig.act_fn`.
-
-A converter reads the source's weights, not the code its forward runs, so every converter ends
-with `check_faithful`: hooks or a ``forward`` set on an instance are refused by name, and the
-source and the converted model, run on a probe input in eval mode, must agree within
-`PARITY_RTOL` of the output's scale.
+its state dict through its key table (`emg_lens.models.key_table`). It reads the source's
+weights, not the code its forward runs, so every converter ends with `check_faithful`: hooks or
+a ``forward`` set on an instance are refused by name, and the source and the converted model,
+run on a probe input in eval mode, must agree within `PARITY_RTOL` of the output's scale.
 """
 
 from __future__ import annotations

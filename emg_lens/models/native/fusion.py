@@ -215,7 +215,6 @@ class _StemFusionEncoder(HookedEncoder):
         }
         self._finish_init()
 
-    # ------------------------------------------------------------------ layout
     @property
     def stem_positions(self) -> dict[str, list[int]]:
         """Token positions of each stem's stream (its CLS token and its tubelets)."""

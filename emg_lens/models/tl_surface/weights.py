@@ -1,15 +1,11 @@
 """TransformerLens's weight surface, which only models with weights in its shapes have.
 
-`WeightSurface`, a base of `emg_lens.models.base.HookedEncoder` (which supplies ``cfg``, ``blocks``
-and the tokenizer), gives the models that provide `emg_lens.models.base.TL_WEIGHTS` legacy
-HookedTransformer's weights: per-block weights stacked over layers (``W_Q`` ... ``b_out``), QK and
-OV circuits as `transformer_lens.FactoredMatrix`, ``all_composition_scores``, ``W_pos``, and the
-classifier read as an unembedding (``W_U``, ``b_U``, ``tokens_to_residual_directions``), so
-``cache.logit_attrs`` and ``cache.logit_lens`` work on a class, and ``SVDInterpreter`` once
-``model.cfg.d_vocab = model.cfg.n_classes`` (``d_vocab`` stays -1 in `EncoderConfig`, whose every
-field is part of a model's digest). Beside them, emg_lens's own readings: `readout_map` (the
-classifier as a linear map of the final stream, per position) and `data_free_tokens`. A model
-without these weights asked for one of `WEIGHT_SURFACE` is refused by name (`emg_lens.models.base`).
+`WeightSurface` gives the models that provide `TL_WEIGHTS` legacy HookedTransformer's weights:
+per-block weights stacked over layers, QK and OV circuits as `FactoredMatrix`, ``W_pos``, and
+the classifier read as an unembedding (``W_U``), so ``cache.logit_attrs`` works on a class, and
+``SVDInterpreter`` once ``model.cfg.d_vocab = model.cfg.n_classes`` (``d_vocab`` stays -1 in
+`EncoderConfig`, whose every field is part of a model's digest). Beside them, emg_lens's own
+readings: `readout_map` and `data_free_tokens`.
 """
 
 from __future__ import annotations

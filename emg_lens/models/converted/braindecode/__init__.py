@@ -5,8 +5,7 @@ computes the same function (in eval mode) with the same weights: an ordinary emg
 registered in `emg_lens.models.MODEL_CLASSES` and saved and loaded without braindecode. One
 module per architecture, each a `HookedEncoder` subclass with a ``to_braindecode`` method
 giving a state dict braindecode's class loads: ``Labram`` -> `HookedLabram`, ``CBraMod`` ->
-`HookedCBraMod`, ``EEGPT`` -> `HookedEEGPT`, ``PBT`` -> `HookedPBT` (whose module says why PBT
-and not REVE or LUNA).
+`HookedCBraMod`, ``EEGPT`` -> `HookedEEGPT`, ``PBT`` -> `HookedPBT`.
 
 emg_lens never imports braindecode: a model is recognised by its class's module and name;
 what `from_braindecode` refuses (`REFUSED`: no softmax over tokens), it refuses by name.

@@ -296,7 +296,6 @@ class HookedEEGPT(BraindecodeEncoder):
         "emg_lens.models.converted.braindecode.eegpt)"
     )
 
-    # ------------------------------------------------------------------ braindecode
     def to_braindecode(self) -> dict[str, torch.Tensor]:
         """This model's weights as the state dict of braindecode's ``EEGPT`` built with the same
         arguments."""

@@ -250,7 +250,6 @@ class HookedLabram(BraindecodeEncoder):
     def _ln_final_readers(self) -> list[tuple[nn.Parameter, nn.Parameter]]:
         return [] if self._init_kwargs["use_mean_pooling"] else [(self.head.W_U, self.head.b_U)]
 
-    # ------------------------------------------------------------------ braindecode
     def to_braindecode(self) -> dict[str, torch.Tensor]:
         """This model's weights as the state dict of braindecode's ``Labram`` built with the
         same arguments (the layer scale folded: ``gamma_1 = gamma_2 = 1``)."""

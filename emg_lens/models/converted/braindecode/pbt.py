@@ -7,12 +7,8 @@ bias-free linear map (``patching_projection``), plus a learned position embeddin
 (the default) builds the blocks without biases (``zero_biases`` holds them). No final norm: the
 classifier (braindecode's ``final_layer``) reads the CLS token, a TransformerLens unembedding
 (``W_U``) at position 0. The tokenizer keeps braindecode's parameter names;
-`HookedPBT.to_braindecode` gives a state dict braindecode's ``PBT`` loads.
-
-Why PBT, not REVE or LUNA: PBT is a plain softmax self-attention over channel x patch tokens.
-REVE reads its channel positions from a bank file when constructed and uses a GEGLU MLP and
-RMSNorm, which emg_lens blocks do not compute (the attach zoo opens it); LUNA's first stage is
-a cross-attention from learned queries that replaces the channel tokens.
+`HookedPBT.to_braindecode` gives a state dict braindecode's ``PBT`` loads. Why PBT, not REVE
+or LUNA: docs/guide/bring-your-own-model.md, "A braindecode model".
 """
 
 from __future__ import annotations
@@ -134,7 +130,6 @@ class HookedPBT(BraindecodeEncoder):
     # ------------------------------------------------------------------ TransformerLens
     unembed_heads = ("logits",)
 
-    # ------------------------------------------------------------------ braindecode
     def to_braindecode(self) -> dict[str, torch.Tensor]:
         """This model's weights as the state dict of braindecode's ``PBT`` (fresh tensors)."""
         return key_table(self.cfg.n_heads).to_theirs(self.state_dict())
