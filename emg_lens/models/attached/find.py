@@ -349,12 +349,10 @@ class Fold:
     """How an attention call folds independent attention problems into the batch axis of its
     scores (CBraMod's spatial call: one per patch, ``[batch * patches, head, C, C]``).
 
-    ``count``: the problems per input row, the scores' batch over the input's (1: none folded;
-    None: not a multiple, or not known). ``batch_major``: True where input row ``b`` owns
-    score rows ``b * count`` to ``b * count + count - 1`` (checked on the probe for ``count``
-    above 1; one problem per row is the input's own order), False where the probe showed
-    otherwise (ATCNet's heads, folded head-major), None where it could not be told (a
-    checkpoint saved before folds were recorded, a check whose forward failed).
+    ``count``: the problems per input row (1: none folded; None: not known). ``batch_major``:
+    True where input row ``b`` owns score rows ``b * count`` to ``b * count + count - 1``,
+    False where the probe showed otherwise (ATCNet's heads, folded head-major), None where it
+    could not be told.
 
     >>> Fold(3, True).ordered, Fold(3, False).ordered, Fold(1, True).ordered
     (True, False, True)
@@ -382,12 +380,11 @@ def find_folds(
     calls: Sequence[Call],
 ) -> tuple[Fold, ...]:
     """Each attention call's `Fold` on ``example`` (the probe's input, whose forward made
-    ``calls``). Where a call folds more than one problem per input row, the model runs again
-    on ``example`` and on copies with one input row replaced (in eval mode, no gradients; its
-    modules' modes restored after): the order is batch-major when replacing input row ``b``
-    changes exactly score rows ``b * count`` to ``b * count + count - 1`` for every ``b``.
-    Two rows tell that order from any other, so a wider example is checked on its first
-    `ORDER_ROWS` (unless a call's batch is not a multiple of the example's: then all of it).
+    ``calls``). Where a call folds several problems per input row, the model runs again (eval
+    mode, no gradients) with one input row replaced: the order is batch-major when replacing
+    row ``b`` changes exactly score rows ``b * count`` to ``b * count + count - 1``. Two rows
+    tell that order from any other, so the first `ORDER_ROWS` are checked (all where a call's
+    batch is not a multiple of the example's).
 
     >>> from emg_lens.models import PatchAttention
     >>> net = PatchAttention()

@@ -135,12 +135,10 @@ class HookedTorchEncoder(ConvertedEncoder):
         - ``is_causal``: with no ``mask``, each token attends to itself and earlier tokens
           (torch needs the mask as well and reads the flag as a hint; here the mask wins).
 
-        They are cut where ``edge_masks`` are, on top of them, before ``hook_attn_scores``
-        (which shows -inf there). A padded token's own row is computed as torch's Python path
-        computes it (it attends to the window's other tokens); torch's fast path with nested
-        tensors returns zeros at padded positions instead. A query with every key masked (a
-        window of padding only) attends to nothing: a zero row, where torch gives NaN. A float
-        mask of other values (an additive bias) is an `ArgumentError`.
+        They are cut where ``edge_masks`` are, before ``hook_attn_scores``. A padded token's
+        own row is computed as torch's Python path computes it; a query with every key masked
+        attends to nothing (a zero row, where torch gives NaN). A float mask of other values
+        (an additive bias) is an `ArgumentError`.
 
         >>> from emg_lens.models import from_torch_encoder
         >>> layer = nn.TransformerEncoderLayer(16, nhead=2, batch_first=True).eval()

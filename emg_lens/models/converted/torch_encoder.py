@@ -156,8 +156,7 @@ def from_torch_encoder(
             without a final norm, ``ln_final``; `find_linear_readout` says why one is not.
 
     A mask your own code passes to the encoder is no part of the modules: give it to the
-    converted model, ``model(x, mask=causal, src_key_padding_mask=padding)``, with
-    ``nn.TransformerEncoder``'s meaning (see `HookedTorchEncoder.forward`).
+    converted model (`HookedTorchEncoder.forward`).
 
     >>> d, layout = 16, TokenLayout.channel_tokens({"emg": 4}, cls_token=False)
     >>> layer = nn.TransformerEncoderLayer(d, nhead=2, dim_feedforward=32, batch_first=True)
