@@ -9,14 +9,12 @@ A montage is made of `Part`\\ s, each of one kind:
   right arm read alike. A ring is drawn as a circle seen along the limb, dorsal up and radial
   right: an electrode at angle a sits at ``radius * (sin a, cos a)``. Several rings of one
   montage (two bracelets) are concentric, the proximal one outside.
-- ``"grid"``: an HD-sEMG electrode grid, rows x columns at a pitch in mm, drawn as a heatmap
-  in its physical orientation: the electrode in row r, column c sits at
-  ``(c * pitch, r * pitch)``, row 0 at the top.
+- ``"grid"``: an HD-sEMG electrode grid (`grid`), drawn as a heatmap in its physical
+  orientation, row 0 at the top.
 - ``"points"``: electrodes at free positions in mm on the forearm unrolled: x around the
   forearm from the dorsal midline (toward the radial side), y along it from the elbow crease
-  (distal positive); sparse montages such as NinaPro DB2's ring and muscle spots.
-- ``"scalp"``: EEG electrodes on a topographic map (`emg_lens.geometry.ten_twenty`): the vertex at
-  the origin, the nose up, the 10 % circumference at radius 0.8.
+  (distal positive).
+- ``"scalp"``: EEG electrodes on a topographic map (`emg_lens.geometry.ten_twenty`).
 
 A montage places *electrodes*; a channel of a modality with ``axes`` channels per electrode (a
 3-axis accelerometer) is electrode ``channel // axes``. Every montage says where its placement

@@ -64,9 +64,8 @@ def group_positions(
     model: Any, tokens: str | EdgeSet, *, also: Sequence[str] = ()
 ) -> tuple[str, list[int]]:
     """``(name, positions)`` of a token group of ``model``'s layout: a group name (``"emg"``,
-    ``"cls"``) or an edge set or expression, whose tokens are the queries of its edges (the
-    positions those edges write into); a name the layout lacks that is no expression either
-    is a `LayoutError` naming the groups (and ``also``, the other names the caller reads).
+    ``"cls"``) or an edge set or expression, whose tokens are the queries of its edges; an
+    unknown name is a `LayoutError` naming the groups (and ``also``, the caller's other names).
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
@@ -177,11 +176,9 @@ class _GroupEdit(abc.ABC):
 @dataclass(frozen=True, eq=False)
 class TokenEraser(_GroupEdit):
     """A fitted LEACE eraser of a token group at one hook point (`fit_token_eraser`); called
-    as a TransformerLens hook. ``eraser`` is concept-erasure's `LeaceEraser` over the group's
-    vectors side by side (float64, on the CPU), ``rank`` the rank of its edit, ``values`` the
-    concept's values it was fitted on, ``left`` the share of the concept's cross-covariance it
-    leaves on those windows (0 up to rounding; more where concept-erasure's ``svd_tol`` dropped
-    a weak direction, which `fit_token_eraser` warns of)."""
+    as a TransformerLens hook. ``eraser`` is concept-erasure's `LeaceEraser` (float64, on the
+    CPU), ``rank`` the rank of its edit, ``values`` the concept's values it was fitted on,
+    ``left`` the share of the concept's cross-covariance it leaves on those windows."""
 
     at: str
     positions: tuple[int, ...]
@@ -337,10 +334,9 @@ def fit_erasers(
     """One `TokenEraser` of ``labels`` at the token ``positions`` of each hook point of
     ``names``, fitted on the windows ``X``: each on the activations that the erasers before it
     leave, so that together they erase the concept from every point named. ``names`` must be
-    in forward order (the model's hook points' order): a point named before one that runs
-    earlier would be fitted on activations the later eraser then changes, so names out of
-    order, a name the model lacks, missing labels, a ``batch_size`` below 1 are refused with
-    an `EmgLensError` before anything is fitted.
+    in forward order, since an eraser fitted before an earlier one would be fitted on
+    activations that one then changes. Names out of order or unknown, missing labels and a
+    ``batch_size`` below 1 are refused before anything is fitted.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
