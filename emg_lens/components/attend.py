@@ -1,18 +1,9 @@
 """The one -inf kernel (docs/ARCHITECTURE.md, components): how a cut meets a model's own mask,
 and what a query with no key left attends to. Native attention (explicit, SDPA and
 head-structure paths), discovery's screen and the attached models' interceptor all call it.
-
-- *The merge* (`merge_masks`): a model's own mask (bool, or additive float) and a cut (bool,
-  True = cut) make one mask of the own mask's kind, what SDPA or ``nn.MultiheadAttention``
-  reads; `blocked_by` reads any mask as "no attention here".
-- *The empty row* (`empty_rows`): a query whose keys are all masked attends to nothing: a zero
-  pattern row (`pattern_of`), a zero output row on a fused path (`fused`), never NaN; any other
-  NaN propagates. Such a row's softmax is taken over finite scores and then zeroed, so its
-  gradient is zero too (a softmax of -inf only would send NaN upstream); every other row is
-  computed as before, bit for bit.
-
-`attend` composes them into the explicit attention an attached model's hooked call runs: own
-mask, cut, ``on_scores`` (``hook_attn_scores``), softmax, empty rows zero, ``on_pattern``.
+A query whose keys are all masked attends to nothing: a zero pattern row, a zero output row on
+a fused path, never NaN, with a zero gradient (its softmax is taken over finite scores, then
+zeroed); any other NaN propagates, and every other row is computed as before, bit for bit.
 
 >>> q = k = v = torch.eye(3)[None, None]  # [batch, head, pos, d_head]
 >>> cut = torch.tensor([[False, True, False]] * 3)  # no query reads key 1

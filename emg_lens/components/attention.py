@@ -7,11 +7,8 @@ flag, not a hook, chooses the per-head computation, so a hook on ``hook_result``
 output bit); otherwise the *fast* path (`emg_lens.components.fast_attention`, SDPA). Both honour
 an ``edge_mask`` (bool, True = masked, broadcastable to ``[batch, head_index, query_pos,
 key_pos]``) by `emg_lens.components.attend`'s rules.
-
-Converted architectures keep the names, shapes and hooks: ``qk_norm`` (a LayerNorm over
-``d_head`` of every head's q and k after ``hook_q`` / ``hook_k``, as LaBraM does),
-``attn_scale``, ``zero_biases`` as zero buffers, a head structure
-(`emg_lens.components.head_structure`).
+Converted architectures' options (``qk_norm``, ``attn_scale``, ``zero_biases``, a head
+structure) keep the names, shapes and hooks.
 """
 
 from __future__ import annotations

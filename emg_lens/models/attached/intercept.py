@@ -1,20 +1,13 @@
 """Attention calls seen where they are computed, during an attached model's forward only.
 
 `Interceptor` is a `torch.overrides.TorchFunctionMode`: while active, every call of
-``scaled_dot_product_attention``, ``multi_head_attention_forward`` (inside
-``nn.TransformerEncoderLayer`` too: an active mode makes torch skip its fused fast path) and of
-a softmax over the last axis of a 4-D tensor (while a module counted as attention runs) is one
-*attention call*, numbered in call order. ``on_call`` returns its `Site` (edge mask and hooks)
-or None: a call with neither runs untouched; a cut without hooks runs the fused kernel with the
-cut added to its own mask (a query left with no key a zero row); a hooked call is computed
-explicitly (`emg_lens.components.attend`). `ModuleTracker` keeps the stack of running modules
-that attributes a call to its module.
+``scaled_dot_product_attention``, ``multi_head_attention_forward`` and of a softmax over 4-D
+scores (inside a module counted as attention) is one *attention call*, numbered in call order,
+run untouched, with a cut, or computed explicitly with its hooks (``on_call``'s `Site`).
 
 A torch function mode is per thread, but a hook on a user's module fires for whoever runs it:
 every hook `attach` places is made by a `Scope` open around one forward and acts only inside it
 (a context variable, per thread and task), so another thread or attachment passes untouched.
-Inside ``__torch_function__`` the mode is off, so a call is seen once (``nn.MultiheadAttention``'s
-inner calls are not counted again).
 """
 
 from __future__ import annotations
