@@ -1,12 +1,9 @@
 """`HookedTorchEncoder`: a user's tokenizer, a converted ``nn.TransformerEncoder`` and the
 user's readout, as `emg_lens.models.converted.torch_encoder.from_torch_encoder` builds it.
 
-Its state dict holds the blocks and the user's modules' weights, ``config.json`` the layout;
-a checkpoint cannot rebuild the user's module classes, so
-`emg_lens.checkpoints.load_checkpoint` takes them: ``load_checkpoint(path, modules={"embed":
-Tok(), "readout": Head()})``. A study loads such checkpoints through the builder its study
-file names (``modules = "models.py:build_modules"``), run only with consent
-(`emg_lens.user_code`).
+A checkpoint cannot rebuild the user's module classes, so `load_checkpoint` takes them:
+``load_checkpoint(path, modules={"embed": Tok(), "readout": Head()})``
+(docs/guide/bring-your-own-model.md, "Studies and commands on such checkpoints").
 """
 
 from __future__ import annotations
