@@ -409,7 +409,6 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
         self.ln_final = make_norm(cfg, "ln_final")
 
     def _check_return_type(self, return_type: str) -> None:
-        """Refuse a ``return_type`` that is not one of ``return_types``, naming them."""
         check_choice(return_type, self.return_types, f"{type(self).__name__} return_type")
 
     def _channel_layout(self, cls_token: bool) -> TokenLayout:

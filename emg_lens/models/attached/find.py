@@ -232,7 +232,6 @@ def probe(
 
 
 def _probe(model, example, named, site=None) -> Probe:
-    """`probe` on ``model`` itself."""
     recorder = _Recorder(model, named)
 
     def record(call: Call) -> Site | None:

@@ -301,7 +301,6 @@ PARTS: Parts = [
 
 
 def _check_supported(model: Braindecode, ch_names: list[str] | None) -> None:
-    """Refuse what the hooked class does not compute, naming it."""
     check_parts(model, PARTS)
     proj_out = model.proj_out
     if not (

@@ -356,7 +356,6 @@ PARTS: Parts = [
 
 
 def _check_supported(model: Braindecode) -> None:
-    """Refuse what the hooked class does not compute, naming it."""
     check_parts(model, PARTS)
     blocks = model.target_encoder.blocks
     for i, block in enumerate(blocks):

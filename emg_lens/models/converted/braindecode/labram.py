@@ -332,7 +332,6 @@ def _channel_rows(model: Braindecode, names: list[str] | None, n_chans: int) -> 
 
 
 def _check_supported(model: Braindecode) -> None:
-    """Refuse what the hooked class does not compute, naming it."""
     attn = model.blocks[0].attn
     if not model.neural_tokenizer or attn.relative_position_bias_table is not None:
         raise ConversionError(
