@@ -40,10 +40,9 @@ class HookedTorchEncoder(ConvertedEncoder):
 
     Hooks beyond the shared stack: ``hook_embed`` (the tokenizer's output), and whatever hook
     points the user's modules hold. ``return_type``: ``"logits"`` (the readout's output),
-    ``"latent"`` (the stream after ``ln_final``), None (before it). The readout is the user's
-    module, so there is no TransformerLens unembedding (``W_U``) unless it is a *linear
-    readout* (`emg_lens.models.converted.linear_readout`): then ``W_U``, ``b_U``,
-    ``unembed_positions`` (and `read_positions` for one token) read it.
+    ``"latent"`` (the stream after ``ln_final``), None (before it). There is no TransformerLens
+    unembedding (``W_U``) unless the readout is a *linear readout*
+    (`emg_lens.models.converted.linear_readout`).
 
     Args:
         cfg: an `EncoderConfig` with ``tokenization="custom"`` and ``n_ctx`` = the layout's

@@ -257,9 +257,8 @@ class _StemFusionEncoder(HookedEncoder):
 
         ``stem_edge_masks`` (a `forward` keyword too): ``{stem layer: bool mask}`` over the
         whole layout (``[..., n_tokens, n_tokens]``, True = masked), of which every stem applies
-        its own diagonal block. The stems are the embedding, so ``start_at_layer``,
-        ``stop_at_layer`` and ``edge_masks`` act on the fusion stack ``blocks`` after them, and
-        ``stem_edge_masks`` cannot be combined with ``start_at_layer``.
+        its own diagonal block (so ``within("emg")`` reaches the EMG stem). The stems are the
+        embedding: ``start_at_layer`` and ``edge_masks`` act on the fusion stack after them.
         """
         masks = self._check_edge_masks(
             stem_edge_masks, batch=len(signals), size_field="n_stem_layers", what="stem_edge_masks"

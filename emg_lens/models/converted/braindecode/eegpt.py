@@ -14,8 +14,8 @@ and the probe: two max-norm-constrained linear maps of every patch's summary tok
 constraint applied in the forward, as braindecode's parametrization does), a direction per
 patch and token, so no TransformerLens unembedding.
 
-Refused (`ConversionError`): ``return_encoder_output=True``, a custom ``final_layer``,
-a patch module other than braindecode's ``_PatchEmbed``.
+Refused (`ConversionError`): ``return_encoder_output=True``, a custom ``final_layer`` or
+patch module.
 """
 
 from __future__ import annotations

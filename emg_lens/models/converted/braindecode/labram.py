@@ -7,13 +7,11 @@ Tokens: a CLS token, then every channel's window cut into patches of ``patch_siz
 embedding of the CLS token and of each channel's name in LaBraM's 128-name table (the
 ``ch_names`` its forward takes), plus the patch's ``temporal_embedding[t]``.
 
-Blocks: pre-LN (eps 1e-6), q and v biases without a k bias (``zero_biases`` holds ``b_K``),
-``qk_norm``, and LaBraM's layer scale ``gamma_1`` / ``gamma_2`` folded into ``W_O``, ``b_O``,
-``W_out``, ``b_out`` (so ``hook_attn_out`` / ``hook_mlp_out`` are exactly what each adds to
-the residual stream); `to_braindecode` writes the folded weights with ``gamma = 1``. Readout:
-by default ``ln_final`` and a TransformerLens unembedding (``W_U``) of the CLS token; with
-``use_mean_pooling`` no final norm, and the mean of the channel tokens is normalised
-(``fc_norm``) and classified (no unembedding: the norm comes after the pooling).
+Blocks: pre-LN, q and v biases without a k bias, ``qk_norm``, and LaBraM's layer scale folded
+into the output maps (`fold_layer_scale`: ``hook_attn_out`` / ``hook_mlp_out`` are exactly
+what each adds to the residual stream). Readout: ``ln_final`` and a TransformerLens
+unembedding of the CLS token, or with ``use_mean_pooling`` the `MeanPoolClassifier` (no
+unembedding: its norm comes after the pooling).
 
 The neural-decoder mode (``neural_tokenizer=False``) and its relative position bias are not
 converted (`ConversionError`).
