@@ -249,8 +249,7 @@ def grid_code(code: str, orientation: int = 180, *, name: str | None = None) -> 
             f"place it with emg_lens.geometry.grid(name, {rows}, {cols}, {pitch}, cells=...) "
             "from the grid's data sheet"
         )
-    if orientation not in (0, 180):
-        raise ArgumentError(f"orientation must be 0 or 180 (degrees), got {orientation!r}")
+    check_choice(orientation, (0, 180), "orientation (degrees)")
     rows, cols, pitch = GRID_CODES[code]
     cells: list[tuple[int, int]] = []
     if (rows, cols) == (8, 8):
