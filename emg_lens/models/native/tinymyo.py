@@ -242,9 +242,6 @@ class TinyMyo(HookedEncoder):
             ``proj_drop``); the published ``attn_drop`` and MLP hidden dropout are not
             applied, so fine-tuning is regularised less (no effect in eval mode).
 
-    `init_kwargs` holds these arguments, so ``TinyMyo(EncoderConfig.from_dict(
-    model.cfg.to_dict()), **model.init_kwargs)`` rebuilds the same architecture.
-
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=2, modalities={"emg": 4}, n_samples=100)
     >>> model = TinyMyo(cfg, task="classification")
     >>> model(model.example_input(2)).shape
