@@ -1,10 +1,8 @@
 """braindecode's ``CBraMod`` (criss-cross brain model, Wang et al. 2025) as a hooked encoder.
 
-Tokens: every channel's window cut into patches of 200 samples, channel-major (channel ``c``,
-patch ``t`` at ``c * n_patches + t``, no CLS token), each embedded by three ``Conv2d`` +
-``GroupNorm`` + GELU stages plus a linear map of the patch's magnitude spectrum
-(``hook_embed``), plus CBraMod's conditional positional encoding, a depthwise ``Conv2d`` over
-the (channel, patch) grid (``hook_pos_embed``).
+Tokens (docs/guide/bring-your-own-model.md, "A braindecode model"): every channel's 200-sample
+patches, embedded by convolutions plus a linear map of the magnitude spectrum (``hook_embed``),
+plus the conditional positional encoding, a depthwise ``Conv2d`` (``hook_pos_embed``).
 
 CBraMod's layer runs two attentions side by side, each of half the heads on half of
 ``d_model``: *spatial* heads across the channels of one patch, *temporal* heads across the

@@ -1,11 +1,8 @@
 """braindecode's ``Labram`` (LaBraM, Jiang et al. 2024) as a hooked encoder.
 
-Tokens: a CLS token, then every channel's window cut into patches of ``patch_size`` samples
-(optionally by a learned ``Conv1d``: ``learned_patcher``), channel-major (channel ``c``, patch
-``t`` at ``1 + c * n_patches + t``), each embedded by LaBraM's temporal convolutions (three
-``Conv2d`` + ``GroupNorm`` + activation, flattened). ``hook_pos_embed`` adds the position
-embedding of the CLS token and of each channel's name in LaBraM's 128-name table (the
-``ch_names`` its forward takes), plus the patch's ``temporal_embedding[t]``.
+Tokens (docs/guide/bring-your-own-model.md, "A braindecode model"): a CLS token, then every
+channel's patches, each embedded by LaBraM's temporal convolutions; ``hook_pos_embed`` adds the
+position embedding of each channel's name in LaBraM's 128-name table and ``temporal_embedding``.
 
 Blocks: pre-LN, q and v biases without a k bias, ``qk_norm``, and LaBraM's layer scale folded
 into the output maps (`fold_layer_scale`: ``hook_attn_out`` / ``hook_mlp_out`` are exactly

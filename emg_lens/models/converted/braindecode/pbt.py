@@ -1,12 +1,10 @@
 """braindecode's ``PBT`` (Patched Brain Transformer, Klein et al. 2025) as a hooked encoder.
 
-Tokens: a CLS token, then every channel's window cut into patches of ``d_input`` samples,
-channel-major (channel ``c``, patch ``t`` at ``1 + c * n_patches + t``), each projected by one
-bias-free linear map (``patching_projection``), plus a learned position embedding per token
-(``pos_embedding``). Blocks: pre-LN, a GELU MLP of ``4 * d_model``; ``bias_transformer=False``
-(the default) builds the blocks without biases (``zero_biases`` holds them). No final norm: the
-classifier (braindecode's ``final_layer``) reads the CLS token, a TransformerLens unembedding
-(``W_U``) at position 0. The tokenizer keeps braindecode's parameter names;
+Tokens (docs/guide/bring-your-own-model.md, "A braindecode model"): a CLS token, then every
+channel's patches of ``d_input`` samples, each projected by one bias-free linear map, plus a
+learned position embedding per token. Blocks: pre-LN, without biases unless
+``bias_transformer``. No final norm: the classifier reads the CLS token, a TransformerLens
+unembedding at position 0. The tokenizer keeps braindecode's parameter names;
 `HookedPBT.to_braindecode` gives a state dict braindecode's ``PBT`` loads. Why PBT, not REVE
 or LUNA: docs/guide/bring-your-own-model.md, "A braindecode model".
 """
