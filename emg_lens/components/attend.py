@@ -1,18 +1,9 @@
 """The one -inf kernel (docs/ARCHITECTURE.md, components): how a cut meets a model's own mask,
 and what a query with no key left attends to. Native attention (explicit, SDPA and
 head-structure paths), discovery's screen and the attached models' interceptor all call it.
-
-- *The merge* (`merge_masks`): a model's own mask (bool, or additive float) and a cut (bool,
-  True = cut) make one mask of the own mask's kind, what SDPA or ``nn.MultiheadAttention``
-  reads; `blocked_by` reads any mask as "no attention here".
-- *The empty row* (`empty_rows`): a query whose keys are all masked attends to nothing: a zero
-  pattern row (`pattern_of`), a zero output row on a fused path (`fused`), never NaN; any other
-  NaN propagates. Such a row's softmax is taken over finite scores and then zeroed, so its
-  gradient is zero too (a softmax of -inf only would send NaN upstream); every other row is
-  computed as before, bit for bit.
-
-`attend` composes them into the explicit attention an attached model's hooked call runs: own
-mask, cut, ``on_scores`` (``hook_attn_scores``), softmax, empty rows zero, ``on_pattern``.
+A query whose keys are all masked attends to nothing: a zero pattern row, a zero output row on
+a fused path, never NaN, with a zero gradient (its softmax is taken over finite scores, then
+zeroed); any other NaN propagates, and every other row is computed as before, bit for bit.
 
 >>> q = k = v = torch.eye(3)[None, None]  # [batch, head, pos, d_head]
 >>> cut = torch.tensor([[False, True, False]] * 3)  # no query reads key 1
@@ -41,12 +32,9 @@ NEG_INF = float("-inf")
 
 
 def observed(points: Iterable[nn.Module]) -> bool:
-    """Whether anything can see or change what passes one of ``points`` (hook points), so that
-    a computation must run through them rather than a fused kernel that skips them: a hook on
-    one by any means (TransformerLens's hooks and caches, torch's forward, pre- and backward
-    hooks, torch's global module hooks), or a ``forward`` set on one in place of its own:
-    nnsight's controller while a trace with interventions runs (inert outside one), any
-    other always.
+    """Whether anything can see or change what passes one of ``points`` (hook points), so a
+    fused kernel may not skip them: a hook by any means (torch's global module hooks too), or
+    a ``forward`` set in place of its own (nnsight's, while a trace with interventions runs).
 
     >>> from transformer_lens.hook_points import HookPoint
     >>> point = HookPoint()
@@ -80,10 +68,8 @@ def _same(x: torch.Tensor) -> torch.Tensor:
 
 
 def read_hook(point: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``point(x)`` (a hook point on attention scores or patterns), refused with an
-    `InputShapeError` naming the hook point, what the hook returned and what it must return
-    (a tensor of ``x``'s shape and dtype) where it changed either: a float64 or one-head
-    tensor would otherwise fail deep in an einsum, or broadcast silently.
+    """``point(x)``, refused (`InputShapeError`) where a hook changed ``x``'s shape or dtype,
+    which would otherwise fail deep in an einsum, or broadcast silently.
 
     >>> from transformer_lens.hook_points import HookPoint
     >>> point = HookPoint()
@@ -183,10 +169,8 @@ def cut_scores(
     scores: Float[torch.Tensor, "batch head query key"],
     edge_mask: Bool[torch.Tensor, "... query key"] | None,
 ) -> Float[torch.Tensor, "batch head query key"]:
-    """``scores`` with the cut edges (True in ``edge_mask``) at -inf: a -inf bias built on the
-    small mask and added, as a model's own additive mask is (cheaper than filling the large
-    scores by a broadcast boolean mask; a NaN or +inf score stays what it would be under the
-    model's own mask).
+    """``scores`` with the cut edges (True in ``edge_mask``) at -inf, added as a bias built on
+    the small mask (cheaper than filling the large scores by a broadcast boolean mask).
 
     >>> cut_scores(torch.zeros(1, 1, 1, 2), torch.tensor([[True, False]])).tolist()
     [[[[-inf, 0.0]]]]
@@ -198,8 +182,7 @@ def cut_scores(
 
 # ---------------------------------------------------------------------------- the empty row
 def empty_rows(blocked: Bool[torch.Tensor, "... query key"]) -> Bool[torch.Tensor, "... query 1"]:
-    """The query rows that attend to nothing: every key blocked. This is the one place the
-    rule is written; a pattern (`pattern_of`) or an output (`fused`) is zero there.
+    """The query rows that attend to nothing (every key blocked): the rule's one place.
 
     >>> empty_rows(torch.tensor([[True, True], [True, False]])).tolist()
     [[True], [False]]
@@ -212,10 +195,8 @@ def empty_rows(blocked: Bool[torch.Tensor, "... query key"]) -> Bool[torch.Tenso
 
 
 def eager_on_cpu(t: torch.Tensor) -> bool:
-    """Whether ``t`` is on a CPU and computed eagerly, not traced (ONNX): there a fill may be
-    skipped after a look at the data on the host (on a GPU the look would wait for the
-    device, where the fill costs less; a trace cannot branch on the data and always fills),
-    and a reduction may take a faster form that an exporter would not know.
+    """Whether ``t`` is on a CPU and not traced (ONNX): there a fill may be skipped after a
+    look at the data (on a GPU the look would wait for the device; a trace cannot branch).
 
     >>> eager_on_cpu(torch.zeros(2))
     True
@@ -244,12 +225,9 @@ def open_rows(
 def fused(
     kernel: Callable[[Any], torch.Tensor], mask: Mask | None, *, allows: bool = False
 ) -> Float[torch.Tensor, "... query d"]:
-    """``kernel(mask)``, a fused attention (SDPA, a batched softmax) given its mask (bool, True =
-    blocked, or with ``allows`` True = may attend, as SDPA reads it; or additive), under the
-    empty-row rule: a query row whose keys the mask all blocks is opened for the kernel
-    (`open_rows`) and zero in the output (some kernels give NaN there, and the gradient of a
-    softmax over -inf only is NaN in every kernel); every other row, a NaN included, is what
-    the kernel gives. On a CPU the kernel runs on ``mask`` itself where no row is empty.
+    """``kernel(mask)``, a fused attention given its mask (of `merge_masks`'s forms), under
+    the empty-row rule: a row whose keys are all blocked is opened for the kernel (`open_rows`)
+    and zero in the output; every other row, a NaN included, is what the kernel gives.
 
     >>> q = k = v = torch.ones(1, 1, 2, 3)
     >>> blocked = torch.tensor([[True, True], [False, True]])  # query 0 keeps no key
@@ -292,12 +270,9 @@ def pattern_of(
 def cut_pattern(
     scores: Float[torch.Tensor, "... query key"], cut: Bool[torch.Tensor, "... query key"]
 ) -> Float[torch.Tensor, "... query key"]:
-    """The pattern ``scores`` give with the keys ``cut`` (True) removed: the softmax over the
-    keys left (`pattern_of`), a row left with no key, by the cut or by the -inf a model's own
-    mask already put in the scores, a zero row. Every blocked key is filled, not only the
-    cut's, so such a row has a zero gradient, not the NaN of a softmax of -inf only.
-    Discovery's screen computes every cut's pattern change, and its integrated-gradient path
-    every cut layer, by it.
+    """The pattern ``scores`` give with the keys ``cut`` (True) removed (`pattern_of`); every
+    blocked key is filled, not only the cut's, so an empty row has a zero gradient. Discovery's
+    screen computes every cut's pattern change by it.
 
     >>> scores = torch.tensor([[0.0, 0.0, -torch.inf], [0.0, 1.0, 2.0]])
     >>> cut_pattern(scores, torch.tensor([[False, True, False], [True, True, True]])).tolist()
@@ -322,10 +297,9 @@ def attend(
 ) -> tuple[
     Float[torch.Tensor, "batch head query d_value"], Float[torch.Tensor, "batch head query key"]
 ]:
-    """``softmax(q k^T * scale + bias) v`` computed explicitly (see the module docstring):
-    ``bias`` is the model's additive mask, ``blocked`` (True = may not attend) its boolean one,
-    ``edge_mask`` the cut; ``dropout_p`` is applied to the pattern (after ``on_pattern``), as
-    ``scaled_dot_product_attention`` does. Returns the output and the pattern.
+    """``(softmax(q k^T * scale + bias) v, pattern)`` computed explicitly: ``bias`` is the
+    model's additive mask, ``blocked`` (True = may not attend) its boolean one, ``edge_mask``
+    the cut; ``dropout_p`` acts on the pattern after ``on_pattern``, as in SDPA.
 
     >>> q, k, v = torch.randn(2, 2, 4, 8), torch.randn(2, 2, 5, 8), torch.randn(2, 2, 5, 3)
     >>> out, _ = attend(q, k, v, scale=8 ** -0.5)

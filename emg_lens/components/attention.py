@@ -1,17 +1,11 @@
 """Bidirectional multi-head attention with the legacy TransformerLens names, shapes and hooks.
 
-Two paths compute the same function (docs/DESIGN.md §2, "Speed" and "No NaN from masking"):
-the *explicit* path fires every hook (``hook_q`` ... ``hook_result``) and is taken whenever any
-of them has a hook (caching included) or ``use_attn_result`` is on (as in TransformerLens, that
-flag, not a hook, chooses the per-head computation, so a hook on ``hook_result`` changes no
-output bit); otherwise the *fast* path (`emg_lens.components.fast_attention`, SDPA). Both honour
-an ``edge_mask`` (bool, True = masked, broadcastable to ``[batch, head_index, query_pos,
-key_pos]``) by `emg_lens.components.attend`'s rules.
-
-Converted architectures keep the names, shapes and hooks: ``qk_norm`` (a LayerNorm over
-``d_head`` of every head's q and k after ``hook_q`` / ``hook_k``, as LaBraM does),
-``attn_scale``, ``zero_biases`` as zero buffers, a head structure
-(`emg_lens.components.head_structure`).
+Two paths compute the same function (docs/DESIGN.md §2, "Speed"): the *explicit* path, taken
+whenever a hook is attached or ``use_attn_result`` is on (as in TransformerLens, the flag, not
+a hook, chooses the per-head computation, so a hook on ``hook_result`` changes no output bit),
+and the *fast* path (`emg_lens.components.fast_attention`). Both cut an ``edge_mask`` by
+`emg_lens.components.attend`'s rules. Converted architectures' options (``qk_norm``,
+``attn_scale``, ``zero_biases``, a head structure) keep the names, shapes and hooks.
 """
 
 from __future__ import annotations
@@ -246,8 +240,6 @@ class Attention(StructuredHeads):
         if self.cfg.use_attn_result or self.structure is not None or self.hooks_active():
             return None
         return self._project_fast(x, None if rows is None else list(rows))
-
-    # ------------------------------------------------------------------ fast, structured path
 
     # ------------------------------------------------------------------ legacy state dicts
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):

@@ -1,10 +1,8 @@
 """The fast path of `emg_lens.components.attention.Attention`: what runs when nothing watches.
 
-`FastAttention` computes attention with `torch.nn.functional.scaled_dot_product_attention` on
-q, k and v from one matmul of fused weights (`_fused_weights`, cached until a weight changes:
-`_cached`), in two halves that every edge mask of one input can share (`Attention.project`,
-`from_projected`), or for a few query rows alone (`_from_queries`). It agrees with the explicit
-path to 1e-5; the empty-row and NaN rules are `emg_lens.components.attend`'s, as there.
+`FastAttention` runs SDPA on q, k and v from one matmul of fused weights (cached until a weight
+changes), whole, in two halves that every edge mask of one input can share, or for a few query
+rows alone; it agrees with the explicit path to 1e-5 (docs/ARCHITECTURE.md, components).
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
 """The head structure of converted architectures (CBraMod, EEGPT), a base of `Attention`.
 
-A *structure* (`Attention.set_structure`, installed by the model from its config and layout,
-not in the state dict) gives each range of heads a `HeadStructure`: the slice of ``d_model``
-they read (rows of ``W_Q``, ``W_K``, ``W_V``) and write (columns of ``W_O``), and one group id
-per token (a query sees the keys of its own group): the architecture's *base mask*. The
-explicit path applies it with the ``edge_mask`` before ``hook_attn_scores`` and multiplies the
-weights outside a head's slices by zero (kept so in training); the fast path runs each range
-of heads on its own slices as one batched attention over all groups (SDPA, or matmul + softmax
-for groups of at most `SMALL_GROUP` tokens on CPU): the original's FLOPs, and the explicit
-path's numbers to 1e-5.
+A *structure* (`Attention.set_structure`, installed by the model, not in the state dict) gives
+each range of heads a `HeadStructure` (docs/ARCHITECTURE.md, components). The explicit path
+applies its base mask with the ``edge_mask`` before ``hook_attn_scores``; the fast path runs
+each range of heads on its own slices as one batched attention over all groups: the
+original's FLOPs, and the explicit path's numbers to 1e-5.
 """
 
 from __future__ import annotations

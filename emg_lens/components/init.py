@@ -1,9 +1,6 @@
-"""The config's initialisation, written once: `init_parameter` draws one parameter by its name,
-and a `ConfigInit` module's ``reset_parameters`` draws its own parameters (not its
-submodules') by it. A model's ``init_weights`` and TransformerLens's
-``transformer_lens.tools.analysis.reinitialized`` both go through it, so they cannot drift.
-Torch layers a converter builds (`ConfigLinear`, `ConfigConv2d`, ...) draw as torch does while
-torch's constructor runs (the same random numbers as the torch layer), by the rule after.
+"""The config's initialisation, written once (docs/ARCHITECTURE.md, components): a model's
+``init_weights`` and TransformerLens's ``reinitialized`` both draw through `init_parameter`, so
+they cannot drift.
 
 >>> import torch
 >>> from emg_lens import EncoderConfig

@@ -26,30 +26,13 @@ model:
 | `between_regions(query, key)` | q embeds a channel of region ``query``, k of ``key`` (directed) |
 | `cross_region` | q and k embed channels of two different lobes |
 
-The last four read the layout's channel names (`TokenLayout.channel_names`, a model's
-`EncoderConfig.channel_names`), the scalp vocabulary of EEG models; a layout without names
-refuses them, and beside other token groups a channel whose name is no 10-20 / 10-10 name
-(``EMG1``) is in no region. A *region* is a lobe, a hemisphere, a channel name, several joined
-with ``+`` (``between_regions(C3+C4, frontal)``), or your own group in ``regions=`` (see
-`within_region`), placed by the table of docs/concepts.md, "Scalp regions"
-(`emg_lens.edges.regions`: a name it cannot place is a `LayoutError`). They compose
-with the rest by the operators (``within_region(left) & heads(0)``, ``cross_region &
-time_window(0)``: same-patch edges between lobes); ``cross_region`` is the scalp's
-``cross_modal``.
-
-The CLS rule: edges that touch the CLS token are neither unimodal nor cross-modal unless
-``include_cls=True``, which makes CLS a modality of its own; why, and the emg -> CLS -> acc
-route that ``cross_modal`` alone leaves open: docs/DESIGN.md §3.
-
-Edge sets combine with ``|`` (union), ``&`` (intersection), ``-`` (difference) and ``~``
-(complement over all heads x tokens x tokens); ``e.on_heads([0, 2])`` is ``e & heads(0, 2)``.
-They are frozen, hashable and compared structurally. `EdgeSet.compile` turns one into a boolean
-``[head_index, query_pos, key_pos]`` mask (True = masked, i.e. in the set), the form that
-``model(x, edge_masks={layer: mask})`` and the masking hooks take.
-
-Every edge set has a canonical string form, used by study files, that `parse` reads back to an
-equal edge set; its precedence (not Python's: parenthesise mixed ``-`` in code) is in
-docs/DESIGN.md §3, "One string form".
+The last four read the layout's channel names (`TokenLayout.channel_names`) and place each
+in a lobe and a hemisphere by the table of docs/concepts.md, "Scalp regions". Edge sets combine
+with ``|``, ``&``, ``-`` and ``~`` (complement over all heads x tokens x tokens), are frozen and
+hashable, and `EdgeSet.compile` turns one into a boolean ``[head_index, query_pos, key_pos]``
+mask (True = masked), the form ``model(x, edge_masks={layer: mask})`` and the masking hooks
+take. The CLS rule (CLS edges are neither unimodal nor cross-modal unless ``include_cls=True``)
+and the canonical string form that `parse` reads back: docs/DESIGN.md §3.
 
 >>> from emg_lens.layout import TokenLayout
 >>> layout = TokenLayout.channel_tokens({"emg": 1, "acc": 2})
@@ -68,10 +51,6 @@ tensor([[0, 0, 0, 0],
         [0, 1, 0, 0]], dtype=torch.int32)
 >>> bool(mask[1].any())
 False
-
-The package reads top to bottom: `emg_lens.edges.algebra` holds `EdgeSet`, the compile context
-and the operators; `emg_lens.edges.selectors` the selectors above and their argument checks;
-`emg_lens.edges.parser` the string form's parser. Import from ``emg_lens.edges``.
 """
 
 from emg_lens.edges.algebra import EdgeSet

@@ -158,7 +158,6 @@ class EdgeSet(abc.ABC):
         """
         return self & Layers.of(*indices)
 
-    # ------------------------------------------------------------------ compile
     def compile(
         self,
         layout: TokenLayout,

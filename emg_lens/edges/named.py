@@ -2,8 +2,7 @@
 electrodes "C3", "C4"), `within_region`, `between_regions` and `cross_region` (edges inside or
 between scalp regions: 10-20 / 10-10 lobes and hemispheres, a channel, ``C3+Cz+C4``, or the
 user's own ``regions=``). They read the layout's channel names (`EncoderConfig.channel_names`)
-and place them with `emg_lens.edges.regions`; like every selector (`emg_lens.edges.selectors`)
-each is a frozen dataclass whose fields are its arguments, built by its public function.
+and place them with `emg_lens.edges.regions`.
 """
 
 from __future__ import annotations

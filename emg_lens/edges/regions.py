@@ -4,11 +4,10 @@
 emg_lens's table; the table, its boundary cases (FC and CP central, PO occipital, P7/P8 =
 old T5/T6 temporal, ...) and the nomenclature it follows: docs/concepts.md, "Scalp regions".
 
-A name is read case-insensitively (``FP1``, ``cz``), after dropping an ``EEG`` prefix, a
-reference suffix (``-REF``, ``-LE``, ``-AR``, ``-AVG``, ``-A1``, ``-A2``, ``-M1``, ``-M2``) and
-trailing dots, as EDF files write them (``EEG FP1-REF``, ``Cz..``). Anything else, a bipolar
-pair (``Fp1-F7``), the 10-5 names (``FFC1h``) and names of no 10-10 position (``C7``, often the
-seventh cervical vertebra; ``TZ``; ``O5``) included, is refused with `LayoutError`.
+Names are read in the forms EDF files write (`emg_lens.geometry.ten_twenty.standard_name`:
+``EEG FP1-REF``, ``Cz..``, case-insensitive); a bipolar pair (``Fp1-F7``), a 10-5 name
+(``FFC1h``) or a name of no 10-10 position (``C7``, often the seventh cervical vertebra) is
+refused with `LayoutError`.
 
 >>> place("C3"), place("T5"), place("EEG FZ-REF")
 (('central', 'left'), ('temporal', 'left'), ('frontal', 'midline'))

@@ -4,9 +4,7 @@ functions that build them with their argument checks. The selectors of named cha
 scalp regions are `emg_lens.edges.named`.
 
 Every selector is a frozen dataclass whose fields are its arguments, so two selectors are equal
-when their arguments are; the functions (`unimodal`, `between`, ...) are the public way in.
-To add one: a class here with ``_mask``, ``__str__`` (and ``groups`` if it names token groups),
-a function that builds it, and a row in the parser's table (`emg_lens.edges.parser`).
+when their arguments are; to add one: docs/ARCHITECTURE.md, "An edge selector".
 """
 
 from __future__ import annotations

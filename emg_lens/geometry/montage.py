@@ -1,22 +1,9 @@
 """`Montage`: where the electrodes of one modality lie on the body, in parts that are drawn
 the way the field draws them.
 
-A montage is made of `Part`\\ s, each of one kind:
-
-- ``"ring"``: electrodes around a limb (an armband, NinaPro's forearm ring), at an angle
-  around it. The angle is anatomical: 0 on the dorsal (extensor) midline, 90 on the radial
-  (thumb) side, 180 on the volar (flexor) midline, 270 on the ulnar side, so a left and a
-  right arm read alike. A ring is drawn as a circle seen along the limb, dorsal up and radial
-  right: an electrode at angle a sits at ``radius * (sin a, cos a)``. Several rings of one
-  montage (two bracelets) are concentric, the proximal one outside.
-- ``"grid"``: an HD-sEMG electrode grid, rows x columns at a pitch in mm, drawn as a heatmap
-  in its physical orientation: the electrode in row r, column c sits at
-  ``(c * pitch, r * pitch)``, row 0 at the top.
-- ``"points"``: electrodes at free positions in mm on the forearm unrolled: x around the
-  forearm from the dorsal midline (toward the radial side), y along it from the elbow crease
-  (distal positive); sparse montages such as NinaPro DB2's ring and muscle spots.
-- ``"scalp"``: EEG electrodes on a topographic map (`emg_lens.geometry.ten_twenty`): the vertex at
-  the origin, the nose up, the 10 % circumference at radius 0.8.
+A montage is made of `Part`\\ s of four kinds, ``"ring"``, ``"grid"``, ``"points"`` and
+``"scalp"``; their frames (a ring's anatomical angle: 0 on the dorsal midline, 90 on the radial
+side; points in mm on the unrolled forearm): docs/concepts.md, "Electrode placements".
 
 A montage places *electrodes*; a channel of a modality with ``axes`` channels per electrode (a
 3-axis accelerometer) is electrode ``channel // axes``. Every montage says where its placement
@@ -40,7 +27,7 @@ from dataclasses import dataclass
 from emg_lens.errors import ArgumentError, check_choice, check_int, checked
 
 KINDS = ("ring", "grid", "points", "scalp")
-"""The kinds of `Part`; the module docstring says how each is drawn."""
+"""The kinds of `Part` (how each is drawn: docs/concepts.md, "Electrode placements")."""
 
 
 @checked
@@ -143,7 +130,7 @@ def ring(
     electrodes: Sequence[int] | None = None,
 ) -> Part:
     """``n`` electrodes equally spaced around a limb, the first at angle ``first`` (degrees,
-    anatomical: see the module), the next ones toward the radial side (``clockwise`` as
+    anatomical: 0 dorsal, 90 radial), the next ones toward the radial side (``clockwise`` as
     drawn) or the ulnar side, drawn at ``radius``.
 
     >>> part = ring("band", 4, first=90.0)
@@ -251,8 +238,7 @@ def grid_code(code: str, orientation: int = 180, *, name: str | None = None) -> 
             f"place it with emg_lens.geometry.grid(name, {rows}, {cols}, {pitch}, cells=...) "
             "from the grid's data sheet"
         )
-    if orientation not in (0, 180):
-        raise ArgumentError(f"orientation must be 0 or 180 (degrees), got {orientation!r}")
+    check_choice(orientation, (0, 180), "orientation (degrees)")
     rows, cols, pitch = GRID_CODES[code]
     cells: list[tuple[int, int]] = []
     if (rows, cols) == (8, 8):
@@ -291,7 +277,8 @@ def grid_halves(part: Part, axis: str) -> tuple[tuple[int, ...], tuple[int, ...]
 @checked
 def points(name: str, xy: Sequence[tuple[float, float]], *, electrodes: Sequence[int] | None
            = None, labels: Sequence[str] | None = None) -> Part:  # fmt: skip
-    """Electrodes at free positions in mm on the unrolled forearm (see the module).
+    """Electrodes at free positions in mm on the unrolled forearm (x around it from the
+    dorsal midline, y along it from the elbow crease, distal positive).
 
     >>> points("spots", [(0.0, 60.0), (125.0, 60.0)], labels=["EDS", "FDS"]).labels
     ('EDS', 'FDS')

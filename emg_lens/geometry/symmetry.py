@@ -9,19 +9,14 @@ with left and right swapped. Each part of a montage has its own set (`part_maps`
   around the ring as the part lists them; "rotation by k" puts electrode e's signal on
   electrode e + k (mod n), "mirror k → (c − k) mod n" puts it on c − e (a residue 0 is
   electrode n);
-- ``"grid"``: a square grid's 8 (the dihedral group of the square: turns by 0, 90, 180 and
-  270 degrees, flips of the rows or the columns, the transpose and the anti-transpose), a
-  rectangular grid's 4 (identity, flip rows, flip columns, turn by 180°); a map that would put
-  an electrode on an empty cell (a 13 x 5 grid's missing corner) is left out;
-- ``"scalp"``: the identity and the left–right mirror, when every electrode has its mirror in
-  the montage (`scalp_partners`: by the 10-20 / 10-05 names, C3 ↔ C4, since real montages'
-  positions are not exactly mirror-symmetric; by position for a name of no rule);
-- ``"points"``: the identity only (free positions have no symmetry known here).
+- ``"grid"``: a square grid's 8 (the dihedral group of the square), a rectangular grid's 4;
+  a map that would put an electrode on an empty cell (a 13 x 5 grid's corner) is left out;
+- ``"scalp"``: the identity and the left–right mirror, when every electrode has its mirror
+  (`scalp_partners`);
+- ``"points"``: the identity only.
 
-A montage of several parts takes every combination of its parts' maps (`montage_maps`).
-``moved_to[j]`` is where channel j's signal is found when the placement was put on by the
-map: to put a recording back, read channel j from channel ``moved_to[j]``
-(``x[:, moved_to]``).
+A montage of several parts takes every combination of its parts' maps (`montage_maps`); to
+put a recording back, read channel j from channel ``moved_to[j]`` (``x[:, moved_to]``).
 
 >>> from emg_lens.geometry import ring
 >>> [m.name for m in montage_maps(Montage((ring("band", 4),)))]  # doctest: +NORMALIZE_WHITESPACE

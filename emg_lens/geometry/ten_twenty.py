@@ -1,22 +1,9 @@
 """Positions of 10-20 / 10-10 EEG electrodes on a spherical head, and their 2-D projection.
 
-The positions are the idealised ones of the 10-20 system and its 10-10 extension (Jasper
-1958; Oostenveld & Praamstra 2001, "The five percent electrode system for high-resolution EEG
-and ERP measurements", Clin. Neurophysiol. 112:713-719), constructed on a unit sphere as the
-``eeg_positions`` package does (S. Appelhoff, github.com/sappelhoff/eeg_positions, whose
-``spherical_1020`` / ``spherical_1010`` MNE-Python ships):
-
-- the midline arc nasion -> vertex -> inion and the coronal arc T9 -> vertex -> T10 are cut in
-  10 % steps (Fpz, AFz, Fz, FCz, Cz, CPz, Pz, POz, Oz; T7, C5, C3, C1, Cz, ...);
-- the circumference 10 % above the equator (Fpz, Fp1, AF7, F7, FT7, T7, TP7, P7, PO7, O1, Oz,
-  and the right side) and the equator itself (Nz, F9, FT9, T9, TP9, P9, PO9, Iz, ...) in steps
-  of 18 degrees of azimuth;
-- every other name of a row (F5, F3, F1 between F7 and Fz) at equal quarters of the arc of
-  the circle through the row's left end, its midline point and its right end.
-
-`project` maps a position to the plane as MNE's topographic maps do (azimuthal equidistant
-about the vertex): the vertex at the origin, the nose up (+y), the right ear to the right
-(+x), the 10 %-circumference at radius 0.8 and the equator at 1.
+The idealised positions of the 10-20 system and its 10-10 extension (Jasper 1958; Oostenveld &
+Praamstra 2001, Clin. Neurophysiol. 112:713-719), constructed on a unit sphere as the
+``eeg_positions`` package does (github.com/sappelhoff/eeg_positions); the construction and the
+projection (`project`, as MNE's topographic maps): docs/concepts.md, "Scalp regions".
 
 >>> [tuple(round(v, 3) for v in scalp_xy(name)) for name in ("Cz", "Fz", "T7", "Fp1")]
 [(0.0, 0.0), (0.0, 0.4), (-0.8, 0.0), (-0.247, 0.761)]

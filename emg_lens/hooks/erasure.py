@@ -1,23 +1,13 @@
 """Concept erasure at a token group, as a TransformerLens hook, and the placebo beside it.
 
 A LEACE eraser (Belrose et al. 2023, arXiv 2306.03819), fitted by EleutherAI's
-``concept-erasure`` (`LeaceEraser.fit` with its defaults: affine, covariance shrinkage, trace
-kept), and its norm-matched placebo: what they guarantee and how a study reads them,
-docs/guide/what-an-edge-carries.md, "Erasing a concept" (which also says why a weak direction
-can be left: the package's absolute ``svd_tol``). A direction's singular value in the whitened
-cross-covariance is at most ``sqrt(p (1 - p))`` for a class of share ``p``; the eraser's
-``rank`` says how many directions it removed, its ``left`` and a warning how much of the
-cross-covariance remains.
-
-The representation is a token group's vectors **side by side** (``[window, tokens *
+``concept-erasure`` (`LeaceEraser.fit` with its defaults), and its norm-matched placebo: what
+they guarantee and how a study reads them, docs/guide/what-an-edge-carries.md, "Erasing a
+concept". The representation is a token group's vectors **side by side** (``[window, tokens *
 d_model]``), as `emg_lens.inspect.probes` reads a group, so the guarantee covers a probe of the
-whole group; one eraser shared by the tokens one at a time would leave what a probe reads by
-combining them. `fit_token_eraser` fits one on cached activations; `fit_erasers` one per hook
-point in forward order, each on the activations the erasers before it leave (a study erasing
-in several layers). A `TokenEraser` is the hook ``fn(activation, hook)``: the group's tokens
-replaced by their erased values, the others kept. `TokenEraser.placebo` moves each window
-along the removal of a random subspace of the eraser's rank (TransformerLens's seeded
-`random_basis`, the basis of its `NormMatchedPlacebo`), exactly as far as the eraser moves it.
+whole group (one eraser per token would leave what a probe reads by combining them).
+`fit_erasers` fits one per hook point in forward order, each on the activations the erasers
+before it leave; a `TokenEraser` is the hook.
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet
@@ -75,9 +65,8 @@ def group_positions(
     model: Any, tokens: str | EdgeSet, *, also: Sequence[str] = ()
 ) -> tuple[str, list[int]]:
     """``(name, positions)`` of a token group of ``model``'s layout: a group name (``"emg"``,
-    ``"cls"``) or an edge set or expression, whose tokens are the queries of its edges (the
-    positions those edges write into); a name the layout lacks that is no expression either
-    is a `LayoutError` naming the groups (and ``also``, the other names the caller reads).
+    ``"cls"``) or an edge set or expression, whose tokens are the queries of its edges; an
+    unknown name is a `LayoutError` naming the groups (and ``also``, the caller's other names).
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
@@ -188,11 +177,9 @@ class _GroupEdit(abc.ABC):
 @dataclass(frozen=True, eq=False)
 class TokenEraser(_GroupEdit):
     """A fitted LEACE eraser of a token group at one hook point (`fit_token_eraser`); called
-    as a TransformerLens hook. ``eraser`` is concept-erasure's `LeaceEraser` over the group's
-    vectors side by side (float64, on the CPU), ``rank`` the rank of its edit, ``values`` the
-    concept's values it was fitted on, ``left`` the share of the concept's cross-covariance it
-    leaves on those windows (0 up to rounding; more where concept-erasure's ``svd_tol`` dropped
-    a weak direction, which `fit_token_eraser` warns of)."""
+    as a TransformerLens hook. ``eraser`` is concept-erasure's `LeaceEraser` (float64, on the
+    CPU), ``rank`` the rank of its edit, ``values`` the concept's values it was fitted on,
+    ``left`` the share of the concept's cross-covariance it leaves on those windows."""
 
     at: str
     positions: tuple[int, ...]
@@ -348,10 +335,9 @@ def fit_erasers(
     """One `TokenEraser` of ``labels`` at the token ``positions`` of each hook point of
     ``names``, fitted on the windows ``X``: each on the activations that the erasers before it
     leave, so that together they erase the concept from every point named. ``names`` must be
-    in forward order (the model's hook points' order): a point named before one that runs
-    earlier would be fitted on activations the later eraser then changes, so names out of
-    order, a name the model lacks, missing labels, a ``batch_size`` below 1 are refused with
-    an `EmgLensError` before anything is fitted.
+    in forward order, since an eraser fitted before an earlier one would be fitted on
+    activations that one then changes. Names out of order or unknown, missing labels and a
+    ``batch_size`` below 1 are refused before anything is fitted.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet

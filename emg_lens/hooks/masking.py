@@ -45,12 +45,9 @@ EdgesLike = EdgeSet | str | torch.Tensor
 @checked
 class NameFilter:
     """A TransformerLens name filter (``filter(name) -> bool``) for ``{stack}.{l}.{suffix}``,
-    ``l`` in ``layers`` (all layers when None). Build one with `name_filter`,
-    `attn_scores_filter` or `pattern_filter`.
-
-    A filter alone cannot tell a layer the model lacks from one it does not want, so every
-    emg_lens model calls `check_model` where a filter is resolved, raising `LayoutError` for a
-    layer it does not have (docs/DESIGN.md §4).
+    ``l`` in ``layers`` (all layers when None), built by `name_filter`. A filter alone cannot
+    tell a layer the model lacks from one it does not want, so every emg_lens model calls
+    `check_model` where a filter is resolved (docs/DESIGN.md §4).
 
     >>> f = NameFilter("attn.hook_attn_scores", [2, 3])
     >>> f("blocks.2.attn.hook_attn_scores"), f("blocks.1.attn.hook_attn_scores"), f
@@ -175,14 +172,11 @@ layer 1: 16 edges (head 0: 16, others none))
 def compile_edges(edges: EdgesLike, model: Any, layers: Iterable[int] | None = None) -> Cut:
     """The one compiled cut: ``edges`` (an `EdgeSet`, its string form, or a compiled bool
     mask) as ``{layer: mask}`` for ``model(x, edge_masks=...)``, compiled for each of
-    ``layers`` (all the blocks of ``model`` when None) against the model's layout and heads.
-    Every entrance that turns an edge set into masks comes here (the masking hooks, when a
-    model resolves where they are applied; studies, erasure, discovery, export).
-
-    Refused by name: a layer the model lacks (in ``layers`` or the edge set's own `layers`),
-    and a cut that selects no edge in any layer it is compiled for (it would run and change
-    nothing). A layer named in ``layers`` where the edge set selects nothing, while it selects
-    edges elsewhere, is warned of once.
+    ``layers`` (all the blocks of ``model`` when None) against the model's layout and heads:
+    every entrance that turns an edge set into masks comes here. Refused by name: a layer the
+    model lacks, and a cut that selects no edge in any layer (it would change nothing); a
+    layer named where the edge set selects nothing, while it selects edges elsewhere, is
+    warned of once.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
@@ -262,10 +256,8 @@ def layer_of(hook_name: str | None) -> int | None:
 class EdgeMaskHook:
     """A hook function ``hook(tensor, hook)`` that fills ``edges`` with ``fill`` at the hook
     point it belongs at (`mask_edges`: ``-inf`` at ``hook_attn_scores``; `zero_edges`: ``0``
-    at ``hook_pattern``). Where a model resolves the points it is added to (``hooks()``,
-    ``run_with_hooks``, ``add_hook``), the cut is compiled there, once, by `compile_edges`'s
-    rules (`check_applied`); while it runs, a cut its model's readout cannot see is said once
-    (docs/DESIGN.md §4)."""
+    at ``hook_pattern``), compiled once by `compile_edges`'s rules where a model resolves the
+    points it is added to (`check_applied`; docs/DESIGN.md §4)."""
 
     def __init__(self, edges: EdgesLike, layout: TokenLayout, point: str, fill: float) -> None:
         factory = "mask_edges" if point == "hook_attn_scores" else "zero_edges"
@@ -355,8 +347,7 @@ def _check_point(hook: HookPoint, expected: str, factory: str) -> None:
 def mask_edges(edges: EdgesLike, layout: TokenLayout) -> EdgeMaskHook:
     """Hook for ``hook_attn_scores`` writing ``-inf`` on ``edges`` (an `EdgeSet`, its string
     form, or a compiled bool mask broadcastable to ``[batch, head_index, query_pos, key_pos]``).
-    Added to a model, the cut is checked as `compile_edges` checks it, for the layers it is
-    added at; a cut the model's readout cannot see is said once while it runs.
+    Added to a model, the cut is checked as `compile_edges` checks it (`EdgeMaskHook`).
     """
     return EdgeMaskHook(edges, layout, "hook_attn_scores", float("-inf"))
 

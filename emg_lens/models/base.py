@@ -204,14 +204,9 @@ def _refusing_weights(cls: type) -> type:
 @checked
 @_refusing_weights
 class HookedBiosignalModel(ConfigInit, TokenSurface, HookSurface, HookedRootModule):
-    """Root of every hooked emg_lens model, of every tier (the encoders, the `MultimodalMLP`,
-    attached models); not used directly.
-
-    It owns ``cfg``, ``hook_input``, input handling (`to_tokens`, `example_input`,
-    `input_shape`), seeded initialisation (`_finish_init` calling `init_weights`: every
-    `ConfigInit` module's ``reset_parameters``), `run_with_cache`, and the protocol's defaults
-    (an empty ``contract``, the weight surface refused by name). Subclasses build their modules
-    in ``__init__``, calling ``super().__init__(cfg)`` first and `_finish_init` last.
+    """Root of every hooked emg_lens model, of every tier; not used directly. Subclasses
+    build their modules in ``__init__``, calling ``super().__init__(cfg)`` first and
+    `_finish_init` (seeded `init_weights`, then hook names) last.
     """
 
     cfg: EncoderConfig
@@ -280,11 +275,9 @@ class HookedBiosignalModel(ConfigInit, TokenSurface, HookSurface, HookedRootModu
 
     @property
     def layout(self) -> TokenLayout:
-        """What every token position is (group, channel, time): the ``_layout`` the
-        subclass's ``__init__`` built."""
+        """What every token position is (group, channel, time)."""
         return self._layout
 
-    # ------------------------------------------------------------------ device and dtype
     def param_device_dtype(self) -> tuple[torch.device, torch.dtype]:
         """Device and dtype of the model's floating-point parameters: where `to_tokens` puts
         inputs, whatever ``cfg`` says.
@@ -316,7 +309,6 @@ class HookedBiosignalModel(ConfigInit, TokenSurface, HookSurface, HookedRootModu
         self.cfg.dtype = dtype
         return out
 
-    # ------------------------------------------------------------------ caching
     def run_with_cache(
         self,
         *model_args: Any,
@@ -359,13 +351,8 @@ class HookedBiosignalModel(ConfigInit, TokenSurface, HookSurface, HookedRootModu
 @checked
 class HookedEncoder(WeightSurface, HookedBiosignalModel):
     """Base class of the hooked biosignal transformers with weights, native and converted;
-    not used directly.
-
-    Adds the shared stack ``blocks`` and ``ln_final``, `forward` with the TransformerLens layer
-    arguments, `run_with_hooks`, `accumulated_bias` and the weight surface to
-    `HookedBiosignalModel` (whose subclass rules hold). A subclass supplies `embed_signals`
-    (which may take extra keywords that `forward` passes on), `layout`, and `readout` or the
-    ``head`` the default `readout` reads.
+    not used directly. A subclass supplies `embed_signals` (which may take extra keywords that
+    `forward` passes on), `layout`, and `readout` or the ``head`` the default `readout` reads.
     """
 
     blocks: Blocks
@@ -411,7 +398,6 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
         self.ln_final = make_norm(cfg, "ln_final")
 
     def _check_return_type(self, return_type: str) -> None:
-        """Refuse a ``return_type`` that is not one of ``return_types``, naming them."""
         check_choice(return_type, self.return_types, f"{type(self).__name__} return_type")
 
     def _channel_layout(self, cls_token: bool) -> TokenLayout:
@@ -446,7 +432,6 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
         the output (the screen skips such rows)."""
         return None
 
-    # ------------------------------------------------------------------ forward
     def forward(
         self,
         signals: Any,

@@ -6,10 +6,8 @@ each tensor's shape) and back (`KeyTable.to_theirs`, the state dict the source's
 
 Keys are templates: ``{l}`` stands for a layer index and ``{*}`` for the rest of a key. The
 table is matched against the emg_lens model's own keys, so a row whose emg_lens key the model
-lacks (a bias of a layer built without one) is no part of its map in either direction. A row's
-``part=(i, n)`` reads chunk ``i`` of ``n`` along dim 0 of a packed source tensor (``qkv``:
-`qkv_rows`; read back, the chunks are concatenated in order); ``block`` fills only that block
-of its emg_lens tensor, the rest zero (CBraMod's half attentions).
+lacks (a bias of a layer built without one) is no part of its map in either direction; a row
+may hold part of a packed source tensor or one block of its emg_lens tensor (`Row`).
 
 >>> from emg_lens.models import Attention
 >>> from emg_lens.config import EncoderConfig

@@ -1,11 +1,8 @@
 """Small hand-written attention models, as research repositories write them: the models of the
 examples, notebooks, tests and benchmarks of `emg_lens.models.attach`.
 
-`Block` is the one research-style transformer block they all share (``qkv = nn.Linear(d, 3d)``,
-``(q @ k^T) * scale``, ``.softmax(-1)``, an optional additive mask); `TinyAttention` is the
-docstrings' model, `PatchAttention` one that folds its patches into the batch (as CBraMod and
-EEGPT do), `SpectralEEG` the planted EEG's one-token-per-channel model (notebook 06 and its
-integration test). Nothing here knows about emg_lens: `attach` finds the softmax itself.
+They share one research-style block, `Block`. Nothing here knows about emg_lens: `attach`
+finds the softmax itself.
 
 >>> TinyAttention()(torch.randn(2, 4, 8)).shape, PatchAttention()(torch.randn(2, 4, 8)).shape
 (torch.Size([2, 3]), torch.Size([2, 3]))

@@ -1,14 +1,9 @@
 """What is attention in a user's model, and which module is the block around each.
 
-`named_modules_of` reads ``attention=`` (a class, a module-path glob such as
-``"blocks.*.attn"``, or a list of them). `probe` runs the model once with an `Interceptor`
-recording every attention call (SDPA and ``nn.MultiheadAttention`` anywhere; a 4-D softmax
-inside the named modules, or anywhere when none are named) and the module calls around them.
-`check_calls` refuses what cannot be told apart (no attention, a module calling several 4-D
-softmaxes that nobody named); `find_blocks` names, for each call, the outermost module around
-it holding that one call and mapping ``[batch, token, d_model]`` to the same shape (its input
-and output are ``hook_resid_pre`` / ``hook_resid_post``); `find_folds` says how many attention
-problems a call folds into its batch and whether batch-major.
+`probe` runs the model once with an `Interceptor` recording every attention call and the
+module calls around them; `check_calls` refuses what cannot be told apart; `find_blocks` names
+the module around each call that carries the residual stream; `find_folds` says how many
+attention problems a call folds into its batch.
 
 A model with lazy modules not yet built (``nn.LazyLinear``, as braindecode builds CBraMod's
 classifier without ``n_times``) is probed on a copy: a probe forward would build them, fixing
@@ -237,7 +232,6 @@ def probe(
 
 
 def _probe(model, example, named, site=None) -> Probe:
-    """`probe` on ``model`` itself."""
     recorder = _Recorder(model, named)
 
     def record(call: Call) -> Site | None:
@@ -354,12 +348,10 @@ class Fold:
     """How an attention call folds independent attention problems into the batch axis of its
     scores (CBraMod's spatial call: one per patch, ``[batch * patches, head, C, C]``).
 
-    ``count``: the problems per input row, the scores' batch over the input's (1: none folded;
-    None: not a multiple, or not known). ``batch_major``: True where input row ``b`` owns
-    score rows ``b * count`` to ``b * count + count - 1`` (checked on the probe for ``count``
-    above 1; one problem per row is the input's own order), False where the probe showed
-    otherwise (ATCNet's heads, folded head-major), None where it could not be told (a
-    checkpoint saved before folds were recorded, a check whose forward failed).
+    ``count``: the problems per input row (1: none folded; None: not known). ``batch_major``:
+    True where input row ``b`` owns score rows ``b * count`` to ``b * count + count - 1``,
+    False where the probe showed otherwise (ATCNet's heads, folded head-major), None where it
+    could not be told.
 
     >>> Fold(3, True).ordered, Fold(3, False).ordered, Fold(1, True).ordered
     (True, False, True)
@@ -387,12 +379,11 @@ def find_folds(
     calls: Sequence[Call],
 ) -> tuple[Fold, ...]:
     """Each attention call's `Fold` on ``example`` (the probe's input, whose forward made
-    ``calls``). Where a call folds more than one problem per input row, the model runs again
-    on ``example`` and on copies with one input row replaced (in eval mode, no gradients; its
-    modules' modes restored after): the order is batch-major when replacing input row ``b``
-    changes exactly score rows ``b * count`` to ``b * count + count - 1`` for every ``b``.
-    Two rows tell that order from any other, so a wider example is checked on its first
-    `ORDER_ROWS` (unless a call's batch is not a multiple of the example's: then all of it).
+    ``calls``). Where a call folds several problems per input row, the model runs again (eval
+    mode, no gradients) with one input row replaced: the order is batch-major when replacing
+    row ``b`` changes exactly score rows ``b * count`` to ``b * count + count - 1``. Two rows
+    tell that order from any other, so the first `ORDER_ROWS` are checked (all where a call's
+    batch is not a multiple of the example's).
 
     >>> from emg_lens.models import PatchAttention
     >>> net = PatchAttention()

@@ -1,20 +1,13 @@
 """Attention calls seen where they are computed, during an attached model's forward only.
 
 `Interceptor` is a `torch.overrides.TorchFunctionMode`: while active, every call of
-``scaled_dot_product_attention``, ``multi_head_attention_forward`` (inside
-``nn.TransformerEncoderLayer`` too: an active mode makes torch skip its fused fast path) and of
-a softmax over the last axis of a 4-D tensor (while a module counted as attention runs) is one
-*attention call*, numbered in call order. ``on_call`` returns its `Site` (edge mask and hooks)
-or None: a call with neither runs untouched; a cut without hooks runs the fused kernel with the
-cut added to its own mask (a query left with no key a zero row); a hooked call is computed
-explicitly (`emg_lens.components.attend`). `ModuleTracker` keeps the stack of running modules
-that attributes a call to its module.
+``scaled_dot_product_attention``, ``multi_head_attention_forward`` and of a softmax over 4-D
+scores (inside a module counted as attention) is one *attention call*, numbered in call order,
+run untouched, with a cut, or computed explicitly with its hooks (``on_call``'s `Site`).
 
 A torch function mode is per thread, but a hook on a user's module fires for whoever runs it:
 every hook `attach` places is made by a `Scope` open around one forward and acts only inside it
 (a context variable, per thread and task), so another thread or attachment passes untouched.
-Inside ``__torch_function__`` the mode is off, so a call is seen once (``nn.MultiheadAttention``'s
-inner calls are not counted again).
 """
 
 from __future__ import annotations
@@ -214,7 +207,6 @@ class Interceptor(TorchFunctionMode):
         site = self.on_call(call)
         return site if site is not None and site.active else None
 
-    # ------------------------------------------------------------------ softmax of scores
     def _softmax(self, func, args, kwargs):
         scores = args[0]
         folded = scores.ndim == 3  # [batch * heads, query, key]: seen as one head
@@ -229,7 +221,6 @@ class Interceptor(TorchFunctionMode):
         pattern = site.on_pattern(pattern_of(scores, lambda s: func(s, dim, *args[2:], **rest)))
         return pattern.squeeze(1) if folded else pattern
 
-    # ------------------------------------------------------------------ SDPA
     def _sdpa(self, func, args, kwargs):
         a = {**SDPA_DEFAULTS, "enable_gqa": False, **dict(zip(SDPA_ARGS, args)), **kwargs}
         q, k, v = a["query"], a["key"], a["value"]
@@ -277,7 +268,6 @@ class Interceptor(TorchFunctionMode):
         )
         return out.squeeze(1) if flat else out
 
-    # ------------------------------------------------------------------ nn.MultiheadAttention
     def _mha(self, func, args, kwargs):
         bound = MHA_SIGNATURE.bind(*args, **kwargs)
         bound.apply_defaults()

@@ -8,16 +8,10 @@ adding for each attention call in call order (layer ``L``) ``blocks.{L}.attn.hoo
 stream (`find_blocks`), ``blocks.{L}.hook_resid_pre`` / ``hook_resid_post``. ``edge_masks=``
 cuts edges as on every emg_lens encoder.
 
-Folded calls (``folds``, `folds_of`: which masks each fold order takes) and any input size
-(``layout(calls, n_channels, n_samples)``, `layout_of`): docs/guide/bring-your-own-model.md,
-"Open it where it stands: `attach`". A new size is probed once; one whose forward fails or
-whose calls differ is refused by name. ``input_shape``, ``example_input``, ``layout`` and a
-checkpoint are those of the probed size.
-
-With nothing hooked and no mask the forward is the user's module called on the signals;
-otherwise it runs under an `Interceptor`, which computes the hooked or masked calls explicitly.
-It provides `ATTENTION_HOOKS` only: no TransformerLens weights (``W_Q`` & co. are refused by
-`emg_lens.models.base`, naming the converters), no layer-by-layer forward.
+Folded calls (`folds_of`) and other input sizes (`layout_of`): docs/guide/bring-your-own-model.md,
+"Open it where it stands: `attach`". With nothing hooked and no mask the forward is the user's
+module called on the signals; otherwise it runs under an `Interceptor`. It provides
+`ATTENTION_HOOKS` only: no TransformerLens weights, no layer-by-layer forward.
 """
 
 from __future__ import annotations
@@ -125,11 +119,9 @@ class AttachedModel(HookedBiosignalModel):
     of the module whose input and output are each layer's ``hook_resid_pre``/
     ``hook_resid_post``.
 
-    A checkpoint (`emg_lens.checkpoints.save_checkpoint`) holds the user's module's weights
-    and, in ``config.json``, what `attach` found (``init_kwargs``); its class is the user's, so
-    loading takes one of the same architecture: ``load_checkpoint(path, modules={"model":
-    Net()})``, or, for studies and commands, a builder returning ``{"model": Net()}``
-    (``--modules models.py:build_modules --allow-code``).
+    A checkpoint holds the user's module's weights and what `attach` found (``init_kwargs``);
+    loading takes a module of the same architecture: ``load_checkpoint(path,
+    modules={"model": Net()})``.
     """
 
     contract = frozenset({ATTENTION_HOOKS})
@@ -148,11 +140,8 @@ class AttachedModel(HookedBiosignalModel):
         folds: Sequence[Any] | None = None,
         layout_at: LayoutAt | None = None,
     ):
-        """``layout``, ``calls``, ``blocks`` and ``folds`` as `attach` found them, or in the
-        JSON form of ``init_kwargs`` (a checkpoint's); ``folds`` None (a checkpoint saved
-        before they were recorded): not known, so every layer takes only masks the same in
-        every fold. ``layout_at``: where given, the model opens inputs of any size, their
-        layouts built by it at the call (see the module docstring)."""
+        """What `attach` found, or its JSON form (``init_kwargs``, a checkpoint's); ``folds``
+        None: not known, so every layer takes only masks the same in every fold."""
         super().__init__(cfg)
         check_type(model, nn.Module, "model")
         self.model = torch_resets(model)  # TransformerLens's `reinitialized` resets it all
@@ -228,9 +217,7 @@ class AttachedModel(HookedBiosignalModel):
     def folds_of(self, layer: int, input_shape: tuple[int, int] | None = None) -> int | None:
         """How many attention problems call ``layer`` folds into its batch per input row
         (CBraMod's spatial call: its patches; 1: none); None where that is not known (a
-        checkpoint saved before folds were recorded). ``folds[layer].batch_major`` says
-        whether masks may differ between them (see the module docstring). ``input_shape``:
-        as in `layout_of`.
+        checkpoint saved before folds were recorded). ``input_shape``: as in `layout_of`.
 
         >>> from emg_lens.models import attach
         >>> from emg_lens.models import PatchAttention
@@ -317,7 +304,6 @@ class AttachedModel(HookedBiosignalModel):
         check_layouts(layouts, found.calls)
         return _Size(found.calls, tuple(layouts), folds)
 
-    # ------------------------------------------------------------------ forward
     def forward(
         self,
         signals: Any,
@@ -330,10 +316,8 @@ class AttachedModel(HookedBiosignalModel):
         ``kwargs`` passed on), cutting ``edge_masks`` (``{layer: bool mask}``, True = cut,
         broadcastable to that layer's ``[batch, head, query, key]``) inside its attention.
         On a layer that folds ``F = folds_of(layer)`` problems into its batch, batch-major,
-        a mask may differ between folds, ``[batch or 1, F, head or 1, query, key]`` (the other
-        fold orders: docs/guide/bring-your-own-model.md).
-        ``return_type``: ``"logits"`` or None, both the model's output (it has no separate
-        readout; None is what callers that only cache activations pass).
+        a mask may differ between folds, ``[batch or 1, F, head or 1, query, key]``.
+        ``return_type``: ``"logits"`` or None, both the model's output (no separate readout).
 
         >>> from emg_lens.models import attach
         >>> from emg_lens.models import PatchAttention, TinyAttention
@@ -471,7 +455,6 @@ class AttachedModel(HookedBiosignalModel):
             handles.append(module.register_forward_hook(scope.guard(post)))
         return handles
 
-    # ------------------------------------------------------------------ edge masks
     def _check_edge_masks(self, edge_masks: EdgeMasks | None, *, batch: int, size: _Size) -> dict:
         """``{layer: bool mask}``, each broadcastable to that layer's ``[batch, heads, query,
         key]`` scores, or per fold on a folded layer (see `forward`); moved to the model's

@@ -2,14 +2,10 @@
 names, and the check that a conversion computes what its source does.
 
 Each converter builds an emg_lens model from a config read off the source module, then fills
-its state dict through its key table (`emg_lens.models.key_table`: `StateBuilder` names both
-tensors where a shape does not fit). `activation_name` names an activation as
-`EncoderConfig.act_fn`.
-
-A converter reads the source's weights, not the code its forward runs, so every converter ends
-with `check_faithful`: hooks or a ``forward`` set on an instance are refused by name, and the
-source and the converted model, run on a probe input in eval mode, must agree within
-`PARITY_RTOL` of the output's scale.
+its state dict through its key table (`emg_lens.models.key_table`). It reads the source's
+weights, not the code its forward runs, so every converter ends with `check_faithful`: hooks or
+a ``forward`` set on an instance are refused by name, and the source and the converted model,
+run on a probe input in eval mode, must agree within `PARITY_RTOL` of the output's scale.
 """
 
 from __future__ import annotations
@@ -171,12 +167,10 @@ def _hook_name(hook: Any) -> str:
 
 
 def refuse_dropped_code(what: str, sources: Mapping[str, nn.Module]) -> None:
-    """Refuse what a conversion would silently drop: a lazy module not yet built (whose
-    weights are not there to read), a forward hook or forward pre-hook on a source module or
-    any submodule, a ``forward`` set on an instance (a patch), and global
-    forward hooks (``torch.nn.modules.module.register_module_forward_hook``, which would run
-    on the converted model's modules instead). ``sources``: the name to call each source by
-    -> the module; the error is a `ConversionError` whose ``path`` is the module's.
+    """Refuse what a conversion would silently drop: a lazy module not yet built, a forward
+    (pre-)hook on a source module or a submodule, a ``forward`` set on an instance, and global
+    forward hooks (which would run on the converted model's modules instead). ``sources``: the
+    name to call each source by -> the module; the `ConversionError`'s ``path`` is the module's.
 
     >>> layer = nn.Linear(2, 2)
     >>> handle = layer.register_forward_hook(lambda m, i, o: 2 * o)
@@ -228,11 +222,9 @@ def check_faithful(
     *,
     rtol: float | None = None,
 ) -> None:
-    """Refuse a conversion that computes something other than its source: first what it
-    would drop (`refuse_dropped_code`), then the outputs of ``original()`` (the sources in
-    eval mode; each module's training flag restored afterwards) and ``converted()`` on the
-    caller's probe input, a `ConversionError` stating the difference when it exceeds
-    ``rtol * (1 + max |original|)`` (by default `PARITY_RTOL` of the output's dtype).
+    """Refuse a conversion that computes something other than its source: what it would drop
+    (`refuse_dropped_code`), then ``original()`` (the sources in eval mode) against
+    ``converted()``, differing by more than ``rtol * (1 + max |original|)`` (`PARITY_RTOL`).
 
     >>> torch.manual_seed(0) and None
     >>> source, x = nn.Linear(3, 2), torch.randn(2, 3)

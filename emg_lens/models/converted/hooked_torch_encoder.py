@@ -1,12 +1,9 @@
 """`HookedTorchEncoder`: a user's tokenizer, a converted ``nn.TransformerEncoder`` and the
 user's readout, as `emg_lens.models.converted.torch_encoder.from_torch_encoder` builds it.
 
-Its state dict holds the blocks and the user's modules' weights, ``config.json`` the layout;
-a checkpoint cannot rebuild the user's module classes, so
-`emg_lens.checkpoints.load_checkpoint` takes them: ``load_checkpoint(path, modules={"embed":
-Tok(), "readout": Head()})``. A study loads such checkpoints through the builder its study
-file names (``modules = "models.py:build_modules"``), run only with consent
-(`emg_lens.user_code`).
+A checkpoint cannot rebuild the user's module classes, so `load_checkpoint` takes them:
+``load_checkpoint(path, modules={"embed": Tok(), "readout": Head()})``
+(docs/guide/bring-your-own-model.md, "Studies and commands on such checkpoints").
 """
 
 from __future__ import annotations
@@ -43,10 +40,9 @@ class HookedTorchEncoder(ConvertedEncoder):
 
     Hooks beyond the shared stack: ``hook_embed`` (the tokenizer's output), and whatever hook
     points the user's modules hold. ``return_type``: ``"logits"`` (the readout's output),
-    ``"latent"`` (the stream after ``ln_final``), None (before it). The readout is the user's
-    module, so there is no TransformerLens unembedding (``W_U``) unless it is a *linear
-    readout* (`emg_lens.models.converted.linear_readout`): then ``W_U``, ``b_U``,
-    ``unembed_positions`` (and `read_positions` for one token) read it.
+    ``"latent"`` (the stream after ``ln_final``), None (before it). There is no TransformerLens
+    unembedding (``W_U``) unless the readout is a *linear readout*
+    (`emg_lens.models.converted.linear_readout`).
 
     Args:
         cfg: an `EncoderConfig` with ``tokenization="custom"`` and ``n_ctx`` = the layout's
@@ -135,12 +131,10 @@ class HookedTorchEncoder(ConvertedEncoder):
         - ``is_causal``: with no ``mask``, each token attends to itself and earlier tokens
           (torch needs the mask as well and reads the flag as a hint; here the mask wins).
 
-        They are cut where ``edge_masks`` are, on top of them, before ``hook_attn_scores``
-        (which shows -inf there). A padded token's own row is computed as torch's Python path
-        computes it (it attends to the window's other tokens); torch's fast path with nested
-        tensors returns zeros at padded positions instead. A query with every key masked (a
-        window of padding only) attends to nothing: a zero row, where torch gives NaN. A float
-        mask of other values (an additive bias) is an `ArgumentError`.
+        They are cut where ``edge_masks`` are, before ``hook_attn_scores``. A padded token's
+        own row is computed as torch's Python path computes it; a query with every key masked
+        attends to nothing (a zero row, where torch gives NaN). A float mask of other values
+        (an additive bias) is an `ArgumentError`.
 
         >>> from emg_lens.models import from_torch_encoder
         >>> layer = nn.TransformerEncoderLayer(16, nhead=2, batch_first=True).eval()

@@ -7,17 +7,9 @@ the tokenizer (``embed``) and classifier (``readout``) stay the user's modules, 
 
     signals [batch, channel, time] -> embed -> hook_embed -> blocks -> ln_final -> readout
 
-What converts: docs/guide/bring-your-own-model.md, "A `torch.nn.TransformerEncoder` model" (the
-activations: `emg_lens.models.converted.conversion.activation_name`; ``bias=False`` as zero
-buffers; the hooked model is batch-first; where a post-LN block's norms sit among the hooks:
-`emg_lens.components.block`). ``nn.GELU(approximate="tanh")`` converts to the tanh GELU it declares
-(torch 2.13's no-grad fast path for encoder layers computes the exact GELU instead). Refused with
-a `ConversionError` naming the path: another activation, an attention other than
-``nn.MultiheadAttention``, ``kdim``/``vdim`` other than ``embed_dim``, ``add_bias_kv``,
-``add_zero_attn``, a LayerNorm without weights. Layers that disagree, a tokenizer or readout whose
-output does not fit the layout, and a converted model that computes something else than the
-original are a `ConversionError`; hooks or a patched ``forward`` on the encoder are refused by name
-(`emg_lens.models.converted.conversion.check_faithful`; hooks on ``embed`` and ``readout`` stay).
+What converts and what is refused (a `ConversionError` naming the path):
+docs/guide/bring-your-own-model.md, "A `torch.nn.TransformerEncoder` model"; the activations:
+`emg_lens.models.converted.conversion.activation_name`.
 
 `HookedTorchEncoder` (`emg_lens.models.converted.hooked_torch_encoder`), the mask reading
 (`emg_lens.models.converted.torch_masks`) and `find_linear_readout`
@@ -164,8 +156,7 @@ def from_torch_encoder(
             without a final norm, ``ln_final``; `find_linear_readout` says why one is not.
 
     A mask your own code passes to the encoder is no part of the modules: give it to the
-    converted model, ``model(x, mask=causal, src_key_padding_mask=padding)``, with
-    ``nn.TransformerEncoder``'s meaning (see `HookedTorchEncoder.forward`).
+    converted model (`HookedTorchEncoder.forward`).
 
     >>> d, layout = 16, TokenLayout.channel_tokens({"emg": 4}, cls_token=False)
     >>> layer = nn.TransformerEncoderLayer(d, nhead=2, dim_feedforward=32, batch_first=True)

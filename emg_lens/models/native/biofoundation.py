@@ -80,11 +80,7 @@ def to_biofoundation_keys(model: Any) -> dict[str, torch.Tensor]:
     return {key: theirs[key] for key in dict.fromkeys(row.theirs for row in table.rows)}
 
 
-HEAD_KEYS = {
-    "reconstruction": "model_head.decoder_pred.weight",
-    "classification": "model_head.classifier.weight",
-    "regression": "model_head.regressor.0.weight",
-}
+HEAD_KEYS = {task: rows[0].theirs for task, rows in HEAD_ROWS.items()}  # each head's first weight
 
 
 def strip_prefix(sd: dict[str, Any]) -> dict[str, Any]:

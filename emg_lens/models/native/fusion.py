@@ -1,28 +1,14 @@
 """The IsoNet paper's tubelet-transformer fusion baselines, and the stems they share.
 
-In cross-modal mixing they sit between the multimodal MLP
-(`emg_lens.models.native.mlp_baseline.MultimodalMLP`: no tokens, no attention) and IsoNet:
-`MultimodalTransformer` has one transformer *stem* per modality (`ModalityStem`, over
-`TubeletEmbed`'s tokens) and linear fusion, so attention never mixes modalities;
-`HierarchicalTransformer` adds a fusion stack ``blocks`` over both streams, where alone its
-cross-modal edges live.
+In cross-modal mixing they sit between `MultimodalMLP` (no tokens, no attention) and IsoNet:
+`MultimodalTransformer` has one transformer *stem* per modality (`ModalityStem`, hook names
+``stems.{modality}.…``, docs/DESIGN.md §2) and linear fusion, so attention never mixes
+modalities; `HierarchicalTransformer` adds a fusion stack ``blocks`` over both streams, where
+alone its cross-modal edges live (``edge_masks=``; the stems' are ``stem_edge_masks=``).
 
-Hook names (docs/DESIGN.md §2): a stem's are ``stems.{modality}.embed``, ``.hook_embed`` (CLS +
-tubelet tokens), ``.pos_embed``, ``.hook_pos_embed`` and ``.blocks.{l}`` with the usual inner
-names. The fusion stack is always ``blocks`` (``cfg.n_layers`` deep; each stem
-``cfg.n_stem_layers``): ``hook_embed`` is its input (the stems' outputs, concatenated), and
-``decompose_resid`` splits the final residual into that plus the fusion layers' outputs.
-
-Token layout, per modality in ``cfg.modalities`` order: its CLS token, then its tubelets
-(group the modality, channel -1, the tubelet index as time). Every CLS token has group
-``"cls"``, so the CLS rule of docs/DESIGN.md §3 applies unchanged (a group such as ``"cls_emg"``
-would count as a modality, making every CLS <-> tubelet edge of a stem "cross-modal"); which
-modality a CLS token belongs to is its position (``cls_positions``).
-
-Edge masks: ``edge_masks={layer: mask}`` masks the fusion stack (an error on the
-`MultimodalTransformer`, which has none). ``stem_edge_masks={layer: mask}`` masks that layer of
-every stem: the mask is compiled over the whole layout and each stem takes its diagonal block,
-so ``within("emg")`` reaches the EMG stem and cross-modal entries are dropped.
+Every modality's CLS token has group ``"cls"`` (`tubelet_layout`), so the CLS rule of
+docs/DESIGN.md §3 applies unchanged: a group such as ``"cls_emg"`` would count as a modality,
+making every CLS <-> tubelet edge of a stem "cross-modal".
 
 >>> cfg = HierarchicalTransformer.default_config("tiny", seed=0)
 >>> model = HierarchicalTransformer(cfg)
@@ -229,7 +215,6 @@ class _StemFusionEncoder(HookedEncoder):
         }
         self._finish_init()
 
-    # ------------------------------------------------------------------ layout
     @property
     def stem_positions(self) -> dict[str, list[int]]:
         """Token positions of each stem's stream (its CLS token and its tubelets)."""
@@ -272,9 +257,8 @@ class _StemFusionEncoder(HookedEncoder):
 
         ``stem_edge_masks`` (a `forward` keyword too): ``{stem layer: bool mask}`` over the
         whole layout (``[..., n_tokens, n_tokens]``, True = masked), of which every stem applies
-        its own diagonal block. The stems are the embedding, so ``start_at_layer``,
-        ``stop_at_layer`` and ``edge_masks`` act on the fusion stack ``blocks`` after them, and
-        ``stem_edge_masks`` cannot be combined with ``start_at_layer``.
+        its own diagonal block (so ``within("emg")`` reaches the EMG stem). The stems are the
+        embedding: ``start_at_layer`` and ``edge_masks`` act on the fusion stack after them.
         """
         masks = self._check_edge_masks(
             stem_edge_masks, batch=len(signals), size_field="n_stem_layers", what="stem_edge_masks"

@@ -4,9 +4,7 @@ Each channel's window is embedded by its own linear map, a learnable CLS token i
 and a learned position embedding added, so every interaction between channels (and so between
 modalities) happens in attention, where edge sets can cut it. Two logits come out: from the
 CLS token (``cls_head``) and from the mean of the channel tokens (``avg_head``); training
-anneals from the second to the first (`emg_lens.train.dual_head_loss`). ``W_U``, ``b_U`` and
-``tokens_to_residual_directions`` refer to the CLS head, or to the average head after
-``model.unembed_head = "avg_logits"``.
+anneals from the second to the first (`emg_lens.train.dual_head_loss`).
 """
 
 from __future__ import annotations

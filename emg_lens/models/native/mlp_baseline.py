@@ -1,10 +1,7 @@
 """The IsoNet paper's multimodal MLP baseline: no tokens and no attention.
 
-`MultimodalMLP` runs one MLP head per modality (two Linear+ReLU layers), concatenates their
-outputs into one shared Linear+ReLU layer, then a classifier: modalities meet only in that
-fusion layer (the tubelet transformers are in `emg_lens.models.native.fusion`). With no
-attention it is a `HookedBiosignalModel`, not a `HookedEncoder`: ``hook_embed`` holds one
-"token" per modality (the heads' outputs), which is what ``layout`` describes.
+`MultimodalMLP`'s modalities meet only in one shared fusion layer. With no attention it is a
+`HookedBiosignalModel`, not a `HookedEncoder`.
 
 >>> model = MultimodalMLP(MultimodalMLP.default_config("tiny", seed=0))
 >>> model(model.example_input(2)).shape

@@ -4,15 +4,9 @@ Every channel's window is cut into patches of ``patch_samples`` samples, each em
 linear map shared by all channels: ``channels x patches`` tokens, channel-major (channel ``c``,
 patch ``t`` at ``c * n_patches + t``). No CLS token and no added position embedding: attention
 rotates queries and keys with RoPE (interleaved pairs, torchtune style) at the flattened token
-index. One of three heads, chosen by ``task``, reads the final normalised stream:
-``"reconstruction"`` (masked pretraining: every token back to its samples),
-``"classification"`` (tokens pooled over patches, channels concatenated or averaged, then one
-linear layer) or ``"regression"`` (per-patch features through 1x1 conv -> SiLU -> dropout ->
-depthwise conv 3 -> SiLU -> 1x1 conv, interpolated to ``reg_target_len`` steps).
-
-`forward` takes a ``patch_mask`` for pretraining (True = replaced by ``mask_token`` before the
-first block). `TinyMyo.from_biofoundation` / `TinyMyo.to_biofoundation` read and write
-BioFoundation's ``models/TinyMyo.py`` key layout.
+index. One of three heads, chosen by ``task``, reads the final normalised stream.
+`TinyMyo.from_biofoundation` / `TinyMyo.to_biofoundation` read and write BioFoundation's
+``models/TinyMyo.py`` key layout.
 """
 
 from __future__ import annotations
@@ -248,9 +242,6 @@ class TinyMyo(HookedEncoder):
             ``proj_drop``); the published ``attn_drop`` and MLP hidden dropout are not
             applied, so fine-tuning is regularised less (no effect in eval mode).
 
-    `init_kwargs` holds these arguments, so ``TinyMyo(EncoderConfig.from_dict(
-    model.cfg.to_dict()), **model.init_kwargs)`` rebuilds the same architecture.
-
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=2, modalities={"emg": 4}, n_samples=100)
     >>> model = TinyMyo(cfg, task="classification")
     >>> model(model.example_input(2)).shape
@@ -359,11 +350,9 @@ class TinyMyo(HookedEncoder):
         signals: Float[torch.Tensor, "batch channel time"],
         patch_mask: Bool[torch.Tensor, "*batch channel patch"] | None = None,
     ) -> Float[torch.Tensor, "batch pos d_model"]:
-        """Patch-embed the signals; tokens where ``patch_mask`` is True become ``mask_token``.
-
-        ``patch_mask`` (a `forward` keyword too, for masked pretraining): True = replace that
-        channel's patch token by ``mask_token``; ``[batch, channels, patches]`` or
-        ``[channels, patches]``. It acts on the embedding, so not with ``start_at_layer``.
+        """Patch-embed the signals; tokens where ``patch_mask`` (``[batch, channels,
+        patches]`` or ``[channels, patches]``, a `forward` keyword too) is True become
+        ``mask_token``, as in masked pretraining.
 
         >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
         >>> model = TinyMyo(cfg, task="reconstruction")
@@ -420,7 +409,6 @@ class TinyMyo(HookedEncoder):
             )
         return cut_patches(sample_mask, self.cfg.n_patches).any(dim=-1)
 
-    # ------------------------------------------------------------------ BioFoundation weights
     @classmethod
     def from_biofoundation(cls, state_dict: Mapping[str, torch.Tensor], **options: Any) -> TinyMyo:
         """Build a TinyMyo from a BioFoundation ``models/TinyMyo.py`` state dict; the

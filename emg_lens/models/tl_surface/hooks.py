@@ -1,17 +1,12 @@
 """TransformerLens's hook surface, which every emg_lens model has (every tier).
 
-`HookSurface`, a base of `emg_lens.models.base.HookedBiosignalModel` (which supplies what it
-declares: ``cfg``, the layout and the hook points), caches with ``pos_slice`` over the model's
-tokens, sets the hook flags (``set_use_attn_result`` ...; those no module of the model can honour
-are refused by name), and checks hook names where TransformerLens resolves them (``hooks()``,
-``add_hook``, ``run_with_cache``): a name the model lacks is a `LayoutError` naming it
-(TransformerLens: a bare ``KeyError``), and a name filter with a ``check_model(model)`` method
-(every `emg_lens.hooks.name_filter`) is asked to check itself, so a filter naming layers the model
-lacks is refused instead of hooking nothing. A hook of TransformerLens's patching helpers that
-indexes a token position the activation lacks (they take positions from the input's last axis, time
-samples for signals) raises a `LayoutError` pointing to ``emg_lens.inspect.tl_index_df``. While one
-thread uses a model with hooks, another's call is refused by name
-(`emg_lens.models.tl_surface.threads`).
+`HookSurface` caches with ``pos_slice`` over the model's tokens, sets the hook flags (those no
+module can honour refused by name) and checks hook names where TransformerLens resolves them: a
+name the model lacks is a `LayoutError` (TransformerLens: a bare ``KeyError``), and a filter
+with ``check_model`` (`emg_lens.hooks.name_filter`) checks itself, so one naming layers the
+model lacks is refused instead of hooking nothing. TransformerLens's patching helpers count
+positions on the input's last axis (time samples for signals): a hook of theirs indexing a
+token the activation lacks is refused, pointing to ``emg_lens.inspect.tl_index_df``.
 """
 
 from __future__ import annotations
@@ -84,12 +79,9 @@ _POSITION_AXES = {"pos", "src_pos", "dest_pos"}  # TransformerLens's position ax
 
 
 def _guard_tl_patching(name: Any, hook: Callable) -> Callable:
-    """``hook`` as it is, unless it is one of TransformerLens's patching helpers' hooks (a
-    ``functools.partial`` of their ``patching_hook`` with the row's ``index``): then the same
-    hook, refusing with a `LayoutError` a sweep over positions that TransformerLens counted
-    from the input's last axis (time samples for signals, not tokens: `_counted_positions`),
-    which indexes past the last token or silently leaves tokens out, and turning an
-    out-of-range position from a bare ``IndexError`` into the same advice."""
+    """``hook``, guarded where it is a TransformerLens patching helper's (a ``partial`` of
+    ``patching_hook``): a sweep over positions counted on the wrong axis (`_counted_positions`)
+    and an out-of-range position are a `LayoutError` with the advice below."""
     func = getattr(hook, "func", None)
     if not isinstance(hook, functools.partial) or getattr(func, "__module__", "") != TL_PATCHING:
         return hook
@@ -124,11 +116,9 @@ def _guard_tl_patching(name: Any, hook: Callable) -> Callable:
 
 
 def _counted_positions() -> int | None:
-    """How many positions the running TransformerLens patching sweep iterates, where it
-    counted them itself: ``generic_activation_patch`` given ``index_axis_names`` with a
-    position axis takes ``corrupted_tokens.shape[-1]`` (read from its frame: the hook sees one
-    row of the sweep, not how the sweep was made). None where the sweep has no position axis,
-    or was given ``index_df`` (`emg_lens.inspect.tl_index_df`)."""
+    """The positions a running ``generic_activation_patch`` counted itself
+    (``corrupted_tokens.shape[-1]``, read from its frame: the hook sees one row of the sweep);
+    None without a position axis or with ``index_df``."""
     frame: FrameType | None = sys._getframe(1)
     while frame is not None and not (
         frame.f_code.co_name == "generic_activation_patch"
@@ -196,11 +186,9 @@ class HookSurface(HookedRootModule):
         cls.forward = claimed
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Any:
-        """A copy with the model's permanent hooks and none of its temporary ones (those of a
-        ``hooks()`` context or ``add_hook``, possibly another caller's), as
-        ``reset_hooks(including_permanent=False)`` leaves a model: a copy made while hooks
-        are attached runs none of them (`tests/unit/models/test_model_threads.py`). The
-        temporary hooks' callables are not copied."""
+        """A copy with the permanent hooks only (temporary ones may be another caller's),
+        as ``reset_hooks(including_permanent=False)`` leaves a model; their callables are not
+        copied."""
         for point in self.hook_dict.values():  # torch holds each hook as a function (atomic)
             for handle in (*point.fwd_hooks, *point.bwd_hooks):
                 if not handle.is_permanent:  # the copy's handle names it, and goes below
@@ -308,13 +296,10 @@ class HookSurface(HookedRootModule):
         reset_hooks_end: bool = True,
         clear_contexts: bool = False,
     ) -> Iterator[Any]:
-        """TransformerLens's ``hooks()`` context manager (and so ``run_with_hooks`` and
-        ``run_with_cache``), the hooks' names checked first and the model claimed for this
-        thread or asyncio task while it is open (see the module docstring and
-        `emg_lens.models.tl_surface.threads`). A hook on an optional hook point whose flag is
-        off (``blocks.{l}.attn.hook_result`` without ``use_attn_result``) is a
-        `HookFlagError`, as in TransformerLens; a filter skips such points (and is refused if
-        it matches nothing else).
+        """TransformerLens's ``hooks()`` (so ``run_with_hooks`` and ``run_with_cache``), the
+        names checked first and the model claimed for this thread while it is open. A hook on
+        a point whose flag is off is a `HookFlagError`, as in TransformerLens; a filter skips
+        such points (refused if it matches nothing else).
 
         >>> from emg_lens.models import IsoNet
         >>> from emg_lens.hooks import attn_scores_filter
@@ -406,11 +391,9 @@ class HookSurface(HookedRootModule):
     ) -> tuple[dict, list, list]:
         """TransformerLens's caching hooks (``run_with_cache``), ``names_filter`` checked
         first. ``pos_slice`` selects token positions of ``model.layout`` along each
-        activation's token axis (`token_axis`: the query axis of scores and patterns; the
-        position axis of ``hook_q_input`` ... and their ``ln1.hook_scale``, where the legacy
-        HookedTransformer slices the head axis); activations without one (``hook_input``,
-        pooled vectors) are cached whole, and a hook point whose token axis is not the
-        layout's (a stem's own tokens) is refused by name rather than sliced wrongly.
+        activation's `token_axis` (where the legacy HookedTransformer slices ``hook_q_input``'s
+        head axis); activations without one are cached whole, and one whose token axis is not
+        the layout's (a stem's own tokens) is refused by name rather than sliced wrongly.
 
         >>> from emg_lens.models import IsoNet
         >>> model = IsoNet(EncoderConfig.preset("tiny"))
@@ -445,8 +428,7 @@ class HookSurface(HookedRootModule):
             return super().add_caching_hooks(names, incl_bwd, device, remove_batch_dim, cache)
 
     def _pos_slice_tokens(self, pos: Slice) -> int:
-        """The number of token positions ``pos`` selects from (``layout.n_tokens``), checked:
-        a model without a token axis anywhere, or a position it lacks, is refused by name."""
+        """``layout.n_tokens``, with ``pos`` checked against it."""
         if not any(token_axis(name) is not None for name in self.hook_dict):
             raise ArgumentError(f"{type(self).__name__} has no token axis for pos_slice")
         n_tokens = self.layout.n_tokens
@@ -463,8 +445,7 @@ class HookSurface(HookedRootModule):
         return n_tokens
 
     def _sliced(self, save: Callable, cache: dict, pos: Slice, n_tokens: int, suffix: str):
-        """TransformerLens's caching hook ``save``, then the cached value cut to ``pos`` along
-        its token axis (kept whole where it has none)."""
+        """The caching hook ``save``, then the cached value cut to ``pos`` on its token axis."""
 
         def hook(tensor: torch.Tensor, *, hook: Any) -> None:
             save(tensor, hook=hook)
@@ -485,8 +466,7 @@ class HookSurface(HookedRootModule):
 
     # ------------------------------------------------------------------ TL hook flags
     def _set_hook_flag(self, flag: str, value: bool) -> None:
-        """Set ``flag`` (one of `HOOK_FLAGS`) on the model's config and on every block's and
-        attention's (stems included); refused by name where no module has its hook points."""
+        """Set ``flag`` on the config of the model and of every module with its hook points."""
         check_bool(value, flag)
         owners = [m for m in self.modules() if flag in getattr(m, "OPTIONAL_HOOKS", {}).values()]
         if not owners:

@@ -1,16 +1,10 @@
 """One model, one caller (a thread, or an asyncio task) at a time while hooks are involved.
 
 The decision and what counts as *with hooks*: docs/DESIGN.md §2, "Hooks are the model's, one
-thread at a time" (without a claim, one thread's ``reset_hooks`` removes another's hooks: a
-wrong result, or a bare ``KeyError`` in ``run_with_cache``). A caller may nest its own calls. A
-``hooks()`` context closed in another caller than its opener removes its hooks there (that
-caller takes the claim over), unless the opener is inside a call of the model then: that is
-refused by name, and the hooks stay until ``reset_hooks()``. A hook added to a hook point
-directly (``model.hook_dict[name].add_hook``, ``register_forward_hook``) bypasses the claim.
-
-A ``threading`` lock cannot be pickled (every attached model failed ``copy.deepcopy`` and
-``torch.save`` so, issue 57): the claim, and `FreshLock` for a model's own lock, are made anew,
-free, in a copy.
+thread at a time" (without a claim, one thread's ``reset_hooks`` removes another's hooks). A
+caller may nest its own calls; a hook added to a hook point directly
+(``model.hook_dict[name].add_hook``) bypasses the claim. A ``threading`` lock cannot be
+pickled, so the claim, and `FreshLock` for a model's own lock, are made anew, free, in a copy.
 """
 
 from __future__ import annotations

@@ -47,8 +47,8 @@ class TokenSurface:
         to a single ``[channel, time]`` window. Signals *are* the tokens' source, so this is
         the identity on a well-formed batch (TransformerLens calls it ``to_tokens``).
 
-        Refused, naming what was given: a wrong shape, an empty batch (`InputShapeError`);
-        NaN or inf values, boolean, complex or text (`InputShapeError`).
+        Refused (`InputShapeError`, naming what was given): a wrong shape, an empty batch, NaN
+        or inf values, boolean, complex or text.
 
         >>> from emg_lens import EncoderConfig
         >>> from emg_lens.models import IsoNet
@@ -89,8 +89,7 @@ class TokenSurface:
         return signals
 
     def _check_input_shape(self, shape: tuple[int, ...]) -> None:
-        """Refuse signals of ``shape`` (a batch dimension added to a single window) that the
-        model cannot take: any but ``[batch, *input_shape]`` (`InputShapeError`)."""
+        """Refuse signals of ``shape`` other than ``[batch, *input_shape]``."""
         if len(shape) != 3 or shape[1:] != self.input_shape:
             channels, time = self.input_shape
             raise InputShapeError(

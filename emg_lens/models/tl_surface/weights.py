@@ -1,15 +1,11 @@
 """TransformerLens's weight surface, which only models with weights in its shapes have.
 
-`WeightSurface`, a base of `emg_lens.models.base.HookedEncoder` (which supplies ``cfg``, ``blocks``
-and the tokenizer), gives the models that provide `emg_lens.models.base.TL_WEIGHTS` legacy
-HookedTransformer's weights: per-block weights stacked over layers (``W_Q`` ... ``b_out``), QK and
-OV circuits as `transformer_lens.FactoredMatrix`, ``all_composition_scores``, ``W_pos``, and the
-classifier read as an unembedding (``W_U``, ``b_U``, ``tokens_to_residual_directions``), so
-``cache.logit_attrs`` and ``cache.logit_lens`` work on a class, and ``SVDInterpreter`` once
-``model.cfg.d_vocab = model.cfg.n_classes`` (``d_vocab`` stays -1 in `EncoderConfig`, whose every
-field is part of a model's digest). Beside them, emg_lens's own readings: `readout_map` (the
-classifier as a linear map of the final stream, per position) and `data_free_tokens`. A model
-without these weights asked for one of `WEIGHT_SURFACE` is refused by name (`emg_lens.models.base`).
+`WeightSurface` gives the models that provide `TL_WEIGHTS` legacy HookedTransformer's weights:
+per-block weights stacked over layers, QK and OV circuits as `FactoredMatrix`, ``W_pos``, and
+the classifier read as an unembedding (``W_U``), so ``cache.logit_attrs`` works on a class, and
+``SVDInterpreter`` once ``model.cfg.d_vocab = model.cfg.n_classes`` (``d_vocab`` stays -1 in
+`EncoderConfig`, whose every field is part of a model's digest). Beside them, emg_lens's own
+readings: `readout_map` and `data_free_tokens`.
 """
 
 from __future__ import annotations
@@ -268,8 +264,7 @@ class WeightSurface(TokenSurface, HookSurface):
         )
 
     def _unembedding_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(W_U, b_U)`` of the `_unembedding` module; one without both tensors is refused by
-        name (`UnsupportedFeatureError`)."""
+        """``(W_U, b_U)`` of the `_unembedding` module, refused where it lacks either."""
         head = self._unembedding()
         W_U, b_U = getattr(head, "W_U", None), getattr(head, "b_U", None)
         if not isinstance(W_U, torch.Tensor) or not isinstance(b_U, torch.Tensor):
@@ -281,8 +276,7 @@ class WeightSurface(TokenSurface, HookSurface):
     @property
     def unembed_positions(self) -> list[int]:
         """Token positions whose final stream the ``unembed_head`` reads: one (a CLS token)
-        or several, averaged after ``ln_final`` (the logit is the mean of theirs). A model
-        with no unembedding raises `UnsupportedFeatureError` saying why."""
+        or several, averaged after ``ln_final``."""
         self._unembedding()  # raises, naming why, where the model has no unembedding
         raise UnsupportedFeatureError(f"{type(self).__name__} must define unembed_positions")
 
@@ -327,10 +321,8 @@ class WeightSurface(TokenSurface, HookSurface):
     readout_heads: tuple[str, ...] = ("logits",)  # return types `readout_map` can map
 
     def _readout_refusal(self) -> str | None:
-        """Why the classifier is no linear map of the final stream (None: it is one). Here:
-        it is one where it is a TransformerLens unembedding (`_unembedding` says why not, or
-        that the readout module is not the one the model was built with); a model whose
-        classifier is linear another way says so itself. Never raises: ``contract`` asks."""
+        """Why the classifier is no linear map of the final stream (None: it is one, here
+        where it is a TransformerLens unembedding). Never raises: ``contract`` asks."""
         try:
             self._unembedding()
         except (UnsupportedFeatureError, ArgumentError) as exc:
@@ -351,9 +343,8 @@ class WeightSurface(TokenSurface, HookSurface):
     ) -> tuple[Float[torch.Tensor, "pos d_model n_classes"], Float[torch.Tensor, " n_classes"]]:
         """``(R, b_U)`` with ``logits = sum_p ln_final(resid)[p] @ R[p] + b_U``: the classifier
         ``head`` (a ``return_type``, one of ``readout_heads``) as a linear map of the final
-        residual stream, position by position (what the `emg_lens.models.base.LINEAR_READOUT`
-        capability promises). Here the unembedding's ``W_U / n`` at each of its ``n``
-        ``unembed_positions``; a model without one raises `UnsupportedFeatureError` saying why.
+        residual stream, position by position (`LINEAR_READOUT`). Here the unembedding's
+        ``W_U / n`` at each of its ``n`` ``unembed_positions``.
 
         >>> from emg_lens.models import IsoNet
         >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0))
@@ -379,9 +370,7 @@ class WeightSurface(TokenSurface, HookSurface):
         """Every token's data-free embedding: the part of the stream entering ``blocks.0``
         that does not depend on the signal (what the weight circuits of
         `emg_lens.inspect.circuits` read). ``writes=True`` asks for an identity that survives
-        without RoPE (what an OV circuit reads). A model whose tokens have no identity without
-        data raises `UnsupportedFeatureError` saying why (here: every model that does not say
-        how it has one)."""
+        without RoPE (what an OV circuit reads). Refused, saying why, where there is none."""
         raise UnsupportedFeatureError(NO_IDENTITY.format(name=type(self).__name__))
 
     @torch.no_grad()
@@ -413,9 +402,8 @@ class WeightSurface(TokenSurface, HookSurface):
         return tokens
 
     def _ln_final_readers(self) -> list[tuple[nn.Parameter, nn.Parameter]]:
-        """``(W, b)`` of every linear map applied to ``ln_final``'s output (pooled by taking
-        one position, a mean, or concatenating ``d_model`` blocks): what `fold_ln_final`
-        rescales. A model with another readout returns none and cannot fold."""
+        """``(W, b)`` of every linear map applied to (pooled) ``ln_final`` output: what
+        `fold_ln_final` rescales; none where the readout is another."""
         return []
 
     @torch.no_grad()

@@ -105,7 +105,7 @@ def test_openhdemg_grid_codes_follow_its_channel_tables():
     assert tall.shape == (13, 5) and len(tall.cells) == 64 and (0, 0) not in tall.cells
     assert tall.cells[12] == (12, 1) and tall.cells[24] == (0, 1)  # up the second column
     assert tall.xy[1][1] - tall.xy[0][1] == 8.0  # 8 mm apart
-    with pytest.raises(ArgumentError, match="orientation must be 0 or 180"):
+    with pytest.raises(ArgumentError, match=r"orientation \(degrees\) must be one of \(0, 180\)"):
         grid_code("GR10MM0808", 90)
 
 

@@ -5,16 +5,10 @@ table of `tokens.Rule` (which calls, what runs of tokens, each token's kind one 
 `tokens.KINDS`); braindecode is never imported: a model is recognised by its class name and
 module, as the converters do.
 
-An entry builds the layouts from the attention calls a probe forward shows; for a call that
-folds several attention problems into its batch, the layout is that of one problem and
-`attach` finds the folds (`AttachedModel.folds_of`). Which architecture has which tokens, which
-open at any size (`ZooEntry.any_size`), with a warning or are refused by name (`REFUSED`;
-`NOT_YET`: none in braindecode 1.8.1, which tests/unit/models/test_zoo_roster.py checks over
-braindecode's whole roster): docs/guide/bring-your-own-model.md, "Open it where it stands:
-`attach`". PBT's tokens are patches of the flattened window (`flat_patches`: ``"mixed"`` where
-a patch runs across two channels); MetaNeuromotorHand's query "now" reads the keys of its
-causal window (`window_keys`). Any entry built without a size it needs is refused naming
-``ch_names=`` / ``n_times=``.
+An entry builds the layouts from the attention calls a probe forward shows (for a folded
+call, one problem's: `AttachedModel.folds_of`). Which architecture has which tokens, which open
+at any size, with a warning or are refused by name (`REFUSED`, `NOT_YET`):
+docs/guide/bring-your-own-model.md, "Open it where it stands: `attach`".
 
 >>> sorted(ZOO)[:6]
 ['ATCNet', 'AttnSleep', 'BENDR', 'CBraMod', 'CTNet', 'CodeBrain']

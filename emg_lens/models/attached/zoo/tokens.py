@@ -137,13 +137,10 @@ class ZooEntry:
     per attention call (``calls`` as a probe saw them, ``names`` the channel names, ``model``
     for sizes the calls do not show: PBT's ``d_input``), mostly `rules`; ``needs_names``: the
     forward takes ``ch_names``; ``converter``: a `emg_lens.models.from_braindecode` converter
-    of the architecture exists too (the two agree on the same cut; one mask per fold of an
-    attached call is the converted model's mask over every (channel, patch) token);
-    ``attention``: the ``attention=`` glob `attach` needs to find its softmax; ``any_size``:
-    for a forward that runs at any input size, the ``(channels, samples)`` to probe at attach
-    from the model and the sizes known (every other size opens at the call, ``layouts`` then
-    called with ``model`` None); ``refuses`` / ``warns``: why an instance built with some
-    option cannot be opened, or what it should be told though opened (None: nothing).
+    exists too (the two agree on the same cut); ``attention``: the ``attention=`` glob `attach`
+    needs; ``any_size``: for a forward that runs at any input size, the ``(channels, samples)``
+    to probe at (other sizes open at the call, ``layouts`` then called with ``model`` None);
+    ``refuses`` / ``warns``: why an instance cannot be opened, or what to tell (None: nothing).
     """
 
     tokens: str

@@ -5,8 +5,7 @@ computes the same function (in eval mode) with the same weights: an ordinary emg
 registered in `emg_lens.models.MODEL_CLASSES` and saved and loaded without braindecode. One
 module per architecture, each a `HookedEncoder` subclass with a ``to_braindecode`` method
 giving a state dict braindecode's class loads: ``Labram`` -> `HookedLabram`, ``CBraMod`` ->
-`HookedCBraMod`, ``EEGPT`` -> `HookedEEGPT`, ``PBT`` -> `HookedPBT` (whose module says why PBT
-and not REVE or LUNA).
+`HookedCBraMod`, ``EEGPT`` -> `HookedEEGPT`, ``PBT`` -> `HookedPBT`.
 
 emg_lens never imports braindecode: a model is recognised by its class's module and name;
 what `from_braindecode` refuses (`REFUSED`: no softmax over tokens), it refuses by name.
@@ -81,13 +80,10 @@ def from_braindecode(model: nn.Module, *, ch_names: Sequence[str] | None = None)
     picks its channel embeddings by name) or to name the layout's channels; by default the
     ``ch_name`` of each entry of the model's ``chs_info``.
 
-    Refused with `ConversionError`: a model that is not braindecode's, one whose
-    attention is not a softmax over tokens (saying why), any other braindecode model (naming
-    the supported ones), a forward hook or pre-hook on the model or a submodule, or a
-    ``forward`` patched onto one (naming its path: the conversion reads weights, so it would
-    drop them); a model whose weights do not fit the architecture read off it is a
-    `ConversionError` naming the tensor, and so is a conversion whose output on a probe input
-    differs from the model's (`emg_lens.models.converted.conversion.check_faithful`).
+    Refused with `ConversionError`, saying why: a model that is not one of the supported
+    braindecode ones (naming them), weights that do not fit the architecture read off it
+    (naming the tensor), and what `emg_lens.models.converted.conversion.check_faithful`
+    refuses (hooks, a patched ``forward``, an output that differs on a probe input).
 
     >>> from emg_lens.models import from_braindecode
     >>> from_braindecode(nn.Linear(2, 2))  # doctest: +ELLIPSIS

@@ -1,20 +1,15 @@
 """braindecode's ``CBraMod`` (criss-cross brain model, Wang et al. 2025) as a hooked encoder.
 
-Tokens: every channel's window cut into patches of 200 samples, channel-major (channel ``c``,
-patch ``t`` at ``c * n_patches + t``, no CLS token), each embedded by three ``Conv2d`` +
-``GroupNorm`` + GELU stages plus a linear map of the patch's magnitude spectrum
-(``hook_embed``), plus CBraMod's conditional positional encoding, a depthwise ``Conv2d`` over
-the (channel, patch) grid (``hook_pos_embed``).
+Tokens (docs/guide/bring-your-own-model.md, "A braindecode model"): every channel's 200-sample
+patches, embedded by convolutions plus a linear map of the magnitude spectrum (``hook_embed``),
+plus the conditional positional encoding, a depthwise ``Conv2d`` (``hook_pos_embed``).
 
 CBraMod's layer runs two attentions side by side, each of half the heads on half of
 ``d_model``: *spatial* heads across the channels of one patch, *temporal* heads across the
 patches of one channel. Here each layer is one attention of ``nhead`` heads with a
-`emg_lens.components.HeadStructure`: heads ``0 .. nhead/2 - 1`` are spatial, reading and
-writing the first half of ``d_model`` (``W_Q``, ``W_K``, ``W_V`` rows and ``W_O`` columns
-outside it are zero blocks, kept zero in training), the others temporal on the second half.
-The structure is a fixed base mask at ``hook_attn_scores`` (-inf where the architecture has no
-edge) and a user's edge set is cut on top of it. The fast path computes exactly the original's
-two small attentions.
+`emg_lens.components.HeadStructure`: heads ``0 .. nhead/2 - 1`` are spatial on the first half
+of ``d_model`` (the weights outside it are zero blocks, kept zero in training), the others
+temporal on the second half; a fixed base mask at ``hook_attn_scores``, under a user's cut.
 
 Blocks are pre-LN (whatever CBraMod's ``norm_first``); no final norm. Readout: every token
 through ``proj_out``, flattened channel-major, then one linear classifier: a direction per
@@ -248,7 +243,6 @@ class HookedCBraMod(BraindecodeEncoder):
         "tokens, a different class direction per token, not one column per class"
     )
 
-    # ------------------------------------------------------------------ braindecode
     def to_braindecode(self) -> dict[str, torch.Tensor]:
         """This model's weights as the state dict of braindecode's ``CBraMod`` built with the
         same arguments."""
@@ -305,7 +299,6 @@ PARTS: Parts = [
 
 
 def _check_supported(model: Braindecode, ch_names: list[str] | None) -> None:
-    """Refuse what the hooked class does not compute, naming it."""
     check_parts(model, PARTS)
     proj_out = model.proj_out
     if not (

@@ -7,15 +7,12 @@ tokens, then its summary tokens, group ``"cls"``, ``time = t``), with a `HeadStr
 group per patch) as a fixed base mask at ``hook_attn_scores``; a user's edge set is cut on top
 of it, and the fast path attends within each patch in one batched call, as EEGPT does.
 
-An optional channel projection (``chan_proj_type``: ``"conv1d_constraint"``, the default, or
-``"linear"``) first mixes the inputs into ``n_chans_target`` (19) virtual channels named after
-EEGPT's montage: the tokens stand for those, not the input rows. After the blocks, ``ln_final``
-and the probe: two max-norm-constrained linear maps of every patch's summary tokens (the
-constraint applied in the forward, as braindecode's parametrization does), a direction per
-patch and token, so no TransformerLens unembedding.
+An optional channel projection (``chan_proj_type``) first mixes the inputs into
+``n_chans_target`` (19) virtual channels: the tokens stand for those. The probe reads every
+patch's summary tokens (`SummaryProbe`), so there is no TransformerLens unembedding.
 
-Refused (`ConversionError`): ``return_encoder_output=True``, a custom ``final_layer``,
-a patch module other than braindecode's ``_PatchEmbed``.
+Refused (`ConversionError`): ``return_encoder_output=True``, a custom ``final_layer`` or
+patch module.
 """
 
 from __future__ import annotations
@@ -296,7 +293,6 @@ class HookedEEGPT(BraindecodeEncoder):
         "emg_lens.models.converted.braindecode.eegpt)"
     )
 
-    # ------------------------------------------------------------------ braindecode
     def to_braindecode(self) -> dict[str, torch.Tensor]:
         """This model's weights as the state dict of braindecode's ``EEGPT`` built with the same
         arguments."""
@@ -357,7 +353,6 @@ PARTS: Parts = [
 
 
 def _check_supported(model: Braindecode) -> None:
-    """Refuse what the hooked class does not compute, naming it."""
     check_parts(model, PARTS)
     blocks = model.target_encoder.blocks
     for i, block in enumerate(blocks):

@@ -1,19 +1,14 @@
 """braindecode's ``Labram`` (LaBraM, Jiang et al. 2024) as a hooked encoder.
 
-Tokens: a CLS token, then every channel's window cut into patches of ``patch_size`` samples
-(optionally by a learned ``Conv1d``: ``learned_patcher``), channel-major (channel ``c``, patch
-``t`` at ``1 + c * n_patches + t``), each embedded by LaBraM's temporal convolutions (three
-``Conv2d`` + ``GroupNorm`` + activation, flattened). ``hook_pos_embed`` adds the position
-embedding of the CLS token and of each channel's name in LaBraM's 128-name table (the
-``ch_names`` its forward takes), plus the patch's ``temporal_embedding[t]``.
+Tokens (docs/guide/bring-your-own-model.md, "A braindecode model"): a CLS token, then every
+channel's patches, each embedded by LaBraM's temporal convolutions; ``hook_pos_embed`` adds the
+position embedding of each channel's name in LaBraM's 128-name table and ``temporal_embedding``.
 
-Blocks: pre-LN (eps 1e-6), q and v biases without a k bias (``zero_biases`` holds ``b_K``),
-``qk_norm``, and LaBraM's layer scale ``gamma_1`` / ``gamma_2`` folded into ``W_O``, ``b_O``,
-``W_out``, ``b_out`` (so ``hook_attn_out`` / ``hook_mlp_out`` are exactly what each adds to
-the residual stream); `to_braindecode` writes the folded weights with ``gamma = 1``. Readout:
-by default ``ln_final`` and a TransformerLens unembedding (``W_U``) of the CLS token; with
-``use_mean_pooling`` no final norm, and the mean of the channel tokens is normalised
-(``fc_norm``) and classified (no unembedding: the norm comes after the pooling).
+Blocks: pre-LN, q and v biases without a k bias, ``qk_norm``, and LaBraM's layer scale folded
+into the output maps (`fold_layer_scale`: ``hook_attn_out`` / ``hook_mlp_out`` are exactly
+what each adds to the residual stream). Readout: ``ln_final`` and a TransformerLens
+unembedding of the CLS token, or with ``use_mean_pooling`` the `MeanPoolClassifier` (no
+unembedding: its norm comes after the pooling).
 
 The neural-decoder mode (``neural_tokenizer=False``) and its relative position bias are not
 converted (`ConversionError`).
@@ -250,7 +245,6 @@ class HookedLabram(BraindecodeEncoder):
     def _ln_final_readers(self) -> list[tuple[nn.Parameter, nn.Parameter]]:
         return [] if self._init_kwargs["use_mean_pooling"] else [(self.head.W_U, self.head.b_U)]
 
-    # ------------------------------------------------------------------ braindecode
     def to_braindecode(self) -> dict[str, torch.Tensor]:
         """This model's weights as the state dict of braindecode's ``Labram`` built with the
         same arguments (the layer scale folded: ``gamma_1 = gamma_2 = 1``)."""
@@ -333,7 +327,6 @@ def _channel_rows(model: Braindecode, names: list[str] | None, n_chans: int) -> 
 
 
 def _check_supported(model: Braindecode) -> None:
-    """Refuse what the hooked class does not compute, naming it."""
     attn = model.blocks[0].attn
     if not model.neural_tokenizer or attn.relative_position_bias_table is not None:
         raise ConversionError(

@@ -1,18 +1,12 @@
 """braindecode's ``PBT`` (Patched Brain Transformer, Klein et al. 2025) as a hooked encoder.
 
-Tokens: a CLS token, then every channel's window cut into patches of ``d_input`` samples,
-channel-major (channel ``c``, patch ``t`` at ``1 + c * n_patches + t``), each projected by one
-bias-free linear map (``patching_projection``), plus a learned position embedding per token
-(``pos_embedding``). Blocks: pre-LN, a GELU MLP of ``4 * d_model``; ``bias_transformer=False``
-(the default) builds the blocks without biases (``zero_biases`` holds them). No final norm: the
-classifier (braindecode's ``final_layer``) reads the CLS token, a TransformerLens unembedding
-(``W_U``) at position 0. The tokenizer keeps braindecode's parameter names;
-`HookedPBT.to_braindecode` gives a state dict braindecode's ``PBT`` loads.
-
-Why PBT, not REVE or LUNA: PBT is a plain softmax self-attention over channel x patch tokens.
-REVE reads its channel positions from a bank file when constructed and uses a GEGLU MLP and
-RMSNorm, which emg_lens blocks do not compute (the attach zoo opens it); LUNA's first stage is
-a cross-attention from learned queries that replaces the channel tokens.
+Tokens (docs/guide/bring-your-own-model.md, "A braindecode model"): a CLS token, then every
+channel's patches of ``d_input`` samples, each projected by one bias-free linear map, plus a
+learned position embedding per token. Blocks: pre-LN, without biases unless
+``bias_transformer``. No final norm: the classifier reads the CLS token, a TransformerLens
+unembedding at position 0. The tokenizer keeps braindecode's parameter names;
+`HookedPBT.to_braindecode` gives a state dict braindecode's ``PBT`` loads. Why PBT, not REVE
+or LUNA: docs/guide/bring-your-own-model.md, "A braindecode model".
 """
 
 from __future__ import annotations
@@ -134,7 +128,6 @@ class HookedPBT(BraindecodeEncoder):
     # ------------------------------------------------------------------ TransformerLens
     unembed_heads = ("logits",)
 
-    # ------------------------------------------------------------------ braindecode
     def to_braindecode(self) -> dict[str, torch.Tensor]:
         """This model's weights as the state dict of braindecode's ``PBT`` (fresh tensors)."""
         return key_table(self.cfg.n_heads).to_theirs(self.state_dict())
