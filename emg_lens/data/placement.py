@@ -1,30 +1,14 @@
 """Did the electrodes move? A label-free check of each held-out repetition's placement, and the
 channels put back before preprocessing.
 
-What it detects and what the user sees: docs/guide/recordings.md, "Your own recordings". The
-check needs no labels. For each held-out repetition (a session counts as its repetitions,
-`emg_lens.data.formats.trial_files`):
-
-1. the correlation matrix, over time, of each channel's raw signal high-passed and rectified,
-   of the held-out repetition and of the training repetitions (their mean);
-2. for each symmetry of the placement (`emg_lens.geometry.symmetry.montage_maps`), the
-   held-out matrix put back by it, ``H[moved_to][:, moved_to]``, against the training one: the
-   Pearson correlation of their entries above the diagonal (dead or flat channels left out,
-   and named);
-3. the evidence (`emg_lens.data.placement_evidence`): the best map is named a move only when
-   the data say so; otherwise the check says "no move" or "cannot tell", and why
-   (`PlacementCheck`: ``decision``, ``reason``). Only a named move is realigned;
-4. where the identity fits best, two cables swapped (`cable_swaps`) are weighed the same way:
-   one the evidence names is said ("cannot tell": it differs as a cable swap would), never
-   realigned.
-
-Raw, not preprocessed (the windows are standardised per channel on the training
-repetitions): `check_recording` reads the raw signals (`check_subject` reads the recording again
-from its data source), and `realign_recording` / `realign_subject` put the held-out channels
-back *before* preprocessing, so each channel's scale travels with its electrode.
-
-On LibEMG's Myo set (`tests/data/libemg_myo`) it names the armband mirrored in R_3 and keeps
-the identity for R_0–R_2 (the numbers: docs/DESIGN.md §16).
+For each held-out repetition, the correlation matrix of its channels' raw signals (high-passed,
+rectified) is matched against the training repetitions' under each symmetry of the placement
+(`emg_lens.geometry.symmetry.montage_maps`) and, where the identity fits best, under two cables
+swapped (`cable_swaps`); `emg_lens.data.placement_evidence` decides whether the best map is a
+move ("moved", "no move" or "cannot tell", with a reason). Only a named move is realigned, on
+the raw channels before preprocessing, so each channel's scale travels with its electrode. What
+the user sees: docs/guide/recordings.md, "Your own recordings"; LibEMG's Myo numbers:
+docs/DESIGN.md §16.
 
 >>> import numpy as np
 >>> from emg_lens.data import Recording

@@ -1,43 +1,15 @@
 """The evidence for a move: when the placement check names a map, and when it says it cannot
 tell (docs/DESIGN.md §16).
 
-The best-scoring map is not evidence by itself (why, and what naming it on noise cost:
-docs/DESIGN.md §16). Each trial is high-passed before it is rectified (consecutive samples
-differenced, so a baseline wander or an offset shapes no channel's envelope), and a move is
-named only when four questions are answered from the data:
-
-1. **Is the held-out repetition placed differently from the training ones?** A permutation test
-   over trials, the independent unit (docs/DESIGN.md §15): under "not moved" the trials of each
-   gesture are exchangeable between the repetitions, so they are reassigned at random (seeded
-   draws of `PERMUTATIONS`) and each draw's statistic computed as the observed one: the *gain*
-   of the best non-identity map over the identity on the map's channel pairs, in Fisher z.
-   ``p = (1 + draws with a gain at least the observed) / (1 + draws)``; the move needs
-   ``p < ALPHA``. A design with fewer distinct reassignments than ``1 / ALPHA`` cannot reach
-   it, and says so.
-2. **Would a move show at all?** Each training repetition checked against the others is known
-   not to have moved: its margin, the identity's fit over the best other map's, says how
-   clearly the placement tells the identity from every other map. Where the least clear fits
-   another map as well, one cannot tell (with two that disagree, neither is blamed).
-3. **Does the map restore the repetition?** Put back by it, the held-out repetition must fit
-   about as well as the training repetitions fit each other (within `RESTORED_Z` of their
-   lowest identity score in Fisher z, or their range if wider); else "cannot tell: the
-   repetition differs, no map restores it" (with one training repetition, no null).
-4. **Which map?** The best puts the repetition back within the null's range while the
-   runner-up (the best other than it and the identity) stays short by more, or the best's gain
-   beats the runner-up's by the training repetitions' margins or by twice the null's range, or
-   the repetition put back by the runner-up still looks moved (``p_runner_up < ALPHA_WHICH``);
-   else the data do not choose between the two.
-
-Channels whose rectified signal is flat, or correlates with no other channel (every correlation
-below `DEAD_R` and below a quarter of the typical strongest among the channels that reach it:
-however many are dead), carry no placement: they are named and left out of every score (a map
-moving dead channels only is the identity); with fewer than 3 channels that carry a signal, or
-a map left fewer than `MIN_PAIRS` live pairs (neither named nor ruled out), the check says
-"cannot tell" before any score is compared.
-
-How often this names a move on repetitions that did not move, and how often it finds real moves,
-is measured by ``benchmarks/calibration.py`` (the docs' page "How far each number can be
-trusted")."""
+The best-scoring map is not evidence by itself. Each trial is differenced before it is rectified
+(a baseline wander shapes no envelope), and a move is named only when the data answer four
+questions: is the held-out repetition placed differently (a permutation test over trials, the
+gain of the best non-identity map over the identity in Fisher z, ``p < ALPHA``)? would a move
+show at all (each training repetition against the others)? does the map restore the repetition
+(within `RESTORED_Z` of the training repetitions' fit)? and is the runner-up map ruled out?
+Dead channels (flat, or correlated with no other) are named and left out of every score; too
+few live channels or pairs (`MIN_PAIRS`) is "cannot tell". The rules and their measured rates
+(``benchmarks/calibration.py``): docs/DESIGN.md §16 and docs/trust.md."""
 
 from __future__ import annotations
 

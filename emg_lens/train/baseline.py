@@ -1,39 +1,14 @@
 """A per-channel feature baseline beside every trained model: is the transformer above what a
 linear model of each channel's amplitude gets on the same split?
 
-`feature_baseline` fits on a split's training windows and scores its held-out windows (the
-``X_train, y_train, X_test, y_test`` of a `emg_lens.data.preprocess.SubjectData`, or of the
-contraction windows of `emg_lens.data.windows.contraction`), the same windows the model is
-trained and scored on:
-
-- **a class label** (integer ``y``, any `SubjectData`'s ``y``, or ``metric="accuracy"``;
-  labels held as floats only when each is a whole number): per channel, the log RMS of the
-  window and its mean absolute difference (``mean |x[t+1] − x[t]|``), standardised on the
-  training windows, into a multinomial logistic regression with a fixed L2 penalty
-  (``C = LOGISTIC_C``); scored by accuracy;
-- **a continuous target** (float ``y``, ``[n]`` or ``[n, outputs...]``): per channel, the RMS
-  of the window, standardised on the training windows, into a ridge regression with a fixed
-  penalty (``alpha = RIDGE_ALPHA``); scored by R² (averaged over outputs).
-
-What the features are computed on: the windows as the model sees them, after the data's own
-preprocessing (`SubjectData`: rectified sEMG, z-scored per channel on the training windows;
-contraction windows: the log envelope, z-scored). A z-score centres every channel on its
-training mean, so the RMS of a window would then measure the distance from that level, not the
-signal's amplitude (a ridge on it scores R² 0.67 on the HD-sEMG force, against 0.93 on the raw
-signal's RMS). Each channel is therefore first shifted so that its lowest value over the
-training windows is 0 (for rectified sEMG that undoes the centring: what is left is ``|x|``
-over the channel's training scale). The shift and the log make the features, once
-standardised, the same whatever per-channel positive scale and offset the windows carry, so the
-baseline does not depend on the z-score. The log's floor is ``1e-6`` of the channel's RMS over
-the training windows.
-
-Measured (`tests/unit/train/test_baseline.py` and
-`tests/unit/studies/regression/test_regression.py` check these): LibEMG's Myo folds, the
-"feature baseline" row of docs/guide/recordings.md's table; openhdemg's HD-sEMG contraction
-R² 0.934 (that page's ridge on the raw signal's RMS: 0.935). Fitting takes well under a second.
-
-Everything is deterministic (scikit-learn's lbfgs and Cholesky solvers, no random state); a
-non-finite window, target or result is an error, never a score.
+`feature_baseline` fits on a split's training windows (a `SubjectData`, or contraction windows)
+and scores its held-out ones, the windows the model is trained and scored on: for class labels,
+each channel's log RMS and mean absolute difference into a logistic regression (accuracy); for
+a continuous target, each channel's RMS into a ridge (R²). Features are standardised on the
+training windows. Each channel is first shifted so that its training minimum is 0: after the
+data's z-score an RMS would measure the distance from the channel's mean, not its amplitude
+(docs/ARCHITECTURE.md, ``train/``). Deterministic; a non-finite window, target or result is an
+error, never a score.
 
 >>> rng = np.random.default_rng(0)
 >>> y = np.arange(40) % 2

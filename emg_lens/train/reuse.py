@@ -1,30 +1,15 @@
 """Trained weights kept by what made them: `emg_lens.train.fit` with ``reuse=True`` reads a
 training done before instead of doing it again.
 
-`fit` is deterministic on the CPU, so what it would compute can be read back, and nothing else
-is. An entry's key (`training_key`) digests everything the weights depend on, as
-docs/guide/notebook.md ("Training once") lists it for users; here: the model as it enters `fit`
-(`emg_lens.provenance.state_digest`), the windows and labels, the `TrainConfig` less
-``progress``, the fixed edge masks, `emg_lens.provenance.code_digest`,
-`emg_lens.train.model_code`, torch's version and thread count. A model whose key could not say
-what it computes (`_keyable`: a hook attached, a class with no file, a ``forward`` set on the
-instance, code edited since it was imported, state no digest reads) or whose training changed
-its state beyond its tensors is trained and not kept, with a warning but for a class with no
-file. An entry holds the trained state dict, the buffers it leaves out, the history and
-torch's global random state after the training (dropout draws from it), so what runs after
-`fit` runs as it would after the training. Only CPU trainings are kept (a GPU's kernels need
-not be deterministic).
-
-Entries are ``trained/<key>.pt`` in the preprocessing cache's folder
-(`emg_lens.data.cache.default_cache_dir`; where it is, its variables and its size cap:
-docs/guide/recordings.md, "Real data"), each written atomically, so processes sharing the
-folder read a whole entry or none. An entry that does not read back exactly as it was written
-(cut short, damaged, another key, tensors of other names, shapes or dtypes, a payload that
-``weights_only`` refuses) is a warning and a training from the start: it is checked whole
-before the model is touched, and the model is put back as it was where loading fails. After a
-training is kept, `emg_lens.data.cache.evict` removes the least recently used of the trainings
-and preprocessed subjects (reading an entry uses it). The demo's IsoNet's entry is about
-0.4 MB.
+`fit` is deterministic on the CPU, so what it would compute can be read back. The key
+(`training_key`) digests everything the weights depend on (the list for users:
+docs/guide/notebook.md, "Training once"); a model whose key could not say what it computes
+(`_keyable`) or whose training changed its state beyond its tensors is trained and not kept.
+An entry, ``trained/<key>.pt`` in the cache folder (`emg_lens.data.cache`), holds the state
+dict, the buffers it leaves out, the history and torch's random state after the training; it is
+written atomically and checked whole before the model is touched (one that does not read back
+exactly is a warning and a training from the start). Only CPU trainings are kept (a GPU's
+kernels need not be deterministic).
 
 >>> import numpy as np
 >>> from emg_lens import EncoderConfig

@@ -1,24 +1,9 @@
 """NinaPro DB2 (and DB3-named) loader and a DB2 writer: MATLAB v5 ``.mat`` -> `Recording`.
 
-The files' layout and labels, for users: docs/guide/recordings.md, "NinaPro DB2 (IsoNet's
-dataset)"; files are found by their tokens (``S<N>_E<k>_A1.mat``, DB3's ``S<N>_A1_E<k>.mat``),
-not by a fixed order. Besides ``emg`` (N, 12) and ``acc`` (N, 36), a file holds ``stimulus``
-and ``repetition`` (N, 1), usually ``glove`` (N, 22), and in E3 ``force`` (N, 6), ``forcecal``
-(2, 6) and ``inclin``. Every file is read by
-`emg_lens.data.formats._matlab.read_exercise_file` (the length and relabelling quirks every
-NinaPro database shares); DB2's own quirks, handled here:
-
-* labels are global across exercises (E1 1-17, E2 18-40, E3 41-49). The published E3 files
-  hold the codes 1, 2, 4, 6, 8, 9, 16, 32 and 40 instead, and no ``restimulus`` or
-  ``rerepetition`` (the public DB2 loaders map them in that order onto 41-49, e.g.
-  ``nina_helper``: "Movements number in non-logical pattern [0 1 2 4 6 8 9 16 32 40]"). Those
-  codes are mapped by that one table (`EXERCISE_D_CODES`), with a warning naming the file and
-  the mapping; any other code outside 41-49 is a `DataFormatError`. The codes look like sums
-  of one bit per finger (9 = 8 + 1), so the movement each of 41-49 names in the published list
-  is not certain; the labels are consistent across subjects either way;
-* ``glove`` is missing in some files.
-
-DB5 is `emg_lens.data.formats.ninapro_db5`; DB6 and DB7 `emg_lens.data.formats.ninapro_db6_db7`.
+Layout and labels: docs/guide/recordings.md, "NinaPro DB2 (IsoNet's dataset)". Every file is
+read by `emg_lens.data.formats._matlab.read_exercise_file` (the quirks all NinaPro databases
+share); DB2's own are handled here: labels global across exercises (E1 1-17, E2 18-40, E3 41-49),
+the published E3 files' other codes (`EXERCISE_D_CODES`), and ``glove`` missing in some files.
 
 `write_ninapro_db2` writes a file the same way the real ones are laid out, so that synthetic
 data goes through this very loader:
@@ -79,19 +64,12 @@ EXERCISES: dict[str, int] = {"B": 1, "C": 2, "D": 3}
 LABEL_RANGES: dict[int, tuple[int, int]] = {1: (1, 17), 2: (18, 40), 3: (41, 49)}
 """Exercise number -> (first, last) global gesture label it holds."""
 
-EXERCISE_D_CODES: dict[int, int] = {
-    1: 41,
-    2: 42,
-    4: 43,
-    6: 44,
-    8: 45,
-    9: 46,
-    16: 47,
-    32: 48,
-    40: 49,
-}
-"""The gesture codes the published DB2 E3 files hold, and the label (41-49) each is given: in
-increasing order, as the public DB2 loaders map them (see the module docstring)."""
+EXERCISE_D_CODES: dict[int, int] = dict(zip((1, 2, 4, 6, 8, 9, 16, 32, 40), range(41, 50)))
+"""The gesture codes the published DB2 E3 files hold (they lack ``restimulus``), and the label
+each is given: in increasing order, as the public DB2 loaders map them (``nina_helper``:
+"Movements number in non-logical pattern [0 1 2 4 6 8 9 16 32 40]"). The codes look like one
+bit per finger (9 = 8 + 1), so which movement each of 41-49 names is not certain; the labels
+agree across subjects either way. Any other code outside 41-49 is a `DataFormatError`."""
 
 EXERCISE_B_NAMES: dict[int, str] = {
     1: "thumb up",
