@@ -1,28 +1,11 @@
 """Export a model, with an edge mask baked in, to an ONNX file that runs with no hooks.
 
-`export_onnx` (and `export_checkpoint`, behind ``emg-lens export``) compiles the edge set
-against the model's layout (`emg_lens.hooks.compile_edges`), holds the masks as constants of a
-small wrapper module that calls ``model(signals, edge_masks=..., return_type=...)``, and has
-torch trace that into ONNX with a dynamic batch axis. The file is written under a temporary
-name and renamed into place only if onnxruntime, on seeded inputs of batch sizes other than the
-traced one, matches the PyTorch masked forward to ``atol`` (default 1e-5); otherwise it is
-deleted and a `StudyError` says by how much it differed. What a file holds and computes (eval
-mode, finite fully masked rows, unchecked input, output names, metadata): docs/guide/export.md.
-
-Which exporter: torch's TorchScript-based one (``torch.onnx.export(..., dynamo=False)``),
-deprecated upstream but ~1 s for a tiny model in every torch the package allows (>= 2.6). On
-torch 2.13 CPU ``dynamo=True`` stops, non-strict, at attention's fused-weight cache (its key
-reads ``data_ptr()``, which fake tensors lack) and the input check's data-dependent branch, and
-strict fails in decomposition or takes ~8 s. The parity check guarantees the file whichever
-tracer wrote it.
-
-Refused, before anything is written: an edge set on a model without attention
-(`MultimodalMLP`: `UnsupportedFeatureError`) or without a shared stack ``blocks``
-(`MultimodalTransformer`, whose attention is in its stems: `LayoutError`); an edge set that does
-not compile on the layout (an unknown group, a head index out of range: `LayoutError` from
-`EdgeSet.compile`); ``layers`` outside ``[0, n_layers)`` or given without edges; a model with
-hooks attached (the file holds the model alone); a model that is not on the CPU or not in
-float32 (`ArgumentError`); a missing onnx or onnxruntime (`MissingDependencyError`).
+`export_onnx` (and `export_checkpoint`, behind ``emg-lens export``) compiles the edge set on the
+model's layout, holds the masks as constants of a small wrapper module and has torch trace it
+(TorchScript, ``dynamo=False``: why, docs/ARCHITECTURE.md) into ONNX with a dynamic batch axis.
+The file is renamed into place only if onnxruntime, at batch sizes other than the traced one,
+matches the PyTorch masked forward to ``atol``; otherwise a `StudyError` says by how much it
+differed. What a file holds and computes: docs/guide/export.md.
 
 >>> import tempfile
 >>> from emg_lens.config import EncoderConfig
@@ -211,7 +194,13 @@ def export_onnx(
     (an `EdgeSet`, its string form, or a compiled bool mask; None: unmasked) on ``layers``
     (default: every block) baked in to the ONNX file ``out``, which is replaced only by a file
     whose outputs match the PyTorch masked forward within ``atol`` at ``batch_sizes`` (see the
-    module docstring). ``metadata`` adds ``metadata_props`` beside `METADATA_KEYS`."""
+    module docstring). ``metadata`` adds ``metadata_props`` beside `METADATA_KEYS`.
+
+    Refused before anything is written: edges on a model without attention
+    (`UnsupportedFeatureError`) or without a shared stack ``blocks`` (`LayoutError`), edges that
+    do not compile on the layout (`LayoutError`), ``layers`` out of range or without edges,
+    hooks attached, a model not on the CPU or not float32 (`ArgumentError`), onnx or
+    onnxruntime missing (`MissingDependencyError`)."""
     ort, onnx = _require_export_packages()
     path = _check_out(out)
     _check_exportable(model)

@@ -1,25 +1,14 @@
 """The Python files a study names, and the consent it takes to run them.
 
-A study file may reference code (``hook = "hooks/file.py:name"``, ``modules =
-"models.py:build_modules"``: see `ModuleBuilder`), so running someone else's study runs their
-code. As with Hugging Face's ``trust_remote_code``, it runs only with consent
-(``allow_code=True``, or the SHA-256 digests ``study check`` lists: a file matching none is
-refused, and so is a digest matching no file) and only from inside the study file's project
-(`project_root`). The user's rules (the project, the paths, the flags): docs/guide/studies.md,
-"What emg_lens runs, and what it only reads".
-
-Nothing here executes anything until `load_code` is called with consent, and `load_code` runs
-exactly the bytes the user consented to: it hashes them again and refuses a file that changed.
-What the code then does runs under `running_code`: an exception it raises, ``SystemExit``
-included, is a `SpecError` naming the file and function (`hooks_from_factory` also checks that
-a hook factory returned hooks, `ModuleBuilder.build` that a builder returned modules).
-
-A checkpoint holding the user's own modules (a `HookedTorchEncoder`'s tokenizer and readout,
-which ``config.json`` cannot rebuild) loads through a *module builder*, ``build_modules(info)``
-returning ``{"embed": module, "readout": module}`` for the checkpoint's parsed ``config.json``
-(docs/guide/bring-your-own-model.md); `locate_argument` reads ``--modules FILE:FUNCTION``,
-`load_model` loads with it, and `require_builder` refuses, before anything runs, a checkpoint
-that needs one when none was given.
+A study file may reference code (``hook = "hooks/file.py:name"``, a `ModuleBuilder`), so running
+someone else's study runs their code: as with Hugging Face's ``trust_remote_code``, only with
+consent (``allow_code=True``, or the SHA-256 digests ``study check`` lists) and only from inside
+the study file's project (`project_root`); the rules for users: docs/guide/studies.md, "What
+emg_lens runs, and what it only reads". `load_code` hashes the bytes again and runs exactly
+those consented to; what the code then does runs under `running_code`, which turns any
+exception (``SystemExit`` included) into a `SpecError` naming the file and function. A
+checkpoint holding the user's own modules loads through a module builder,
+``build_modules(info)`` (docs/guide/bring-your-own-model.md).
 
 >>> import tempfile
 >>> root = Path(tempfile.mkdtemp())
