@@ -1,15 +1,9 @@
 """The registry of datasets: the one place that says what each dataset is.
 
-A data source (`emg_lens.data.datasets.data_source`) is a JSON-able dict whose ``"dataset"``
-names an entry here; everything that depends on which dataset it is (where its files lie, its
-montage, its preprocessing defaults, how a subject is read and which subjects exist, what the
-preprocessing cache fingerprints, what a window store is cut from) is looked up in that entry
-with `dataset_info`, never by comparing the name.
-
-This module imports neither numpy nor torch: the command line's choices are read from it while
-``emg-lens --help`` starts. How a dataset is read is the `emg_lens.data.reader.DatasetReader`
-its module defines, named by ``reader`` and imported on first use (`DatasetInfo.montage`,
-``.read``, ... are that reader's).
+A data source is a JSON-able dict whose ``"dataset"`` names an entry here; everything that
+depends on which dataset it is is looked up with `dataset_info`, never by comparing the name.
+This module imports neither numpy nor torch (``emg-lens --help`` reads its choices); each
+entry's `emg_lens.data.reader.DatasetReader` is imported on first use.
 
 Adding a dataset is one module plus one entry:
 

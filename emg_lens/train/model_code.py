@@ -1,18 +1,11 @@
 """The code a model computes with beyond emg_lens's own (`emg_lens.provenance.code_digest`), the
 standard library's and torch's (their versions): for `emg_lens.train.reuse`'s key.
 
-`code_files` finds it: the file of each class a module of the model is made of (its bases too)
-and of each function, class or object the model holds (`emg_lens.provenance.state_digest`
-names their modules) — a user's model, an attached or a library's module, TransformerLens's
-hook points — and every file of the user's own that those files import, directly or not (a
-helper module beside the model's file: a file outside the installed packages and the standard
-library). `model_code` digests them. A class with no file (defined in a notebook cell or a REPL)
-has no code to digest: None.
-
-A file is what runs only until it is edited: a notebook that imported a model's file runs the
-code it imported until it reloads it. `stale_code` compares what runs with each of the user's
-files: the bytecode of every function and method defined there (the model's classes as they
-were imported too) and every constant assigned once at the top of the file or of a class body.
+`code_files` finds the file of each class and function the model is made of or holds (a user's
+model, an attached or a library's module, TransformerLens's hook points) and every file of the
+user's own those import; `model_code` digests them (None for a class with no file: a notebook
+cell). A file is what runs only until it is edited: `stale_code` compares each function's
+bytecode and each top-level constant as imported with the file now.
 
 >>> import sys, tempfile, importlib
 >>> folder = Path(tempfile.mkdtemp())

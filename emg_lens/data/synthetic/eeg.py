@@ -1,29 +1,14 @@
 """Synthetic EEG on the 10-20 montage with a *planted* interaction between two scalp regions.
 
-The EEG counterpart of the planted sEMG x ACC data (`emg_lens.data.synthetic.emg_acc`): classes
-that only two *scalp regions* together tell apart. Each subject does every class's trial
-``n_repetitions`` times (a ``trial_seconds`` trial, then rest), recorded at ``sample_rate``
-(200 Hz, as LaBraM and CBraMod take it) by the 19 channels of the 10-20 system (modality
-``"eeg"``, in microvolts), placed in regions by the table of `emg_lens.edges.regions`. Every
-channel carries a 1/f background (partly shared within its lobe and across the scalp, as volume
-conduction spreads it; a posterior alpha rhythm on request); the classes add band-limited bursts to the
-channels of the two planted regions, ``regions`` (frontal and parietal by default), each
-channel with its own gain:
-
-- **single-region classes** (``n_single`` per region): a theta (4.5-7 Hz) or a gamma (32-40
-  Hz) burst in one region; that region alone tells them apart, the other stays at background;
-- **interaction classes** (``n_interaction``: 2 or 4): each region shows a *code*, one bit an
-  alpha burst (individual alpha frequency +- 1.5 Hz), the other a beta burst (18-24 Hz); in
-  repetition ``r`` the first region shows code ``r mod k`` and the second that code XOR the
-  class index. Over repetitions every code occurs equally often in every interaction class,
-  so **either region alone carries no information about which interaction class it is**,
-  while the class is, bit by bit, the XOR of the two regions' bursts.
-
-What this plants, and what a cut must do to it: docs/concepts.md, "What the synthetic data
-plant". The defaults make the interaction learnable (`N_REPETITIONS`, strong bursts, no
-posterior alpha, overlapping windows: `EEG_PREPROCESS`); a 2-layer CBraMod learns it in a few
-hundred steps (notebook 06). `planted_eeg_truth` returns that ground truth, `planted_eeg` the
-preprocessed data with it, and the dataset ``"synthetic-eeg"`` is the same data as a source.
+The EEG counterpart of `emg_lens.data.synthetic.emg_acc`: 19 channels of the 10-20 system at
+200 Hz (as LaBraM and CBraMod take it), in microvolts, placed in regions by
+`emg_lens.edges.regions`, over a 1/f background partly shared within a lobe and across the
+scalp (volume conduction). Single-region classes add a theta or gamma burst in one of the two
+planted ``regions``; interaction classes show in each region a code (alpha or beta bursts),
+the first ``r mod k`` in repetition ``r`` and the second that code XOR the class, so over
+repetitions either region alone carries no information about the class. What this plants:
+docs/concepts.md, "What the synthetic data plant". The defaults (`N_REPETITIONS`,
+`EEG_PREPROCESS`) make it learnable by a 2-layer CBraMod in a few hundred steps (notebook 06).
 
 >>> spec = SyntheticEEGSpec(n_subjects=1, n_repetitions=4, trial_seconds=1.0)
 >>> rec = generate_eeg_recordings(spec)[0]
