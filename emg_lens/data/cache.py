@@ -1,21 +1,13 @@
 """The on-disk preprocessing cache: one subject's preprocessed windows, keyed by what made them.
 
 `emg_lens.data.datasets.load_subject` keeps each preprocessed subject here, so a second run
-(training, then evaluation, then every study) reads windows instead of filtering the recording
-again. An entry is two files, ``<stem>.npz`` (the arrays) and ``<stem>.json`` (the key and the
-small fields, written last), and is used only when its key, `cache_key`, is unchanged: the data
-source with its preprocessing, the subject, the content of every file read, `CACHE_VERSION`
-and the source code of the modules that read and preprocess the data (the registry entry's
-``cache_modules`` and every emg_lens module they import).
-
-The cache lives in the user's cache directory (`default_cache_dir`; where, and the variables
-that move or cap it: docs/guide/recordings.md, "Real data"), never in a dataset's folder. It
-is capped in size (`cache_max_bytes`, `evict`: least recently used first), together with the
-trainings `emg_lens.train.fit` keeps in its ``trained/`` folder (`TRAINED_FOLDER`). Several
-processes may share one cache folder: a reader sees a whole entry or none, and eviction never
-removes an entry being written. The cache removes only what it wrote (`is_cache_file`), and
-the first use of a folder holding the user's files in a process warns, naming them
-(`warn_foreign_files`).
+reads windows instead of filtering again. An entry is ``<stem>.npz`` and ``<stem>.json`` (the
+key, written last), used only while its `cache_key` is unchanged: the source and its
+preprocessing, the subject, every file read, `CACHE_VERSION` and the code that reads and
+preprocesses. Where it lives and its size cap: docs/guide/recordings.md, "Real data"; `evict`
+removes the least recently used, trainings of ``trained/`` included. Processes may share a
+folder (a reader sees a whole entry or none), and the cache removes only what it wrote
+(`is_cache_file`).
 
 >>> import tempfile
 >>> from emg_lens.data import data_source

@@ -1,20 +1,11 @@
 """Windows of several subjects as one, and the per-window labels a concept is read from.
 
-A model applied across subjects (one pooled model, or one subject's model on the others'
-windows) is probed and erased on the windows of several subjects at once. `pool_subjects` joins
-subjects' `SubjectData` into one whose windows keep each its subject and its trial: the trials
-are the sources' own, numbered apart per subject (trial unit ``"given"``, ``"recording"`` where
-every subject's are: `emg_lens.data.trials`), so folds that keep each trial's windows together
-never split one, and two subjects' trials of one gesture and repetition stay two trials. Each
-window's subject is a *window label* (``meta["window_labels"]["subject"]``, the training and
-held-out windows' in order).
-
-`window_labels` reads a concept per window from any `SubjectData`: ``"gesture"`` (the class
-index), ``"repetition"``, ``"trial"``, ``"subject"`` (a pooled subject's window labels, else
-the subject's own number for every window) or any other column the data carry in
-``meta["window_labels"]``; `with_window_labels` adds one. `unpool` takes a pooled subject
-apart again: each subject's windows as the pooled data hold them (jointly z-scored, say), for a
-study that scores one pooled model on each subject in turn.
+`pool_subjects` joins subjects' `SubjectData` into one whose windows keep each its subject (a
+window label, ``meta["window_labels"]["subject"]``) and its trial (the sources' own, numbered
+apart per subject), so folds never split a trial and two subjects' trials stay two.
+`window_labels` reads a concept per window (``"gesture"``, ``"repetition"``, ``"trial"``,
+``"subject"`` or a column of ``meta["window_labels"]``); `with_window_labels` adds one;
+`unpool` takes a pooled subject apart again.
 
 >>> X, y = np.zeros((4, 2, 5), "float32"), np.array([0, 1, 0, 1])
 >>> a = SubjectData.from_windows({"emg": 2}, (X, y), (X, y), subject=1)

@@ -1,26 +1,12 @@
 """The independent unit: which windows share a trial.
 
-The windows of one *trial* overlap and share its noise, posture and electrode placement, so
-every inference over held-out data counts trials (and subjects), not windows (why:
-docs/DESIGN.md §15). What a trial is:
-
-- windows cut from a recording carry their gesture and repetition: a trial is a distinct
-  ``(class, repetition)`` pair of one subject (``unit = "repetition"``);
-- windows whose source records their trial carry it (``unit = "given"``, the ids in
-  ``meta["given_trials"]``, `record_trials`): braindecode's ``create_windows_from_events``
-  writes each window's event (``i_trial_in_dataset``, numbered per recording), so a trial is
-  a ``(recording, i_trial_in_dataset)`` pair, in a windows dataset or its ``mne.Epochs``;
-- braindecode windows that record no trial (``create_fixed_length_windows``) share their
-  recording's: a trial is a recording (``unit = "recording"``, the ids in
-  ``meta["given_trials"]``), also one that holds several classes (``targets_from="channels"``:
-  sleep stages, task blocks), whose runs share its noise and are right or wrong together
-  (`emg_lens.stats.units.trial_votes` votes each class of it apart and counts it once);
-- windows that carry no trial (``SubjectData.from_windows``' ``(X, y)`` pair, MNE epochs
-  without that column) are each their own trial (``unit = "window"``): true of epochs, one
-  window per trial, and the only reading the data allow otherwise.
-
-`trial_ids` numbers the trials of an array of windows; ``SubjectData.train_trials`` and
-``.test_trials`` apply it to a subject's split with the unit its ``meta["trial_unit"]`` names.
+The windows of one trial overlap and share its noise, posture and placement, so inference over
+held-out data counts trials, not windows (docs/DESIGN.md §15). A trial is a ``(class,
+repetition)`` pair of one subject (``unit = "repetition"``); the source's own trial ids where
+it records them (``"given"``, braindecode's ``i_trial_in_dataset``, `record_trials`); a
+recording, for braindecode windows that record no trial (``"recording"``); or each window
+(``"window"``: bare ``(X, y)`` pairs, epochs). `trial_ids` numbers them; ``SubjectData``'s
+``train_trials`` and ``test_trials`` apply it with the unit of ``meta["trial_unit"]``.
 
 >>> trial_ids(np.array([0, 0, 1, 1, 0]), np.array([2, 2, 2, 2, 5]))
 array([0, 0, 1, 1, 2])

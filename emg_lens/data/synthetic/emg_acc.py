@@ -1,28 +1,14 @@
 """Synthetic NinaPro-DB2-shaped recordings with *planted* multimodal structure.
 
-Each subject performs every gesture ``n_repetitions`` times (DB2: 6), each repetition a
-``movement_seconds`` movement followed by rest, recorded by 12 sEMG channels and 12 three-axis
-accelerometers (36 ACC channels) at 2 kHz — the DB2 montage. Gestures come in three kinds, in
-proportions set by `SyntheticSpec`:
-
-- ``"emg"`` gestures differ only in their sEMG activation pattern (ACC shows a shared posture);
-- ``"acc"`` gestures differ only in limb posture, i.e. ACC orientation (sEMG shows a shared
-  pattern);
-- ``"interaction"`` gestures are told apart only by the *combination* of the two. With
-  ``k = 2^j`` interaction gestures, the sEMG channels and the accelerometers are each split
-  into ``j`` groups (electrode ``i``'s accelerometer sits on electrode ``i``); in repetition
-  ``r`` muscle group ``i`` is active when bit ``i`` of ``r mod k`` is set, and sensor group
-  ``i`` is tilted when that bit XOR bit ``i`` of the gesture index is set. Over repetitions
-  every activation code and every posture code occurs equally often for every interaction
-  gesture, so **each modality alone carries no information about which interaction gesture
-  it is** (chance is ``1/k`` among them), while the gesture is, bit by bit, the XOR of a
-  muscle group's activity and the tilt of the sensors on those same electrodes. With DB2's
-  split (train 1, 3, 4, 6; test 2, 5) and ``k <= 4`` the training repetitions contain every
-  code the test repetitions use.
-
-The ground truth of the tests and the demo: docs/concepts.md, "What the synthetic data plant".
-`db2_spec` and `synthesize_ninapro_db2` give the same data DB2's exercises and gesture counts,
-in its files (what ``emg-lens synth --format ninapro-db2`` writes).
+DB2's montage (12 sEMG channels, 12 three-axis accelerometers, 2 kHz); each repetition a
+movement then rest. ``"emg"`` gestures differ only in sEMG, ``"acc"`` gestures only in posture,
+and ``k = 2^j`` ``"interaction"`` gestures only in the combination: in repetition ``r`` muscle
+group ``i`` is active when bit ``i`` of ``r mod k`` is set, and the accelerometers on those
+electrodes tilt when that bit XOR bit ``i`` of the gesture index is set, so each modality alone
+carries no information about which interaction gesture it is (chance ``1/k``). With DB2's split
+(train 1, 3, 4, 6; test 2, 5) and ``k <= 4`` training holds every code the test uses. The
+ground truth: docs/concepts.md, "What the synthetic data plant". `synthesize_ninapro_db2`
+writes the same data in DB2's files (``emg-lens synth --format ninapro-db2``).
 
 >>> recs = generate_recordings(SyntheticSpec(n_subjects=1, movement_seconds=0.5))
 >>> rec = recs[0]

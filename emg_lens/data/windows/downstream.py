@@ -1,22 +1,11 @@
 """What TinyMyo's downstream datasets share: the thesis's preprocessing recipe and its steps.
 
-EPN-612 (`emg_lens.data.formats.epn612`), UCI EMG Data for Gestures
-(`emg_lens.data.formats.uci_gestures`) and NinaPro DB8 (`emg_lens.data.formats.ninapro_db8`)
-are preprocessed as BioFoundation's (later removed) preparation scripts did, at the data's own
-rate (no resampling, no channel padding):
-
-1. band-pass 20-90 Hz (4th-order Butterworth, zero-phase) and a 50 Hz notch (Q = 30), through
-   `emg_lens.data.preprocess.filter_signals` (SOS form; the scripts used ``filtfilt`` on
-   ``b, a`` coefficients, which agrees to rounding at these orders);
-2. a per-channel z-score over each recording (EPN: each trial; UCI: each file after dropping
-   class 0; DB8: each acquisition), ``ddof=1``, a flat channel kept at scale 1 -- the scripts
-   fit no statistic on a training split;
-3. windows: EPN pads or crops each trial to one window; UCI cuts windows within runs of one
-   label; DB8 cuts windows over each acquisition.
-
-Each window carries a split code in its ``repetition`` column (`SPLIT_CODES`: 1 train, 2
-validation, 3 test), which `emg_lens.data.window_build` records in the store's ``splits``
-attribute so that ``emg-lens finetune --windows`` trains, early-stops and tests on them.
+EPN-612, UCI and NinaPro DB8 are preprocessed as BioFoundation's (later removed) scripts did, at
+the data's own rate: band-pass 20-90 Hz and a 50 Hz notch (Q = 30) in SOS form (the scripts'
+``filtfilt`` on ``b, a`` agrees to rounding at these orders); a per-channel z-score (``ddof=1``)
+over each recording (EPN: trial; UCI: file less class 0; DB8: acquisition), fitted on no
+training split, as the scripts did; then windows. Each window's ``repetition`` column holds its
+split code (`SPLIT_CODES`), which the window store records in ``splits``.
 
 >>> x = np.arange(12, dtype=np.float64).reshape(6, 2)
 >>> z = zscore(x)

@@ -1,24 +1,13 @@
 """TinyMyo's windowing pipeline: a `Recording` to padded, normalised windows.
 
-`TinyMyoPreprocess` holds the recipe (parameters only); the functions here do the work, per
-recording, in this order:
-
-1. band-pass 20-450 Hz (4th-order Butterworth, SOS, zero-phase) and a 50 Hz notch, at the
-   recording's own rate (`emg_lens.data.preprocess.filter_signals`). Where the upper cut-off
-   is at or above that rate's Nyquist frequency (NinaPro DB5 at 200 Hz), it is lowered to
-   ``0.45 * fs`` -- 90 Hz at 200 Hz, BioFoundation's own DB5 band, filtered at the source rate
-   as BioFoundation does -- unless ``clip_band`` is False, which makes it a `ConfigError`;
-2. resampling to 2 kHz with `scipy.signal.resample_poly` (rational up/down);
-3. windows of 1000 samples every 500 (50% overlap) over the whole recording; a window's label
-   and repetition are those of its centre sample (-1 for unlabelled data such as emg2pose);
-4. zero channels appended up to 16;
-5. normalisation: ``"minmax"`` (for pretraining) maps each channel of each window to [-1, 1]
-   over time, after the padding, as BioFoundation's ``MinMaxNormalization`` does
-   (``util/train_utils.py``; the constant padding becomes -1 there and here); ``"zscore"``
-   applies a per-channel `Scaler` fitted on the training part with `fit_scaler` (downstream;
-   the padding stays zero).
-
-`tinymyo_windows` returns one recording's windows as a `WindowBatch`.
+`TinyMyoPreprocess` holds the recipe; the functions here apply it per recording: band-pass
+20-450 Hz and a 50 Hz notch at the recording's rate (the upper cut-off lowered to
+``0.45 * fs`` where it reaches Nyquist, BioFoundation's own DB5 band, unless ``clip_band`` is
+False), resampling to 2 kHz, windows of 1000 samples every 500 (label and repetition of the
+centre sample, -1 where unlabelled), zero channels up to 16, then ``"minmax"`` per window and
+channel to [-1, 1] after the padding (BioFoundation's ``MinMaxNormalization``, pretraining) or
+``"zscore"`` by a `Scaler` fitted on the training part (downstream). `tinymyo_windows` returns
+one recording's windows as a `WindowBatch`.
 
 >>> from emg_lens.data import Recording
 >>> rng = np.random.default_rng(0)
