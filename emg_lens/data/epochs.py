@@ -2,24 +2,13 @@
 arrays, labels, channel names and electrode positions a `SubjectData` is built from.
 
 `emg_lens.data.preprocess.SubjectData.from_epochs` and ``.from_windows_dataset`` call these.
-Neither mne nor braindecode is imported here: the objects are read through their public
-attributes (``get_data``, ``events``, ``event_id``, ``ch_names``, ``get_channel_types``,
-``get_montage``; a braindecode dataset's ``datasets``, ``description``, ``windows`` or
-``raw``), so any version that has them works.
-
-- Channels are grouped by type in the order the types first appear (``eeg`` before ``emg``
-  when the first channel is EEG), each type one modality, as a model's token groups are.
-- Classes are the event codes in sorted order; their names are the ``event_id`` keys.
-- Trials: each window's, from braindecode's `TRIAL_COLUMN` where the windows' metadata has
-  it, else from its recording (`emg_lens.data.trials` says which, and why).
-- Positions from the montage in ``info`` are drawn on the topographic map as MNE draws them by
-  default (``mne.viz.plot_topomap``'s ``sphere=None``): each direction from the head frame's
-  origin projected azimuthally about the vertex (`emg_lens.geometry.ten_twenty.project`), at
-  its polar angle times the electrode's distance from the origin over MNE's head radius of
-  0.095 m (for positions in another frame: about a sphere fitted to them, over its radius),
-  into a ``"scalp"`` part of a `Montage`. Real electrodes sit lower and wider on the head than
-  the idealised 10-20 sphere puts them (the head frame's origin lies between the ears), so the
-  10 % row is drawn near radius 1 (Fpz of MNE's ``standard_1020`` at 1.08), not 0.8.
+Neither mne nor braindecode is imported: the objects are read through their public attributes
+(``get_data``, ``events``, ``event_id``, ``ch_names``, ``get_montage``; a braindecode dataset's
+``datasets``, ``description``, ``windows`` or ``raw``), so any version that has them works.
+Each channel type is a modality, in order of first appearance; classes are the sorted event
+codes; trials as `emg_lens.data.trials` says. Positions are drawn as MNE's ``plot_topomap``
+draws them (``sphere=None``): azimuthal about the vertex, scaled by MNE's head radius 0.095 m,
+so the 10 % row lies near radius 1 (Fpz of ``standard_1020`` at 1.08), not 0.8.
 """
 
 from __future__ import annotations

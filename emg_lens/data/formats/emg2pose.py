@@ -1,14 +1,11 @@
 """emg2pose, TinyMyo's largest pretraining corpus: sessions in HDF5 beside a ``metadata.csv``.
 
-emg2pose ships one HDF5 file per session, ``<filename>.hdf5``, beside a ``metadata.csv``
-with columns ``filename, user, session, stage, side, moving_hand, held_out_user,
-held_out_stage, split``. Each file holds a group ``emg2pose`` whose dataset ``timeseries`` has
-a compound dtype (``time <f8``, ``joint_angles <f8 (20,)``, ``emg <f4 (16,)``) and whose
-attributes include ``sample_rate`` (2000), ``num_channels`` (16), ``session``, ``user``,
-``side`` and ``stage``. `Emg2PoseSession` reads slices lazily; `Emg2PoseDataset` selects
-sessions by split and user from ``metadata.csv``. emg2pose has no gesture labels: its
-recordings' ``stimulus`` and ``repetition`` are 0, the joint angles in
-``extras["joint_angles"]``. Users (hex ids) become subjects 1, 2, ... in sorted order.
+Layout for users: docs/guide/tinymyo.md, "TinyMyo's pretraining corpora". Each session file's
+group ``emg2pose`` holds a dataset ``timeseries`` of compound dtype (``time <f8``,
+``joint_angles <f8 (20,)``, ``emg <f4 (16,)``) and attributes (``sample_rate``, ``user``, ...).
+`Emg2PoseSession` reads slices lazily; `Emg2PoseDataset` selects sessions by split and user from
+``metadata.csv``. No gesture labels: ``stimulus`` and ``repetition`` are 0, the joint angles
+in ``extras["joint_angles"]``; users (hex ids) become subjects 1, 2, ... in sorted order.
 
 >>> import tempfile
 >>> from pathlib import Path
