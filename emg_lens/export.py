@@ -142,9 +142,6 @@ class ExportResult:
         )
 
 
-# ----------------------------------------------------------------------------- public API
-
-
 @checked
 def export_checkpoint(
     checkpoint: str | Path, out: str | Path, *, builder: Any = None, **kwargs: Any
@@ -295,9 +292,6 @@ def _baked(masks: Mapping[int, torch.Tensor]) -> dict[int, torch.Tensor]:
     }
 
 
-# ----------------------------------------------------------------------------- checks
-
-
 def _require_export_packages() -> tuple[ModuleType, ModuleType]:
     """Import `EXPORT_PACKAGES` (onnxruntime and onnx returned), or say how to install them."""
     modules = {}
@@ -360,9 +354,6 @@ def _edges_string(edges: Any) -> str:
     return str(parse(edges) if isinstance(edges, str) else edges)  # canonical, as it parses back
 
 
-# ----------------------------------------------------------------------------- metadata
-
-
 def _metadata(
     model: HookedBiosignalModel,
     edges: Any,
@@ -395,9 +386,6 @@ def _write_metadata(onnx: ModuleType, file: Path, props: Mapping[str, str]) -> N
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(proto, str(file))
-
-
-# ----------------------------------------------------------------------------- trace and parity
 
 
 class _MaskedForward(nn.Module):

@@ -370,9 +370,6 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-# ----------------------------------------------------------------------------- module builders
-
-
 def _builder_hint(needs: tuple[str, ...]) -> str:
     """What to add so that a checkpoint holding the user's modules ``needs`` loads."""
     returned = "{" + ", ".join(f'"{name}": module' for name in needs) + "}"

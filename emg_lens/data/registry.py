@@ -247,9 +247,6 @@ WINDOW_DATASETS = dataset_names("windows")
 WINDOW_STORE_SOURCES = dataset_names("store")
 """What `emg_lens.data.window_build.build_window_store` (``emg-lens windows --source``) reads."""
 
-PRETRAINING_SOURCES = dataset_names("pretraining")
-"""Window-store sources min-max normalised per window by default (TinyMyo pretraining)."""
-
 REPETITION_SOURCES = dataset_names("repetitions")
 """Window-store sources split by repetition (``train_repetitions``, ``test_repetitions``)."""
 

@@ -1,21 +1,13 @@
 """Fine-tuning a pretrained TinyMyo for classification or regression, with BioFoundation's
 configured recipe.
 
-The encoder (every weight but the head) of a pretrained TinyMyo, usually the reconstruction
-model `emg_lens.train.pretrain` saved, is copied into a classification TinyMyo of the same
-config and trained with the settings of BioFoundation's fine-tuning configuration
-(``config/experiment/TinyMyo_finetune.yaml``: `FinetuneConfig`'s defaults), early-stopping on
-the validation loss and keeping the epoch with the lowest (``monitor="accuracy"``: the most
-accurate). A linear probe (``linear_probe=True``) freezes the encoder and trains the head
-alone. Those settings, and where BioFoundation's code differs: docs/guide/tinymyo.md, "The
-recipes and BioFoundation's code".
-
-The same recipe with TinyMyo's regression head is `emg_lens.train.regression`; one classifier
-per subject of a data source, saved where studies find them, is
-`emg_lens.train.per_subject`. This module holds what they share: the config, the history,
-building a model with a new head from a pretrained encoder, freezing (`freeze_for_finetuning`:
-``mask_token`` too, in both modes), and the training run that keeps the best epoch
-(`run_keeping_best`)."""
+A pretrained TinyMyo's encoder is copied into a classification TinyMyo of the same config and
+trained with BioFoundation's fine-tuning configuration (``TinyMyo_finetune.yaml``:
+`FinetuneConfig`'s defaults), keeping the epoch with the lowest validation loss (or, with
+``monitor="accuracy"``, the most accurate); ``linear_probe=True`` trains the head alone. Where
+BioFoundation's code differs: docs/guide/tinymyo.md, "The recipes and BioFoundation's code".
+This module also holds what `emg_lens.train.regression` and `emg_lens.train.per_subject`
+share: the config, the history, `freeze_for_finetuning` and `run_keeping_best`."""
 
 from __future__ import annotations
 
@@ -131,9 +123,6 @@ class FinetuneResult(NamedTuple):
 
     model: TinyMyo
     history: FinetuneHistory
-
-
-# ----------------------------------------------------------------------------- model
 
 
 @checked
@@ -288,9 +277,6 @@ def _train_mode(model: torch.nn.Module, *, linear_probe: bool) -> None:
     model.train(not linear_probe)
     if linear_probe:
         unwrap(model).get_submodule("head").train()
-
-
-# ----------------------------------------------------------------------------- recipe
 
 
 @checked

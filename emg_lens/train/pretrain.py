@@ -82,9 +82,6 @@ class ReconstructionLoss(NamedTuple):
     visible: torch.Tensor
 
 
-# ----------------------------------------------------------------------------- masks and loss
-
-
 @checked
 def random_sample_mask(
     batch: int,
@@ -173,9 +170,6 @@ def _masked_step(
     patch_mask = tiny.patch_mask_from_samples(sample_mask)
     reconstruction = model(signals, patch_mask=patch_mask)
     return reconstruction, signals, patch_mask
-
-
-# ----------------------------------------------------------------------------- recipe
 
 
 def _check_model(model: Any) -> TinyMyo:

@@ -29,9 +29,6 @@ from emg_lens.models.base import HookedBiosignalModel
 TOKENS = ("mask_token", "cls_token")  # learned tokens: never pulled towards zero
 
 
-# ----------------------------------------------------------------------------- learning rate
-
-
 @checked
 def warmup_cosine_lr(
     step: int, *, total_steps: int, warmup_steps: int, lr_max: float, lr_min: float
@@ -85,9 +82,6 @@ def warmup_cosine_scheduler(
         optimizer,
         lambda step: warmup_cosine_lr(step, **bounds, lr_max=lr_max, lr_min=lr_min) / lr_max,
     )
-
-
-# ----------------------------------------------------------------------------- parameter groups
 
 
 def layer_of(name: str, n_layers: int) -> int:
@@ -163,9 +157,6 @@ def layerwise_param_groups(
     return [groups[key] for key in sorted(groups)]
 
 
-# ----------------------------------------------------------------------------- early stopping
-
-
 @checked
 class EarlyStopping:
     """Stop when a validation metric has not improved for ``patience`` evaluations, and keep
@@ -207,9 +198,6 @@ class EarlyStopping:
         """Load the best weights seen into ``model`` (a no-op before any `update`)."""
         if self.best_state is not None:
             model.load_state_dict(copy.deepcopy(self.best_state))
-
-
-# ----------------------------------------------------------------------------- config checks
 
 
 def check_schedule_fields(cfg: Any) -> None:
