@@ -1,18 +1,10 @@
 """Masked-signal pretraining of TinyMyo, with BioFoundation's configured recipe.
 
-For every window a boolean mask over its ``[channels, time]`` samples is drawn; a patch whose
-samples are (any of them) masked has its token replaced by ``mask_token``, and the
-reconstruction head predicts every patch's samples. The loss and optimiser settings are those
-of BioFoundation's configuration and model documentation (`PretrainConfig`'s defaults); what
-they are, and where its code differs: docs/guide/tinymyo.md, "The recipes and BioFoundation's
-code".
-
-How the mask is drawn: at patch granularity, MAE style — for each window exactly
-``round(mask_ratio * channels * patches)`` of its patches (at least one), chosen uniformly
-without replacement over channels and time independently, are masked, and the mask is expanded
-to every sample of those patches. `TinyMyo.patch_mask_from_samples` (any sample masked -> patch
-masked) then gives back exactly those patches, so ``mask_ratio`` of the tokens are masked,
-rather than almost all of them as a per-sample coin flip would do."""
+A masked patch's token is replaced by ``mask_token`` and the reconstruction head predicts every
+patch's samples; the settings are BioFoundation's (`PretrainConfig`'s defaults; where its code
+differs: docs/guide/tinymyo.md, "The recipes and BioFoundation's code"). The mask is drawn per
+patch, MAE style (`random_sample_mask`), so ``mask_ratio`` of the tokens are masked, rather
+than almost all of them as a per-sample coin flip would do."""
 
 from __future__ import annotations
 

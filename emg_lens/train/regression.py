@@ -1,11 +1,8 @@
 """Fine-tuning a pretrained TinyMyo to regress NinaPro DB8's 5 degrees of actuation, as
-TinyMyo's thesis benchmarks it (BioFoundation's repository holds no regression task): the
-recipe of `emg_lens.train.finetune` with TinyMyo's regression head, an L1 (default) or MSE loss
-on the targets at every step of the window, and early stopping on the validation mean absolute
-error. `dataset_mae` reports the MAE per output and overall, in the targets' units (degrees for
-DB8); `mean_baseline_mae` is the predictor that always says the training mean, the floor a
-regressor must beat, and `ridge_baseline_mae` the per-channel feature baseline (a ridge on each
-channel's RMS)."""
+TinyMyo's thesis benchmarks it: `emg_lens.train.finetune`'s recipe with the regression head, an
+L1 (default) or MSE loss at every step of the window, early stopping on the validation MAE.
+`dataset_mae` reports the MAE per output and overall; `mean_baseline_mae` (the training mean)
+and `ridge_baseline_mae` (a ridge on each channel's RMS) are the floors a regressor must beat."""
 
 from __future__ import annotations
 
