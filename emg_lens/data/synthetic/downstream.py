@@ -1,15 +1,11 @@
 """Synthetic EPN-612, UCI EMG Data for Gestures and NinaPro DB8, written in their real layouts.
 
-Each generator returns `Recording` s laid out as its reader returns them, with the real
-protocol's durations by default (EPN-612: 5 s samples at 200 Hz; UCI: 3 s gestures after 3 s
-pauses, about a row per millisecond as the published files hold them; DB8: acquisitions cut
-to 4 s, still eight default windows long), and planted structure that the thesis's
-preprocessing keeps: EPN and UCI gestures switch on a 40 Hz burst on a gesture-specific pair of
-channels (in the middle of an EPN trial; throughout a UCI gesture), so a classifier can beat
-chance; DB8's EMG amplitude on channel ``c`` follows degree of actuation ``c % 5`` (from smooth
-glove trajectories, with a few NaN glove rows as the real files have), so a regressor can beat
-predicting the mean. ``synthesize_*`` write them (what ``emg-lens synth --format epn612 | uci |
-ninapro-db8`` runs).
+Each generator returns `Recording` s as its reader returns them, with the real protocol's
+durations by default (DB8's acquisitions cut to 4 s), and structure the thesis's preprocessing
+keeps: EPN and UCI gestures switch on a 40 Hz burst on a gesture-specific pair of channels, so
+a classifier can beat chance; DB8's EMG amplitude on channel ``c`` follows degree of actuation
+``c % 5`` (a few glove rows NaN, as in the real files), so a regressor can beat the mean.
+``synthesize_*`` write them (``emg-lens synth --format epn612 | uci | ninapro-db8``).
 
 >>> recs = synthetic_epn612(n_subjects=3, per_gesture=1)
 >>> [r.subject for r in recs], recs[0].n_samples, sorted(set(recs[0].stimulus.tolist()))

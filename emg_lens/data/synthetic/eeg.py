@@ -180,17 +180,13 @@ class PlantedEEG:
     """What a `SyntheticEEGSpec` plants, by class label (1-based, ``SubjectData.classes``).
 
     ``kinds``: a planted region's name for a single-region class, ``"interaction"`` for the
-    others; ``needs``: the regions a class needs (one, or both planted regions); ``bands``:
-    the burst of a single-region class (``"theta"``, ``"gamma"``), ``"alpha,beta"`` (or
-    ``"alpha"``) codes for an interaction class; ``region_channels``: the channels of each
-    planted region, by the 10-20 / 10-10 table; ``cut``: the edge expression that removes
-    every *attention* route between the regions when applied in every layer (each token then
-    reads its own lobe only). In a model whose tokens each embed one channel alone (IsoNet,
-    TinyMyo) that is every route, and the interaction classes must collapse under it while the
-    others do not. A tokenizer that mixes channels before the first block leaves other routes:
-    braindecode's CBraMod normalises each patch over all channels and convolves its positional
-    encoding across channels (and LaBraM's patch embedding also normalises over every channel),
-    so there the cut measures only what attention carries (notebook 06 shows it)."""
+    others; ``needs``: the regions a class needs; ``bands``: each class's bursts;
+    ``region_channels``: the channels of each planted region; ``cut``: the edge expression
+    that removes every *attention* route between the regions in every layer. Where each token
+    embeds one channel alone (IsoNet, TinyMyo) that is every route, and the interaction
+    classes must collapse under it; a tokenizer that mixes channels (CBraMod's, LaBraM's
+    patch normalisation) leaves other routes, so there the cut measures only what attention
+    carries (notebook 06)."""
 
     regions: tuple[str, str]
     region_channels: dict[str, tuple[str, ...]]

@@ -121,21 +121,11 @@ def gesture_kinds(spec: SyntheticSpec) -> dict[int, str]:
 def planted_setup(n_subjects: int = 2, seed: int = 0) -> tuple[SyntheticSpec, PreprocessSpec]:
     """The dataset on which trained IsoNets show the planted structure, and how to cut it.
 
-    Three changes from the DB2-shaped default, each found by training IsoNets on the data:
-
-    - Twelve repetitions, split as DB2's pattern twice (train 1, 3, 4, 6, 7, 9, 10, 12; test
-      2, 5, 8, 11). Interaction gesture ``m`` in repetition ``r`` uses activation code
-      ``r mod 4``, so DB2's six repetitions show each (code, gesture) pair once in training,
-      and models memorise repetitions instead of learning the XOR (train accuracy 1.0, test
-      ~0.5 on the interaction gestures); twelve show every pair twice.
-    - The sEMG envelope (10 Hz low-pass of the rectified signal): on raw rectified windows the
-      per-channel embeddings fit the noise of each repetition and the XOR still does not
-      generalise.
-    - 24 sEMG electrodes beside the 12 three-axis accelerometers (36 ACC channels), so neither
-      modality dominates the mean over tokens that IsoNet's second head reads.
-
-    Two gestures of each single-modality kind and four interaction gestures keep it small;
-    100-sample windows (50 ms) from 0.25-1.0 s of each 1 s movement.
+    Twelve repetitions (DB2's split twice), the sEMG envelope (10 Hz) and 24 sEMG electrodes
+    beside 12 three-axis accelerometers: the DB2-shaped default's repetitions are memorised
+    instead of the XOR learned (why each change: docs/concepts.md, "What the synthetic data
+    plant"). 2 + 2 single-modality and 4 interaction gestures; 100-sample windows from 0.25-1.0 s
+    of each 1 s movement.
 
     >>> synthetic, preprocess = planted_setup()
     >>> synthetic.n_gestures, synthetic.n_repetitions, preprocess.test_repetitions
@@ -166,13 +156,9 @@ def planted_setup(n_subjects: int = 2, seed: int = 0) -> tuple[SyntheticSpec, Pr
 def demo_setup(n_subjects: int = 8, seed: int = 0) -> tuple[SyntheticSpec, PreprocessSpec]:
     """`planted_setup` with a balanced, smaller montage: the data `emg-lens demo` runs on.
 
-    The same gestures (2 sEMG-only, 2 ACC-only, 4 interaction), twelve repetitions, sEMG
-    envelope and windows, on 12 sEMG electrodes and 4 three-axis accelerometers: 12 sEMG and
-    12 ACC tokens, so neither modality dominates the mean that IsoNet's second head reads, and
-    25 tokens instead of 61: a demo of a few minutes. (On DB2's montage, 36 ACC channels, the
-    mean-pooled models route sEMG information through the ACC tokens and every cross-modal cut
-    costs the sEMG-only gestures too. 4 accelerometers are no DB2 file: the demo's source is
-    ``"synthetic"``, generated from this spec, which every checkpoint records.)
+    12 sEMG electrodes and 4 three-axis accelerometers: 12 sEMG and 12 ACC tokens (25 with the
+    CLS, not 61), so neither modality dominates the mean IsoNet's second head reads, and a demo
+    of a few minutes. No DB2 file holds 4 accelerometers: the demo's source is ``"synthetic"``.
 
     >>> synthetic, preprocess = demo_setup()
     >>> synthetic.n_emg, 3 * synthetic.n_acc_sensors, synthetic.n_gestures, preprocess.step
@@ -189,14 +175,11 @@ def subject_signature_setup(
     """`planted_setup`'s gestures, small, with a subject signature planted on the
     accelerometers only, for a model applied across subjects (a pooled model: notebook 10).
 
-    Every subject performs the gestures alike (``subject_variability`` 0), and each subject's
-    accelerometers read with their own constant offset per axis (``subject_offset``); the sEMG
-    carries nothing of who moves. The windows are not z-scored per subject, which would remove
-    the offset: pool the subjects with `emg_lens.data.pooled.pool_subjects` (``standardize``:
-    one z-score over every subject's training windows). A pooled model trains in seconds: 4
-    sEMG electrodes and one accelerometer (7 tokens), 2 gestures of each single-modality kind
-    and 2 interaction gestures (one XOR bit), 0.5 s movements in 40-sample windows without
-    overlap; the repetitions and their split are `planted_setup`'s.
+    Every subject performs the gestures alike, and each subject's accelerometers read with
+    their own constant offset per axis (``subject_offset``); the sEMG carries nothing of who
+    moves. The windows are not z-scored per subject, which would remove the offset: pool them
+    with `emg_lens.data.pooled.pool_subjects` (``standardize``). 7 tokens, 6 gestures (one XOR
+    bit), 40-sample windows: a pooled model trains in seconds.
 
     >>> synthetic, preprocess = subject_signature_setup()
     >>> synthetic.subject_offset, synthetic.subject_variability, preprocess.standardize
