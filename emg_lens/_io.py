@@ -1,11 +1,9 @@
 """Atomic file writes: every file emg_lens saves is written beside its target and renamed.
 
-Readers therefore see the old file or the whole new one, flushed to disk (`os.fsync`) before
-the rename, so not even a crash of the machine leaves a torn file under the target's name. A
-killed writer's temporary file is found by `leftover_temp_files` and removed, once its writer is
-gone, by `remove_orphaned_temp_files`. Every write goes through `storage_errors` (a full disk, a
-read-only or forbidden folder: a `StorageError` saying what to do); `write_if_changed` writes
-nothing where the file holds the bytes already (read-only media); `process_start` tells a
+Readers see the old file or the whole new one, flushed to disk (`os.fsync`) before the rename.
+A killed writer's temporary file is removed, once its writer is gone, by
+`remove_orphaned_temp_files`. Every write goes through `storage_errors` (a full disk, a
+read-only or forbidden folder: a `StorageError` saying what to do); `process_start` tells a
 process from a later one that reuses its pid (the cell store's claims).
 
 >>> import tempfile
@@ -77,10 +75,8 @@ def storage_errors(
 ) -> Iterator[None]:
     """Within the block, an `OSError` saying the disk or quota is full or the folder is
     read-only or forbidden becomes a `StorageError` naming ``path`` (else the file the OS
-    named), why, and what to do; any other error passes unchanged. Every write of emg_lens
-    goes through it (`atomic_write`, `create_exclusive`, `make_folder`). ``elsewhere`` says
-    how to write elsewhere, ``{where}`` filled in per cause (`OUT_OPTION` by default; a
-    command with no ``--out`` says its own way).
+    named), why, and what to do; any other error passes unchanged. ``elsewhere`` says how to
+    write elsewhere, ``{where}`` filled in per cause (`OUT_OPTION` by default).
 
     >>> with storage_errors("/data/out/summary.md"):  # doctest: +ELLIPSIS
     ...     raise OSError(errno.ENOSPC, "No space left on device")
@@ -115,9 +111,8 @@ def _discard(path: Path) -> None:
 
 def make_folder(path: str | Path) -> Path:
     """``path`` as a folder, created with its parents if missing (an existing one needs no
-    write access); a failure to create it is a `StorageError` (see `storage_errors`).
-
-    A file where the folder or one of its parents should be is a `StorageError` naming it.
+    write access); a failure to create it, or a file where it or a parent should be, is a
+    `StorageError` naming it.
 
     >>> import tempfile
     >>> make_folder(Path(tempfile.mkdtemp()) / "runs" / "study").is_dir()
@@ -190,11 +185,9 @@ def atomic_write(
 ) -> Path:
     """Call ``write_fn(tmp)`` to write a temporary file in ``path``'s folder, flush it to disk,
     then rename it to ``path`` (`os.replace`: atomic on POSIX); on any error, the temporary
-    file is removed and the error raised. The folder must exist. Returns ``path``.
-
-    ``write_fn`` gets the temporary path, to open or to hand to a library that writes a named
-    file (one that appends its own suffix, as ``np.savez`` appends ``.npz``, needs an open
-    file instead: ``with tmp.open("wb") as fh: np.savez(fh, ...)``).
+    file is removed and the error raised (`atomic_write_all` of one file). The folder must
+    exist. A library that appends its own suffix (``np.savez``) needs an open file instead:
+    ``with tmp.open("wb") as fh: np.savez(fh, ...)``.
 
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / "a.json"
@@ -207,9 +200,6 @@ def atomic_write(
     OSError: disk full
     >>> sorted(p.name for p in path.parent.iterdir())  # nothing left behind
     []
-
-    A full disk or a read-only folder is a `StorageError` naming ``path`` (`storage_errors`,
-    with ``elsewhere``): `atomic_write_all` of one file.
     """
     atomic_write_all({Path(path): write_fn}, elsewhere=elsewhere)
     return Path(path)
@@ -218,15 +208,13 @@ def atomic_write(
 def atomic_write_all(
     writes: dict[Path, Callable[[Path], Any]], *, elsewhere: str = OUT_OPTION
 ) -> None:
-    """Write several files of one folder as one: each ``write_fn(tmp)`` to a temporary file
-    first, all flushed, and only then each renamed into place, in the order given, so a full
-    disk or an interruption while writing leaves the old files (or none), never a new file
-    beside an old or missing one (a checkpoint's weights without its config). On any error the
-    temporary files are removed and the error raised (a `StorageError` for a full disk or a
-    read-only folder, as `atomic_write`). Renames are atomic one by one, not together: where
-    one fails after another succeeded (the folder turned read-only between them), the set is
-    torn, and that is a `StorageError` naming the files replaced and those left as they were
-    (the caller orders the files so that a torn set is one its reader refuses).
+    """Write several files of one folder as one: each to a temporary file first, all flushed,
+    and only then each renamed into place, in the order given, so a full disk or an
+    interruption leaves the old files (or none), never a new file beside an old one. On any
+    error the temporary files are removed and the error raised (`storage_errors`). Renames are
+    atomic one by one: where one fails after another succeeded, the set is torn, a
+    `StorageError` naming the files replaced and those left (the caller orders the files so
+    that its reader refuses a torn set).
 
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())

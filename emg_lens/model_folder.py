@@ -21,12 +21,10 @@ DEMO_MODELS = Path("runs/demo/models")
 
 @checked
 def find_models(models: str | Path) -> dict[int, Path]:
-    """Checkpoint folders by subject: ``DIR/subject_<N>/`` (or ``"demo"``: the demo's). Every
-    ``subject_<N>/`` folder must be a checkpoint: one that is not is an error naming it, never
-    a subject silently left out; and one folder per subject (its metadata's ``subject``, else
-    the number in its name): two that name one subject (a backup ``subject_1_old/`` beside
-    ``subject_1/``) are a `SpecError` naming both, never one picked silently. Every command
-    that finds models (``study run``, ``evaluate``, ``probe``, discovery) finds them here.
+    """Checkpoint folders by subject: ``DIR/subject_<N>/`` (or ``"demo"``: the demo's). A
+    ``subject_<N>/`` folder that is not a checkpoint is an error naming it, and two folders
+    that name one subject (a backup ``subject_1_old/`` beside ``subject_1/``) are a
+    `SpecError` naming both: never a subject silently left out or picked.
 
     >>> import tempfile
     >>> from emg_lens import EncoderConfig

@@ -1,10 +1,8 @@
 """Digests of what a result was computed from (docs/DESIGN.md §10): the model, the data, the code.
 
-A study cell is reused only when its provenance — the digests below, the metric and the scored
-output — equals what the cell would be computed from now. Every digest is a SHA-256 hex string
-of canonical bytes: files are streamed (a large data file is read once per process, memoised by
-its path and `os.stat` identity), JSON is dumped with sorted keys, tensors and arrays contribute
-their names, dtypes, shapes and bytes.
+A study cell is reused only while its provenance equals what it would be computed from now.
+Every digest is a SHA-256 hex string of canonical bytes: files streamed (memoised per file
+version), JSON with sorted keys, tensors and arrays by name, dtype, shape and bytes.
 
 >>> import tempfile
 >>> path = Path(tempfile.mkdtemp()) / "notes.txt"
@@ -110,9 +108,8 @@ def tensor_digest(tensor: torch.Tensor) -> str:
 
 
 def model_digest(model: torch.nn.Module) -> str:
-    """Digest of an in-memory model: its state_dict (names, dtypes, shapes, bytes), class
-    name, ``cfg.to_dict()`` (but where it runs: a study moved to a GPU computes the same cells,
-    to the metric's precision, as a checkpoint's digest already says) and ``init_kwargs``.
+    """Digest of an in-memory model: its state_dict, class name, ``cfg.to_dict()`` but the
+    device (a study moved to a GPU computes the same cells) and ``init_kwargs``.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
