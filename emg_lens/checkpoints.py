@@ -87,14 +87,11 @@ def save_checkpoint(
 ) -> Path:
     """Save ``model`` into folder ``path`` (created if needed); returns the folder.
 
-    The weights are stored as CPU tensors and the config says ``device="cpu"``, so a model
-    trained on a GPU loads anywhere (`load_checkpoint`'s ``device`` puts it back on one).
-    What loading would refuse is never saved (`CheckpointError`): a NaN or inf weight (a
-    diverged model), metadata such as a ``subject`` that is not an int. The weights (serialised
-    in memory, written by Python, whose errors name the cause) and ``config.json`` are put in
-    place together (`emg_lens._io.atomic_write_all`): a full disk leaves the folder as it was
-    (`StorageError` naming the file); a folder turning read-only between the two renames
-    leaves a ``config.json`` naming other weights, which `load_checkpoint` refuses."""
+    The weights are stored as CPU tensors (the config says ``device="cpu"``), so a model
+    trained on a GPU loads anywhere. What loading would refuse is never saved
+    (`CheckpointError`): a NaN or inf weight, metadata such as a ``subject`` that is not an
+    int. The weights and ``config.json`` are put in place together
+    (`emg_lens._io.atomic_write_all`): a full disk leaves the folder as it was."""
     path = _folder(path, "save_checkpoint")
     check_type(model, HookedBiosignalModel, "save_checkpoint(model), an emg_lens model,")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -267,10 +264,8 @@ def load_checkpoint(
     architecture; the checkpoint's weights are loaded into them.
 
     Refused with a `CheckpointError` naming the file and the field or tensor: a ``config.json``
-    `read_checkpoint_info` refuses, or that does not build the model class; a device this
-    machine lacks (``config.device``, ``device`` not given); weights that are not a readable
-    safetensors file, disagree with ``config.json`` in names or shapes, or hold NaN or inf. A
-    ``device`` that is not one is an `ArgumentError`."""
+    `read_checkpoint_info` refuses or that does not build the model, a device this machine
+    lacks, weights unreadable, not fitting ``config.json`` or not finite."""
     path = _folder(path, "load_checkpoint")
     check_device(device, "device", ArgumentError)  # None: the config's, checked below
     info = read_checkpoint_info(path)
@@ -348,10 +343,8 @@ def load_checkpoint_data(path: str | Path) -> SubjectData:
 def warn_if_data_changed(metadata: dict[str, Any], subject: int, digest: str | None = None) -> None:
     """Warn where a checkpoint's subject data is not what its model was trained beside: the
     ``data_digest`` its training recorded (`source_digest` of its ``data_source``) differs
-    from the data's digest now (``digest``, computed when not given). Its files changed, or
-    your own files' folder numbers its subjects or gestures otherwise (another participant
-    added: subject 1 may now be another person): the model is scored on data it was not
-    trained beside. Checkpoints trained before the digest was recorded are not checked.
+    from the data's digest now (``digest``, computed when not given). Checkpoints trained
+    before the digest was recorded are not checked.
 
     >>> from emg_lens.data import data_source
     >>> source = data_source("synthetic")

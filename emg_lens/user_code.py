@@ -108,14 +108,10 @@ def project_root(folder: str | Path) -> Path:
 
 def locate_code(ref: str, root: str | Path, *, key: str = "hook") -> CodeFile:
     """Resolve ``"path/file.py:name"`` relative to the folder ``root`` (the study file's
-    folder) without executing anything; ``key`` is the study key that names it (``hook``,
-    ``modules``), for messages. The file may lie anywhere inside the study's project
-    (`project_root`: ``../hooks/recipes.py`` from ``studies/`` reaches the project's top-level
-    ``hooks/``), never outside it.
-
-    A path that is absolute, whose ``..`` climbs out of the project, or that leads out of it
-    through a link is a `SpecError`; a missing file, a file that is not ``.py`` or a bad
-    name is a `SpecError`.
+    folder) without executing anything; ``key`` is the study key that names it, for messages.
+    The file may lie anywhere inside the study's project (`project_root`), never outside it:
+    an absolute path, one that leaves the project (by ``..`` or a link), a missing file, one
+    that is not ``.py`` or a bad name is a `SpecError`.
 
     >>> import tempfile
     >>> locate_code("../evil.py:edges", tempfile.mkdtemp())  # doctest: +ELLIPSIS
@@ -159,12 +155,10 @@ def _check_py_file(
 
 
 def locate_argument(ref: str, option: str = "--modules") -> CodeFile:
-    """Resolve ``FILE:NAME`` given on the command line (``option``, e.g. ``--modules
-    models.py:build_modules``) without executing anything: relative to the working directory,
-    or absolute. The user typed the path, so no folder confines it (a study file, which may
-    come from anyone, only reaches below its own folder: `locate_code`); running it still takes
-    ``--allow-code``. A bad form, a missing file or one that is not ``.py`` is an
-    `ArgumentError` naming ``option``.
+    """Resolve ``FILE:NAME`` given on the command line (``option``) without executing
+    anything, relative to the working directory or absolute: the user typed the path, so no
+    folder confines it (running it still takes ``--allow-code``). A bad form, a missing file
+    or one that is not ``.py`` is an `ArgumentError` naming ``option``.
 
     >>> locate_argument("models.py")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
@@ -308,9 +302,8 @@ def load_hook(code: CodeFile, *, allow_code: Any) -> Any:
 @contextlib.contextmanager
 def running_code(ref: str, doing: str) -> Iterator[None]:
     """Run a study's code (``ref``: ``"hooks/file.py:name"``) in the block: an exception it
-    raises, ``SystemExit`` included (a ``sys.exit`` in a hook would end emg_lens without a
-    word), is a `SpecError` naming ``ref`` and what it was ``doing``; emg_lens's own errors pass
-    unchanged, and so does Ctrl-C.
+    raises, ``SystemExit`` included, is a `SpecError` naming ``ref`` and what it was ``doing``;
+    emg_lens's own errors and Ctrl-C pass unchanged.
 
     >>> with running_code("hooks/mine.py:make", "building its hooks"):
     ...     raise SystemExit(3)
