@@ -61,16 +61,11 @@ NO_PLACEMENT = (
 @dataclass(frozen=True)
 class PlacementCheck:
     """The placement check of one held-out repetition of one modality: the ``best``-scoring map
-    of the placement's symmetries and its ``score``, the identity's (``identity_score``), the
-    repetition's number (``repetition``, 1-based as the data numbers it) and its name as the
-    data gives it (``label``: LibEMG's ``"3"`` for R_3), every map's score (``scores``, in
-    `montage_maps` order, or the identity's and the `cable_swaps`'), and the evidence
-    (`emg_lens.data.placement_evidence`): the ``decision`` (``"moved"``, ``"no move"`` or
-    ``"cannot tell"``) and its ``reason``, the permutation test's ``p`` and the runner-up map's
-    (``runner_up``, ``p_runner_up``), the training repetitions' identity scores against each
-    other (``null_identity``: the spread of repetitions that did not move) and the
-    ``dead_channels`` left out (0-based index -> why).
-    Only a ``"moved"`` repetition is realigned."""
+    and its ``score``, the identity's, the repetition's number and its name in the data
+    (``label``: LibEMG's ``"3"`` for R_3), every map's score, and the evidence
+    (`emg_lens.data.placement_evidence.Evidence`: ``decision``, ``reason``, ``p``, the
+    runner-up's, ``null_identity``, ``dead_channels``). Only a ``"moved"`` repetition is
+    realigned."""
 
     modality: str
     repetition: int
@@ -317,12 +312,10 @@ def check_subject(
 ) -> list[PlacementCheck]:
     """The placement check of a subject's held-out repetitions, on raw channels:
 
-    - with ``source`` (the data source it was loaded from, what a checkpoint stores): the
-      subject's recording is read again and checked (`check_recording`) against the source's
-      placement (`placements_of`) and repetitions — a `SubjectData` of a recording holds
-      windows filtered and standardised per channel, which the check must not read;
-    - without: the subject's own windows when they are raw and placed (`SubjectData.from_epochs`
-      or ``from_windows_dataset`` with a montage: ``meta["placement"]``), their time samples
+    - with ``source`` (what a checkpoint stores): the subject's recording is read again and
+      checked (`check_recording`), since a `SubjectData` of a recording holds standardised
+      windows, which the check must not read;
+    - without: the subject's own windows when they are raw and placed (``meta["placement"]``),
       joined per repetition, every channel at once (modality ``"all channels"``).
 
     >>> from emg_lens.data import SyntheticSpec, generate_recordings
@@ -385,13 +378,10 @@ def realign_subject(
     source: Mapping[str, Any] | None = None,
 ) -> SubjectData:
     """The subject with the held-out repetitions ``checks`` name moved put back before
-    preprocessing (the subject as it is where none is): with ``source``, its recording read
-    again, realigned (`realign_recording`) and prepared
-    as the source says (`emg_lens.data.preprocess.prepare_subject`: the scaler fitted on the
-    training repetitions then scales each put-back channel as its electrode's); without, the
-    raw windows of a subject made from windows (`check_subject` says which) reordered.
-    ``meta["placement_check"]`` records the checks, that realigning was asked (``realign``)
-    and whether anything was put back (``realigned``)."""
+    preprocessing (as it is where none is): with ``source``, its recording read again,
+    realigned (`realign_recording`) and prepared as the source says; without, the raw windows
+    reordered. ``meta["placement_check"]`` records the checks, that realigning was asked
+    (``realign``) and whether anything was put back (``realigned``)."""
     moved = any(check.moved for check in checks)
     record = {"checks": [c.to_dict() for c in checks], "realign": True, "realigned": moved}
     if not moved:  # nothing named moved: the subject as it is

@@ -283,13 +283,11 @@ def permutation_p(
 @dataclass(frozen=True)
 class Evidence:
     """What the check found for one held-out repetition: ``decision`` (``"moved"``, ``"no
-    move"`` or ``"cannot tell"``) and ``reason`` in words; the maps' scores (Pearson r,
-    `_Scorer.fit`), the best and the runner-up; ``p`` (the permutation test that the held-out
-    repetition was placed as the training ones, NaN where not run) and ``p_runner_up`` (the
-    same after putting it back by the runner-up); ``null_identity`` (each training
-    repetition's identity score against the others: the spread of unmoved repetitions) and
-    ``null_margin`` (how far each fits the identity above its best other map, in Fisher z);
-    the `dead_channels` left out; ``draws`` of the permutation test."""
+    move"`` or ``"cannot tell"``) and ``reason``; the maps' scores (Pearson r), the best and
+    the runner-up; ``p`` (NaN where not run) and ``p_runner_up`` (after putting it back by
+    the runner-up); ``null_identity`` (each training repetition's identity score against the
+    others) and ``null_margin`` (its margin over its best other map, in Fisher z); the
+    `dead_channels`; the permutation test's ``draws``."""
 
     decision: str
     reason: str

@@ -106,10 +106,9 @@ def pool_subjects(subjects: Sequence[SubjectData], *, standardize: bool = False)
     `SubjectData` (subject 0), training and held-out windows each in subject order; each
     window keeps its subject (window label ``"subject"``), repetition, trial (a subject's
     trial stays its own: unit ``"given"``) and the window labels every subject carries (one
-    that only some carry is refused). With ``standardize``, every channel is z-scored
-    over the pooled training windows (for subjects prepared without a z-score, e.g.
-    ``PreprocessSpec(standardize=False)``: a per-subject z-score removes any per-subject
-    offset or gain of a channel)."""
+    that only some carry is refused). With ``standardize``, every channel is z-scored over the
+    pooled training windows (for subjects prepared with ``standardize=False``: a per-subject
+    z-score removes any per-subject offset or gain)."""
     subjects = list(subjects)
     numbers = [s.subject for s in subjects]
     if len(set(numbers)) != len(numbers) or len(numbers) < 2:

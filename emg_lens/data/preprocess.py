@@ -123,9 +123,8 @@ class SubjectData:
 
     @property
     def test_trials(self) -> np.ndarray:
-        """The trial of each held-out window, of the unit ``meta["trial_unit"]`` names (a
-        ``(class, repetition)``, the trial the source recorded, the recording, or the window:
-        `emg_lens.data.trials`): what every inference over held-out data counts.
+        """The trial of each held-out window, of the unit ``meta["trial_unit"]`` names
+        (`emg_lens.data.trials`): what every inference over held-out data counts.
 
         >>> X, y = np.zeros((3, 1, 4)), np.array([0, 0, 1])
         >>> SubjectData.from_windows({"emg": 1}, (X, y), (X, y)).test_trials.tolist()
@@ -224,13 +223,11 @@ class SubjectData:
         test_fraction: float = 0.2,
         subject: int = 1,
     ) -> SubjectData:
-        """A subject from an ``mne.Epochs`` (`emg_lens.data.epochs`): its data channels
-        grouped by type (one modality each), the event codes as classes with their
-        ``event_id`` names (``meta["class_names"]``), the channel names and, from the montage
-        in ``epochs.info``, the electrodes on the scalp (``meta["placement"]``). Each epoch is
-        a trial, unless the epochs' ``metadata`` has braindecode's ``i_trial_in_dataset`` (its
-        windows of one recording as epochs): then the epochs of one trial share it
-        (`emg_lens.data.epochs`). Held out for testing: the epochs where ``test`` (a boolean
+        """A subject from an ``mne.Epochs`` (`emg_lens.data.epochs`): one modality per channel
+        type, the event codes as classes with their ``event_id`` names
+        (``meta["class_names"]``), the channel names and the electrodes on the scalp
+        (``meta["placement"]``); each epoch a trial, unless braindecode's
+        ``i_trial_in_dataset`` says otherwise. Held out: the epochs where ``test`` (a boolean
         mask or indices) is true, or else the last ``test_fraction`` of each class's trials in
         time order, whole.
 
