@@ -164,11 +164,9 @@ def source_files(source: dict[str, Any], subject: int) -> list[Path]:
 
 def cache_key(source: dict[str, Any], subject: int) -> str:
     """Hex digest of everything a preprocessed subject depends on: the data source (with its
-    preprocessing spec), the subject, each source file's path and content (SHA-256, memoised
-    per file version in the process: a file rewritten with the same size and modification
-    time is not mistaken for the old one), `CACHE_VERSION`, and a fingerprint of the code that
-    reads and preprocesses the data; for a dataset numbered over its whole folder (your own
-    files), that numbering too (another participant's files renumber every subject's labels).
+    preprocessing spec), the subject, each source file's path and content, `CACHE_VERSION`,
+    the code that reads and preprocesses the data, and for your own files the folder's
+    numbering (another participant's files renumber every subject's labels).
 
     >>> from emg_lens.data import data_source
     >>> source = data_source("synthetic")
@@ -253,10 +251,9 @@ def evict(folder: str | Path, max_bytes: int) -> list[Path]:
     at most ``max_bytes``; also removes what killed writers left (`ORPHAN_AGE_S`). Returns the
     files removed.
 
-    Safe while other processes read and write the folder: an entry without its JSON is one
-    being written, never removed (until it is an orphan), and an entry is removed JSON first,
-    so a reader sees the whole entry or a miss. Only the cache's own files are touched
-    (`is_cache_file`): a file of the user's stays, whatever the cap.
+    Safe while other processes read and write the folder: an entry without its JSON is being
+    written and stays (until it is an orphan), and an entry is removed JSON first, so a reader
+    sees the whole entry or a miss. Only the cache's own files are touched (`is_cache_file`).
 
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())

@@ -1,19 +1,12 @@
-"""MATLAB files: reading NinaPro's v5 files, the layout every NinaPro database shares (DB2, DB5,
-DB6, DB7, DB8): one file per exercise (or session) holding per-sample matrices (``emg``,
-``acc``, ``glove``, ...) and label columns (``stimulus``, ``restimulus``, ``repetition``,
-``rerepetition``).
+"""MATLAB files: the layout every NinaPro database shares (DB2, DB5-DB8), one file per exercise
+or session of per-sample matrices (``emg``, ``acc``, ...) and label columns.
 
-`read_exercise_file` turns one file into a `Recording`, `load_exercises` reads a subject's
-exercises and joins them (`concatenate_recordings`); the database readers add their own file
-names, rates and label conventions. Quirks handled here, as found in the real files:
-
-* label columns can be a sample shorter than ``emg``: every per-sample array is cut to the
-  shortest, and a mismatch of more than `LENGTH_TOLERANCE` samples is a `DataFormatError`;
-* ``restimulus`` / ``rerepetition`` (the relabelled versions) are used when present, each
-  falling back to ``stimulus`` / ``repetition``.
-
-`write_mat73` writes a MATLAB v7.3 file (HDF5 with MATLAB's header and class attributes), as
-the HD-sEMG database ships its files."""
+`read_exercise_file` turns one file into a `Recording`, `load_exercises` reads and joins a
+subject's exercises; the database readers add their own names, rates and label conventions.
+Quirks of the real files handled here: label columns a sample shorter than ``emg`` (every
+array is cut to the shortest, up to `LENGTH_TOLERANCE`), and the relabelled ``restimulus`` /
+``rerepetition`` used where present. `write_mat73` writes MATLAB v7.3 (HDF5 with MATLAB's
+header), as the HD-sEMG database ships its files."""
 
 from __future__ import annotations
 
@@ -189,9 +182,8 @@ def read_exercise_file(
     """One NinaPro ``.mat`` file (any database) as a `Recording`, its arrays cut to one length.
 
     Labels are ``restimulus``/``rerepetition`` where present, else ``stimulus``/``repetition``
-    (``meta["label_columns"]`` says which: file -> the two names); the unrelabelled columns and
-    every other per-sample matrix land in ``extras``. All arrays are cut to the shortest (the
-    module's quirks).
+    (``meta["label_columns"]`` says which); the unrelabelled columns and every other
+    per-sample matrix land in ``extras``.
 
     Args:
         path: the file (MATLAB v5).
@@ -318,11 +310,8 @@ def load_exercises(
     load: Callable[[int, int, tuple[str, ...]], Recording],
 ) -> Recording:
     """One subject's exercises, each read by ``load(subject, exercise, modalities)`` and
-    joined in the order given (`concatenate_recordings`): the subject checked
-    (`check_int`), the exercises read by ``parse`` (`exercise_list`), the modalities
-    checked against the database's ``channels`` (`select_modalities`), all before any file
-    is read. ``load`` is called from this function's frame: a warning it raises counts one
-    frame more to the reader's caller.
+    joined in the order given (`concatenate_recordings`); the subject, the exercises (by
+    ``parse``) and the modalities are checked before any file is read.
 
     >>> def load(subject, k, modalities):
     ...     return Recording(subject, {"emg": np.zeros((k, 2))}, 200.0, np.zeros(k), np.zeros(k))

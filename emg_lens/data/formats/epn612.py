@@ -242,11 +242,9 @@ def write_epn612(recording: Recording, root: str | Path, *, unlabelled: int = 0)
     """Write ``recording`` (laid out as `load_epn612` returns one) as its user's JSON file.
 
     Each sample (a run of one ``repetition``) goes to ``trainingSamples`` or
-    ``testingSamples`` by ``extras["part"]`` under keys ``idx_<k>``, its ``emg`` back in int8
-    units (``round(x * 128)``) and its ``gestureName``; ``unlabelled`` extra samples without
-    ``gestureName`` (copies of the first sample's ``emg``) are appended to ``testingSamples``,
-    as the testing group's files hold. Nothing is validated, so tests can write bad files.
-    Returns the path written."""
+    ``testingSamples`` by ``extras["part"]``, its ``emg`` back in int8 units; ``unlabelled``
+    samples without ``gestureName`` are appended to ``testingSamples``, as the testing group's
+    files hold. Nothing is validated, so tests can write bad files. Returns the path."""
     path = user_file(root, recording.subject)
     parts: dict[str, dict[str, Any]] = {name: {} for name in PARTS}
     emg = np.rint(np.asarray(recording.signals["emg"]) * INT8_SCALE).astype(int)

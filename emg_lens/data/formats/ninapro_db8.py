@@ -167,10 +167,9 @@ def db8_windows(recording: Recording, spec: DownstreamPreprocess) -> RegressionB
     thesis does: ``targets [window, time, 5]`` the DoA at every sample, labels -1 and
     ``repetition`` the split code (A1 train, A2 val, A3 test).
 
-    Samples whose glove holds NaN are dropped (the targets need every sensor), as the script
-    does; ``info["nan_glove"]`` counts them per file (``{file: [dropped, samples]}``), and an
-    acquisition that they leave shorter than a window -- so without any window -- is a warning
-    naming the file and the counts."""
+    Samples whose glove holds NaN are dropped, as the script does; ``info["nan_glove"]``
+    counts them per file (``{file: [dropped, samples]}``), and an acquisition left without a
+    window is a warning naming the file and the counts."""
     emg, glove = recording.signals["emg"], recording.extras["glove"]
     acquisition = recording.extras["acquisition"]
     sources = _acquisition_sources(recording)

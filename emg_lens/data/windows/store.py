@@ -120,8 +120,7 @@ def write_window_store(
     recording, with its source, subject, source rate and applied band; ``session`` indexes
     it) and ``complete``.
 
-    It is written atomically (`emg_lens._io.atomic_write`): a run that fails or is interrupted
-    leaves no ``path``, and an existing store there untouched.
+    Written atomically: a failed or interrupted run leaves an existing store untouched.
 
     Raises:
         DataFormatError: no item yields a window, or a recording is unusable.
