@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from emg_lens._io import file_digest, json_digest
+from emg_lens._io import file_digest, files_digest, json_digest
 from emg_lens.errors import ArgumentError
 
 
@@ -48,15 +48,23 @@ def _package_digest() -> str:
     return digest.hexdigest()
 
 
-def code_digest() -> str:
-    """``"<emg_lens version>+<digest>"`` of the emg_lens sources: a changed emg_lens changes it.
+def code_digest(extra_files: Iterable[str | Path] = ()) -> str:
+    """``"<emg_lens version>+<digest>"`` of the emg_lens sources and of ``extra_files`` (the
+    files docs/gallery.py's notebooks read): a changed emg_lens, or extra file, changes it.
 
+    >>> import tempfile
+    >>> hook = Path(tempfile.mkdtemp()) / "hook.py"
+    >>> _ = hook.write_text("x = 1")
     >>> code_digest().startswith(__import__("emg_lens").__version__ + "+")
+    True
+    >>> code_digest([hook]) != code_digest()
     True
     """
     from emg_lens import __version__
 
-    return f"{__version__}+{_package_digest()}"
+    extra = [str(Path(p).resolve()) for p in extra_files]
+    tail = _package_digest() if not extra else json_digest([_package_digest(), files_digest(extra)])
+    return f"{__version__}+{tail}"
 
 
 def checkpoint_digest(path: str | Path) -> str:

@@ -116,9 +116,8 @@ def _amplitudes(X: np.ndarray, low: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 def channel_rms(
     X: Float[np.ndarray, "n channel time"], low: Float[np.ndarray, " channel"]
 ) -> Float[np.ndarray, "n channel"]:
-    """The RMS of each channel of windows ``X`` shifted by ``low`` (per channel: the lowest
-    value of the training windows), the regression baseline's features, for a caller that
-    reads its windows a batch at a time.
+    """The regression baseline's features (each channel's RMS of ``X`` shifted by ``low``),
+    for a caller that reads its windows a batch at a time.
 
     >>> channel_rms(np.array([[[1.0, 3.0, 1.0, 3.0]]]), np.array([1.0])).round(3).tolist()
     [[1.414]]
@@ -233,12 +232,10 @@ def fit_baseline(
 
 def feature_baseline(data: Split | SubjectData, metric: str | None = None) -> BaselineScore:
     """Fit the per-channel feature baseline on ``data``'s training windows and score it on its
-    held-out windows (see the module docstring): a logistic regression on log RMS + MAD scored
-    by accuracy (``metric="accuracy"``) for class labels, a ridge on channel RMS scored by R²
-    (``"r2"``) for continuous targets. Without ``metric``: accuracy for a `SubjectData` (its
-    ``y`` are class indices, whatever their dtype) and for integer labels, R² for float targets.
-    Class labels held as floats are read only when each is a whole number (``2.0``): a
-    ``baseline_accuracy`` is always a classifier's accuracy, never an R².
+    held-out windows (see the module docstring). Without ``metric``: accuracy for a
+    `SubjectData` and for integer labels, R² for float targets. Class labels held as floats
+    are read only when each is a whole number (``2.0``): a ``baseline_accuracy`` is always a
+    classifier's accuracy, never an R².
 
     Refused by name: windows that are not ``[n, channel, time >= 2]`` or hold NaN or inf,
     labels that do not match them, class labels that are not whole numbers, fewer than two
@@ -311,10 +308,9 @@ def below_baseline(
     baseline's ``baseline_value`` (both in ``metric``, ``"accuracy"`` or ``"r2"``), to three
     decimals; None otherwise. ``model`` names the model as the line starts with it (``"subject
     3"``, a chance table's ``model`` column), word for word. With ``n``, the independent ``unit``
-    s the accuracies are over (windows; trials where windows come in trials, the smaller count),
-    the line carries the difference's 95 % interval (Newcombe's hybrid score interval of two
-    proportions; taken as unpaired, it is wider than the interval of the same windows paired)
-    and is None where that interval reaches 0: a gap of a window or two is not "below".
+    s the accuracies are over, the line carries the difference's 95 % interval (Newcombe's,
+    taken as unpaired, so wider than the paired one) and is None where that interval reaches
+    0: a gap of a window or two is not "below".
 
     >>> print(below_baseline("force", 0.903, 0.935, "r2"))  # doctest: +NORMALIZE_WHITESPACE
     force: the model's R² 0.903 is below the per-channel feature baseline's R² 0.935

@@ -78,11 +78,10 @@ def training_key(
     *,
     state: str | None = None,
 ) -> str:
-    """The digest of everything a CPU training's weights depend on (see the module's
-    docstring): ``model`` as it enters `fit` (``state``: its
-    `emg_lens.provenance.state_digest`, computed where not given), the windows ``X`` and
-    labels ``y`` as it trains on them, the `TrainConfig` ``cfg`` (not its ``progress``), the
-    fixed ``edge_masks`` and the model's own ``code`` (`model_code`).
+    """The digest of everything a CPU training's weights depend on: ``model`` as it enters
+    `fit` (``state``: its `emg_lens.provenance.state_digest`, computed where not given), the
+    windows and labels, ``cfg`` (not its ``progress``), the fixed ``edge_masks`` and the
+    model's own ``code`` (`model_code`).
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
@@ -193,11 +192,9 @@ class TrainedEntry:
 
     def read(self, model: torch.nn.Module, like: dict[str, Any]) -> dict[str, Any] | None:
         """Load the kept weights (and buffers the state dict leaves out) into ``model`` and
-        torch's random state as the training left it; returns the history (`TrainResult`'s
-        fields: ``like``'s names and types), or None where nothing whole is kept. An entry that
-        does not read back exactly (`_check`) is a warning, removed, and None (the caller
-        trains from the start): ``model`` is touched only once the whole entry is checked, and
-        put back where loading still fails."""
+        torch's random state as the training left it; returns the history (``like``'s fields),
+        or None where nothing whole is kept. An entry that does not read back exactly
+        (`_check`) is a warning, removed, and None; ``model`` is touched only once it is checked."""
         if not self.path.is_file():
             return None
         before = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -231,11 +228,9 @@ class TrainedEntry:
 
     def write(self, model: torch.nn.Module, result: dict[str, Any]) -> None:
         """Keep ``model``'s trained weights (and buffers the state dict leaves out),
-        ``result`` and torch's random state now, then bring the cache within its cap (`evict`,
-        given ``max_bytes``). A folder that cannot be written is a warning: the training
-        stands, it is not kept; so is a training that changed the model's state beyond its
-        tensors (`emg_lens.provenance.module_state_digest`), which a read-back could not
-        restore."""
+        ``result`` and torch's random state now, then bring the cache within its cap (`evict`).
+        A folder that cannot be written, or a training that changed the model's state beyond
+        its tensors (which a read-back could not restore), is a warning: it is not kept."""
         try:
             changed = self.module_state not in (None, module_state_digest(model))
         except ArgumentError:  # the training left an object that cannot be read

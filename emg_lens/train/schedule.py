@@ -118,12 +118,10 @@ def layerwise_param_groups(
 ) -> list[dict[str, Any]]:
     """AdamW parameter groups with layer-wise learning-rate decay (BEiT style).
 
-    With ``n = model.cfg.n_layers``, a parameter at depth ``d`` (see `layer_of`) gets
-    ``lr * layer_decay ** (n + 1 - d)``: the head and ``ln_final`` get ``lr``, block ``l`` gets
-    ``lr * layer_decay ** (n - l)`` and the embeddings and ``mask_token``
+    With ``n = model.cfg.n_layers``, a parameter at depth ``d`` (`layer_of`) gets
+    ``lr * layer_decay ** (n + 1 - d)``: the head ``lr``, the embeddings
     ``lr * layer_decay ** (n + 1)``. Parameters that `uses_weight_decay` exempts get weight
-    decay 0. Frozen parameters (``requires_grad=False``) are left out. Each group also holds
-    ``names`` (the parameter names) and ``lr_scale``.
+    decay 0; frozen ones are left out. Each group also holds ``names`` and ``lr_scale``.
 
     >>> from emg_lens.config import EncoderConfig
     >>> from emg_lens.models import TinyMyo
