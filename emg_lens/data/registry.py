@@ -80,10 +80,8 @@ test 11-12; DB7's 6 train 1-4, validation 5, test 6), the validation repetitions
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What one dataset is; the module docstring says what each field holds. The reading
-    fields of its `emg_lens.data.reader.DatasetReader` (``montage``, ``subjects``, ``files``,
-    ``read``, ``read_windows``, ``store``, ``preprocess``, ``source_fields``,
-    ``channel_names``, ``gesture_names``, ``downstream``, ``geometry``) are read through the
+    """What one dataset is; the module docstring says what each field holds. The fields of its
+    `emg_lens.data.reader.DatasetReader` (``montage``, ``read``, ...) are read through the
     entry, the reader's module imported on first use.
 
     >>> info = dataset_info("ninapro-db2")

@@ -50,10 +50,8 @@ def record_trials(
     test: Int[np.ndarray, " _"] | Sequence[int],
     unit: str = "given",
 ) -> dict[str, Any]:
-    """The ``meta`` entries of a subject whose windows' trials are known: ``unit``
-    (``"given"``: their source recorded them; ``"recording"``: their recording's) and each
-    window's trial (any integers; one trial's windows share one), of the training and the
-    held-out windows in order.
+    """The ``meta`` entries of a subject whose windows' trials are known: ``unit`` (``"given"``
+    or ``"recording"``) and each window's trial (any integers), training then held-out.
 
     >>> record_trials(np.array([0, 0, 1]), [2, 2])
     {'trial_unit': 'given', 'given_trials': {'train': [0, 0, 1], 'test': [2, 2]}}

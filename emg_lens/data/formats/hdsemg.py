@@ -370,16 +370,11 @@ def write_hdsemg(
 ) -> Path:
     """Write an HD-sEMG file as MATLAB v7.3 does: HDF5, every array stored transposed.
 
-    ``data`` is a `Recording` (``"emg"`` of 128 channels, extensors then flexors, in this
-    module's channel order; ``"force"`` as a signal or extra) or a mapping of variable name ->
-    array in MATLAB orientation (``emg_extensors`` ``[T, 8, 8]``, ``class`` ``[T]``,
-    ``force`` ``[T, F]``, ...), written as given, so tests can write malformed files.
-
-    From a Recording, with ``adjusted`` the labels go to ``adjusted_class`` /
-    ``adjusted_repetition`` and ``class`` / ``repetition`` take ``extras["class"]`` /
-    ``extras["repetition"]`` where present (else the same labels); without it only ``class`` /
-    ``repetition`` are written. Everything is stored as doubles, by
-    `emg_lens.data.formats._matlab.write_mat73`.
+    ``data`` is a `Recording` (``"emg"`` of 128 channels in this module's order; ``"force"``
+    as a signal or extra) or a mapping of variable name -> array in MATLAB orientation,
+    written as given, so tests can write malformed files. From a Recording, with ``adjusted``
+    the labels go to ``adjusted_class`` / ``adjusted_repetition`` and ``class`` /
+    ``repetition`` take its ``extras`` of those names where present (else the same labels).
 
     >>> import tempfile
     >>> from pathlib import Path

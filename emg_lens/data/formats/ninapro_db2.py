@@ -129,10 +129,9 @@ def _subject_folder(root: Path, subject: int) -> Path:
 def find_exercise_file(folder: str | Path, subject: int, exercise: str | int) -> Path:
     """The ``.mat`` file of ``subject``'s ``exercise`` in ``folder``, whatever its token order.
 
-    A file matches when the underscore-separated tokens of its name include ``S<subject>`` and
-    ``E<k>`` (case-insensitive): ``S1_E1_A1.mat`` (DB2) and ``S1_A1_E1.mat`` (DB3) both do.
-    Where several match, the one with an ``A1`` token is taken. ``folder`` may also be the
-    dataset root that holds ``DB2_s<N>/``.
+    A file matches when its name's tokens include ``S<subject>`` and ``E<k>``
+    (case-insensitive): ``S1_E1_A1.mat`` (DB2) and ``S1_A1_E1.mat`` (DB3) both do; of several,
+    the one with an ``A1`` token. ``folder`` may also be the root holding ``DB2_s<N>/``.
 
     >>> import tempfile
     >>> from pathlib import Path
@@ -288,19 +287,14 @@ def write_ninapro_db2(
 ) -> Path:
     """Write ``recording`` as ``root/DB2_s<N>/S<N>_E<k>_A1.mat``, laid out like the real files.
 
-    MATLAB v5 (`scipy.io.savemat`), signals as double matrices, labels as (N, 1) double columns:
-    ``restimulus``/``rerepetition`` hold ``recording.stimulus``/``repetition`` and
-    ``stimulus``/``repetition`` hold ``extras["stimulus"]``/``extras["repetition"]`` where
-    present (else the same labels); ``subject`` and ``exercise`` are scalars. Every signal and
-    every 1-D/2-D extra is written under its name, so `load_ninapro_db2` gives it back.
-
-    The real files' quirks can be reproduced: ``short_labels`` writes label columns one sample
-    shorter than the signals; ``omit_glove`` leaves ``glove`` out; otherwise a ``glove`` the
-    recording lacks is written as zeros of ``glove_channels`` columns. Exercise D files get a
-    zero ``force`` (N, 6) and ``forcecal`` (2, 6) when the recording has no force. Nothing is
-    validated beyond the recording's own checks, so tests can write malformed files.
-
-    Returns the path written.
+    MATLAB v5, labels as (N, 1) columns: ``restimulus``/``rerepetition`` hold the recording's
+    labels and ``stimulus``/``repetition`` its ``extras`` of those names where present (else
+    the same labels); every signal and 1-D/2-D extra is written under its name, so
+    `load_ninapro_db2` gives it back. The real files' quirks can be reproduced:
+    ``short_labels`` writes label columns one sample shorter; ``omit_glove`` leaves ``glove``
+    out (else a missing one is zeros of ``glove_channels``); exercise D gets a zero ``force``
+    and ``forcecal`` where the recording has none. Nothing more is validated, so tests can
+    write malformed files. Returns the path written.
 
     >>> import tempfile
     >>> import numpy as np
