@@ -189,9 +189,8 @@ def export_onnx(
 ) -> ExportResult:
     """Write ``model`` (on the CPU, in float32, no hooks attached) with the edge mask ``edges``
     (an `EdgeSet`, its string form, or a compiled bool mask; None: unmasked) on ``layers``
-    (default: every block) baked in to the ONNX file ``out``, which is replaced only by a file
-    whose outputs match the PyTorch masked forward within ``atol`` at ``batch_sizes`` (see the
-    module docstring). ``metadata`` adds ``metadata_props`` beside `METADATA_KEYS`.
+    (default: every block) baked in to the ONNX file ``out``, kept only where it matches the
+    PyTorch forward within ``atol`` at ``batch_sizes``. ``metadata`` adds ``metadata_props``.
 
     Refused before anything is written: edges on a model without attention
     (`UnsupportedFeatureError`) or without a shared stack ``blocks`` (`LayoutError`), edges that

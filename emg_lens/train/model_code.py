@@ -68,10 +68,8 @@ def model_code(model: torch.nn.Module, modules: Iterable[str] = ()) -> str | Non
 
 def files_key(files: dict[str, Path]) -> str:
     """Digest of `code_files`' answer: each module's name and its file's bytes, and for the
-    user's own files already imported, the value now of every name the file assigns at its top
-    (``SETTINGS = {"gain": 1.0}``, then ``SETTINGS["gain"] = 3.0``, is another key), read as
-    `emg_lens.provenance.value_state` reads it: a value it cannot read is an
-    `ArgumentError` naming it (``my_net.SETTINGS``)."""
+    user's own files, the value now of every name the file assigns at its top (``SETTINGS
+    ["gain"] = 3.0`` after the import is another key; `emg_lens.provenance.value_state`)."""
     return json_digest(
         {name: [file_digest(path), _live_values(name, path)] for name, path in files.items()}
     )
@@ -127,8 +125,7 @@ def code_files(model: torch.nn.Module, modules: Iterable[str] = ()) -> dict[str,
 
 def stale_code(model: torch.nn.Module, files: dict[str, Path]) -> str | None:
     """What runs that the user's own ``files`` (`code_files`, those `_local`) no longer hold,
-    in words; None where every function, method and constant the file defines is what runs.
-    See the module's docstring."""
+    in words; None where every function, method and constant the file defines is what runs."""
     for name, path in sorted(files.items()):
         module = sys.modules.get(name)
         if module is None or not _local(path) or path.suffix != ".py":

@@ -294,13 +294,10 @@ def write_emg2pose_session(
     side: str = "right",
     stage: str = "stage0",
 ) -> Path:
-    """Write an emg2pose session file laid out like the real ones (for tests and synthetic
-    data): group ``emg2pose``, compound dataset ``timeseries`` (``time``, ``joint_angles``,
-    ``emg``) and the group attributes ``sample_rate``, ``num_channels``, ``session``,
-    ``user``, ``side``, ``stage``, ``start``, ``end``.
-
-    The field widths follow the arrays given, so tests can write malformed files; missing
-    joint angles are zeros, missing times count from 0 at ``sample_rate``. Returns the path.
+    """Write an emg2pose session file laid out like the real ones (the module docstring), for
+    tests and synthetic data. The field widths follow the arrays given, so tests can write
+    malformed files; missing joint angles are zeros, missing times count from 0 at
+    ``sample_rate``. Returns the path.
 
     >>> import tempfile
     >>> from pathlib import Path

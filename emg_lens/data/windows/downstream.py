@@ -162,13 +162,10 @@ class DownstreamTask:
     ``downstream``): its task, clock and channels, and the thesis's windowing.
 
     ``windows(recording, spec, options)`` returns a recording's windows (a `WindowBatch`, or a
-    `emg_lens.data.windows.store.RegressionBatch` for regression), their ``repetition`` holding the
-    split code, and in ``info["longest"]`` the longest stretch (`unit`, in samples) of each
-    split code that a window had to fit in; ``options`` are the dataset's own settings (EPN
-    ``calibration``, UCI ``splits``), refused by name when unknown.
-
-    ``window`` and ``step`` are the dataset's defaults, chosen to fit its real protocol (its
-    reader's module says why); ``step=None``: one window per trial, no step (EPN)."""
+    `emg_lens.data.windows.store.RegressionBatch`), their ``repetition`` the split code, and in
+    ``info["longest"]`` the longest stretch of each split code that a window had to fit in;
+    ``options`` are the dataset's own settings, refused by name when unknown. ``window`` and
+    ``step`` are the dataset's defaults (``step=None``: one window per trial, EPN)."""
 
     task: str  # "classification" or "regression"
     sample_rate: float
@@ -210,11 +207,10 @@ def downstream_reader(
     files: Callable[[str, int], list[Path]],
     read: Callable[[str, int], Recording],
 ) -> DatasetReader:
-    """The registry's reader of a downstream dataset (EPN-612, UCI, DB8): its files lie under
-    ``source["root"]`` (``subjects(root)``, ``files(root, subject)``, ``read(root, subject)``),
-    it records one modality, ``"emg"``, of ``task.n_channels`` channels placed as ``montage``
-    says, it is filtered as the thesis filters it (`THESIS_FILTERS`), and windowed as ``task``
-    says.
+    """The registry's reader of a downstream dataset: its files under ``source["root"]``
+    (``subjects``, ``files``, ``read`` of the root), one modality ``"emg"`` of
+    ``task.n_channels`` channels placed as ``montage`` says, filtered as the thesis filters it
+    (`THESIS_FILTERS`) and windowed as ``task`` says.
 
     >>> from emg_lens.data import dataset_info
     >>> uci = dataset_info("uci")  # the registry's entry, read through its reader

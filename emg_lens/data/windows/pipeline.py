@@ -111,11 +111,8 @@ class WindowBatch:
 
 
 def effective_band(fs: float, spec: TinyMyoPreprocess) -> tuple[float, float] | None:
-    """The band-pass applied to a recording sampled at ``fs`` Hz.
-
-    The upper cut-off is lowered to ``0.45 * fs`` where it is at/above Nyquist and
-    ``spec.clip_band`` is set; otherwise that is a `ConfigError`, as is a lower cut-off that
-    does not stay below the upper one.
+    """The band-pass applied to a recording sampled at ``fs`` Hz (the module docstring: the
+    upper cut-off lowered to ``0.45 * fs`` at Nyquist, else a `ConfigError`).
 
     >>> effective_band(2000.0, TinyMyoPreprocess()), effective_band(200.0, TinyMyoPreprocess())
     ((20.0, 450.0), (20.0, 90.0))
@@ -282,10 +279,8 @@ def fit_scaler(
     repetitions: Iterable[int] | None = None,
 ) -> Scaler:
     """The per-channel z-score of the windows of ``recordings`` (the training part), as
-    `Scaler.fit` would give on all of them at once, computed one recording at a time.
-
-    ``repetitions`` keeps only windows whose centre lies in those repetitions (e.g. the
-    training repetitions of a subject); padded channels get mean 0 and std 1.
+    `Scaler.fit` would give on all of them at once, computed one recording at a time;
+    ``repetitions`` keeps only windows centred in them. Padded channels get mean 0, std 1.
 
     >>> from emg_lens.data import Recording
     >>> x = np.random.default_rng(0).standard_normal((4000, 2)) * [1.0, 3.0]
