@@ -298,12 +298,9 @@ def load_checkpoint(
 @checked
 def load_checkpoint_data(path: str | Path) -> SubjectData:
     """The windows of the subject the checkpoint at ``path`` was trained and is scored on,
-    rebuilt from the data source and subject its metadata records (or its folder's name,
-    ``subject_<N>``; `emg_lens.data.datasets.load_subject`): without them, or where a
-    ``subject_<N>`` folder's number is not the subject its metadata records (a folder copied
-    under another subject's name), a `CheckpointError` naming what it holds. Data that are not
-    the data its training recorded (``data_digest``) are warned of, as ``study run`` warns
-    (`warn_if_data_changed`).
+    rebuilt from the data source and subject its metadata records (or its ``subject_<N>``
+    folder's name): without them, or where the two disagree, a `CheckpointError` naming what
+    it holds. Data that changed since its training are warned of (`warn_if_data_changed`).
 
     >>> import tempfile
     >>> from emg_lens.data import data_source

@@ -54,13 +54,11 @@ CLS = "cls"
 class TokenLayout:
     """Per-position token metadata: ``group[i]``, ``channel[i]`` and ``time[i]``.
 
-    ``channel`` is the index of the input channel the token embeds (its row in the signal
-    batch), or -1 for tokens that embed no channel (CLS); ``time`` is the patch index within
-    the window, or -1. ``channel_names`` (optional) names the input channels, indexed by the
-    ``channel`` ids (a model's `EncoderConfig.channel_names`); a token with channel -1 has no
-    name. ``time`` orders the tokens in time (the time edge sets read it: `reads_earlier`, ...);
-    ``time_step`` (optional), the seconds from one time index to the next, places a token of
-    time ``t`` at ``t * time_step`` seconds into the window (its start)."""
+    ``channel`` is the input channel the token embeds (its row in the signal batch), or -1
+    (CLS); ``time`` is the patch index within the window, or -1 (the time edge sets read it).
+    ``channel_names`` (optional) names the input channels by ``channel`` id (a model's
+    `EncoderConfig.channel_names`); ``time_step`` (optional), the seconds from one time index
+    to the next, places a token of time ``t`` at ``t * time_step`` seconds into the window."""
 
     group: tuple[str, ...]
     channel: tuple[int, ...]

@@ -1,19 +1,12 @@
 """From a continuous `Recording` to model-ready windows, as the IsoNet paper preprocesses.
 
-Steps, in order (each a field of `PreprocessSpec`):
-
-1. filters: 4th-order Butterworth band-pass 10–500 Hz on sEMG, low-pass 90 Hz on ACC/force
-   (SOS form; zero-phase `sosfiltfilt` offline, causal `sosfilt` with ``causal=True`` for
-   streaming), optional 50 Hz notch on sEMG. "4th-order" is scipy's ``butter(4, ...)``, the
-   convention of the field's code (BioFoundation's too): a band-pass of 8 poles, and applied
-   forward and backward its gain is squared, -6 dB at each cut-off (-3 dB causal);
-2. optional accelerometer magnitude per sensor (``sqrt(x² + y² + z²)``), then sEMG
-   rectification;
-3. one segment per repetition: ``"transient"`` (first 0.5 s of the movement), ``"steady"``
-   (1–2 s), ``"full"``, or explicit ``(start_s, stop_s)``;
-4. windows of ``window`` samples every ``step`` samples inside each segment;
-5. split by repetition (NinaPro DB2: train 1, 3, 4, 6 / test 2, 5) and per-channel z-score
-   fitted on the training repetitions only — no statistic of the test repetitions reaches it.
+Steps, in order (each a field of `PreprocessSpec`): Butterworth band-pass 10–500 Hz on sEMG and
+low-pass 90 Hz on the other modalities (zero-phase, or causal for streaming; "4th-order" is
+scipy's ``butter(4, ...)``, the field's convention: a band-pass of 8 poles, -6 dB at each
+cut-off when applied forward and backward); optional accelerometer magnitudes; sEMG
+rectification; one segment per repetition (``"transient"``, ``"steady"``, ``"full"`` or
+``(start_s, stop_s)``); windows; a split by repetition and a per-channel z-score fitted on the
+training repetitions only.
 
 >>> from emg_lens.data import SyntheticSpec, generate_recordings
 >>> rec = generate_recordings(SyntheticSpec(n_subjects=1, movement_seconds=0.5))[0]

@@ -1,14 +1,11 @@
 """`DatasetReader`: what a dataset's module provides so that the registry can read it.
 
-The registry (`emg_lens.data.registry`) says what each dataset *is* and names, as
-``"module:attribute"``, the `DatasetReader` that says how it is *read*. Every function here
-takes a data source, the JSON-able dict of `emg_lens.data.datasets.data_source` (``"dataset"``,
-``"root"`` for datasets on disk, and the fields the dataset stores), so a checkpoint's
-recorded source is all a later run needs.
-
-Which functions an entry needs follows from its uses: ``"recordings"`` needs ``read``,
-``"windows"`` needs ``read_windows``, ``"store"`` needs ``store`` (and ``"downstream"`` a
-``downstream`` task); `tests/unit/data/test_registry.py` checks every entry."""
+The registry says what each dataset *is* and names (``"module:attribute"``) the `DatasetReader`
+that says how it is *read*. Every function here takes a data source (the JSON-able dict of
+`emg_lens.data.datasets.data_source`), so a checkpoint's recorded source is all a later run
+needs. An entry's uses say which it needs: ``"recordings"`` ``read``, ``"windows"``
+``read_windows``, ``"store"`` ``store``, ``"downstream"`` a ``downstream`` task
+(`tests/unit/data/test_registry.py` checks every entry)."""
 
 from __future__ import annotations
 
