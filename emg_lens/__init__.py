@@ -67,15 +67,9 @@ DEMO_TRAIN = {
     "refit_below": 0.9,
 }
 """TrainConfig fields of the demo's training (besides epochs, seed and progress, which the
-command line sets): what `emg-lens demo` and the tests that train "a demo model" share.
-The interaction gestures are two XOR bits; a model can stall with one learned (training and
-test accuracy near 0.75), and which models do, the thread count decides (one subject: 0.74 on
-one thread, 0.96 on two). Measured on one thread, seeds 0-3 x 8 subjects: 4 heads, lr 3e-3
-and 30 epochs stall about 1 model in 3 (so do d_model 64, 60 epochs, no edge dropout); 8 heads
-and lr 6e-3, 6 in 32 after 30 epochs and 3 in 32 after 40 (no seed and subject stalled
-under both: a property of the run, not of the subject's data). A model whose training
-accuracy stays below 0.9 is then trained again from another initialisation
-(`TrainConfig.refits`), so no subject is left on the plateau."""
+command line sets): what `emg-lens demo` and the tests that train "a demo model" share. How
+they were chosen (a model can stall with one of the two XOR bits learned): docs/concepts.md,
+"What the synthetic data plant"."""
 
 __all__ = [
     "DEMO_CUT",

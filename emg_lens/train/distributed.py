@@ -163,8 +163,7 @@ def distributed_run(device: str | torch.device | None = "cpu") -> Iterator[Distr
     """The `DistributedRun` of this process: distributed when ``WORLD_SIZE`` > 1 (torchrun), or
     when a process group is already initialised (which is then reused and left open);
     single-process otherwise. A group this function opens is closed when the block ends.
-
-    ``device`` is where the model lives: CUDA selects the nccl backend, anything else gloo.
+    ``device``: where the model lives (CUDA selects nccl, anything else gloo).
 
     >>> with distributed_run() as run:
     ...     run.world_size, run.rank

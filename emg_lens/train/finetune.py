@@ -294,9 +294,8 @@ def finetune(
     """Fine-tune a classifier built by `classifier_from_pretrained` on labelled windows
     ``data`` (see `window_dataset`; labels in ``[0, n_classes)``). With ``val_data``, early
     stopping on its loss (or accuracy: ``cfg.monitor``) keeps the best epoch's weights; the
-    history holds both per epoch. With ``out`` rank 0 saves the model there (metadata:
-    ``recipe``, ``finetune`` settings, ``history``, ``pretrained``, plus ``metadata``, e.g. the
-    ``data_source`` and ``subject`` a study rebuilds the data from). A training that diverges
+    history holds both per epoch. With ``out`` rank 0 saves the model there (metadata: the
+    recipe, settings, history, ``pretrained``, plus ``metadata``). A training that diverges
     raises `StudyError`; nothing is saved.
 
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40,

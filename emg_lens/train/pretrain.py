@@ -251,9 +251,8 @@ def pretrain(
     """Pretrain a reconstruction ``TinyMyo`` in place on windows ``data`` (see
     `window_dataset`; labels, or a regression store's targets, are ignored). With ``val_data``
     the masked-patch loss on it (`evaluate_masked_loss`, fixed masks) is recorded after every
-    epoch. With ``out`` rank 0 saves the model there (metadata: ``recipe``, ``pretrain``
-    settings, ``history``); under torchrun every process trains a replica on its shard of the
-    data. A training that diverges raises `StudyError`; nothing is saved.
+    epoch. With ``out`` rank 0 saves the model there; under torchrun every process trains a
+    replica on its shard. A training that diverges raises `StudyError`; nothing is saved.
 
     >>> from emg_lens.config import EncoderConfig
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40,
