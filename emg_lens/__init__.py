@@ -7,13 +7,11 @@ import sys as _sys
 
 
 def _forget_the_working_directory() -> None:
-    """Under ``python -m emg_lens.cli`` (and ``torchrun -m emg_lens.cli``, whose workers run
-    ``python -m``), Python puts the working directory first on ``sys.path``, so a ``scipy.py``
-    or ``torch.py`` lying in the folder where a user runs a downloaded study would be imported
-    and executed in place of the real package. While ``-m`` locates its module (this package
-    is its parent, imported first), ``sys.argv[0]`` is ``"-m"``: then drop that entry before
-    anything else is imported. Importing emg_lens from a script or a notebook is left alone:
-    there the working directory is the user's own code."""
+    """Under ``python -m emg_lens.cli`` (and torchrun's workers), Python puts the working
+    directory first on ``sys.path``, so a ``torch.py`` lying where a user runs a downloaded
+    study would run in place of the real package: while ``-m`` locates its module
+    (``sys.argv[0] == "-m"``), drop that entry. A script or a notebook is left alone: there
+    the working directory is the user's own code."""
     if _sys.argv[:1] != ["-m"] or not _sys.path:
         return
     try:

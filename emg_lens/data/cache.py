@@ -283,11 +283,10 @@ def evict(folder: str | Path, max_bytes: int) -> list[Path]:
 
 
 def is_cache_file(path: str | Path) -> bool:
-    """Whether the cache wrote file ``path`` (a whole file or one a writer left half-written):
-    its name is one it gives (``<dataset>_s<N>_<20 hex>`` ``.json`` or ``.npz`` in the
-    cache's folder, ``<64 hex>.pt`` in its ``trained/``, or the temporary name of one of these)
-    and its first bytes are what it writes first: `CACHE_MARK` (an entry's JSON and arrays),
-    or the key its name is made from (a kept training; an entry's JSON written before the mark).
+    """Whether the cache wrote file ``path`` (whole or half-written): its name is one it gives
+    (``<dataset>_s<N>_<20 hex>`` ``.json`` / ``.npz``, ``trained/<64 hex>.pt``, or their
+    temporary names) and its first bytes are what it writes first (`CACHE_MARK`, or the key
+    its name is made from).
 
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())
@@ -353,9 +352,7 @@ _warned: set[Path] = set()
 
 def warn_foreign_files(folder: str | Path) -> None:
     """Warn, once a process for each folder, where cache folder ``folder`` holds files the
-    cache did not write (`foreign_files`): a folder of the user's given as the cache. They are
-    safe (the cache removes only its own files), but a folder of its own is the cache's
-    place."""
+    cache did not write (`foreign_files`): a folder of the user's given as the cache."""
     folder = Path(folder)
     if folder.resolve() in _warned:
         return
