@@ -108,10 +108,9 @@ def no_models(models: str | Path) -> str:
 
 def study_models(models: Mapping[int, Any] | str | Path, subjects: Any = None) -> dict[int, Any]:
     """A study's models by subject: ``models`` itself where it is a mapping (``{subject:
-    (model, SubjectData)}``, in memory), else the checkpoint folders `find_models` finds in
-    the folder it names; narrowed to ``subjects`` (None: all), a subject without a model being
-    a `SpecError` naming the ones there are. In-memory windows beyond float32's range are
-    refused naming the subject (`check_window_range`).
+    (model, SubjectData)}``), else the checkpoint folders `find_models` finds there; narrowed
+    to ``subjects`` (None: all; a subject without a model is a `SpecError`). In-memory
+    windows beyond float32's range are refused naming the subject.
 
     >>> study_models({1: "a", 2: "b"}, (2,))
     {2: 'b'}

@@ -228,10 +228,9 @@ def check_recording(
     train_repetitions: Sequence[int],
     test_repetitions: Sequence[int],
 ) -> list[PlacementCheck]:
-    """The placement check (the module says how) of each test repetition of each modality
-    ``placements`` places, on the recording's raw signals, against its training repetitions;
-    the samples of a repetition are those labelled with it and a gesture (not rest). A
-    modality the recording lacks, a montage whose channel count differs from the signal's, a
+    """The placement check of each test repetition of each modality ``placements`` places, on
+    the recording's raw signals (a repetition's samples with a gesture), against its training
+    repetitions. A modality the recording lacks, a montage whose channel count differs, a
     repetition without samples are `EmgLensError`\\ s naming them."""
     if not placements:
         raise ArgumentError(f"{recording.source}: no placement given; {NO_PLACEMENT}")
@@ -283,10 +282,9 @@ def _label(repetition: int, labels: Mapping) -> str:
 
 @checked
 def realign_recording(recording: Recording, checks: Sequence[PlacementCheck]) -> Recording:
-    """The recording with each repetition the checks name moved (``decision`` ``"moved"``) put
-    back by its map (channel j read from channel ``moved_to[j]``), in the raw signals, before
-    any filter or scaling; every other sample as it is (a best map the evidence does not name a
-    move is never applied). ``meta["realigned"]`` lists what was moved."""
+    """The recording with each repetition the checks name ``"moved"`` put back by its map
+    (channel j read from channel ``moved_to[j]``) in the raw signals; every other sample as it
+    is. ``meta["realigned"]`` lists what was moved."""
     signals = {name: x.copy() for name, x in recording.signals.items()}
     done = []
     for check in checks:

@@ -64,12 +64,9 @@ class TrialSums:
         window: int | None = None,
     ) -> TrialSums:
         """The trials of repetitions given as ``(signal, gesture per sample)``, or ``(signal,
-        gesture, trial per sample)`` where a repetition holds several trials of a gesture
-        (windows made elsewhere, each its own trial), the training ones first and the held-out
-        one last; a trial is a gesture of a repetition unless trials are given. Each trial is
-        high-passed (consecutive samples differenced; ``window``: within each run of that many,
-        the signal being windows joined), then rectified about its mean: a wander or an offset
-        shapes no envelope, and a filter over time leaves the channels' mixing (a move) as is.
+        gesture, trial per sample)`` where a repetition holds several trials of a gesture, the
+        training ones first and the held-out one last. Each trial is differenced (``window``:
+        within each run of that many, for windows joined), then rectified about its mean.
 
         >>> rng = np.random.default_rng(0)
         >>> sums = TrialSums.from_repetitions([(rng.normal(size=(40, 3)), np.repeat([1, 2], 20))
@@ -153,10 +150,9 @@ class TrialSums:
 
 
 def dead_channels(sums: TrialSums) -> dict[int, str]:
-    """The channels that carry no placement, by index, each with why: flat in a repetition (its
-    rectified signal does not vary), or uncorrelated with every other channel over all trials
-    pooled (every ``|r|`` below `DEAD_R` and below a quarter of the median strongest of the
-    channels that reach `DEAD_R`: the median of all hid dead channels that are the majority).
+    """The channels that carry no placement, by index, each with why: flat in a repetition, or
+    uncorrelated with every other channel over all trials (every ``|r|`` below `DEAD_R` and a
+    quarter of the median strongest among the channels that reach `DEAD_R`).
 
     >>> rng = np.random.default_rng(1)
     >>> common = rng.normal(size=(200, 1))

@@ -280,11 +280,10 @@ def planted_eeg(
 ) -> tuple[list[SubjectData], PlantedEEG]:
     """The planted EEG, windowed and split per subject, and its ground truth; trains nothing.
 
-    Each `SubjectData` holds ``X_train``/``X_test`` as ``[window, channel, time]`` (channels in
-    ``spec.channels`` order, z-scored on the training windows) and ``meta["channel_names"]``,
-    what a model's `EncoderConfig.channel_names` takes so that region edge sets apply to it.
-    ``spec`` and ``preprocess`` default to `planted_eeg_setup`'s; the default ``preprocess``
-    of a ``spec`` splits its own repetitions (`repetition_split`).
+    Each `SubjectData` holds ``meta["channel_names"]``, what a model's
+    `EncoderConfig.channel_names` takes so that region edge sets apply to it. ``spec`` and
+    ``preprocess`` default to `planted_eeg_setup`'s (a ``spec``'s own repetitions split by
+    `repetition_split`).
 
     >>> subjects, truth = planted_eeg(1, spec=SyntheticEEGSpec(n_subjects=1, n_repetitions=6))
     >>> data = subjects[0]  # 8 classes x 6 trials (the default spec's: 48), 9 windows each
@@ -400,9 +399,8 @@ def _band_noise(
 @functools.lru_cache(maxsize=256)
 def _bandpass(band: tuple[float, float], fs: float) -> np.ndarray:
     """The 4th-order Butterworth band-pass of ``band`` Hz as second-order sections, designed
-    once per band: a subject's hundreds of bursts share a few bands, and designing the filter
-    each time was a third of the generation. Shared between calls: read it, never write it
-    (scipy's filters take a writable array, so it is not marked read-only)."""
+    once per band (designing it per burst was a third of the generation). Shared between
+    calls: read it, never write it (scipy's filters take a writable array)."""
     return sps.butter(4, band, btype="bandpass", fs=fs, output="sos")
 
 
@@ -412,10 +410,9 @@ def eeg_spec_of(source: Mapping[str, Any]) -> SyntheticEEGSpec:
 
 
 def eeg_source_fields(options: Mapping[str, Any]) -> dict[str, Any]:
-    """What a ``"synthetic-eeg"`` data source stores (`emg_lens.data.datasets.data_source`'s
-    ``synthetic=``): a `SyntheticEEGSpec`; the default one for None; from a `SyntheticSpec`
-    (what the command line builds from ``--n-subjects`` and ``--seed`` for every dataset)
-    only its ``n_subjects`` and ``seed``.
+    """What a ``"synthetic-eeg"`` data source stores (``synthetic=``): a `SyntheticEEGSpec`
+    (the default for None; from the command line's `SyntheticSpec` only its ``n_subjects``
+    and ``seed``).
 
     >>> eeg_source_fields({"synthetic": SyntheticSpec(n_subjects=3)})["synthetic_eeg"]["n_subjects"]
     3

@@ -311,9 +311,8 @@ def generate_db2_exercise(spec: SyntheticSpec, subject: int, exercise: str | int
 def synthesize_ninapro_db2(out: str | Path, options: Mapping[str, Any]) -> Iterator[Path]:
     """Synthetic NinaPro DB2 files under ``out``, one subject at a time:
     ``DB2_s<N>/S<N>_E<k>_A1.mat`` for each of ``options["exercises"]`` (default
-    `DB2_SYNTH_EXERCISES`), from `db2_spec` (``n_subjects``, ``seed``, ``movement_seconds``,
-    ``rest_seconds``). The files hold ``emg``, ``acc``, the label columns and no ``glove``
-    (which some real files lack too; the generator has no hand kinematics to put there).
+    `DB2_SYNTH_EXERCISES`), from `db2_spec`. The files hold ``emg``, ``acc``, the label
+    columns and no ``glove`` (some real files lack it too).
 
     >>> import tempfile
     >>> options = {"n_subjects": 1, "movement_seconds": 0.1, "rest_seconds": 0.05}
