@@ -5,10 +5,8 @@ someone else's study runs their code: as with Hugging Face's ``trust_remote_code
 consent (``allow_code=True``, or the SHA-256 digests ``study check`` lists) and only from inside
 the study file's project (`project_root`); the rules for users: docs/guide/studies.md, "What
 emg_lens runs, and what it only reads". `load_code` hashes the bytes again and runs exactly
-those consented to; what the code then does runs under `running_code`, which turns any
-exception (``SystemExit`` included) into a `SpecError` naming the file and function. A
-checkpoint holding the user's own modules loads through a module builder,
-``build_modules(info)`` (docs/guide/bring-your-own-model.md).
+those consented to, under `running_code`. A checkpoint holding the user's own modules loads
+through a module builder, ``build_modules(info)`` (docs/guide/bring-your-own-model.md).
 
 >>> import tempfile
 >>> root = Path(tempfile.mkdtemp())

@@ -1,15 +1,11 @@
 """Trained weights kept by what made them: `emg_lens.train.fit` with ``reuse=True`` reads a
 training done before instead of doing it again.
 
-`fit` is deterministic on the CPU, so what it would compute can be read back. The key
-(`training_key`) digests everything the weights depend on (the list for users:
-docs/guide/notebook.md, "Training once"); a model whose key could not say what it computes
-(`_keyable`) or whose training changed its state beyond its tensors is trained and not kept.
-An entry, ``trained/<key>.pt`` in the cache folder (`emg_lens.data.cache`), holds the state
-dict, the buffers it leaves out, the history and torch's random state after the training; it is
-written atomically and checked whole before the model is touched (one that does not read back
-exactly is a warning and a training from the start). Only CPU trainings are kept (a GPU's
-kernels need not be deterministic).
+`fit` is deterministic on the CPU, so what it would compute can be read back: the key
+(`training_key`) digests everything the weights depend on (for users: docs/guide/notebook.md,
+"Training once"). An entry, ``trained/<key>.pt`` in the cache folder, holds the state dict,
+the buffers it leaves out, the history and torch's random state after the training. Only CPU
+trainings are kept (a GPU's kernels need not be deterministic).
 
 >>> import numpy as np
 >>> from emg_lens import EncoderConfig
