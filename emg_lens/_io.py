@@ -373,8 +373,7 @@ def process_started_at(started: str | None) -> str | None:
 
 def same_process(pid: int, started: str | None) -> bool:
     """Whether ``pid`` is alive on this machine and is the process that `process_start` saw
-    start at ``started`` (None: a record without a start time, where only the pid can be
-    checked; also where start times cannot be read).
+    start at ``started`` (None, or start times unreadable: the pid alone is checked).
 
     >>> same_process(os.getpid(), process_start(os.getpid()))
     True
@@ -473,10 +472,9 @@ def files_digest(paths: Iterable[str | Path]) -> str:
 
 
 def imported_names(tree: ast.AST, package: str) -> list[str]:
-    """What a module's code imports, at any depth (function-level and type-checking imports
-    included): ``import a.b`` gives ``a.b``, ``from m import n`` both ``m`` and ``m.n`` (a
-    submodule or a name in ``m``: the caller tells them apart); a relative import is resolved
-    against ``package`` (the module's own package), one reaching above the top left out.
+    """What a module's code imports, at any depth: ``import a.b`` gives ``a.b``, ``from m
+    import n`` both ``m`` and ``m.n`` (the caller tells a submodule from a name); a relative
+    import is resolved against ``package``, one reaching above the top left out.
 
     >>> imported_names(ast.parse("import a.b; from . import c; from ..x import y"), "p.q")
     ['a.b', 'p.q', 'p.q.c', 'p.x', 'p.x.y']
@@ -498,9 +496,8 @@ def imported_names(tree: ast.AST, package: str) -> list[str]:
 
 def module_files(names: Iterable[str], package: str = "emg_lens") -> list[Path]:
     """The source files of the modules ``names`` and of every module of ``package`` they
-    import, directly or not (function-level and type-checking imports included), found from
-    their import statements; sorted. A digest of these changes whenever code that can change
-    what the modules compute changes.
+    import, directly or not (`imported_names`), sorted: a digest of these changes whenever
+    code that can change what the modules compute changes.
 
     >>> files = module_files(["emg_lens.data.reader"])
     >>> [p.name for p in files if p.parent.name == "data"], len(files)  # errors, _hints, geometry/

@@ -364,9 +364,8 @@ def warn_if_data_changed(metadata: dict[str, Any], subject: int, digest: str | N
 
 
 def source_digest(source: dict[str, Any], subject: int) -> str:
-    """Digest of one subject's data from a checkpoint's data source: the source dict (with
-    its preprocessing spec), the subject, and the content of every file it reads (as its
-    dataset's registry entry lists them: `emg_lens.data.registry`).
+    """Digest of one subject's data from a checkpoint's data source: the source dict, the
+    subject, and the content of every file it reads (its registry entry's ``files``).
 
     >>> from emg_lens.data import data_source
     >>> source = data_source("synthetic")
@@ -384,9 +383,8 @@ def source_digest(source: dict[str, Any], subject: int) -> str:
 @checked
 def check_checkpoint(path: str | Path) -> dict[str, Any]:
     """Check a checkpoint folder as `load_checkpoint` would, without reading its weights: its
-    ``config.json``, the model it describes, and the header of ``model.safetensors`` (names,
-    shapes, every byte the header promises); a NaN weight is found only when loading. Returns
-    the parsed ``config.json`` (`emg-lens study check` checks a study's models with it).
+    ``config.json``, the model it describes, and the header of ``model.safetensors``; a NaN
+    weight is found only when loading. Returns the parsed ``config.json``.
 
     >>> import tempfile
     >>> from emg_lens.models import IsoNet

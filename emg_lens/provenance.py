@@ -136,15 +136,12 @@ def model_digest(model: torch.nn.Module) -> str:
 
 def state_digest(model: torch.nn.Module, modules: set[str] | None = None) -> str:
     """Digest of everything an in-memory model holds, which its code computes with: every
-    parameter (with whether it trains: a frozen one does not move) and buffer (persistent or
-    not), by name, with which names share one tensor; each module's class and path, and its
-    state that is not a tensor or a submodule (``training``, attributes such as
-    ``Dropout.p``, set when it was built or later; its torch hooks excluded), walked into
-    containers, dataclasses, objects, and functions (their code, defaults and closures).
-    ``modules``, when given, gains the name of the Python module of each function, class and
-    object met, whose files hold the rest of what the model computes (see
-    `emg_lens.train.model_code.model_code`). An object that shows no readable state is an
-    `ArgumentError` naming its attribute.
+    parameter (with whether it trains) and buffer by name, with which names share one tensor;
+    each module's class, path and other state (``training``, attributes such as
+    ``Dropout.p``; not its torch hooks), walked into containers, dataclasses, objects and
+    functions (their code, defaults and closures). ``modules``, when given, gains the Python
+    module of each function, class and object met (`emg_lens.train.model_code`). An object
+    that shows no readable state is an `ArgumentError` naming its attribute.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
@@ -417,9 +414,8 @@ def _arrays_hash(arrays: Iterable[Any]) -> str:
 
 
 def arrays_digest(data: Any) -> str:
-    """Digest of the evaluation part of a `SubjectData`: ``X_test`` and ``y_test`` (bytes,
-    dtype, shape), the held-out windows' trials where it numbers them (``test_trials``: a
-    stored cell holds counts per trial) and the class list.
+    """Digest of the evaluation part of a `SubjectData`: ``X_test``, ``y_test``, the held-out
+    windows' trials (a stored cell holds counts per trial) and the class list.
 
     >>> from types import SimpleNamespace
     >>> data = SimpleNamespace(X_test=np.zeros((2, 3)), y_test=np.arange(2), classes=[0, 1])
