@@ -314,9 +314,8 @@ def config_for_data(
     """The config of a ``model_cls`` fitted to the data: its ``modalities`` (channels each),
     ``n_classes`` and ``n_samples`` per window, with any other fields in ``overrides``.
 
-    ``base`` is a preset name, built by the class's ``default_config`` where it has one (the
-    fusion models: tubelets that fit ``n_samples``) or else `EncoderConfig.preset`; or a config,
-    whose other fields are kept (``n_ctx`` is derived again).
+    ``base`` is a preset name (built by the class's ``default_config`` where it has one, else
+    `EncoderConfig.preset`) or a config, whose other fields are kept.
 
     >>> from emg_lens.models import IsoNet, MultimodalTransformer
     >>> cfg = config_for_data(IsoNet, "demo", {"emg": 3}, 5, 40, seed=0)

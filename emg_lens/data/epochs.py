@@ -26,7 +26,7 @@ class EpochArrays:
     """Windows ``X [n, channels, time]`` (channels grouped by type), class codes ``codes [n]``,
     the class names by code, channel names, modalities (type -> count, in order), the placement
     (or None), the sample rate, and each window's trial ``trials [n]`` (None where nothing
-    records one; see the module), of the trial unit ``unit`` (`emg_lens.data.trials`)."""
+    records one), of the trial unit ``unit`` (`emg_lens.data.trials`)."""
 
     X: np.ndarray
     codes: np.ndarray

@@ -106,9 +106,8 @@ def _check_item(
 
 def labeled_subset(dataset: Dataset) -> tuple[Dataset, int]:
     """The labelled windows (``y >= 0``) of ``dataset`` and the number of classes they imply
-    (largest label + 1). The labels come from ``dataset.labels`` where it has them, one per
-    item (`emg_lens.data.windows.store.WindowStore` does: no window is read); otherwise every item
-    is read once.
+    (largest label + 1), read from ``dataset.labels`` where it has them
+    (`emg_lens.data.windows.store.WindowStore`: no window is read), else from each item once.
 
     >>> ds = window_dataset((np.zeros((4, 1, 20), np.float32), np.array([0, -1, 2, 1])), (1, 20))
     >>> subset, n_classes = labeled_subset(ds)

@@ -180,13 +180,11 @@ def run_recipe(
     train_mode: Callable[[nn.Module], Any] = nn.Module.train,
     after_epoch: Callable[[int], bool] | None = None,
 ) -> RecipeLog:
-    """Train ``model`` in place for ``cfg.epochs`` epochs (a recipe config: ``epochs,
-    batch_size, accumulate_steps, lr, min_lr, warmup_epochs, weight_decay, betas, grad_clip,
-    seed, progress``), data-parallel under torchrun.
-
-    ``loss_fn(model, batch)`` gets the (possibly DDP-wrapped) model; ``train_mode`` puts it in
-    training mode each epoch; ``after_epoch(epoch)`` returning True ends training early. The
-    model is left in eval mode.
+    """Train ``model`` in place for ``cfg.epochs`` epochs (a recipe config,
+    `emg_lens.train.PretrainConfig` or `emg_lens.train.FinetuneConfig`), data-parallel under
+    torchrun. ``loss_fn(model, batch)`` gets the (possibly DDP-wrapped) model; ``train_mode``
+    puts it in training mode each epoch; ``after_epoch(epoch)`` returning True ends training
+    early. The model is left in eval mode.
 
     >>> from emg_lens.config import EncoderConfig
     >>> from emg_lens.models import TinyMyo

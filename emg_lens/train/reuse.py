@@ -109,8 +109,9 @@ def training_key(
 
 def _keyable(model: torch.nn.Module) -> tuple[str, str] | None:
     """``(state, code)`` digests of ``model`` for its key, or None where the key could not
-    say what the model computes (see the module's docstring): with a warning, but for a class
-    with no file, which the guide says is always trained."""
+    say what the model computes (a hook attached, a ``forward`` set on the instance, code
+    edited since it was imported, state no digest reads): with a warning, but for a class with
+    no file, which the guide says is always trained."""
     own_forward = [path or "the model" for path, m in model.named_modules() if "forward" in vars(m)]
     if own_forward:
         return _not_kept(

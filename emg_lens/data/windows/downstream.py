@@ -85,7 +85,7 @@ RULES: Rules = {
 def thesis_preprocess(
     emg: Float[np.ndarray, "time channel"], spec: DownstreamPreprocess, where: str
 ) -> Float[np.ndarray, "time channel"]:
-    """Steps 1 and 2 of the recipe on one stretch of ``emg``: band-pass and notch at
+    """The recipe's filters and z-score on one stretch of ``emg``: band-pass and notch at
     ``spec.sample_rate``, then the per-channel `zscore` (float64 out); ``where`` names the
     recording or trial in the error a too short one raises.
 

@@ -171,7 +171,8 @@ def _window_starts(n_samples: int, spec: TinyMyoPreprocess) -> np.ndarray:
 
 
 def _raw_windows(recording: Recording, spec: TinyMyoPreprocess, labeled: bool) -> WindowBatch:
-    """Steps 1-3 and 5 (no normalisation): padded windows; ``info["channels"]`` real ones."""
+    """Filtered, resampled, windowed and padded (not normalised); ``info["channels"]``: the
+    real channels."""
     emg = _checked_emg(recording, spec)
     fs = recording.sample_rate
     band = effective_band(fs, spec)
