@@ -3,9 +3,9 @@
 Layout and channel order for users: docs/guide/recordings.md, "HD-sEMG, 65 gestures". One
 v7.3 (HDF5) file per subject, over 6 GB, which `scipy.io.loadmat` cannot read. h5py sees MATLAB's
 arrays transposed: the grids ``emg_extensors`` / ``emg_flexors`` ``[T, 8, 8]`` as ``(8, 8, T)``,
-the labels as ``(1, T)``, ``force`` ``(T, F)`` as ``(F, T)`` (volts, 2.5 V at rest). Grid channel
-``c = row + 8 * col`` is MATLAB's ``emg(t, row + 1, col + 1)``. The adjusted labels are used
-where present.
+the labels as ``(1, T)``, ``force`` ``(T, F)`` as ``(F, T)`` (volts, 2.5 V at rest). The 128
+channels are the extensor grid's, then the flexor grid's, channel ``c = row + 8 * col`` being
+MATLAB's ``emg(t, row + 1, col + 1)``. The adjusted labels are used where present.
 
 `HDsEMGFile` reads slices without loading the rest, `load_hdsemg` a whole file, and
 `write_hdsemg` writes one laid out like the real ones. A v5 file with the same variables

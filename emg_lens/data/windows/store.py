@@ -100,17 +100,14 @@ def write_window_store(
     """Write the windows of ``source`` to an HDF5 window store at ``path``.
 
     Recordings go through `tinymyo_windows` (with ``spec``, ``labeled``, ``scaler``);
-    `WindowBatch` items are written as they are (their shape must match ``spec``, then any
-    recipe with ``n_channels``, ``window``, ``sample_rate`` and ``to_dict``), one recording in
-    memory at a time.
+    `WindowBatch` items are written as they are (their shape must match ``spec``, any recipe
+    with ``n_channels``, ``window``, ``sample_rate`` and ``to_dict``), one in memory at a time.
 
-    A store of `RegressionBatch` es (every batch one, ``target_names`` naming the outputs)
-    also holds ``targets`` float32 ``[N, time, output]`` and the attributes ``task =
-    "regression"`` and ``target_names``. ``splits`` (split name -> the ``repetition`` codes
-    of its windows, e.g. ``{"train": [1], "val": [2], "test": [3]}``) is stored as the
-    attribute ``splits``; ``repetition_split`` (`split_repetitions`' dict: the repetitions a
-    z-score was fitted on and those held out) as ``repetition_split``, which `windows_source`
-    splits by and checks a fine-tuning's test repetitions against.
+    A store of `RegressionBatch` es (``target_names`` naming the outputs) also holds
+    ``targets`` float32 ``[N, time, output]`` and the attributes ``task = "regression"`` and
+    ``target_names``. ``splits`` (split name -> ``repetition`` codes, e.g. ``{"train": [1],
+    "val": [2], "test": [3]}``) and ``repetition_split`` (`split_repetitions`' dict, which
+    `windows_source` splits by) are stored as attributes of those names.
 
     The file holds ``windows`` float32 ``[N, C, T]`` (one chunk per window, optionally
     ``compression="gzip"`` or ``"lzf"``), ``labels`` int64 ``[N]`` (-1: unlabelled),
