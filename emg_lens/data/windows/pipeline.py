@@ -1,13 +1,10 @@
 """TinyMyo's windowing pipeline: a `Recording` to padded, normalised windows.
 
-`TinyMyoPreprocess` holds the recipe; the functions here apply it per recording: band-pass
-20-450 Hz and a 50 Hz notch at the recording's rate (the upper cut-off lowered to
-``0.45 * fs`` where it reaches Nyquist, BioFoundation's own DB5 band, unless ``clip_band`` is
-False), resampling to 2 kHz, windows of 1000 samples every 500 (label and repetition of the
-centre sample, -1 where unlabelled), zero channels up to 16, then ``"minmax"`` per window and
-channel to [-1, 1] after the padding (BioFoundation's ``MinMaxNormalization``, pretraining) or
-``"zscore"`` by a `Scaler` fitted on the training part (downstream). `tinymyo_windows` returns
-one recording's windows as a `WindowBatch`.
+`TinyMyoPreprocess` holds the recipe (docs/ARCHITECTURE.md, "From a signal to a table");
+`tinymyo_windows` applies it to one recording: filters at the recording's rate (the upper
+cut-off lowered to ``0.45 * fs`` where it reaches Nyquist, BioFoundation's own DB5 band, unless
+``clip_band`` is False), 2 kHz, windows labelled by their centre sample, zero channels up to
+16, then ``"minmax"`` per window after the padding or ``"zscore"`` by a fitted `Scaler`.
 
 >>> from emg_lens.data import Recording
 >>> rng = np.random.default_rng(0)
