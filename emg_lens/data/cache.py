@@ -67,8 +67,7 @@ DEFAULT_MAX_GB = 10.0
 
 ORPHAN_AGE_S = 3600.0
 """Age after which `evict` takes a half-written entry (arrays without JSON) or a temporary
-file whose writer is gone for the leftover of a killed process. A live write is never that
-old: its JSON follows its arrays at once."""
+file whose writer is gone for a killed process's leftover (a live write is never that old)."""
 
 TRAINED_FOLDER = "trained"
 """The folder, inside the cache's, of the trainings `emg_lens.train.fit` keeps (``reuse=True``:

@@ -265,8 +265,7 @@ def concatenate_recordings(parts: list[Recording]) -> Recording:
     """Several files of one subject (same clock and modalities) joined in time.
 
     ``extras`` keeps only the arrays every part holds with the same width; ``source`` lists
-    every file, joined by ``" + "``; ``meta`` keeps the label columns each file's labels came
-    from (``"label_columns"``: file -> (stimulus, repetition) column names).
+    every file, joined by ``" + "``; ``meta["label_columns"]`` each file's label columns.
 
     >>> import numpy as np
     >>> part = Recording(1, {"emg": np.zeros((5, 2), np.float32)}, 200.0, np.zeros(5), np.zeros(5))
@@ -360,9 +359,8 @@ def _mat73_header() -> bytes:
 
 def write_mat73(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path:
     """Write ``arrays`` (variable name -> array in MATLAB's orientation) as MATLAB v7.3 does:
-    HDF5 with a 512-byte userblock holding MATLAB's header, every array stored transposed
-    (h5py's row-major view of MATLAB's column-major array) with its ``MATLAB_class``
-    attribute; the path (its folder made).
+    HDF5 with a 512-byte userblock holding MATLAB's header, every array stored transposed with
+    its ``MATLAB_class`` attribute; returns the path (its folder made).
 
     >>> import tempfile
     >>> path = write_mat73(Path(tempfile.mkdtemp()) / "x.mat", {"x": np.zeros((3, 2))})

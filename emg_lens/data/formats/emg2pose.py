@@ -52,9 +52,8 @@ METADATA_COLUMNS = (
     "held_out_stage",
     "split",
 )
-"""The columns of emg2pose's ``metadata.csv`` that are read (each required); the published
-file also has ``generalization`` (``user``, ``stage`` or ``user_stage``: what a held-out
-session generalises across), which is not read."""
+"""The columns of emg2pose's ``metadata.csv`` that are read (each required; the published
+file's ``generalization`` is not)."""
 
 _GROUP = "emg2pose"
 _TIMESERIES = "timeseries"
@@ -140,8 +139,7 @@ class Emg2PoseSession(OpenFile):
         """Samples ``start:stop`` of the named fields: ``emg`` float32 ``[time, 16]``,
         ``joint_angles`` float64 ``[time, 20]``, ``time`` float64 ``[time]``.
 
-        Only those fields of that slice are read from disk. Raises `DataFormatError` when the
-        EMG slice holds NaN/Inf."""
+        Only that slice is read from disk; NaN/Inf in the EMG is a `DataFormatError`."""
         stop = self._slice_end(start, stop)
         fields = [fields] if isinstance(fields, str) else list(fields)
         unknown = [f for f in fields if f not in _FIELDS]

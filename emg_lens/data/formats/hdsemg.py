@@ -190,10 +190,9 @@ class HDsEMGFile(OpenFile):
         return {name: self._vector(name) for name in sorted(_LABELS & set(self._vars))}
 
     def read(self, start: int = 0, stop: int | None = None, *, force: bool = True) -> dict:
-        """Samples ``start:stop`` as ``{"emg": [time, 128], "force": [time, F]}`` float32.
-
-        Only that slice is read from disk. ``"force"`` is present when the file has force and
-        ``force`` is true. Raises `DataFormatError` if the slice holds NaN/Inf."""
+        """Samples ``start:stop`` as ``{"emg": [time, 128], "force": [time, F]}`` float32, only
+        that slice read from disk (``"force"`` where the file has it and ``force`` is true). A
+        slice holding NaN/Inf is a `DataFormatError`."""
         stop = self._slice_end(start, stop)
         n = stop - start
         grids = []

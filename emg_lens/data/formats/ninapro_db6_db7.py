@@ -198,9 +198,8 @@ def _reader(files: Any, load: Any, emg: int) -> DatasetReader:
 
 
 DB6_READER = _reader(ninapro_db6_files, load_ninapro_db6, DB6_CHANNELS["emg"][0])
-"""NinaPro DB6 for the registry (`emg_lens.data.registry`): a window-store source, one
-recording per session file (12 repetitions; its store's split:
-`emg_lens.data.registry.STORE_REPETITIONS`)."""
+"""NinaPro DB6 for the registry: a window-store source, one recording per session file (12
+repetitions; its store's split: `emg_lens.data.registry.STORE_REPETITIONS`)."""
 
 DB7_READER = _reader(ninapro_db7_files, load_ninapro_db7, DB7_CHANNELS["emg"])
 """NinaPro DB7 for the registry (`emg_lens.data.registry`): a window-store source (6

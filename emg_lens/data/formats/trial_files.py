@@ -431,9 +431,8 @@ FILE_OPTIONS = (
     "placement",
     *CSV_OPTIONS,
 )
-"""What a ``files`` data source stores beside its root (`data_source`'s options; those of
-`CSV_OPTIONS` only where given, so a source that leaves the CSV's reading to the file is the
-dict, and has the digest, it had before they existed)."""
+"""What a ``files`` data source stores beside its root (those of `CSV_OPTIONS` only where
+given, so older sources keep their digest)."""
 
 PREPROCESS = {"emg_band": None, "lowpass": None, "segment": "full"}
 """A researcher's own trials are windowed as they were recorded: no filter (an amplifier has
