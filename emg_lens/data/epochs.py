@@ -170,9 +170,8 @@ def _recorded_trials(metadata: Any, n: int, what: str) -> np.ndarray | None:
 
 def windows_arrays(parts: list[Any], split_by: str | None) -> tuple[EpochArrays, np.ndarray]:
     """One subject's windows from its braindecode recordings (``WindowsDataset`` or
-    ``EEGWindowsDataset``: items ``(X, y, crop indices)``), with their recorded trials (see
-    the module; a recording without them: the recording), and each window's value of
-    the description's ``split_by`` column (None: all None)."""
+    ``EEGWindowsDataset``), with their recorded trials (else the recording), and each window's
+    value of the description's ``split_by`` column (None: all None)."""
     X, y, groups, names, order = [], [], [], None, None
     pick: list[int] = []  # the window's channels, grouped by type (order: the signal's)
     trials: list[tuple[int, int]] = []  # (recording, its trial; -1 where none)

@@ -204,8 +204,7 @@ def placements_of(source: Mapping[str, Any]) -> dict[str, Montage]:
 
 def has_placement(source: Mapping[str, Any] | None = None, data: SubjectData | None = None) -> bool:
     """Whether the placement check applies to these data: the subject's own placed windows
-    (``meta["placement"]``, a montage with a symmetry) or its data source's montages
-    (`placements_of`). What the chance check's warning asks before it points to the check.
+    (``meta["placement"]``, a montage with a symmetry) or its data source's montages.
 
     >>> has_placement({"dataset": "synthetic-eeg", "synthetic_eeg": {}})
     True

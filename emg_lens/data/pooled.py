@@ -172,9 +172,8 @@ def _shared_labels(subjects: Sequence[SubjectData]) -> list[str]:
 @checked
 def unpool(pooled: SubjectData) -> dict[int, SubjectData]:
     """``subject -> SubjectData``: each subject's windows of ``pooled`` (a `pool_subjects`
-    result, its window label ``"subject"``), training and held-out, as ``pooled`` holds them
-    (after its joint z-score, if any), each with its repetition, its trial (one trial id per
-    trial, as pooled) and its other window labels.
+    result), as ``pooled`` holds them (after its joint z-score, if any), with their
+    repetitions, trials and other window labels.
 
     >>> X, y = np.zeros((2, 1, 3), "float32"), np.array([0, 1])
     >>> parts = [SubjectData.from_windows({"emg": 1}, (X + s, y), (X + s, y), subject=s)

@@ -250,14 +250,12 @@ class SubjectData:
         test_fraction: float = 0.2,
     ) -> list[SubjectData]:
         """One subject per ``subject`` of a braindecode windows dataset (``BaseConcatDataset``
-        of ``WindowsDataset`` or ``EEGWindowsDataset``, as ``create_windows_from_events``
-        makes it), as `from_epochs` builds one, each window's trial the event braindecode cut
-        it from, or else its recording (`emg_lens.data.trials`). Held out: the recordings
-        whose description's ``split_by`` (``"session"``, ``"run"``) is one of ``test_values``,
-        or else the last ``test_fraction`` of each class's trials, whole (whole recordings
-        where a recording is the trial).
-        Subjects keep their numbers when all are integers >= 1; otherwise all are numbered 1,
-        2, ... in order, and ``meta["subject"]`` keeps each one's value."""
+        of ``WindowsDataset`` or ``EEGWindowsDataset``), as `from_epochs` builds one, each
+        window's trial the event it was cut from, or else its recording. Held out: the
+        recordings whose description's ``split_by`` (``"session"``, ``"run"``) is one of
+        ``test_values``, or else the last ``test_fraction`` of each class's trials, whole.
+        Subjects keep their numbers when all are integers >= 1, else are numbered 1, 2, ... in
+        order (``meta["subject"]`` keeps each one's value)."""
         from emg_lens.data.epochs import windows_arrays, windows_dataset_subjects
 
         if (split_by is None) != (not test_values):
@@ -290,9 +288,8 @@ def _held_out(
     unit: str = "trial",
 ) -> np.ndarray:
     """Which windows are held out: ``test`` (a mask or indices), or the last ``fraction`` of
-    each class's trials (``trials``: each window's, of the ``unit`` named; None: each window
-    its own) in ``order`` of their first window, each whole (one of two classes too). No trial
-    is on both sides, every class keeps a training window and the test set is not empty, or a
+    each class's trials (None: each window its own) in ``order``, each whole. No trial is on
+    both sides, every class keeps a training window and the test set is not empty, or a
     `DataFormatError` names the trial or the class."""
     n = len(codes)
     trials = np.arange(n) if trials is None else np.asarray(trials)

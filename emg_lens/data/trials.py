@@ -97,11 +97,10 @@ def trial_ids(
     unit: str = "repetition",
     given: Int[np.ndarray, " n"] | Sequence[int] | None = None,
 ) -> Int[np.ndarray, " n"]:
-    """Number the trials of ``n`` windows: ``0, 1, ...`` in order of first appearance, one
-    number per distinct ``(y, rep)`` pair (``unit="repetition"``), per window
-    (``unit="window"``) or per distinct recorded trial ``given`` (``unit="given"`` or
-    ``"recording"``: one per window; a ``"given"`` trial whose windows carry two classes is an
-    `ArgumentError` naming it, a recording may hold several).
+    """Number the trials of ``n`` windows, ``0, 1, ...`` in order of first appearance: one
+    number per distinct ``(y, rep)`` pair, per window, or per distinct recorded trial
+    ``given`` (one per window; a ``"given"`` trial whose windows carry two classes is an
+    `ArgumentError`, a recording may hold several).
 
     >>> trial_ids(np.array([3, 1, 3]), np.array([1, 1, 1]))
     array([0, 1, 0])
