@@ -58,8 +58,7 @@ class DistributedRun:
 
     def shard(self, items: Iterable[T]) -> list[T]:
         """This process's share of ``items``: sorted, then every ``world_size``-th from
-        ``rank``, so the ranks' shares are disjoint, cover all items and do not depend on the
-        order the items were given in.
+        ``rank`` (disjoint, covering all items, whatever order they were given in).
 
         >>> DistributedRun(rank=1, world_size=2).shard([3, 1, 4, 2])
         [2, 4]

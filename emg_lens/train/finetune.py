@@ -134,10 +134,9 @@ def classifier_from_pretrained(
     drop_path: float = 0.0,
     device: str | None = None,
 ) -> TinyMyo:
-    """A classification TinyMyo with ``pretrained``'s config (``n_classes`` classes) and its
-    encoder weights — every weight but the head's; the new head keeps its fresh (seeded)
-    initialisation. ``pretrained`` is a TinyMyo or a checkpoint folder holding one (loaded
-    onto ``device``, default: the device it was saved from).
+    """A classification TinyMyo with ``pretrained``'s config (``n_classes`` classes) and every
+    weight but the head's (the new head seeded fresh). ``pretrained`` is a TinyMyo or a
+    checkpoint folder holding one (loaded onto ``device``, default: the one it was saved from).
 
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
     >>> source = TinyMyo(cfg, task="reconstruction")
@@ -238,9 +237,8 @@ def dataset_accuracy(model: TinyMyo, data: Any, *, batch_size: int = 256) -> flo
 def dataset_scores(
     model: TinyMyo, data: Any, *, label_smoothing: float = 0.0, batch_size: int = 256
 ) -> tuple[float, float]:
-    """``(accuracy, loss)`` of ``model`` on the windows of ``data``: the share classified
-    correctly and the mean cross-entropy (with ``label_smoothing``, as training computes it);
-    the model is left in eval mode.
+    """``(accuracy, loss)`` of ``model`` on the windows of ``data`` (the mean cross-entropy
+    with ``label_smoothing``, as training computes it); the model is left in eval mode.
 
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40,
     ...                             n_classes=2)

@@ -215,9 +215,9 @@ def evaluate_masked_loss(
     batch_size: int = 128,
     seed: int = 0,
 ) -> float:
-    """Mean Smooth-L1 on the masked patches of ``data`` (see `window_dataset`), with masks
-    drawn from ``seed`` in data order — the same masks on every call, so values from different
-    epochs (or models) are comparable. The model is left in eval mode.
+    """Mean Smooth-L1 on the masked patches of ``data`` (see `window_dataset`), the masks
+    drawn from ``seed``: the same on every call, so epochs and models compare. The model is
+    left in eval mode.
 
     >>> from emg_lens.config import EncoderConfig
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)

@@ -122,8 +122,7 @@ def _target_moments(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
 @checked
 def mean_baseline_mae(train: Any, test: Any) -> MeanAbsoluteError:
     """The MAE on ``test`` of predicting, for every output, the mean of the ``train`` targets
-    (the bar a regressor must clear); both are Datasets of ``(x, y [steps, outputs])`` or
-    ``(X, Y)`` arrays.
+    (both Datasets of ``(x, y [steps, outputs])`` or ``(X, Y)`` arrays).
 
     >>> X = torch.zeros(2, 1, 4)
     >>> train = (X, torch.tensor([[[0.0, 2.0]], [[2.0, 4.0]]]))
