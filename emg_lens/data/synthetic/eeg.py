@@ -308,8 +308,7 @@ def generate_eeg_recordings(
     spec: SyntheticEEGSpec = SyntheticEEGSpec(), subjects: list[int] | None = None
 ) -> list[Recording]:
     """One continuous `Recording` per subject (numbered from 1; all, or those in
-    ``subjects``), from ``spec.seed`` and the subject number alone: a subject's recording does
-    not depend on which others are generated with it."""
+    ``subjects``), each independent of which others are generated with it."""
     return [_subject_recording(spec, subject) for subject in check_subjects(spec, subjects)]
 
 

@@ -207,8 +207,7 @@ def generate_recordings(
     spec: SyntheticSpec = SyntheticSpec(), subjects: list[int] | None = None
 ) -> list[Recording]:
     """One continuous `Recording` per subject (numbered from 1; all, or those in
-    ``subjects``), from ``spec.seed``: a subject's recording does not depend on which others
-    are generated with it."""
+    ``subjects``), each independent of which others are generated with it."""
     population = _Patterns.draw(spec, np.random.default_rng(spec.seed))
     subjects = check_subjects(spec, subjects)
     return [_subject_recording(spec, subject, population) for subject in subjects]

@@ -85,8 +85,7 @@ def generate_hdsemg_recordings(
     spec: SyntheticHDsEMGSpec = SyntheticHDsEMGSpec(), subjects: list[int] | None = None
 ) -> list[Recording]:
     """One continuous `Recording` per subject (numbered from 1; all, or those in
-    ``subjects``), from ``spec.seed``: a subject's recording does not depend on which others
-    are generated with it.
+    ``subjects``), each independent of which others are generated with it.
 
     >>> spec = SyntheticHDsEMGSpec(n_subjects=1, n_gestures=3, movement_seconds=0.2)
     >>> rec = generate_hdsemg_recordings(spec)[0]
