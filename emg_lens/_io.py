@@ -335,10 +335,9 @@ def _boot_id() -> str:
 
 
 def process_start(pid: int) -> str | None:
-    """When process ``pid`` started, as ``"<boot id>:<clock ticks since boot>"`` (Linux:
-    ``/proc/<pid>/stat`` field 22 and ``/proc/sys/kernel/random/boot_id``): equal for one
-    process, different for a later one that reuses its pid. None where it cannot be read (no
-    such process, no ``/proc``).
+    """When process ``pid`` started, as ``"<boot id>:<clock ticks since boot>"`` (Linux's
+    ``/proc``): equal for one process, different for a later one that reuses its pid. None
+    where it cannot be read.
 
     >>> process_start(os.getpid()) == process_start(os.getpid())
     True

@@ -514,12 +514,10 @@ PICKLED_SUFFIXES = (".ckpt", ".pt", ".pth")
 @checked
 def read_biofoundation_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The weights of a published BioFoundation checkpoint, for `TinyMyo.from_biofoundation`:
-    a ``.safetensors`` file, or a PyTorch ``.ckpt`` / ``.pt`` / ``.pth`` file (a PyTorch
-    Lightning checkpoint's ``state_dict``, or a bare state dict).
-
-    Pickled files are read with ``torch.load(..., weights_only=True)``: a file that would run
-    code when unpickled is refused (`CheckpointError`), never executed; so are other suffixes,
-    files without tensors and non-finite weights.
+    a ``.safetensors`` file, or a PyTorch ``.ckpt`` / ``.pt`` / ``.pth`` file (a Lightning
+    checkpoint's ``state_dict``, or a bare state dict), read with ``weights_only=True``: a
+    file that would run code when unpickled is refused (`CheckpointError`), never executed;
+    so are other suffixes, files without tensors and non-finite weights.
 
     >>> import tempfile
     >>> file = Path(tempfile.mkdtemp()) / "tinymyo.ckpt"

@@ -414,10 +414,8 @@ class ModuleBuilder:
 
     def build(self, path: str | Path, info: dict[str, Any]) -> dict[str, Any]:
         """The modules of the checkpoint ``path`` (``info``: its parsed ``config.json``),
-        called under `running_code`; anything but a dict holding exactly the modules the
-        checkpoint's model class needs (`emg_lens.checkpoints.user_modules_of`), each a
-        ``torch.nn.Module``, is a `SpecError` naming the function, what it returned and what
-        is accepted."""
+        called under `running_code`; anything but a dict of exactly the ``torch.nn.Module`` s
+        its model class needs (`emg_lens.checkpoints.user_modules_of`) is a `SpecError`."""
         from torch import nn
 
         needs = user_modules_of(info)
@@ -478,9 +476,8 @@ def load_model(
     path: str | Path, builder: ModuleBuilder | None = None, *, device: str | None = None
 ) -> Any:
     """`emg_lens.checkpoints.load_checkpoint` of ``path`` (onto ``device``), with the user's
-    modules built by ``builder`` where its model holds some (else ``builder`` is not called).
-    Without a builder there, the `CheckpointError` of `require_builder`; weights that do not
-    fit the modules built are a `CheckpointError` naming the builder too."""
+    modules built by ``builder`` where its model holds some (`require_builder` refuses a
+    missing one); weights that do not fit them are a `CheckpointError` naming the builder."""
     info = read_checkpoint_info(path)
     modules, origin = None, ""
     if user_modules_of(info):
