@@ -146,10 +146,9 @@ class ExportResult:
 def export_checkpoint(
     checkpoint: str | Path, out: str | Path, *, builder: Any = None, **kwargs: Any
 ) -> ExportResult:
-    """Load the emg_lens checkpoint folder ``checkpoint`` (on the CPU; a model holding the
-    user's modules with those ``builder`` makes, `emg_lens.user_code.load_model`) and
-    `export_onnx` it to ``out``; ``kwargs`` are `export_onnx`'s (``edges``, ``layers``,
-    ``return_type``, ...).
+    """Load the checkpoint folder ``checkpoint`` on the CPU (the user's modules built by
+    ``builder``: `emg_lens.user_code.load_model`) and `export_onnx` it to ``out`` with
+    ``kwargs``.
 
     >>> import tempfile
     >>> from emg_lens.checkpoints import save_checkpoint
@@ -245,8 +244,7 @@ def export_edge_masks(
     model: HookedBiosignalModel, edges: Any, layers: Iterable[int] | None = None
 ) -> dict[int, torch.Tensor]:
     """The ``{layer: mask}`` an export bakes in: `compile_edges` on the checked ``layers``,
-    without the layers where the mask cuts nothing, and with one head row where every head
-    is masked alike (the same mask broadcast, a smaller constant in the file).
+    without the layers where it cuts nothing, one head row where every head is masked alike.
 
     >>> from emg_lens.config import EncoderConfig
     >>> from emg_lens.models import IsoNet

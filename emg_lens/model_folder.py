@@ -85,9 +85,8 @@ def models_folder(models: str | Path) -> Path:
 
 
 def no_models(models: str | Path) -> str:
-    """Why `find_models` finds no model in ``models`` (a folder without ``subject_<N>/``
-    folders), as it says it: the folder, and where it was looked for when it does not exist;
-    where one folder inside holds them (``models/`` of several), "did you mean" it.
+    """Why `find_models` finds no model in ``models``, in words: the folder (and where it was
+    looked for when it does not exist), or "did you mean" a folder inside that holds them.
 
     >>> no_models("/nowhere")
     'models: /nowhere does not exist (looked for it in ...); give a folder of subject_<N>/ checkpoints'

@@ -252,10 +252,9 @@ def _scaler_dict(scaler: Scaler | None) -> dict[str, list[float]] | None:
 class WindowStore(torch.utils.data.Dataset):
     """A window store read lazily: a `torch.utils.data.Dataset` of ``(x, y)`` pairs.
 
-    ``x`` is a float32 tensor ``[n_channels, window]``, ``y`` an int64 scalar tensor (-1 for
-    unlabelled windows) or, in a regression store (``meta["task"] == "regression"``), the
-    window's float32 targets ``[time, output]``. Each item reads one window; the HDF5 file is
-    opened on first access in each process (a DataLoader worker never uses its parent's handle).
+    ``x`` is a float32 tensor ``[n_channels, window]``, ``y`` an int64 scalar tensor (-1:
+    unlabelled) or, in a regression store, the window's float32 targets ``[time, output]``.
+    Each item reads one window; each process opens the file on first access.
 
     Args:
         path: a file written by `write_window_store`.
