@@ -110,11 +110,9 @@ class TokenLayout:
     ) -> TokenLayout:
         """The layout of channel(-patch) tokens, channel-major, after an optional CLS token.
 
-        Channels are numbered across modalities in ``modalities`` order, so token ``channel``
-        is the row of the ``[batch, channels, time]`` input it embeds; ``channel_names``, one
-        per channel in that order, names them; ``time_step``, the seconds a patch lasts.
-
-        A modality's channel count and ``n_patches`` must be positive ints.
+        Channels are numbered across modalities in ``modalities`` order (a token's ``channel``
+        is its row of the input), named by ``channel_names``; ``time_step``: the seconds a
+        patch lasts. Channel counts and ``n_patches`` must be positive ints.
 
         >>> TokenLayout.channel_tokens({"emg": 2}, n_patches=2, cls_token=False).time
         (0, 1, 0, 1)

@@ -54,9 +54,8 @@ def _lay_out(fig: plt.Figure) -> Bbox:
 
 
 def save_figures(figures: Mapping[str, plt.Figure], out_dir: str | Path) -> list[Path]:
-    """Write each figure as ``out_dir/<name>.png`` and ``.svg`` (the folder is created), close
-    it, and return the paths, figure by figure. A file already holding the same bytes is left
-    as it is; a full disk or a read-only folder is a `StorageError` naming the file.
+    """Write each figure as ``out_dir/<name>.png`` and ``.svg`` (the folder created), close
+    it, and return the paths (a file already holding the same bytes is left as it is).
 
     >>> import tempfile
     >>> fig, ax = plt.subplots()

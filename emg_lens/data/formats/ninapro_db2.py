@@ -372,9 +372,8 @@ extensor digitorum superficialis, 11 and 12 biceps and triceps brachii."""
 
 def db2_montage(n_electrodes: int = 12, axes: int = 1) -> Montage:
     """Where NinaPro DB2's electrodes lie (the first ``n_electrodes``, ``axes`` channels each:
-    3 for the accelerometer each Trigno electrode holds), as positioned dots on the forearm
-    unrolled (`emg_lens.geometry.montage`: mm around the forearm from the dorsal midline, mm
-    along the arm from the elbow crease).
+    3 for each electrode's accelerometer), as dots on the forearm unrolled
+    (`emg_lens.geometry.montage`).
 
     >>> montage = db2_montage(axes=3)
     >>> montage.n_channels, montage.locate(0), montage.locate(3 * 8)  # acc of ring 1, of FDS
