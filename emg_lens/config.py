@@ -103,9 +103,8 @@ allows it."""
 class EncoderConfig(TransformerLensConfig):
     """Config of a TransformerLens-hookable biosignal encoder.
 
-    The TransformerLens fields keep their meaning (``d_model``, ``d_head``, ``n_heads``,
-    ``n_layers``, ``d_mlp``, ``act_fn``, ``normalization_type``, ``eps``, ...). ``n_ctx`` is
-    derived from the signal shape; pass ``-1`` (the default) or the matching value."""
+    The TransformerLens fields keep their meaning; ``n_ctx`` is derived from the signal shape
+    (pass ``-1``, the default, or the matching value)."""
 
     # --- transformer size (TransformerLens names); defaults are the "tiny" preset ---
     d_model: int = 16

@@ -12,11 +12,10 @@ Adding a dataset is one module plus one entry:
    windows, a `Windows`), its writer, and one `DatasetReader` (`emg_lens.data.reader` lists
    what each use needs).
 2. One row of ``_TABLE`` below, a `DatasetInfo`: ``name`` (what ``"dataset"`` and the CLI
-   say), ``uses`` (of `USES`), ``reader`` (``"module:attribute"``) and, for a format
-   ``emg-lens synth`` writes, ``synthesizer`` (``"module:function"``: out folder, options ->
-   the files written, one subject at a time), ``layout`` (where the files lie under the root,
-   for messages and docs; ``""`` when generated) and ``summary`` (one line). ``needs_root``
-   follows from the layout.
+   say), ``uses`` (of `USES`), ``reader`` (``"module:attribute"``), for a format ``emg-lens
+   synth`` writes ``synthesizer`` (``"module:function"``: out folder, options -> the files
+   written), ``layout`` (where the files lie under the root; ``""`` when generated) and
+   ``summary`` (one line).
 
 >>> DATASETS  # doctest: +NORMALIZE_WHITESPACE
 ('synthetic', 'ninapro-db2', 'hdsemg', 'epn612', 'uci', 'ninapro-db8', 'synthetic-eeg',

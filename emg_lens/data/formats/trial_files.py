@@ -102,8 +102,7 @@ def _find_trials(root: Path, patterns: list[FilePattern], unmatched: str) -> lis
 
 def _subject_numbers(values: set[str]) -> dict[str, int]:
     """Subjects by number: their own when every name is a number >= 1 (``s3/`` is subject 3),
-    else 1, 2, ... in name order. Two names of one number (``s01/`` and ``s1/``) are refused:
-    merged, two people's trials would be one subject's.
+    else 1, 2, ... in name order. Two names of one number (``s01/`` and ``s1/``) are refused.
 
     >>> _subject_numbers({"01", "1"})
     Traceback (most recent call last):

@@ -159,8 +159,7 @@ def label_runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
 @dataclass(frozen=True)
 class DownstreamTask:
     """What a downstream dataset's reader adds (`emg_lens.data.reader.DatasetReader`
-    ``downstream``): its task, clock and channels, and the thesis's windowing.
-
+    ``downstream``): its task, clock and channels, and the thesis's windowing:
     ``windows(recording, spec, options)`` returns a recording's windows (a `WindowBatch`, or a
     `emg_lens.data.windows.store.RegressionBatch`), their ``repetition`` the split code, and in
     ``info["longest"]`` the longest stretch of each split code that a window had to fit in;
