@@ -171,9 +171,8 @@ class TrainedEntry:
         cfg: Any,
         edge_masks: dict[int, torch.Tensor] | None,
     ) -> TrainedEntry | None:
-        """The entry of this training; None where none is kept: no cache folder, the model or
-        its windows not on the CPU, a hook attached, a module class whose code has no file, or
-        (with a warning) a key that could not say what the model computes (`_keyable`). A bad
+        """The entry of this training; None where none is kept: no cache folder, not on the
+        CPU, or a key that could not say what the model computes (`_keyable`). A bad
         ``$EMG_LENS_CACHE_MAX_GB`` is an `ArgumentError` here, before the training."""
         folder = default_cache_dir()
         on_cpu = all(t.device.type == "cpu" for t in (*model.parameters(), *model.buffers()))

@@ -85,9 +85,8 @@ def warmup_cosine_scheduler(
 
 
 def layer_of(name: str, n_layers: int) -> int:
-    """Depth of a `HookedEncoder` parameter for layer-wise decay: ``blocks.{l}.*`` is ``l + 1``;
-    ``ln_final`` and heads (a top-level module whose name ends in ``head``) are
-    ``n_layers + 1``; everything else (embeddings, learned tokens, per-modality stems) is 0.
+    """Depth of a `HookedEncoder` parameter for layer-wise decay: ``blocks.{l}.*`` is ``l + 1``,
+    ``ln_final`` and heads (``*head``) ``n_layers + 1``, everything else (embeddings) 0.
 
     >>> [layer_of(n, 4) for n in ("embed.W_E", "mask_token", "blocks.3.attn.W_Q", "head.W_U")]
     [0, 0, 4, 5]

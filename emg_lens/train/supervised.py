@@ -61,9 +61,8 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     seed: int = 0
     progress: bool = True  # a tqdm bar per model
-    # Attention-edge dropout: each training window has the edges of `dropout_edges` (an edge
-    # expression) cut in every layer with this probability, so the model learns to do without
-    # them wherever it can (0 = off, as in the paper).
+    # Attention-edge dropout: each window has `dropout_edges` cut in every layer with this
+    # probability, so the model learns to do without them where it can (0 = off, as the paper)
     edge_dropout: float = 0.0
     dropout_edges: str = "cross_modal"
     # A model left on a plateau is trained again from other seeds (`fit_until_fitted`): the

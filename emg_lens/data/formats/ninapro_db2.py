@@ -255,9 +255,8 @@ def load_ninapro_db2(
 
 
 def db2_channel_names(modalities: Mapping[str, int]) -> list[str]:
-    """DB2's channel names, one per column of ``modalities`` (in its order), as the dataset
-    numbers its Delsys electrodes (1-12; `DB2_ELECTRODES`: 9 is the flexor, 10 the extensor
-    digitorum superficialis): electrode k's sEMG ``emg<k>``, its accelerometer's three columns
+    """DB2's channel names, one per column of ``modalities``, as the dataset numbers its
+    electrodes (1-12, `DB2_ELECTRODES`): electrode k's sEMG ``emg<k>``, its accelerometer's
     ``acc<k>x``, ``acc<k>y``, ``acc<k>z``, any other array's columns ``<name><column>``.
 
     >>> names = db2_channel_names({"emg": 12, "acc": 6})
