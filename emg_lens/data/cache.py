@@ -380,9 +380,8 @@ def _arrays_of_an_entry(path: Path) -> bool:
 
 
 def _entries(folder: Path) -> list[tuple[float, str, int, tuple[Path, ...]]]:
-    """Every complete entry of the cache in ``folder``: a preprocessed subject (its JSON, then
-    its arrays) or a kept training (one file), with its last use (its first file's time), name
-    and size in bytes. Only the cache's own files (`is_cache_file`)."""
+    """Every complete entry of the cache's own in ``folder`` (a preprocessed subject, or a
+    kept training), with its last use, name and size in bytes."""
     subjects = [
         (info, info.with_suffix(".npz")) for info in folder.glob("*.json") if is_cache_file(info)
     ]

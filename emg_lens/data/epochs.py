@@ -23,10 +23,9 @@ from emg_lens.geometry.ten_twenty import project
 
 @dataclass(frozen=True)
 class EpochArrays:
-    """Windows ``X [n, channels, time]`` (channels grouped by type), class codes ``codes [n]``,
-    the class names by code, channel names, modalities (type -> count, in order), the placement
-    (or None), the sample rate, and each window's trial ``trials [n]`` (None where nothing
-    records one), of the trial unit ``unit`` (`emg_lens.data.trials`)."""
+    """Windows ``X [n, channels, time]`` (channels grouped by type), class codes and names,
+    channel names, modalities, the placement (or None), the sample rate, and each window's
+    trial (None where nothing records one) of the trial unit ``unit``."""
 
     X: np.ndarray
     codes: np.ndarray

@@ -321,9 +321,8 @@ def weigh(
     training: Sequence[str] | None = None,
 ) -> Evidence:
     """The evidence for each map of ``maps`` (``maps[0]`` the identity, ``names`` in words)
-    from a held-out repetition's trials and the training repetitions' (`TrialSums`; their
-    names in ``training``, for the reasons: ``"1"``, ``"2"``, … by default): the module
-    docstring says how a move is decided.
+    from a held-out repetition's trials and the training repetitions' (`TrialSums`, named in
+    ``training`` for the reasons), decided as the module docstring says.
 
     >>> rng = np.random.default_rng(0)
     >>> gains = rng.uniform(0.2, 2.0, (5, 6))  # 5 gestures, each its own pattern on 6 electrodes

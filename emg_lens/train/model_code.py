@@ -99,10 +99,9 @@ def _live_values(name: str, path: Path) -> dict[str, Any] | None:
 
 def code_files(model: torch.nn.Module, modules: Iterable[str] = ()) -> dict[str, Path] | None:
     """Python module name -> file, for the code ``model`` runs that is neither emg_lens's,
-    torch's nor the standard library's: the modules of its modules' classes (and their
-    bases), the modules named in ``modules`` (those of the functions and objects it holds), and
-    the user's own files (`_local`) that these import, directly or not. None where one of the
-    classes or named modules has no file (a notebook cell, a REPL)."""
+    torch's nor the standard library's: its modules' classes' (and bases'), those named in
+    ``modules``, and the user's own files these import. None where one has no file (a
+    notebook cell, a REPL)."""
     names = set(modules) | {base.__module__ for cls in _classes(model) for base in cls.__mro__}
     files: dict[str, Path] = {}
     for name in sorted(names):
