@@ -319,8 +319,7 @@ def is_cache_file(path: str | Path) -> bool:
 
 def foreign_files(folder: str | Path) -> list[Path]:
     """The files and folders in cache folder ``folder`` (and its ``trained/``) that the cache
-    did not write (`is_cache_file`; the arrays of an entry whose JSON is the cache's count as
-    its own), sorted.
+    did not write (`is_cache_file`), sorted.
 
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())

@@ -181,9 +181,8 @@ def _z(r: np.ndarray | np.floating) -> np.ndarray:
 
 class _Scorer:
     """Each map against the identity, for the held-out group (the last) of many draws at once,
-    on the pairs the map is scored on (both live before and after it), from the trials' sums;
-    the reference the mean of the other groups'. Maps left fewer than `MIN_PAIRS` pairs are
-    ``unscorable``; neither they nor one moving dead channels only are scored."""
+    on the map's live pairs, from the trials' sums, against the mean of the other groups'. Maps
+    left fewer than `MIN_PAIRS` pairs, or moving dead channels only, are not scored."""
 
     def __init__(self, sums: TrialSums, maps: Sequence[Sequence[int]], live: np.ndarray):
         self.sums = sums

@@ -156,9 +156,8 @@ def _classes(model: torch.nn.Module) -> set[type]:
 
 
 def _known(name: str, path: Path | None) -> bool:
-    """Code keyed otherwise: emg_lens's (its digest), torch's (its version), the interpreter's
-    (a standard module, from the standard library's folder or built in; a file of the user's
-    that happens to share a standard module's name is the user's)."""
+    """Code keyed otherwise: emg_lens's (its digest), torch's (its version), the standard
+    library's (a user's file that shares a standard module's name is the user's)."""
     top = name.partition(".")[0]
     standard = top in sys.stdlib_module_names and (path is None or not _local(path))
     return top in _KNOWN or standard
@@ -269,10 +268,9 @@ def _constants(
     tree: ast.Module, module: types.ModuleType, classes: list[type]
 ) -> Iterator[tuple[str, Any, Any]]:
     """``(name, running value, the file's value)`` of every name the file assigns once, to an
-    immutable literal, at its top or at the top of a class body (the module's class, and the
-    model's class of that name, which may be older), and rebinds nowhere else; where the
-    running value is a literal too (a class can make its own of it: an enum's member, a named
-    tuple's field)."""
+    immutable literal, at its top or a class body's (the module's class and the model's, which
+    may be older), and rebinds nowhere else, where the running value is a literal too (not an
+    enum's member)."""
     stores = collections.Counter(
         node.id
         for node in ast.walk(tree)
