@@ -45,8 +45,7 @@ _CHUNK_FLOATS = 1 << 23  # floats of one batch of draws' pair correlations: 64 M
 class TrialSums:
     """What the check reads of each trial: its gesture (``classes``), its repetition's place
     (``groups``: 0 … k − 1 the training repetitions, k the held-out one), and the sums of its
-    rectified samples (``count``, ``total`` per channel, ``products`` per channel pair), from
-    which the correlation matrix of any set of trials is rebuilt exactly."""
+    rectified samples, from which any set of trials' correlation matrix is rebuilt exactly."""
 
     classes: Int[np.ndarray, " trial"]
     groups: Int[np.ndarray, " trial"]

@@ -356,8 +356,7 @@ in float32, and far from what overflows the baseline's float64 squares."""
 
 def check_window_range(X: np.ndarray, field: str) -> None:
     """Refuse, naming ``field`` and its largest magnitude, finite values beyond `WINDOW_LIMIT`
-    (windows of float64 values near 1e200 are finite, but their squares overflow); NaN and
-    inf are left to the finiteness checks.
+    (their squares overflow); NaN and inf are left to the finiteness checks.
 
     >>> check_window_range(np.array([[[1.0, -1e200]]]), "subject 2: its X_train")
     Traceback (most recent call last):
@@ -559,8 +558,7 @@ def prepare_subject(recording: Recording, spec: PreprocessSpec = PreprocessSpec(
 
 def _channel_names(recording: Recording, modalities: dict[str, int]) -> dict[str, list[str]]:
     """``{"channel_names": ...}`` of the preprocessed channels, where the recording names its
-    own: a sensor's magnitude (``acc_magnitude``) is named by what its axes' names share (DB2's
-    ``acc1x``, ``acc1y``, ``acc1z``: ``acc1``); ``{}`` where no distinct names are left."""
+    own (a sensor's magnitude by what its axes' names share: ``acc1x``... -> ``acc1``)."""
     names = recording.meta.get("channel_names") or []  # none named: {}
     out: list[str] = []
     for name, n in recording.modalities.items():
