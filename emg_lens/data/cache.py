@@ -397,9 +397,8 @@ def _entries(folder: Path) -> list[tuple[float, str, int, tuple[Path, ...]]]:
 
 
 def _remove_orphans(folder: Path, *, trained: bool = False) -> list[Path]:
-    """The cache's own arrays without JSON and temporary files whose writer is gone, both
-    older than `ORPHAN_AGE_S`: what a process killed mid-write leaves behind (``trained``: in
-    the kept trainings' folder, where only temporary files can be left)."""
+    """Remove what a process killed mid-write left: the cache's own arrays without JSON and
+    temporary files whose writer is gone, older than `ORPHAN_AGE_S` (``trained``: that folder)."""
     removed, now = [], time.time()
     arrays = [] if trained else folder.glob("*.npz")
     for path in [*arrays, *folder.glob(f"*.*.*{TEMP_SUFFIX}")]:

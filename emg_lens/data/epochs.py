@@ -68,9 +68,9 @@ def _fit_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
 def scalp_placement(
     names: list[str], positions: dict[str, Any], frame: str = "head"
 ) -> Montage | None:
-    """The channels' positions (in MNE's ``frame``: metres in the head frame, any unit in
-    another) on a topographic map, as MNE draws them (the module docstring); None when any
-    channel lacks one, or when fewer than four outside the head frame (no sphere fits).
+    """The channels' positions (in MNE's ``frame``) on a topographic map, as MNE draws them
+    (the module docstring); None when a channel lacks one, or with fewer than four outside the
+    head frame (no sphere fits).
 
     >>> import math
     >>> pos = {n: (math.sin(t), 0.0, math.cos(t)) for n, t in zip("abcd", (0, 0.5, 1, 1.5))}

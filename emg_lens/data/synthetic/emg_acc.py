@@ -343,9 +343,8 @@ def _db2_exercises(exercises: Iterable[str]) -> list[str]:
 
 @dataclass
 class _Patterns:
-    """Activation amplitudes [..., electrode] and postures [..., sensor, 3] of every gesture.
-
-    Interaction gestures use ``emg_bits`` / ``posture_bits``: the pattern with bit ``i`` set
+    """Activation amplitudes [..., electrode] and postures [..., sensor, 3] of every gesture;
+    an interaction gesture's pattern with bit ``i`` set (``emg_bits`` / ``posture_bits``)
     differs from ``*_base`` only on electrode group ``i``."""
 
     emg_neutral: np.ndarray
