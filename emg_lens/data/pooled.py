@@ -41,9 +41,8 @@ PARTS = ("train", "test")
 
 
 def window_labels(data: SubjectData, name: str, part: str = "test") -> np.ndarray:
-    """Each window's value of the concept ``name`` in ``part`` (``"train"`` or ``"test"``):
-    `BUILT_IN` ones, or a column of ``meta["window_labels"]``; another name is an
-    `ArgumentError` listing the ones the data have.
+    """Each window's value of the concept ``name`` (`BUILT_IN`, or a column of
+    ``meta["window_labels"]``) in ``part``; another name is an `ArgumentError` listing them.
 
     >>> X, y = np.zeros((3, 1, 2)), np.array([0, 1, 1])
     >>> data = SubjectData.from_windows({"emg": 1}, (X, y), (X, y), subject=7)

@@ -256,9 +256,8 @@ SYNTH_FORMATS = tuple(name for name, info in REGISTRY.items() if info.synthesize
 
 @checked
 def dataset_info(name: Any, *, use: str | None = None) -> DatasetInfo:
-    """The registry entry of dataset ``name``; ``use`` restricts it to the datasets with that
-    use (`dataset_names`). An unknown (or excluded) name is an `ArgumentError` listing the
-    names accepted.
+    """The registry entry of dataset ``name`` (of those with ``use``, when given); another name
+    is an `ArgumentError` listing the names accepted.
 
     >>> dataset_info("synthetic").needs_root
     False

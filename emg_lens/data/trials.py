@@ -63,9 +63,8 @@ def record_trials(
 
 
 def given_trials(meta: dict[str, Any], part: str) -> np.ndarray | None:
-    """Each window's recorded trial in ``part`` (``"train"`` or ``"test"``) of a subject whose
-    ``meta`` names the unit ``"given"`` or ``"recording"`` (`record_trials`); None for the
-    other units.
+    """Each window's recorded trial in ``part`` (``"train"`` or ``"test"``) where ``meta``
+    names the unit ``"given"`` or ``"recording"`` (`record_trials`); None otherwise.
 
     >>> given_trials(record_trials([0, 0, 1], [2, 2]), "test")
     array([2, 2])
