@@ -134,9 +134,8 @@ def unique_files(
     *,
     kind: str = "files",
 ) -> dict[K, Path]:
-    """``{key: path}`` of ``(key, path)`` pairs, refusing two different paths with one key
-    (`duplicate_error`, ``what(key)`` saying what the key is); the first path of a file named
-    twice is kept.
+    """``{key: path}`` of ``(key, path)`` pairs, refusing two different files with one key
+    (`duplicate_error`, ``what(key)`` saying what the key is).
 
     >>> unique_files([(1, Path("/d/s1.mat")), (2, Path("/d/s2.mat"))], "/d", str)
     {1: PosixPath('/d/s1.mat'), 2: PosixPath('/d/s2.mat')}

@@ -230,9 +230,8 @@ def _targets_of(batch: WindowBatch) -> np.ndarray | None:
 
 
 def _check_targets(batch: WindowBatch, targets: h5py.Dataset | None, names: Any) -> None:
-    """Refuse a batch's targets unless they are None without ``target_names`` (``names``), or
-    else a RegressionBatch's ``[window, time, output]``, one output per name, the store's
-    time (``targets``: the store's so far)."""
+    """Refuse a batch's targets unless None without ``names``, or else ``[window, time,
+    output]``, one output per name, the time of the store's ``targets`` so far."""
     shape = None if (given := _targets_of(batch)) is None else list(given.shape)
     time = (
         targets.shape[1] if targets is not None else shape[1] if shape and len(shape) == 3 else "T"
