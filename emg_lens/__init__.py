@@ -7,13 +7,11 @@ import sys as _sys
 
 
 def _forget_the_working_directory() -> None:
-    """Under ``python -m emg_lens.cli`` (and ``torchrun -m emg_lens.cli``, whose workers run
-    ``python -m``), Python puts the working directory first on ``sys.path``, so a ``scipy.py``
-    or ``torch.py`` lying in the folder where a user runs a downloaded study would be imported
-    and executed in place of the real package. While ``-m`` locates its module (this package
-    is its parent, imported first), ``sys.argv[0]`` is ``"-m"``: then drop that entry before
-    anything else is imported. Importing emg_lens from a script or a notebook is left alone:
-    there the working directory is the user's own code."""
+    """Under ``python -m emg_lens.cli`` (and torchrun's workers), Python puts the working
+    directory first on ``sys.path``, so a ``torch.py`` lying where a user runs a downloaded
+    study would run in place of the real package: while ``-m`` locates its module
+    (``sys.argv[0] == "-m"``), drop that entry. A script or a notebook is left alone: there
+    the working directory is the user's own code."""
     if _sys.argv[:1] != ["-m"] or not _sys.path:
         return
     try:
@@ -67,15 +65,9 @@ DEMO_TRAIN = {
     "refit_below": 0.9,
 }
 """TrainConfig fields of the demo's training (besides epochs, seed and progress, which the
-command line sets): what `emg-lens demo` and the tests that train "a demo model" share.
-The interaction gestures are two XOR bits; a model can stall with one learned (training and
-test accuracy near 0.75), and which models do, the thread count decides (one subject: 0.74 on
-one thread, 0.96 on two). Measured on one thread, seeds 0-3 x 8 subjects: 4 heads, lr 3e-3
-and 30 epochs stall about 1 model in 3 (so do d_model 64, 60 epochs, no edge dropout); 8 heads
-and lr 6e-3, 6 in 32 after 30 epochs and 3 in 32 after 40 (no seed and subject stalled
-under both: a property of the run, not of the subject's data). A model whose training
-accuracy stays below 0.9 is then trained again from another initialisation
-(`TrainConfig.refits`), so no subject is left on the plateau."""
+command line sets): what `emg-lens demo` and the tests that train "a demo model" share. How
+they were chosen (a model can stall with one of the two XOR bits learned): docs/concepts.md,
+"What the synthetic data plant"."""
 
 __all__ = [
     "DEMO_CUT",

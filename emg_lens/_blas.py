@@ -1,14 +1,6 @@
-"""Small scikit-learn fits on one BLAS thread.
-
-emg_lens fits many small linear models with scikit-learn: the feature baseline of every
-training and study (`emg_lens.train.baseline`: a logistic regression or a ridge on channel
-features) and the probes of `emg_lens.inspect.probes` (hundreds of L-BFGS fits on token
-vectors). Their matrices are small, and OpenBLAS's threads, spinning beside torch's OpenMP
-threads, cost far more than they share. Measured on two idle cores after a torch computation:
-a demo subject's feature baseline 2.0 s (3.7 CPU-s) with two BLAS threads, 0.2 s with one;
-the interaction probes of notebook 08 173 s (344 CPU-s) against 7.5 s. With one thread their
-numbers are also the same whatever the machine's core count. Where many fits are to share the
-cores, processes share them (`probe_tokens`' ``n_jobs``)."""
+"""Small scikit-learn fits (the feature baseline, the probes) on one BLAS thread: their
+matrices are small, and OpenBLAS's threads beside torch's cost far more than they share (the
+measurements: docs/ARCHITECTURE.md)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,9 @@
 """Atomic file writes: every file emg_lens saves is written beside its target and renamed.
 
-Readers therefore see the old file or the whole new one, flushed to disk (`os.fsync`) before
-the rename, so not even a crash of the machine leaves a torn file under the target's name. A
-killed writer's temporary file is found by `leftover_temp_files` and removed, once its writer is
-gone, by `remove_orphaned_temp_files`. Every write goes through `storage_errors` (a full disk, a
-read-only or forbidden folder: a `StorageError` saying what to do); `write_if_changed` writes
-nothing where the file holds the bytes already (read-only media); `process_start` tells a
+Readers see the old file or the whole new one, flushed to disk (`os.fsync`) before the rename.
+A killed writer's temporary file is removed, once its writer is gone, by
+`remove_orphaned_temp_files`. Every write goes through `storage_errors` (a full disk, a
+read-only or forbidden folder: a `StorageError` saying what to do); `process_start` tells a
 process from a later one that reuses its pid (the cell store's claims).
 
 >>> import tempfile
@@ -77,10 +75,8 @@ def storage_errors(
 ) -> Iterator[None]:
     """Within the block, an `OSError` saying the disk or quota is full or the folder is
     read-only or forbidden becomes a `StorageError` naming ``path`` (else the file the OS
-    named), why, and what to do; any other error passes unchanged. Every write of emg_lens
-    goes through it (`atomic_write`, `create_exclusive`, `make_folder`). ``elsewhere`` says
-    how to write elsewhere, ``{where}`` filled in per cause (`OUT_OPTION` by default; a
-    command with no ``--out`` says its own way).
+    named), why, and what to do; any other error passes unchanged. ``elsewhere`` says how to
+    write elsewhere, ``{where}`` filled in per cause (`OUT_OPTION` by default).
 
     >>> with storage_errors("/data/out/summary.md"):  # doctest: +ELLIPSIS
     ...     raise OSError(errno.ENOSPC, "No space left on device")
@@ -115,9 +111,8 @@ def _discard(path: Path) -> None:
 
 def make_folder(path: str | Path) -> Path:
     """``path`` as a folder, created with its parents if missing (an existing one needs no
-    write access); a failure to create it is a `StorageError` (see `storage_errors`).
-
-    A file where the folder or one of its parents should be is a `StorageError` naming it.
+    write access); a failure to create it, or a file where it or a parent should be, is a
+    `StorageError` naming it.
 
     >>> import tempfile
     >>> make_folder(Path(tempfile.mkdtemp()) / "runs" / "study").is_dir()
@@ -190,11 +185,9 @@ def atomic_write(
 ) -> Path:
     """Call ``write_fn(tmp)`` to write a temporary file in ``path``'s folder, flush it to disk,
     then rename it to ``path`` (`os.replace`: atomic on POSIX); on any error, the temporary
-    file is removed and the error raised. The folder must exist. Returns ``path``.
-
-    ``write_fn`` gets the temporary path, to open or to hand to a library that writes a named
-    file (one that appends its own suffix, as ``np.savez`` appends ``.npz``, needs an open
-    file instead: ``with tmp.open("wb") as fh: np.savez(fh, ...)``).
+    file is removed and the error raised (`atomic_write_all` of one file). The folder must
+    exist. A library that appends its own suffix (``np.savez``) needs an open file instead:
+    ``with tmp.open("wb") as fh: np.savez(fh, ...)``.
 
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / "a.json"
@@ -207,9 +200,6 @@ def atomic_write(
     OSError: disk full
     >>> sorted(p.name for p in path.parent.iterdir())  # nothing left behind
     []
-
-    A full disk or a read-only folder is a `StorageError` naming ``path`` (`storage_errors`,
-    with ``elsewhere``): `atomic_write_all` of one file.
     """
     atomic_write_all({Path(path): write_fn}, elsewhere=elsewhere)
     return Path(path)
@@ -218,15 +208,13 @@ def atomic_write(
 def atomic_write_all(
     writes: dict[Path, Callable[[Path], Any]], *, elsewhere: str = OUT_OPTION
 ) -> None:
-    """Write several files of one folder as one: each ``write_fn(tmp)`` to a temporary file
-    first, all flushed, and only then each renamed into place, in the order given, so a full
-    disk or an interruption while writing leaves the old files (or none), never a new file
-    beside an old or missing one (a checkpoint's weights without its config). On any error the
-    temporary files are removed and the error raised (a `StorageError` for a full disk or a
-    read-only folder, as `atomic_write`). Renames are atomic one by one, not together: where
-    one fails after another succeeded (the folder turned read-only between them), the set is
-    torn, and that is a `StorageError` naming the files replaced and those left as they were
-    (the caller orders the files so that a torn set is one its reader refuses).
+    """Write several files of one folder as one: each to a temporary file first, all flushed,
+    and only then each renamed into place, in the order given, so a full disk or an
+    interruption leaves the old files (or none), never a new file beside an old one. On any
+    error the temporary files are removed and the error raised (`storage_errors`). Renames are
+    atomic one by one: where one fails after another succeeded, the set is torn, a
+    `StorageError` naming the files replaced and those left (the caller orders the files so
+    that its reader refuses a torn set).
 
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())
@@ -347,10 +335,9 @@ def _boot_id() -> str:
 
 
 def process_start(pid: int) -> str | None:
-    """When process ``pid`` started, as ``"<boot id>:<clock ticks since boot>"`` (Linux:
-    ``/proc/<pid>/stat`` field 22 and ``/proc/sys/kernel/random/boot_id``): equal for one
-    process, different for a later one that reuses its pid. None where it cannot be read (no
-    such process, no ``/proc``).
+    """When process ``pid`` started, as ``"<boot id>:<clock ticks since boot>"`` (Linux's
+    ``/proc``): equal for one process, different for a later one that reuses its pid. None
+    where it cannot be read.
 
     >>> process_start(os.getpid()) == process_start(os.getpid())
     True
@@ -385,8 +372,7 @@ def process_started_at(started: str | None) -> str | None:
 
 def same_process(pid: int, started: str | None) -> bool:
     """Whether ``pid`` is alive on this machine and is the process that `process_start` saw
-    start at ``started`` (None: a record without a start time, where only the pid can be
-    checked; also where start times cannot be read).
+    start at ``started`` (None, or start times unreadable: the pid alone is checked).
 
     >>> same_process(os.getpid(), process_start(os.getpid()))
     True
@@ -485,10 +471,9 @@ def files_digest(paths: Iterable[str | Path]) -> str:
 
 
 def imported_names(tree: ast.AST, package: str) -> list[str]:
-    """What a module's code imports, at any depth (function-level and type-checking imports
-    included): ``import a.b`` gives ``a.b``, ``from m import n`` both ``m`` and ``m.n`` (a
-    submodule or a name in ``m``: the caller tells them apart); a relative import is resolved
-    against ``package`` (the module's own package), one reaching above the top left out.
+    """What a module's code imports, at any depth: ``import a.b`` gives ``a.b``, ``from m
+    import n`` both ``m`` and ``m.n`` (the caller tells a submodule from a name); a relative
+    import is resolved against ``package``, one reaching above the top left out.
 
     >>> imported_names(ast.parse("import a.b; from . import c; from ..x import y"), "p.q")
     ['a.b', 'p.q', 'p.q.c', 'p.x', 'p.x.y']
@@ -510,9 +495,8 @@ def imported_names(tree: ast.AST, package: str) -> list[str]:
 
 def module_files(names: Iterable[str], package: str = "emg_lens") -> list[Path]:
     """The source files of the modules ``names`` and of every module of ``package`` they
-    import, directly or not (function-level and type-checking imports included), found from
-    their import statements; sorted. A digest of these changes whenever code that can change
-    what the modules compute changes.
+    import, directly or not (`imported_names`), sorted: a digest of these changes whenever
+    code that can change what the modules compute changes.
 
     >>> files = module_files(["emg_lens.data.reader"])
     >>> [p.name for p in files if p.parent.name == "data"], len(files)  # errors, _hints, geometry/

@@ -91,14 +91,11 @@ def save_checkpoint(
 ) -> Path:
     """Save ``model`` into folder ``path`` (created if needed); returns the folder.
 
-    The weights are stored as CPU tensors and the config says ``device="cpu"``, so a model
-    trained on a GPU loads anywhere (`load_checkpoint`'s ``device`` puts it back on one).
-    What loading would refuse is never saved (`CheckpointError`): a NaN or inf weight (a
-    diverged model), metadata such as a ``subject`` that is not an int. The weights (serialised
-    in memory, written by Python, whose errors name the cause) and ``config.json`` are put in
-    place together (`emg_lens._io.atomic_write_all`): a full disk leaves the folder as it was
-    (`StorageError` naming the file); a folder turning read-only between the two renames
-    leaves a ``config.json`` naming other weights, which `load_checkpoint` refuses."""
+    The weights are stored as CPU tensors (the config says ``device="cpu"``), so a model
+    trained on a GPU loads anywhere. What loading would refuse is never saved
+    (`CheckpointError`): a NaN or inf weight, metadata such as a ``subject`` that is not an
+    int. The weights and ``config.json`` are put in place together
+    (`emg_lens._io.atomic_write_all`): a full disk leaves the folder as it was."""
     path = _folder(path, "save_checkpoint")
     check_type(model, HookedBiosignalModel, "save_checkpoint(model), an emg_lens model,")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -271,10 +268,8 @@ def load_checkpoint(
     architecture; the checkpoint's weights are loaded into them.
 
     Refused with a `CheckpointError` naming the file and the field or tensor: a ``config.json``
-    `read_checkpoint_info` refuses, or that does not build the model class; a device this
-    machine lacks (``config.device``, ``device`` not given); weights that are not a readable
-    safetensors file, disagree with ``config.json`` in names or shapes, or hold NaN or inf. A
-    ``device`` that is not one is an `ArgumentError`."""
+    `read_checkpoint_info` refuses or that does not build the model, a device this machine
+    lacks, weights unreadable, not fitting ``config.json`` or not finite."""
     path = _folder(path, "load_checkpoint")
     check_device(device, "device", ArgumentError)  # None: the config's, checked below
     info = read_checkpoint_info(path)
@@ -307,12 +302,9 @@ def load_checkpoint(
 @checked
 def load_checkpoint_data(path: str | Path) -> SubjectData:
     """The windows of the subject the checkpoint at ``path`` was trained and is scored on,
-    rebuilt from the data source and subject its metadata records (or its folder's name,
-    ``subject_<N>``; `emg_lens.data.datasets.load_subject`): without them, or where a
-    ``subject_<N>`` folder's number is not the subject its metadata records (a folder copied
-    under another subject's name), a `CheckpointError` naming what it holds. Data that are not
-    the data its training recorded (``data_digest``) are warned of, as ``study run`` warns
-    (`warn_if_data_changed`).
+    rebuilt from the data source and subject its metadata records (or its ``subject_<N>``
+    folder's name): without them, or where the two disagree, a `CheckpointError` naming what
+    it holds. Data that changed since its training are warned of (`warn_if_data_changed`).
 
     >>> import tempfile
     >>> from emg_lens.data import data_source
@@ -352,10 +344,8 @@ def load_checkpoint_data(path: str | Path) -> SubjectData:
 def warn_if_data_changed(metadata: dict[str, Any], subject: int, digest: str | None = None) -> None:
     """Warn where a checkpoint's subject data is not what its model was trained beside: the
     ``data_digest`` its training recorded (`source_digest` of its ``data_source``) differs
-    from the data's digest now (``digest``, computed when not given). Its files changed, or
-    your own files' folder numbers its subjects or gestures otherwise (another participant
-    added: subject 1 may now be another person): the model is scored on data it was not
-    trained beside. Checkpoints trained before the digest was recorded are not checked.
+    from the data's digest now (``digest``, computed when not given). Checkpoints trained
+    before the digest was recorded are not checked.
 
     >>> from emg_lens.data import data_source
     >>> source = data_source("synthetic")
@@ -378,9 +368,8 @@ def warn_if_data_changed(metadata: dict[str, Any], subject: int, digest: str | N
 
 
 def source_digest(source: dict[str, Any], subject: int) -> str:
-    """Digest of one subject's data from a checkpoint's data source: the source dict (with
-    its preprocessing spec), the subject, and the content of every file it reads (as its
-    dataset's registry entry lists them: `emg_lens.data.registry`).
+    """Digest of one subject's data from a checkpoint's data source: the source dict, the
+    subject, and the content of every file it reads (its registry entry's ``files``).
 
     >>> from emg_lens.data import data_source
     >>> source = data_source("synthetic")
@@ -398,9 +387,8 @@ def source_digest(source: dict[str, Any], subject: int) -> str:
 @checked
 def check_checkpoint(path: str | Path) -> dict[str, Any]:
     """Check a checkpoint folder as `load_checkpoint` would, without reading its weights: its
-    ``config.json``, the model it describes, and the header of ``model.safetensors`` (names,
-    shapes, every byte the header promises); a NaN weight is found only when loading. Returns
-    the parsed ``config.json`` (`emg-lens study check` checks a study's models with it).
+    ``config.json``, the model it describes, and the header of ``model.safetensors``; a NaN
+    weight is found only when loading. Returns the parsed ``config.json``.
 
     >>> import tempfile
     >>> from emg_lens.models import IsoNet
@@ -530,12 +518,10 @@ PICKLED_SUFFIXES = (".ckpt", ".pt", ".pth")
 @checked
 def read_biofoundation_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The weights of a published BioFoundation checkpoint, for `TinyMyo.from_biofoundation`:
-    a ``.safetensors`` file, or a PyTorch ``.ckpt`` / ``.pt`` / ``.pth`` file (a PyTorch
-    Lightning checkpoint's ``state_dict``, or a bare state dict).
-
-    Pickled files are read with ``torch.load(..., weights_only=True)``: a file that would run
-    code when unpickled is refused (`CheckpointError`), never executed; so are other suffixes,
-    files without tensors and non-finite weights.
+    a ``.safetensors`` file, or a PyTorch ``.ckpt`` / ``.pt`` / ``.pth`` file (a Lightning
+    checkpoint's ``state_dict``, or a bare state dict), read with ``weights_only=True``: a
+    file that would run code when unpickled is refused (`CheckpointError`), never executed;
+    so are other suffixes, files without tensors and non-finite weights.
 
     >>> import tempfile
     >>> file = Path(tempfile.mkdtemp()) / "tinymyo.ckpt"

@@ -41,11 +41,6 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 TOKENIZATIONS = ("channel", "tubelet", "custom")
 NORM_POSITIONS = ("pre", "post")
 ZERO_BIASES = ("b_Q", "b_K", "b_V", "b_O", "b_in", "b_out", "ln1.b", "ln2.b", "ln_final.b")
-# Fields added after emg_lens 0.1's checkpoints: channel names, and the fields of converted
-# architectures (`emg_lens.models.from_torch_encoder`, `from_braindecode`). `to_dict` leaves each
-# out while it holds this default, so the config.json, checkpoint and provenance digests of every
-# model that does not use them are what they were before them, and a checkpoint written before
-# they existed (which lacks them) loads with the default, which is what that model computed.
 HOOK_FLAGS = ("use_attn_result", "use_split_qkv_input", "use_attn_in", "use_hook_mlp_in")
 """The TransformerLens flags that turn optional hook points on; not architecture (a checkpoint
 loads whatever they are)."""
@@ -60,6 +55,9 @@ ADDED_FIELD_DEFAULTS: dict[str, Any] = {
     "use_attn_in": False,
     "use_hook_mlp_in": False,
 }
+"""Fields added after emg_lens 0.1's checkpoints, and their defaults: `to_dict` leaves each out
+while it holds its default, so digests of models that do not use them are unchanged, and an
+older checkpoint (which lacks them) loads with the default, which is what it computed."""
 
 
 def _one_of(options: Any) -> tuple[str, Callable[[Any], bool]]:
@@ -105,9 +103,8 @@ allows it."""
 class EncoderConfig(TransformerLensConfig):
     """Config of a TransformerLens-hookable biosignal encoder.
 
-    The TransformerLens fields keep their meaning (``d_model``, ``d_head``, ``n_heads``,
-    ``n_layers``, ``d_mlp``, ``act_fn``, ``normalization_type``, ``eps``, ...). ``n_ctx`` is
-    derived from the signal shape; pass ``-1`` (the default) or the matching value."""
+    The TransformerLens fields keep their meaning; ``n_ctx`` is derived from the signal shape
+    (pass ``-1``, the default, or the matching value)."""
 
     # --- transformer size (TransformerLens names); defaults are the "tiny" preset ---
     d_model: int = 16
@@ -316,9 +313,8 @@ def config_for_data(
     """The config of a ``model_cls`` fitted to the data: its ``modalities`` (channels each),
     ``n_classes`` and ``n_samples`` per window, with any other fields in ``overrides``.
 
-    ``base`` is a preset name, built by the class's ``default_config`` where it has one (the
-    fusion models: tubelets that fit ``n_samples``) or else `EncoderConfig.preset`; or a config,
-    whose other fields are kept (``n_ctx`` is derived again).
+    ``base`` is a preset name (built by the class's ``default_config`` where it has one, else
+    `EncoderConfig.preset`) or a config, whose other fields are kept.
 
     >>> from emg_lens.models import IsoNet, MultimodalTransformer
     >>> cfg = config_for_data(IsoNet, "demo", {"emg": 3}, 5, 40, seed=0)

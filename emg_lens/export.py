@@ -1,28 +1,11 @@
 """Export a model, with an edge mask baked in, to an ONNX file that runs with no hooks.
 
-`export_onnx` (and `export_checkpoint`, behind ``emg-lens export``) compiles the edge set
-against the model's layout (`emg_lens.hooks.compile_edges`), holds the masks as constants of a
-small wrapper module that calls ``model(signals, edge_masks=..., return_type=...)``, and has
-torch trace that into ONNX with a dynamic batch axis. The file is written under a temporary
-name and renamed into place only if onnxruntime, on seeded inputs of batch sizes other than the
-traced one, matches the PyTorch masked forward to ``atol`` (default 1e-5); otherwise it is
-deleted and a `StudyError` says by how much it differed. What a file holds and computes (eval
-mode, finite fully masked rows, unchecked input, output names, metadata): docs/guide/export.md.
-
-Which exporter: torch's TorchScript-based one (``torch.onnx.export(..., dynamo=False)``),
-deprecated upstream but ~1 s for a tiny model in every torch the package allows (>= 2.6). On
-torch 2.13 CPU ``dynamo=True`` stops, non-strict, at attention's fused-weight cache (its key
-reads ``data_ptr()``, which fake tensors lack) and the input check's data-dependent branch, and
-strict fails in decomposition or takes ~8 s. The parity check guarantees the file whichever
-tracer wrote it.
-
-Refused, before anything is written: an edge set on a model without attention
-(`MultimodalMLP`: `UnsupportedFeatureError`) or without a shared stack ``blocks``
-(`MultimodalTransformer`, whose attention is in its stems: `LayoutError`); an edge set that does
-not compile on the layout (an unknown group, a head index out of range: `LayoutError` from
-`EdgeSet.compile`); ``layers`` outside ``[0, n_layers)`` or given without edges; a model with
-hooks attached (the file holds the model alone); a model that is not on the CPU or not in
-float32 (`ArgumentError`); a missing onnx or onnxruntime (`MissingDependencyError`).
+`export_onnx` (and `export_checkpoint`, behind ``emg-lens export``) compiles the edge set on the
+model's layout, holds the masks as constants of a small wrapper module and has torch trace it
+(TorchScript, ``dynamo=False``: why, docs/ARCHITECTURE.md) into ONNX with a dynamic batch axis.
+The file is renamed into place only if onnxruntime, at batch sizes other than the traced one,
+matches the PyTorch masked forward to ``atol``; otherwise a `StudyError` says by how much it
+differed. What a file holds and computes: docs/guide/export.md.
 
 >>> import tempfile
 >>> from emg_lens.config import EncoderConfig
@@ -159,17 +142,13 @@ class ExportResult:
         )
 
 
-# ----------------------------------------------------------------------------- public API
-
-
 @checked
 def export_checkpoint(
     checkpoint: str | Path, out: str | Path, *, builder: Any = None, **kwargs: Any
 ) -> ExportResult:
-    """Load the emg_lens checkpoint folder ``checkpoint`` (on the CPU; a model holding the
-    user's modules with those ``builder`` makes, `emg_lens.user_code.load_model`) and
-    `export_onnx` it to ``out``; ``kwargs`` are `export_onnx`'s (``edges``, ``layers``,
-    ``return_type``, ...).
+    """Load the checkpoint folder ``checkpoint`` on the CPU (the user's modules built by
+    ``builder``: `emg_lens.user_code.load_model`) and `export_onnx` it to ``out`` with
+    ``kwargs``.
 
     >>> import tempfile
     >>> from emg_lens.checkpoints import save_checkpoint
@@ -209,9 +188,14 @@ def export_onnx(
 ) -> ExportResult:
     """Write ``model`` (on the CPU, in float32, no hooks attached) with the edge mask ``edges``
     (an `EdgeSet`, its string form, or a compiled bool mask; None: unmasked) on ``layers``
-    (default: every block) baked in to the ONNX file ``out``, which is replaced only by a file
-    whose outputs match the PyTorch masked forward within ``atol`` at ``batch_sizes`` (see the
-    module docstring). ``metadata`` adds ``metadata_props`` beside `METADATA_KEYS`."""
+    (default: every block) baked in to the ONNX file ``out``, kept only where it matches the
+    PyTorch forward within ``atol`` at ``batch_sizes``. ``metadata`` adds ``metadata_props``.
+
+    Refused before anything is written: edges on a model without attention
+    (`UnsupportedFeatureError`) or without a shared stack ``blocks`` (`LayoutError`), edges that
+    do not compile on the layout (`LayoutError`), ``layers`` out of range or without edges,
+    hooks attached, a model not on the CPU or not float32 (`ArgumentError`), onnx or
+    onnxruntime missing (`MissingDependencyError`)."""
     ort, onnx = _require_export_packages()
     path = _check_out(out)
     _check_exportable(model)
@@ -260,8 +244,7 @@ def export_edge_masks(
     model: HookedBiosignalModel, edges: Any, layers: Iterable[int] | None = None
 ) -> dict[int, torch.Tensor]:
     """The ``{layer: mask}`` an export bakes in: `compile_edges` on the checked ``layers``,
-    without the layers where the mask cuts nothing, and with one head row where every head
-    is masked alike (the same mask broadcast, a smaller constant in the file).
+    without the layers where it cuts nothing, one head row where every head is masked alike.
 
     >>> from emg_lens.config import EncoderConfig
     >>> from emg_lens.models import IsoNet
@@ -304,9 +287,6 @@ def _baked(masks: Mapping[int, torch.Tensor]) -> dict[int, torch.Tensor]:
         for layer, mask in masks.items()
         if bool(mask.any())
     }
-
-
-# ----------------------------------------------------------------------------- checks
 
 
 def _require_export_packages() -> tuple[ModuleType, ModuleType]:
@@ -371,9 +351,6 @@ def _edges_string(edges: Any) -> str:
     return str(parse(edges) if isinstance(edges, str) else edges)  # canonical, as it parses back
 
 
-# ----------------------------------------------------------------------------- metadata
-
-
 def _metadata(
     model: HookedBiosignalModel,
     edges: Any,
@@ -406,9 +383,6 @@ def _write_metadata(onnx: ModuleType, file: Path, props: Mapping[str, str]) -> N
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(proto, str(file))
-
-
-# ----------------------------------------------------------------------------- trace and parity
 
 
 class _MaskedForward(nn.Module):

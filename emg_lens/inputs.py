@@ -25,9 +25,8 @@ from emg_lens.models.base import ATTENTION_HOOKS, HookedBiosignalModel, provides
 
 
 def check_model(model: object) -> HookedBiosignalModel:
-    """Return ``model`` if it is an emg_lens model with attention hooks at every layer (an
-    encoder, converted or attached: the `ATTENTION_HOOKS` of the hook contract), else raise
-    `ArgumentError`. Tools that read more (weights, a layer-by-layer forward) also call
+    """Return ``model`` if it is an emg_lens model with attention hooks at every layer
+    (`ATTENTION_HOOKS`), else raise `ArgumentError`. Tools that read more also call
     `emg_lens.models.base.require`."""
     if not provides(model, ATTENTION_HOOKS):
         raise ArgumentError(

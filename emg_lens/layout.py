@@ -54,13 +54,11 @@ CLS = "cls"
 class TokenLayout:
     """Per-position token metadata: ``group[i]``, ``channel[i]`` and ``time[i]``.
 
-    ``channel`` is the index of the input channel the token embeds (its row in the signal
-    batch), or -1 for tokens that embed no channel (CLS); ``time`` is the patch index within
-    the window, or -1. ``channel_names`` (optional) names the input channels, indexed by the
-    ``channel`` ids (a model's `EncoderConfig.channel_names`); a token with channel -1 has no
-    name. ``time`` orders the tokens in time (the time edge sets read it: `reads_earlier`, ...);
-    ``time_step`` (optional), the seconds from one time index to the next, places a token of
-    time ``t`` at ``t * time_step`` seconds into the window (its start)."""
+    ``channel`` is the input channel the token embeds (its row in the signal batch), or -1
+    (CLS); ``time`` is the patch index within the window, or -1 (the time edge sets read it).
+    ``channel_names`` (optional) names the input channels by ``channel`` id (a model's
+    `EncoderConfig.channel_names`); ``time_step`` (optional), the seconds from one time index
+    to the next, places a token of time ``t`` at ``t * time_step`` seconds into the window."""
 
     group: tuple[str, ...]
     channel: tuple[int, ...]
@@ -112,12 +110,9 @@ class TokenLayout:
     ) -> TokenLayout:
         """The layout of channel(-patch) tokens, channel-major, after an optional CLS token.
 
-        Channels are numbered across modalities in ``modalities`` order, so token ``channel``
-        is the row of the ``[batch, channels, time]`` input it embeds; ``channel_names``, one
-        per channel in that order, names them; ``time_step``, the seconds a patch lasts.
-
-        A modality's channel count and ``n_patches`` are positive ints (`check_int`): a count
-        of 0 or below would drop a modality, and ``n_patches=0`` every channel token.
+        Channels are numbered across modalities in ``modalities`` order (a token's ``channel``
+        is its row of the input), named by ``channel_names``; ``time_step``: the seconds a
+        patch lasts. Channel counts and ``n_patches`` must be positive ints.
 
         >>> TokenLayout.channel_tokens({"emg": 2}, n_patches=2, cls_token=False).time
         (0, 1, 0, 1)
@@ -319,13 +314,10 @@ class TokenLayout:
 def check_mask_shape(
     shape: Sequence[int], target: Sequence[int], what: str = "edge mask", *, folds: int = 1
 ) -> None:
-    """Refuse an edge mask that does not broadcast to ``target``,
-    ``[batch, n_heads, query_pos, key_pos]``: it must end in ``[query_pos, key_pos]`` and each
-    leading dim must be 1 or ``target``'s (a mask ``[h, q, k]`` with ``h`` not in
-    ``{1, n_heads}`` is someone else's).
-    ``folds`` above 1 (an attention call folding that many problems per input row into its
-    batch, batch-major) also accepts one mask per fold, ``[batch or 1, folds, n_heads or 1,
-    query_pos, key_pos]``.
+    """Refuse an edge mask that does not broadcast to ``target``, ``[batch, n_heads,
+    query_pos, key_pos]``. ``folds`` above 1 (an attention call folding that many problems per
+    input row into its batch) also accepts one mask per fold, ``[batch or 1, folds, n_heads or
+    1, query_pos, key_pos]``.
 
     >>> check_mask_shape((4, 7, 7), (3, 4, 7, 7))
     >>> check_mask_shape((1, 5, 4, 7, 7), (3, 4, 7, 7), folds=5)
@@ -407,9 +399,7 @@ def warn_keyless_queries(
 ) -> None:
     """Warn where ``mask`` (True = cut) cuts every key of a query on a head (in any row of a
     batched mask), naming the layer, the heads and the query tokens (by ``layout``, where
-    given). Such a query attends to nothing: emg_lens gives it a zero attention pattern row,
-    so its attention output is zero there (not NaN, not a uniform row) and only its residual
-    stream goes on. Each mask tensor is looked at once, however many forwards it is used in.
+    given). Each mask tensor is looked at once, however many forwards it is used in.
 
     >>> import warnings
     >>> with warnings.catch_warnings(record=True) as seen:

@@ -21,12 +21,10 @@ DEMO_MODELS = Path("runs/demo/models")
 
 @checked
 def find_models(models: str | Path) -> dict[int, Path]:
-    """Checkpoint folders by subject: ``DIR/subject_<N>/`` (or ``"demo"``: the demo's). Every
-    ``subject_<N>/`` folder must be a checkpoint: one that is not is an error naming it, never
-    a subject silently left out; and one folder per subject (its metadata's ``subject``, else
-    the number in its name): two that name one subject (a backup ``subject_1_old/`` beside
-    ``subject_1/``) are a `SpecError` naming both, never one picked silently. Every command
-    that finds models (``study run``, ``evaluate``, ``probe``, discovery) finds them here.
+    """Checkpoint folders by subject: ``DIR/subject_<N>/`` (or ``"demo"``: the demo's). A
+    ``subject_<N>/`` folder that is not a checkpoint is an error naming it, and two folders
+    that name one subject (a backup ``subject_1_old/`` beside ``subject_1/``) are a
+    `SpecError` naming both: never a subject silently left out or picked.
 
     >>> import tempfile
     >>> from emg_lens import EncoderConfig
@@ -87,9 +85,8 @@ def models_folder(models: str | Path) -> Path:
 
 
 def no_models(models: str | Path) -> str:
-    """Why `find_models` finds no model in ``models`` (a folder without ``subject_<N>/``
-    folders), as it says it: the folder, and where it was looked for when it does not exist;
-    where one folder inside holds them (``models/`` of several), "did you mean" it.
+    """Why `find_models` finds no model in ``models``, in words: the folder (and where it was
+    looked for when it does not exist), or "did you mean" a folder inside that holds them.
 
     >>> no_models("/nowhere")
     'models: /nowhere does not exist (looked for it in ...); give a folder of subject_<N>/ checkpoints'
@@ -110,10 +107,9 @@ def no_models(models: str | Path) -> str:
 
 def study_models(models: Mapping[int, Any] | str | Path, subjects: Any = None) -> dict[int, Any]:
     """A study's models by subject: ``models`` itself where it is a mapping (``{subject:
-    (model, SubjectData)}``, in memory), else the checkpoint folders `find_models` finds in
-    the folder it names; narrowed to ``subjects`` (None: all), a subject without a model being
-    a `SpecError` naming the ones there are. In-memory windows beyond float32's range are
-    refused naming the subject (`check_window_range`).
+    (model, SubjectData)}``), else the checkpoint folders `find_models` finds there; narrowed
+    to ``subjects`` (None: all; a subject without a model is a `SpecError`). In-memory
+    windows beyond float32's range are refused naming the subject.
 
     >>> study_models({1: "a", 2: "b"}, (2,))
     {2: 'b'}

@@ -1,12 +1,8 @@
 """`StudyOutput`: what every study kind's result is, and saving it, written once.
 
-A result (`emg_lens.studies.ablation.result.StudyResult` of an ablation study,
-`emg_lens.studies.training.result.TrainingStudyResult`,
-`emg_lens.discovery.study.DiscoveryStudyResult`) holds its ``spec`` and its ``summary``
-table, and says which tables it writes (`StudyOutput.tables`), its ``summary.md``
-(`StudyOutput.to_markdown`), its figures (`StudyOutput.figures`) and what ``emg-lens study
-run`` prints (`StudyOutput.console`); `StudyOutput.save` writes them all the same way for
-every kind, with one ``report.html`` of the folder (`emg_lens.report`)."""
+A result holds its ``spec`` and ``summary`` table and says which tables, ``summary.md``,
+figures and console lines it has; `StudyOutput.save` writes them the same way for every kind,
+with one ``report.html`` of the folder (`emg_lens.report`)."""
 
 from __future__ import annotations
 
@@ -145,13 +141,10 @@ def save_outputs(
     title: str,
     spec: dict[str, Any] | None = None,
 ) -> list[Path]:
-    """Write each table as CSV (by its file name) and ``markdown`` as summary.md (each
-    atomically), every figure ``figures()`` draws as PNG and SVG, and then ``outputs.json``
-    and ``report.html`` (`emg_lens.report`: the whole folder in one self-contained page);
-    the paths. A file that already holds the same bytes is not written again, so saving an
-    unchanged result writes nothing (read-only media included); a full disk or a read-only
-    folder is a `emg_lens.errors.StorageError` naming the file. Every study kind and
-    ``emg-lens inspect`` save through it.
+    """Write each table as CSV and ``markdown`` as summary.md, every figure ``figures()``
+    draws as PNG and SVG, then ``outputs.json`` and ``report.html``; returns the paths. A file
+    that already holds the same bytes is not written again (read-only media included); a full
+    disk or a read-only folder is a `emg_lens.errors.StorageError` naming the file.
 
     >>> import tempfile
     >>> out = Path(tempfile.mkdtemp())

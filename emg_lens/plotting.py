@@ -1,9 +1,6 @@
-"""Saving figures: every figure emg_lens writes is a PNG (to look at) and an SVG (to edit).
-
-Each file is drawn into memory and written atomically (`emg_lens._io.write_if_changed`): a full
-disk leaves no truncated figure under its name, and a figure whose bytes did not change is not
-written again. The files are reproducible (the SVG carries no date and fixed element ids), so
-drawing an unchanged result again writes nothing."""
+"""Saving figures: every figure emg_lens writes is a PNG (to look at) and an SVG (to edit),
+drawn reproducibly (the SVG carries no date and fixed element ids) and written atomically only
+where its bytes changed (`emg_lens._io.write_if_changed`)."""
 
 from __future__ import annotations
 
@@ -42,10 +39,9 @@ def figure_bytes(fig: plt.Figure, fmt: str, *, bbox: Bbox | None = None) -> byte
 
 
 def _lay_out(fig: plt.Figure) -> Bbox:
-    """Lay ``fig`` out once, as saving it would at `DPI` (its layout engine run, then its tight
-    bounding box, padded), and freeze that layout (the engine removed): the crop every format
-    is then drawn to. Saving to each format otherwise repeats the dry-run draw that lays the
-    figure out and finds its box (a third of the saving time on the inspection's figures)."""
+    """Lay ``fig`` out once, as saving it would at `DPI`, and freeze that layout: the crop
+    every format is drawn to (each format otherwise repeats that dry-run draw, a third of the
+    saving time on the inspection's figures)."""
     dpi = fig.dpi
     fig.set_dpi(DPI)
     try:
@@ -58,9 +54,8 @@ def _lay_out(fig: plt.Figure) -> Bbox:
 
 
 def save_figures(figures: Mapping[str, plt.Figure], out_dir: str | Path) -> list[Path]:
-    """Write each figure as ``out_dir/<name>.png`` and ``.svg`` (the folder is created), close
-    it, and return the paths, figure by figure. A file already holding the same bytes is left
-    as it is; a full disk or a read-only folder is a `StorageError` naming the file.
+    """Write each figure as ``out_dir/<name>.png`` and ``.svg`` (the folder created), close
+    it, and return the paths (a file already holding the same bytes is left as it is).
 
     >>> import tempfile
     >>> fig, ax = plt.subplots()

@@ -1,10 +1,8 @@
 """Digests of what a result was computed from (docs/DESIGN.md §10): the model, the data, the code.
 
-A study cell is reused only when its provenance — the digests below, the metric and the scored
-output — equals what the cell would be computed from now. Every digest is a SHA-256 hex string
-of canonical bytes: files are streamed (a large data file is read once per process, memoised by
-its path and `os.stat` identity), JSON is dumped with sorted keys, tensors and arrays contribute
-their names, dtypes, shapes and bytes.
+A study cell is reused only while its provenance equals what it would be computed from now.
+Every digest is a SHA-256 hex string of canonical bytes: files streamed (memoised per file
+version), JSON with sorted keys, tensors and arrays by name, dtype, shape and bytes.
 
 >>> import tempfile
 >>> path = Path(tempfile.mkdtemp()) / "notes.txt"
@@ -51,8 +49,8 @@ def _package_digest() -> str:
 
 
 def code_digest(extra_files: Iterable[str | Path] = ()) -> str:
-    """``"<emg_lens version>+<digest>"`` of the emg_lens sources and of ``extra_files`` (e.g.
-    the hook files a study loads): a changed emg_lens, or a changed extra file, changes it.
+    """``"<emg_lens version>+<digest>"`` of the emg_lens sources and of ``extra_files`` (the
+    files docs/gallery.py's notebooks read): a changed emg_lens, or extra file, changes it.
 
     >>> import tempfile
     >>> hook = Path(tempfile.mkdtemp()) / "hook.py"
@@ -110,9 +108,8 @@ def tensor_digest(tensor: torch.Tensor) -> str:
 
 
 def model_digest(model: torch.nn.Module) -> str:
-    """Digest of an in-memory model: its state_dict (names, dtypes, shapes, bytes), class
-    name, ``cfg.to_dict()`` (but where it runs: a study moved to a GPU computes the same cells,
-    to the metric's precision, as a checkpoint's digest already says) and ``init_kwargs``.
+    """Digest of an in-memory model: its state_dict, class name, ``cfg.to_dict()`` but the
+    device (a study moved to a GPU computes the same cells) and ``init_kwargs``.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
@@ -139,15 +136,12 @@ def model_digest(model: torch.nn.Module) -> str:
 
 def state_digest(model: torch.nn.Module, modules: set[str] | None = None) -> str:
     """Digest of everything an in-memory model holds, which its code computes with: every
-    parameter (with whether it trains: a frozen one does not move) and buffer (persistent or
-    not), by name, with which names share one tensor; each module's class and path, and its
-    state that is not a tensor or a submodule (``training``, attributes such as
-    ``Dropout.p``, set when it was built or later; its torch hooks excluded), walked into
-    containers, dataclasses, objects, and functions (their code, defaults and closures).
-    ``modules``, when given, gains the name of the Python module of each function, class and
-    object met, whose files hold the rest of what the model computes (see
-    `emg_lens.train.model_code.model_code`). An object that shows no readable state is an
-    `ArgumentError` naming its attribute.
+    parameter (with whether it trains) and buffer by name, with which names share one tensor;
+    each module's class, path and other state (``training``, attributes such as
+    ``Dropout.p``; not its torch hooks), walked into containers, dataclasses, objects and
+    functions (their code, defaults and closures). ``modules``, when given, gains the Python
+    module of each function, class and object met (`emg_lens.train.model_code`). An object
+    that shows no readable state is an `ArgumentError` naming its attribute.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
@@ -420,9 +414,8 @@ def _arrays_hash(arrays: Iterable[Any]) -> str:
 
 
 def arrays_digest(data: Any) -> str:
-    """Digest of the evaluation part of a `SubjectData`: ``X_test`` and ``y_test`` (bytes,
-    dtype, shape), the held-out windows' trials where it numbers them (``test_trials``: a
-    stored cell holds counts per trial) and the class list.
+    """Digest of the evaluation part of a `SubjectData`: ``X_test``, ``y_test``, the held-out
+    windows' trials (a stored cell holds counts per trial) and the class list.
 
     >>> from types import SimpleNamespace
     >>> data = SimpleNamespace(X_test=np.zeros((2, 3)), y_test=np.arange(2), classes=[0, 1])

@@ -1,25 +1,12 @@
 """The Python files a study names, and the consent it takes to run them.
 
-A study file may reference code (``hook = "hooks/file.py:name"``, ``modules =
-"models.py:build_modules"``: see `ModuleBuilder`), so running someone else's study runs their
-code. As with Hugging Face's ``trust_remote_code``, it runs only with consent
-(``allow_code=True``, or the SHA-256 digests ``study check`` lists: a file matching none is
-refused, and so is a digest matching no file) and only from inside the study file's project
-(`project_root`). The user's rules (the project, the paths, the flags): docs/guide/studies.md,
-"What emg_lens runs, and what it only reads".
-
-Nothing here executes anything until `load_code` is called with consent, and `load_code` runs
-exactly the bytes the user consented to: it hashes them again and refuses a file that changed.
-What the code then does runs under `running_code`: an exception it raises, ``SystemExit``
-included, is a `SpecError` naming the file and function (`hooks_from_factory` also checks that
-a hook factory returned hooks, `ModuleBuilder.build` that a builder returned modules).
-
-A checkpoint holding the user's own modules (a `HookedTorchEncoder`'s tokenizer and readout,
-which ``config.json`` cannot rebuild) loads through a *module builder*, ``build_modules(info)``
-returning ``{"embed": module, "readout": module}`` for the checkpoint's parsed ``config.json``
-(docs/guide/bring-your-own-model.md); `locate_argument` reads ``--modules FILE:FUNCTION``,
-`load_model` loads with it, and `require_builder` refuses, before anything runs, a checkpoint
-that needs one when none was given.
+A study file may reference code (``hook = "hooks/file.py:name"``, a `ModuleBuilder`), so running
+someone else's study runs their code: as with Hugging Face's ``trust_remote_code``, only with
+consent (``allow_code=True``, or the SHA-256 digests ``study check`` lists) and only from inside
+the study file's project (`project_root`); the rules for users: docs/guide/studies.md, "What
+emg_lens runs, and what it only reads". `load_code` hashes the bytes again and runs exactly
+those consented to, under `running_code`. A checkpoint holding the user's own modules loads
+through a module builder, ``build_modules(info)`` (docs/guide/bring-your-own-model.md).
 
 >>> import tempfile
 >>> root = Path(tempfile.mkdtemp())
@@ -119,14 +106,10 @@ def project_root(folder: str | Path) -> Path:
 
 def locate_code(ref: str, root: str | Path, *, key: str = "hook") -> CodeFile:
     """Resolve ``"path/file.py:name"`` relative to the folder ``root`` (the study file's
-    folder) without executing anything; ``key`` is the study key that names it (``hook``,
-    ``modules``), for messages. The file may lie anywhere inside the study's project
-    (`project_root`: ``../hooks/recipes.py`` from ``studies/`` reaches the project's top-level
-    ``hooks/``), never outside it.
-
-    A path that is absolute, whose ``..`` climbs out of the project, or that leads out of it
-    through a link is a `SpecError`; a missing file, a file that is not ``.py`` or a bad
-    name is a `SpecError`.
+    folder) without executing anything; ``key`` is the study key that names it, for messages.
+    The file may lie anywhere inside the study's project (`project_root`), never outside it:
+    an absolute path, one that leaves the project (by ``..`` or a link), a missing file, one
+    that is not ``.py`` or a bad name is a `SpecError`.
 
     >>> import tempfile
     >>> locate_code("../evil.py:edges", tempfile.mkdtemp())  # doctest: +ELLIPSIS
@@ -170,12 +153,10 @@ def _check_py_file(
 
 
 def locate_argument(ref: str, option: str = "--modules") -> CodeFile:
-    """Resolve ``FILE:NAME`` given on the command line (``option``, e.g. ``--modules
-    models.py:build_modules``) without executing anything: relative to the working directory,
-    or absolute. The user typed the path, so no folder confines it (a study file, which may
-    come from anyone, only reaches below its own folder: `locate_code`); running it still takes
-    ``--allow-code``. A bad form, a missing file or one that is not ``.py`` is an
-    `ArgumentError` naming ``option``.
+    """Resolve ``FILE:NAME`` given on the command line (``option``) without executing
+    anything, relative to the working directory or absolute: the user typed the path, so no
+    folder confines it (running it still takes ``--allow-code``). A bad form, a missing file
+    or one that is not ``.py`` is an `ArgumentError` naming ``option``.
 
     >>> locate_argument("models.py")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
@@ -319,9 +300,8 @@ def load_hook(code: CodeFile, *, allow_code: Any) -> Any:
 @contextlib.contextmanager
 def running_code(ref: str, doing: str) -> Iterator[None]:
     """Run a study's code (``ref``: ``"hooks/file.py:name"``) in the block: an exception it
-    raises, ``SystemExit`` included (a ``sys.exit`` in a hook would end emg_lens without a
-    word), is a `SpecError` naming ``ref`` and what it was ``doing``; emg_lens's own errors pass
-    unchanged, and so does Ctrl-C.
+    raises, ``SystemExit`` included, is a `SpecError` naming ``ref`` and what it was ``doing``;
+    emg_lens's own errors and Ctrl-C pass unchanged.
 
     >>> with running_code("hooks/mine.py:make", "building its hooks"):
     ...     raise SystemExit(3)
@@ -381,9 +361,6 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-# ----------------------------------------------------------------------------- module builders
-
-
 def _builder_hint(needs: tuple[str, ...]) -> str:
     """What to add so that a checkpoint holding the user's modules ``needs`` loads."""
     returned = "{" + ", ".join(f'"{name}": module' for name in needs) + "}"
@@ -437,10 +414,8 @@ class ModuleBuilder:
 
     def build(self, path: str | Path, info: dict[str, Any]) -> dict[str, Any]:
         """The modules of the checkpoint ``path`` (``info``: its parsed ``config.json``),
-        called under `running_code`; anything but a dict holding exactly the modules the
-        checkpoint's model class needs (`emg_lens.checkpoints.user_modules_of`), each a
-        ``torch.nn.Module``, is a `SpecError` naming the function, what it returned and what
-        is accepted."""
+        called under `running_code`; anything but a dict of exactly the ``torch.nn.Module`` s
+        its model class needs (`emg_lens.checkpoints.user_modules_of`) is a `SpecError`."""
         from torch import nn
 
         needs = user_modules_of(info)
@@ -501,9 +476,8 @@ def load_model(
     path: str | Path, builder: ModuleBuilder | None = None, *, device: str | None = None
 ) -> Any:
     """`emg_lens.checkpoints.load_checkpoint` of ``path`` (onto ``device``), with the user's
-    modules built by ``builder`` where its model holds some (else ``builder`` is not called).
-    Without a builder there, the `CheckpointError` of `require_builder`; weights that do not
-    fit the modules built are a `CheckpointError` naming the builder too."""
+    modules built by ``builder`` where its model holds some (`require_builder` refuses a
+    missing one); weights that do not fit them are a `CheckpointError` naming the builder."""
     info = read_checkpoint_info(path)
     modules, origin = None, ""
     if user_modules_of(info):

@@ -1,10 +1,8 @@
-"""Data: what each dataset is (`emg_lens.data.registry`, which imports neither numpy nor
-torch, so the command line reads its names while ``--help`` starts), data sources and the
-preprocessing cache (`datasets`, `cache`, `preprocess`), and three wings: ``formats/`` (one
-module per file format, reader and writer together), ``synthetic/`` (the generators with
-planted structure) and ``windows/`` (TinyMyo's window store and its pipeline). Every reader
-returns a `emg_lens.data.recording.Recording`. `placement` checks, label-free, whether the
-electrodes of a held-out repetition moved, and puts them back before preprocessing."""
+"""Data: the dataset registry (`emg_lens.data.registry`), data sources, preprocessing and its
+cache (`datasets`, `preprocess`, `cache`), ``formats/`` (one module per file format, reader
+and writer), ``synthetic/`` (generators with planted structure), ``windows/`` (TinyMyo's
+window store and pipeline), and `placement` (did the electrodes move?). Every reader returns
+a `emg_lens.data.recording.Recording`."""
 
 from typing import TYPE_CHECKING
 

@@ -1,21 +1,13 @@
 """The on-disk preprocessing cache: one subject's preprocessed windows, keyed by what made them.
 
 `emg_lens.data.datasets.load_subject` keeps each preprocessed subject here, so a second run
-(training, then evaluation, then every study) reads windows instead of filtering the recording
-again. An entry is two files, ``<stem>.npz`` (the arrays) and ``<stem>.json`` (the key and the
-small fields, written last), and is used only when its key, `cache_key`, is unchanged: the data
-source with its preprocessing, the subject, the content of every file read, `CACHE_VERSION`
-and the source code of the modules that read and preprocess the data (the registry entry's
-``cache_modules`` and every emg_lens module they import).
-
-The cache lives in the user's cache directory (`default_cache_dir`; where, and the variables
-that move or cap it: docs/guide/recordings.md, "Real data"), never in a dataset's folder. It
-is capped in size (`cache_max_bytes`, `evict`: least recently used first), together with the
-trainings `emg_lens.train.fit` keeps in its ``trained/`` folder (`TRAINED_FOLDER`). Several
-processes may share one cache folder: a reader sees a whole entry or none, and eviction never
-removes an entry being written. The cache removes only what it wrote (`is_cache_file`), and
-the first use of a folder holding the user's files in a process warns, naming them
-(`warn_foreign_files`).
+reads windows instead of filtering again. An entry is ``<stem>.npz`` and ``<stem>.json`` (the
+key, written last), used only while its `cache_key` is unchanged: the source and its
+preprocessing, the subject, every file read, `CACHE_VERSION` and the code that reads and
+preprocesses. Where it lives and its size cap: docs/guide/recordings.md, "Real data"; `evict`
+removes the least recently used, trainings of ``trained/`` included. Processes may share a
+folder (a reader sees a whole entry or none), and the cache removes only what it wrote
+(`is_cache_file`).
 
 >>> import tempfile
 >>> from emg_lens.data import data_source
@@ -75,8 +67,7 @@ DEFAULT_MAX_GB = 10.0
 
 ORPHAN_AGE_S = 3600.0
 """Age after which `evict` takes a half-written entry (arrays without JSON) or a temporary
-file whose writer is gone for the leftover of a killed process. A live write is never that
-old: its JSON follows its arrays at once."""
+file whose writer is gone for a killed process's leftover (a live write is never that old)."""
 
 TRAINED_FOLDER = "trained"
 """The folder, inside the cache's, of the trainings `emg_lens.train.fit` keeps (``reuse=True``:
@@ -172,11 +163,9 @@ def source_files(source: dict[str, Any], subject: int) -> list[Path]:
 
 def cache_key(source: dict[str, Any], subject: int) -> str:
     """Hex digest of everything a preprocessed subject depends on: the data source (with its
-    preprocessing spec), the subject, each source file's path and content (SHA-256, memoised
-    per file version in the process: a file rewritten with the same size and modification
-    time is not mistaken for the old one), `CACHE_VERSION`, and a fingerprint of the code that
-    reads and preprocesses the data; for a dataset numbered over its whole folder (your own
-    files), that numbering too (another participant's files renumber every subject's labels).
+    preprocessing spec), the subject, each source file's path and content, `CACHE_VERSION`,
+    the code that reads and preprocesses the data, and for your own files the folder's
+    numbering (another participant's files renumber every subject's labels).
 
     >>> from emg_lens.data import data_source
     >>> source = data_source("synthetic")
@@ -261,10 +250,9 @@ def evict(folder: str | Path, max_bytes: int) -> list[Path]:
     at most ``max_bytes``; also removes what killed writers left (`ORPHAN_AGE_S`). Returns the
     files removed.
 
-    Safe while other processes read and write the folder: an entry without its JSON is one
-    being written, never removed (until it is an orphan), and an entry is removed JSON first,
-    so a reader sees the whole entry or a miss. Only the cache's own files are touched
-    (`is_cache_file`): a file of the user's stays, whatever the cap.
+    Safe while other processes read and write the folder: an entry without its JSON is being
+    written and stays (until it is an orphan), and an entry is removed JSON first, so a reader
+    sees the whole entry or a miss. Only the cache's own files are touched (`is_cache_file`).
 
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())
@@ -294,11 +282,10 @@ def evict(folder: str | Path, max_bytes: int) -> list[Path]:
 
 
 def is_cache_file(path: str | Path) -> bool:
-    """Whether the cache wrote file ``path`` (a whole file or one a writer left half-written):
-    its name is one it gives (``<dataset>_s<N>_<20 hex>`` ``.json`` or ``.npz`` in the
-    cache's folder, ``<64 hex>.pt`` in its ``trained/``, or the temporary name of one of these)
-    and its first bytes are what it writes first: `CACHE_MARK` (an entry's JSON and arrays),
-    or the key its name is made from (a kept training; an entry's JSON written before the mark).
+    """Whether the cache wrote file ``path`` (whole or half-written): its name is one it gives
+    (``<dataset>_s<N>_<20 hex>`` ``.json`` / ``.npz``, ``trained/<64 hex>.pt``, or their
+    temporary names) and its first bytes are what it writes first (`CACHE_MARK`, or the key
+    its name is made from).
 
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())
@@ -332,8 +319,7 @@ def is_cache_file(path: str | Path) -> bool:
 
 def foreign_files(folder: str | Path) -> list[Path]:
     """The files and folders in cache folder ``folder`` (and its ``trained/``) that the cache
-    did not write (`is_cache_file`; the arrays of an entry whose JSON is the cache's count as
-    its own), sorted.
+    did not write (`is_cache_file`), sorted.
 
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())
@@ -364,9 +350,7 @@ _warned: set[Path] = set()
 
 def warn_foreign_files(folder: str | Path) -> None:
     """Warn, once a process for each folder, where cache folder ``folder`` holds files the
-    cache did not write (`foreign_files`): a folder of the user's given as the cache. They are
-    safe (the cache removes only its own files), but a folder of its own is the cache's
-    place."""
+    cache did not write (`foreign_files`): a folder of the user's given as the cache."""
     folder = Path(folder)
     if folder.resolve() in _warned:
         return
@@ -395,9 +379,8 @@ def _arrays_of_an_entry(path: Path) -> bool:
 
 
 def _entries(folder: Path) -> list[tuple[float, str, int, tuple[Path, ...]]]:
-    """Every complete entry of the cache in ``folder``: a preprocessed subject (its JSON, then
-    its arrays) or a kept training (one file), with its last use (its first file's time), name
-    and size in bytes. Only the cache's own files (`is_cache_file`)."""
+    """Every complete entry of the cache's own in ``folder`` (a preprocessed subject, or a
+    kept training), with its last use, name and size in bytes."""
     subjects = [
         (info, info.with_suffix(".npz")) for info in folder.glob("*.json") if is_cache_file(info)
     ]
@@ -414,9 +397,8 @@ def _entries(folder: Path) -> list[tuple[float, str, int, tuple[Path, ...]]]:
 
 
 def _remove_orphans(folder: Path, *, trained: bool = False) -> list[Path]:
-    """The cache's own arrays without JSON and temporary files whose writer is gone, both
-    older than `ORPHAN_AGE_S`: what a process killed mid-write leaves behind (``trained``: in
-    the kept trainings' folder, where only temporary files can be left)."""
+    """Remove what a process killed mid-write left: the cache's own arrays without JSON and
+    temporary files whose writer is gone, older than `ORPHAN_AGE_S` (``trained``: that folder)."""
     removed, now = [], time.time()
     arrays = [] if trained else folder.glob("*.npz")
     for path in [*arrays, *folder.glob(f"*.*.*{TEMP_SUFFIX}")]:

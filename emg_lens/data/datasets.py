@@ -142,11 +142,9 @@ def load_subject(
     """Load and preprocess one subject of a data source, through the on-disk cache.
 
     ``cache_dir``: a folder; ``None`` for no cache; ``"auto"`` for `default_cache_dir` (the
-    `WINDOW_DATASETS` are never cached). A cached subject is used only when everything it was
-    made from is unchanged (`emg_lens.data.cache.cache_key`); a cache that cannot be written is
-    skipped with a warning. After a write, the cache is capped at ``cache_max_gb``
-    (`emg_lens.data.cache.cache_max_bytes`, `emg_lens.data.cache.evict`). The returned ``meta``
-    is JSON-normalised (lists, not tuples) whether it came from the cache or not.
+    `WINDOW_DATASETS` are never cached). A cache that cannot be written is skipped with a
+    warning; after a write, the cache is capped at ``cache_max_gb``. The returned ``meta`` is
+    JSON-normalised (lists, not tuples) whether it came from the cache or not.
 
     >>> import tempfile
     >>> source = data_source(
@@ -213,12 +211,10 @@ def windows_source(
     centre. The store is read as it is (its own normalisation); rest windows have repetition 0
     and so belong to neither part unless 0 is listed.
 
-    The repetitions not given are those the store was built with (its ``repetition_split``:
-    the thesis's split for DB6 and DB7, NinaPro's 1 3 4 6 / 2 5 otherwise, or the builder's
-    ``--train-repetitions``), or NinaPro's for a store that records none. A z-scored store's
-    statistics were fitted on its training repetitions, so a test repetition among them is an
-    `ArgumentError` (its windows were normalised with their own statistics), and a z-scored
-    store that does not record them is warned of.
+    The repetitions not given are those the store was built with (its ``repetition_split``),
+    or NinaPro's for a store that records none. A z-scored store's statistics were fitted on
+    its training repetitions, so a test repetition among them is an `ArgumentError`, and a
+    z-scored store that does not record them is warned of.
 
     >>> import tempfile
     >>> from emg_lens.data import Recording, write_window_store
@@ -336,11 +332,10 @@ def montages_of(
     source: dict[str, Any] | None = None, layout: TokenLayout | None = None
 ) -> dict[str, Montage]:
     """Where each modality's channels lie on the body: the placement of the data source's
-    dataset (its registry entry's reader, `emg_lens.data.reader.DatasetReader.geometry`) and,
-    for a modality it does not place, the 10-20 / 10-10 positions of the layout's channel
-    names when every one has one. A modality whose channel count the layout contradicts (a
-    model of a subset of the electrodes) is left out: a figure draws nothing rather than a
-    channel at another's place.
+    dataset (`emg_lens.data.reader.DatasetReader.geometry`) and, for a modality it does not
+    place, the 10-20 / 10-10 positions of the layout's channel names when every one has one.
+    A modality whose channel count the layout contradicts is left out (a figure draws nothing
+    rather than a channel at another's place).
 
     >>> sorted(montages_of(data_source("synthetic")))
     ['acc', 'emg']

@@ -2,24 +2,11 @@
 arrays, labels, channel names and electrode positions a `SubjectData` is built from.
 
 `emg_lens.data.preprocess.SubjectData.from_epochs` and ``.from_windows_dataset`` call these.
-Neither mne nor braindecode is imported here: the objects are read through their public
-attributes (``get_data``, ``events``, ``event_id``, ``ch_names``, ``get_channel_types``,
-``get_montage``; a braindecode dataset's ``datasets``, ``description``, ``windows`` or
-``raw``), so any version that has them works.
-
-- Channels are grouped by type in the order the types first appear (``eeg`` before ``emg``
-  when the first channel is EEG), each type one modality, as a model's token groups are.
-- Classes are the event codes in sorted order; their names are the ``event_id`` keys.
-- Trials: each window's, from braindecode's `TRIAL_COLUMN` where the windows' metadata has
-  it, else from its recording (`emg_lens.data.trials` says which, and why).
-- Positions from the montage in ``info`` are drawn on the topographic map as MNE draws them by
-  default (``mne.viz.plot_topomap``'s ``sphere=None``): each direction from the head frame's
-  origin projected azimuthally about the vertex (`emg_lens.geometry.ten_twenty.project`), at
-  its polar angle times the electrode's distance from the origin over MNE's head radius of
-  0.095 m (for positions in another frame: about a sphere fitted to them, over its radius),
-  into a ``"scalp"`` part of a `Montage`. Real electrodes sit lower and wider on the head than
-  the idealised 10-20 sphere puts them (the head frame's origin lies between the ears), so the
-  10 % row is drawn near radius 1 (Fpz of MNE's ``standard_1020`` at 1.08), not 0.8.
+Neither mne nor braindecode is imported: the objects are read through their public attributes
+(``get_data``, ``events``, ``get_montage``, ...), so any version that has them works. Each
+channel type is a modality; classes are the sorted event codes. Positions are drawn as MNE's
+``plot_topomap`` draws them (``sphere=None``): azimuthal about the vertex, scaled by MNE's
+head radius 0.095 m, so the 10 % row lies near radius 1 (Fpz of ``standard_1020`` at 1.08).
 """
 
 from __future__ import annotations
@@ -36,10 +23,9 @@ from emg_lens.geometry.ten_twenty import project
 
 @dataclass(frozen=True)
 class EpochArrays:
-    """Windows ``X [n, channels, time]`` (channels grouped by type), class codes ``codes [n]``,
-    the class names by code, channel names, modalities (type -> count, in order), the placement
-    (or None), the sample rate, and each window's trial ``trials [n]`` (None where nothing
-    records one; see the module), of the trial unit ``unit`` (`emg_lens.data.trials`)."""
+    """Windows ``X [n, channels, time]`` (channels grouped by type), class codes and names,
+    channel names, modalities, the placement (or None), the sample rate, and each window's
+    trial (None where nothing records one) of the trial unit ``unit``."""
 
     X: np.ndarray
     codes: np.ndarray
@@ -82,9 +68,9 @@ def _fit_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
 def scalp_placement(
     names: list[str], positions: dict[str, Any], frame: str = "head"
 ) -> Montage | None:
-    """The channels' positions (in MNE's ``frame``: metres in the head frame, any unit in
-    another) on a topographic map, as MNE draws them (the module docstring); None when any
-    channel lacks one, or when fewer than four outside the head frame (no sphere fits).
+    """The channels' positions (in MNE's ``frame``) on a topographic map, as MNE draws them
+    (the module docstring); None when a channel lacks one, or with fewer than four outside the
+    head frame (no sphere fits).
 
     >>> import math
     >>> pos = {n: (math.sin(t), 0.0, math.cos(t)) for n, t in zip("abcd", (0, 0.5, 1, 1.5))}
@@ -183,9 +169,8 @@ def _recorded_trials(metadata: Any, n: int, what: str) -> np.ndarray | None:
 
 def windows_arrays(parts: list[Any], split_by: str | None) -> tuple[EpochArrays, np.ndarray]:
     """One subject's windows from its braindecode recordings (``WindowsDataset`` or
-    ``EEGWindowsDataset``: items ``(X, y, crop indices)``), with their recorded trials (see
-    the module; a recording without them: the recording), and each window's value of
-    the description's ``split_by`` column (None: all None)."""
+    ``EEGWindowsDataset``), with their recorded trials (else the recording), and each window's
+    value of the description's ``split_by`` column (None: all None)."""
     X, y, groups, names, order = [], [], [], None, None
     pick: list[int] = []  # the window's channels, grouped by type (order: the signal's)
     trials: list[tuple[int, int]] = []  # (recording, its trial; -1 where none)

@@ -1,10 +1,9 @@
 """A dataset's files under its root: exactly one file per key, or a named error.
 
-Readers that search a folder (or a whole tree) for a dataset's files key each file they recognise
-(subject, exercise, acquisition, ...) through `find_files` or `unique_files`: two different files
-with one key are a `DataFormatError` naming both, so that a stale copy (``A_old/S1_E1_A1.mat``
-beside ``S1_E1_A1.mat``) is never read in place of the other just because it sorts first. One
-file reached by two names (a symbolic link, a case-insensitive file system) is one file.
+Readers key each file they recognise (subject, exercise, ...) through `find_files` or
+`unique_files`: two different files with one key are a `DataFormatError` naming both, so a
+stale copy (``A_old/S1_E1_A1.mat``) is never read because it sorts first. One file reached by
+two names (a link, a case-insensitive file system) is one file.
 
 >>> import tempfile
 >>> root = Path(tempfile.mkdtemp())
@@ -135,9 +134,8 @@ def unique_files(
     *,
     kind: str = "files",
 ) -> dict[K, Path]:
-    """``{key: path}`` of ``(key, path)`` pairs, refusing two different paths with one key
-    (`duplicate_error`, ``what(key)`` saying what the key is); the first path of a file named
-    twice is kept.
+    """``{key: path}`` of ``(key, path)`` pairs, refusing two different files with one key
+    (`duplicate_error`, ``what(key)`` saying what the key is).
 
     >>> unique_files([(1, Path("/d/s1.mat")), (2, Path("/d/s2.mat"))], "/d", str)
     {1: PosixPath('/d/s1.mat'), 2: PosixPath('/d/s2.mat')}
@@ -154,11 +152,8 @@ def unique_files(
 
 def files_under(root: str | Path, suffixes: Collection[str] | None = None) -> list[Path]:
     """Every file under ``root`` (of the given ``suffixes``, lower case: default any), at any
-    depth, in sorted order, as paths under ``root``. Symbolic links are followed only inside
-    ``root`` (a linked folder is searched like any other, each real folder once); a link of
-    those suffixes, or to a folder, that leads out of ``root`` or nowhere is a
-    `DataFormatError` naming it: a trial is never read from outside the dataset, nor lost
-    without a word.
+    depth, in sorted order. Symbolic links are followed only inside ``root`` (each real folder
+    once); a link that leads out of ``root`` or nowhere is a `DataFormatError` naming it.
 
     >>> import tempfile
     >>> root = Path(tempfile.mkdtemp())

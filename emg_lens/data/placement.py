@@ -1,30 +1,14 @@
 """Did the electrodes move? A label-free check of each held-out repetition's placement, and the
 channels put back before preprocessing.
 
-What it detects and what the user sees: docs/guide/recordings.md, "Your own recordings". The
-check needs no labels. For each held-out repetition (a session counts as its repetitions,
-`emg_lens.data.formats.trial_files`):
-
-1. the correlation matrix, over time, of each channel's raw signal high-passed and rectified,
-   of the held-out repetition and of the training repetitions (their mean);
-2. for each symmetry of the placement (`emg_lens.geometry.symmetry.montage_maps`), the
-   held-out matrix put back by it, ``H[moved_to][:, moved_to]``, against the training one: the
-   Pearson correlation of their entries above the diagonal (dead or flat channels left out,
-   and named);
-3. the evidence (`emg_lens.data.placement_evidence`): the best map is named a move only when
-   the data say so; otherwise the check says "no move" or "cannot tell", and why
-   (`PlacementCheck`: ``decision``, ``reason``). Only a named move is realigned;
-4. where the identity fits best, two cables swapped (`cable_swaps`) are weighed the same way:
-   one the evidence names is said ("cannot tell": it differs as a cable swap would), never
-   realigned.
-
-Raw, not preprocessed (the windows are standardised per channel on the training
-repetitions): `check_recording` reads the raw signals (`check_subject` reads the recording again
-from its data source), and `realign_recording` / `realign_subject` put the held-out channels
-back *before* preprocessing, so each channel's scale travels with its electrode.
-
-On LibEMG's Myo set (`tests/data/libemg_myo`) it names the armband mirrored in R_3 and keeps
-the identity for R_0–R_2 (the numbers: docs/DESIGN.md §16).
+For each held-out repetition, the correlation matrix of its channels' raw signals (high-passed,
+rectified) is matched against the training repetitions' under each symmetry of the placement
+(`emg_lens.geometry.symmetry.montage_maps`) and, where the identity fits best, under two cables
+swapped (`cable_swaps`); `emg_lens.data.placement_evidence` decides whether the best map is a
+move ("moved", "no move" or "cannot tell", with a reason). Only a named move is realigned, on
+the raw channels before preprocessing, so each channel's scale travels with its electrode. What
+the user sees: docs/guide/recordings.md, "Your own recordings"; LibEMG's Myo numbers:
+docs/DESIGN.md §16.
 
 >>> import numpy as np
 >>> from emg_lens.data import Recording
@@ -77,16 +61,11 @@ NO_PLACEMENT = (
 @dataclass(frozen=True)
 class PlacementCheck:
     """The placement check of one held-out repetition of one modality: the ``best``-scoring map
-    of the placement's symmetries and its ``score``, the identity's (``identity_score``), the
-    repetition's number (``repetition``, 1-based as the data numbers it) and its name as the
-    data gives it (``label``: LibEMG's ``"3"`` for R_3), every map's score (``scores``, in
-    `montage_maps` order, or the identity's and the `cable_swaps`'), and the evidence
-    (`emg_lens.data.placement_evidence`): the ``decision`` (``"moved"``, ``"no move"`` or
-    ``"cannot tell"``) and its ``reason``, the permutation test's ``p`` and the runner-up map's
-    (``runner_up``, ``p_runner_up``), the training repetitions' identity scores against each
-    other (``null_identity``: the spread of repetitions that did not move) and the
-    ``dead_channels`` left out (0-based index -> why).
-    Only a ``"moved"`` repetition is realigned."""
+    and its ``score``, the identity's, the repetition's number and its name in the data
+    (``label``: LibEMG's ``"3"`` for R_3), every map's score, and the evidence
+    (`emg_lens.data.placement_evidence.Evidence`: ``decision``, ``reason``, ``p``, the
+    runner-up's, ``null_identity``, ``dead_channels``). Only a ``"moved"`` repetition is
+    realigned."""
 
     modality: str
     repetition: int
@@ -225,8 +204,7 @@ def placements_of(source: Mapping[str, Any]) -> dict[str, Montage]:
 
 def has_placement(source: Mapping[str, Any] | None = None, data: SubjectData | None = None) -> bool:
     """Whether the placement check applies to these data: the subject's own placed windows
-    (``meta["placement"]``, a montage with a symmetry) or its data source's montages
-    (`placements_of`). What the chance check's warning asks before it points to the check.
+    (``meta["placement"]``, a montage with a symmetry) or its data source's montages.
 
     >>> has_placement({"dataset": "synthetic-eeg", "synthetic_eeg": {}})
     True
@@ -249,10 +227,9 @@ def check_recording(
     train_repetitions: Sequence[int],
     test_repetitions: Sequence[int],
 ) -> list[PlacementCheck]:
-    """The placement check (the module says how) of each test repetition of each modality
-    ``placements`` places, on the recording's raw signals, against its training repetitions;
-    the samples of a repetition are those labelled with it and a gesture (not rest). A
-    modality the recording lacks, a montage whose channel count differs from the signal's, a
+    """The placement check of each test repetition of each modality ``placements`` places, on
+    the recording's raw signals (a repetition's samples with a gesture), against its training
+    repetitions. A modality the recording lacks, a montage whose channel count differs, a
     repetition without samples are `EmgLensError`\\ s naming them."""
     if not placements:
         raise ArgumentError(f"{recording.source}: no placement given; {NO_PLACEMENT}")
@@ -304,10 +281,9 @@ def _label(repetition: int, labels: Mapping) -> str:
 
 @checked
 def realign_recording(recording: Recording, checks: Sequence[PlacementCheck]) -> Recording:
-    """The recording with each repetition the checks name moved (``decision`` ``"moved"``) put
-    back by its map (channel j read from channel ``moved_to[j]``), in the raw signals, before
-    any filter or scaling; every other sample as it is (a best map the evidence does not name a
-    move is never applied). ``meta["realigned"]`` lists what was moved."""
+    """The recording with each repetition the checks name ``"moved"`` put back by its map
+    (channel j read from channel ``moved_to[j]``) in the raw signals; every other sample as it
+    is. ``meta["realigned"]`` lists what was moved."""
     signals = {name: x.copy() for name, x in recording.signals.items()}
     done = []
     for check in checks:
@@ -333,12 +309,10 @@ def check_subject(
 ) -> list[PlacementCheck]:
     """The placement check of a subject's held-out repetitions, on raw channels:
 
-    - with ``source`` (the data source it was loaded from, what a checkpoint stores): the
-      subject's recording is read again and checked (`check_recording`) against the source's
-      placement (`placements_of`) and repetitions — a `SubjectData` of a recording holds
-      windows filtered and standardised per channel, which the check must not read;
-    - without: the subject's own windows when they are raw and placed (`SubjectData.from_epochs`
-      or ``from_windows_dataset`` with a montage: ``meta["placement"]``), their time samples
+    - with ``source`` (what a checkpoint stores): the subject's recording is read again and
+      checked (`check_recording`), since a `SubjectData` of a recording holds standardised
+      windows, which the check must not read;
+    - without: the subject's own windows when they are raw and placed (``meta["placement"]``),
       joined per repetition, every channel at once (modality ``"all channels"``).
 
     >>> from emg_lens.data import SyntheticSpec, generate_recordings
@@ -401,13 +375,10 @@ def realign_subject(
     source: Mapping[str, Any] | None = None,
 ) -> SubjectData:
     """The subject with the held-out repetitions ``checks`` name moved put back before
-    preprocessing (the subject as it is where none is): with ``source``, its recording read
-    again, realigned (`realign_recording`) and prepared
-    as the source says (`emg_lens.data.preprocess.prepare_subject`: the scaler fitted on the
-    training repetitions then scales each put-back channel as its electrode's); without, the
-    raw windows of a subject made from windows (`check_subject` says which) reordered.
-    ``meta["placement_check"]`` records the checks, that realigning was asked (``realign``)
-    and whether anything was put back (``realigned``)."""
+    preprocessing (as it is where none is): with ``source``, its recording read again,
+    realigned (`realign_recording`) and prepared as the source says; without, the raw windows
+    reordered. ``meta["placement_check"]`` records the checks, that realigning was asked
+    (``realign``) and whether anything was put back (``realigned``)."""
     moved = any(check.moved for check in checks)
     record = {"checks": [c.to_dict() for c in checks], "realign": True, "realigned": moved}
     if not moved:  # nothing named moved: the subject as it is

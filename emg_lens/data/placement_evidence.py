@@ -1,43 +1,15 @@
 """The evidence for a move: when the placement check names a map, and when it says it cannot
 tell (docs/DESIGN.md §16).
 
-The best-scoring map is not evidence by itself (why, and what naming it on noise cost:
-docs/DESIGN.md §16). Each trial is high-passed before it is rectified (consecutive samples
-differenced, so a baseline wander or an offset shapes no channel's envelope), and a move is
-named only when four questions are answered from the data:
-
-1. **Is the held-out repetition placed differently from the training ones?** A permutation test
-   over trials, the independent unit (docs/DESIGN.md §15): under "not moved" the trials of each
-   gesture are exchangeable between the repetitions, so they are reassigned at random (seeded
-   draws of `PERMUTATIONS`) and each draw's statistic computed as the observed one: the *gain*
-   of the best non-identity map over the identity on the map's channel pairs, in Fisher z.
-   ``p = (1 + draws with a gain at least the observed) / (1 + draws)``; the move needs
-   ``p < ALPHA``. A design with fewer distinct reassignments than ``1 / ALPHA`` cannot reach
-   it, and says so.
-2. **Would a move show at all?** Each training repetition checked against the others is known
-   not to have moved: its margin, the identity's fit over the best other map's, says how
-   clearly the placement tells the identity from every other map. Where the least clear fits
-   another map as well, one cannot tell (with two that disagree, neither is blamed).
-3. **Does the map restore the repetition?** Put back by it, the held-out repetition must fit
-   about as well as the training repetitions fit each other (within `RESTORED_Z` of their
-   lowest identity score in Fisher z, or their range if wider); else "cannot tell: the
-   repetition differs, no map restores it" (with one training repetition, no null).
-4. **Which map?** The best puts the repetition back within the null's range while the
-   runner-up (the best other than it and the identity) stays short by more, or the best's gain
-   beats the runner-up's by the training repetitions' margins or by twice the null's range, or
-   the repetition put back by the runner-up still looks moved (``p_runner_up < ALPHA_WHICH``);
-   else the data do not choose between the two.
-
-Channels whose rectified signal is flat, or correlates with no other channel (every correlation
-below `DEAD_R` and below a quarter of the typical strongest among the channels that reach it:
-however many are dead), carry no placement: they are named and left out of every score (a map
-moving dead channels only is the identity); with fewer than 3 channels that carry a signal, or
-a map left fewer than `MIN_PAIRS` live pairs (neither named nor ruled out), the check says
-"cannot tell" before any score is compared.
-
-How often this names a move on repetitions that did not move, and how often it finds real moves,
-is measured by ``benchmarks/calibration.py`` (the docs' page "How far each number can be
-trusted")."""
+The best-scoring map is not evidence by itself. Each trial is differenced before it is rectified
+(a baseline wander shapes no envelope), and a move is named only when the data answer four
+questions: is the held-out repetition placed differently (a permutation test over trials, the
+gain of the best non-identity map over the identity in Fisher z, ``p < ALPHA``)? would a move
+show at all (each training repetition against the others)? does the map restore the repetition
+(within `RESTORED_Z` of the training repetitions' fit)? and is the runner-up map ruled out?
+Dead channels (flat, or correlated with no other) are named and left out of every score; too
+few live channels or pairs (`MIN_PAIRS`) is "cannot tell". The rules and their measured rates
+(``benchmarks/calibration.py``): docs/DESIGN.md §16 and docs/trust.md."""
 
 from __future__ import annotations
 
@@ -73,8 +45,7 @@ _CHUNK_FLOATS = 1 << 23  # floats of one batch of draws' pair correlations: 64 M
 class TrialSums:
     """What the check reads of each trial: its gesture (``classes``), its repetition's place
     (``groups``: 0 … k − 1 the training repetitions, k the held-out one), and the sums of its
-    rectified samples (``count``, ``total`` per channel, ``products`` per channel pair), from
-    which the correlation matrix of any set of trials is rebuilt exactly."""
+    rectified samples, from which any set of trials' correlation matrix is rebuilt exactly."""
 
     classes: Int[np.ndarray, " trial"]
     groups: Int[np.ndarray, " trial"]
@@ -92,12 +63,9 @@ class TrialSums:
         window: int | None = None,
     ) -> TrialSums:
         """The trials of repetitions given as ``(signal, gesture per sample)``, or ``(signal,
-        gesture, trial per sample)`` where a repetition holds several trials of a gesture
-        (windows made elsewhere, each its own trial), the training ones first and the held-out
-        one last; a trial is a gesture of a repetition unless trials are given. Each trial is
-        high-passed (consecutive samples differenced; ``window``: within each run of that many,
-        the signal being windows joined), then rectified about its mean: a wander or an offset
-        shapes no envelope, and a filter over time leaves the channels' mixing (a move) as is.
+        gesture, trial per sample)`` where a repetition holds several trials of a gesture, the
+        training ones first and the held-out one last. Each trial is differenced (``window``:
+        within each run of that many, for windows joined), then rectified about its mean.
 
         >>> rng = np.random.default_rng(0)
         >>> sums = TrialSums.from_repetitions([(rng.normal(size=(40, 3)), np.repeat([1, 2], 20))
@@ -181,10 +149,9 @@ class TrialSums:
 
 
 def dead_channels(sums: TrialSums) -> dict[int, str]:
-    """The channels that carry no placement, by index, each with why: flat in a repetition (its
-    rectified signal does not vary), or uncorrelated with every other channel over all trials
-    pooled (every ``|r|`` below `DEAD_R` and below a quarter of the median strongest of the
-    channels that reach `DEAD_R`: the median of all hid dead channels that are the majority).
+    """The channels that carry no placement, by index, each with why: flat in a repetition, or
+    uncorrelated with every other channel over all trials (every ``|r|`` below `DEAD_R` and a
+    quarter of the median strongest among the channels that reach `DEAD_R`).
 
     >>> rng = np.random.default_rng(1)
     >>> common = rng.normal(size=(200, 1))
@@ -213,9 +180,8 @@ def _z(r: np.ndarray | np.floating) -> np.ndarray:
 
 class _Scorer:
     """Each map against the identity, for the held-out group (the last) of many draws at once,
-    on the pairs the map is scored on (both live before and after it), from the trials' sums;
-    the reference the mean of the other groups'. Maps left fewer than `MIN_PAIRS` pairs are
-    ``unscorable``; neither they nor one moving dead channels only are scored."""
+    on the map's live pairs, from the trials' sums, against the mean of the other groups'. Maps
+    left fewer than `MIN_PAIRS` pairs, or moving dead channels only, are not scored."""
 
     def __init__(self, sums: TrialSums, maps: Sequence[Sequence[int]], live: np.ndarray):
         self.sums = sums
@@ -311,13 +277,11 @@ def permutation_p(
 @dataclass(frozen=True)
 class Evidence:
     """What the check found for one held-out repetition: ``decision`` (``"moved"``, ``"no
-    move"`` or ``"cannot tell"``) and ``reason`` in words; the maps' scores (Pearson r,
-    `_Scorer.fit`), the best and the runner-up; ``p`` (the permutation test that the held-out
-    repetition was placed as the training ones, NaN where not run) and ``p_runner_up`` (the
-    same after putting it back by the runner-up); ``null_identity`` (each training
-    repetition's identity score against the others: the spread of unmoved repetitions) and
-    ``null_margin`` (how far each fits the identity above its best other map, in Fisher z);
-    the `dead_channels` left out; ``draws`` of the permutation test."""
+    move"`` or ``"cannot tell"``) and ``reason``; the maps' scores (Pearson r), the best and
+    the runner-up; ``p`` (NaN where not run) and ``p_runner_up`` (after putting it back by
+    the runner-up); ``null_identity`` (each training repetition's identity score against the
+    others) and ``null_margin`` (its margin over its best other map, in Fisher z); the
+    `dead_channels`; the permutation test's ``draws``."""
 
     decision: str
     reason: str
@@ -355,9 +319,8 @@ def weigh(
     training: Sequence[str] | None = None,
 ) -> Evidence:
     """The evidence for each map of ``maps`` (``maps[0]`` the identity, ``names`` in words)
-    from a held-out repetition's trials and the training repetitions' (`TrialSums`; their
-    names in ``training``, for the reasons: ``"1"``, ``"2"``, … by default): the module
-    docstring says how a move is decided.
+    from a held-out repetition's trials and the training repetitions' (`TrialSums`, named in
+    ``training`` for the reasons), decided as the module docstring says.
 
     >>> rng = np.random.default_rng(0)
     >>> gains = rng.uniform(0.2, 2.0, (5, 6))  # 5 gestures, each its own pattern on 6 electrodes

@@ -1,20 +1,11 @@
 """Windows of several subjects as one, and the per-window labels a concept is read from.
 
-A model applied across subjects (one pooled model, or one subject's model on the others'
-windows) is probed and erased on the windows of several subjects at once. `pool_subjects` joins
-subjects' `SubjectData` into one whose windows keep each its subject and its trial: the trials
-are the sources' own, numbered apart per subject (trial unit ``"given"``, ``"recording"`` where
-every subject's are: `emg_lens.data.trials`), so folds that keep each trial's windows together
-never split one, and two subjects' trials of one gesture and repetition stay two trials. Each
-window's subject is a *window label* (``meta["window_labels"]["subject"]``, the training and
-held-out windows' in order).
-
-`window_labels` reads a concept per window from any `SubjectData`: ``"gesture"`` (the class
-index), ``"repetition"``, ``"trial"``, ``"subject"`` (a pooled subject's window labels, else
-the subject's own number for every window) or any other column the data carry in
-``meta["window_labels"]``; `with_window_labels` adds one. `unpool` takes a pooled subject
-apart again: each subject's windows as the pooled data hold them (jointly z-scored, say), for a
-study that scores one pooled model on each subject in turn.
+`pool_subjects` joins subjects' `SubjectData` into one whose windows keep each its subject (a
+window label, ``meta["window_labels"]["subject"]``) and its trial (the sources' own, numbered
+apart per subject), so folds never split a trial and two subjects' trials stay two.
+`window_labels` reads a concept per window (``"gesture"``, ``"repetition"``, ``"trial"``,
+``"subject"`` or a column of ``meta["window_labels"]``); `with_window_labels` adds one;
+`unpool` takes a pooled subject apart again.
 
 >>> X, y = np.zeros((4, 2, 5), "float32"), np.array([0, 1, 0, 1])
 >>> a = SubjectData.from_windows({"emg": 2}, (X, y), (X, y), subject=1)
@@ -50,9 +41,8 @@ PARTS = ("train", "test")
 
 
 def window_labels(data: SubjectData, name: str, part: str = "test") -> np.ndarray:
-    """Each window's value of the concept ``name`` in ``part`` (``"train"`` or ``"test"``):
-    `BUILT_IN` ones, or a column of ``meta["window_labels"]``; another name is an
-    `ArgumentError` listing the ones the data have.
+    """Each window's value of the concept ``name`` (`BUILT_IN`, or a column of
+    ``meta["window_labels"]``) in ``part``; another name is an `ArgumentError` listing them.
 
     >>> X, y = np.zeros((3, 1, 2)), np.array([0, 1, 1])
     >>> data = SubjectData.from_windows({"emg": 1}, (X, y), (X, y), subject=7)
@@ -115,10 +105,9 @@ def pool_subjects(subjects: Sequence[SubjectData], *, standardize: bool = False)
     `SubjectData` (subject 0), training and held-out windows each in subject order; each
     window keeps its subject (window label ``"subject"``), repetition, trial (a subject's
     trial stays its own: unit ``"given"``) and the window labels every subject carries (one
-    that only some carry is refused). With ``standardize``, every channel is z-scored
-    over the pooled training windows (for subjects prepared without a z-score, e.g.
-    ``PreprocessSpec(standardize=False)``: a per-subject z-score removes any per-subject
-    offset or gain of a channel)."""
+    that only some carry is refused). With ``standardize``, every channel is z-scored over the
+    pooled training windows (for subjects prepared with ``standardize=False``: a per-subject
+    z-score removes any per-subject offset or gain)."""
     subjects = list(subjects)
     numbers = [s.subject for s in subjects]
     if len(set(numbers)) != len(numbers) or len(numbers) < 2:
@@ -182,9 +171,8 @@ def _shared_labels(subjects: Sequence[SubjectData]) -> list[str]:
 @checked
 def unpool(pooled: SubjectData) -> dict[int, SubjectData]:
     """``subject -> SubjectData``: each subject's windows of ``pooled`` (a `pool_subjects`
-    result, its window label ``"subject"``), training and held-out, as ``pooled`` holds them
-    (after its joint z-score, if any), each with its repetition, its trial (one trial id per
-    trial, as pooled) and its other window labels.
+    result), as ``pooled`` holds them (after its joint z-score, if any), with their
+    repetitions, trials and other window labels.
 
     >>> X, y = np.zeros((2, 1, 3), "float32"), np.array([0, 1])
     >>> parts = [SubjectData.from_windows({"emg": 1}, (X + s, y), (X + s, y), subject=s)

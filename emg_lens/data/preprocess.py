@@ -1,19 +1,12 @@
 """From a continuous `Recording` to model-ready windows, as the IsoNet paper preprocesses.
 
-Steps, in order (each a field of `PreprocessSpec`):
-
-1. filters: 4th-order Butterworth band-pass 10–500 Hz on sEMG, low-pass 90 Hz on ACC/force
-   (SOS form; zero-phase `sosfiltfilt` offline, causal `sosfilt` with ``causal=True`` for
-   streaming), optional 50 Hz notch on sEMG. "4th-order" is scipy's ``butter(4, ...)``, the
-   convention of the field's code (BioFoundation's too): a band-pass of 8 poles, and applied
-   forward and backward its gain is squared, -6 dB at each cut-off (-3 dB causal);
-2. optional accelerometer magnitude per sensor (``sqrt(x² + y² + z²)``), then sEMG
-   rectification;
-3. one segment per repetition: ``"transient"`` (first 0.5 s of the movement), ``"steady"``
-   (1–2 s), ``"full"``, or explicit ``(start_s, stop_s)``;
-4. windows of ``window`` samples every ``step`` samples inside each segment;
-5. split by repetition (NinaPro DB2: train 1, 3, 4, 6 / test 2, 5) and per-channel z-score
-   fitted on the training repetitions only — no statistic of the test repetitions reaches it.
+Steps, in order (each a field of `PreprocessSpec`): Butterworth band-pass 10–500 Hz on sEMG and
+low-pass 90 Hz on the other modalities (zero-phase, or causal for streaming; "4th-order" is
+scipy's ``butter(4, ...)``, the field's convention: a band-pass of 8 poles, -6 dB at each
+cut-off when applied forward and backward); optional accelerometer magnitudes; sEMG
+rectification; one segment per repetition (``"transient"``, ``"steady"``, ``"full"`` or
+``(start_s, stop_s)``); windows; a split by repetition and a per-channel z-score fitted on the
+training repetitions only.
 
 >>> from emg_lens.data import SyntheticSpec, generate_recordings
 >>> rec = generate_recordings(SyntheticSpec(n_subjects=1, movement_seconds=0.5))[0]
@@ -123,9 +116,8 @@ class SubjectData:
 
     @property
     def test_trials(self) -> np.ndarray:
-        """The trial of each held-out window, of the unit ``meta["trial_unit"]`` names (a
-        ``(class, repetition)``, the trial the source recorded, the recording, or the window:
-        `emg_lens.data.trials`): what every inference over held-out data counts.
+        """The trial of each held-out window, of the unit ``meta["trial_unit"]`` names
+        (`emg_lens.data.trials`): what every inference over held-out data counts.
 
         >>> X, y = np.zeros((3, 1, 4)), np.array([0, 0, 1])
         >>> SubjectData.from_windows({"emg": 1}, (X, y), (X, y)).test_trials.tolist()
@@ -224,13 +216,11 @@ class SubjectData:
         test_fraction: float = 0.2,
         subject: int = 1,
     ) -> SubjectData:
-        """A subject from an ``mne.Epochs`` (`emg_lens.data.epochs`): its data channels
-        grouped by type (one modality each), the event codes as classes with their
-        ``event_id`` names (``meta["class_names"]``), the channel names and, from the montage
-        in ``epochs.info``, the electrodes on the scalp (``meta["placement"]``). Each epoch is
-        a trial, unless the epochs' ``metadata`` has braindecode's ``i_trial_in_dataset`` (its
-        windows of one recording as epochs): then the epochs of one trial share it
-        (`emg_lens.data.epochs`). Held out for testing: the epochs where ``test`` (a boolean
+        """A subject from an ``mne.Epochs`` (`emg_lens.data.epochs`): one modality per channel
+        type, the event codes as classes with their ``event_id`` names
+        (``meta["class_names"]``), the channel names and the electrodes on the scalp
+        (``meta["placement"]``); each epoch a trial, unless braindecode's
+        ``i_trial_in_dataset`` says otherwise. Held out: the epochs where ``test`` (a boolean
         mask or indices) is true, or else the last ``test_fraction`` of each class's trials in
         time order, whole.
 
@@ -260,14 +250,12 @@ class SubjectData:
         test_fraction: float = 0.2,
     ) -> list[SubjectData]:
         """One subject per ``subject`` of a braindecode windows dataset (``BaseConcatDataset``
-        of ``WindowsDataset`` or ``EEGWindowsDataset``, as ``create_windows_from_events``
-        makes it), as `from_epochs` builds one, each window's trial the event braindecode cut
-        it from, or else its recording (`emg_lens.data.trials`). Held out: the recordings
-        whose description's ``split_by`` (``"session"``, ``"run"``) is one of ``test_values``,
-        or else the last ``test_fraction`` of each class's trials, whole (whole recordings
-        where a recording is the trial).
-        Subjects keep their numbers when all are integers >= 1; otherwise all are numbered 1,
-        2, ... in order, and ``meta["subject"]`` keeps each one's value."""
+        of ``WindowsDataset`` or ``EEGWindowsDataset``), as `from_epochs` builds one, each
+        window's trial the event it was cut from, or else its recording. Held out: the
+        recordings whose description's ``split_by`` (``"session"``, ``"run"``) is one of
+        ``test_values``, or else the last ``test_fraction`` of each class's trials, whole.
+        Subjects keep their numbers when all are integers >= 1, else are numbered 1, 2, ... in
+        order (``meta["subject"]`` keeps each one's value)."""
         from emg_lens.data.epochs import windows_arrays, windows_dataset_subjects
 
         if (split_by is None) != (not test_values):
@@ -300,9 +288,8 @@ def _held_out(
     unit: str = "trial",
 ) -> np.ndarray:
     """Which windows are held out: ``test`` (a mask or indices), or the last ``fraction`` of
-    each class's trials (``trials``: each window's, of the ``unit`` named; None: each window
-    its own) in ``order`` of their first window, each whole (one of two classes too). No trial
-    is on both sides, every class keeps a training window and the test set is not empty, or a
+    each class's trials (None: each window its own) in ``order``, each whole. No trial is on
+    both sides, every class keeps a training window and the test set is not empty, or a
     `DataFormatError` names the trial or the class."""
     n = len(codes)
     trials = np.arange(n) if trials is None else np.asarray(trials)
@@ -369,8 +356,7 @@ in float32, and far from what overflows the baseline's float64 squares."""
 
 def check_window_range(X: np.ndarray, field: str) -> None:
     """Refuse, naming ``field`` and its largest magnitude, finite values beyond `WINDOW_LIMIT`
-    (windows of float64 values near 1e200 are finite, but their squares overflow); NaN and
-    inf are left to the finiteness checks.
+    (their squares overflow); NaN and inf are left to the finiteness checks.
 
     >>> check_window_range(np.array([[[1.0, -1e200]]]), "subject 2: its X_train")
     Traceback (most recent call last):
@@ -572,8 +558,7 @@ def prepare_subject(recording: Recording, spec: PreprocessSpec = PreprocessSpec(
 
 def _channel_names(recording: Recording, modalities: dict[str, int]) -> dict[str, list[str]]:
     """``{"channel_names": ...}`` of the preprocessed channels, where the recording names its
-    own: a sensor's magnitude (``acc_magnitude``) is named by what its axes' names share (DB2's
-    ``acc1x``, ``acc1y``, ``acc1z``: ``acc1``); ``{}`` where no distinct names are left."""
+    own (a sensor's magnitude by what its axes' names share: ``acc1x``... -> ``acc1``)."""
     names = recording.meta.get("channel_names") or []  # none named: {}
     out: list[str] = []
     for name, n in recording.modalities.items():

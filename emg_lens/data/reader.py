@@ -1,14 +1,11 @@
 """`DatasetReader`: what a dataset's module provides so that the registry can read it.
 
-The registry (`emg_lens.data.registry`) says what each dataset *is* and names, as
-``"module:attribute"``, the `DatasetReader` that says how it is *read*. Every function here
-takes a data source, the JSON-able dict of `emg_lens.data.datasets.data_source` (``"dataset"``,
-``"root"`` for datasets on disk, and the fields the dataset stores), so a checkpoint's
-recorded source is all a later run needs.
-
-Which functions an entry needs follows from its uses: ``"recordings"`` needs ``read``,
-``"windows"`` needs ``read_windows``, ``"store"`` needs ``store`` (and ``"downstream"`` a
-``downstream`` task); `tests/unit/data/test_registry.py` checks every entry."""
+The registry says what each dataset *is* and names (``"module:attribute"``) the `DatasetReader`
+that says how it is *read*. Every function here takes a data source (the JSON-able dict of
+`emg_lens.data.datasets.data_source`), so a checkpoint's recorded source is all a later run
+needs. An entry's uses say which it needs: ``"recordings"`` ``read``, ``"windows"``
+``read_windows``, ``"store"`` ``store``, ``"downstream"`` a ``downstream`` task
+(`tests/unit/data/test_registry.py` checks every entry)."""
 
 from __future__ import annotations
 
@@ -69,7 +66,7 @@ class DatasetReader:
 
     Attributes:
         montage: source -> channels per modality (None: the file says), known before any file
-            is read, so specs are checked without data.
+            is read.
         subjects: source -> the subject numbers it holds.
         files: source, subject -> the files read (none for generated data).
         read: source, subject -> the subject's continuous `Recording` (a recording dataset).
@@ -80,15 +77,13 @@ class DatasetReader:
             defaults for this dataset.
         source_fields: `data_source`'s options -> the extra keys its source dict stores.
         channel_names: modality -> the names of its channels.
-        gesture_names: class label -> the movement the dataset's documentation names (figures);
-            or, for a dataset whose names lie in its files, source -> that mapping.
-        downstream: a TinyMyo downstream task (`emg_lens.data.windows.downstream.DownstreamTask`):
-            the thesis's windowing and the dataset's own split.
-        geometry: source -> modality -> `emg_lens.geometry.Montage`: where its channels lie
-            on the body, and where that placement comes from (figures on the geometry).
+        gesture_names: class label -> the movement the dataset's documentation names; or, for
+            a dataset whose names lie in its files, source -> that mapping.
+        downstream: a TinyMyo downstream task (`emg_lens.data.windows.downstream.DownstreamTask`).
+        geometry: source -> modality -> `emg_lens.geometry.Montage`: where its channels lie.
         numbering: source -> how the whole dataset numbers its subjects, gestures and
-            repetitions where a subject's own files do not fix its labels (your own files):
-            part of every key and digest of a subject's data (`numbering_of`)."""
+            repetitions where a subject's own files do not (your own files): part of every key
+            and digest of a subject's data."""
 
     montage: Callable[[Source], dict[str, int | None]]
     subjects: Callable[[Source], list[int]]

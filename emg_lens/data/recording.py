@@ -1,9 +1,7 @@
 """`Recording`: one subject's continuous multimodal session, whatever file it came from.
 
-Every loader (NinaPro, HD-sEMG, emg2pose, ...) and the synthetic generator return Recordings;
-`emg_lens.data.preprocess` turns them into model-ready windows. Signals are float32
-``[time, channels]`` arrays per modality, all on one clock (``sample_rate``); label vectors are
-per-sample integer arrays of the same length, 0 meaning rest.
+Every reader and generator returns Recordings; `emg_lens.data.preprocess` turns them into
+model-ready windows.
 
 >>> import numpy as np
 >>> rec = Recording(

@@ -1,15 +1,9 @@
 """The registry of datasets: the one place that says what each dataset is.
 
-A data source (`emg_lens.data.datasets.data_source`) is a JSON-able dict whose ``"dataset"``
-names an entry here; everything that depends on which dataset it is (where its files lie, its
-montage, its preprocessing defaults, how a subject is read and which subjects exist, what the
-preprocessing cache fingerprints, what a window store is cut from) is looked up in that entry
-with `dataset_info`, never by comparing the name.
-
-This module imports neither numpy nor torch: the command line's choices are read from it while
-``emg-lens --help`` starts. How a dataset is read is the `emg_lens.data.reader.DatasetReader`
-its module defines, named by ``reader`` and imported on first use (`DatasetInfo.montage`,
-``.read``, ... are that reader's).
+A data source is a JSON-able dict whose ``"dataset"`` names an entry here; everything that
+depends on which dataset it is is looked up with `dataset_info`, never by comparing the name.
+This module imports neither numpy nor torch (``emg-lens --help`` reads its choices); each
+entry's `emg_lens.data.reader.DatasetReader` is imported on first use.
 
 Adding a dataset is one module plus one entry:
 
@@ -18,11 +12,10 @@ Adding a dataset is one module plus one entry:
    windows, a `Windows`), its writer, and one `DatasetReader` (`emg_lens.data.reader` lists
    what each use needs).
 2. One row of ``_TABLE`` below, a `DatasetInfo`: ``name`` (what ``"dataset"`` and the CLI
-   say), ``uses`` (of `USES`), ``reader`` (``"module:attribute"``) and, for a format
-   ``emg-lens synth`` writes, ``synthesizer`` (``"module:function"``: out folder, options ->
-   the files written, one subject at a time), ``layout`` (where the files lie under the root,
-   for messages and docs; ``""`` when generated) and ``summary`` (one line). ``needs_root``
-   follows from the layout.
+   say), ``uses`` (of `USES`), ``reader`` (``"module:attribute"``), for a format ``emg-lens
+   synth`` writes ``synthesizer`` (``"module:function"``: out folder, options -> the files
+   written), ``layout`` (where the files lie under the root; ``""`` when generated) and
+   ``summary`` (one line).
 
 >>> DATASETS  # doctest: +NORMALIZE_WHITESPACE
 ('synthetic', 'ninapro-db2', 'hdsemg', 'epn612', 'uci', 'ninapro-db8', 'synthetic-eeg',
@@ -86,10 +79,8 @@ test 11-12; DB7's 6 train 1-4, validation 5, test 6), the validation repetitions
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What one dataset is; the module docstring says what each field holds. The reading
-    fields of its `emg_lens.data.reader.DatasetReader` (``montage``, ``subjects``, ``files``,
-    ``read``, ``read_windows``, ``store``, ``preprocess``, ``source_fields``,
-    ``channel_names``, ``gesture_names``, ``downstream``, ``geometry``) are read through the
+    """What one dataset is; the module docstring says what each field holds. The fields of its
+    `emg_lens.data.reader.DatasetReader` (``montage``, ``read``, ...) are read through the
     entry, the reader's module imported on first use.
 
     >>> info = dataset_info("ninapro-db2")
@@ -253,9 +244,6 @@ WINDOW_DATASETS = dataset_names("windows")
 WINDOW_STORE_SOURCES = dataset_names("store")
 """What `emg_lens.data.window_build.build_window_store` (``emg-lens windows --source``) reads."""
 
-PRETRAINING_SOURCES = dataset_names("pretraining")
-"""Window-store sources min-max normalised per window by default (TinyMyo pretraining)."""
-
 REPETITION_SOURCES = dataset_names("repetitions")
 """Window-store sources split by repetition (``train_repetitions``, ``test_repetitions``)."""
 
@@ -268,9 +256,8 @@ SYNTH_FORMATS = tuple(name for name, info in REGISTRY.items() if info.synthesize
 
 @checked
 def dataset_info(name: Any, *, use: str | None = None) -> DatasetInfo:
-    """The registry entry of dataset ``name``; ``use`` restricts it to the datasets with that
-    use (`dataset_names`). An unknown (or excluded) name is an `ArgumentError` listing the
-    names accepted.
+    """The registry entry of dataset ``name`` (of those with ``use``, when given); another name
+    is an `ArgumentError` listing the names accepted.
 
     >>> dataset_info("synthetic").needs_root
     False

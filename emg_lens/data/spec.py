@@ -51,10 +51,9 @@ class DictSpec:
         self.check_rules(dict.fromkeys(names, POSITIVE))
 
     def check_rules(self, rules: Rules, types: bool = False) -> None:
-        """Refuse a field whose value (None passes: unset) fails its rule in ``rules`` (field
-        -> (what is accepted, ``test(value, spec)``), read after `check_field_types`, run
-        first where ``types``): a `ConfigError` naming the class, the field, what is accepted
-        and the value.
+        """Refuse a field whose value (None passes) fails its rule in ``rules`` (field -> (what
+        is accepted, ``test(value, spec)``); `check_field_types` first where ``types``): a
+        `ConfigError` naming the class, the field, what is accepted and the value.
 
         >>> @dataclasses.dataclass(frozen=True)
         ... class Cut(DictSpec):

@@ -1,26 +1,12 @@
 """The independent unit: which windows share a trial.
 
-The windows of one *trial* overlap and share its noise, posture and electrode placement, so
-every inference over held-out data counts trials (and subjects), not windows (why:
-docs/DESIGN.md §15). What a trial is:
-
-- windows cut from a recording carry their gesture and repetition: a trial is a distinct
-  ``(class, repetition)`` pair of one subject (``unit = "repetition"``);
-- windows whose source records their trial carry it (``unit = "given"``, the ids in
-  ``meta["given_trials"]``, `record_trials`): braindecode's ``create_windows_from_events``
-  writes each window's event (``i_trial_in_dataset``, numbered per recording), so a trial is
-  a ``(recording, i_trial_in_dataset)`` pair, in a windows dataset or its ``mne.Epochs``;
-- braindecode windows that record no trial (``create_fixed_length_windows``) share their
-  recording's: a trial is a recording (``unit = "recording"``, the ids in
-  ``meta["given_trials"]``), also one that holds several classes (``targets_from="channels"``:
-  sleep stages, task blocks), whose runs share its noise and are right or wrong together
-  (`emg_lens.stats.units.trial_votes` votes each class of it apart and counts it once);
-- windows that carry no trial (``SubjectData.from_windows``' ``(X, y)`` pair, MNE epochs
-  without that column) are each their own trial (``unit = "window"``): true of epochs, one
-  window per trial, and the only reading the data allow otherwise.
-
-`trial_ids` numbers the trials of an array of windows; ``SubjectData.train_trials`` and
-``.test_trials`` apply it to a subject's split with the unit its ``meta["trial_unit"]`` names.
+The windows of one trial overlap and share its noise, posture and placement, so inference over
+held-out data counts trials, not windows (docs/DESIGN.md §15). A trial is a ``(class,
+repetition)`` pair of one subject (``unit = "repetition"``); the source's own trial ids where
+it records them (``"given"``, braindecode's ``i_trial_in_dataset``, `record_trials`); a
+recording, for braindecode windows that record no trial (``"recording"``); or each window
+(``"window"``: bare ``(X, y)`` pairs, epochs). `trial_ids` numbers them; ``SubjectData``'s
+``train_trials`` and ``test_trials`` apply it with the unit of ``meta["trial_unit"]``.
 
 >>> trial_ids(np.array([0, 0, 1, 1, 0]), np.array([2, 2, 2, 2, 5]))
 array([0, 0, 1, 1, 2])
@@ -64,10 +50,8 @@ def record_trials(
     test: Int[np.ndarray, " _"] | Sequence[int],
     unit: str = "given",
 ) -> dict[str, Any]:
-    """The ``meta`` entries of a subject whose windows' trials are known: ``unit``
-    (``"given"``: their source recorded them; ``"recording"``: their recording's) and each
-    window's trial (any integers; one trial's windows share one), of the training and the
-    held-out windows in order.
+    """The ``meta`` entries of a subject whose windows' trials are known: ``unit`` (``"given"``
+    or ``"recording"``) and each window's trial (any integers), training then held-out.
 
     >>> record_trials(np.array([0, 0, 1]), [2, 2])
     {'trial_unit': 'given', 'given_trials': {'train': [0, 0, 1], 'test': [2, 2]}}
@@ -79,9 +63,8 @@ def record_trials(
 
 
 def given_trials(meta: dict[str, Any], part: str) -> np.ndarray | None:
-    """Each window's recorded trial in ``part`` (``"train"`` or ``"test"``) of a subject whose
-    ``meta`` names the unit ``"given"`` or ``"recording"`` (`record_trials`); None for the
-    other units.
+    """Each window's recorded trial in ``part`` (``"train"`` or ``"test"``) where ``meta``
+    names the unit ``"given"`` or ``"recording"`` (`record_trials`); None otherwise.
 
     >>> given_trials(record_trials([0, 0, 1], [2, 2]), "test")
     array([2, 2])
@@ -113,11 +96,10 @@ def trial_ids(
     unit: str = "repetition",
     given: Int[np.ndarray, " n"] | Sequence[int] | None = None,
 ) -> Int[np.ndarray, " n"]:
-    """Number the trials of ``n`` windows: ``0, 1, ...`` in order of first appearance, one
-    number per distinct ``(y, rep)`` pair (``unit="repetition"``), per window
-    (``unit="window"``) or per distinct recorded trial ``given`` (``unit="given"`` or
-    ``"recording"``: one per window; a ``"given"`` trial whose windows carry two classes is an
-    `ArgumentError` naming it, a recording may hold several).
+    """Number the trials of ``n`` windows, ``0, 1, ...`` in order of first appearance: one
+    number per distinct ``(y, rep)`` pair, per window, or per distinct recorded trial
+    ``given`` (one per window; a ``"given"`` trial whose windows carry two classes is an
+    `ArgumentError`, a recording may hold several).
 
     >>> trial_ids(np.array([3, 1, 3]), np.array([1, 1, 1]))
     array([0, 1, 0])

@@ -89,15 +89,12 @@ def build_window_store(
 
     A downstream dataset (`DOWNSTREAM_DATASETS`) takes ``preprocess`` as a
     `DownstreamPreprocess`, or a `TinyMyoPreprocess` of which only ``window`` and ``step``
-    are read (its recipe is the thesis's, at the data's rate); without one, its registry
-    entry's defaults, chosen to fit its real protocol (`emg_lens.data.registry`). ``split``
-    names some of ``"train"``, ``"val"``, ``"test"``; ``normalize`` must be None (z-scored per
-    recording) and the repetition arguments are refused (the dataset's split is in
-    ``repetition``: 1 train, 2 val, 3 test, and in the store's ``splits`` attribute).
+    are read (default: its registry entry's); ``split`` names some of ``"train"``, ``"val"``,
+    ``"test"``; ``normalize`` and the repetition arguments are refused (its split is its own).
 
     Raises `ArgumentError` for an unknown source, split, normalisation or subject, or an
     argument that does not apply to ``source``; `DataFormatError` for unreadable or ambiguous
-    files, or a store or split that would hold no window (naming the longest recording).
+    files, or a store or split that would hold no window.
 
     >>> import tempfile
     >>> from emg_lens.data import WindowStore

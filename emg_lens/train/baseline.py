@@ -1,39 +1,14 @@
 """A per-channel feature baseline beside every trained model: is the transformer above what a
 linear model of each channel's amplitude gets on the same split?
 
-`feature_baseline` fits on a split's training windows and scores its held-out windows (the
-``X_train, y_train, X_test, y_test`` of a `emg_lens.data.preprocess.SubjectData`, or of the
-contraction windows of `emg_lens.data.windows.contraction`), the same windows the model is
-trained and scored on:
-
-- **a class label** (integer ``y``, any `SubjectData`'s ``y``, or ``metric="accuracy"``;
-  labels held as floats only when each is a whole number): per channel, the log RMS of the
-  window and its mean absolute difference (``mean |x[t+1] − x[t]|``), standardised on the
-  training windows, into a multinomial logistic regression with a fixed L2 penalty
-  (``C = LOGISTIC_C``); scored by accuracy;
-- **a continuous target** (float ``y``, ``[n]`` or ``[n, outputs...]``): per channel, the RMS
-  of the window, standardised on the training windows, into a ridge regression with a fixed
-  penalty (``alpha = RIDGE_ALPHA``); scored by R² (averaged over outputs).
-
-What the features are computed on: the windows as the model sees them, after the data's own
-preprocessing (`SubjectData`: rectified sEMG, z-scored per channel on the training windows;
-contraction windows: the log envelope, z-scored). A z-score centres every channel on its
-training mean, so the RMS of a window would then measure the distance from that level, not the
-signal's amplitude (a ridge on it scores R² 0.67 on the HD-sEMG force, against 0.93 on the raw
-signal's RMS). Each channel is therefore first shifted so that its lowest value over the
-training windows is 0 (for rectified sEMG that undoes the centring: what is left is ``|x|``
-over the channel's training scale). The shift and the log make the features, once
-standardised, the same whatever per-channel positive scale and offset the windows carry, so the
-baseline does not depend on the z-score. The log's floor is ``1e-6`` of the channel's RMS over
-the training windows.
-
-Measured (`tests/unit/train/test_baseline.py` and
-`tests/unit/studies/regression/test_regression.py` check these): LibEMG's Myo folds, the
-"feature baseline" row of docs/guide/recordings.md's table; openhdemg's HD-sEMG contraction
-R² 0.934 (that page's ridge on the raw signal's RMS: 0.935). Fitting takes well under a second.
-
-Everything is deterministic (scikit-learn's lbfgs and Cholesky solvers, no random state); a
-non-finite window, target or result is an error, never a score.
+`feature_baseline` fits on a split's training windows (a `SubjectData`, or contraction windows)
+and scores its held-out ones, the windows the model is trained and scored on: for class labels,
+each channel's log RMS and mean absolute difference into a logistic regression (accuracy); for
+a continuous target, each channel's RMS into a ridge (R²). Features are standardised on the
+training windows. Each channel is first shifted so that its training minimum is 0: after the
+data's z-score an RMS would measure the distance from the channel's mean, not its amplitude
+(docs/ARCHITECTURE.md, ``train/``). Deterministic; a non-finite window, target or result is an
+error, never a score.
 
 >>> rng = np.random.default_rng(0)
 >>> y = np.arange(40) % 2
@@ -141,9 +116,8 @@ def _amplitudes(X: np.ndarray, low: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 def channel_rms(
     X: Float[np.ndarray, "n channel time"], low: Float[np.ndarray, " channel"]
 ) -> Float[np.ndarray, "n channel"]:
-    """The RMS of each channel of windows ``X`` shifted by ``low`` (per channel: the lowest
-    value of the training windows), the regression baseline's features, for a caller that
-    reads its windows a batch at a time.
+    """The regression baseline's features (each channel's RMS of ``X`` shifted by ``low``),
+    for a caller that reads its windows a batch at a time.
 
     >>> channel_rms(np.array([[[1.0, 3.0, 1.0, 3.0]]]), np.array([1.0])).round(3).tolist()
     [[1.414]]
@@ -258,12 +232,10 @@ def fit_baseline(
 
 def feature_baseline(data: Split | SubjectData, metric: str | None = None) -> BaselineScore:
     """Fit the per-channel feature baseline on ``data``'s training windows and score it on its
-    held-out windows (see the module docstring): a logistic regression on log RMS + MAD scored
-    by accuracy (``metric="accuracy"``) for class labels, a ridge on channel RMS scored by R²
-    (``"r2"``) for continuous targets. Without ``metric``: accuracy for a `SubjectData` (its
-    ``y`` are class indices, whatever their dtype) and for integer labels, R² for float targets.
-    Class labels held as floats are read only when each is a whole number (``2.0``): a
-    ``baseline_accuracy`` is always a classifier's accuracy, never an R².
+    held-out windows (see the module docstring). Without ``metric``: accuracy for a
+    `SubjectData` and for integer labels, R² for float targets. Class labels held as floats
+    are read only when each is a whole number (``2.0``): a ``baseline_accuracy`` is always a
+    classifier's accuracy, never an R².
 
     Refused by name: windows that are not ``[n, channel, time >= 2]`` or hold NaN or inf,
     labels that do not match them, class labels that are not whole numbers, fewer than two
@@ -336,10 +308,9 @@ def below_baseline(
     baseline's ``baseline_value`` (both in ``metric``, ``"accuracy"`` or ``"r2"``), to three
     decimals; None otherwise. ``model`` names the model as the line starts with it (``"subject
     3"``, a chance table's ``model`` column), word for word. With ``n``, the independent ``unit``
-    s the accuracies are over (windows; trials where windows come in trials, the smaller count),
-    the line carries the difference's 95 % interval (Newcombe's hybrid score interval of two
-    proportions; taken as unpaired, it is wider than the interval of the same windows paired)
-    and is None where that interval reaches 0: a gap of a window or two is not "below".
+    s the accuracies are over, the line carries the difference's 95 % interval (Newcombe's,
+    taken as unpaired, so wider than the paired one) and is None where that interval reaches
+    0: a gap of a window or two is not "below".
 
     >>> print(below_baseline("force", 0.903, 0.935, "r2"))  # doctest: +NORMALIZE_WHITESPACE
     force: the model's R² 0.903 is below the per-channel feature baseline's R² 0.935

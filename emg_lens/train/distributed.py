@@ -1,18 +1,11 @@
 """Data-parallel training under ``torchrun``, and the same code on a single process.
 
-``torchrun --nproc-per-node N ...`` starts N processes with ``RANK``, ``WORLD_SIZE`` and
-``LOCAL_RANK`` (and ``MASTER_ADDR``/``MASTER_PORT``) in their environment. `distributed_run`
-reads them, joins the process group (gloo for a model on the CPU, nccl for one on CUDA) and
-yields a `DistributedRun` that wraps the model in `DistributedDataParallel`, shards every epoch
-with a seeded `DistributedSampler` and tells rank 0 apart, the one that prints and saves.
-Without those variables it yields a one-process run and everything is the plain single-process
-code path (the sampler with one replica is a seeded shuffle).
-
-Studies need no process group: `torchrun_process` reads the same variables and
-`DistributedRun.shard` gives each rank its disjoint share of the subjects; the ranks meet in the
-study's cell store (`emg_lens.studies.store`), not in collectives.
-
-``batch_size`` is per process: N processes see ``N * batch_size`` windows per step."""
+`distributed_run` reads ``torchrun``'s ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``, joins the
+process group (gloo on the CPU, nccl on CUDA) and yields a `DistributedRun` that wraps the model
+in `DistributedDataParallel`, shards every epoch with a seeded `DistributedSampler` and tells
+rank 0 (the one that prints and saves) apart; without them, a one-process run. Studies need no
+process group: `DistributedRun.shard` gives each rank its share of the subjects, and the ranks
+meet in the study's cell store. ``batch_size`` is per process."""
 
 from __future__ import annotations
 
@@ -65,8 +58,7 @@ class DistributedRun:
 
     def shard(self, items: Iterable[T]) -> list[T]:
         """This process's share of ``items``: sorted, then every ``world_size``-th from
-        ``rank``, so the ranks' shares are disjoint, cover all items and do not depend on the
-        order the items were given in.
+        ``rank`` (disjoint, covering all items, whatever order they were given in).
 
         >>> DistributedRun(rank=1, world_size=2).shard([3, 1, 4, 2])
         [2, 4]
@@ -170,8 +162,7 @@ def distributed_run(device: str | torch.device | None = "cpu") -> Iterator[Distr
     """The `DistributedRun` of this process: distributed when ``WORLD_SIZE`` > 1 (torchrun), or
     when a process group is already initialised (which is then reused and left open);
     single-process otherwise. A group this function opens is closed when the block ends.
-
-    ``device`` is where the model lives: CUDA selects the nccl backend, anything else gloo.
+    ``device``: where the model lives (CUDA selects nccl, anything else gloo).
 
     >>> with distributed_run() as run:
     ...     run.world_size, run.rank

@@ -1,21 +1,13 @@
 """Fine-tuning a pretrained TinyMyo for classification or regression, with BioFoundation's
 configured recipe.
 
-The encoder (every weight but the head) of a pretrained TinyMyo, usually the reconstruction
-model `emg_lens.train.pretrain` saved, is copied into a classification TinyMyo of the same
-config and trained with the settings of BioFoundation's fine-tuning configuration
-(``config/experiment/TinyMyo_finetune.yaml``: `FinetuneConfig`'s defaults), early-stopping on
-the validation loss and keeping the epoch with the lowest (``monitor="accuracy"``: the most
-accurate). A linear probe (``linear_probe=True``) freezes the encoder and trains the head
-alone. Those settings, and where BioFoundation's code differs: docs/guide/tinymyo.md, "The
-recipes and BioFoundation's code".
-
-The same recipe with TinyMyo's regression head is `emg_lens.train.regression`; one classifier
-per subject of a data source, saved where studies find them, is
-`emg_lens.train.per_subject`. This module holds what they share: the config, the history,
-building a model with a new head from a pretrained encoder, freezing (`freeze_for_finetuning`:
-``mask_token`` too, in both modes), and the training run that keeps the best epoch
-(`run_keeping_best`)."""
+A pretrained TinyMyo's encoder is copied into a classification TinyMyo of the same config and
+trained with BioFoundation's fine-tuning configuration (``TinyMyo_finetune.yaml``:
+`FinetuneConfig`'s defaults), keeping the epoch with the lowest validation loss (or, with
+``monitor="accuracy"``, the most accurate); ``linear_probe=True`` trains the head alone. Where
+BioFoundation's code differs: docs/guide/tinymyo.md, "The recipes and BioFoundation's code".
+This module also holds what `emg_lens.train.regression` and `emg_lens.train.per_subject`
+share: the config, the history, `freeze_for_finetuning` and `run_keeping_best`."""
 
 from __future__ import annotations
 
@@ -133,9 +125,6 @@ class FinetuneResult(NamedTuple):
     history: FinetuneHistory
 
 
-# ----------------------------------------------------------------------------- model
-
-
 @checked
 def classifier_from_pretrained(
     pretrained: TinyMyo | str | Path,
@@ -145,10 +134,9 @@ def classifier_from_pretrained(
     drop_path: float = 0.0,
     device: str | None = None,
 ) -> TinyMyo:
-    """A classification TinyMyo with ``pretrained``'s config (``n_classes`` classes) and its
-    encoder weights — every weight but the head's; the new head keeps its fresh (seeded)
-    initialisation. ``pretrained`` is a TinyMyo or a checkpoint folder holding one (loaded
-    onto ``device``, default: the device it was saved from).
+    """A classification TinyMyo with ``pretrained``'s config (``n_classes`` classes) and every
+    weight but the head's (the new head seeded fresh). ``pretrained`` is a TinyMyo or a
+    checkpoint folder holding one (loaded onto ``device``, default: the one it was saved from).
 
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
     >>> source = TinyMyo(cfg, task="reconstruction")
@@ -249,9 +237,8 @@ def dataset_accuracy(model: TinyMyo, data: Any, *, batch_size: int = 256) -> flo
 def dataset_scores(
     model: TinyMyo, data: Any, *, label_smoothing: float = 0.0, batch_size: int = 256
 ) -> tuple[float, float]:
-    """``(accuracy, loss)`` of ``model`` on the windows of ``data``: the share classified
-    correctly and the mean cross-entropy (with ``label_smoothing``, as training computes it);
-    the model is left in eval mode.
+    """``(accuracy, loss)`` of ``model`` on the windows of ``data`` (the mean cross-entropy
+    with ``label_smoothing``, as training computes it); the model is left in eval mode.
 
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40,
     ...                             n_classes=2)
@@ -290,9 +277,6 @@ def _train_mode(model: torch.nn.Module, *, linear_probe: bool) -> None:
         unwrap(model).get_submodule("head").train()
 
 
-# ----------------------------------------------------------------------------- recipe
-
-
 @checked
 def finetune(
     pretrained: TinyMyo | str | Path,
@@ -308,9 +292,8 @@ def finetune(
     """Fine-tune a classifier built by `classifier_from_pretrained` on labelled windows
     ``data`` (see `window_dataset`; labels in ``[0, n_classes)``). With ``val_data``, early
     stopping on its loss (or accuracy: ``cfg.monitor``) keeps the best epoch's weights; the
-    history holds both per epoch. With ``out`` rank 0 saves the model there (metadata:
-    ``recipe``, ``finetune`` settings, ``history``, ``pretrained``, plus ``metadata``, e.g. the
-    ``data_source`` and ``subject`` a study rebuilds the data from). A training that diverges
+    history holds both per epoch. With ``out`` rank 0 saves the model there (metadata: the
+    recipe, settings, history, ``pretrained``, plus ``metadata``). A training that diverges
     raises `StudyError`; nothing is saved.
 
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40,

@@ -1,15 +1,10 @@
-"""The windows the pretraining and fine-tuning recipes read, and a synthetic source of them.
+"""The windows the pretraining and fine-tuning recipes read.
 
-A recipe takes its data as any `torch.utils.data.Dataset` whose items are
-``(x: float32 [channels, time], y: int64 scalar)`` — ``y = -1`` for an unlabeled window, the
-contract `emg_lens.data.windows.store.WindowStore` keeps — or as numpy arrays: ``X [N, C, T]``
-(unlabeled) or a pair ``(X, y)``. `window_dataset` turns either into a Dataset and checks the
-window shape against the model where the data enters; `regression_dataset` does the same for a
-regression recipe, whose items' targets are ``y: float32 [steps, outputs]`` (arrays ``(X, Y)``).
-
-`synthetic_windows` (from `emg_lens.data.synthetic.windows`, re-exported here) cuts the sEMG
-channels of `emg_lens.data.synthetic.emg_acc` recordings into windows, for the CLI's default
-data and for tests."""
+A recipe takes any `torch.utils.data.Dataset` of ``(x: float32 [channels, time], y: int64
+scalar)`` items (``y = -1`` unlabeled, as `emg_lens.data.windows.store.WindowStore` keeps), or
+arrays ``X [N, C, T]`` or ``(X, y)``. `window_dataset` turns either into a Dataset and checks
+the window shape against the model where the data enters; `regression_dataset` does the same
+for targets ``y: float32 [steps, outputs]``."""
 
 from __future__ import annotations
 
@@ -111,9 +106,8 @@ def _check_item(
 
 def labeled_subset(dataset: Dataset) -> tuple[Dataset, int]:
     """The labelled windows (``y >= 0``) of ``dataset`` and the number of classes they imply
-    (largest label + 1). The labels come from ``dataset.labels`` where it has them, one per
-    item (`emg_lens.data.windows.store.WindowStore` does: no window is read); otherwise every item
-    is read once.
+    (largest label + 1), read from ``dataset.labels`` where it has them
+    (`emg_lens.data.windows.store.WindowStore`: no window is read), else from each item once.
 
     >>> ds = window_dataset((np.zeros((4, 1, 20), np.float32), np.array([0, -1, 2, 1])), (1, 20))
     >>> subset, n_classes = labeled_subset(ds)

@@ -4,15 +4,10 @@
 parameter groups with the warm-up + cosine schedule, and trains epoch by epoch with
 `train_epoch`; a recipe supplies only its loss and what to do after each epoch.
 
-`train_epoch`: every ``accumulate_steps`` micro-batches (and at the end of the epoch) the
-gradients, averaged over those micro-batches, are clipped and the optimiser and scheduler step
-once. Under DDP the gradient all-reduce runs only on the micro-batch that ends an optimiser
-step.
-
-Every training loop (this one and `emg_lens.train.supervised.fit`) stops a training that
-diverges (why: docs/DESIGN.md §10): a non-finite loss (each step's ``loss.item()``, which the
-loop reads anyway) or weight (once per epoch) raises `StudyError` naming what was
-trained and the epoch (`check_finite_loss`, `check_finite_weights`)."""
+`train_epoch` steps the optimiser once every ``accumulate_steps`` micro-batches (the DDP
+all-reduce only on the micro-batch that ends a step). Every training loop (this one and
+`emg_lens.train.supervised.fit`) stops a training that diverges (docs/DESIGN.md §10): a
+non-finite loss or weight is a `StudyError` (`check_finite_loss`, `check_finite_weights`)."""
 
 from __future__ import annotations
 
@@ -185,15 +180,11 @@ def run_recipe(
     train_mode: Callable[[nn.Module], Any] = nn.Module.train,
     after_epoch: Callable[[int], bool] | None = None,
 ) -> RecipeLog:
-    """Train ``model`` in place for ``cfg.epochs`` epochs (a recipe config: ``epochs,
-    batch_size, accumulate_steps, lr, min_lr, warmup_epochs, weight_decay, betas, grad_clip,
-    seed, progress``), data-parallel under torchrun.
-
-    ``loss_fn(model, batch)`` gets the (possibly DDP-wrapped) model; ``train_mode`` puts it in
-    training mode at the start of every epoch; ``after_epoch(epoch)`` runs after each epoch and
-    ends training early by returning True. The model is left in eval mode. A non-finite loss
-    or weight raises `StudyError` naming ``desc`` and the epoch, before
-    ``after_epoch`` could score the model.
+    """Train ``model`` in place for ``cfg.epochs`` epochs (a recipe config,
+    `emg_lens.train.PretrainConfig` or `emg_lens.train.FinetuneConfig`), data-parallel under
+    torchrun. ``loss_fn(model, batch)`` gets the (possibly DDP-wrapped) model; ``train_mode``
+    puts it in training mode each epoch; ``after_epoch(epoch)`` returning True ends training
+    early. The model is left in eval mode.
 
     >>> from emg_lens.config import EncoderConfig
     >>> from emg_lens.models import TinyMyo

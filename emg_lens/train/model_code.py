@@ -1,18 +1,11 @@
 """The code a model computes with beyond emg_lens's own (`emg_lens.provenance.code_digest`), the
 standard library's and torch's (their versions): for `emg_lens.train.reuse`'s key.
 
-`code_files` finds it: the file of each class a module of the model is made of (its bases too)
-and of each function, class or object the model holds (`emg_lens.provenance.state_digest`
-names their modules) — a user's model, an attached or a library's module, TransformerLens's
-hook points — and every file of the user's own that those files import, directly or not (a
-helper module beside the model's file: a file outside the installed packages and the standard
-library). `model_code` digests them. A class with no file (defined in a notebook cell or a REPL)
-has no code to digest: None.
-
-A file is what runs only until it is edited: a notebook that imported a model's file runs the
-code it imported until it reloads it. `stale_code` compares what runs with each of the user's
-files: the bytecode of every function and method defined there (the model's classes as they
-were imported too) and every constant assigned once at the top of the file or of a class body.
+`code_files` finds the file of each class and function the model is made of or holds (a user's
+model, an attached or a library's module, TransformerLens's hook points) and every file of the
+user's own those import; `model_code` digests them (None for a class with no file: a notebook
+cell). A file is what runs only until it is edited: `stale_code` compares each function's
+bytecode and each top-level constant as imported with the file now.
 
 >>> import sys, tempfile, importlib
 >>> folder = Path(tempfile.mkdtemp())
@@ -75,10 +68,8 @@ def model_code(model: torch.nn.Module, modules: Iterable[str] = ()) -> str | Non
 
 def files_key(files: dict[str, Path]) -> str:
     """Digest of `code_files`' answer: each module's name and its file's bytes, and for the
-    user's own files already imported, the value now of every name the file assigns at its top
-    (``SETTINGS = {"gain": 1.0}``, then ``SETTINGS["gain"] = 3.0``, is another key), read as
-    `emg_lens.provenance.value_state` reads it: a value it cannot read is an
-    `ArgumentError` naming it (``my_net.SETTINGS``)."""
+    user's own files, the value now of every name the file assigns at its top (``SETTINGS
+    ["gain"] = 3.0`` after the import is another key; `emg_lens.provenance.value_state`)."""
     return json_digest(
         {name: [file_digest(path), _live_values(name, path)] for name, path in files.items()}
     )
@@ -108,10 +99,9 @@ def _live_values(name: str, path: Path) -> dict[str, Any] | None:
 
 def code_files(model: torch.nn.Module, modules: Iterable[str] = ()) -> dict[str, Path] | None:
     """Python module name -> file, for the code ``model`` runs that is neither emg_lens's,
-    torch's nor the standard library's: the modules of its modules' classes (and their
-    bases), the modules named in ``modules`` (those of the functions and objects it holds), and
-    the user's own files (`_local`) that these import, directly or not. None where one of the
-    classes or named modules has no file (a notebook cell, a REPL)."""
+    torch's nor the standard library's: its modules' classes' (and bases'), those named in
+    ``modules``, and the user's own files these import. None where one has no file (a
+    notebook cell, a REPL)."""
     names = set(modules) | {base.__module__ for cls in _classes(model) for base in cls.__mro__}
     files: dict[str, Path] = {}
     for name in sorted(names):
@@ -134,8 +124,7 @@ def code_files(model: torch.nn.Module, modules: Iterable[str] = ()) -> dict[str,
 
 def stale_code(model: torch.nn.Module, files: dict[str, Path]) -> str | None:
     """What runs that the user's own ``files`` (`code_files`, those `_local`) no longer hold,
-    in words; None where every function, method and constant the file defines is what runs.
-    See the module's docstring."""
+    in words; None where every function, method and constant the file defines is what runs."""
     for name, path in sorted(files.items()):
         module = sys.modules.get(name)
         if module is None or not _local(path) or path.suffix != ".py":
@@ -167,9 +156,8 @@ def _classes(model: torch.nn.Module) -> set[type]:
 
 
 def _known(name: str, path: Path | None) -> bool:
-    """Code keyed otherwise: emg_lens's (its digest), torch's (its version), the interpreter's
-    (a standard module, from the standard library's folder or built in; a file of the user's
-    that happens to share a standard module's name is the user's)."""
+    """Code keyed otherwise: emg_lens's (its digest), torch's (its version), the standard
+    library's (a user's file that shares a standard module's name is the user's)."""
     top = name.partition(".")[0]
     standard = top in sys.stdlib_module_names and (path is None or not _local(path))
     return top in _KNOWN or standard
@@ -280,10 +268,9 @@ def _constants(
     tree: ast.Module, module: types.ModuleType, classes: list[type]
 ) -> Iterator[tuple[str, Any, Any]]:
     """``(name, running value, the file's value)`` of every name the file assigns once, to an
-    immutable literal, at its top or at the top of a class body (the module's class, and the
-    model's class of that name, which may be older), and rebinds nowhere else; where the
-    running value is a literal too (a class can make its own of it: an enum's member, a named
-    tuple's field)."""
+    immutable literal, at its top or a class body's (the module's class and the model's, which
+    may be older), and rebinds nowhere else, where the running value is a literal too (not an
+    enum's member)."""
     stores = collections.Counter(
         node.id
         for node in ast.walk(tree)

@@ -36,13 +36,10 @@ def finetune_subjects(
 
     Each subject trains on its training repetitions, early-stops on a seeded random
     ``val_fraction`` of them, is scored on its test repetitions and is saved as
-    ``out_dir/subject_<N>/`` with metadata ``data_source``, ``subject`` and ``classes`` (beside
-    `finetune`'s), so `emg_lens.studies.run_study` (``--models out_dir``) rebuilds its test
-    windows. Returns (and writes to ``out_dir/finetuning.json``) one row per subject:
-    ``subject, n_train, n_test, chance, val_accuracy, test_accuracy, baseline_accuracy,
-    checkpoint`` (``baseline_accuracy``: the per-channel feature baseline,
-    `emg_lens.train.baseline.feature_baseline`, fitted on all the training repetitions and
-    scored on the test ones; also in the metadata as ``baseline``).
+    ``out_dir/subject_<N>/`` (see the module docstring). Returns (and writes to
+    ``out_dir/finetuning.json``) one row per subject: ``subject, n_train, n_test, chance,
+    val_accuracy, test_accuracy, baseline_accuracy`` (`emg_lens.train.baseline`) and
+    ``checkpoint``.
 
     >>> import tempfile
     >>> from emg_lens import EncoderConfig

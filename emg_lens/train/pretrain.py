@@ -1,18 +1,10 @@
 """Masked-signal pretraining of TinyMyo, with BioFoundation's configured recipe.
 
-For every window a boolean mask over its ``[channels, time]`` samples is drawn; a patch whose
-samples are (any of them) masked has its token replaced by ``mask_token``, and the
-reconstruction head predicts every patch's samples. The loss and optimiser settings are those
-of BioFoundation's configuration and model documentation (`PretrainConfig`'s defaults); what
-they are, and where its code differs: docs/guide/tinymyo.md, "The recipes and BioFoundation's
-code".
-
-How the mask is drawn: at patch granularity, MAE style — for each window exactly
-``round(mask_ratio * channels * patches)`` of its patches (at least one), chosen uniformly
-without replacement over channels and time independently, are masked, and the mask is expanded
-to every sample of those patches. `TinyMyo.patch_mask_from_samples` (any sample masked -> patch
-masked) then gives back exactly those patches, so ``mask_ratio`` of the tokens are masked,
-rather than almost all of them as a per-sample coin flip would do."""
+A masked patch's token is replaced by ``mask_token`` and the reconstruction head predicts every
+patch's samples; the settings are BioFoundation's (`PretrainConfig`'s defaults; where its code
+differs: docs/guide/tinymyo.md, "The recipes and BioFoundation's code"). The mask is drawn per
+patch, MAE style (`random_sample_mask`), so ``mask_ratio`` of the tokens are masked, rather
+than almost all of them as a per-sample coin flip would do."""
 
 from __future__ import annotations
 
@@ -80,9 +72,6 @@ class ReconstructionLoss(NamedTuple):
     total: torch.Tensor
     masked: torch.Tensor
     visible: torch.Tensor
-
-
-# ----------------------------------------------------------------------------- masks and loss
 
 
 @checked
@@ -175,9 +164,6 @@ def _masked_step(
     return reconstruction, signals, patch_mask
 
 
-# ----------------------------------------------------------------------------- recipe
-
-
 def _check_model(model: Any) -> TinyMyo:
     # a model that can be built with a reconstruction head (`head_tasks`), built with it
     if "reconstruction" not in getattr(model, "head_tasks", ()) or model.task != "reconstruction":
@@ -229,9 +215,9 @@ def evaluate_masked_loss(
     batch_size: int = 128,
     seed: int = 0,
 ) -> float:
-    """Mean Smooth-L1 on the masked patches of ``data`` (see `window_dataset`), with masks
-    drawn from ``seed`` in data order — the same masks on every call, so values from different
-    epochs (or models) are comparable. The model is left in eval mode.
+    """Mean Smooth-L1 on the masked patches of ``data`` (see `window_dataset`), the masks
+    drawn from ``seed``: the same on every call, so epochs and models compare. The model is
+    left in eval mode.
 
     >>> from emg_lens.config import EncoderConfig
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
@@ -265,9 +251,8 @@ def pretrain(
     """Pretrain a reconstruction ``TinyMyo`` in place on windows ``data`` (see
     `window_dataset`; labels, or a regression store's targets, are ignored). With ``val_data``
     the masked-patch loss on it (`evaluate_masked_loss`, fixed masks) is recorded after every
-    epoch. With ``out`` rank 0 saves the model there (metadata: ``recipe``, ``pretrain``
-    settings, ``history``); under torchrun every process trains a replica on its shard of the
-    data. A training that diverges raises `StudyError`; nothing is saved.
+    epoch. With ``out`` rank 0 saves the model there; under torchrun every process trains a
+    replica on its shard. A training that diverges raises `StudyError`; nothing is saved.
 
     >>> from emg_lens.config import EncoderConfig
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40,

@@ -1,11 +1,8 @@
 """Fine-tuning a pretrained TinyMyo to regress NinaPro DB8's 5 degrees of actuation, as
-TinyMyo's thesis benchmarks it (BioFoundation's repository holds no regression task): the
-recipe of `emg_lens.train.finetune` with TinyMyo's regression head, an L1 (default) or MSE loss
-on the targets at every step of the window, and early stopping on the validation mean absolute
-error. `dataset_mae` reports the MAE per output and overall, in the targets' units (degrees for
-DB8); `mean_baseline_mae` is the predictor that always says the training mean, the floor a
-regressor must beat, and `ridge_baseline_mae` the per-channel feature baseline (a ridge on each
-channel's RMS)."""
+TinyMyo's thesis benchmarks it: `emg_lens.train.finetune`'s recipe with the regression head, an
+L1 (default) or MSE loss at every step of the window, early stopping on the validation MAE.
+`dataset_mae` reports the MAE per output and overall; `mean_baseline_mae` (the training mean)
+and `ridge_baseline_mae` (a ridge on each channel's RMS) are the floors a regressor must beat."""
 
 from __future__ import annotations
 
@@ -125,8 +122,7 @@ def _target_moments(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
 @checked
 def mean_baseline_mae(train: Any, test: Any) -> MeanAbsoluteError:
     """The MAE on ``test`` of predicting, for every output, the mean of the ``train`` targets
-    (the bar a regressor must clear); both are Datasets of ``(x, y [steps, outputs])`` or
-    ``(X, Y)`` arrays.
+    (both Datasets of ``(x, y [steps, outputs])`` or ``(X, Y)`` arrays).
 
     >>> X = torch.zeros(2, 1, 4)
     >>> train = (X, torch.tensor([[[0.0, 2.0]], [[2.0, 4.0]]]))
@@ -144,12 +140,10 @@ def mean_baseline_mae(train: Any, test: Any) -> MeanAbsoluteError:
 
 @torch.no_grad()
 def ridge_baseline_mae(train: Any, test: Any) -> MeanAbsoluteError:
-    """The MAE on ``test`` of the per-channel feature baseline for a target
-    (`emg_lens.train.baseline`: a ridge on each channel's RMS, fitted on ``train``), reading
-    both a batch at a time (a window store need not fit in memory): the ridge predicts each
-    window's mean target per output, which stands for every step of the window. Both are
-    Datasets of ``(x [C, T], y [steps, outputs])`` or ``(X, Y)`` arrays; a non-finite
-    prediction is an error.
+    """The MAE on ``test`` of the per-channel feature baseline for a target (a ridge on each
+    channel's RMS, fitted on ``train``, predicting each window's mean target for every step),
+    reading both a batch at a time (a window store need not fit in memory); both Datasets of
+    ``(x, y [steps, outputs])`` or ``(X, Y)`` arrays.
 
     >>> amplitude = torch.linspace(1.0, 4.0, 12)
     >>> X = amplitude[:, None, None] * torch.tensor([1.0, -1.0]).repeat(2, 4)[None]
@@ -193,11 +187,10 @@ def finetune_regression(
 ) -> RegressionResult:
     """Fine-tune a regressor built by `regressor_from_pretrained` on windows ``data`` whose
     targets are ``[steps, outputs]`` (a Dataset, e.g. a regression
-    `emg_lens.data.windows.store.WindowStore`, or arrays ``(X, Y)``): the recipe of `finetune`
-    (``cfg``; its label smoothing does not apply) with loss ``"l1"`` (default) or ``"mse"``
-    on every step, early stopping on the validation MAE. The new head's output starts at the
-    training targets' per-output mean and scale. Saved to ``out`` as `finetune`
-    saves (metadata ``recipe``, ``finetune``, ``loss``, ``history``, ``pretrained``).
+    `emg_lens.data.windows.store.WindowStore`, or arrays ``(X, Y)``): `finetune`'s recipe
+    (without label smoothing) with loss ``"l1"`` or ``"mse"`` on every step, early stopping on
+    the validation MAE. The new head's output starts at the training targets' per-output mean
+    and scale. Saved to ``out`` as `finetune` saves (with the ``loss``).
 
     >>> from emg_lens import EncoderConfig
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40,

@@ -1,30 +1,11 @@
 """Trained weights kept by what made them: `emg_lens.train.fit` with ``reuse=True`` reads a
 training done before instead of doing it again.
 
-`fit` is deterministic on the CPU, so what it would compute can be read back, and nothing else
-is. An entry's key (`training_key`) digests everything the weights depend on, as
-docs/guide/notebook.md ("Training once") lists it for users; here: the model as it enters `fit`
-(`emg_lens.provenance.state_digest`), the windows and labels, the `TrainConfig` less
-``progress``, the fixed edge masks, `emg_lens.provenance.code_digest`,
-`emg_lens.train.model_code`, torch's version and thread count. A model whose key could not say
-what it computes (`_keyable`: a hook attached, a class with no file, a ``forward`` set on the
-instance, code edited since it was imported, state no digest reads) or whose training changed
-its state beyond its tensors is trained and not kept, with a warning but for a class with no
-file. An entry holds the trained state dict, the buffers it leaves out, the history and
-torch's global random state after the training (dropout draws from it), so what runs after
-`fit` runs as it would after the training. Only CPU trainings are kept (a GPU's kernels need
-not be deterministic).
-
-Entries are ``trained/<key>.pt`` in the preprocessing cache's folder
-(`emg_lens.data.cache.default_cache_dir`; where it is, its variables and its size cap:
-docs/guide/recordings.md, "Real data"), each written atomically, so processes sharing the
-folder read a whole entry or none. An entry that does not read back exactly as it was written
-(cut short, damaged, another key, tensors of other names, shapes or dtypes, a payload that
-``weights_only`` refuses) is a warning and a training from the start: it is checked whole
-before the model is touched, and the model is put back as it was where loading fails. After a
-training is kept, `emg_lens.data.cache.evict` removes the least recently used of the trainings
-and preprocessed subjects (reading an entry uses it). The demo's IsoNet's entry is about
-0.4 MB.
+`fit` is deterministic on the CPU, so what it would compute can be read back: the key
+(`training_key`) digests everything the weights depend on (for users: docs/guide/notebook.md,
+"Training once"). An entry, ``trained/<key>.pt`` in the cache folder, holds the state dict,
+the buffers it leaves out, the history and torch's random state after the training. Only CPU
+trainings are kept (a GPU's kernels need not be deterministic).
 
 >>> import numpy as np
 >>> from emg_lens import EncoderConfig
@@ -93,11 +74,10 @@ def training_key(
     *,
     state: str | None = None,
 ) -> str:
-    """The digest of everything a CPU training's weights depend on (see the module's
-    docstring): ``model`` as it enters `fit` (``state``: its
-    `emg_lens.provenance.state_digest`, computed where not given), the windows ``X`` and
-    labels ``y`` as it trains on them, the `TrainConfig` ``cfg`` (not its ``progress``), the
-    fixed ``edge_masks`` and the model's own ``code`` (`model_code`).
+    """The digest of everything a CPU training's weights depend on: ``model`` as it enters
+    `fit` (``state``: its `emg_lens.provenance.state_digest`, computed where not given), the
+    windows and labels, ``cfg`` (not its ``progress``), the fixed ``edge_masks`` and the
+    model's own ``code`` (`model_code`).
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
@@ -129,8 +109,9 @@ def training_key(
 
 def _keyable(model: torch.nn.Module) -> tuple[str, str] | None:
     """``(state, code)`` digests of ``model`` for its key, or None where the key could not
-    say what the model computes (see the module's docstring): with a warning, but for a class
-    with no file, which the guide says is always trained."""
+    say what the model computes (a hook attached, a ``forward`` set on the instance, code
+    edited since it was imported, state no digest reads): with a warning, but for a class with
+    no file, which the guide says is always trained."""
     own_forward = [path or "the model" for path, m in model.named_modules() if "forward" in vars(m)]
     if own_forward:
         return _not_kept(
@@ -190,9 +171,8 @@ class TrainedEntry:
         cfg: Any,
         edge_masks: dict[int, torch.Tensor] | None,
     ) -> TrainedEntry | None:
-        """The entry of this training; None where none is kept: no cache folder, the model or
-        its windows not on the CPU, a hook attached, a module class whose code has no file, or
-        (with a warning) a key that could not say what the model computes (`_keyable`). A bad
+        """The entry of this training; None where none is kept: no cache folder, not on the
+        CPU, or a key that could not say what the model computes (`_keyable`). A bad
         ``$EMG_LENS_CACHE_MAX_GB`` is an `ArgumentError` here, before the training."""
         folder = default_cache_dir()
         on_cpu = all(t.device.type == "cpu" for t in (*model.parameters(), *model.buffers()))
@@ -208,11 +188,9 @@ class TrainedEntry:
 
     def read(self, model: torch.nn.Module, like: dict[str, Any]) -> dict[str, Any] | None:
         """Load the kept weights (and buffers the state dict leaves out) into ``model`` and
-        torch's random state as the training left it; returns the history (`TrainResult`'s
-        fields: ``like``'s names and types), or None where nothing whole is kept. An entry that
-        does not read back exactly (`_check`) is a warning, removed, and None (the caller
-        trains from the start): ``model`` is touched only once the whole entry is checked, and
-        put back where loading still fails."""
+        torch's random state as the training left it; returns the history (``like``'s fields),
+        or None where nothing whole is kept. An entry that does not read back exactly
+        (`_check`) is a warning, removed, and None; ``model`` is touched only once it is checked."""
         if not self.path.is_file():
             return None
         before = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -246,11 +224,9 @@ class TrainedEntry:
 
     def write(self, model: torch.nn.Module, result: dict[str, Any]) -> None:
         """Keep ``model``'s trained weights (and buffers the state dict leaves out),
-        ``result`` and torch's random state now, then bring the cache within its cap (`evict`,
-        given ``max_bytes``). A folder that cannot be written is a warning: the training
-        stands, it is not kept; so is a training that changed the model's state beyond its
-        tensors (`emg_lens.provenance.module_state_digest`), which a read-back could not
-        restore."""
+        ``result`` and torch's random state now, then bring the cache within its cap (`evict`).
+        A folder that cannot be written, or a training that changed the model's state beyond
+        its tensors (which a read-back could not restore), is a warning: it is not kept."""
         try:
             changed = self.module_state not in (None, module_state_digest(model))
         except ArgumentError:  # the training left an object that cannot be read

@@ -29,9 +29,6 @@ from emg_lens.models.base import HookedBiosignalModel
 TOKENS = ("mask_token", "cls_token")  # learned tokens: never pulled towards zero
 
 
-# ----------------------------------------------------------------------------- learning rate
-
-
 @checked
 def warmup_cosine_lr(
     step: int, *, total_steps: int, warmup_steps: int, lr_max: float, lr_min: float
@@ -87,13 +84,9 @@ def warmup_cosine_scheduler(
     )
 
 
-# ----------------------------------------------------------------------------- parameter groups
-
-
 def layer_of(name: str, n_layers: int) -> int:
-    """Depth of a `HookedEncoder` parameter for layer-wise decay: ``blocks.{l}.*`` is ``l + 1``;
-    ``ln_final`` and heads (a top-level module whose name ends in ``head``) are
-    ``n_layers + 1``; everything else (embeddings, learned tokens, per-modality stems) is 0.
+    """Depth of a `HookedEncoder` parameter for layer-wise decay: ``blocks.{l}.*`` is ``l + 1``,
+    ``ln_final`` and heads (``*head``) ``n_layers + 1``, everything else (embeddings) 0.
 
     >>> [layer_of(n, 4) for n in ("embed.W_E", "mask_token", "blocks.3.attn.W_Q", "head.W_U")]
     [0, 0, 4, 5]
@@ -124,12 +117,10 @@ def layerwise_param_groups(
 ) -> list[dict[str, Any]]:
     """AdamW parameter groups with layer-wise learning-rate decay (BEiT style).
 
-    With ``n = model.cfg.n_layers``, a parameter at depth ``d`` (see `layer_of`) gets
-    ``lr * layer_decay ** (n + 1 - d)``: the head and ``ln_final`` get ``lr``, block ``l`` gets
-    ``lr * layer_decay ** (n - l)`` and the embeddings and ``mask_token``
+    With ``n = model.cfg.n_layers``, a parameter at depth ``d`` (`layer_of`) gets
+    ``lr * layer_decay ** (n + 1 - d)``: the head ``lr``, the embeddings
     ``lr * layer_decay ** (n + 1)``. Parameters that `uses_weight_decay` exempts get weight
-    decay 0. Frozen parameters (``requires_grad=False``) are left out. Each group also holds
-    ``names`` (the parameter names) and ``lr_scale``.
+    decay 0; frozen ones are left out. Each group also holds ``names`` and ``lr_scale``.
 
     >>> from emg_lens.config import EncoderConfig
     >>> from emg_lens.models import TinyMyo
@@ -161,9 +152,6 @@ def layerwise_param_groups(
             group["params"].append(param)
             group["names"].append(name)
     return [groups[key] for key in sorted(groups)]
-
-
-# ----------------------------------------------------------------------------- early stopping
 
 
 @checked
@@ -207,9 +195,6 @@ class EarlyStopping:
         """Load the best weights seen into ``model`` (a no-op before any `update`)."""
         if self.best_state is not None:
             model.load_state_dict(copy.deepcopy(self.best_state))
-
-
-# ----------------------------------------------------------------------------- config checks
 
 
 def check_schedule_fields(cfg: Any) -> None:

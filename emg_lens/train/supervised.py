@@ -61,17 +61,12 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     seed: int = 0
     progress: bool = True  # a tqdm bar per model
-    # Attention-edge dropout: each training window has the edges of `dropout_edges` (an edge
-    # expression) cut in every layer with this probability, so the model learns to do without
-    # them wherever it can (0 = off, as in the paper).
+    # Attention-edge dropout: each window has `dropout_edges` cut in every layer with this
+    # probability, so the model learns to do without them where it can (0 = off, as the paper)
     edge_dropout: float = 0.0
     dropout_edges: str = "cross_modal"
-    # A model left on a plateau: where its accuracy on its own training windows (every head's,
-    # for a model with two) is below `refit_below`, `train_subjects` trains it again from
-    # another initialisation and data order (seed + REFIT_SEED_STEP * k), up to `refits` more
-    # times, and keeps the best fit; the attempts are recorded. Selection on the training
-    # windows only: the test windows stay held out. (The demo's planted XOR leaves a few
-    # models in ten with one of its two bits unlearned; which ones, the thread count decides.)
+    # A model left on a plateau is trained again from other seeds (`fit_until_fitted`): the
+    # demo's planted XOR leaves a few models in ten with one of its two bits unlearned.
     refits: int = 0
     refit_below: float = 0.9
 
@@ -137,16 +132,11 @@ def fit(
     """Train ``model`` in place on windows ``X`` with class indices ``y``; returns the history.
 
     ``edge_masks`` (``{layer: bool [head, query, key]}``, as ``model.forward`` takes them) are
-    applied in every training step: a model trained with, say, cross-modal edges cut on all
-    heads but one has to route its cross-modal information through that head. With
-    ``cfg.edge_dropout`` > 0, each window also has ``cfg.dropout_edges`` cut in every layer with
-    that probability (drawn from ``cfg.seed``). A loss or weight that becomes NaN or inf stops
-    training with `StudyError` naming ``desc`` (what is trained: the subject) and
-    the epoch. ``report``, when there is no bar (``cfg.progress`` false), is given a line
-    naming ``desc``, the epoch and its loss after the first epoch and then every
-    `PROGRESS_SECONDS` or so. ``reuse``: read the weights of this very training where it was
-    done before on this CPU (the same model, windows, recipe, masks, code and thread count:
-    `emg_lens.train.reuse`), and keep them for the next time; ``report`` is told so.
+    applied in every step; with ``cfg.edge_dropout`` > 0 each window also has
+    ``cfg.dropout_edges`` cut with that probability. A NaN or inf loss or weight is a
+    `StudyError` naming ``desc`` and the epoch. ``report``, when there is no bar, gets a line
+    after the first epoch and then every `PROGRESS_SECONDS` or so. ``reuse``: read this very
+    training where it was done before (`emg_lens.train.reuse`), and keep it for the next time.
 
     >>> from emg_lens.models import IsoNet
     >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0))
@@ -360,17 +350,12 @@ def train_subjects(
 ) -> list[dict]:
     """Train one model per subject, save each as ``out_dir/subject_<N>/``, and return rows of
     ``{subject, train_accuracy, test_accuracy, baseline_accuracy, threads, attempts,
-    checkpoint}`` (``threads``: torch's CPU threads, also in each checkpoint's metadata, since
-    results can differ in the last bits with it; ``baseline_accuracy``: the per-channel
-    feature baseline's, `emg_lens.train.baseline.feature_baseline`, on the same split, recorded
-    in the metadata as ``baseline``). ``model_cfg`` is a preset name
-    (built for ``model_cls`` by `config_for_data`, seeded with ``train_cfg.seed``) or a config.
-    ``data_source`` (how to rebuild the data) is stored in every checkpoint, so evaluation and
-    studies need nothing else. ``device`` is where the models train (default: the config's);
-    the checkpoints hold CPU tensors either way. A training that diverges raises
-    `StudyError` naming its subject; its model is not saved. ``report`` is given a
-    line as each subject starts and ends (its test accuracy), and `fit`'s epoch lines.
-    ``reuse``: `fit` reads each training done before (`emg_lens.train.reuse`)."""
+    checkpoint}`` (``threads``: torch's CPU threads, since results can differ in the last bits
+    with it; ``baseline_accuracy``: `emg_lens.train.baseline.feature_baseline` on the same
+    split). ``model_cfg`` is a preset name (built by `config_for_data`, seeded with
+    ``train_cfg.seed``) or a config. ``data_source`` is stored in every checkpoint, so
+    evaluation and studies need nothing else. ``device``: where the models train (the
+    checkpoints hold CPU tensors). ``report`` and ``reuse``: as `fit`'s."""
     out_dir = Path(out_dir)
     rows = []
     overrides: dict[str, Any] = {"seed": train_cfg.seed} if isinstance(model_cfg, str) else {}

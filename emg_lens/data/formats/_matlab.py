@@ -1,19 +1,12 @@
-"""MATLAB files: reading NinaPro's v5 files, the layout every NinaPro database shares (DB2, DB5,
-DB6, DB7, DB8): one file per exercise (or session) holding per-sample matrices (``emg``,
-``acc``, ``glove``, ...) and label columns (``stimulus``, ``restimulus``, ``repetition``,
-``rerepetition``).
+"""MATLAB files: the layout every NinaPro database shares (DB2, DB5-DB8), one file per exercise
+or session of per-sample matrices (``emg``, ``acc``, ...) and label columns.
 
-`read_exercise_file` turns one file into a `Recording`, `load_exercises` reads a subject's
-exercises and joins them (`concatenate_recordings`); the database readers add their own file
-names, rates and label conventions. Quirks handled here, as found in the real files:
-
-* label columns can be a sample shorter than ``emg``: every per-sample array is cut to the
-  shortest, and a mismatch of more than `LENGTH_TOLERANCE` samples is a `DataFormatError`;
-* ``restimulus`` / ``rerepetition`` (the relabelled versions) are used when present, each
-  falling back to ``stimulus`` / ``repetition``.
-
-`write_mat73` writes a MATLAB v7.3 file (HDF5 with MATLAB's header and class attributes), as
-the HD-sEMG database ships its files."""
+`read_exercise_file` turns one file into a `Recording`, `load_exercises` reads and joins a
+subject's exercises; the database readers add their own names, rates and label conventions.
+Quirks of the real files handled here: label columns a sample shorter than ``emg`` (every
+array is cut to the shortest, up to `LENGTH_TOLERANCE`), and the relabelled ``restimulus`` /
+``rerepetition`` used where present. `write_mat73` writes MATLAB v7.3 (HDF5 with MATLAB's
+header), as the HD-sEMG database ships its files."""
 
 from __future__ import annotations
 
@@ -189,9 +182,8 @@ def read_exercise_file(
     """One NinaPro ``.mat`` file (any database) as a `Recording`, its arrays cut to one length.
 
     Labels are ``restimulus``/``rerepetition`` where present, else ``stimulus``/``repetition``
-    (``meta["label_columns"]`` says which: file -> the two names); the unrelabelled columns and
-    every other per-sample matrix land in ``extras``. All arrays are cut to the shortest (the
-    module's quirks).
+    (``meta["label_columns"]`` says which); the unrelabelled columns and every other
+    per-sample matrix land in ``extras``.
 
     Args:
         path: the file (MATLAB v5).
@@ -273,8 +265,7 @@ def concatenate_recordings(parts: list[Recording]) -> Recording:
     """Several files of one subject (same clock and modalities) joined in time.
 
     ``extras`` keeps only the arrays every part holds with the same width; ``source`` lists
-    every file, joined by ``" + "``; ``meta`` keeps the label columns each file's labels came
-    from (``"label_columns"``: file -> (stimulus, repetition) column names).
+    every file, joined by ``" + "``; ``meta["label_columns"]`` each file's label columns.
 
     >>> import numpy as np
     >>> part = Recording(1, {"emg": np.zeros((5, 2), np.float32)}, 200.0, np.zeros(5), np.zeros(5))
@@ -318,11 +309,8 @@ def load_exercises(
     load: Callable[[int, int, tuple[str, ...]], Recording],
 ) -> Recording:
     """One subject's exercises, each read by ``load(subject, exercise, modalities)`` and
-    joined in the order given (`concatenate_recordings`): the subject checked
-    (`check_int`), the exercises read by ``parse`` (`exercise_list`), the modalities
-    checked against the database's ``channels`` (`select_modalities`), all before any file
-    is read. ``load`` is called from this function's frame: a warning it raises counts one
-    frame more to the reader's caller.
+    joined in the order given (`concatenate_recordings`); the subject, the exercises (by
+    ``parse``) and the modalities are checked before any file is read.
 
     >>> def load(subject, k, modalities):
     ...     return Recording(subject, {"emg": np.zeros((k, 2))}, 200.0, np.zeros(k), np.zeros(k))
@@ -371,9 +359,8 @@ def _mat73_header() -> bytes:
 
 def write_mat73(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path:
     """Write ``arrays`` (variable name -> array in MATLAB's orientation) as MATLAB v7.3 does:
-    HDF5 with a 512-byte userblock holding MATLAB's header, every array stored transposed
-    (h5py's row-major view of MATLAB's column-major array) with its ``MATLAB_class``
-    attribute; the path (its folder made).
+    HDF5 with a 512-byte userblock holding MATLAB's header, every array stored transposed with
+    its ``MATLAB_class`` attribute; returns the path (its folder made).
 
     >>> import tempfile
     >>> path = write_mat73(Path(tempfile.mkdtemp()) / "x.mat", {"x": np.zeros((3, 2))})

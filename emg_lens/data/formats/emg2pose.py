@@ -1,14 +1,11 @@
 """emg2pose, TinyMyo's largest pretraining corpus: sessions in HDF5 beside a ``metadata.csv``.
 
-emg2pose ships one HDF5 file per session, ``<filename>.hdf5``, beside a ``metadata.csv``
-with columns ``filename, user, session, stage, side, moving_hand, held_out_user,
-held_out_stage, split``. Each file holds a group ``emg2pose`` whose dataset ``timeseries`` has
-a compound dtype (``time <f8``, ``joint_angles <f8 (20,)``, ``emg <f4 (16,)``) and whose
-attributes include ``sample_rate`` (2000), ``num_channels`` (16), ``session``, ``user``,
-``side`` and ``stage``. `Emg2PoseSession` reads slices lazily; `Emg2PoseDataset` selects
-sessions by split and user from ``metadata.csv``. emg2pose has no gesture labels: its
-recordings' ``stimulus`` and ``repetition`` are 0, the joint angles in
-``extras["joint_angles"]``. Users (hex ids) become subjects 1, 2, ... in sorted order.
+Layout for users: docs/guide/tinymyo.md, "TinyMyo's pretraining corpora". Each session file's
+group ``emg2pose`` holds a dataset ``timeseries`` of compound dtype (``time <f8``,
+``joint_angles <f8 (20,)``, ``emg <f4 (16,)``) and attributes (``sample_rate``, ``user``, ...).
+`Emg2PoseSession` reads slices lazily; `Emg2PoseDataset` selects sessions by split and user from
+``metadata.csv``. No gesture labels: ``stimulus`` and ``repetition`` are 0, the joint angles
+in ``extras["joint_angles"]``; users (hex ids) become subjects 1, 2, ... in sorted order.
 
 >>> import tempfile
 >>> from pathlib import Path
@@ -55,9 +52,8 @@ METADATA_COLUMNS = (
     "held_out_stage",
     "split",
 )
-"""The columns of emg2pose's ``metadata.csv`` that are read (each required); the published
-file also has ``generalization`` (``user``, ``stage`` or ``user_stage``: what a held-out
-session generalises across), which is not read."""
+"""The columns of emg2pose's ``metadata.csv`` that are read (each required; the published
+file's ``generalization`` is not)."""
 
 _GROUP = "emg2pose"
 _TIMESERIES = "timeseries"
@@ -143,8 +139,7 @@ class Emg2PoseSession(OpenFile):
         """Samples ``start:stop`` of the named fields: ``emg`` float32 ``[time, 16]``,
         ``joint_angles`` float64 ``[time, 20]``, ``time`` float64 ``[time]``.
 
-        Only those fields of that slice are read from disk. Raises `DataFormatError` when the
-        EMG slice holds NaN/Inf."""
+        Only that slice is read from disk; NaN/Inf in the EMG is a `DataFormatError`."""
         stop = self._slice_end(start, stop)
         fields = [fields] if isinstance(fields, str) else list(fields)
         unknown = [f for f in fields if f not in _FIELDS]
@@ -297,13 +292,10 @@ def write_emg2pose_session(
     side: str = "right",
     stage: str = "stage0",
 ) -> Path:
-    """Write an emg2pose session file laid out like the real ones (for tests and synthetic
-    data): group ``emg2pose``, compound dataset ``timeseries`` (``time``, ``joint_angles``,
-    ``emg``) and the group attributes ``sample_rate``, ``num_channels``, ``session``,
-    ``user``, ``side``, ``stage``, ``start``, ``end``.
-
-    The field widths follow the arrays given, so tests can write malformed files; missing
-    joint angles are zeros, missing times count from 0 at ``sample_rate``. Returns the path.
+    """Write an emg2pose session file laid out like the real ones (the module docstring), for
+    tests and synthetic data. The field widths follow the arrays given, so tests can write
+    malformed files; missing joint angles are zeros, missing times count from 0 at
+    ``sample_rate``. Returns the path.
 
     >>> import tempfile
     >>> from pathlib import Path

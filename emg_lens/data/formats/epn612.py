@@ -1,31 +1,15 @@
 """EMG-EPN-612 (JSON): reader, the thesis's windows, and a writer of the same layout.
 
-The dataset (Escuela Politecnica Nacional, Quito; Myo armband, 8 channels at 200 Hz) holds 612
-users in two groups of 306, one JSON file each:
-``<root>/trainingJSON/user<N>/user<N>.json`` and ``<root>/testingJSON/user<N>/user<N>.json``.
-Each file holds ``trainingSamples`` and ``testingSamples``: dicts of samples (``idx_1``, ...),
-each with ``emg``, a dict of eight channel lists ``ch1``..``ch8`` in int8 units, and
-``gestureName``, one of `GESTURES` (withheld in the testing group's ``testingSamples``).
-Every sample is one gesture repetition recorded for 5 s (zenodo.org/records/4421500), about
-1000 samples: the thesis's window, to which `epn612_windows` pads or crops each sample.
+Layout and labels for users: docs/guide/tinymyo.md, "Downstream datasets". Each user's JSON holds
+``trainingSamples`` and ``testingSamples``: samples of eight int8 channel lists ``ch1``..``ch8``
+and a ``gestureName`` of `GESTURES` (withheld in the testing group's ``testingSamples``), each a
+5-s repetition (zenodo.org/records/4421500). ``testingJSON/user<N>`` is subject 1000 + N
+(`TESTING_OFFSET`), so a subject's number does not depend on which folders are present.
 
-Subjects: ``trainingJSON/user<N>`` is subject ``N``; ``testingJSON/user<N>`` is subject
-``TESTING_OFFSET + N`` (1000 + N), so a subject's number does not depend on which folders
-are present.
-
-`load_epn612` returns one `Recording` per user: every labelled sample in file order
-(``trainingSamples`` first), joined in time; ``emg`` divided by 128 (so in [-1, 1)),
-``stimulus`` the gesture's index in `GESTURES` (``noGesture`` = 0, the rest class),
-``repetition`` the sample's number (1-based, across both parts), ``extras["part"]`` 0 for
-``trainingSamples`` and 1 for ``testingSamples``, and ``extras["skipped_unlabelled"]`` how
-many samples without ``gestureName`` were skipped. An unknown ``gestureName`` is a
-`DataFormatError` naming the file, the sample and the names accepted.
-
-`epn612_windows` is the thesis's preprocessing (BioFoundation's ``scripts/epn.py``;
-`emg_lens.data.windows.downstream`), each sample padded or cropped to one window. Its split follows
-the dataset's user split as the script does: training users' ``trainingSamples`` train and their
-``testingSamples`` validate; testing users' first ``calibration`` (10) samples of each gesture in
-``trainingSamples`` train and the rest test.
+`load_epn612` joins a user's labelled samples in file order into one `Recording` (``emg`` / 128,
+``repetition`` the sample's number, ``extras["part"]``); `epn612_windows` is the thesis's
+preprocessing (BioFoundation's ``scripts/epn.py``), each sample padded or cropped to one window,
+split by the dataset's user split as that script does.
 
 >>> import tempfile
 >>> from emg_lens.data import synthetic_epn612
@@ -258,11 +242,9 @@ def write_epn612(recording: Recording, root: str | Path, *, unlabelled: int = 0)
     """Write ``recording`` (laid out as `load_epn612` returns one) as its user's JSON file.
 
     Each sample (a run of one ``repetition``) goes to ``trainingSamples`` or
-    ``testingSamples`` by ``extras["part"]`` under keys ``idx_<k>``, its ``emg`` back in int8
-    units (``round(x * 128)``) and its ``gestureName``; ``unlabelled`` extra samples without
-    ``gestureName`` (copies of the first sample's ``emg``) are appended to ``testingSamples``,
-    as the testing group's files hold. Nothing is validated, so tests can write bad files.
-    Returns the path written."""
+    ``testingSamples`` by ``extras["part"]``, its ``emg`` back in int8 units; ``unlabelled``
+    samples without ``gestureName`` are appended to ``testingSamples``, as the testing group's
+    files hold. Nothing is validated, so tests can write bad files. Returns the path."""
     path = user_file(root, recording.subject)
     parts: dict[str, dict[str, Any]] = {name: {} for name in PARTS}
     emg = np.rint(np.asarray(recording.signals["emg"]) * INT8_SCALE).astype(int)

@@ -67,8 +67,8 @@ class FilePattern:
 
     def match(self, relative: str) -> dict[str, str] | None:
         """The fields of a path relative to the root (``/``-separated), or None. A path the
-        pattern reads two ways (a separator of the pattern inside a field's value) is a
-        `DataFormatError` naming both readings: a name read the wrong way is a wrong label.
+        pattern reads two ways is a `DataFormatError` naming both: a wrong reading is a wrong
+        label.
 
         >>> FilePattern.parse("{gesture}_{repetition}.npy").match("wrist_flexion_1.npy")
         Traceback (most recent call last):

@@ -1,16 +1,11 @@
 """HD-sEMG 65-gesture dataset: MATLAB v7.3 (HDF5) files read lazily with h5py -> `Recording`.
 
-The dataset ships one file per subject, ``s1.mat`` ... ``s20.mat``, each over 6 GB, saved by
-MATLAB as v7.3, i.e. HDF5 (`scipy.io.loadmat` cannot read them). Each holds two 8 x 8 grids,
-``emg_extensors`` and ``emg_flexors`` (MATLAB ``[T, 8, 8]``, which h5py sees transposed as
-``(8, 8, T)``) at 2048 Hz; per-sample labels ``class`` / ``repetition`` and their corrected
-versions ``adjusted_class`` / ``adjusted_repetition`` (h5py ``(1, T)``; 65 gestures numbered
-1-65, rest 0, 5 repetitions), and ``force`` (MATLAB ``(T, F)``, h5py ``(F, T)``) on the EMG
-clock, in volts (2.5 V at rest). The adjusted labels are used where present.
-
-Channel order: the 128 EMG channels are the extensor grid's 64, then the flexor grid's 64; in
-each grid channel ``c = row + 8 * col`` (0-based), where MATLAB indexes the electrode as
-``emg(t, row + 1, col + 1)`` -- the order MATLAB's ``reshape(emg, T, 64)`` gives.
+Layout and channel order for users: docs/guide/recordings.md, "HD-sEMG, 65 gestures". One
+v7.3 (HDF5) file per subject, over 6 GB, which `scipy.io.loadmat` cannot read. h5py sees MATLAB's
+arrays transposed: the grids ``emg_extensors`` / ``emg_flexors`` ``[T, 8, 8]`` as ``(8, 8, T)``,
+the labels as ``(1, T)``, ``force`` ``(T, F)`` as ``(F, T)`` (volts, 2.5 V at rest). The 128
+channels are the extensor grid's, then the flexor grid's, channel ``c = row + 8 * col`` being
+MATLAB's ``emg(t, row + 1, col + 1)``. The adjusted labels are used where present.
 
 `HDsEMGFile` reads slices without loading the rest, `load_hdsemg` a whole file, and
 `write_hdsemg` writes one laid out like the real ones. A v5 file with the same variables
@@ -195,10 +190,9 @@ class HDsEMGFile(OpenFile):
         return {name: self._vector(name) for name in sorted(_LABELS & set(self._vars))}
 
     def read(self, start: int = 0, stop: int | None = None, *, force: bool = True) -> dict:
-        """Samples ``start:stop`` as ``{"emg": [time, 128], "force": [time, F]}`` float32.
-
-        Only that slice is read from disk. ``"force"`` is present when the file has force and
-        ``force`` is true. Raises `DataFormatError` if the slice holds NaN/Inf."""
+        """Samples ``start:stop`` as ``{"emg": [time, 128], "force": [time, F]}`` float32, only
+        that slice read from disk (``"force"`` where the file has it and ``force`` is true). A
+        slice holding NaN/Inf is a `DataFormatError`."""
         stop = self._slice_end(start, stop)
         n = stop - start
         grids = []
@@ -375,16 +369,11 @@ def write_hdsemg(
 ) -> Path:
     """Write an HD-sEMG file as MATLAB v7.3 does: HDF5, every array stored transposed.
 
-    ``data`` is a `Recording` (``"emg"`` of 128 channels, extensors then flexors, in this
-    module's channel order; ``"force"`` as a signal or extra) or a mapping of variable name ->
-    array in MATLAB orientation (``emg_extensors`` ``[T, 8, 8]``, ``class`` ``[T]``,
-    ``force`` ``[T, F]``, ...), written as given, so tests can write malformed files.
-
-    From a Recording, with ``adjusted`` the labels go to ``adjusted_class`` /
-    ``adjusted_repetition`` and ``class`` / ``repetition`` take ``extras["class"]`` /
-    ``extras["repetition"]`` where present (else the same labels); without it only ``class`` /
-    ``repetition`` are written. Everything is stored as doubles, by
-    `emg_lens.data.formats._matlab.write_mat73`.
+    ``data`` is a `Recording` (``"emg"`` of 128 channels in this module's order; ``"force"``
+    as a signal or extra) or a mapping of variable name -> array in MATLAB orientation,
+    written as given, so tests can write malformed files. From a Recording, with ``adjusted``
+    the labels go to ``adjusted_class`` / ``adjusted_repetition`` and ``class`` /
+    ``repetition`` take its ``extras`` of those names where present (else the same labels).
 
     >>> import tempfile
     >>> from pathlib import Path

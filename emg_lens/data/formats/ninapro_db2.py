@@ -1,24 +1,9 @@
 """NinaPro DB2 (and DB3-named) loader and a DB2 writer: MATLAB v5 ``.mat`` -> `Recording`.
 
-The files' layout and labels, for users: docs/guide/recordings.md, "NinaPro DB2 (IsoNet's
-dataset)"; files are found by their tokens (``S<N>_E<k>_A1.mat``, DB3's ``S<N>_A1_E<k>.mat``),
-not by a fixed order. Besides ``emg`` (N, 12) and ``acc`` (N, 36), a file holds ``stimulus``
-and ``repetition`` (N, 1), usually ``glove`` (N, 22), and in E3 ``force`` (N, 6), ``forcecal``
-(2, 6) and ``inclin``. Every file is read by
-`emg_lens.data.formats._matlab.read_exercise_file` (the length and relabelling quirks every
-NinaPro database shares); DB2's own quirks, handled here:
-
-* labels are global across exercises (E1 1-17, E2 18-40, E3 41-49). The published E3 files
-  hold the codes 1, 2, 4, 6, 8, 9, 16, 32 and 40 instead, and no ``restimulus`` or
-  ``rerepetition`` (the public DB2 loaders map them in that order onto 41-49, e.g.
-  ``nina_helper``: "Movements number in non-logical pattern [0 1 2 4 6 8 9 16 32 40]"). Those
-  codes are mapped by that one table (`EXERCISE_D_CODES`), with a warning naming the file and
-  the mapping; any other code outside 41-49 is a `DataFormatError`. The codes look like sums
-  of one bit per finger (9 = 8 + 1), so the movement each of 41-49 names in the published list
-  is not certain; the labels are consistent across subjects either way;
-* ``glove`` is missing in some files.
-
-DB5 is `emg_lens.data.formats.ninapro_db5`; DB6 and DB7 `emg_lens.data.formats.ninapro_db6_db7`.
+Layout and labels: docs/guide/recordings.md, "NinaPro DB2 (IsoNet's dataset)". Every file is
+read by `emg_lens.data.formats._matlab.read_exercise_file` (the quirks all NinaPro databases
+share); DB2's own are handled here: labels global across exercises (E1 1-17, E2 18-40, E3 41-49),
+the published E3 files' other codes (`EXERCISE_D_CODES`), and ``glove`` missing in some files.
 
 `write_ninapro_db2` writes a file the same way the real ones are laid out, so that synthetic
 data goes through this very loader:
@@ -79,19 +64,12 @@ EXERCISES: dict[str, int] = {"B": 1, "C": 2, "D": 3}
 LABEL_RANGES: dict[int, tuple[int, int]] = {1: (1, 17), 2: (18, 40), 3: (41, 49)}
 """Exercise number -> (first, last) global gesture label it holds."""
 
-EXERCISE_D_CODES: dict[int, int] = {
-    1: 41,
-    2: 42,
-    4: 43,
-    6: 44,
-    8: 45,
-    9: 46,
-    16: 47,
-    32: 48,
-    40: 49,
-}
-"""The gesture codes the published DB2 E3 files hold, and the label (41-49) each is given: in
-increasing order, as the public DB2 loaders map them (see the module docstring)."""
+EXERCISE_D_CODES: dict[int, int] = dict(zip((1, 2, 4, 6, 8, 9, 16, 32, 40), range(41, 50)))
+"""The gesture codes the published DB2 E3 files hold (they lack ``restimulus``), and the label
+each is given: in increasing order, as the public DB2 loaders map them (``nina_helper``:
+"Movements number in non-logical pattern [0 1 2 4 6 8 9 16 32 40]"). The codes look like one
+bit per finger (9 = 8 + 1), so which movement each of 41-49 names is not certain; the labels
+agree across subjects either way. Any other code outside 41-49 is a `DataFormatError`."""
 
 EXERCISE_B_NAMES: dict[int, str] = {
     1: "thumb up",
@@ -151,10 +129,9 @@ def _subject_folder(root: Path, subject: int) -> Path:
 def find_exercise_file(folder: str | Path, subject: int, exercise: str | int) -> Path:
     """The ``.mat`` file of ``subject``'s ``exercise`` in ``folder``, whatever its token order.
 
-    A file matches when the underscore-separated tokens of its name include ``S<subject>`` and
-    ``E<k>`` (case-insensitive): ``S1_E1_A1.mat`` (DB2) and ``S1_A1_E1.mat`` (DB3) both do.
-    Where several match, the one with an ``A1`` token is taken. ``folder`` may also be the
-    dataset root that holds ``DB2_s<N>/``.
+    A file matches when its name's tokens include ``S<subject>`` and ``E<k>``
+    (case-insensitive): ``S1_E1_A1.mat`` (DB2) and ``S1_A1_E1.mat`` (DB3) both do; of several,
+    the one with an ``A1`` token. ``folder`` may also be the root holding ``DB2_s<N>/``.
 
     >>> import tempfile
     >>> from pathlib import Path
@@ -278,9 +255,8 @@ def load_ninapro_db2(
 
 
 def db2_channel_names(modalities: Mapping[str, int]) -> list[str]:
-    """DB2's channel names, one per column of ``modalities`` (in its order), as the dataset
-    numbers its Delsys electrodes (1-12; `DB2_ELECTRODES`: 9 is the flexor, 10 the extensor
-    digitorum superficialis): electrode k's sEMG ``emg<k>``, its accelerometer's three columns
+    """DB2's channel names, one per column of ``modalities``, as the dataset numbers its
+    electrodes (1-12, `DB2_ELECTRODES`): electrode k's sEMG ``emg<k>``, its accelerometer's
     ``acc<k>x``, ``acc<k>y``, ``acc<k>z``, any other array's columns ``<name><column>``.
 
     >>> names = db2_channel_names({"emg": 12, "acc": 6})
@@ -310,19 +286,14 @@ def write_ninapro_db2(
 ) -> Path:
     """Write ``recording`` as ``root/DB2_s<N>/S<N>_E<k>_A1.mat``, laid out like the real files.
 
-    MATLAB v5 (`scipy.io.savemat`), signals as double matrices, labels as (N, 1) double columns:
-    ``restimulus``/``rerepetition`` hold ``recording.stimulus``/``repetition`` and
-    ``stimulus``/``repetition`` hold ``extras["stimulus"]``/``extras["repetition"]`` where
-    present (else the same labels); ``subject`` and ``exercise`` are scalars. Every signal and
-    every 1-D/2-D extra is written under its name, so `load_ninapro_db2` gives it back.
-
-    The real files' quirks can be reproduced: ``short_labels`` writes label columns one sample
-    shorter than the signals; ``omit_glove`` leaves ``glove`` out; otherwise a ``glove`` the
-    recording lacks is written as zeros of ``glove_channels`` columns. Exercise D files get a
-    zero ``force`` (N, 6) and ``forcecal`` (2, 6) when the recording has no force. Nothing is
-    validated beyond the recording's own checks, so tests can write malformed files.
-
-    Returns the path written.
+    MATLAB v5, labels as (N, 1) columns: ``restimulus``/``rerepetition`` hold the recording's
+    labels and ``stimulus``/``repetition`` its ``extras`` of those names where present (else
+    the same labels); every signal and 1-D/2-D extra is written under its name, so
+    `load_ninapro_db2` gives it back. The real files' quirks can be reproduced:
+    ``short_labels`` writes label columns one sample shorter; ``omit_glove`` leaves ``glove``
+    out (else a missing one is zeros of ``glove_channels``); exercise D gets a zero ``force``
+    and ``forcecal`` where the recording has none. Nothing more is validated, so tests can
+    write malformed files. Returns the path written.
 
     >>> import tempfile
     >>> import numpy as np
@@ -400,9 +371,8 @@ extensor digitorum superficialis, 11 and 12 biceps and triceps brachii."""
 
 def db2_montage(n_electrodes: int = 12, axes: int = 1) -> Montage:
     """Where NinaPro DB2's electrodes lie (the first ``n_electrodes``, ``axes`` channels each:
-    3 for the accelerometer each Trigno electrode holds), as positioned dots on the forearm
-    unrolled (`emg_lens.geometry.montage`: mm around the forearm from the dorsal midline, mm
-    along the arm from the elbow crease).
+    3 for each electrode's accelerometer), as dots on the forearm unrolled
+    (`emg_lens.geometry.montage`).
 
     >>> montage = db2_montage(axes=3)
     >>> montage.n_channels, montage.locate(0), montage.locate(3 * 8)  # acc of ring 1, of FDS

@@ -1,18 +1,11 @@
 """TinyMyo's NinaPro pretraining corpora: DB6 and DB7 (MATLAB v5), one Recording per file.
 
-**NinaPro DB6**: 10 subjects, 7 grasps x 12 repetitions, two sessions a day for 5 days, one
-file per session named ``S<subject>_D<day>_T<time>.mat`` (time 1 = morning, 2 = afternoon);
-14 Delsys Trigno electrodes at 2 kHz (``emg`` (N, 14), ``acc`` (N, 42)). Files whose ``emg``
-has 16 columns (the base station's 16 slots) have the two unused slots 9 and 10 (1-based)
-dropped, as BioFoundation's DB6 preparation does.
-
-**NinaPro DB7**: 12 Delsys Trigno IM sensors at 2 kHz (``emg`` (N, 12), ``acc``, ``gyro``,
-``mag`` (N, 36) each), one file per subject ``S<N>_E1_A1.mat`` holding both exercises with
-labels 1-40 and 6 repetitions.
-
-Both readers go through `emg_lens.data.formats._matlab.read_exercise_file` (label choice, length
-quirk, errors naming the file). emg2pose, the third pretraining corpus, is
-`emg_lens.data.formats.emg2pose`.
+Layouts for users: docs/guide/tinymyo.md, "TinyMyo's pretraining corpora". DB6: one file per
+session, ``S<N>_D<day>_T<time>.mat``, ``emg`` (N, 14) and ``acc`` (N, 42) at 2 kHz; files with
+16 ``emg`` columns (the base station's slots) lose the unused slots 9 and 10 (1-based), as
+BioFoundation's DB6 preparation does. DB7: one file per subject, ``S<N>_E1_A1.mat``, with
+``emg`` (N, 12) and ``acc``, ``gyro``, ``mag`` (N, 36). Both are read by
+`emg_lens.data.formats._matlab.read_exercise_file`.
 
 >>> import tempfile
 >>> from pathlib import Path
@@ -205,9 +198,8 @@ def _reader(files: Any, load: Any, emg: int) -> DatasetReader:
 
 
 DB6_READER = _reader(ninapro_db6_files, load_ninapro_db6, DB6_CHANNELS["emg"][0])
-"""NinaPro DB6 for the registry (`emg_lens.data.registry`): a window-store source, one
-recording per session file (12 repetitions; its store's split:
-`emg_lens.data.registry.STORE_REPETITIONS`)."""
+"""NinaPro DB6 for the registry: a window-store source, one recording per session file (12
+repetitions; its store's split: `emg_lens.data.registry.STORE_REPETITIONS`)."""
 
 DB7_READER = _reader(ninapro_db7_files, load_ninapro_db7, DB7_CHANNELS["emg"])
 """NinaPro DB7 for the registry (`emg_lens.data.registry`): a window-store source (6

@@ -1,29 +1,14 @@
 """NinaPro DB8 (MATLAB v5): reader, the thesis's regression windows, and a writer.
 
-The dataset (NinaPro, ninapro.hevs.ch, DB8; Krasoulis et al. 2019) holds 12 subjects, three
-acquisitions each, ``<root>/S<N>_E1_A<k>.mat`` (k = 1, 2, 3; found at any depth), each with
-``emg`` (T, 16: Delsys Trigno at 2 kHz), ``glove`` (T, 18: CyberGlove II joint angles, in
-degrees, upsampled to the EMG clock) and the usual NinaPro label columns (``restimulus``,
-``rerepetition``, ...; read when present, else zeros).
-
-`load_ninapro_db8` returns one `Recording` per subject: its acquisitions joined in time,
-``extras["glove"]`` the raw glove (NaN kept: the reader returns what the file holds) and
-``extras["acquisition"]`` the acquisition number of every sample. NaN in ``emg`` is a
-`DataFormatError` naming the file.
-
-`db8_windows` is the thesis's preprocessing (BioFoundation's ``scripts/db8.py``;
-`emg_lens.data.windows.downstream`), per acquisition, after dropping the samples where the glove
-holds NaN; its targets are the 5 degrees of actuation (DoA) ``y = glove @ DOA_MATRIX.T`` at
-every sample. Acquisitions split A1 train, A2 validation, A3 test. The filters are designed at
-2 kHz, the rate the NinaPro DB8 documentation states; the script designed them for
-``fs = 1111`` Hz, which on 2 kHz data moves its band to about 36-162 Hz and its notch to 90 Hz.
-
-``DOA_MATRIX`` is the 5 x 18 map from the glove's 18 sensors to 5 DoA of Krasoulis, Vijayakumar
-and Nazarpour (2019), "Effect of user practice on prosthetic finger control with an intuitive
-myoelectric decoder", Frontiers in Neuroscience 13:891, Supplementary Methods, Eqn. S2
-(https://www.frontiersin.org/articles/10.3389/fnins.2019.00891/full), as BioFoundation's
-script transcribed it. Rows: thumb rotation, thumb flexion, index flexion, middle flexion,
-ring and little flexion (`DOA_NAMES`).
+Layout for users: docs/guide/tinymyo.md, "Downstream datasets". Each subject's three
+acquisitions ``S<N>_E1_A<k>.mat`` hold ``emg`` (T, 16, 2 kHz), ``glove`` (T, 18, degrees, on the
+EMG clock) and the NinaPro label columns (zeros where absent). `load_ninapro_db8` joins them
+into one `Recording` with the raw glove (NaN kept) in ``extras["glove"]`` and
+``extras["acquisition"]``. `db8_windows` is the thesis's preprocessing (BioFoundation's
+``scripts/db8.py``): glove NaN samples dropped, targets the 5 degrees of actuation
+``glove @ DOA_MATRIX.T``, A1 train / A2 validation / A3 test. Its filters are designed at the
+documented 2 kHz; the script's ``fs = 1111`` would move the band to about 36-162 Hz and the
+notch to 90 Hz on 2 kHz data.
 
 >>> import tempfile
 >>> from emg_lens.data import synthetic_db8
@@ -85,7 +70,10 @@ DOA_NAMES = ("thumb_rotation", "thumb_flexion", "index_flexion", "middle_flexion
 """The 5 degrees of actuation, the rows of `DOA_MATRIX`."""
 
 DOA_MATRIX = np.zeros((5, GLOVE_CHANNELS), np.float64)
-"""5 x 18: DoA = DOA_MATRIX @ glove (Krasoulis et al. 2019, Eqn. S2; see the module)."""
+"""5 x 18: DoA = DOA_MATRIX @ glove, rows `DOA_NAMES`: Krasoulis, Vijayakumar and Nazarpour (2019),
+"Effect of user practice on prosthetic finger control with an intuitive myoelectric decoder",
+Frontiers in Neuroscience 13:891, Supplementary Methods, Eqn. S2, as BioFoundation's script
+transcribed it."""
 for _doa, _weights in enumerate(
     (
         {0: 0.6390, 1: 0.3830, 3: -0.6390, 16: -0.1900},
@@ -179,10 +167,9 @@ def db8_windows(recording: Recording, spec: DownstreamPreprocess) -> RegressionB
     thesis does: ``targets [window, time, 5]`` the DoA at every sample, labels -1 and
     ``repetition`` the split code (A1 train, A2 val, A3 test).
 
-    Samples whose glove holds NaN are dropped (the targets need every sensor), as the script
-    does; ``info["nan_glove"]`` counts them per file (``{file: [dropped, samples]}``), and an
-    acquisition that they leave shorter than a window -- so without any window -- is a warning
-    naming the file and the counts."""
+    Samples whose glove holds NaN are dropped, as the script does; ``info["nan_glove"]``
+    counts them per file (``{file: [dropped, samples]}``), and an acquisition left without a
+    window is a warning naming the file and the counts."""
     emg, glove = recording.signals["emg"], recording.extras["glove"]
     acquisition = recording.extras["acquisition"]
     sources = _acquisition_sources(recording)

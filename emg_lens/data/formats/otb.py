@@ -1,28 +1,13 @@
 """OT BioLab+ ``.mat`` exports: HD-sEMG grids, auxiliary channels and what the software added.
 
-OT Bioelettronica's OT BioLab+ exports a recording as a MATLAB v5 file holding ``Data``
-(samples x columns), ``Description`` (one text per column), ``SamplingFrequency`` and ``Time``.
-A column's description says what it is, and `read_otb` reads it the way openhdemg's
-``emg_from_otb`` does (its ``get_otb_rawsignal``: every column but the software's own):
-
-- an electrode of a grid: ``"<muscle> - <input> - <grid code> (<channel>)[<unit>]"``, e.g.
-  ``"Vastus Lateralis - AUX 3 (Channel 1->1) - GR08MM1305 (12)[uV]"``; the grid code
-  (`emg_lens.geometry.GRID_CODES`) gives where channel k lies (`emg_lens.geometry.grid_code`);
-- what the decomposition added (``"Decomposition of ..."``, ``"Source for decomposition
-  ..."``: motor-unit firings and sources, not signals) is left out and listed in
-  ``recording.meta["left_out"]``;
-- anything else is an auxiliary channel, ``"<name>[<unit>]"``, kept in ``recording.extras``
-  by name with its unit in ``meta["units"]``; OT BioLab+'s ``"acquired data"`` (the force or
-  torque it recorded, in % MVC when the protocol normalised it; openhdemg's full-sampled
-  reference signal) is ``extras["force"]``, its sub-sampled ``"performed path"`` is
-  ``extras["performed_path"]``.
-
-Several grids in one file are read one after the other (``meta["grids"]``), and the placement
-(``meta["placement"]``) holds each at its place, where openhdemg gives the grid's channel order
-(`emg_lens.geometry.ORDERED_GRID_CODES`); a file with another grid (an 8 x 4 or an HD grid) is
-read without one, with a warning and ``meta["placement_missing"]`` saying why. A recording of
-contractions has no gesture labels: its stimulus and repetition are 0 throughout. A complex
-``Data``, ``SamplingFrequency`` or ``Time`` is refused by name (`read_otb`'s ``real_part``).
+A file holds ``Data`` (samples x columns), ``Description`` (one text per column),
+``SamplingFrequency`` and ``Time``. `read_otb` reads the columns as openhdemg's ``emg_from_otb``
+does (``get_otb_rawsignal``): an electrode is ``"<muscle> - <input> - <grid code> (<channel>)
+[<unit>]"``, placed by its grid code where openhdemg gives the channel order
+(`emg_lens.geometry.ORDERED_GRID_CODES`; other grids are read unplaced, with a warning);
+the decomposition's columns are left out (``meta["left_out"]``); anything else is an auxiliary
+channel in ``extras`` (``"acquired data"`` as ``extras["force"]``), its unit in
+``meta["units"]``. Contractions have no gesture labels: stimulus and repetition are 0.
 
 >>> import tempfile, scipy.io
 >>> path = Path(tempfile.mkdtemp()) / "rec.mat"

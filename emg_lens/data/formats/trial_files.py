@@ -1,28 +1,13 @@
 """A researcher's own files: one file per trial, the labels in the file names.
 
-Most recordings that labs share, and most that they keep, are a folder of per-trial files
-whose names say the gesture and the repetition (LibEMG's ``R_{rep}_C_{class}_EMG.csv``,
-``s3/fist/trial2.npy``). `read_files` reads such a folder by a *path template*, as LibEMG's
-``OfflineDataHandler`` does with its regex filters: the template is a path relative to the
-root with named fields in braces, and every file the template matches is one trial.
-
-What the template's fields are, how labels are numbered, which files are read and what is
-refused, for users: docs/guide/recordings.md, "Your own recordings". The code-level rules:
-
-- A field holds one path component's text (no ``/``); the text between fields is matched
-  literally. Gestures and repetitions are numbered 1, 2, ... in the sorted order of their
-  values (numbers numerically), so 0 stays rest; the values are kept as
-  ``recording.meta["gesture_names"]``, and repetitions over ``(session, repetition)`` when there
-  are sessions (``meta["repetition_values"]``). Subjects whose values are all integers >= 1 keep
-  them; others are numbered in sorted order.
-- One `Recording` per subject: its trials in (repetition, gesture) order, half a second of
-  rest (zeros, label 0) between two, so no window spans two trials and a filter's response to
-  one trial's end fades before the next begins.
-
-The path templates are `emg_lens.data.formats.file_pattern`'s, and one file is read by
-`emg_lens.data.formats.trial_matrix.read_trial` (a CSV's delimiter, decimal mark and header:
-`~.trial_matrix.CsvFormat`). Everything a folder can get wrong is a `DataFormatError` that
-names the file.
+Most recordings that labs share are a folder of per-trial files whose names say the gesture and
+the repetition (LibEMG's ``R_{rep}_C_{class}_EMG.csv``, ``s3/fist/trial2.npy``). `read_files`
+reads one by a path template (`emg_lens.data.formats.file_pattern`), as LibEMG's
+``OfflineDataHandler`` does with its regex filters; one file is read by
+`emg_lens.data.formats.trial_matrix.read_trial`. The fields, numbering and refusals for users:
+docs/guide/recordings.md, "Your own recordings". One `Recording` per subject: its trials in
+(repetition, gesture) order with half a second of rest between two, so no window spans two
+trials and a filter's response to one trial's end fades before the next.
 
 >>> import tempfile
 >>> root = Path(tempfile.mkdtemp())
@@ -117,8 +102,7 @@ def _find_trials(root: Path, patterns: list[FilePattern], unmatched: str) -> lis
 
 def _subject_numbers(values: set[str]) -> dict[str, int]:
     """Subjects by number: their own when every name is a number >= 1 (``s3/`` is subject 3),
-    else 1, 2, ... in name order. Two names of one number (``s01/`` and ``s1/``) are refused:
-    merged, two people's trials would be one subject's.
+    else 1, 2, ... in name order. Two names of one number (``s01/`` and ``s1/``) are refused.
 
     >>> _subject_numbers({"01", "1"})
     Traceback (most recent call last):
@@ -446,9 +430,8 @@ FILE_OPTIONS = (
     "placement",
     *CSV_OPTIONS,
 )
-"""What a ``files`` data source stores beside its root (`data_source`'s options; those of
-`CSV_OPTIONS` only where given, so a source that leaves the CSV's reading to the file is the
-dict, and has the digest, it had before they existed)."""
+"""What a ``files`` data source stores beside its root (those of `CSV_OPTIONS` only where
+given, so older sources keep their digest)."""
 
 PREPROCESS = {"emg_band": None, "lowpass": None, "segment": "full"}
 """A researcher's own trials are windowed as they were recorded: no filter (an amplifier has

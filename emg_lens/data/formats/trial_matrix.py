@@ -1,13 +1,8 @@
 """One trial file's numbers: a ``.csv``, ``.npy`` or MATLAB v5 ``.mat`` file read as a float32
-``samples x channels`` matrix, for `emg_lens.data.formats.trial_files.read_files`. A file that is
-not one (no numbers, channels x samples, NaN or Inf, an ``.npz`` archive...) is a
-`DataFormatError` naming it and what to do.
-
-How a CSV is read (`CsvFormat`; each choice can be given instead of decided): the rules, for
-users, in docs/guide/recordings.md, "Your own recordings". Beyond them: semicolon and tab are
-delimiters only when the decimal mark is a comma, and a line without any delimiter is one
-channel; the whole-number ``1,5`` file that is refused has no sign after the comma; a header
-of channel numbers needs n >= 2 of them."""
+``samples x channels`` matrix, for `emg_lens.data.formats.trial_files.read_files`; anything else
+is a `DataFormatError` naming the file and what to do. How a CSV is read (`CsvFormat`): the
+rules for users in docs/guide/recordings.md, "Your own recordings"; beyond them, semicolon and
+tab are delimiters only with a decimal comma, and a header of channel numbers needs n >= 2."""
 
 from __future__ import annotations
 

@@ -1,28 +1,14 @@
 """UCI EMG Data for Gestures (text files): reader, the thesis's windows, and a writer.
 
-The dataset (UCI Machine Learning Repository, no. 481; Myo armband, 8 channels, 36 subjects)
-holds one folder per subject, ``<root>/<NN>/`` (two digits, ``01``..``36``), with two text
-files each (``1_raw_data_<time>.txt``, ``2_raw_data_<time>.txt``). Each file has a header line
-and 10 whitespace-separated columns: ``time`` (ms), ``channel1``..``channel8`` and ``class``:
-0 unmarked, 1 hand at rest, 2 fist, 3 wrist flexion, 4 wrist extension, 5 radial deviation,
-6 ulnar deviation, 7 extended palm (`CLASSES`; 7 was not performed by every subject, which is
-why the thesis speaks of six gestures while the files hold seven marked classes).
-
-The protocol (Lobov et al. 2018, Sensors 18(4):1122): two series per subject, each gesture
-held 3 s with a 3 s pause between gestures. The files log a row about every millisecond
-(`ROWS_PER_SECOND`; the published files hold some 3100-3500 rows per 3 s gesture), so the
-thesis's 1000-row windows fit about five to a gesture's run (every 500). The rows are read at
-the Myo's nominal 200 Hz, as the thesis's script assumes (its 20-90 Hz band is then a band of
-the row clock); ``time`` is kept in ``extras["time_ms"]`` and not used to resample.
-
-`load_uci_gestures` returns one `Recording` per subject: its files in name order joined in
-time, ``stimulus`` the ``class`` column (0 = unmarked), ``repetition`` the file's number
-(1-based). A ``class`` outside 0-7 is a `DataFormatError` naming the file.
-
-`uci_windows` is the thesis's preprocessing (BioFoundation's ``scripts/uci.py``;
-`emg_lens.data.windows.downstream`), per file with the rows of class 0 dropped; a window's label
-is its class - 1. Subjects split into train,
-validation and test (`SUBJECT_SPLITS`: 1-24, 25-30, 31-36, as in the thesis; configurable).
+Layout and labels for users: docs/guide/tinymyo.md, "Downstream datasets". Two text files per
+subject folder ``<NN>/``, columns ``time`` (ms), ``channel1``..``channel8``, ``class`` (`CLASSES`;
+7 was not performed by every subject, hence the thesis's "six gestures"). Protocol: Lobov et al.
+2018, Sensors 18(4):1122, each gesture held 3 s. The files log a row about every millisecond
+(`ROWS_PER_SECOND`), but the rows are read at the Myo's nominal 200 Hz, as the thesis's script
+assumes (its 20-90 Hz band is then a band of the row clock); ``time`` is kept in
+``extras["time_ms"]``, not used to resample. `uci_windows` is the thesis's preprocessing
+(BioFoundation's ``scripts/uci.py``): class 0 dropped, label = class - 1, subjects split by
+`SUBJECT_SPLITS` (1-24, 25-30, 31-36).
 
 >>> import tempfile
 >>> from emg_lens.data import synthetic_uci

@@ -1,15 +1,11 @@
 """Synthetic EPN-612, UCI EMG Data for Gestures and NinaPro DB8, written in their real layouts.
 
-Each generator returns `Recording` s laid out as its reader returns them, with the real
-protocol's durations by default (EPN-612: 5 s samples at 200 Hz; UCI: 3 s gestures after 3 s
-pauses, about a row per millisecond as the published files hold them; DB8: acquisitions cut
-to 4 s, still eight default windows long), and planted structure that the thesis's
-preprocessing keeps: EPN and UCI gestures switch on a 40 Hz burst on a gesture-specific pair of
-channels (in the middle of an EPN trial; throughout a UCI gesture), so a classifier can beat
-chance; DB8's EMG amplitude on channel ``c`` follows degree of actuation ``c % 5`` (from smooth
-glove trajectories, with a few NaN glove rows as the real files have), so a regressor can beat
-predicting the mean. ``synthesize_*`` write them (what ``emg-lens synth --format epn612 | uci |
-ninapro-db8`` runs).
+Each generator returns `Recording` s as its reader returns them, with the real protocol's
+durations by default (DB8's acquisitions cut to 4 s), and structure the thesis's preprocessing
+keeps: EPN and UCI gestures switch on a 40 Hz burst on a gesture-specific pair of channels, so
+a classifier can beat chance; DB8's EMG amplitude on channel ``c`` follows degree of actuation
+``c % 5`` (a few glove rows NaN, as in the real files), so a regressor can beat the mean.
+``synthesize_*`` write them (``emg-lens synth --format epn612 | uci | ninapro-db8``).
 
 >>> recs = synthetic_epn612(n_subjects=3, per_gesture=1)
 >>> [r.subject for r in recs], recs[0].n_samples, sorted(set(recs[0].stimulus.tolist()))
@@ -79,10 +75,9 @@ def synthetic_epn612(
     seed: int = 0,
 ) -> list[Recording]:
     """EPN-612 users as `epn612.load_epn612` returns them: the first ``ceil(n / 2)`` in the
-    training group (subjects 1, 2, ...; ``per_gesture`` samples of each gesture in each
-    part), the rest in the testing group (subjects 1001, ...; ``testing_per_gesture`` in
-    ``trainingSamples``), each sample ``trial_seconds`` long (the real 5 s by default),
-    ``emg`` in int8 steps / 128."""
+    training group (``per_gesture`` samples of each gesture in each part), the rest in the
+    testing group (``testing_per_gesture`` in ``trainingSamples``), each sample
+    ``trial_seconds`` long, ``emg`` in int8 steps / 128."""
     n_subjects = check_int(n_subjects, "n_subjects", minimum=2)
     n = max(30, round(trial_seconds * epn612.SAMPLE_RATE))
     n_train = math.ceil(n_subjects / 2)
@@ -139,10 +134,8 @@ def synthetic_uci(
     seed: int = 0,
 ) -> list[Recording]:
     """UCI subjects (`uci_subjects`) as `uci_gestures.load_uci_gestures` returns them: two
-    files each, every class 1-7 held ``gesture_seconds`` (the real 3 s by default) after an
-    unmarked (class 0) pause as long, ``rows_per_second`` rows a second (as the published
-    files: `uci_gestures.ROWS_PER_SECOND`), values in steps of 1e-5 (5 decimals), ``time`` in
-    ms."""
+    files each, every class 1-7 held ``gesture_seconds`` after an unmarked pause as long, at
+    ``rows_per_second`` rows a second, values to 5 decimals, ``time`` in ms."""
     check_int(n_subjects, "n_subjects (of UCI's 36)", 1, 36)
     n = max(30, round(gesture_seconds * rows_per_second))
     classes = range(1, len(uci_gestures.CLASSES))

@@ -1,29 +1,14 @@
 """Synthetic EEG on the 10-20 montage with a *planted* interaction between two scalp regions.
 
-The EEG counterpart of the planted sEMG x ACC data (`emg_lens.data.synthetic.emg_acc`): classes
-that only two *scalp regions* together tell apart. Each subject does every class's trial
-``n_repetitions`` times (a ``trial_seconds`` trial, then rest), recorded at ``sample_rate``
-(200 Hz, as LaBraM and CBraMod take it) by the 19 channels of the 10-20 system (modality
-``"eeg"``, in microvolts), placed in regions by the table of `emg_lens.edges.regions`. Every
-channel carries a 1/f background (partly shared within its lobe and across the scalp, as volume
-conduction spreads it; a posterior alpha rhythm on request); the classes add band-limited bursts to the
-channels of the two planted regions, ``regions`` (frontal and parietal by default), each
-channel with its own gain:
-
-- **single-region classes** (``n_single`` per region): a theta (4.5-7 Hz) or a gamma (32-40
-  Hz) burst in one region; that region alone tells them apart, the other stays at background;
-- **interaction classes** (``n_interaction``: 2 or 4): each region shows a *code*, one bit an
-  alpha burst (individual alpha frequency +- 1.5 Hz), the other a beta burst (18-24 Hz); in
-  repetition ``r`` the first region shows code ``r mod k`` and the second that code XOR the
-  class index. Over repetitions every code occurs equally often in every interaction class,
-  so **either region alone carries no information about which interaction class it is**,
-  while the class is, bit by bit, the XOR of the two regions' bursts.
-
-What this plants, and what a cut must do to it: docs/concepts.md, "What the synthetic data
-plant". The defaults make the interaction learnable (`N_REPETITIONS`, strong bursts, no
-posterior alpha, overlapping windows: `EEG_PREPROCESS`); a 2-layer CBraMod learns it in a few
-hundred steps (notebook 06). `planted_eeg_truth` returns that ground truth, `planted_eeg` the
-preprocessed data with it, and the dataset ``"synthetic-eeg"`` is the same data as a source.
+The EEG counterpart of `emg_lens.data.synthetic.emg_acc`: 19 channels of the 10-20 system at
+200 Hz (as LaBraM and CBraMod take it), in microvolts, placed in regions by
+`emg_lens.edges.regions`, over a 1/f background partly shared within a lobe and across the
+scalp (volume conduction). Single-region classes add a theta or gamma burst in one of the two
+planted ``regions``; interaction classes show in each region a code (alpha or beta bursts),
+the first ``r mod k`` in repetition ``r`` and the second that code XOR the class, so over
+repetitions either region alone carries no information about the class. What this plants:
+docs/concepts.md, "What the synthetic data plant". The defaults (`N_REPETITIONS`,
+`EEG_PREPROCESS`) make it learnable by a 2-layer CBraMod in a few hundred steps (notebook 06).
 
 >>> spec = SyntheticEEGSpec(n_subjects=1, n_repetitions=4, trial_seconds=1.0)
 >>> rec = generate_eeg_recordings(spec)[0]
@@ -195,17 +180,13 @@ class PlantedEEG:
     """What a `SyntheticEEGSpec` plants, by class label (1-based, ``SubjectData.classes``).
 
     ``kinds``: a planted region's name for a single-region class, ``"interaction"`` for the
-    others; ``needs``: the regions a class needs (one, or both planted regions); ``bands``:
-    the burst of a single-region class (``"theta"``, ``"gamma"``), ``"alpha,beta"`` (or
-    ``"alpha"``) codes for an interaction class; ``region_channels``: the channels of each
-    planted region, by the 10-20 / 10-10 table; ``cut``: the edge expression that removes
-    every *attention* route between the regions when applied in every layer (each token then
-    reads its own lobe only). In a model whose tokens each embed one channel alone (IsoNet,
-    TinyMyo) that is every route, and the interaction classes must collapse under it while the
-    others do not. A tokenizer that mixes channels before the first block leaves other routes:
-    braindecode's CBraMod normalises each patch over all channels and convolves its positional
-    encoding across channels (and LaBraM's patch embedding also normalises over every channel),
-    so there the cut measures only what attention carries (notebook 06 shows it)."""
+    others; ``needs``: the regions a class needs; ``bands``: each class's bursts;
+    ``region_channels``: the channels of each planted region; ``cut``: the edge expression
+    that removes every *attention* route between the regions in every layer. Where each token
+    embeds one channel alone (IsoNet, TinyMyo) that is every route, and the interaction
+    classes must collapse under it; a tokenizer that mixes channels (CBraMod's, LaBraM's
+    patch normalisation) leaves other routes, so there the cut measures only what attention
+    carries (notebook 06)."""
 
     regions: tuple[str, str]
     region_channels: dict[str, tuple[str, ...]]
@@ -299,11 +280,10 @@ def planted_eeg(
 ) -> tuple[list[SubjectData], PlantedEEG]:
     """The planted EEG, windowed and split per subject, and its ground truth; trains nothing.
 
-    Each `SubjectData` holds ``X_train``/``X_test`` as ``[window, channel, time]`` (channels in
-    ``spec.channels`` order, z-scored on the training windows) and ``meta["channel_names"]``,
-    what a model's `EncoderConfig.channel_names` takes so that region edge sets apply to it.
-    ``spec`` and ``preprocess`` default to `planted_eeg_setup`'s; the default ``preprocess``
-    of a ``spec`` splits its own repetitions (`repetition_split`).
+    Each `SubjectData` holds ``meta["channel_names"]``, what a model's
+    `EncoderConfig.channel_names` takes so that region edge sets apply to it. ``spec`` and
+    ``preprocess`` default to `planted_eeg_setup`'s (a ``spec``'s own repetitions split by
+    `repetition_split`).
 
     >>> subjects, truth = planted_eeg(1, spec=SyntheticEEGSpec(n_subjects=1, n_repetitions=6))
     >>> data = subjects[0]  # 8 classes x 6 trials (the default spec's: 48), 9 windows each
@@ -328,8 +308,7 @@ def generate_eeg_recordings(
     spec: SyntheticEEGSpec = SyntheticEEGSpec(), subjects: list[int] | None = None
 ) -> list[Recording]:
     """One continuous `Recording` per subject (numbered from 1; all, or those in
-    ``subjects``), from ``spec.seed`` and the subject number alone: a subject's recording does
-    not depend on which others are generated with it."""
+    ``subjects``), each independent of which others are generated with it."""
     return [_subject_recording(spec, subject) for subject in check_subjects(spec, subjects)]
 
 
@@ -419,9 +398,8 @@ def _band_noise(
 @functools.lru_cache(maxsize=256)
 def _bandpass(band: tuple[float, float], fs: float) -> np.ndarray:
     """The 4th-order Butterworth band-pass of ``band`` Hz as second-order sections, designed
-    once per band: a subject's hundreds of bursts share a few bands, and designing the filter
-    each time was a third of the generation. Shared between calls: read it, never write it
-    (scipy's filters take a writable array, so it is not marked read-only)."""
+    once per band (designing it per burst was a third of the generation). Shared between
+    calls: read it, never write it (scipy's filters take a writable array)."""
     return sps.butter(4, band, btype="bandpass", fs=fs, output="sos")
 
 
@@ -431,10 +409,9 @@ def eeg_spec_of(source: Mapping[str, Any]) -> SyntheticEEGSpec:
 
 
 def eeg_source_fields(options: Mapping[str, Any]) -> dict[str, Any]:
-    """What a ``"synthetic-eeg"`` data source stores (`emg_lens.data.datasets.data_source`'s
-    ``synthetic=``): a `SyntheticEEGSpec`; the default one for None; from a `SyntheticSpec`
-    (what the command line builds from ``--n-subjects`` and ``--seed`` for every dataset)
-    only its ``n_subjects`` and ``seed``.
+    """What a ``"synthetic-eeg"`` data source stores (``synthetic=``): a `SyntheticEEGSpec`
+    (the default for None; from the command line's `SyntheticSpec` only its ``n_subjects``
+    and ``seed``).
 
     >>> eeg_source_fields({"synthetic": SyntheticSpec(n_subjects=3)})["synthetic_eeg"]["n_subjects"]
     3

@@ -1,28 +1,14 @@
 """Synthetic NinaPro-DB2-shaped recordings with *planted* multimodal structure.
 
-Each subject performs every gesture ``n_repetitions`` times (DB2: 6), each repetition a
-``movement_seconds`` movement followed by rest, recorded by 12 sEMG channels and 12 three-axis
-accelerometers (36 ACC channels) at 2 kHz — the DB2 montage. Gestures come in three kinds, in
-proportions set by `SyntheticSpec`:
-
-- ``"emg"`` gestures differ only in their sEMG activation pattern (ACC shows a shared posture);
-- ``"acc"`` gestures differ only in limb posture, i.e. ACC orientation (sEMG shows a shared
-  pattern);
-- ``"interaction"`` gestures are told apart only by the *combination* of the two. With
-  ``k = 2^j`` interaction gestures, the sEMG channels and the accelerometers are each split
-  into ``j`` groups (electrode ``i``'s accelerometer sits on electrode ``i``); in repetition
-  ``r`` muscle group ``i`` is active when bit ``i`` of ``r mod k`` is set, and sensor group
-  ``i`` is tilted when that bit XOR bit ``i`` of the gesture index is set. Over repetitions
-  every activation code and every posture code occurs equally often for every interaction
-  gesture, so **each modality alone carries no information about which interaction gesture
-  it is** (chance is ``1/k`` among them), while the gesture is, bit by bit, the XOR of a
-  muscle group's activity and the tilt of the sensors on those same electrodes. With DB2's
-  split (train 1, 3, 4, 6; test 2, 5) and ``k <= 4`` the training repetitions contain every
-  code the test repetitions use.
-
-The ground truth of the tests and the demo: docs/concepts.md, "What the synthetic data plant".
-`db2_spec` and `synthesize_ninapro_db2` give the same data DB2's exercises and gesture counts,
-in its files (what ``emg-lens synth --format ninapro-db2`` writes).
+DB2's montage (12 sEMG channels, 12 three-axis accelerometers, 2 kHz); each repetition a
+movement then rest. ``"emg"`` gestures differ only in sEMG, ``"acc"`` gestures only in posture,
+and ``k = 2^j`` ``"interaction"`` gestures only in the combination: in repetition ``r`` muscle
+group ``i`` is active when bit ``i`` of ``r mod k`` is set, and the accelerometers on those
+electrodes tilt when that bit XOR bit ``i`` of the gesture index is set, so each modality alone
+carries no information about which interaction gesture it is (chance ``1/k``). With DB2's split
+(train 1, 3, 4, 6; test 2, 5) and ``k <= 4`` training holds every code the test uses. The
+ground truth: docs/concepts.md, "What the synthetic data plant". `synthesize_ninapro_db2`
+writes the same data in DB2's files (``emg-lens synth --format ninapro-db2``).
 
 >>> recs = generate_recordings(SyntheticSpec(n_subjects=1, movement_seconds=0.5))
 >>> rec = recs[0]
@@ -135,21 +121,11 @@ def gesture_kinds(spec: SyntheticSpec) -> dict[int, str]:
 def planted_setup(n_subjects: int = 2, seed: int = 0) -> tuple[SyntheticSpec, PreprocessSpec]:
     """The dataset on which trained IsoNets show the planted structure, and how to cut it.
 
-    Three changes from the DB2-shaped default, each found by training IsoNets on the data:
-
-    - Twelve repetitions, split as DB2's pattern twice (train 1, 3, 4, 6, 7, 9, 10, 12; test
-      2, 5, 8, 11). Interaction gesture ``m`` in repetition ``r`` uses activation code
-      ``r mod 4``, so DB2's six repetitions show each (code, gesture) pair once in training,
-      and models memorise repetitions instead of learning the XOR (train accuracy 1.0, test
-      ~0.5 on the interaction gestures); twelve show every pair twice.
-    - The sEMG envelope (10 Hz low-pass of the rectified signal): on raw rectified windows the
-      per-channel embeddings fit the noise of each repetition and the XOR still does not
-      generalise.
-    - 24 sEMG electrodes beside the 12 three-axis accelerometers (36 ACC channels), so neither
-      modality dominates the mean over tokens that IsoNet's second head reads.
-
-    Two gestures of each single-modality kind and four interaction gestures keep it small;
-    100-sample windows (50 ms) from 0.25-1.0 s of each 1 s movement.
+    Twelve repetitions (DB2's split twice), the sEMG envelope (10 Hz) and 24 sEMG electrodes
+    beside 12 three-axis accelerometers: the DB2-shaped default's repetitions are memorised
+    instead of the XOR learned (why each change: docs/concepts.md, "What the synthetic data
+    plant"). 2 + 2 single-modality and 4 interaction gestures; 100-sample windows from 0.25-1.0 s
+    of each 1 s movement.
 
     >>> synthetic, preprocess = planted_setup()
     >>> synthetic.n_gestures, synthetic.n_repetitions, preprocess.test_repetitions
@@ -180,13 +156,9 @@ def planted_setup(n_subjects: int = 2, seed: int = 0) -> tuple[SyntheticSpec, Pr
 def demo_setup(n_subjects: int = 8, seed: int = 0) -> tuple[SyntheticSpec, PreprocessSpec]:
     """`planted_setup` with a balanced, smaller montage: the data `emg-lens demo` runs on.
 
-    The same gestures (2 sEMG-only, 2 ACC-only, 4 interaction), twelve repetitions, sEMG
-    envelope and windows, on 12 sEMG electrodes and 4 three-axis accelerometers: 12 sEMG and
-    12 ACC tokens, so neither modality dominates the mean that IsoNet's second head reads, and
-    25 tokens instead of 61: a demo of a few minutes. (On DB2's montage, 36 ACC channels, the
-    mean-pooled models route sEMG information through the ACC tokens and every cross-modal cut
-    costs the sEMG-only gestures too. 4 accelerometers are no DB2 file: the demo's source is
-    ``"synthetic"``, generated from this spec, which every checkpoint records.)
+    12 sEMG electrodes and 4 three-axis accelerometers: 12 sEMG and 12 ACC tokens (25 with the
+    CLS, not 61), so neither modality dominates the mean IsoNet's second head reads, and a demo
+    of a few minutes. No DB2 file holds 4 accelerometers: the demo's source is ``"synthetic"``.
 
     >>> synthetic, preprocess = demo_setup()
     >>> synthetic.n_emg, 3 * synthetic.n_acc_sensors, synthetic.n_gestures, preprocess.step
@@ -203,14 +175,11 @@ def subject_signature_setup(
     """`planted_setup`'s gestures, small, with a subject signature planted on the
     accelerometers only, for a model applied across subjects (a pooled model: notebook 10).
 
-    Every subject performs the gestures alike (``subject_variability`` 0), and each subject's
-    accelerometers read with their own constant offset per axis (``subject_offset``); the sEMG
-    carries nothing of who moves. The windows are not z-scored per subject, which would remove
-    the offset: pool the subjects with `emg_lens.data.pooled.pool_subjects` (``standardize``:
-    one z-score over every subject's training windows). A pooled model trains in seconds: 4
-    sEMG electrodes and one accelerometer (7 tokens), 2 gestures of each single-modality kind
-    and 2 interaction gestures (one XOR bit), 0.5 s movements in 40-sample windows without
-    overlap; the repetitions and their split are `planted_setup`'s.
+    Every subject performs the gestures alike, and each subject's accelerometers read with
+    their own constant offset per axis (``subject_offset``); the sEMG carries nothing of who
+    moves. The windows are not z-scored per subject, which would remove the offset: pool them
+    with `emg_lens.data.pooled.pool_subjects` (``standardize``). 7 tokens, 6 gestures (one XOR
+    bit), 40-sample windows: a pooled model trains in seconds.
 
     >>> synthetic, preprocess = subject_signature_setup()
     >>> synthetic.subject_offset, synthetic.subject_variability, preprocess.standardize
@@ -238,8 +207,7 @@ def generate_recordings(
     spec: SyntheticSpec = SyntheticSpec(), subjects: list[int] | None = None
 ) -> list[Recording]:
     """One continuous `Recording` per subject (numbered from 1; all, or those in
-    ``subjects``), from ``spec.seed``: a subject's recording does not depend on which others
-    are generated with it."""
+    ``subjects``), each independent of which others are generated with it."""
     population = _Patterns.draw(spec, np.random.default_rng(spec.seed))
     subjects = check_subjects(spec, subjects)
     return [_subject_recording(spec, subject, population) for subject in subjects]
@@ -342,9 +310,8 @@ def generate_db2_exercise(spec: SyntheticSpec, subject: int, exercise: str | int
 def synthesize_ninapro_db2(out: str | Path, options: Mapping[str, Any]) -> Iterator[Path]:
     """Synthetic NinaPro DB2 files under ``out``, one subject at a time:
     ``DB2_s<N>/S<N>_E<k>_A1.mat`` for each of ``options["exercises"]`` (default
-    `DB2_SYNTH_EXERCISES`), from `db2_spec` (``n_subjects``, ``seed``, ``movement_seconds``,
-    ``rest_seconds``). The files hold ``emg``, ``acc``, the label columns and no ``glove``
-    (which some real files lack too; the generator has no hand kinematics to put there).
+    `DB2_SYNTH_EXERCISES`), from `db2_spec`. The files hold ``emg``, ``acc``, the label
+    columns and no ``glove`` (some real files lack it too).
 
     >>> import tempfile
     >>> options = {"n_subjects": 1, "movement_seconds": 0.1, "rest_seconds": 0.05}
@@ -376,9 +343,8 @@ def _db2_exercises(exercises: Iterable[str]) -> list[str]:
 
 @dataclass
 class _Patterns:
-    """Activation amplitudes [..., electrode] and postures [..., sensor, 3] of every gesture.
-
-    Interaction gestures use ``emg_bits`` / ``posture_bits``: the pattern with bit ``i`` set
+    """Activation amplitudes [..., electrode] and postures [..., sensor, 3] of every gesture;
+    an interaction gesture's pattern with bit ``i`` set (``emg_bits`` / ``posture_bits``)
     differs from ``*_base`` only on electrode group ``i``."""
 
     emg_neutral: np.ndarray

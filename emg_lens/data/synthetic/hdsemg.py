@@ -1,20 +1,11 @@
 """Synthetic recordings shaped like the HD-sEMG 65-gesture dataset, with planted structure.
 
-Each subject performs ``n_gestures`` gestures (the real dataset: 65) ``n_repetitions`` times
-(5), each a ``movement_seconds`` contraction followed by rest, recorded at 2048 Hz by two 8 x 8
-sEMG grids (128 channels: extensors then flexors, in `emg_lens.data.formats.hdsemg`'s channel order)
-and ``n_force`` force channels in volts around the 2.5 V neutral.
-
-Every gesture has its own activation map on each grid (a Gaussian blob: neighbouring electrodes
-see similar amplitudes) and its own force pattern: either alone tells the gestures apart.
-
-The labels carry the real files' quirk: the signals follow the *adjusted* labels (the
-Recording's ``stimulus`` / ``repetition``, written as ``adjusted_class`` /
-``adjusted_repetition``), while the raw ``class`` / ``repetition`` (in ``extras``) lead them by
-1 to ``label_lag`` samples at every onset and offset, as a cue leads the movement it asks for.
-
-`write_synthetic_hdsemg` writes ``s<N>.mat`` files through `write_hdsemg`, so `load_hdsemg`
-reads them exactly like the real ones; `planted_activation` gives the ground truth."""
+Two 8 x 8 sEMG grids at 2048 Hz and ``n_force`` force channels (volts around 2.5 V); every
+gesture has its own activation map on each grid (a Gaussian blob) and its own force pattern,
+so either alone tells the gestures apart (`planted_activation`: the ground truth). As in the
+real files, the signals follow the *adjusted* labels while the raw ``class`` / ``repetition``
+(in ``extras``) lead them by up to ``label_lag`` samples at every onset and offset.
+`write_synthetic_hdsemg` writes ``s<N>.mat`` files that `load_hdsemg` reads as the real ones."""
 
 from __future__ import annotations
 
@@ -94,8 +85,7 @@ def generate_hdsemg_recordings(
     spec: SyntheticHDsEMGSpec = SyntheticHDsEMGSpec(), subjects: list[int] | None = None
 ) -> list[Recording]:
     """One continuous `Recording` per subject (numbered from 1; all, or those in
-    ``subjects``), from ``spec.seed``: a subject's recording does not depend on which others
-    are generated with it.
+    ``subjects``), each independent of which others are generated with it.
 
     >>> spec = SyntheticHDsEMGSpec(n_subjects=1, n_gestures=3, movement_seconds=0.2)
     >>> rec = generate_hdsemg_recordings(spec)[0]

@@ -68,17 +68,12 @@ def synthetic_windows(
     envelope_ms: float | None = 10.0,
     subjects: list[int] | None = None,
 ) -> SyntheticWindows:
-    """Windows of ``window`` samples every ``step`` samples over the 12 sEMG channels of each
-    synthetic recording, filtered and rectified as IsoNet's preprocessing does
-    (`PreprocessSpec` defaults), smoothed by an ``envelope_ms`` moving average (the linear
-    envelope; None: no smoothing) and z-scored per channel over the recording (a label-free,
-    per-session normalisation). Gesture classes are ``gesture - 1``.
-
-    Why the envelope: the synthetic sEMG is band-limited noise under a gesture-dependent
-    amplitude, and noise cannot be predicted from its neighbours, so a masked patch can only be
-    reconstructed through that amplitude. The default spec (one subject) keeps only gestures
-    that sEMG alone tells apart. ``subjects`` picks some of the spec's subjects (default: all);
-    a subject's windows do not depend on which others are cut with it.
+    """Windows of ``window`` samples every ``step`` over the sEMG channels of each synthetic
+    recording, filtered and rectified as `PreprocessSpec`'s defaults do, smoothed by an
+    ``envelope_ms`` moving average (None: none) and z-scored per channel over the recording.
+    Classes are ``gesture - 1``. The envelope because the synthetic sEMG is noise under a
+    gesture-dependent amplitude: a masked patch can only be reconstructed through that
+    amplitude. ``subjects``: some of the spec's subjects (default: all).
 
     >>> w = synthetic_windows(SyntheticSpec(n_subjects=1, movement_seconds=0.5), window=40)
     >>> w.X.shape[1:], w.n_classes, sorted(set(w.y.tolist()))[:2]

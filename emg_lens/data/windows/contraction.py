@@ -1,15 +1,11 @@
 """A contraction's windows and a continuous target (the force), held out by time blocks.
 
-A recording of one contraction (an OT BioLab+ export read by `emg_lens.data.read_otb`) has
-no trials to hold out. Neighbouring windows overlap and the force changes slowly, so random
-windows would put near copies of every test window in training. `contraction_windows` cuts
-the recording into contiguous blocks (1 s by default) and holds out every third block, so the
-test covers the rise, the plateau and the fall of the force; a window that touches a test
-block without lying inside it is used by neither side.
-
-A window's input is its envelope: the rectified EMG averaged over ``bin`` samples (8 ms at
-2048 Hz), log-compressed, z-scored per channel with the training windows' statistics. Its
-target is the mean of the target channel over the window (``% MVC`` for the force).
+A contraction has no trials to hold out, and overlapping windows of a slowly changing force
+would put near copies of every test window in training: `contraction_windows` holds out every
+third contiguous block instead (a window touching a test block is used by neither side). Its
+input is the envelope (rectified, ``bin``-sample means, log, z-scored on the training windows),
+its target the target channel's mean over the window. Users: docs/guide/recordings.md, "An
+HD-sEMG contraction".
 
 >>> n = 4 * 2048
 >>> rec = Recording(1, {"emg": np.ones((n, 2), np.float32)}, 2048.0, np.zeros(n, np.int64),

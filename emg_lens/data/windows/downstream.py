@@ -1,22 +1,11 @@
 """What TinyMyo's downstream datasets share: the thesis's preprocessing recipe and its steps.
 
-EPN-612 (`emg_lens.data.formats.epn612`), UCI EMG Data for Gestures
-(`emg_lens.data.formats.uci_gestures`) and NinaPro DB8 (`emg_lens.data.formats.ninapro_db8`)
-are preprocessed as BioFoundation's (later removed) preparation scripts did, at the data's own
-rate (no resampling, no channel padding):
-
-1. band-pass 20-90 Hz (4th-order Butterworth, zero-phase) and a 50 Hz notch (Q = 30), through
-   `emg_lens.data.preprocess.filter_signals` (SOS form; the scripts used ``filtfilt`` on
-   ``b, a`` coefficients, which agrees to rounding at these orders);
-2. a per-channel z-score over each recording (EPN: each trial; UCI: each file after dropping
-   class 0; DB8: each acquisition), ``ddof=1``, a flat channel kept at scale 1 -- the scripts
-   fit no statistic on a training split;
-3. windows: EPN pads or crops each trial to one window; UCI cuts windows within runs of one
-   label; DB8 cuts windows over each acquisition.
-
-Each window carries a split code in its ``repetition`` column (`SPLIT_CODES`: 1 train, 2
-validation, 3 test), which `emg_lens.data.window_build` records in the store's ``splits``
-attribute so that ``emg-lens finetune --windows`` trains, early-stops and tests on them.
+EPN-612, UCI and NinaPro DB8 are preprocessed as BioFoundation's (later removed) scripts did, at
+the data's own rate: band-pass 20-90 Hz and a 50 Hz notch (Q = 30) in SOS form (the scripts'
+``filtfilt`` on ``b, a`` agrees to rounding at these orders); a per-channel z-score (``ddof=1``)
+over each recording (EPN: trial; UCI: file less class 0; DB8: acquisition), fitted on no
+training split, as the scripts did; then windows. Each window's ``repetition`` column holds its
+split code (`SPLIT_CODES`), which the window store records in ``splits``.
 
 >>> x = np.arange(12, dtype=np.float64).reshape(6, 2)
 >>> z = zscore(x)
@@ -96,7 +85,7 @@ RULES: Rules = {
 def thesis_preprocess(
     emg: Float[np.ndarray, "time channel"], spec: DownstreamPreprocess, where: str
 ) -> Float[np.ndarray, "time channel"]:
-    """Steps 1 and 2 of the recipe on one stretch of ``emg``: band-pass and notch at
+    """The recipe's filters and z-score on one stretch of ``emg``: band-pass and notch at
     ``spec.sample_rate``, then the per-channel `zscore` (float64 out); ``where`` names the
     recording or trial in the error a too short one raises.
 
@@ -170,16 +159,12 @@ def label_runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
 @dataclass(frozen=True)
 class DownstreamTask:
     """What a downstream dataset's reader adds (`emg_lens.data.reader.DatasetReader`
-    ``downstream``): its task, clock and channels, and the thesis's windowing.
-
+    ``downstream``): its task, clock and channels, and the thesis's windowing:
     ``windows(recording, spec, options)`` returns a recording's windows (a `WindowBatch`, or a
-    `emg_lens.data.windows.store.RegressionBatch` for regression), their ``repetition`` holding the
-    split code, and in ``info["longest"]`` the longest stretch (`unit`, in samples) of each
-    split code that a window had to fit in; ``options`` are the dataset's own settings (EPN
-    ``calibration``, UCI ``splits``), refused by name when unknown.
-
-    ``window`` and ``step`` are the dataset's defaults, chosen to fit its real protocol (its
-    reader's module says why); ``step=None``: one window per trial, no step (EPN)."""
+    `emg_lens.data.windows.store.RegressionBatch`), their ``repetition`` the split code, and in
+    ``info["longest"]`` the longest stretch of each split code that a window had to fit in;
+    ``options`` are the dataset's own settings, refused by name when unknown. ``window`` and
+    ``step`` are the dataset's defaults (``step=None``: one window per trial, EPN)."""
 
     task: str  # "classification" or "regression"
     sample_rate: float
@@ -221,11 +206,10 @@ def downstream_reader(
     files: Callable[[str, int], list[Path]],
     read: Callable[[str, int], Recording],
 ) -> DatasetReader:
-    """The registry's reader of a downstream dataset (EPN-612, UCI, DB8): its files lie under
-    ``source["root"]`` (``subjects(root)``, ``files(root, subject)``, ``read(root, subject)``),
-    it records one modality, ``"emg"``, of ``task.n_channels`` channels placed as ``montage``
-    says, it is filtered as the thesis filters it (`THESIS_FILTERS`), and windowed as ``task``
-    says.
+    """The registry's reader of a downstream dataset: its files under ``source["root"]``
+    (``subjects``, ``files``, ``read`` of the root), one modality ``"emg"`` of
+    ``task.n_channels`` channels placed as ``montage`` says, filtered as the thesis filters it
+    (`THESIS_FILTERS`) and windowed as ``task`` says.
 
     >>> from emg_lens.data import dataset_info
     >>> uci = dataset_info("uci")  # the registry's entry, read through its reader

@@ -1,24 +1,10 @@
 """TinyMyo's windowing pipeline: a `Recording` to padded, normalised windows.
 
-`TinyMyoPreprocess` holds the recipe (parameters only); the functions here do the work, per
-recording, in this order:
-
-1. band-pass 20-450 Hz (4th-order Butterworth, SOS, zero-phase) and a 50 Hz notch, at the
-   recording's own rate (`emg_lens.data.preprocess.filter_signals`). Where the upper cut-off
-   is at or above that rate's Nyquist frequency (NinaPro DB5 at 200 Hz), it is lowered to
-   ``0.45 * fs`` -- 90 Hz at 200 Hz, BioFoundation's own DB5 band, filtered at the source rate
-   as BioFoundation does -- unless ``clip_band`` is False, which makes it a `ConfigError`;
-2. resampling to 2 kHz with `scipy.signal.resample_poly` (rational up/down);
-3. windows of 1000 samples every 500 (50% overlap) over the whole recording; a window's label
-   and repetition are those of its centre sample (-1 for unlabelled data such as emg2pose);
-4. zero channels appended up to 16;
-5. normalisation: ``"minmax"`` (for pretraining) maps each channel of each window to [-1, 1]
-   over time, after the padding, as BioFoundation's ``MinMaxNormalization`` does
-   (``util/train_utils.py``; the constant padding becomes -1 there and here); ``"zscore"``
-   applies a per-channel `Scaler` fitted on the training part with `fit_scaler` (downstream;
-   the padding stays zero).
-
-`tinymyo_windows` returns one recording's windows as a `WindowBatch`.
+`TinyMyoPreprocess` holds the recipe (docs/ARCHITECTURE.md, "From a signal to a table");
+`tinymyo_windows` applies it to one recording: filters at the recording's rate (the upper
+cut-off lowered to ``0.45 * fs`` where it reaches Nyquist, BioFoundation's own DB5 band, unless
+``clip_band`` is False), 2 kHz, windows labelled by their centre sample, zero channels up to
+16, then ``"minmax"`` per window after the padding or ``"zscore"`` by a fitted `Scaler`.
 
 >>> from emg_lens.data import Recording
 >>> rng = np.random.default_rng(0)
@@ -122,11 +108,8 @@ class WindowBatch:
 
 
 def effective_band(fs: float, spec: TinyMyoPreprocess) -> tuple[float, float] | None:
-    """The band-pass applied to a recording sampled at ``fs`` Hz.
-
-    The upper cut-off is lowered to ``0.45 * fs`` where it is at/above Nyquist and
-    ``spec.clip_band`` is set; otherwise that is a `ConfigError`, as is a lower cut-off that
-    does not stay below the upper one.
+    """The band-pass applied to a recording sampled at ``fs`` Hz (the module docstring: the
+    upper cut-off lowered to ``0.45 * fs`` at Nyquist, else a `ConfigError`).
 
     >>> effective_band(2000.0, TinyMyoPreprocess()), effective_band(200.0, TinyMyoPreprocess())
     ((20.0, 450.0), (20.0, 90.0))
@@ -185,7 +168,8 @@ def _window_starts(n_samples: int, spec: TinyMyoPreprocess) -> np.ndarray:
 
 
 def _raw_windows(recording: Recording, spec: TinyMyoPreprocess, labeled: bool) -> WindowBatch:
-    """Steps 1-3 and 5 (no normalisation): padded windows; ``info["channels"]`` real ones."""
+    """Filtered, resampled, windowed and padded (not normalised); ``info["channels"]``: the
+    real channels."""
     emg = _checked_emg(recording, spec)
     fs = recording.sample_rate
     band = effective_band(fs, spec)
@@ -293,10 +277,8 @@ def fit_scaler(
     repetitions: Iterable[int] | None = None,
 ) -> Scaler:
     """The per-channel z-score of the windows of ``recordings`` (the training part), as
-    `Scaler.fit` would give on all of them at once, computed one recording at a time.
-
-    ``repetitions`` keeps only windows whose centre lies in those repetitions (e.g. the
-    training repetitions of a subject); padded channels get mean 0 and std 1.
+    `Scaler.fit` would give on all of them at once, computed one recording at a time;
+    ``repetitions`` keeps only windows centred in them. Padded channels get mean 0, std 1.
 
     >>> from emg_lens.data import Recording
     >>> x = np.random.default_rng(0).standard_normal((4000, 2)) * [1.0, 3.0]

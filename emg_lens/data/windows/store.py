@@ -100,17 +100,14 @@ def write_window_store(
     """Write the windows of ``source`` to an HDF5 window store at ``path``.
 
     Recordings go through `tinymyo_windows` (with ``spec``, ``labeled``, ``scaler``);
-    `WindowBatch` items are written as they are (their shape must match ``spec``, then any
-    recipe with ``n_channels``, ``window``, ``sample_rate`` and ``to_dict``), one recording in
-    memory at a time.
+    `WindowBatch` items are written as they are (their shape must match ``spec``, any recipe
+    with ``n_channels``, ``window``, ``sample_rate`` and ``to_dict``), one in memory at a time.
 
-    A store of `RegressionBatch` es (every batch one, ``target_names`` naming the outputs)
-    also holds ``targets`` float32 ``[N, time, output]`` and the attributes ``task =
-    "regression"`` and ``target_names``. ``splits`` (split name -> the ``repetition`` codes
-    of its windows, e.g. ``{"train": [1], "val": [2], "test": [3]}``) is stored as the
-    attribute ``splits``; ``repetition_split`` (`split_repetitions`' dict: the repetitions a
-    z-score was fitted on and those held out) as ``repetition_split``, which `windows_source`
-    splits by and checks a fine-tuning's test repetitions against.
+    A store of `RegressionBatch` es (``target_names`` naming the outputs) also holds
+    ``targets`` float32 ``[N, time, output]`` and the attributes ``task = "regression"`` and
+    ``target_names``. ``splits`` (split name -> ``repetition`` codes, e.g. ``{"train": [1],
+    "val": [2], "test": [3]}``) and ``repetition_split`` (`split_repetitions`' dict, which
+    `windows_source` splits by) are stored as attributes of those names.
 
     The file holds ``windows`` float32 ``[N, C, T]`` (one chunk per window, optionally
     ``compression="gzip"`` or ``"lzf"``), ``labels`` int64 ``[N]`` (-1: unlabelled),
@@ -120,8 +117,7 @@ def write_window_store(
     recording, with its source, subject, source rate and applied band; ``session`` indexes
     it) and ``complete``.
 
-    It is written atomically (`emg_lens._io.atomic_write`): a run that fails or is interrupted
-    leaves no ``path``, and an existing store there untouched.
+    Written atomically: a failed or interrupted run leaves an existing store untouched.
 
     Raises:
         DataFormatError: no item yields a window, or a recording is unusable.
@@ -234,9 +230,8 @@ def _targets_of(batch: WindowBatch) -> np.ndarray | None:
 
 
 def _check_targets(batch: WindowBatch, targets: h5py.Dataset | None, names: Any) -> None:
-    """Refuse a batch's targets unless they are None without ``target_names`` (``names``), or
-    else a RegressionBatch's ``[window, time, output]``, one output per name, the store's
-    time (``targets``: the store's so far)."""
+    """Refuse a batch's targets unless None without ``names``, or else ``[window, time,
+    output]``, one output per name, the time of the store's ``targets`` so far."""
     shape = None if (given := _targets_of(batch)) is None else list(given.shape)
     time = (
         targets.shape[1] if targets is not None else shape[1] if shape and len(shape) == 3 else "T"
@@ -256,10 +251,9 @@ def _scaler_dict(scaler: Scaler | None) -> dict[str, list[float]] | None:
 class WindowStore(torch.utils.data.Dataset):
     """A window store read lazily: a `torch.utils.data.Dataset` of ``(x, y)`` pairs.
 
-    ``x`` is a float32 tensor ``[n_channels, window]``, ``y`` an int64 scalar tensor (-1 for
-    unlabelled windows) or, in a regression store (``meta["task"] == "regression"``), the
-    window's float32 targets ``[time, output]``. Each item reads one window; the HDF5 file is
-    opened on first access in each process (a DataLoader worker never uses its parent's handle).
+    ``x`` is a float32 tensor ``[n_channels, window]``, ``y`` an int64 scalar tensor (-1:
+    unlabelled) or, in a regression store, the window's float32 targets ``[time, output]``.
+    Each item reads one window; each process opens the file on first access.
 
     Args:
         path: a file written by `write_window_store`.
