@@ -1,22 +1,8 @@
 """Is a model above chance? Each analysed model's held-out score beside chance, tested over
-its trials, and a warning that names the fault of a model that is not.
-
-Every command that analyses models reads the unmasked model's predictions it already computed
-into `chance_table` and states them beside chance at the top of ``summary.md``
-(`chance_markdown`, so ``report.html`` shows it) and on the console (`chance_console`). The
-rules as users read them: docs/guide/bring-your-own-model.md, "Studies and commands on such
-checkpoints"; why trials: docs/DESIGN.md §15. A `TrialScore` holds each trial decided by the
-majority vote of its windows (`emg_lens.stats.units.trial_votes`) and the window figures
-beside it; data without trials count each window as its own trial (``unit = "window"``).
-
-*Chance* is the share of the most frequent class among the trials. A model is **not clearly
-above chance** when the one-sided exact binomial of its correct trials against chance has
-``p >= ALPHA`` (0.05), or its window accuracy is below the midpoint between chance and the
-run's best model's (a comparison of sizes, not a test, so it reads the finer figure; with one
-model the midpoint is below its own accuracy whenever it is above chance). The warning names
-the fault from the training accuracy where a checkpoint records it: below the midpoint between
-chance and 1, the model did not learn; higher, it does not transfer to these held-out windows,
-and where the data have a placement the warning points to the placement check.
+its trials (`chance_table`), and a warning that names the fault of a model that is not
+(`chance_console`, `chance_markdown`: the top of ``summary.md``). The rules as users read them:
+docs/guide/bring-your-own-model.md, "Studies and commands on such checkpoints"; why trials:
+docs/DESIGN.md §15. Data without trials count each window as its own trial.
 
 >>> table = chance_table({"subject 1": (90, [50, 50]), "subject 2": (52, [50, 50])})
 >>> table[["model", "unit", "accuracy", "chance", "above_chance"]].values.tolist()

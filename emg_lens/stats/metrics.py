@@ -1,27 +1,11 @@
 """Scoring a model's outputs: the metrics a study may name (`METRICS`), per window and per
-subject.
-
-Two kinds. The *prediction* metrics (`PREDICTION_METRICS`: accuracy, balanced accuracy, macro
-F1) count argmax decisions, so they move only when a window's predicted class flips; training
-studies score with them (`score_predictions`). The *continuous* metrics read the logits, so an
-ablation that moves the logits without flipping a decision still shows:
-
-- ``margin``: the true class's logit minus the largest other (the window is correct iff > 0);
-- ``logprob``: the log-softmax of the true class, in nats;
-- ``kl``: ``KL(p || q) = sum_c p_c (log p_c - log q_c)`` in nats, with ``p`` the *unmasked*
-  model's class distribution on the window and ``q`` the masked one's (the circuit-discovery
-  convention, ACDC and Edge Pruning: how far the intervention moves the reference output);
-- ``flip_rate``: the share of windows whose predicted class differs from the unmasked one's.
-
-A subject's value is the mean over its test windows. An ablation study scores every metric of
-a condition from one forward pass (`score_logits`; all of a subject's conditions at once, the
-same cells bit for bit: `score_stacked`). Which metrics report Δ% and which an absolute Δ
-(`RELATIVE_METRICS`), and why: docs/DESIGN.md §5, "Scores".
-
-A regressor (a force from HD-sEMG, `emg_lens.studies.regression`) is scored by
-`REGRESSION_METRICS` instead (`score_regression`): ``mse``, the mean squared error in the
-target's units squared, and ``r2``, one minus the MSE over the targets' variance (0: the
-targets' own mean; below 0: worse than that). Their changes are absolute (Δ).
+subject. The prediction metrics (`PREDICTION_METRICS`) count argmax decisions; the continuous
+ones read the logits, so a cut that moves them without flipping a decision still shows:
+``margin`` (the true class's logit minus the largest other), ``logprob`` (the true class's
+log-softmax, nats), ``kl`` (``KL(p || q)`` from the unmasked model's distribution ``p``, the
+circuit-discovery convention) and ``flip_rate``. A subject's value is the mean over its test
+windows; a regressor is scored by `REGRESSION_METRICS` (``mse``, ``r2``, changes absolute).
+Which metrics report Δ% (`RELATIVE_METRICS`), and why: docs/DESIGN.md §5, "Scores".
 """
 
 from __future__ import annotations

@@ -1,26 +1,9 @@
-"""Statistics that count the independent unit: trials, not windows.
-
-Every inference over held-out windows is made here over trials (`emg_lens.data.trials`; why,
-and how much the windows of a trial repeat each other: docs/DESIGN.md §15):
-
-- `trial_votes`: each trial's decision is the majority vote of its windows' predicted
-  classes; a trial is correct when its true class has strictly the most votes (a tie is not
-  correct, so a test of these votes against chance errs on the safe side); a trial of several
-  classes (a recording of two sleep stages) votes each class apart and still counts once;
-- `cluster_bootstrap_ci`: an interval for a share of windows (or of window pairs) that
-  resamples whole trials, so the windows of one trial come and go together;
-- `crossed_bootstrap_ci`: the same for pairs of windows drawn from two trials each (an
-  interchange's base and source), resampling both kinds of trial;
-- `trial_counts` and `class_trial_cis`: what a stored cell keeps of each trial (its class,
-  windows and correct windows), and per-class accuracy intervals over the class's trials
-  (``per_class.csv``): exact (Clopper–Pearson) over its trials, each counting its share of
-  correct windows, which keeps its 95 % at 2–10 trials where a bootstrap of so few trials
-  covers 43–84 % (docs/DESIGN.md §16);
-- `bootstrap_delta_ci(s)`: the percentile interval of a change over subjects, each
-  resample keeping a subject's pair together (the regression study's blocks);
-- `design_effect`: how much the windows of one trial repeat each other
-  (``1 + (m - 1) * ICC``, Kish), to say how many independent observations the windows are
-  worth.
+"""Statistics that count the independent unit: trials, not windows (`emg_lens.data.trials`;
+why, and how much the windows of a trial repeat each other: docs/DESIGN.md §15). Trials are
+decided by the majority vote of their windows (`trial_votes`; a tie is not correct), intervals
+resample whole trials (`cluster_bootstrap_ci`, `crossed_bootstrap_ci` for pairs of trials),
+per-class intervals are exact over the class's trials (`class_trial_cis`; a bootstrap of so
+few trials undercovers: docs/DESIGN.md §16), and `design_effect` is Kish's ``1 + (m - 1) ICC``.
 
 >>> pred = np.array([1, 1, 0, 0, 0, 2, 2, 1])
 >>> y = np.array([1, 1, 1, 0, 0, 2, 2, 2])
