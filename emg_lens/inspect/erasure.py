@@ -1,14 +1,8 @@
-"""Erasing a concept from a token group: `erase_concept`, a LEACE eraser fitted on a model's
-activations, as a TransformerLens hook, with what it does to a probe of the concept.
-
-``erase_concept(model, data, "gesture", at="blocks.0.hook_resid_pre", tokens="acc")`` fits a
-LEACE eraser (`emg_lens.hooks.erasure`) of the concept (one value per window) on the token
-group ``tokens`` (a layout group, an edge expression's query tokens or positions,
-`emg_lens.inspect.tl_analysis.token_positions`) side by side at hook point ``at``, on the
-windows it is given (a `SubjectData`'s *training* windows). `ConceptErasure.report` scores a
-fresh probe of the concept on held-out trials (`emg_lens.inspect.probes.fold_windows`; the
-eraser refitted on each fold's training windows): ``accuracy_before``, ``accuracy_after`` and
-``placebo_accuracy``. What the concepts can be, the placebo, and how a study reads the report:
+"""Erasing a concept from a token group: `erase_concept` fits a LEACE eraser
+(`emg_lens.hooks.erasure`) of a concept (one value per window) at a hook point and token group
+on a model's training windows, as a TransformerLens hook; `ConceptErasure.report` scores a
+fresh probe of the concept on held-out trials before and after it and under its placebo. What
+the concepts can be, the placebo, and how to read the report:
 docs/guide/what-an-edge-carries.md, "Erasing a concept".
 
 >>> from emg_lens import EncoderConfig

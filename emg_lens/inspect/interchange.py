@@ -1,33 +1,15 @@
 """Interchange interventions (Geiger et al.): run a base window with one part of its computation
 taken from a paired source window, and see whether the prediction follows the source.
 
-Two parts can be interchanged at a layer:
-
-- a token group's residual stream entering the layer (``group=``: a layout group, ``"pooled"``
-  is not one), e.g. the ACC tokens, so the base's sEMG meets the source's ACC;
-- the attention output that flows through an edge set in that layer (``edges=``): per head,
-  ``z[q] = sum_k pattern[q, k] * v[k]`` restricted to the edges ``(q, k)`` of the set; the
-  base's share through those edges is replaced by the source's, everything else stays the
-  base's (computed exactly: the base's activations at that layer are those of its plain run).
-
+The part is a token group's residual stream entering a layer (``group=``), or the attention
+output that flows through an edge set in that layer (``edges=``: per head, the base's share of
+``z[q] = sum_k pattern[q, k] v[k]`` through those edges replaced by the source's, exactly).
 The interchange intervention accuracy (IIA) is the share of intervened predictions equal to the
-source's label, over the pairs whose labels differ; the logit shift of a pair is how far the
-intervention moves the logit difference ``logit[source label] - logit[base label]`` from the
-base run's.
-
-Its 95 % interval counts trials, not pairs (docs/DESIGN.md §15): every pair holds a base and a
-source trial, and `interchange_pairs` pairs each base trial with a trial of every other gesture
-of its repetition, so one source trial serves several base trials. Pairs that carry their
-trials (``(X, y, trial)``) resample both kinds (`emg_lens.stats.units.crossed_bootstrap_ci`;
-``unit`` ``"trial"``, ``trials`` the distinct base trials); where only the base carries them,
-the base trials alone (`~.cluster_bootstrap_ci`); pairs without trials (``(X, y)``) get the
-Clopper-Pearson interval over pairs (``unit`` ``"pair"``), right only for independent pairs.
-
-Several subjects are never pooled into one interval over their pairs (each subject's pairs
-share its model and its trials); `over_subjects` gives the mean of the subjects' IIA with a
-Student-t interval over subjects, beside each subject's own
-(`emg_lens.inspect.plots.plot_interchange` draws both). The measured difference:
-docs/guide/what-an-edge-carries.md, first section."""
+source's label over pairs whose labels differ; its 95 % interval counts trials, not pairs
+(docs/DESIGN.md §15; docs/concepts.md, "Statistics", says which interval each kind of pair
+gets). Subjects are never pooled: `over_subjects` gives their mean IIA with a t interval over
+subjects beside each one's own (docs/guide/what-an-edge-carries.md, first section).
+"""
 
 from __future__ import annotations
 

@@ -1,22 +1,9 @@
-"""`Spec`: the base of every study spec object, which reads a table and writes it back.
-
-Study specs are frozen dataclasses (`emg_lens.studies.ablation.spec.StudySpec` and its parts, the
-training study's, the discovery study's). What they share is written here once:
-
-- `Spec.from_dict` refuses anything but a table, a ``kind`` the class does not read and any key
-  it does not know (a typo must not be ignored), then hands the table to the class's
-  ``_parse``, which returns the fields' values after each field's own checks (their messages
-  name the key and what would be accepted), and builds the spec (a study's ``name`` and
-  ``description``, of every kind, read here);
-- `Spec.to_dict` writes every field back under its key, so that ``from_dict`` reads an equal
-  spec; three optional field metadata (`file_key`) say how: ``key``, the table's key where it
-  is not the field's name (``metric`` for ``metrics``); ``dump(value, spec)``, the table's
-  value where `plain`'s is not it; ``omit(value, spec)``, true where the key is left out
-  (`is_none`: an absent optional key);
-- `Spec.fingerprint`, what a study's store is keyed by, and `Spec.with_changes`.
-
-A field whose metadata has ``saved=False`` (``source_dir``: where the file was, not what the
-study is) is neither read from the table nor written; `from_dict` takes it as a keyword.
+"""`Spec`: the base of every study spec object (frozen dataclasses), which reads a table and
+writes it back. `Spec.from_dict` refuses anything but a table, a ``kind`` the class does not
+read and any key it does not know (a typo must not be ignored), then builds the spec from the
+class's ``_parse``; `Spec.to_dict` writes every field back so that ``from_dict`` reads an equal
+spec, as each field's `file_key` metadata says (``key``, ``dump``, ``omit``; ``saved=False``: a
+keyword only, never in the table); `Spec.fingerprint` keys a study's store.
 
 >>> from dataclasses import dataclass, field
 >>> @dataclass(frozen=True)
@@ -59,9 +46,11 @@ def file_key(
     within: str | None = None,
     saved: bool = True,
 ) -> dict[str, Any]:
-    """A field's metadata for `Spec` (see the module docstring); ``within``: the field has no
-    key of its own but is written (by that key's ``dump``) and read inside another key's
-    table (a training study's ``preset``, in ``[train]``).
+    """A field's metadata for `Spec`: ``key``, the table's key where it is not the field's name;
+    ``dump(value, spec)``, the table's value where `plain`'s is not it; ``omit(value, spec)``,
+    true where the key is left out (`is_none`); ``within``: the field is written and read inside
+    another key's table (a training study's ``preset``, in ``[train]``); ``saved=False``: not in
+    the table at all (``source_dir``), `Spec.from_dict` takes it as a keyword.
 
     >>> file_key("metric")
     {'key': 'metric', 'saved': True}

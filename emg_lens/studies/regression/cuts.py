@@ -1,14 +1,9 @@
 """Cutting edges in a regressor (a force predicted from an HD-sEMG grid): the change of its
-error, tested over held-out time blocks.
-
-The held-out time block (`emg_lens.data.windows.contraction`) is the unit, not the
-overlapping window: `block_errors` scores a model's predictions per block, with an edge set cut
-in every layer or without, and `cut_table` compares each cut's block errors with the unmasked
-model's (its columns and tests: `regression_cuts`). A cut whose masks cut no edge is a
-structural zero: no p, out of the correction. `regression_cuts` does both for a model in
-memory; the regression kind (`emg_lens.studies.regression.runner`) builds the same table from
-its stored cells. The method and a measured study: docs/guide/recordings.md, "An HD-sEMG
-contraction: the force from a 64-electrode grid".
+error, tested over held-out time blocks, the unit (not the overlapping window).
+`block_errors` scores a model per block with an edge set cut or without; `cut_table` compares
+each cut's block errors with the unmasked model's (a cut that cuts no edge is a structural
+zero: no p); `regression_cuts` does both for a model in memory. The method and a measured
+study: docs/guide/recordings.md, "An HD-sEMG contraction: the force from a 64-electrode grid".
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.edges import between_regions
