@@ -1,11 +1,7 @@
-"""Attention flow: how much attention each head sends from one token group to another.
-
-Everything here starts from the *mean pattern* of every layer, ``[layer, head, query, key]``
-averaged over the windows (`mean_patterns`). Summing it over the key tokens of a group and
-averaging over the query tokens of a group gives the group-to-group mass (`attention_flow`);
-summing it over the edges of an edge set gives that set's share of a head's attention
-(`edge_mass`). Uniform attention would give a key group of ``n`` of ``N`` tokens the mass
-``n / N``; the ratio to it says whether a head over- or under-reads that group.
+"""Attention flow: how much attention each head sends from one token group to another, from the
+*mean pattern* of every layer over the windows (`mean_patterns`): summed over a key group's
+tokens and averaged over a query group's (`attention_flow`), or summed over an edge set's edges
+(`edge_mass`). ``ratio`` compares a mass with uniform attention's ``n / N``.
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet

@@ -1,22 +1,12 @@
 """Linear probes on token groups: what a layer's channel tokens carry, layer by layer.
-
-`probe_tokens` caches one hook point per layer once (``run_with_cache`` with a names filter),
-then fits a cross-validated logistic regression (scikit-learn) on a token group's residual
-vectors, per layer and group, to predict the gesture or any per-window label; a regression
-target (float labels) gets ridge regression scored by R².
-
-Each probe is paired with a *control task* (Hewitt & Liang, 2019; what it measures:
-docs/guide/what-an-edge-carries.md, first section): every trial's label replaced by another
-trial's, by a seeded permutation of the trials' labels (class balance kept), fitted on the same
-folds; ``selectivity = accuracy - control_accuracy``. Trials, not classes, are relabelled: a
-random relabelling of classes is a permutation the probe decodes exactly as well, no control
-at all. Windows without repetitions (``(X, y)`` data) are each their own trial. With folds that
-keep trials whole the control is one draw of a permutation null (about ±0.15 with 40 trials of
-4 classes), so read ``accuracy`` against ``chance`` first.
-
-**Folds keep each trial's windows together** (why: docs/DESIGN.md §15): stratified group
-folds of trials where every label has ``folds`` trials, else one repetition left out per fold,
-else refused; the rule in full is `fold_windows`'s."""
+`probe_tokens` caches one hook point per layer once and fits a cross-validated logistic
+regression (ridge scored by R² for a float target) per layer and group. Each probe is paired
+with a *control task* (Hewitt & Liang, 2019): every trial's label replaced by another trial's
+(relabelling classes would be no control at all); ``selectivity = accuracy -
+control_accuracy``, and with few trials the control is one draw of a permutation null, so read
+``accuracy`` against ``chance`` first (docs/guide/what-an-edge-carries.md, first section).
+Folds keep each trial's windows together (docs/DESIGN.md §15; the rule: `fold_windows`).
+"""
 
 from __future__ import annotations
 

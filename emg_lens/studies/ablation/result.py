@@ -1,19 +1,10 @@
 """`StudyResult`: the tidy per-subject table, the summary with statistics, and the figures.
-
-``per_subject`` has one row per (subject, condition, metric): ``subject, intervention, mode,
-layer, layers, heads, key, metric, value`` (plus per-class counts and the ``structural`` flag).
-``summary`` has one row per (condition, metric): ``mean, std, baseline, delta, delta_pct,
-ci_low, ci_high, r_rb, U, p, p_corr, stars``: the change of the mean (``delta``, absolute;
-``delta_pct``, in percent of the baseline, for the prediction metrics only: see
-`emg_lens.stats.metrics`) with a 95% interval over subjects on the scale the metric is
-reported in (`emg_lens.stats.compare.delta_t_intervals`: Student's t spanned with its skew
-correction, as the claims'; Δ% is the ratio of the means, the IsoNet paper's, its interval
-never below −100 %; a study's claims report the mean of each subject's Δ% instead, and say
-so), the rank-biserial effect size (negative for a drop), the test,
-and the p-value corrected over the family the spec names (the paper's: each layer mode),
-within each metric's table. ``per_class`` has one row per
-(subject, condition, class). `StudyResult.power_note` states the smallest corrected p the
-design can reach.
+``per_subject`` has one row per (subject, condition, metric), ``per_class`` per (subject,
+condition, class); ``summary`` per (condition, metric): the change of the mean (``delta``;
+``delta_pct`` for the prediction metrics: the ratio of means, the IsoNet paper's) with its 95 %
+interval over subjects (`emg_lens.stats.compare.delta_t_intervals`), the rank-biserial effect
+size, the test and the p corrected over the family the spec names. `StudyResult.power_note`
+states the smallest corrected p the design can reach.
 """
 
 from __future__ import annotations
