@@ -1,13 +1,9 @@
 """How stable a discovered circuit is: the agreement (Jaccard index) of its kept candidates with
 the circuits found on bootstrap resamples of the held-out trials, and between subjects.
-
-The resamples draw whole trials (`emg_lens.data.trials`: the windows of one repetition of a
-gesture overlap and share its noise, so drawing windows one by one would resample far less
-variation than the data hold, and call a circuit stable too easily); windows that carry no
-trial are each their own. A circuit that changes when the trials are resampled says more about
-the windows than about
-the model (circuit stability, arXiv 2510.00845); one that differs between subjects is a
-per-subject finding, not a model family's.
+Resamples draw whole trials (windows of one trial share its noise, and drawing them one by one
+would call a circuit stable too easily). A circuit that changes when the trials are resampled
+says more about the windows than the model (arXiv 2510.00845); one that differs between
+subjects is a per-subject finding.
 
 >>> jaccard({"a", "b"}, {"b", "c"})
 0.3333333333333333

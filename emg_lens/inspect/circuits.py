@@ -110,7 +110,8 @@ def ov_circuit(
     """What ``head`` of ``layer`` (``None``: every head) writes into each class logit of the
     unembedding ``return_type`` names (IsoNet: ``"logits"``, the CLS head, or
     ``"avg_logits"``) when it reads a channel's data-free embedding, from the weights: rows
-    ``layer, head, channel, group, class, logit`` (see the module docstring for the units).
+    ``layer, head, channel, group, class, logit``: ``(ln1(e) @ W_V[h] + b_V[h]) @ W_O[h]`` read
+    by the class direction through ``ln_final``'s linear part, ``centre(w * W_U[:, c])``.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet

@@ -179,7 +179,8 @@ def interchange(
     through ``edges`` taken from the paired ``source`` windows (``(X, y)`` each, or
     ``(X, y, trial)`` with each window's trial, window ``i`` of one paired with window ``i`` of
     the other; `interchange_pairs` builds them). The IIA's interval resamples the trials the
-    pairs carry (the module docstring), else it is Clopper-Pearson over pairs.
+    pairs carry (both sides' where both carry them: a crossed bootstrap), else it is
+    Clopper-Pearson over pairs.
 
     ``return_type`` is the model output read (IsoNet: ``"logits"`` its CLS head,
     ``"avg_logits"`` its mean-pooled head); ``cut`` is an edge set masked in every layer of

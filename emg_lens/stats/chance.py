@@ -265,18 +265,15 @@ def chance_table(scores: Mapping[str, TrialScore | tuple[int, Sequence[int]]]) -
             its windows the unmasked model classified correctly and how many windows each
             class has, each window then its own trial.
 
-    ``accuracy``, ``correct`` and ``n`` are over windows; ``chance`` and ``p`` are the test's,
-    over the table's ``unit`` (``"trial"``; ``"recording"`` where the score's trials are its
-    recordings; ``"window"`` where each trial is one window):
-    the one-sided exact binomial of ``trials_correct`` of ``trials`` against chance.
-    ``window_chance`` and ``window_p`` are the same test over windows, shown beside it, which
-    counts the windows of one trial as independent; ``design_effect`` says by how much they
-    repeat each other (NaN where unknown); ``train_accuracy`` and ``placement`` are the
-    score's (NaN where unknown), which name the fault. ``why`` says what failed (empty when
-    the model is clearly above chance; see the module docstring). ``verdict`` says it in a word
-    (`VERDICTS`): ``best_p`` is the p of every trial right, and where it is not below
-    `ALPHA` the design is ``too small to tell`` (``trials_needed``: the fewest trials that
-    could show it, `trials_needed`), which blames nothing on the model.
+    ``accuracy``, ``correct`` and ``n`` are over windows; ``chance`` and ``p`` are the one-sided
+    exact binomial of ``trials_correct`` of ``trials`` over the table's ``unit`` (``"trial"``,
+    ``"recording"`` or ``"window"``); ``window_chance`` and ``window_p`` the same test over
+    windows, shown beside it, and ``design_effect`` how much they repeat each other (NaN where
+    unknown); ``train_accuracy`` and ``placement`` name the fault. ``why`` says what failed
+    (empty when the model is clearly above chance; the rules:
+    docs/guide/bring-your-own-model.md), ``verdict`` says it in a word (`VERDICTS`): where even
+    every trial right (``best_p``) is not below `ALPHA` the design is ``too small to tell``
+    (``trials_needed``), which blames nothing on the model.
 
     A model right on 2 of 5 trials (all 9 windows of each): clear over windows, not over trials.
 

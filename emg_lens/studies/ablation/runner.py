@@ -2,17 +2,10 @@
 
 Per subject, the runner plans the grid and its cells' provenance (`plan_subject`), reads the
 stored cells that still match, claims the subject against other processes sharing the store,
-and has `emg_lens.studies.ablation.evaluate` compute the rest; then it assembles the
-per-subject table and the statistics (`StudyResult`).
-
-Under ``torchrun`` (``WORLD_SIZE`` > 1; docs/guide/scale-out.md) each rank computes its share
-of the subjects (`emg_lens.train.distributed.DistributedRun.shard`) into the one store; rank 0
-then waits for the other ranks' cells (`CellStore.wait_for_matching`) and alone writes the
-tables and figures.
-
-``device`` puts the models there (checkpoints load onto it; in-memory models are moved, as
-``nn.Module.to`` does); the evaluation data, masks and caches follow the model (its
-``cfg.device``), and the scores and statistics are computed on the CPU.
+and has `emg_lens.studies.ablation.evaluate` compute the rest; then it builds the result
+(`StudyResult`). Under ``torchrun`` (docs/guide/scale-out.md) each rank computes its share of
+the subjects into the one store, and rank 0 waits for the others' cells and alone writes the
+tables and figures. The scores and statistics are computed on the CPU.
 """
 
 from __future__ import annotations
