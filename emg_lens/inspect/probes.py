@@ -398,18 +398,13 @@ def probe_tokens(
 ) -> pd.DataFrame:
     """Cross-validated linear probes on each token group's activations at each layer.
 
-    For every layer and group: a logistic regression on the group's token vectors (its tokens'
-    ``d_model`` vectors side by side; `POOLED`: their mean over every channel token), fitted and
-    scored over folds that keep each trial's windows together (`fold_windows`, shuffled with
-    ``seed``; the mean of the folds' scores), predicting the gesture class (restricted to the
-    windows of ``classes``, class indices, when given) or ``labels`` (one per window: subject,
-    repetition, session; float values are a regression target, fitted by ridge regression and
-    scored by R²; a name reads the data's window labels, `emg_lens.data.pooled.window_labels`:
-    ``"subject"`` of windows pooled over subjects).
-    Beside it, the same probe on the control task (the module docstring: each trial's label
-    replaced by another trial's). ``leave_out`` (a window label, ``"subject"``) folds by it
-    instead: each fold holds out the windows of one of its values (`leave_one_out`: does what
-    the probe learns on the other subjects transfer?).
+    For every layer and group: a logistic regression on the group's token vectors side by side
+    (`POOLED`: their mean over every channel token), scored over folds that keep each trial's
+    windows together (`fold_windows`, shuffled with ``seed``), predicting the gesture class
+    (of the windows of ``classes`` when given) or ``labels`` (one per window; float values are
+    a regression target, ridge scored by R²; a name reads the data's window labels,
+    `emg_lens.data.pooled.window_labels`), beside the same probe on the control task.
+    ``leave_out`` (a window label, ``"subject"``) holds out one of its values per fold instead.
 
     ``data`` is a `SubjectData` (its test windows) or ``(X, y)``. ``layers`` are block
     indices (default all); with ``hook="resid_pre"`` layer ``n_layers`` is the stream after
@@ -419,10 +414,8 @@ def probe_tokens(
     cached. ``n_jobs`` processes fit the probes (joblib's convention: -1 for every core).
 
     Columns: ``layer, group, accuracy`` (R² for a regression), ``control_accuracy``,
-    ``selectivity`` (their difference), ``chance`` (the share of the most frequent label; 0
-    for R²), ``n`` (windows probed), ``trials`` (the trials they hold), ``folds`` (how many
-    were used) and ``fold_unit`` (what a fold keeps together: ``"trial"``, ``"repetition"``, or
-    ``"window"`` for windows that are each their own trial).
+    ``selectivity`` (their difference), ``chance`` (the most frequent label's share; 0 for R²),
+    ``n`` (windows), ``trials``, ``folds`` and ``fold_unit`` (what a fold keeps together).
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
