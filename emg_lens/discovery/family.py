@@ -237,14 +237,11 @@ class RowChunk:
 @checked
 @dataclass(frozen=True, eq=False)
 class CompiledFamily(Sequence[Candidate]):
-    """A candidate family compiled against one model, once, on its device: the candidates'
-    ``[head, query, key]`` masks stacked per layer (``by_layer``: their positions and masks;
-    ``masks``: each candidate's, a view of those), each candidate's touched ``(head, query)``
-    rows and their cut keys (``rows``), its size, the union of them all (``everything``: the
-    empty circuit) and the base cut's ``{layer: mask}`` (``base``: an edge set cut in every
-    pass, the model as it runs). The screen, the exact passes, the gates and the search read
-    these instead of compiling edge sets against the model at each step. It is the sequence
-    of its candidates; `compile_family` makes it.
+    """A candidate family compiled against one model, once, on its device (`compile_family`),
+    which the screen, the exact passes, the gates and the search read instead of compiling
+    edge sets at each step: the masks stacked per layer (``by_layer``; ``masks``, views of
+    them), each candidate's touched rows and cut keys (``rows``), its size, their union
+    (``everything``: the empty circuit) and the base cut (``base``). A sequence of candidates.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet

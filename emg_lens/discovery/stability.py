@@ -40,14 +40,11 @@ def _kept(found: Discovery) -> set[str]:
 def bootstrap_stability(
     found: Discovery, *, resamples: int, verify_top: int = 10, seed: int = 0
 ) -> list[float]:
-    """The Jaccard index between ``found``'s circuit and the circuit the same procedure (screen
-    with ``found``'s estimator and exact layers, verify ``verify_top`` with the flagged and
-    sampled budgets ``found`` was verified with, discover with ``found``'s tau, method,
-    accuracy rule, metric, output, family and base) finds on each of ``resamples`` bootstrap
-    resamples of the held-out trials (seeded; each drawn trial brings all its windows,
-    ``SubjectData.test_trials``; windows without trials, such as ``(X, y)``, are each their
-    own, and a warning says so); NaN for a resample on which cutting every candidate does not
-    lower the metric (no circuit).
+    """The Jaccard index between ``found``'s circuit and the circuit the same procedure (screen,
+    verify ``verify_top`` and discover with everything as ``found`` was found) finds on each of
+    ``resamples`` seeded bootstrap resamples of the held-out trials (windows without trials are
+    each their own, and a warning says so); NaN for a resample on which cutting every candidate
+    does not lower the metric (no circuit).
 
     >>> import warnings
     >>> from emg_lens import EncoderConfig

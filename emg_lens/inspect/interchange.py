@@ -293,13 +293,10 @@ interchanged and the layer."""
 
 def over_subjects(table: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """The subject-level IIA of each ``cut``, ``group`` and ``layer`` of ``table`` (one row per
-    subject and site: `Interchange.summary` with ``subject``, ``group`` and ``layer``, as
-    ``emg-lens probe`` writes ``interchange.csv``; no ``cut`` column: ``"none"``), never an
-    interval over the subjects' pooled pairs (the module docstring). Columns: the keys,
-    ``subjects``, ``iia`` (the mean of the subjects' IIA), ``ci_low`` / ``ci_high`` (its
-    ``level`` Student-t interval over subjects, `emg_lens.stats.compare.t_interval`; with one
-    subject, that subject's own interval from the table), ``iia_min``, ``iia_max``, and ``k``
-    of ``n`` pairs that follow the source, summed (counts, not an estimate).
+    subject and site, as ``emg-lens probe`` writes ``interchange.csv``), never an interval over
+    the subjects' pooled pairs. Columns: the keys, ``subjects``, ``iia`` (the mean of the
+    subjects' IIA) with its ``level`` t interval over subjects (``ci_low``, ``ci_high``; one
+    subject: its own), ``iia_min``, ``iia_max``, and ``k`` of ``n`` pairs summed (counts).
 
     >>> table = pd.DataFrame({"subject": [1, 2], "group": "acc", "layer": 0, "k": [30, 40],
     ...                       "n": 64, "ci_low": [0.3, 0.45], "ci_high": [0.62, 0.77]})

@@ -74,14 +74,11 @@ class Known(TypedDict, total=False):
 class TrialScore:
     """One model's held-out score as the chance check counts it: ``correct`` of the windows
     (``class_counts`` per class), ``trials_correct`` of the trials by majority vote
-    (``trial_counts`` per class; a trial of several classes, a recording of two sleep stages,
-    counts once: each of its classes 1 over their number, right or not by its own vote, so
-    these may be fractions), the windows' ``design_effect`` (None where unknown), and
-    what names the fault: ``train_accuracy`` (None where unknown) and ``placement`` (the data
-    have one, so the placement check applies); and ``baseline_accuracy``, the per-channel
-    feature baseline's on the same split (`emg_lens.train.baseline.feature_baseline`; None
-    where unknown), which the console names a model below; ``unit``: the data's trial unit
-    (`emg_lens.stats.units.TRIAL_UNITS`; None where unknown), which says what a trial is.
+    (``trial_counts`` per class; a trial of several classes counts once, so these may be
+    fractions), the windows' ``design_effect``, what names the fault (``train_accuracy``;
+    ``placement``: the data have one), ``baseline_accuracy`` (the per-channel feature
+    baseline's, `emg_lens.train.baseline.feature_baseline`) and ``unit`` (the data's trial
+    unit, `emg_lens.stats.units.TRIAL_UNITS`); None where unknown.
 
     >>> pred, y = np.array([0, 0, 1, 1, 1, 1]), np.array([0, 0, 0, 1, 1, 1])
     >>> s = TrialScore.from_predictions(pred, y, np.array([0, 0, 0, 1, 1, 1]), 2)

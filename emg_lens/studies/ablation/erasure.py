@@ -198,16 +198,12 @@ def _class_changes(spec: StudySpec, per_subject: pd.DataFrame) -> pd.DataFrame:
 
 
 def erasure_table(spec: StudySpec, per_subject: pd.DataFrame) -> pd.DataFrame:
-    """Per erasure condition and metric: the change from the baseline under the erasure and
-    under its placebo (each the mean over subjects of the subject's change: the whole model's,
-    the concept's and the side effects together), their difference tested paired over
-    subjects (``test``: the claims' test); the concept's own change apart: the mean change of
-    the accuracy of its classes (``n_concept_classes`` of them, `concept_classes`; none, so
-    empty, for a concept that is not classes) under the erasure and under the placebo; of the
-    classes outside the concept, how many there are and the largest mean drop of a class's
-    accuracy; and the erasers' `ERASER_FIELDS`, over subjects and layers: the smallest
-    ``rank`` beside ``full_rank`` and the largest share of the cross-covariance ``left``
-    (`ERASURE_COLUMNS`; empty for cells stored without them)."""
+    """Per erasure condition and metric (`ERASURE_COLUMNS`): the mean change over subjects
+    under the erasure and under its placebo, their difference tested paired over subjects
+    (``test``: the claims' test); the concept's classes' own change under both (empty for a
+    concept that is not classes, `concept_classes`); the largest mean drop of a class outside
+    the concept; and the erasers' `ERASER_FIELDS` over subjects and layers (the smallest
+    ``rank``, the largest share ``left``; empty for cells stored without them)."""
     classes = _class_changes(spec, per_subject)
     rows = []
     for name, intervention in _erasures(spec).items():

@@ -190,16 +190,13 @@ def regression_cuts(
     seed: int = 0,
 ) -> pd.DataFrame:
     """The effect of cutting each edge set of ``conditions`` (by name; in every layer) on
-    ``model``'s predictions of ``y`` from windows ``X``, tested over the held-out ``blocks``
-    (see the module docstring): `block_errors` of each, then `cut_table`. Columns:
-    ``condition``, ``edges``, ``mse``, ``r2`` (over all windows, `metrics.score_regression`),
-    ``delta_mse`` (mean over blocks of the block's MSE change), ``ci_low``, ``ci_high`` (its
-    95 % bootstrap interval over blocks, `stats.bootstrap_delta_cis`, seeded by ``seed``),
-    ``t_low``, ``t_high`` (its 95 % t interval, `stats.delta_t_intervals`), ``delta_r2``,
-    ``p`` (exact sign-flip test over blocks, `sign_flip_p`), ``p_corrected`` (``correction``:
-    ``holm`` or ``bonferroni``, over the conditions that cut an edge, `stats.correct`),
-    ``stars`` and ``cut_edges`` (edges cut per layer, summed over heads). The first row,
-    ``none``, is the unmasked model.
+    ``model``'s predictions of ``y`` from windows ``X``, tested over the held-out ``blocks``:
+    `block_errors` of each, then `cut_table`. Columns: ``condition``, ``edges``, ``mse``,
+    ``r2``, ``delta_mse`` (the mean over blocks of a block's MSE change) with its 95 %
+    bootstrap (``ci_low``, ``ci_high``, seeded by ``seed``) and t (``t_low``, ``t_high``)
+    intervals over blocks, ``delta_r2``, ``p`` (exact sign-flip over blocks), ``p_corrected``
+    (``correction`` over the conditions that cut an edge), ``stars`` and ``cut_edges``. The
+    first row, ``none``, is the unmasked model.
     """
     check_blocks(y, blocks, len(X))
     _check_names(conditions)  # before any pass
