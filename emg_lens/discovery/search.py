@@ -117,13 +117,9 @@ class Discovery:
     @property
     def areas(self) -> tuple[float, float]:
         """MIB's CPR and CMD (`faithfulness_areas`) of the faithfulness curve over the share of
-        the family's edges kept: the search's ``curve`` (the full model at 1, then every
-        accepted cut, down to the circuit) and the empty circuit (everything cut, whose
-        faithfulness is 0 by the normalisation), the trapezoid rule between them. No circuit
-        smaller than the one found is measured: from it to the empty circuit the curve is
-        one straight segment (at most the circuit's share of the area). The faithfulness is
-        MIB's, with the ``-inf`` cut of every candidate as the empty circuit (MIB patches
-        every edge from a counterfactual input)."""
+        the family's edges kept: the search's ``curve`` down to the circuit, then one straight
+        segment to the empty circuit (every candidate cut with ``-inf``, where MIB patches every
+        edge from a counterfactual input; faithfulness 0 by the normalisation)."""
         share = [*self.curve["edges_kept_share"], 0.0]
         return faithfulness_areas(share, [*self.curve["faithfulness"], 0.0])
 
@@ -211,11 +207,9 @@ def discover(
 ) -> Discovery:
     """Find the circuit of ``model`` on the test windows of ``data``: screen the ``family``
     (or use ``screened``, a `Screen` of the same model and data), then cut greedily, least
-    needed first, while the exact metric stays within ``tau`` of its full-to-empty range
-    (see the module docstring) and, with ``keep_accuracy``, so does every class's accuracy
-    (`Discovery.classes_lost`): a circuit that keeps the mean margin can still lose a class.
-    One exact pass per candidate, from its layer on. ``method``: the order, ``"greedy"``
-    (the screen's) or ``"gates"`` (learned edge gates; the table gains ``survival``).
+    needed first, while the exact metric stays within ``tau`` of its full-to-empty range and,
+    with ``keep_accuracy``, so does every class's accuracy (`Discovery.classes_lost`).
+    ``method``: the order, ``"greedy"`` or ``"gates"`` (the table gains ``survival``).
     ``base``: an edge set cut in every pass (the model as it runs; see `screen`)."""
     tau = check_tau(tau)
     method = check_method(method)

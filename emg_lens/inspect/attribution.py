@@ -138,11 +138,9 @@ def direct_attribution(
     the logit difference, see the module docstring), from a cache of ``model`` holding at
     least `attribution_hooks`.
 
-    One row per (window, component): ``sample, label, component, kind, layer, head, value``.
-    Kinds: ``embed``/``pos_embed`` (the embeddings), ``head`` (one attention head,
-    ``L{l}H{h}``), ``attn_bias`` (``b_O``), ``mlp``, ``ln_bias`` and ``unembed_bias``. The
-    values of one window add up to its logit (difference). Per-layer totals are a groupby
-    over ``layer`` (heads plus ``b_O`` are the layer's attention output).
+    One row per (window, component): ``sample, label, component, kind, layer, head, value``,
+    kinds ``embed``, ``pos_embed``, ``head`` (``L{l}H{h}``), ``attn_bias`` (``b_O``), ``mlp``,
+    ``ln_bias`` and ``unembed_bias``; one window's values add up to its logit (difference).
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet

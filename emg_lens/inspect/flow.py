@@ -75,10 +75,8 @@ def mean_patterns(
     model: Any, cache_or_signals: ActivationCache | Any, *, batch_size: int = 64
 ) -> Float[torch.Tensor, "layer head_index query_pos key_pos"]:
     """Every layer's attention pattern averaged over the windows, from a cache of ``model``
-    (validated: `check_cache`) or from signals ``[batch, channels, time]``.
-
-    With signals, the patterns are summed by a hook at ``hook_pattern`` batch by batch, so
-    memory stays at one batch of one layer whatever the number of windows.
+    (validated: `check_cache`) or from signals ``[batch, channels, time]``, summed by a hook
+    batch by batch (memory: one batch of one layer).
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet

@@ -50,10 +50,8 @@ def mmd2_unbiased(
 ) -> Float[torch.Tensor, "*batch"]:
     """The unbiased estimate of the squared MMD between samples ``x`` and ``y`` (Gretton et al.
     2012) with the Gaussian kernel ``exp(-|a - b|² / (2 σ²))``; ``σ`` defaults to
-    `median_bandwidth` of the pooled points. Leading axes are batched.
-
-    Its expectation is 0 when ``x`` and ``y`` are independent samples of one distribution, so
-    single estimates scatter around 0 (slightly negative values are normal).
+    `median_bandwidth` of the pooled points. Leading axes are batched. Its expectation is 0
+    for independent samples of one distribution, so slightly negative values are normal.
 
     >>> gen = torch.Generator().manual_seed(0)
     >>> a, b = torch.randn(300, 4, generator=gen), torch.randn(300, 4, generator=gen)
@@ -115,12 +113,9 @@ def distribution_shift(
 ) -> pd.DataFrame:
     """Cosine distance and MMD² (with its no-shift reference ``mmd2_null``) between the masked
     and the unmasked residual stream after each block, with ``edges`` (an edge set, its string
-    form, or a compiled bool mask) masked in ``layers`` together; see the module docstring.
-
-    One row per (layer, group): ``layer, group`` (``"all"`` positions, then each token
-    group), ``masked`` (whether this layer is masked), ``n_windows`` (per half, for MMD²),
-    ``cosine_distance``, ``mmd2``, ``mmd2_null``. The windows are split into halves by a
-    permutation seeded with ``seed``. Layers before the first masked one show no shift.
+    form, or a compiled bool mask) masked in ``layers`` together. One row per (layer, group):
+    ``layer, group`` (``"all"``, then each token group), ``masked``, ``n_windows`` (per half),
+    ``cosine_distance``, ``mmd2``, ``mmd2_null``; the halves are drawn with ``seed``.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet

@@ -177,10 +177,8 @@ def score_logits(
     each the mean over the windows) of a condition's ``logits`` against the labels ``y`` and
     the unmasked model's logits on the same windows (``reference``, for ``kl`` and
     ``flip_rate``), and per-class ``class_correct`` and ``class_total`` counts; with each
-    window's trial (``trials``), also the cell's trial counts (`score_predictions`) and, per
-    trial, its class, windows and correct windows (`emg_lens.stats.units.trial_counts`, for
-    per_class.csv's intervals over trials). Computed in float64 on the CPU from the logits as
-    given; `score_stacked` scores many conditions' logits at once.
+    window's trial (``trials``), also the trial counts (`emg_lens.stats.units.trial_counts`).
+    Computed in float64 on the CPU from the logits as given.
 
     >>> ref = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     >>> cell = score_logits(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), ref, np.array([0, 1]), 2)
@@ -199,11 +197,9 @@ def score_stacked(
     trials: Int[np.ndarray, " n"] | None = None,
 ) -> list[dict[str, Any]]:
     """`score_logits` of each condition's logits ``logits[c]`` against one ``reference``, in
-    one vectorised pass over the stack (a study scores all of a subject's conditions so):
-    each cell is the one `score_logits` gives that condition alone, bit for bit. The
-    per-window values are computed for the whole stack, and each mean over windows is taken
-    along one condition's row as `score_logits` takes it (a float sum's order decides its
-    last bits, and torch splits a long 1-d sum across threads).
+    one vectorised pass, each cell bit for bit the one `score_logits` gives that condition
+    alone (each mean is taken along one condition's row: a float sum's order decides its
+    last bits).
 
     >>> ref = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     >>> cells = score_stacked(torch.stack([ref, ref.flip(-1)]), ref, np.array([0, 1]), 2)

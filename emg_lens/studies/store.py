@@ -194,12 +194,9 @@ class CellStore:
         owner: Callable[[int], str] = lambda subject: "another process",
     ) -> None:
         """Block until ``present(subject, key)`` holds for every cell of ``cells`` (subject ->
-        keys), as other processes write them. Each cell is checked until it appears, then
-        never again, so a poll costs one look per subject still waited for.
-
-        After ``timeout`` seconds in which no new cell appeared, a `StudyError` names every
-        subject still missing cells, the first such cell's file, who was to compute it
-        (``owner``) and who holds its claim now.
+        keys), as other processes write them, each cell looked at until it appears. After
+        ``timeout`` seconds without a new cell, a `StudyError` names every subject still missing
+        cells, the first such cell's file, its ``owner`` and who holds its claim now.
 
         >>> import tempfile
         >>> store = CellStore(tempfile.mkdtemp(), fingerprint="{}")
