@@ -94,7 +94,7 @@ def _panel_title(key: tuple, columns: list[str]) -> str:
 def plot_probes(table: pd.DataFrame) -> plt.Figure:
     """Probe accuracy by layer, one line per token group (dotted: the same probe on the control
     task; grey: chance), one panel per ``cut``, ``model`` and ``target`` the table has, from
-    `emg_lens.inspect.probe_tokens` or `~.probe_report.probe_subjects` (subjects averaged).
+    `emg_lens.inspect.probe_tokens` or `probe_subjects` (subjects averaged).
 
     >>> table = pd.DataFrame({"layer": [0, 1], "group": "emg", "accuracy": [0.3, 0.9],
     ...                       "control_accuracy": [0.3, 0.4], "chance": 0.25})
