@@ -169,9 +169,8 @@ def add_checkpoint_arguments(
 
 def open_checkpoint(args: argparse.Namespace, root: Path) -> tuple[Path, Any, str]:
     """What a command of `add_checkpoint_arguments` settles before it loads anything: its
-    output folder (``--out``, default ``root/<the checkpoint folder's name>``, checked by
-    `output_folder`), the ``--modules`` builder (None without it; run only with
-    ``--allow-code``; a checkpoint whose model holds the user's modules, without one, is a
+    output folder (`output_folder`), the ``--modules`` builder (run only with
+    ``--allow-code``; a checkpoint holding the user's modules without one is a
     `CheckpointError` saying what to add) and the device's name (`resolve_device`).
 
     >>> import tempfile

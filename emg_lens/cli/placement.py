@@ -95,10 +95,9 @@ def placement_summary(
     records: dict[int, dict | None], trained: dict[int, dict | None] | None = None
 ) -> list[str]:
     """The summary lines of the subjects' placement checks (``{subject: meta
-    ["placement_check"]}``; None: not checked): one per held-out repetition named moved or that
-    the check cannot tell (its evidence and what was done), one saying the others keep their
-    placement; with ``trained`` (what each checkpoint recorded), a line for each subject
-    trained realigned and scored here as recorded, or the other way round.
+    ["placement_check"]}``; None: not checked): one per repetition named moved or that cannot
+    tell, one for the others; with ``trained``, a line for each subject trained realigned and
+    scored here as recorded, or the other way round.
 
     >>> moved = {"decision": "moved", "score": 0.71, "action": "realigned before "
     ...          "preprocessing", "description": "emg, held-out repetition 4 ('3'): moved: "

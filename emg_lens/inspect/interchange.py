@@ -50,11 +50,9 @@ PAIR_COLUMNS = [
 class Interchange:
     """What `interchange` found: ``pairs`` (one row per pair: labels, the three predictions,
     whether the intervened one is the source's label, the logit shift), the three runs'
-    ``logits`` ``[pair, class]`` (keys ``base``, ``source``, ``intervened``), and overall the
-    IIA (``k`` of the ``n`` pairs whose labels differ) with its 95 % interval (``ci_low``,
-    ``ci_high``) over ``unit``: ``"trial"``, a bootstrap resampling the trials of those pairs
-    (``trials``: how many base trials), or ``"pair"``, Clopper-Pearson over pairs given without
-    trials (``trials`` is then ``n``); and the mean logit shift over them."""
+    ``logits`` (``base``, ``source``, ``intervened``), the IIA (``k`` of the ``n`` pairs whose
+    labels differ) with its 95 % interval over ``unit`` (``"trial"``, with ``trials`` base
+    trials, or ``"pair"``), and the mean logit shift."""
 
     pairs: pd.DataFrame
     logits: dict[str, np.ndarray]
@@ -180,11 +178,8 @@ def interchange(
     ``(X, y, trial)`` with each window's trial, window ``i`` of one paired with window ``i`` of
     the other; `interchange_pairs` builds them). The IIA's interval resamples the trials the
     pairs carry (both sides' where both carry them: a crossed bootstrap), else it is
-    Clopper-Pearson over pairs.
-
-    ``return_type`` is the model output read (IsoNet: ``"logits"`` its CLS head,
-    ``"avg_logits"`` its mean-pooled head); ``cut`` is an edge set masked in every layer of
-    every run (base, source and intervened). Returns an `Interchange`.
+    Clopper-Pearson over pairs. ``return_type``: the model output read; ``cut``: an edge set
+    masked in every layer of every run. Returns an `Interchange`.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet

@@ -201,8 +201,7 @@ def probe_models(
     masked in every layer), and with ``interchange_group`` the IIA of interchanging that
     token group at every layer between every ordered pair of distinct ``classes`` (all when
     not given) within a repetition, read from ``return_type``; ``n_jobs`` processes fit the
-    probes. ``known``: subject -> what the chance check knows of its model
-    (`emg_lens.studies.subjects.known_of`: its training accuracy, the data's placement).
+    probes. ``known``: subject -> `emg_lens.studies.subjects.known_of`.
 
     >>> import numpy as np, torch
     >>> from emg_lens import EncoderConfig

@@ -331,10 +331,9 @@ def _cross_validate(features: np.ndarray, targets: Sequence[np.ndarray], splits,
 def held_out_accuracy(
     features: np.ndarray, target: np.ndarray, train: np.ndarray, test: np.ndarray
 ) -> float:
-    """The accuracy on the ``test`` windows of this module's logistic probe fitted on the
-    ``train`` windows (features standardised on ``train``), on one BLAS thread: one fold of
-    `probe_tokens`, for tools that change the features per fold (an eraser fitted on the
-    fold's training windows, `emg_lens.inspect.erasure`).
+    """The accuracy on the ``test`` windows of the logistic probe fitted on the ``train``
+    windows: one fold of `probe_tokens`, for tools that change the features per fold (an
+    eraser, `emg_lens.inspect.erasure`).
 
     >>> x = np.r_[np.zeros((10, 2)), np.ones((10, 2))] + np.linspace(0, 0.1, 20)[:, None]
     >>> y = np.repeat([0, 1], 10)

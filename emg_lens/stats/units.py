@@ -87,12 +87,10 @@ def trial_votes(
     y: Int[np.ndarray, " window"],
     trials: Int[np.ndarray, " window"],
 ) -> TrialVotes:
-    """Each trial's majority vote over its windows' predicted classes (see the module
-    docstring); a trial whose windows carry several classes votes each class apart, each vote
-    weighing 1 over its trial's classes (`TrialVotes`). ``pred`` may stack several
-    conditions' predictions of the same windows (``[condition, window]``): ``correct`` is then
-    ``[condition, vote]``, each row what that condition's predictions alone give, and
-    ``label``, ``windows`` and ``weight`` are shared.
+    """Each trial's majority vote over its windows' predicted classes (a tie is not correct);
+    a trial of several classes votes each class apart (`TrialVotes`). ``pred`` may stack
+    several conditions' predictions (``[condition, window]``): ``correct`` is then
+    ``[condition, vote]``, each row what that condition alone gives.
 
     >>> trial_votes(np.array([0, 1]), np.array([0, 0]), np.array([0, 0])).correct.tolist()
     [False]
@@ -159,10 +157,8 @@ def cluster_bootstrap_ci(
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
 ) -> tuple[float, float]:
-    """A percentile interval of ``mean(hits)`` that resamples whole clusters (trials) with
-    replacement: each resample's share is its clusters' hits over their units. Seeded, so the
-    same data give the same interval. One cluster gives the interval ``(share, share)``
-    widened to nothing it can show: ``(0.0, 1.0)`` for a share of hits in ``[0, 1]``.
+    """A seeded percentile interval of ``mean(hits)`` that resamples whole clusters (trials)
+    with replacement; one cluster shows nothing: ``(0.0, 1.0)``.
 
     >>> hits = np.array([1, 1, 1, 1, 0, 0, 0, 0], float)
     >>> cluster_bootstrap_ci(hits, np.array([0, 0, 1, 1, 2, 2, 3, 3]))  # 4 trials: wide
@@ -193,12 +189,9 @@ def crossed_bootstrap_ci(
     seed: int = BOOTSTRAP_SEED,
 ) -> tuple[float, float]:
     """A percentile interval of ``mean(hits)`` over pairs that each belong to two clusters
-    (``rows``: a base trial, ``cols``: a source trial), crossed rather than nested: Owen's
-    pigeonhole bootstrap (Owen 2007, "The pigeonhole bootstrap", Ann. Appl. Stat.) draws the
-    row clusters and the column clusters independently with replacement and weighs each pair
-    by the product of its two clusters' draw counts, so pairs sharing either trial come and go
-    together (it errs on the wide side). Seeded; fewer than two clusters of either kind give
-    ``(0.0, 1.0)``.
+    (``rows``: a base trial, ``cols``: a source trial), crossed: Owen's (2007) pigeonhole
+    bootstrap, each pair weighed by the product of its two clusters' draw counts (it errs on
+    the wide side). Seeded; fewer than two clusters of either kind give ``(0.0, 1.0)``.
 
     >>> hits = np.array([1, 1, 1, 0, 0, 0], float)
     >>> lo, hi = crossed_bootstrap_ci(hits, np.arange(6), np.arange(6))
@@ -336,13 +329,9 @@ def class_trial_cis(
     level: float = 0.95,
 ) -> tuple[Float[np.ndarray, " n_classes"], Float[np.ndarray, " n_classes"], np.ndarray]:
     """``(low, high, trials)`` per class: the interval of the class's accuracy over its
-    trials, and how many trials it has. Each trial counts once, with its share of correct
-    windows ``a_t`` in [0, 1]; the interval is Clopper–Pearson's for ``Σ a_t`` successes of
-    ``T`` trials (`emg_lens.stats.compare.clopper_pearson`, whose beta quantiles take a
-    fractional count). Exact where trials are all right or all wrong, and conservative
-    otherwise: of the variables in [0, 1] with a given mean, a trial that is all right or all
-    wrong varies most, so the binomial bounds every trial's share (Hoeffding 1956). NaN for a
-    class without windows.
+    trials, and how many trials it has: Clopper–Pearson's for ``Σ a_t`` successes of ``T``
+    trials, ``a_t`` a trial's share of correct windows (exact where trials are all right or
+    all wrong, conservative otherwise: Hoeffding 1956). NaN for a class without windows.
 
     >>> low, high, n = class_trial_cis([0, 0, 1, 1], [3, 3, 3, 3], [3, 2, 0, 3], 3)
     >>> n.tolist(), low[:2].round(3).tolist(), high[:2].round(3).tolist(), bool(np.isnan(low[2]))
@@ -381,13 +370,9 @@ def bootstrap_delta_ci(
     seed: int = BOOTSTRAP_SEED,
     relative: bool = True,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of `delta_pct` over subjects: ``masked[i]`` and
-    ``baseline[i]`` are subject ``i``'s values, and each resample draws subjects with
-    replacement, keeping each subject's pair together (the values are the same subjects'
-    under two conditions). ``relative=False``: the interval of the absolute change of the
-    mean, masked − baseline, instead. Seeded: the same inputs give the same interval.
-    Subjects with a NaN value are left out; with fewer than 2 subjects the interval is
-    ``(nan, nan)``.
+    """Seeded percentile bootstrap interval of `delta_pct` over subjects, each resample keeping
+    a subject's pair ``masked[i]``, ``baseline[i]`` together (``relative=False``: of the
+    absolute change). Subjects with a NaN are left out; below 2 subjects ``(nan, nan)``.
 
     >>> low, high = bootstrap_delta_ci([0.5, 0.6, 0.55, 0.58], [0.9, 0.95, 0.92, 0.91])
     >>> bool(low < 100 * (0.5575 - 0.92) / 0.92 < high), (low, high) == bootstrap_delta_ci(
