@@ -567,7 +567,7 @@ def skew_t_interval(
     Per-subject changes of an accuracy count are skewed, and Student's one-sided bounds then
     clear a margin too often (docs/trust.md). ``sd_floor`` as in `t_interval`. ``third``: a
     second estimate of the values' third cumulant (a claim's, from each subject's trials:
-    `emg_lens.studies.ablation.verdicts.subject_changes`); the interval then spans both
+    `emg_lens.stats.units.subject_changes`); the interval then spans both
     corrections, each end the more cautious. ``skew_floor``: a skewness of at least this much
     assumed on each side (`_floor_quantile`; claims pass `SKEW_FLOOR`).
 

@@ -3,7 +3,8 @@ why, and how much the windows of a trial repeat each other: docs/DESIGN.md §15)
 decided by the majority vote of their windows (`trial_votes`; a tie is not correct), intervals
 resample whole trials (`cluster_bootstrap_ci`, `crossed_bootstrap_ci` for pairs of trials),
 per-class intervals are exact over the class's trials (`class_trial_cis`; a bootstrap of so
-few trials undercovers: docs/DESIGN.md §16), and `design_effect` is Kish's ``1 + (m - 1) ICC``.
+few trials undercovers: docs/DESIGN.md §16), `design_effect` is Kish's ``1 + (m - 1) ICC``,
+and `subject_changes` gives each subject's own change with its interval over its trials.
 
 >>> pred = np.array([1, 1, 0, 0, 0, 2, 2, 1])
 >>> y = np.array([1, 1, 1, 0, 0, 2, 2, 2])
@@ -19,10 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from jaxtyping import Bool, Float, Int
+from scipy import stats as sps
 
 from emg_lens.errors import ArgumentError, check_number
-from emg_lens.stats.compare import Values, clopper_pearson, rows_and_baseline
+from emg_lens.stats.compare import ALPHA, Values, clopper_pearson, rows_and_baseline
 
 BOOTSTRAP_RESAMPLES = 2000
 TRIAL_UNITS = ("repetition", "window", "given", "recording")
@@ -442,3 +445,70 @@ def bootstrap_delta_cis(
                 if len(row):
                     lows[i], highs[i] = np.percentile(row, [tail, 100 - tail])
     return lows, highs
+
+
+def subject_changes(
+    baseline_rows: pd.DataFrame, masked_rows: pd.DataFrame, classes: list[int]
+) -> pd.DataFrame:
+    """Each subject's own change of accuracy over ``classes`` under a condition, with its
+    interval over that subject's test trials: one row per subject (the baseline's order) with
+    ``delta_pct`` (``100 (masked − baseline) / baseline``), ``low``, ``high``, ``unit`` and
+    ``k3``, the third cumulant of the subject's Δ% as its trials measure it (NaN below 3
+    trials).
+
+    The interval is Bonferroni's over the subjects (one-sided ``ALPHA / n`` at each end), paired
+    by trial where the cells hold their trials: the ratio ``Σ (h_masked − h_baseline) / Σ
+    h_baseline`` linearised, with Student's t over the trials, never below −100 %. Cells stored
+    without trials (``unit`` ``"window"``) give a change without an interval, which stops no
+    claim; NaN bounds too below 2 trials or with no correct baseline window.
+
+    >>> def cell(subject, key, hits):
+    ...     return {"subject": subject, "key": key, "class_correct": [sum(hits)],
+    ...             "class_total": [10 * len(hits)], "trial_class": [0] * len(hits),
+    ...             "trial_windows": [10] * len(hits), "trial_hits": hits}
+    >>> base = pd.DataFrame([cell(1, "b", [9] * 10), cell(2, "b", [9] * 10)])
+    >>> cut = pd.DataFrame([cell(1, "c", [9] * 10), cell(2, "c", [5, 4, 6, 5, 5, 4, 6, 5, 5, 5])])
+    >>> table = subject_changes(base, cut, [0])
+    >>> print(table.round(1))  # subject 2: ± t(0.975, 9) · sd((m − 5) / 9) / √10 = ± 5.3
+       delta_pct   low  high   unit   k3
+    1        0.0   0.0   0.0  trial  0.0
+    2      -44.4 -49.7 -39.1  trial  0.0
+    """
+    masked_by = {r.subject: r for r in masked_rows.itertuples(index=False)}
+    n = max(len(baseline_rows), 1)
+    out = {}
+    for base in baseline_rows.itertuples(index=False):
+        cut = masked_by.get(base.subject)
+        row = {"delta_pct": np.nan, "low": np.nan, "high": np.nan, "unit": "trial", "k3": np.nan}
+        if cut is None:
+            out[base.subject] = row
+            continue
+        fields = ("trial_class", "trial_windows", "trial_hits")
+        by_trial = all(
+            isinstance(getattr(r, f, None), list | tuple | np.ndarray)
+            for r in (base, cut)
+            for f in fields
+        )
+        if by_trial:
+            held = np.isin(np.asarray(base.trial_class), classes)
+            b = np.asarray(base.trial_hits, float)[held]
+            m = np.asarray(cut.trial_hits, float)[held]
+        else:
+            row["unit"] = "window"
+            b = np.asarray([np.asarray(base.class_correct)[classes].sum()], float)
+            m = np.asarray([np.asarray(cut.class_correct)[classes].sum()], float)
+        total_b = float(b.sum())
+        if total_b > 0:
+            ratio = float((m.sum() - total_b) / total_b)
+            row["delta_pct"] = 100 * ratio
+            if by_trial and len(b) > 1:
+                influence = (m - b - ratio * b) / b.mean()
+                half = (
+                    sps.t.ppf(1 - ALPHA / n, len(b) - 1) * influence.std(ddof=1) / np.sqrt(len(b))
+                )
+                row["low"], row["high"] = max(100 * (ratio - half), -100.0), 100 * (ratio + half)
+                if len(b) > 2:  # the third cumulant of a mean of T trials: theirs over T²
+                    row["k3"] = float(sps.kstat(100 * influence, 3)) / len(b) ** 2
+        out[base.subject] = row
+    columns = ["delta_pct", "low", "high", "unit", "k3"]
+    return pd.DataFrame.from_dict(out, orient="index", columns=columns)
