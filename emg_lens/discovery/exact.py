@@ -257,11 +257,10 @@ class ExactPasses:
         keep_accuracy: bool = True,
         progress: bool = False,
     ) -> tuple[list[tuple[Score, bool]], Score]:
-        """The search's cuts: each candidate (its layer and ``[head, query, key]`` mask), in
-        order, tried with the cut accepted so far (`trial`) and cut when the result
-        `Score.keeps` the metric (`accept`). Returns each trial's score and decision, and the
-        circuit (the accepted cut) scored again from the clean model: the same masks on the
-        same windows must give the metric of the incremental passes, else `ArgumentError`.
+        """The search's cuts: each candidate, in order, tried with the cut accepted so far
+        (`trial`) and cut when `Score.keeps` the metric (`accept`). Returns each trial's score
+        and decision, and the circuit scored again from the clean model, which must give the
+        incremental passes' metric, else `ArgumentError`.
 
         >>> from emg_lens import EncoderConfig
         >>> from emg_lens.models import IsoNet

@@ -72,12 +72,10 @@ def gate_hooks(
     open_share: Float[torch.Tensor, " candidate"] | None = None,
     covers: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> list[tuple[Any, Any]]:
-    """Forward hooks that gate every candidate of ``family`` by ``exp(log_gates)``: added to
-    ``hook_attn_scores`` and ``hook_pattern`` of the layers the family touches (see the
-    module docstring; ``open_share``, the gates themselves, defaults to ``exp(log_gates)``).
-    With every gate 0 (``-inf``) or 1 (``0``), the hooked model computes what ``edge_masks``
-    of the closed candidates compute. ``covers``: `gate_covers` of the model and family,
-    when the hooks are made again and again.
+    """Forward hooks that gate every candidate of ``family`` by ``exp(log_gates)`` at
+    ``hook_attn_scores`` and ``hook_pattern`` (``open_share`` defaults to the gates): with
+    every gate 0 or 1, what ``edge_masks`` of the closed candidates compute. ``covers``:
+    `gate_covers`, when the hooks are made again and again.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet

@@ -81,11 +81,10 @@ def plain(value: Any) -> Any:
 
 
 class Spec:
-    """The base of study spec dataclasses (see the module docstring). A subclass sets
-    ``WHERE`` (how messages name its table: ``"study"``, ``"layers"``...), ``HOLDS`` (what
-    the table holds, for the message when it is something else), ``KIND`` when its
-    table may say ``kind`` (and must say this one), ``UNHASHED`` (keys that are how a study
-    runs rather than what it is, left out of the fingerprint), and implements ``_parse``."""
+    """The base of study spec dataclasses. A subclass sets ``WHERE`` (how messages name its
+    table), ``HOLDS`` (what the table holds), ``KIND`` when its table may say ``kind``,
+    ``UNHASHED`` (keys that are how a study runs, not what it is: out of the fingerprint), and
+    implements ``_parse``."""
 
     WHERE: ClassVar[str] = "study"
     HOLDS: ClassVar[str] = ""  # what the table holds, for the message when it is no table
@@ -185,12 +184,9 @@ def _default_claims_test(value: str, spec: Any) -> bool:
 @checked
 @dataclass(frozen=True)
 class StatsSpec(Spec):
-    """The ``[stats]`` table: test, correction and the family a correction runs over;
-    ``claims_test``, the test of an ablation study's drop claims
-    (`emg_lens.studies.ablation.verdicts`): ``"paired"`` (the exact sign-flip test up to 12
-    subjects, Wilcoxon signed-rank above) unless the file names another of `TESTS` (the tables
-    keep ``test``). Ablation studies read all four; training studies the test and the
-    correction."""
+    """The ``[stats]`` table: test, correction and the family a correction runs over, and
+    ``claims_test``, the test of an ablation study's drop claims (``"paired"`` unless the file
+    names another of `TESTS`). Training studies read the test and the correction."""
 
     WHERE: ClassVar[str] = "stats"
 

@@ -168,10 +168,9 @@ def planted_findings(
     truth: PlantedEEG | None = None,
 ) -> pd.DataFrame:
     """The planted claims (`planted_claims`) tested on a study that does not declare them, on
-    its `cut_everywhere` condition of ``intervention``, with its test and correction, as
-    `emg_lens.studies.ablation.verdicts.evaluate_claims` tests declared ones: one row per claim, its
-    verdict in ``verdict`` (``holds``: found). ``truth``: the planted EEG's `PlantedEEG`,
-    whose regions word the claims (`claims_of`; None: the planted sEMG x ACC data)."""
+    its `cut_everywhere` condition of ``intervention``, as `evaluate_claims` tests declared
+    ones: one row per claim (``holds``: found). ``truth``: a `PlantedEEG`, whose regions word
+    the claims (None: the planted sEMG x ACC data)."""
     row = cut_everywhere(result, intervention)
     layers = row["mode"] if pd.isna(row["layer"]) else f"{row['mode']} {int(row['layer'])}"
     if row["mode"] == "explicit":
