@@ -258,9 +258,8 @@ def chance_table(scores: Mapping[str, TrialScore | tuple[int, Sequence[int]]]) -
     design_effect, train_accuracy, placement``.
 
     Args:
-        scores: model name -> its `TrialScore`, or ``(correct, class_counts)``: how many of
-            its windows the unmasked model classified correctly and how many windows each
-            class has, each window then its own trial.
+        scores: model name -> its `TrialScore`, or ``(correct, class_counts)`` over windows,
+            each window then its own trial.
 
     ``accuracy``, ``correct`` and ``n`` are over windows; ``chance`` and ``p`` are the one-sided
     exact binomial of ``trials_correct`` of ``trials`` over the table's ``unit`` (``"trial"``,

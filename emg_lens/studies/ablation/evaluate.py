@@ -284,11 +284,9 @@ def tree_plan(
 
 
 def structural_zeros(spec: StudySpec, model, conditions: list[Condition]) -> list[str]:
-    """The keys of the edge conditions that cannot change ``model``'s scored output
-    (``spec.return_type``): their masks cut no edge on its layout, or only last-layer rows
-    that the readout does not read, so they compute the baseline's output exactly. A study
-    reports them as structural zeros and leaves them out of the correction family. Hook and
-    input conditions are never structural zeros (their code is not run to find out).
+    """The keys of the edge conditions that cannot change ``model``'s scored output: their
+    masks cut no edge, or only last-layer rows the readout does not read. A study reports them
+    as structural zeros, out of the correction family; hook and input conditions never are.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
