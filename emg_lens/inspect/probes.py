@@ -213,13 +213,10 @@ def fold_windows(
 ) -> Folds:
     """Cross-validation folds of windows that keep each trial's windows together: where every
     label has at least ``folds`` trials, ``folds`` stratified group folds of the trials
-    (`StratifiedGroupKFold` shuffled with ``seed``; a float ``target``, a regression's:
-    `GroupKFold`), ``Folds.unit`` ``"trial"`` (``"window"`` where each window is its own
-    trial); else, where every label occurs in two repetitions or more, one repetition left out
-    per fold (`LeaveOneGroupOut`, unit ``"repetition"``: a demo subject's 4 held-out
-    repetitions give 4 folds where 5 were asked for); else an `ArgumentError` naming the label
-    (``what`` names it: ``"class"``, ``"label"``), its trial count and ``folds``. ``unit`` is
-    the data's trial unit (`emg_lens.data.trials.trial_unit`).
+    (seeded; `GroupKFold` for a float ``target``), unit ``"trial"``; else, where every label
+    occurs in two repetitions or more, one repetition left out per fold (unit
+    ``"repetition"``); else an `ArgumentError` naming the label (``what``), its trial count and
+    ``folds``. ``unit`` is the data's trial unit (`emg_lens.data.trials.trial_unit`).
 
     >>> y = np.repeat([0, 1, 0, 1], 3)  # 2 classes x 2 repetitions, 3 windows a trial
     >>> rep = np.repeat([1, 1, 2, 2], 3)
@@ -406,11 +403,9 @@ def probe_tokens(
     ``leave_out`` (a window label, ``"subject"``) holds out one of its values per fold instead.
 
     ``data`` is a `SubjectData` (its test windows) or ``(X, y)``. ``layers`` are block
-    indices (default all); with ``hook="resid_pre"`` layer ``n_layers`` is the stream after
-    the last block; ``hook=INPUT`` probes the whole input instead (one row, layer -1, group
-    `INPUT`: what the input carries before any weight). ``groups`` default to the layout's
-    groups and `POOLED`. ``cut`` is an edge set masked in every layer while the activations are
-    cached. ``n_jobs`` processes fit the probes (joblib's convention: -1 for every core).
+    indices (default all; with ``hook="resid_pre"``, ``n_layers`` is the final stream);
+    ``hook=INPUT`` probes the whole input (layer -1). ``groups`` default to the layout's and
+    `POOLED`. ``cut``: an edge set masked in every layer; ``n_jobs``: joblib's.
 
     Columns: ``layer, group, accuracy`` (R² for a regression), ``control_accuracy``,
     ``selectivity`` (their difference), ``chance`` (the most frequent label's share; 0 for R²),

@@ -89,14 +89,10 @@ class TokenRows:
     """Windows laid out for TransformerLens's interchange tools at a token group (`token_rows`):
     row ``r`` is window ``window[r]`` read (or intervened on) at token ``positions[r]``.
 
-    Attributes:
-        group: the group's name (``"acc"``, an edge expression, ``"positions [...]"``).
-        inputs: the windows, each repeated once per token of the group, window-major, on the
-            model's device: the ``inputs`` / ``base_inputs`` / ``source_inputs`` to pass.
-        positions: each row's token: the ``positions`` / ``base_positions`` /
-            ``source_positions`` to pass.
-        window: each row's window (an index into the windows given).
-        n_windows: how many windows were given."""
+    ``group`` is the group's name; ``inputs`` (the windows, each repeated once per token,
+    window-major, on the model's device) and ``positions`` are what to pass as the tools'
+    ``inputs`` and ``positions`` (or their ``base_`` / ``source_`` forms); ``window`` is each
+    row's window, ``n_windows`` how many were given."""
 
     group: str
     inputs: Float[torch.Tensor, "row channel time"]

@@ -253,9 +253,8 @@ def trials_needed(chance: float, alpha: float = ALPHA) -> int:
 
 
 def chance_table(scores: Mapping[str, TrialScore | tuple[int, Sequence[int]]]) -> pd.DataFrame:
-    """One row per model: ``model, accuracy, correct, n, chance, p, above_chance, why, unit,
-    trials, trials_correct, trial_accuracy, windows_per_trial, window_chance, window_p,
-    design_effect, train_accuracy, placement``.
+    """One row per model: ``model``, the window figures, the trial test and what names the
+    fault (`COLUMNS`).
 
     Args:
         scores: model name -> its `TrialScore`, or ``(correct, class_counts)`` over windows,

@@ -50,19 +50,11 @@ KINDS: Mapping[str, str] = MappingProxyType(
 @checked
 @dataclass(frozen=True)
 class StudyKind:
-    """One kind of study.
-
-    Attributes:
-        spec: its spec class (`emg_lens.studies.spec_base.Spec`), whose ``KIND`` is what a
-            study file's ``kind`` says (the kind's `name`).
-        run: ``run(spec, **options) -> result`` (a `StudyOutput`; None on a torchrun rank
-            other than 0); its name is what messages point to.
-        check: ``check(spec, **options) -> str``, what ``emg-lens study check`` prints.
-        refuses: the options of `run` and `check_study` this kind does not take -> why
-            (refused by name, never ignored): ``models``, ``allow_code``, ``wait_timeout``,
-            ``overrides``...
-        out: the folder its output goes under by default (``<out>/<name>``).
-    """
+    """One kind of study: its ``spec`` class (whose ``KIND`` is the file's ``kind``), ``run``
+    (``run(spec, **options) -> result``; None on a torchrun rank other than 0), ``check``
+    (what ``emg-lens study check`` prints), ``refuses`` (options of `run` and `check_study`
+    this kind does not take -> why: refused by name, never ignored) and ``out`` (the default
+    output folder, ``<out>/<name>``)."""
 
     spec: type[Spec]
     run: Callable[..., Any]
