@@ -145,9 +145,8 @@ def add_checkpoint_arguments(
 ) -> None:
     """The options of a command on one checkpoint and its subject's test windows (``inspect``,
     ``features``), read by `open_checkpoint` and `load_checkpoint_windows`: ``--checkpoint``,
-    ``--out`` (a folder for ``what``; default ``root/<the checkpoint folder's name>``),
-    ``--n-windows`` (default ``n_windows``), ``--device``, ``--threads``, and ``--modules``
-    with ``--allow-code``.
+    ``--out`` (default ``root/<the checkpoint folder's name>``), ``--n-windows``,
+    ``--device``, ``--threads``, and ``--modules`` with ``--allow-code``.
 
     >>> p = argparse.ArgumentParser()
     >>> add_checkpoint_arguments(p, Path("runs/look"), "the tables", 8)
@@ -169,9 +168,8 @@ def add_checkpoint_arguments(
 
 def open_checkpoint(args: argparse.Namespace, root: Path) -> tuple[Path, Any, str]:
     """What a command of `add_checkpoint_arguments` settles before it loads anything: its
-    output folder (``--out``, default ``root/<the checkpoint folder's name>``, checked by
-    `output_folder`), the ``--modules`` builder (None without it; run only with
-    ``--allow-code``; a checkpoint whose model holds the user's modules, without one, is a
+    output folder (`output_folder`), the ``--modules`` builder (run only with
+    ``--allow-code``; a checkpoint holding the user's modules without one is a
     `CheckpointError` saying what to add) and the device's name (`resolve_device`).
 
     >>> import tempfile
@@ -272,9 +270,8 @@ def add_threads_argument(p: argparse.ArgumentParser) -> None:
 @contextlib.contextmanager
 def torch_threads(n: int | None, flag: str = "--threads") -> Iterator[None]:
     """Compute with ``n`` torch threads inside the block (``None``: as torch is), then restore
-    the count before (a command run in-process leaves the caller's as it was). The inter-op
-    pool is sized too when nothing has used it yet (torch refuses later; a command's own
-    process has not). ``n`` < 1 is an `ArgumentError` naming ``flag``.
+    the caller's count; the inter-op pool is sized too while nothing has used it (torch
+    refuses later). ``n`` < 1 is an `ArgumentError` naming ``flag``.
 
     >>> import torch
     >>> before = torch.get_num_threads()

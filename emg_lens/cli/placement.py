@@ -33,13 +33,11 @@ def check_placements(
     realign: bool,
     report: Callable[[str], None] = print,
 ) -> list[Any]:
-    """Each subject's placement check against the data source's placement (none when it has
-    no ring, grid or scalp: nothing is printed, unless ``realign`` asks for one, an
-    `ArgumentError`), a line for each held-out repetition named moved or that the check cannot
-    tell; the subjects back, each realigned where a move is named when ``realign``, with
-    ``meta["placement_check"]``: the checks, each with the ``action`` taken, ``realign`` (asked)
-    and ``realigned`` (done). A check that cannot run (a repetition without samples) is said
-    and skipped, and nothing is realigned: training goes on with the channels as recorded."""
+    """Each subject's placement check against the data source's placement (a source without
+    one: nothing, or an `ArgumentError` when ``realign`` asks for one), a line for each held-out
+    repetition named moved or that cannot tell; the subjects back, realigned where a move is
+    named when ``realign``, with ``meta["placement_check"]`` (the checks, ``action``,
+    ``realign``, ``realigned``). A check that cannot run is said and skipped."""
     from emg_lens.data.placement import (
         NO_PLACEMENT,
         check_subject,
@@ -95,10 +93,9 @@ def placement_summary(
     records: dict[int, dict | None], trained: dict[int, dict | None] | None = None
 ) -> list[str]:
     """The summary lines of the subjects' placement checks (``{subject: meta
-    ["placement_check"]}``; None: not checked): one per held-out repetition named moved or that
-    the check cannot tell (its evidence and what was done), one saying the others keep their
-    placement; with ``trained`` (what each checkpoint recorded), a line for each subject
-    trained realigned and scored here as recorded, or the other way round.
+    ["placement_check"]}``; None: not checked): one per repetition named moved or that cannot
+    tell, one for the others; with ``trained``, a line for each subject trained realigned and
+    scored here as recorded, or the other way round.
 
     >>> moved = {"decision": "moved", "score": 0.71, "action": "realigned before "
     ...          "preprocessing", "description": "emg, held-out repetition 4 ('3'): moved: "

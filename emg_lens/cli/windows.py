@@ -1,16 +1,9 @@
 """``emg-lens windows``: one HDF5 window store (`emg_lens.data.windows.store`) for TinyMyo,
-written by `emg_lens.data.window_build.build_window_store`.
-
-``--source`` reads any of `WINDOW_STORE_SOURCES`; ``--dataset`` only TinyMyo's downstream
-datasets, and means the same as ``--source`` with that name. The two kinds of source make
-different stores and accept different options: emg2pose, NinaPro DB5/DB6/DB7 and synthetic
-sEMG are cut with TinyMyo's recipe (`emg_lens.data.windows.pipeline.TinyMyoPreprocess`) and
-split by repetition (emg2pose by its metadata.csv's ``split``); EPN-612, UCI and NinaPro DB8 as
-the TinyMyo thesis did, keeping the dataset's own train / val / test split. Each source's
-windows, normalisation and split: docs/guide/tinymyo.md.
-
-An option that the chosen source would ignore is refused, naming the options that apply, so a
-store is never silently built without what was asked for."""
+written by `emg_lens.data.window_build.build_window_store`. ``--source`` reads any of
+`WINDOW_STORE_SOURCES` (``--dataset``: TinyMyo's downstream datasets, by name). Sources cut by
+TinyMyo's recipe and those keeping their dataset's own split accept different options
+(docs/guide/tinymyo.md); an option the chosen source would ignore is refused, naming the
+options that apply, so a store is never silently built without what was asked for."""
 
 from __future__ import annotations
 

@@ -1,20 +1,16 @@
 """Screening and discovery: find the attention-edge circuit, not only test a guessed one.
 
 The "edges" are attention knockouts (a query group's keys of another group, per layer and
-head, cut with ``-inf`` on the logits), not the component-to-component edges of ACDC or EAP.
-`screen` estimates the effect of *every* candidate of a family (`default_family`, compiled
-once by `compile_family`) from one clean forward and one backward, and `Screen.verify`
-measures the riskiest, the best and a random sample exactly, bounding what the ranking missed;
-`discover` cuts candidates, least important first (the screen's order, or with
-``method="gates"`` that of learned edge gates, `gates`), while the exact metric and every
-class's accuracy stay within ``tau``, and returns the circuit as edge sets that parse back
-(``Discovery.complement``: what a study cuts to run only the circuit) with MIB's CPR and CMD
-(`Discovery.areas`); `stability` measures it over resamples and subjects. How each works and
+head, cut with ``-inf`` on the logits), not ACDC's or EAP's component-to-component edges.
+`screen` estimates the effect of every candidate of a family (`default_family`) from one clean
+forward and one backward, and `Screen.verify` measures the riskiest, the best and a random
+sample exactly; `discover` cuts candidates, least important first, while the exact metric and
+every class's accuracy stay within ``tau``, and returns the circuit as edge sets that parse back
+(`Discovery`); `stability` measures it over resamples and subjects;
+`emg_lens.discovery.study` runs it all as a study (``kind = "discovery"``). How each works and
 how far to trust it: docs/guide/discovery.md and docs/ARCHITECTURE.md, "Discovery: what to
 trust".
-
-`emg_lens.discovery.study` runs both as a study (``kind = "discovery"``) over many subjects,
-resumable in the provenance-keyed store; `emg_lens.discovery.plots` draws them."""
+"""
 
 from emg_lens.discovery.exact import ExactPasses, Score
 from emg_lens.discovery.family import (

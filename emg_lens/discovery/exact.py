@@ -1,18 +1,11 @@
 """Exact effects: masked forward passes that check what screening estimated.
 
-`ExactPasses` caches the clean residual stream entering every layer once; a cut whose first
-masked layer is ``l`` then runs only blocks ``l..L-1`` (the layers below it are unchanged).
-For the greedy search it keeps the cut accepted so far, its masks and a second copy of the
-stream, so each trial (that cut and one more candidate) costs the layers from its candidate's
-layer on; `ExactPasses.cut_greedily` runs the search's trials and decisions in one call.
-
-`ExactPasses.score` (a cut of the clean model, what `Screen.verify` measures) does less where
-the blocks are `TransformerBlock` s: block ``l`` changes only at the query positions whose
-rows the cut touches (the rest of a block acts position by position), so it is computed
-there alone (`TransformerBlock.rows_forward`) and the clean output kept elsewhere; and where
-the readout reads few positions (a CLS head), the last block is computed at those alone.
-On the paper preset's CLS head a layer-0 cut costs 3.4-4 blocks instead of 5 (the first
-block's keys and values are still projected at every position)."""
+`ExactPasses` caches the clean residual stream entering every layer once, so a cut whose first
+masked layer is ``l`` runs only blocks ``l..L-1``; for the greedy search it keeps the cut
+accepted so far, so each trial costs the layers from its candidate's on
+(`ExactPasses.cut_greedily`). `ExactPasses.score` computes a block only at the query rows the
+cut touches (`TransformerBlock.rows_forward`) and the last block only where the readout reads:
+on the paper preset's CLS head a layer-0 cut costs 3.4-4 blocks instead of 5."""
 
 from __future__ import annotations
 
@@ -264,11 +257,10 @@ class ExactPasses:
         keep_accuracy: bool = True,
         progress: bool = False,
     ) -> tuple[list[tuple[Score, bool]], Score]:
-        """The search's cuts: each candidate (its layer and ``[head, query, key]`` mask), in
-        order, tried with the cut accepted so far (`trial`) and cut when the result
-        `Score.keeps` the metric (`accept`). Returns each trial's score and decision, and the
-        circuit (the accepted cut) scored again from the clean model: the same masks on the
-        same windows must give the metric of the incremental passes, else `ArgumentError`.
+        """The search's cuts: each candidate, in order, tried with the cut accepted so far
+        (`trial`) and cut when `Score.keeps` the metric (`accept`). Returns each trial's score
+        and decision, and the circuit scored again from the clean model, which must give the
+        incremental passes' metric, else `ArgumentError`.
 
         >>> from emg_lens import EncoderConfig
         >>> from emg_lens.models import IsoNet

@@ -1,16 +1,9 @@
 """Candidate knockouts: the attention edges that screening estimates and discovery may cut.
 
-A `Candidate` is one edge set in one block (``blocks.{layer}``): cutting it writes ``-inf`` into
-those (head, query, key) logits of that layer only. A *family* is the list of candidates a
-screen ranks and a search chooses from:
-
-- `default_family` of a model with several token groups (IsoNet, the hierarchical model): every
-  (layer, head, query group -> key group), CLS included, so the family partitions every
-  attention edge of every layer (e.g. 2 layers x 8 heads x 3 x 3 groups = 144 candidates);
-- of a model with one modality (TinyMyo's sEMG): every (layer, head) x same / other channel x
-  same patch / near patches / far patches (``time_window``), again a partition;
-- `family_from_edges`: a user's own edge sets, each in every layer (or the layers it names),
-  split per head unless asked not to.
+A `Candidate` is one edge set in one block; a *family* is the list a screen ranks and a search
+chooses from. `default_family` partitions every attention edge: per (layer, head, query group
+-> key group) on a model with several token groups, per (layer, head) x same / other channel x
+near / far patches on a one-modality model; `family_from_edges` takes a user's own edge sets.
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet
@@ -244,14 +237,11 @@ class RowChunk:
 @checked
 @dataclass(frozen=True, eq=False)
 class CompiledFamily(Sequence[Candidate]):
-    """A candidate family compiled against one model, once, on its device: the candidates'
-    ``[head, query, key]`` masks stacked per layer (``by_layer``: their positions and masks;
-    ``masks``: each candidate's, a view of those), each candidate's touched ``(head, query)``
-    rows and their cut keys (``rows``), its size, the union of them all (``everything``: the
-    empty circuit) and the base cut's ``{layer: mask}`` (``base``: an edge set cut in every
-    pass, the model as it runs). The screen, the exact passes, the gates and the search read
-    these instead of compiling edge sets against the model at each step. It is the sequence
-    of its candidates; `compile_family` makes it.
+    """A candidate family compiled against one model, once, on its device (`compile_family`),
+    which the screen, the exact passes, the gates and the search read instead of compiling
+    edge sets at each step: the masks stacked per layer (``by_layer``; ``masks``, views of
+    them), each candidate's touched rows and cut keys (``rows``), its size, their union
+    (``everything``: the empty circuit) and the base cut (``base``). A sequence of candidates.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet

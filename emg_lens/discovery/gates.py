@@ -1,18 +1,12 @@
 """Learned edge gates: candidates ranked by mask optimisation (Edge Pruning, arXiv 2406.16778).
 
-Each candidate ``c`` gets a gate ``g_c = sigmoid(theta_c)``. The gated model adds ``log g_c``
-to the attention scores of ``c``'s edges, so a gate at 0 is exactly the ``-inf`` cut and a gate
-at 1 the clean model, and scales each query row by the largest gate among its keys, so that a
-row whose keys are all closed attends to nothing, as the model does when every key is cut. The
-gates are fitted jointly on the test windows to keep the model's output distribution (the KL
-divergence from the full model's, per window, in units of the KL of cutting every candidate)
-while a penalty on the mean open gate rises linearly from 0 to ``penalty``: every gate closes in
-the end, and the order in which they close is what the fit learns. A candidate's *survival*
-(its gate averaged over the fit) ranks it: the greedy search decides one candidate at a time,
-the gates decide all of them together, so two candidates that can stand in for each other are
-not both judged expendable. `emg_lens.discovery.search.discover` (``method="gates"``) then
-tries the candidates in the order of survival, least needed first, with the same exact
-decisions as in the greedy order: the circuit is always measured, never taken from the gates.
+Each candidate gets a gate ``g = sigmoid(theta)`` that adds ``log g`` to its edges' attention
+scores (0: exactly the ``-inf`` cut; 1: the clean model). The gates are fitted jointly to keep
+the full model's output distribution (KL per window) under a rising penalty on the mean open
+gate, so every gate closes in the end and the order is what the fit learns: a candidate's
+*survival* (its gate averaged over the fit) ranks it, and two candidates that stand in for each
+other are not both judged expendable. `emg_lens.discovery.search.discover` (``method="gates"``)
+tries candidates in that order with the same exact decisions: the circuit is always measured.
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet
@@ -78,12 +72,10 @@ def gate_hooks(
     open_share: Float[torch.Tensor, " candidate"] | None = None,
     covers: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> list[tuple[Any, Any]]:
-    """Forward hooks that gate every candidate of ``family`` by ``exp(log_gates)``: added to
-    ``hook_attn_scores`` and ``hook_pattern`` of the layers the family touches (see the
-    module docstring; ``open_share``, the gates themselves, defaults to ``exp(log_gates)``).
-    With every gate 0 (``-inf``) or 1 (``0``), the hooked model computes what ``edge_masks``
-    of the closed candidates compute. ``covers``: `gate_covers` of the model and family,
-    when the hooks are made again and again.
+    """Forward hooks that gate every candidate of ``family`` by ``exp(log_gates)`` at
+    ``hook_attn_scores`` and ``hook_pattern`` (``open_share`` defaults to the gates): with
+    every gate 0 or 1, what ``edge_masks`` of the closed candidates compute. ``covers``:
+    `gate_covers`, when the hooks are made again and again.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet

@@ -1,30 +1,15 @@
 """Exact effects of cuts in the last two layers, from the clean pass's cached activations.
 
-A cut in the last block changes only the attention rows it touches. Row ``(head, query)``
-changes the attention output at ``query`` alone, by ``(A' - A) @ v[head] @ W_O[head]``; what
-follows attention in a block acts position by position (`TransformerBlock.after_attention`);
-and nothing but the readout comes after the last block. So the final residual stream of the cut
-model is the clean one with the touched query positions recomputed, and the readout of that
-stream *is* the cut model's output: no linearisation, at the cost of the block's MLP on the
-touched positions and one readout per candidate.
-
-This is where the first-order screen fails most (issue 25; the measurements:
-docs/ARCHITECTURE.md, "Discovery: what to trust"), above all on a cut of the CLS row when the
-CLS head reads that one row. A cut of the CLS query row in layer ``L-2`` is computed exactly
-too where the readout reads few tokens:
-
-1. the cut changes block ``L-2``'s attention output only at the query positions it touches
-   (`AttentionOutput.change`), and the rest of that block acts position by position, so the
-   stream entering the last block is the clean one with those positions recomputed;
-2. the last block is needed only at the positions the readout reads (`read_positions`): its
-   attention for those query rows against every key (`TransformerBlock.rows_forward`), each
-   candidate's stream stacked as one batch;
-3. the readout of the clean final stream with those positions replaced is the cut model's
-   output. A clean copy goes through the same computation, as the reference.
-
-That costs the last block's key and value projections on every token per candidate: worth it
-where the readout reads a few tokens (`supports_exact_penultimate`), not for a mean over all.
-`exact_layers` says which layers a screen computes exactly, `exact_effects` computes them."""
+A cut in the last block changes only the attention rows it touches, and what follows attention
+acts position by position, so the cut model's final stream is the clean one with the touched
+query positions recomputed, and its readout is the cut model's output: exact, where the
+first-order screen fails most (docs/ARCHITECTURE.md, "Discovery: what to trust"). A cut of the
+CLS query row in layer ``L-2`` is exact too where the readout reads few tokens
+(`supports_exact_penultimate`): block ``L-2`` changes only at the touched rows
+(`AttentionOutput.change`), and the last block is run only at the positions the readout reads
+(`read_positions`, `TransformerBlock.rows_forward`), each candidate's stream in one batch.
+`exact_layers` says which layers a screen computes exactly, `exact_effects` computes them.
+"""
 
 from __future__ import annotations
 

@@ -101,19 +101,11 @@ def faithfulness_areas(kept_share: Any, faithfulness: Any) -> tuple[float, float
     as points: each circuit's size ``kept_share`` (the share of the edges it keeps, in
     [0, 1]) and its normalised ``faithfulness`` ``(m(C) - m(empty)) / (m(full) - m(empty))``.
 
-    - CPR, the area under the curve, ``integral of f over the size`` (higher is better: more
-      of the metric kept by smaller circuits);
-    - CMD, the area between the curve and 1, ``integral of |1 - f|`` (lower is better: the
-      circuits behave like the model, from above as from below).
-
-    Both by the trapezoid rule between neighbouring sizes on a linear size axis, as MIB's
-    evaluation code computes them (MIB-circuit-track, ``MIB_circuit_track/evaluation.py``,
-    ``evaluate_area_under_curve``: ``area_under`` and ``area_from_1``, ``log_scale=False``,
-    the faithfulness normalised by the circuit of no edges, ``apply_topn(0)``). MIB measures
-    circuits at fixed shares of the model's edges (0.1 % to 100 %, its x values); here the
-    points are whatever circuits were measured, at the shares they keep, sorted by size, and
-    the area spans the sizes they cover (a curve from 0 to 1 gives areas over the whole axis).
-    Non-finite points, sizes outside [0, 1] or fewer than two points are an `ArgumentError`.
+    CPR is the area under the curve (higher is better), CMD the area between it and 1,
+    ``integral of |1 - f|`` (lower is better), both by the trapezoid rule on a linear size axis
+    as MIB's ``evaluate_area_under_curve`` computes them (``log_scale=False``), over the sizes
+    the measured circuits cover (MIB measures fixed shares, 0.1 % to 100 %). Non-finite points,
+    sizes outside [0, 1] or fewer than two points are an `ArgumentError`.
 
     >>> cpr, cmd = faithfulness_areas([0.0, 0.5, 1.0], [0.0, 1.1, 1.0])  # two trapezoids
     >>> round(cpr, 6), round(cmd, 6)  # (0 + 1.1) / 4 + (1.1 + 1) / 4, (1 + 0.1) / 4 + 0.1 / 4

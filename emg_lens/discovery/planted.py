@@ -1,20 +1,11 @@
 """Ground truth for screening and discovery: IsoNets whose cross-modal routing is planted.
-
-`train_planted` trains an IsoNet on the planted synthetic data (`planted_setup`: its
-interaction gestures need sEMG and ACC together) with every cross-modal edge cut in every layer
-(`training_edges`) except sEMG tokens reading ACC tokens (``emg->acc``) on the planted
-(layer, head) pairs, so whatever the interaction gestures need from the other modality passes
-through those edges. Two ways to look at such a model:
-
-- *as it runs after training* (``base = training_edges(planted)``): the planted candidates are
-  the only cross-modal edges with any attention, and a correct circuit keeps them;
-- *unmasked* (as `head_importance` and a user who forgets the masks see it): the other heads'
-  cross-modal edges open too, which the model never learned to use; the screen should still
-  put a planted head first.
-
-`recovery` scores a `Discovery` against the truth: recall (the planted candidates kept) and
-precision (of the cross-modal candidates kept, the planted ones); `planted_rank` is the rank
-of the best planted candidate among the cross-modal ones of a screen (1: first)."""
+`train_planted` trains an IsoNet on the planted synthetic data with every cross-modal edge cut
+(`training_edges`) except ``emg->acc`` on the planted (layer, head) pairs, so what the
+interaction gestures need passes there. As it runs after training the planted candidates are
+the only cross-modal edges with attention; unmasked, the other heads' open too, and the screen
+should still put a planted head first. `recovery` scores a `Discovery` against the truth
+(recall, precision); `planted_rank` is the best planted candidate's rank in a screen.
+"""
 
 from __future__ import annotations
 

@@ -1,25 +1,14 @@
 """Discovery: the smallest set of candidate edges that keeps the metric, found greedily.
 
 ACDC-style, over attention knockouts: candidates are tried one by one, the least needed first,
-and a candidate is cut when cutting it *together with everything already cut* keeps the exact
-metric within ``tau`` of the way from the full model to the model with every candidate cut:
-
-    cut c  if  m(full) - m(cut + c) < tau * (m(full) - m(everything cut))
-
-so the circuit left at the end (the candidates not cut) has a normalised faithfulness
-``(m(circuit) - m(empty)) / (m(full) - m(empty)) > 1 - tau``; by default (``keep_accuracy``)
-a cut must also keep every class's accuracy within ``tau`` of its own full-to-empty range, as
-the mean margin can hold while one class's windows flip. Every decision is an exact
-masked pass (`emg_lens.discovery.exact.ExactPasses`), from the candidate's layer on.
-
-Two orders (``method``): ``"greedy"`` (the default) tries the candidates by the screen's
-effect (exact where `Screen.verify` measured it); ``"gates"`` by learned edge gates
-(`emg_lens.discovery.gates`). The decisions are the same exact passes either way; why greedy is
-the default: docs/guide/discovery.md (the ``method="gates"`` paragraph). Every search reports
-MIB's CPR and CMD of its faithfulness curve (`Discovery.areas`).
-
-The result names the circuit as edge sets that parse back: ``complement`` is what to cut to run
-*only* the circuit (paste it into a study with layer mode ``all``), ``circuit`` the edges kept.
+and one is cut when cutting it with everything already cut keeps the exact metric within
+``tau`` of the way from the full model to the model with every candidate cut, so the circuit
+left has a normalised faithfulness above ``1 - tau`` (and, with ``keep_accuracy``, every
+class's accuracy within ``tau`` of its range). Every decision is an exact masked pass
+(`emg_lens.discovery.exact.ExactPasses`). The order (``method``): the screen's effects
+(``"greedy"``) or learned gates (``"gates"``; why greedy is the default: docs/guide/discovery.md).
+The result names the circuit as edge sets that parse back (``complement``: what to cut to run
+only the circuit) and MIB's CPR and CMD (`Discovery.areas`).
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet
@@ -128,13 +117,9 @@ class Discovery:
     @property
     def areas(self) -> tuple[float, float]:
         """MIB's CPR and CMD (`faithfulness_areas`) of the faithfulness curve over the share of
-        the family's edges kept: the search's ``curve`` (the full model at 1, then every
-        accepted cut, down to the circuit) and the empty circuit (everything cut, whose
-        faithfulness is 0 by the normalisation), the trapezoid rule between them. No circuit
-        smaller than the one found is measured: from it to the empty circuit the curve is
-        one straight segment (at most the circuit's share of the area). The faithfulness is
-        MIB's, with the ``-inf`` cut of every candidate as the empty circuit (MIB patches
-        every edge from a counterfactual input)."""
+        the family's edges kept: the search's ``curve`` down to the circuit, then one straight
+        segment to the empty circuit (every candidate cut with ``-inf``, where MIB patches every
+        edge from a counterfactual input; faithfulness 0 by the normalisation)."""
         share = [*self.curve["edges_kept_share"], 0.0]
         return faithfulness_areas(share, [*self.curve["faithfulness"], 0.0])
 
@@ -222,11 +207,9 @@ def discover(
 ) -> Discovery:
     """Find the circuit of ``model`` on the test windows of ``data``: screen the ``family``
     (or use ``screened``, a `Screen` of the same model and data), then cut greedily, least
-    needed first, while the exact metric stays within ``tau`` of its full-to-empty range
-    (see the module docstring) and, with ``keep_accuracy``, so does every class's accuracy
-    (`Discovery.classes_lost`): a circuit that keeps the mean margin can still lose a class.
-    One exact pass per candidate, from its layer on. ``method``: the order, ``"greedy"``
-    (the screen's) or ``"gates"`` (learned edge gates; the table gains ``survival``).
+    needed first, while the exact metric stays within ``tau`` of its full-to-empty range and,
+    with ``keep_accuracy``, so does every class's accuracy (`Discovery.classes_lost`).
+    ``method``: the order, ``"greedy"`` or ``"gates"`` (the table gains ``survival``).
     ``base``: an edge set cut in every pass (the model as it runs; see `screen`)."""
     tau = check_tau(tau)
     method = check_method(method)

@@ -1,13 +1,9 @@
 """How stable a discovered circuit is: the agreement (Jaccard index) of its kept candidates with
 the circuits found on bootstrap resamples of the held-out trials, and between subjects.
-
-The resamples draw whole trials (`emg_lens.data.trials`: the windows of one repetition of a
-gesture overlap and share its noise, so drawing windows one by one would resample far less
-variation than the data hold, and call a circuit stable too easily); windows that carry no
-trial are each their own. A circuit that changes when the trials are resampled says more about
-the windows than about
-the model (circuit stability, arXiv 2510.00845); one that differs between subjects is a
-per-subject finding, not a model family's.
+Resamples draw whole trials (windows of one trial share its noise, and drawing them one by one
+would call a circuit stable too easily). A circuit that changes when the trials are resampled
+says more about the windows than the model (arXiv 2510.00845); one that differs between
+subjects is a per-subject finding.
 
 >>> jaccard({"a", "b"}, {"b", "c"})
 0.3333333333333333
@@ -44,14 +40,11 @@ def _kept(found: Discovery) -> set[str]:
 def bootstrap_stability(
     found: Discovery, *, resamples: int, verify_top: int = 10, seed: int = 0
 ) -> list[float]:
-    """The Jaccard index between ``found``'s circuit and the circuit the same procedure (screen
-    with ``found``'s estimator and exact layers, verify ``verify_top`` with the flagged and
-    sampled budgets ``found`` was verified with, discover with ``found``'s tau, method,
-    accuracy rule, metric, output, family and base) finds on each of ``resamples`` bootstrap
-    resamples of the held-out trials (seeded; each drawn trial brings all its windows,
-    ``SubjectData.test_trials``; windows without trials, such as ``(X, y)``, are each their
-    own, and a warning says so); NaN for a resample on which cutting every candidate does not
-    lower the metric (no circuit).
+    """The Jaccard index between ``found``'s circuit and the circuit the same procedure (screen,
+    verify ``verify_top`` and discover with everything as ``found`` was found) finds on each of
+    ``resamples`` seeded bootstrap resamples of the held-out trials (windows without trials are
+    each their own, and a warning says so); NaN for a resample on which cutting every candidate
+    does not lower the metric (no circuit).
 
     >>> import warnings
     >>> from emg_lens import EncoderConfig

@@ -381,10 +381,9 @@ def run_discovery(
     of ``subject_<N>/`` checkpoints, or ``{subject: (model, SubjectData)}``). With ``out_dir``
     each subject's result is stored with its provenance and reused by a rerun while model, data,
     code and parameters are unchanged; tables and figures are written there. ``device``: where
-    the models run (None: where they are; statistics and tables are on the CPU).
-    ``allow_code``: consent to run the study's ``modules`` function (True, or its file's
-    SHA-256), as `emg_lens.studies.run_study` takes it; checkpoints that hold the user's own
-    modules without one are a `CheckpointError` saying what to add, before anything runs."""
+    the models run (None: where they are). ``allow_code``: as `emg_lens.studies.run_study`
+    takes it; checkpoints holding the user's own modules without the study's ``modules`` are a
+    `CheckpointError` saying what to add, before anything runs."""
     spec = load_as(spec, DiscoverySpec)  # or SpecError
     files = spec.code_files()  # located and hashed; refused here before anything runs
     builder = StudyCode.load(files, allow_code).modules

@@ -1,30 +1,24 @@
-"""Look inside, not only ablate: circuit-style inspection of emg_lens encoders.
-
-Each analysis returns a tidy pandas DataFrame and has a figure in `emg_lens.inspect.plots`:
+"""Look inside, not only ablate: circuit-style inspection of emg_lens encoders. Each analysis
+returns a tidy pandas DataFrame and has a figure in `emg_lens.inspect.plots`:
 
 - `attention_flow` / `edge_mass`: attention mass between token groups, or over an edge set;
 - `qk_circuit` / `ov_circuit`: from the weights alone, which channel a head wants to read and
   what it writes into the class logits;
-- `head_importance`: the causal effect of cutting each head's edges in one layer (a study under
-  the hood), next to the attention mass on those edges;
-- `direct_attribution`: each head's, MLP's and embedding's contribution to the correct-class
-  logit through the classifier;
-- `distribution_shift`: cosine distance and MMD² between masked and unmasked residual streams;
-- sparse features of channel tokens: `train_features` (a TopK autoencoder, `FeatureConfig`)
-  returns `Features`, saved with provenance and read back by `load_features`;
-- `probe_tokens`: cross-validated linear probes on token groups per layer, with control tasks;
-- `erase_concept`: a LEACE eraser of a concept at a token group and hook point, as a
-  TransformerLens hook, with held-out probes of what it does (`ConceptErasure`);
-- `interchange`: interchange interventions (a token group's residual, or the attention output
-  through an edge set, taken from paired source windows) and their accuracy (IIA);
-- `token_rows` / `token_positions`: a layout's token group as the positions TransformerLens's
-  subspace interventions (``transformer_lens.tools.analysis``) take, `TokenRows`;
+- `head_importance`: the causal effect of cutting each head's edges in one layer, beside the
+  attention mass on them; `direct_attribution`: each component's contribution to the
+  correct-class logit; `distribution_shift`: how far a mask moves the residual streams;
+- `train_features` (a TopK autoencoder of channel tokens, `Features`, `load_features`);
+  `probe_tokens` (linear probes per layer, with control tasks); `erase_concept` (a LEACE
+  eraser as a hook, `ConceptErasure`); `interchange` (interchange interventions and their
+  IIA); `token_rows` / `token_positions` (a token group as the positions TransformerLens's
+  ``tools.analysis`` takes);
 - activation patching for ``[batch, channels, time]`` inputs: `patch_heads`,
-  `patch_residual`, `patch_token_group`, `run_patched`; `tl_index_df` for TransformerLens's
-  position-indexed patching helpers.
+  `patch_residual`, `patch_token_group`, `run_patched`, and `tl_index_df` for
+  TransformerLens's position-indexed helpers.
 
 Functions that take an `ActivationCache` reject one made by another model, or whose shapes do
-not fit the model's layout."""
+not fit the model's layout.
+"""
 
 from emg_lens.inputs import as_subject_data
 from emg_lens.inspect.attribution import attribution_hooks, direct_attribution, readout_map

@@ -1,26 +1,14 @@
 """Direct attribution: how much each head, MLP and embedding writes into the correct-class
 logit, read through the classification head.
 
-A classifier with a linear readout is, after ``ln_final``, a weighted sum over token positions
-of the normalised final residual stream, ``logits = sum_p ln_final(resid)[p] @ R[p] + b_U``,
-where the *readout map* ``R [pos, d_model, n_classes]`` (`readout_map`) is each model's own
-(``model.readout_map``, the `emg_lens.models.base.LINEAR_READOUT` capability, which says what it
-is for IsoNet's two heads, TinyMyo's classifier, the HierarchicalTransformer's modality CLS
-tokens and a TransformerLens unembedding at ``unembed_positions``). A model whose readout is not
-linear (a user's own readout module, CBraMod's and EEGPT's flattening heads) has none, and one
-with post-LN blocks (whose residual stream is no sum of components) none attribution can use.
-
-The final residual stream is a sum of components (TransformerLens's
-``ActivationCache.decompose_resid`` for embeddings and MLPs, ``stack_head_results`` for each
-head, plus each layer's attention bias ``b_O``); ``apply_ln_to_stack`` centres each component
-and divides it by the cached ``ln_final`` scale, so a component's contribution is
-``sum_p (w * scaled[p]) . u[p]`` for the direction ``u = R[..., label]``. The remaining terms
-are the LayerNorm bias ``sum_p b . u[p]`` and the unembedding bias ``b_U[label]``; all of them
-add up to the logit exactly.
-
-``direction="logit_diff"`` (the default) uses ``u = R[..., label] - mean_c R[..., c]``: the
-correct-class logit minus the mean logit over classes, which a component can only raise by
-favouring the correct class over the others. ``direction="logit"`` attributes the raw logit."""
+A linear readout makes the logits ``sum_p ln_final(resid)[p] @ R[p] + b_U`` with each model's
+*readout map* ``R`` (`readout_map`, the `emg_lens.models.base.LINEAR_READOUT` capability); a
+model without one, or with post-LN blocks, has no attribution. The final stream is a sum of
+components (TransformerLens's ``decompose_resid`` and ``stack_head_results``, plus each layer's
+``b_O``), each scaled by the cached ``ln_final`` scale and read along ``u = R[..., label]``;
+with the LayerNorm and unembedding biases they add up to the logit exactly.
+``direction="logit_diff"`` (the default) reads ``u`` minus its mean over classes.
+"""
 
 from __future__ import annotations
 
@@ -150,11 +138,9 @@ def direct_attribution(
     the logit difference, see the module docstring), from a cache of ``model`` holding at
     least `attribution_hooks`.
 
-    One row per (window, component): ``sample, label, component, kind, layer, head, value``.
-    Kinds: ``embed``/``pos_embed`` (the embeddings), ``head`` (one attention head,
-    ``L{l}H{h}``), ``attn_bias`` (``b_O``), ``mlp``, ``ln_bias`` and ``unembed_bias``. The
-    values of one window add up to its logit (difference). Per-layer totals are a groupby
-    over ``layer`` (heads plus ``b_O`` are the layer's attention output).
+    One row per (window, component): ``sample, label, component, kind, layer, head, value``,
+    kinds ``embed``, ``pos_embed``, ``head`` (``L{l}H{h}``), ``attn_bias`` (``b_O``), ``mlp``,
+    ``ln_bias`` and ``unembed_bias``; one window's values add up to its logit (difference).
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet

@@ -1,9 +1,7 @@
-"""Checks shared by the inspection tools: a cache belongs to the model (what every analysis
-checks of its model and data is `emg_lens.inputs`).
-
-A cache made by another model, or one whose activations do not fit the model's layout, would
-give numbers that mean nothing; every inspection function that takes a cache calls
-`check_cache` first.
+"""Checks shared by the inspection tools: a cache belongs to the model. A cache made by another
+model, or whose activations do not fit the model's layout, gives numbers that mean nothing, so
+every inspection function that takes one calls `check_cache` first (what every analysis checks
+of its model and data is `emg_lens.inputs`).
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet

@@ -1,19 +1,9 @@
-"""Weight-based channel circuits: which channel a head wants to read, and what it writes.
-
-Computed from the weights alone, with no data, for one layer and its heads:
-
-- `qk_circuit`: the attention score (before the softmax) between every pair of channel tokens,
-  or token groups: "which channel wants to read which";
-- `ov_circuit`: what a head writes into the class logits when it reads a channel's token:
-  "what it writes".
-
-Both read each token's data-free embedding (``data_free_tokens``: the token a window of zeros
-gives) through the layer's ``ln1``, ``W_Q``/``W_K`` (or ``W_V``) with their biases, scaled and
-rotated as ``hook_attn_scores`` is computed, so for layer 0 the tables are exactly what the
-model computes on a zero signal; above it, the direct path (embedding -> head). An OV entry is
-``(ln1(e) @ W_V[h] + b_V[h]) @ W_O[h]`` read by the class direction of the unembedding
-``return_type`` names through ``ln_final``'s linear part: ``u_c = centre(w * W_U[:, c])``.
-What each model's tokens are, what the numbers mean and how they differ from
+"""Weight-based channel circuits, from the weights alone, for one layer and its heads:
+`qk_circuit`, the attention score between every pair of channel tokens ("which channel wants
+to read which"), and `ov_circuit`, what a head writes into the class logits when it reads a
+channel's token. Both read each token's data-free embedding (a window of zeros) through the
+layer's ``ln1`` and weights, so at layer 0 they are exactly what the model computes on a zero
+signal, above it the direct path. What the numbers mean, and how they differ from
 TransformerLens's full circuits: docs/guide/notebook.md, "In a notebook".
 
 >>> from emg_lens import EncoderConfig
@@ -120,7 +110,8 @@ def ov_circuit(
     """What ``head`` of ``layer`` (``None``: every head) writes into each class logit of the
     unembedding ``return_type`` names (IsoNet: ``"logits"``, the CLS head, or
     ``"avg_logits"``) when it reads a channel's data-free embedding, from the weights: rows
-    ``layer, head, channel, group, class, logit`` (see the module docstring for the units).
+    ``layer, head, channel, group, class, logit``: ``(ln1(e) @ W_V[h] + b_V[h]) @ W_O[h]`` read
+    by the class direction through ``ln_final``'s linear part, ``centre(w * W_U[:, c])``.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet

@@ -1,14 +1,8 @@
-"""Erasing a concept from a token group: `erase_concept`, a LEACE eraser fitted on a model's
-activations, as a TransformerLens hook, with what it does to a probe of the concept.
-
-``erase_concept(model, data, "gesture", at="blocks.0.hook_resid_pre", tokens="acc")`` fits a
-LEACE eraser (`emg_lens.hooks.erasure`) of the concept (one value per window) on the token
-group ``tokens`` (a layout group, an edge expression's query tokens or positions,
-`emg_lens.inspect.tl_analysis.token_positions`) side by side at hook point ``at``, on the
-windows it is given (a `SubjectData`'s *training* windows). `ConceptErasure.report` scores a
-fresh probe of the concept on held-out trials (`emg_lens.inspect.probes.fold_windows`; the
-eraser refitted on each fold's training windows): ``accuracy_before``, ``accuracy_after`` and
-``placebo_accuracy``. What the concepts can be, the placebo, and how a study reads the report:
+"""Erasing a concept from a token group: `erase_concept` fits a LEACE eraser
+(`emg_lens.hooks.erasure`) of a concept (one value per window) at a hook point and token group
+on a model's training windows, as a TransformerLens hook; `ConceptErasure.report` scores a
+fresh probe of the concept on held-out trials before and after it and under its placebo. What
+the concepts can be, the placebo, and how to read the report:
 docs/guide/what-an-edge-carries.md, "Erasing a concept".
 
 >>> from emg_lens import EncoderConfig
@@ -68,11 +62,9 @@ REPORT_COLUMNS = [
 class ConceptErasure:
     """A fitted eraser (`erase_concept`): called as a TransformerLens hook at ``at``
     (``model.run_with_hooks(x, fwd_hooks=erasure.fwd_hooks)``, ``model.hooks(...)``), with
-    ``report``, one row of `REPORT_COLUMNS`: the concept, the hook point and token group, the
-    eraser's ``rank``, the held-out probe accuracy before and after erasure and under the
-    placebo, ``chance`` (the share of the most frequent value), ``moved`` (the eraser's mean
-    displacement over the mean norm of the centred group vectors), ``n`` windows, their
-    ``trials`` and the ``folds`` (``fold_unit``: what a fold keeps together)."""
+    ``report``, one row of `REPORT_COLUMNS`: the eraser's ``rank``, the held-out probe accuracy
+    before and after erasure and under the placebo, ``chance``, ``moved`` (the eraser's mean
+    displacement over the mean norm of the centred group vectors), windows, trials and folds."""
 
     eraser: TokenEraser
     concept: str
@@ -152,16 +144,14 @@ def erase_concept(
     batch_size: int = 256,
 ) -> ConceptErasure:
     """Fit a LEACE eraser of a concept at the token group ``tokens`` of hook point ``at`` on
-    the windows ``X`` (see the module docstring), and report what it does on held-out trials.
+    the windows ``X``, and report what it does on held-out trials.
 
     ``X`` is a `SubjectData` (its training windows; ``labels`` a concept name, default
-    ``"gesture"``: `emg_lens.data.pooled.window_labels`, or one value per training window) or
-    windows ``[window, channel, time]`` with ``labels`` one value per window (each window its
-    own trial unless ``trials`` gives each window's trial). ``folds`` and ``seed`` are the
-    report's folds (`fold_windows`: whole trials, or one repetition left out where trials are
-    fewer) and the placebo's seed. The eraser returned is fitted on every window of ``X``.
-    A ``seed`` outside 0..2**31-1, ``folds`` below 2, ``batch_size`` below 1 (numpy integers
-    are integers) and missing labels (None, NaN) are `EmgLensError` s before anything runs.
+    ``"gesture"``, or one value per training window) or windows ``[window, channel, time]``
+    with ``labels`` one value per window (each its own trial unless ``trials`` says). ``folds``
+    (`fold_windows`) and ``seed`` are the report's folds and the placebo's seed; the eraser
+    returned is fitted on every window of ``X``. A bad ``seed``, ``folds`` below 2,
+    ``batch_size`` below 1 and missing labels are `EmgLensError` s before anything runs.
 
     >>> erase_concept(None, np.zeros((4, 6, 8)), [0, 1, 0, 1], at="blocks.0.hook_resid_pre",
     ...               tokens="acc", seed=-3)

@@ -1,11 +1,7 @@
-"""Attention flow: how much attention each head sends from one token group to another.
-
-Everything here starts from the *mean pattern* of every layer, ``[layer, head, query, key]``
-averaged over the windows (`mean_patterns`). Summing it over the key tokens of a group and
-averaging over the query tokens of a group gives the group-to-group mass (`attention_flow`);
-summing it over the edges of an edge set gives that set's share of a head's attention
-(`edge_mass`). Uniform attention would give a key group of ``n`` of ``N`` tokens the mass
-``n / N``; the ratio to it says whether a head over- or under-reads that group.
+"""Attention flow: how much attention each head sends from one token group to another, from the
+*mean pattern* of every layer over the windows (`mean_patterns`): summed over a key group's
+tokens and averaged over a query group's (`attention_flow`), or summed over an edge set's edges
+(`edge_mass`). ``ratio`` compares a mass with uniform attention's ``n / N``.
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet
@@ -79,10 +75,8 @@ def mean_patterns(
     model: Any, cache_or_signals: ActivationCache | Any, *, batch_size: int = 64
 ) -> Float[torch.Tensor, "layer head_index query_pos key_pos"]:
     """Every layer's attention pattern averaged over the windows, from a cache of ``model``
-    (validated: `check_cache`) or from signals ``[batch, channels, time]``.
-
-    With signals, the patterns are summed by a hook at ``hook_pattern`` batch by batch, so
-    memory stays at one batch of one layer whatever the number of windows.
+    (validated: `check_cache`) or from signals ``[batch, channels, time]``, summed by a hook
+    batch by batch (memory: one batch of one layer).
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet

@@ -74,16 +74,11 @@ def head_importance(
     batch_size: int = 256,
 ) -> pd.DataFrame:
     """Per kind, layer and head: the metric with that head's edges of that kind masked in that
-    layer alone, its change from the unmasked baseline, the rank, and the attention mass of
-    those edges, on the test windows of ``data`` (a `SubjectData`, or ``(X, y)``).
-
-    Columns: ``kind, layer, head, metric, baseline, value, delta`` (``value - baseline``),
-    ``rank`` (1 = the largest drop, per kind; ties share the best rank), ``mass`` (the share
-    of the head's attention on those edges, averaged over the windows) and ``spearman_rho``
-    (per kind: the correlation of mass and drop over all heads, `mass_effect_correlation`,
-    which also gives its p-value). ``kinds`` are edge expressions, by default `default_kinds`.
-    ``return_type`` is the model output that is scored (a study's ``return_type``: IsoNet's
-    CLS head ``"logits"``, or its mean-pooled head ``"avg_logits"``).
+    layer alone, on the test windows of ``data`` (a `SubjectData`, or ``(X, y)``). Columns:
+    ``kind, layer, head, metric, baseline, value, delta`` (``value - baseline``), ``rank`` (1
+    = the largest drop, per kind), ``mass`` (the head's attention on those edges) and
+    ``spearman_rho`` (per kind, of mass and drop: `mass_effect_correlation`). ``kinds`` are
+    edge expressions (default `default_kinds`); ``return_type`` is the output scored.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
@@ -169,14 +164,11 @@ def channel_importance(
     return_type: str = "logits",
     batch_size: int = 256,
 ) -> pd.DataFrame:
-    """Per input channel: every attention edge into its tokens cut in every layer (no query
-    reads it; its own tokens still carry it on through the residual stream), and the change
-    of accuracy and of the mean margin from the unmasked model, on the test windows of
-    ``data`` (a `SubjectData`, or ``(X, y)``). What each channel is worth to the other
-    tokens: the per-channel effect that figures draw on the electrode geometry.
-
-    Columns: ``group, channel`` (within its group, 0-based), ``channel_id`` (the layout's),
-    ``accuracy, delta_accuracy, margin, delta_margin, baseline_accuracy, baseline_margin``.
+    """Per input channel: every attention edge into its tokens cut in every layer (its own
+    tokens still carry it on), and the change of accuracy and mean margin on the test windows
+    of ``data`` (a `SubjectData`, or ``(X, y)``): what each channel is worth to the other
+    tokens. Columns: ``group, channel`` (within its group), ``channel_id``, ``accuracy,
+    delta_accuracy, margin, delta_margin, baseline_accuracy, baseline_margin``.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet

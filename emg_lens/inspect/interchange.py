@@ -1,33 +1,15 @@
 """Interchange interventions (Geiger et al.): run a base window with one part of its computation
 taken from a paired source window, and see whether the prediction follows the source.
 
-Two parts can be interchanged at a layer:
-
-- a token group's residual stream entering the layer (``group=``: a layout group, ``"pooled"``
-  is not one), e.g. the ACC tokens, so the base's sEMG meets the source's ACC;
-- the attention output that flows through an edge set in that layer (``edges=``): per head,
-  ``z[q] = sum_k pattern[q, k] * v[k]`` restricted to the edges ``(q, k)`` of the set; the
-  base's share through those edges is replaced by the source's, everything else stays the
-  base's (computed exactly: the base's activations at that layer are those of its plain run).
-
+The part is a token group's residual stream entering a layer (``group=``), or the attention
+output that flows through an edge set in that layer (``edges=``: per head, the base's share of
+``z[q] = sum_k pattern[q, k] v[k]`` through those edges replaced by the source's, exactly).
 The interchange intervention accuracy (IIA) is the share of intervened predictions equal to the
-source's label, over the pairs whose labels differ; the logit shift of a pair is how far the
-intervention moves the logit difference ``logit[source label] - logit[base label]`` from the
-base run's.
-
-Its 95 % interval counts trials, not pairs (docs/DESIGN.md §15): every pair holds a base and a
-source trial, and `interchange_pairs` pairs each base trial with a trial of every other gesture
-of its repetition, so one source trial serves several base trials. Pairs that carry their
-trials (``(X, y, trial)``) resample both kinds (`emg_lens.stats.units.crossed_bootstrap_ci`;
-``unit`` ``"trial"``, ``trials`` the distinct base trials); where only the base carries them,
-the base trials alone (`~.cluster_bootstrap_ci`); pairs without trials (``(X, y)``) get the
-Clopper-Pearson interval over pairs (``unit`` ``"pair"``), right only for independent pairs.
-
-Several subjects are never pooled into one interval over their pairs (each subject's pairs
-share its model and its trials); `over_subjects` gives the mean of the subjects' IIA with a
-Student-t interval over subjects, beside each subject's own
-(`emg_lens.inspect.plots.plot_interchange` draws both). The measured difference:
-docs/guide/what-an-edge-carries.md, first section."""
+source's label over pairs whose labels differ; its 95 % interval counts trials, not pairs
+(docs/DESIGN.md §15; docs/concepts.md, "Statistics", says which interval each kind of pair
+gets). Subjects are never pooled: `over_subjects` gives their mean IIA with a t interval over
+subjects beside each one's own (docs/guide/what-an-edge-carries.md, first section).
+"""
 
 from __future__ import annotations
 
@@ -68,11 +50,9 @@ PAIR_COLUMNS = [
 class Interchange:
     """What `interchange` found: ``pairs`` (one row per pair: labels, the three predictions,
     whether the intervened one is the source's label, the logit shift), the three runs'
-    ``logits`` ``[pair, class]`` (keys ``base``, ``source``, ``intervened``), and overall the
-    IIA (``k`` of the ``n`` pairs whose labels differ) with its 95 % interval (``ci_low``,
-    ``ci_high``) over ``unit``: ``"trial"``, a bootstrap resampling the trials of those pairs
-    (``trials``: how many base trials), or ``"pair"``, Clopper-Pearson over pairs given without
-    trials (``trials`` is then ``n``); and the mean logit shift over them."""
+    ``logits`` (``base``, ``source``, ``intervened``), the IIA (``k`` of the ``n`` pairs whose
+    labels differ) with its 95 % interval over ``unit`` (``"trial"``, with ``trials`` base
+    trials, or ``"pair"``), and the mean logit shift."""
 
     pairs: pd.DataFrame
     logits: dict[str, np.ndarray]
@@ -197,11 +177,9 @@ def interchange(
     through ``edges`` taken from the paired ``source`` windows (``(X, y)`` each, or
     ``(X, y, trial)`` with each window's trial, window ``i`` of one paired with window ``i`` of
     the other; `interchange_pairs` builds them). The IIA's interval resamples the trials the
-    pairs carry (the module docstring), else it is Clopper-Pearson over pairs.
-
-    ``return_type`` is the model output read (IsoNet: ``"logits"`` its CLS head,
-    ``"avg_logits"`` its mean-pooled head); ``cut`` is an edge set masked in every layer of
-    every run (base, source and intervened). Returns an `Interchange`.
+    pairs carry (both sides' where both carry them: a crossed bootstrap), else it is
+    Clopper-Pearson over pairs. ``return_type``: the model output read; ``cut``: an edge set
+    masked in every layer of every run. Returns an `Interchange`.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
@@ -310,13 +288,10 @@ interchanged and the layer."""
 
 def over_subjects(table: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """The subject-level IIA of each ``cut``, ``group`` and ``layer`` of ``table`` (one row per
-    subject and site: `Interchange.summary` with ``subject``, ``group`` and ``layer``, as
-    ``emg-lens probe`` writes ``interchange.csv``; no ``cut`` column: ``"none"``), never an
-    interval over the subjects' pooled pairs (the module docstring). Columns: the keys,
-    ``subjects``, ``iia`` (the mean of the subjects' IIA), ``ci_low`` / ``ci_high`` (its
-    ``level`` Student-t interval over subjects, `emg_lens.stats.compare.t_interval`; with one
-    subject, that subject's own interval from the table), ``iia_min``, ``iia_max``, and ``k``
-    of ``n`` pairs that follow the source, summed (counts, not an estimate).
+    subject and site, as ``emg-lens probe`` writes ``interchange.csv``), never an interval over
+    the subjects' pooled pairs. Columns: the keys, ``subjects``, ``iia`` (the mean of the
+    subjects' IIA) with its ``level`` t interval over subjects (``ci_low``, ``ci_high``; one
+    subject: its own), ``iia_min``, ``iia_max``, and ``k`` of ``n`` pairs summed (counts).
 
     >>> table = pd.DataFrame({"subject": [1, 2], "group": "acc", "layer": 0, "k": [30, 40],
     ...                       "n": 64, "ci_low": [0.3, 0.45], "ci_high": [0.62, 0.77]})

@@ -1,29 +1,11 @@
-"""Activation patching for signal inputs ``[batch, channels, time]``.
-
-Run the clean input and keep some activations; run the corrupted input with hooks that
-overwrite the chosen slice of those activations with the clean values; measure. How much of the
-clean metric a patch restores says how much of the clean/corrupted difference flows through
-what was patched. `run_patched` does one patched run; `patch_heads` (one head's ``hook_z`` at
-all positions), `patch_residual` (one position of ``hook_resid_pre``) and `patch_token_group`
-(a token group's positions of ``hook_resid_pre``) sweep it over layers and return tidy tables
-with the clean and corrupted metrics alongside and ``restored = (patched - corrupted) /
-(clean - corrupted)``.
-
-TransformerLens's position-indexed helpers (``get_act_patch_resid_pre`` and the other
-``*_by_pos`` ones) count positions along the input's last axis, samples for a signal, so an
-emg_lens model refuses such a sweep with a `LayoutError` wherever samples and tokens differ;
-`tl_index_df` gives them the layout's positions as ``index_df`` (docs/guide/notebook.md,
-"TransformerLens habits"), the result one value per row in the dataframe's order::
-
-    df = tl_index_df(model, "layer", "pos")
-    flat = patching.get_act_patch_resid_pre(
-        model, corrupted, clean_cache, metric, index_axis_names=None, index_df=df
-    )
-    by_layer_and_token = flat.reshape(model.cfg.n_layers, model.layout.n_tokens)
-
-Its head-level helpers that patch all positions (e.g. ``get_act_patch_attn_head_out_all_pos``)
-only iterate over layers and heads and call ``model.run_with_hooks`` on the corrupted input, so
-they work unchanged on emg_lens models and agree with `patch_heads`.
+"""Activation patching for signal inputs ``[batch, channels, time]``: run the corrupted input
+with the chosen slice of the clean run's activations written in, and measure how much of the
+clean metric it restores, ``restored = (patched - corrupted) / (clean - corrupted)``.
+`run_patched` does one run; `patch_heads`, `patch_residual` and `patch_token_group` sweep
+heads, positions or a token group over layers into tidy tables. TransformerLens's
+position-indexed helpers take the layout's positions from `tl_index_df`
+(docs/guide/notebook.md, "TransformerLens habits"); its all-position head helpers work
+unchanged.
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet

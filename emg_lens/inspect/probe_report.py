@@ -201,8 +201,7 @@ def probe_models(
     masked in every layer), and with ``interchange_group`` the IIA of interchanging that
     token group at every layer between every ordered pair of distinct ``classes`` (all when
     not given) within a repetition, read from ``return_type``; ``n_jobs`` processes fit the
-    probes. ``known``: subject -> what the chance check knows of its model
-    (`emg_lens.studies.subjects.known_of`: its training accuracy, the data's placement).
+    probes. ``known``: subject -> `emg_lens.studies.subjects.known_of`.
 
     >>> import numpy as np, torch
     >>> from emg_lens import EncoderConfig
@@ -267,17 +266,13 @@ def probe_subjects(
     progress: Callable[[str], None] | None = None,
 ) -> ProbeReport:
     """What the tokens know about the subject: every model of ``subjects``
-    (``subject -> (model, SubjectData)``; models with equal weights, a pooled model saved once
-    per subject, probed once) applied to the held-out windows of every subject, pooled
-    (`emg_lens.data.pooled.pool_subjects`), or one ``(model, windows)`` pair whose windows are
-    several subjects' already (a `pool_subjects` result, its window label ``"subject"``;
-    ``subject`` is then ``"pooled"``), with a probe per layer and token group predicting each
-    window's subject (folds of whole trials, beside the control task), the same on the
-    random-init null (``tools.analysis.reinitialized`` with ``null_seeds`` seeds: ``seed``,
-    ``seed + 1``, ...) and on the whole input (`INPUT`, layer -1). With ``transfer``, also the
-    gesture probe folded leave-one-subject-out. What each says, and how the summary reads the
-    trained model against the null's range and the input: docs/guide/what-an-edge-carries.md,
-    "What the tokens know about the subject".
+    (``subject -> (model, SubjectData)``; models with equal weights probed once) applied to the
+    held-out windows of every subject, pooled (`emg_lens.data.pooled.pool_subjects`), or one
+    ``(model, windows)`` pair of pooled windows, with a probe per layer and token group
+    predicting each window's subject, the same on the random-init null (``null_seeds`` seeds
+    from ``seed``) and on the whole input (`INPUT`); with ``transfer``, also the gesture probe
+    folded leave-one-subject-out. How to read them: docs/guide/what-an-edge-carries.md, "What
+    the tokens know about the subject".
 
     ``probes`` has `probe_tokens`' columns after ``subject`` (the subjects whose model it is,
     e.g. ``"1,2"``), ``cut``, ``model`` (`TRAINED`, `NULL` or `INPUT`), ``target``

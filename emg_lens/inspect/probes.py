@@ -1,22 +1,12 @@
 """Linear probes on token groups: what a layer's channel tokens carry, layer by layer.
-
-`probe_tokens` caches one hook point per layer once (``run_with_cache`` with a names filter),
-then fits a cross-validated logistic regression (scikit-learn) on a token group's residual
-vectors, per layer and group, to predict the gesture or any per-window label; a regression
-target (float labels) gets ridge regression scored by R².
-
-Each probe is paired with a *control task* (Hewitt & Liang, 2019; what it measures:
-docs/guide/what-an-edge-carries.md, first section): every trial's label replaced by another
-trial's, by a seeded permutation of the trials' labels (class balance kept), fitted on the same
-folds; ``selectivity = accuracy - control_accuracy``. Trials, not classes, are relabelled: a
-random relabelling of classes is a permutation the probe decodes exactly as well, no control
-at all. Windows without repetitions (``(X, y)`` data) are each their own trial. With folds that
-keep trials whole the control is one draw of a permutation null (about ±0.15 with 40 trials of
-4 classes), so read ``accuracy`` against ``chance`` first.
-
-**Folds keep each trial's windows together** (why: docs/DESIGN.md §15): stratified group
-folds of trials where every label has ``folds`` trials, else one repetition left out per fold,
-else refused; the rule in full is `fold_windows`'s."""
+`probe_tokens` caches one hook point per layer once and fits a cross-validated logistic
+regression (ridge scored by R² for a float target) per layer and group. Each probe is paired
+with a *control task* (Hewitt & Liang, 2019): every trial's label replaced by another trial's
+(relabelling classes would be no control at all); ``selectivity = accuracy -
+control_accuracy``, and with few trials the control is one draw of a permutation null, so read
+``accuracy`` against ``chance`` first (docs/guide/what-an-edge-carries.md, first section).
+Folds keep each trial's windows together (docs/DESIGN.md §15; the rule: `fold_windows`).
+"""
 
 from __future__ import annotations
 
@@ -223,13 +213,10 @@ def fold_windows(
 ) -> Folds:
     """Cross-validation folds of windows that keep each trial's windows together: where every
     label has at least ``folds`` trials, ``folds`` stratified group folds of the trials
-    (`StratifiedGroupKFold` shuffled with ``seed``; a float ``target``, a regression's:
-    `GroupKFold`), ``Folds.unit`` ``"trial"`` (``"window"`` where each window is its own
-    trial); else, where every label occurs in two repetitions or more, one repetition left out
-    per fold (`LeaveOneGroupOut`, unit ``"repetition"``: a demo subject's 4 held-out
-    repetitions give 4 folds where 5 were asked for); else an `ArgumentError` naming the label
-    (``what`` names it: ``"class"``, ``"label"``), its trial count and ``folds``. ``unit`` is
-    the data's trial unit (`emg_lens.data.trials.trial_unit`).
+    (seeded; `GroupKFold` for a float ``target``), unit ``"trial"``; else, where every label
+    occurs in two repetitions or more, one repetition left out per fold (unit
+    ``"repetition"``); else an `ArgumentError` naming the label (``what``), its trial count and
+    ``folds``. ``unit`` is the data's trial unit (`emg_lens.data.trials.trial_unit`).
 
     >>> y = np.repeat([0, 1, 0, 1], 3)  # 2 classes x 2 repetitions, 3 windows a trial
     >>> rep = np.repeat([1, 1, 2, 2], 3)
@@ -341,10 +328,9 @@ def _cross_validate(features: np.ndarray, targets: Sequence[np.ndarray], splits,
 def held_out_accuracy(
     features: np.ndarray, target: np.ndarray, train: np.ndarray, test: np.ndarray
 ) -> float:
-    """The accuracy on the ``test`` windows of this module's logistic probe fitted on the
-    ``train`` windows (features standardised on ``train``), on one BLAS thread: one fold of
-    `probe_tokens`, for tools that change the features per fold (an eraser fitted on the
-    fold's training windows, `emg_lens.inspect.erasure`).
+    """The accuracy on the ``test`` windows of the logistic probe fitted on the ``train``
+    windows: one fold of `probe_tokens`, for tools that change the features per fold (an
+    eraser, `emg_lens.inspect.erasure`).
 
     >>> x = np.r_[np.zeros((10, 2)), np.ones((10, 2))] + np.linspace(0, 0.1, 20)[:, None]
     >>> y = np.repeat([0, 1], 10)
@@ -408,31 +394,22 @@ def probe_tokens(
 ) -> pd.DataFrame:
     """Cross-validated linear probes on each token group's activations at each layer.
 
-    For every layer and group: a logistic regression on the group's token vectors (its tokens'
-    ``d_model`` vectors side by side; `POOLED`: their mean over every channel token), fitted and
-    scored over folds that keep each trial's windows together (`fold_windows`, shuffled with
-    ``seed``; the mean of the folds' scores), predicting the gesture class (restricted to the
-    windows of ``classes``, class indices, when given) or ``labels`` (one per window: subject,
-    repetition, session; float values are a regression target, fitted by ridge regression and
-    scored by R²; a name reads the data's window labels, `emg_lens.data.pooled.window_labels`:
-    ``"subject"`` of windows pooled over subjects).
-    Beside it, the same probe on the control task (the module docstring: each trial's label
-    replaced by another trial's). ``leave_out`` (a window label, ``"subject"``) folds by it
-    instead: each fold holds out the windows of one of its values (`leave_one_out`: does what
-    the probe learns on the other subjects transfer?).
+    For every layer and group: a logistic regression on the group's token vectors side by side
+    (`POOLED`: their mean over every channel token), scored over folds that keep each trial's
+    windows together (`fold_windows`, shuffled with ``seed``), predicting the gesture class
+    (of the windows of ``classes`` when given) or ``labels`` (one per window; float values are
+    a regression target, ridge scored by R²; a name reads the data's window labels,
+    `emg_lens.data.pooled.window_labels`), beside the same probe on the control task.
+    ``leave_out`` (a window label, ``"subject"``) holds out one of its values per fold instead.
 
     ``data`` is a `SubjectData` (its test windows) or ``(X, y)``. ``layers`` are block
-    indices (default all); with ``hook="resid_pre"`` layer ``n_layers`` is the stream after
-    the last block; ``hook=INPUT`` probes the whole input instead (one row, layer -1, group
-    `INPUT`: what the input carries before any weight). ``groups`` default to the layout's
-    groups and `POOLED`. ``cut`` is an edge set masked in every layer while the activations are
-    cached. ``n_jobs`` processes fit the probes (joblib's convention: -1 for every core).
+    indices (default all; with ``hook="resid_pre"``, ``n_layers`` is the final stream);
+    ``hook=INPUT`` probes the whole input (layer -1). ``groups`` default to the layout's and
+    `POOLED`. ``cut``: an edge set masked in every layer; ``n_jobs``: joblib's.
 
     Columns: ``layer, group, accuracy`` (R² for a regression), ``control_accuracy``,
-    ``selectivity`` (their difference), ``chance`` (the share of the most frequent label; 0
-    for R²), ``n`` (windows probed), ``trials`` (the trials they hold), ``folds`` (how many
-    were used) and ``fold_unit`` (what a fold keeps together: ``"trial"``, ``"repetition"``, or
-    ``"window"`` for windows that are each their own trial).
+    ``selectivity`` (their difference), ``chance`` (the most frequent label's share; 0 for R²),
+    ``n`` (windows), ``trials``, ``folds`` and ``fold_unit`` (what a fold keeps together).
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet

@@ -117,11 +117,9 @@ class InspectionReport:
         return figs
 
     def geometry_figures(self) -> dict[str, Any]:
-        """The top head's attention on the body and its weight circuit by channel: attention
-        each channel receives (and the QK score of the CLS query for each key channel) drawn
-        on the electrode placement of the data (`emg_lens.data.datasets.montages_of`), the
-        channel x channel QK matrix ordered by group, and the attention between token groups
-        as a circle plot."""
+        """The top head's attention and QK scores per channel drawn on the data's electrode
+        placement (`emg_lens.data.datasets.montages_of`), its channel x channel QK matrix, and
+        the attention between token groups as a circle plot."""
         from emg_lens.geometry.draw import plot_channel_matrix, plot_channel_values, plot_circle
 
         layer, head = self.top_head
@@ -255,10 +253,8 @@ class InspectionReport:
 
     def save(self, out_dir: str | Path) -> list[Path]:
         """Write every table as CSV, summary.md, every figure as PNG and SVG, and report.html
-        into ``out_dir`` (`emg_lens.output.save_outputs`: each atomically; a file that
-        holds the same bytes already is not written again), with an interactive CircuitsVis
-        view of the top head's layer in the report when circuitsvis is installed
-        (``pip install circuitsvis``)."""
+        into ``out_dir`` (`emg_lens.output.save_outputs`), with an interactive CircuitsVis view
+        of the top head's layer when circuitsvis is installed."""
         _write_view(self, Path(out_dir))
         layer, head = self.top_head
         return save_outputs(
@@ -376,10 +372,8 @@ def inspect_model(
 ) -> InspectionReport:
     """Inspect ``model`` on the test windows of ``data`` (a `SubjectData` or ``(X, y)``; select
     the windows first: `SubjectData.select_windows`). ``progress`` is called with a line before
-    each step ("[2/5] attention flow ..."): the steps take minutes on a CPU. ``source``: the data
-    source the windows come from (a checkpoint's ``data_source``), whose electrode placement
-    the figures on the body are drawn on. ``train_accuracy`` (a checkpoint records it) lets the
-    chance check name the fault of a model that is not above chance on these windows."""
+    each step. ``source`` (a checkpoint's ``data_source``) places the figures on the body;
+    ``train_accuracy`` names the fault of a model that is not above chance."""
     step = progress or (lambda message: None)
     skipped = _why_no_attribution(model)  # refuses models without class logits before any work
     data = as_subject_data(model, data)

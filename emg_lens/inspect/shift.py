@@ -1,23 +1,12 @@
-"""Distribution shift of an ablation: does masking edges push tokens off-distribution?
-
-An edge mask is only a clean intervention if what it produces still looks like something the
-later layers have seen. `distribution_shift` compares the residual stream after each block
-(``blocks.{l}.hook_resid_post``) with and without the mask, position by position:
-
-- ``cosine_distance``: ``1 - cos`` between each token's masked and unmasked vectors, averaged
-  over windows and positions (how far each token moved, in direction);
-- ``mmd2``: the unbiased estimate of the squared maximum mean discrepancy (`mmd2_unbiased`,
-  Gaussian kernel, median-heuristic bandwidth) between a token's unmasked vectors over one half
-  of the windows and its masked vectors over the other half, averaged over positions: near 0
-  when the masked token is distributed like the unmasked one, even if each one moved. The
-  halves are disjoint because the estimator assumes independent samples (a window against
-  its own masked copy would read below 0);
-- ``mmd2_null``: the same estimate between the two halves of the *unmasked* windows, i.e. what
-  ``mmd2`` reads when the mask changes nothing — the noise floor to compare it with.
-
-Per position, because tokens at different positions are distributed differently (a token that
-moves to where another position's tokens live is off-distribution, though the pooled set of
-all tokens might not change)."""
+"""Distribution shift of an ablation: does masking edges push tokens off-distribution? A mask
+is a clean intervention only if what it produces still looks like something the later layers
+have seen. `distribution_shift` compares each block's ``hook_resid_post`` with and without the
+mask, per position (positions are distributed differently): ``cosine_distance`` (how far each
+token moved), ``mmd2`` (the unbiased squared MMD between a token's unmasked vectors on one half
+of the windows and its masked ones on the other, disjoint as the estimator assumes: near 0 when
+the masked token is distributed like the unmasked one) and ``mmd2_null`` (the same between two
+halves of the unmasked windows: the noise floor).
+"""
 
 from __future__ import annotations
 
@@ -61,10 +50,8 @@ def mmd2_unbiased(
 ) -> Float[torch.Tensor, "*batch"]:
     """The unbiased estimate of the squared MMD between samples ``x`` and ``y`` (Gretton et al.
     2012) with the Gaussian kernel ``exp(-|a - b|² / (2 σ²))``; ``σ`` defaults to
-    `median_bandwidth` of the pooled points. Leading axes are batched.
-
-    Its expectation is 0 when ``x`` and ``y`` are independent samples of one distribution, so
-    single estimates scatter around 0 (slightly negative values are normal).
+    `median_bandwidth` of the pooled points. Leading axes are batched. Its expectation is 0
+    for independent samples of one distribution, so slightly negative values are normal.
 
     >>> gen = torch.Generator().manual_seed(0)
     >>> a, b = torch.randn(300, 4, generator=gen), torch.randn(300, 4, generator=gen)
@@ -126,12 +113,9 @@ def distribution_shift(
 ) -> pd.DataFrame:
     """Cosine distance and MMD² (with its no-shift reference ``mmd2_null``) between the masked
     and the unmasked residual stream after each block, with ``edges`` (an edge set, its string
-    form, or a compiled bool mask) masked in ``layers`` together; see the module docstring.
-
-    One row per (layer, group): ``layer, group`` (``"all"`` positions, then each token
-    group), ``masked`` (whether this layer is masked), ``n_windows`` (per half, for MMD²),
-    ``cosine_distance``, ``mmd2``, ``mmd2_null``. The windows are split into halves by a
-    permutation seeded with ``seed``. Layers before the first masked one show no shift.
+    form, or a compiled bool mask) masked in ``layers`` together. One row per (layer, group):
+    ``layer, group`` (``"all"``, then each token group), ``masked``, ``n_windows`` (per half),
+    ``cosine_distance``, ``mmd2``, ``mmd2_null``; the halves are drawn with ``seed``.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet

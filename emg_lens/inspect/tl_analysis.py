@@ -1,28 +1,13 @@
 """TransformerLens's subspace interventions at a layout's token groups: the positions its
 ``transformer_lens.tools.analysis`` tools take, from a group's name.
 
-TransformerLens 4.3's interchange tools (`collect_activations`, `run_with_intervention`,
-`intervened_logits`, `fit_das`; the interventions `SubspaceInterchange` and
-`NormMatchedPlacebo` act on what they select) read and write a ``[batch, pos, d_model]`` hook
-point at **one position per example** (``positions=``, ``base_positions=``,
-``source_positions=``). A token group of an emg_lens model (``"acc"``: every ACC channel's
-tokens) is several positions, named by the model's layout. `token_rows` lays windows out as
-*rows*, one per window and token of the group: row ``r`` is window ``window[r]`` at token
-``positions[r]``, window-major, so ``inputs`` and ``positions`` go to those tools as they are,
-and `TokenRows.per_row` gives each row its window's label, target or key. Rows of a base batch
-and of a source batch of the same length pair up row by row: the same token of the paired
-windows. Each row is its own forward pass: a group of ``k`` tokens costs ``k`` times the
-windows' forward passes.
-
-``task_logits`` is the model itself (``model(signals)`` is the class logits; IsoNet's
-mean-pooled head: ``lambda x: model(x, return_type="avg_logits")``), and the model must be in
-eval mode (the tools refuse training mode). The random-init control,
-``transformer_lens.tools.analysis.reinitialized``, resets a copy of any native or converted
-model by its config (`emg_lens.components.init`), and of an attached model by its torch
-layers' own resets (`emg_lens.models.attached.find.torch_resets`). The guide page "What an
-edge carries" runs DAS, the placebo and both controls this way. The names and signatures used
-here are pinned by ``tests/unit/inspect/test_tl_analysis.py`` (TransformerLens changes
-``tools.analysis`` between minor versions).
+Those tools (`collect_activations`, `run_with_intervention`, `fit_das`, ...) read one position
+per example; a token group is several, so `token_rows` lays windows out as rows, one per window
+and token of the group (window-major), and `TokenRows.per_row` gives each row its window's
+label. Base and source rows of the same length pair up row by row. ``task_logits`` is the model
+itself, in eval mode. The recipe, with DAS, the placebo and both controls: the guide page "What
+an edge carries"; the TransformerLens names used are pinned by
+``tests/unit/inspect/test_tl_analysis.py``.
 
 >>> from transformer_lens.tools.analysis import collect_activations
 >>> from emg_lens import EncoderConfig
@@ -104,14 +89,10 @@ class TokenRows:
     """Windows laid out for TransformerLens's interchange tools at a token group (`token_rows`):
     row ``r`` is window ``window[r]`` read (or intervened on) at token ``positions[r]``.
 
-    Attributes:
-        group: the group's name (``"acc"``, an edge expression, ``"positions [...]"``).
-        inputs: the windows, each repeated once per token of the group, window-major, on the
-            model's device: the ``inputs`` / ``base_inputs`` / ``source_inputs`` to pass.
-        positions: each row's token: the ``positions`` / ``base_positions`` /
-            ``source_positions`` to pass.
-        window: each row's window (an index into the windows given).
-        n_windows: how many windows were given."""
+    ``group`` is the group's name; ``inputs`` (the windows, each repeated once per token,
+    window-major, on the model's device) and ``positions`` are what to pass as the tools'
+    ``inputs`` and ``positions`` (or their ``base_`` / ``source_`` forms); ``window`` is each
+    row's window, ``n_windows`` how many were given."""
 
     group: str
     inputs: Float[torch.Tensor, "row channel time"]

@@ -1,14 +1,8 @@
-"""What `emg_lens.report.page` reads of an output folder: only regular files inside it.
-
-A folder may come from someone else, and the page may be sent on, so `FolderFiles` reads a
-file only if its name is a relative path that stays inside the folder, with no link leading
-out of it, and it is a regular file (not a folder, a device or a pipe). Anything else a
-folder names or holds is *left out*, with why, and the page lists it: an absolute path, a
-``..`` that leads out, a link to a file outside, text that is not UTF-8, JSON that is not
-JSON, a CSV that csv cannot read. A missing file is simply not shown.
-
-`csv_head` reads the first rows of a CSV and counts the rest without parsing or keeping
-them, so a table of any size costs the rows shown.
+"""What `emg_lens.report.page` reads of an output folder: only regular files inside it. A
+folder may come from someone else and the page may be sent on, so `FolderFiles` reads a file
+only by a relative name that stays inside, through no link leading out; anything else (or text
+that is not UTF-8, JSON or CSV that does not parse) is left out, with why, and the page lists
+it. `csv_head` reads a CSV's first rows and counts the rest without keeping them.
 
 >>> import tempfile
 >>> folder = Path(tempfile.mkdtemp())

@@ -2,11 +2,9 @@
 GitHub-flavoured tables, ``code``, **bold** and *italic*. Everything else is text, escaped: no
 raw HTML of a file reaches the page.
 
-Stars are significance marks before they are emphasis: a table cell is shown exactly as
-written (``-22.1% ***``, ``**``, ``ns``; only its code spans are set as code), and in prose a
-run of three or more stars, or a star beside a space or another star on its inner side, is text
-(``*** p < 0.001, ** p < 0.01`` stays as it is). Emphasis never crosses a table cell: each cell
-is read on its own.
+Stars are significance marks before they are emphasis: a table cell is shown as written (only
+its code spans set as code), and in prose a run of three or more stars, or a star beside a
+space or another star on its inner side, is text (``*** p < 0.001, ** p < 0.01``).
 
 >>> print(to_html("# Study\\n\\nDelta **-30%** in `layer 1`.\\n\\n| a | b |\\n|---|---|\\n| 1 | x |"))
 <h2>Study</h2>

@@ -1,19 +1,12 @@
 """``report.html``: one self-contained page per output folder, to open in a browser or print.
 
-`write_report` reads what a study (of any kind), a discovery or an inspection wrote into a
-folder and writes ``report.html`` beside it; what the page holds, for the user:
-docs/guide/reports.md, "One report per run". Everything is inside the file: no script, style,
-font or image is fetched, so the page works offline and is safe to send.
-
-What makes it safe to send: every text of the folder is escaped (`emg_lens.report.markdown`),
-no HTML of the folder is embedded (the attention view is rebuilt from its numbers,
-`emg_lens.report.view`, in a sandboxed frame: ``<iframe srcdoc sandbox="allow-scripts">``, no
-same origin, a content policy that fetches nothing), and only regular files inside the folder
-are read (`emg_lens.report.folder`, which says what it leaves out).
-
-The folder's ``outputs.json`` (written by the result that made it) gives the order of its
-figures and tables and what it is; a folder without one, or with one that is not such a
-record, is read as it is (figures and tables in name order)."""
+`write_report` reads what a study, a discovery or an inspection wrote into a folder and writes
+``report.html`` beside it (what it holds: docs/guide/reports.md, "One report per run"). It is
+safe to send: nothing is fetched, every text of the folder is escaped
+(`emg_lens.report.markdown`), no HTML of the folder is embedded (the attention view is rebuilt
+from its numbers in a sandboxed frame, `emg_lens.report.view`), and only regular files inside
+the folder are read (`emg_lens.report.folder`). The folder's ``outputs.json`` orders its
+figures and tables; without one they are shown in name order."""
 
 from __future__ import annotations
 

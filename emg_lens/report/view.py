@@ -1,13 +1,8 @@
-"""The interactive attention view of a report, rebuilt from the numbers emg_lens wrote.
-
-``emg-lens inspect`` writes ``attention_view.json``: the tokens' names, the heads' names and
-every head's pattern for one window (`view_record`). `view_html` builds the CircuitsVis view
-from that record, with the library's own script (read from the installed ``circuitsvis``)
-and the record as data: every character of the record that could end the script or open a
-tag is escaped (``<``, ``>``, ``&``, and the JavaScript line separators), so a token named
-``</script><script>...`` is shown as text. A folder's HTML is never embedded: a page a
-folder holds could navigate its frame to a remote address, which no content policy stops,
-and a report is something people send each other.
+"""The interactive attention view of a report, rebuilt from the numbers emg_lens wrote
+(``attention_view.json``, `view_record`): `view_html` builds the CircuitsVis view with the
+installed library's script and the record as data, every character that could end the script
+or open a tag escaped. A folder's HTML is never embedded: it could navigate its frame to a
+remote address, and a report is something people send each other.
 
 >>> record = view_record(["cls", "C3"], ["L0H0"], [[[1.0, 0.0], [0.5, 0.5]]])
 >>> view_problem(record) is None

@@ -1,22 +1,8 @@
 """Is a model above chance? Each analysed model's held-out score beside chance, tested over
-its trials, and a warning that names the fault of a model that is not.
-
-Every command that analyses models reads the unmasked model's predictions it already computed
-into `chance_table` and states them beside chance at the top of ``summary.md``
-(`chance_markdown`, so ``report.html`` shows it) and on the console (`chance_console`). The
-rules as users read them: docs/guide/bring-your-own-model.md, "Studies and commands on such
-checkpoints"; why trials: docs/DESIGN.md §15. A `TrialScore` holds each trial decided by the
-majority vote of its windows (`emg_lens.stats.units.trial_votes`) and the window figures
-beside it; data without trials count each window as its own trial (``unit = "window"``).
-
-*Chance* is the share of the most frequent class among the trials. A model is **not clearly
-above chance** when the one-sided exact binomial of its correct trials against chance has
-``p >= ALPHA`` (0.05), or its window accuracy is below the midpoint between chance and the
-run's best model's (a comparison of sizes, not a test, so it reads the finer figure; with one
-model the midpoint is below its own accuracy whenever it is above chance). The warning names
-the fault from the training accuracy where a checkpoint records it: below the midpoint between
-chance and 1, the model did not learn; higher, it does not transfer to these held-out windows,
-and where the data have a placement the warning points to the placement check.
+its trials (`chance_table`), and a warning that names the fault of a model that is not
+(`chance_console`, `chance_markdown`: the top of ``summary.md``). The rules as users read them:
+docs/guide/bring-your-own-model.md, "Studies and commands on such checkpoints"; why trials:
+docs/DESIGN.md §15. Data without trials count each window as its own trial.
 
 >>> table = chance_table({"subject 1": (90, [50, 50]), "subject 2": (52, [50, 50])})
 >>> table[["model", "unit", "accuracy", "chance", "above_chance"]].values.tolist()
@@ -88,14 +74,11 @@ class Known(TypedDict, total=False):
 class TrialScore:
     """One model's held-out score as the chance check counts it: ``correct`` of the windows
     (``class_counts`` per class), ``trials_correct`` of the trials by majority vote
-    (``trial_counts`` per class; a trial of several classes, a recording of two sleep stages,
-    counts once: each of its classes 1 over their number, right or not by its own vote, so
-    these may be fractions), the windows' ``design_effect`` (None where unknown), and
-    what names the fault: ``train_accuracy`` (None where unknown) and ``placement`` (the data
-    have one, so the placement check applies); and ``baseline_accuracy``, the per-channel
-    feature baseline's on the same split (`emg_lens.train.baseline.feature_baseline`; None
-    where unknown), which the console names a model below; ``unit``: the data's trial unit
-    (`emg_lens.stats.units.TRIAL_UNITS`; None where unknown), which says what a trial is.
+    (``trial_counts`` per class; a trial of several classes counts once, so these may be
+    fractions), the windows' ``design_effect``, what names the fault (``train_accuracy``;
+    ``placement``: the data have one), ``baseline_accuracy`` (the per-channel feature
+    baseline's, `emg_lens.train.baseline.feature_baseline`) and ``unit`` (the data's trial
+    unit, `emg_lens.stats.units.TRIAL_UNITS`); None where unknown.
 
     >>> pred, y = np.array([0, 0, 1, 1, 1, 1]), np.array([0, 0, 0, 1, 1, 1])
     >>> s = TrialScore.from_predictions(pred, y, np.array([0, 0, 0, 1, 1, 1]), 2)
@@ -270,27 +253,22 @@ def trials_needed(chance: float, alpha: float = ALPHA) -> int:
 
 
 def chance_table(scores: Mapping[str, TrialScore | tuple[int, Sequence[int]]]) -> pd.DataFrame:
-    """One row per model: ``model, accuracy, correct, n, chance, p, above_chance, why, unit,
-    trials, trials_correct, trial_accuracy, windows_per_trial, window_chance, window_p,
-    design_effect, train_accuracy, placement``.
+    """One row per model: ``model``, the window figures, the trial test and what names the
+    fault (`COLUMNS`).
 
     Args:
-        scores: model name -> its `TrialScore`, or ``(correct, class_counts)``: how many of
-            its windows the unmasked model classified correctly and how many windows each
-            class has, each window then its own trial.
+        scores: model name -> its `TrialScore`, or ``(correct, class_counts)`` over windows,
+            each window then its own trial.
 
-    ``accuracy``, ``correct`` and ``n`` are over windows; ``chance`` and ``p`` are the test's,
-    over the table's ``unit`` (``"trial"``; ``"recording"`` where the score's trials are its
-    recordings; ``"window"`` where each trial is one window):
-    the one-sided exact binomial of ``trials_correct`` of ``trials`` against chance.
-    ``window_chance`` and ``window_p`` are the same test over windows, shown beside it, which
-    counts the windows of one trial as independent; ``design_effect`` says by how much they
-    repeat each other (NaN where unknown); ``train_accuracy`` and ``placement`` are the
-    score's (NaN where unknown), which name the fault. ``why`` says what failed (empty when
-    the model is clearly above chance; see the module docstring). ``verdict`` says it in a word
-    (`VERDICTS`): ``best_p`` is the p of every trial right, and where it is not below
-    `ALPHA` the design is ``too small to tell`` (``trials_needed``: the fewest trials that
-    could show it, `trials_needed`), which blames nothing on the model.
+    ``accuracy``, ``correct`` and ``n`` are over windows; ``chance`` and ``p`` are the one-sided
+    exact binomial of ``trials_correct`` of ``trials`` over the table's ``unit`` (``"trial"``,
+    ``"recording"`` or ``"window"``); ``window_chance`` and ``window_p`` the same test over
+    windows, shown beside it, and ``design_effect`` how much they repeat each other (NaN where
+    unknown); ``train_accuracy`` and ``placement`` name the fault. ``why`` says what failed
+    (empty when the model is clearly above chance; the rules:
+    docs/guide/bring-your-own-model.md), ``verdict`` says it in a word (`VERDICTS`): where even
+    every trial right (``best_p``) is not below `ALPHA` the design is ``too small to tell``
+    (``trials_needed``), which blames nothing on the model.
 
     A model right on 2 of 5 trials (all 9 windows of each): clear over windows, not over trials.
 

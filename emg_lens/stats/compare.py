@@ -1,11 +1,9 @@
-"""Statistics of a study, as the IsoNet paper reports them.
-
-For each condition the per-subject metric under the mask is compared with the per-subject
-baseline: ``delta_pct = 100 * (mean_masked - mean_baseline) / mean_baseline``, a two-sided
-Mann–Whitney U test (the paper's; ``wilcoxon``, the paired signed-rank test, is offered because
-the two samples come from the same subjects), and a multiple-comparison correction over the
-comparisons of one family (the paper's: all comparisons of one layer mode): Bonferroni
-``min(1, p * m)`` or Holm's step-down.
+"""Statistics of a study, as the IsoNet paper reports them: per condition, the change of the
+per-subject metric against the baseline (`delta_pct`), a two-sided test (`TESTS`: the paper's
+Mann–Whitney U; paired by subject, Wilcoxon's signed-rank test, exact with ties or zeros, and
+the exact sign-flip test), an effect size (`rank_biserial`), an interval over subjects
+(`delta_t_intervals`) and a correction over one family of comparisons (`correct`). Claims are
+tested paired (`PAIRED`); the rules: docs/concepts.md, "Statistics".
 
 >>> round(delta_pct(0.636, 0.914), 1)
 -30.4
@@ -15,28 +13,6 @@ comparisons of one family (the paper's: all comparisons of one layer mode): Bonf
 [0.03, 0.12, 0.09]
 >>> [round(p, 2) for p in correct([0.01, 0.04, 0.03], "holm")]
 [0.03, 0.06, 0.06]
-
-Beside the p-values: an effect size (`rank_biserial`, negative for a drop) and a 95% interval
-over subjects of the change, Student's t spanned with its skew correction (`delta_t_intervals`:
-of Δ%, the ratio of means, by its linearisation, never below −100 %); the design's floor and
-the equivalence test are `emg_lens.stats.design`'s.
-
-``mannwhitneyu`` (the paper's default) treats the masked and the baseline values as two
-independent samples. ``wilcoxon`` and ``permutation`` are paired by subject (`summarize`
-aligns them by subject number) and test the differences ``masked - baseline``. ``wilcoxon``
-ranks them, zero differences dropping out (scipy's ``zero_method="wilcox"``); with ties or
-zeros its p is the exact one of the nonzero differences' sign patterns (all of them,
-counted), not scipy's normal approximation, too small with few nonzero differences.
-``permutation`` is the exact sign-flip test of their mean: all ``2**n`` sign patterns up to
-`EXACT_MAX_N` subjects, above a seeded Monte Carlo draw of `PERMUTATIONS` giving
-``(hits + 1) / (draws + 1)`` (TransformerLens's ``sign_flip_permutation_pvalue``).
-
-Claims (`emg_lens.studies.ablation.verdicts`) are tested paired whatever the tables use:
-``"paired"`` (`PAIRED`, `CLAIMS_TESTS`, `paired_test`); a keep claim is Schuirmann's TOST
-(`emg_lens.stats.design.tost`, over `t_interval`). The rules: docs/concepts.md, "Statistics".
-
-A p-value is printed by `format_p`, never as 0:
-
 >>> format_p(0.0078125), format_p(3.1e-07), format_p(0.0), format_p(1.0)
 ('0.00781', '3.1e-07', '< 1e-16', '1')
 """
@@ -64,20 +40,14 @@ from emg_lens.errors import (
 Values = Sequence[float] | Real[np.ndarray, " _"]
 """Numbers a statistic reads with ``np.asarray``: a sequence, or a 1-D array of any length."""
 
-# ----------------------------------------------------------------- the p rule
-# The one rule for printing a p-value, shared by every table, console line and report page: a p
-# below `P_FLOOR` underflowed (a double's tail has no digits left there) and is printed as the
-# bound, never as 0.
-
 P_FLOOR = 1e-16
-"""Below it a printed p is the bound ``< 1e-16``."""
+"""Below it a p underflowed (a double's tail has no digits left) and prints as ``< 1e-16``."""
 
 
 def format_p(p: float, digits: int = 3, name: str = "") -> str:
-    """A p-value as every table and console prints it: ``digits`` significant digits, in
-    scientific notation below 1e-4 (Python's ``g``), never ``0``: below `P_FLOOR` (an exact
-    0 is a p that underflowed) the bound ``< 1e-16``; ``n/a`` for NaN. With a ``name``, the
-    text a sentence says: ``p_corr = 0.0078``, ``p < 1e-16``.
+    """A p-value as every table and console prints it: ``digits`` significant digits (Python's
+    ``g``), never ``0`` (the bound below `P_FLOOR`), ``n/a`` for NaN; with a ``name``, as a
+    sentence says it.
 
     >>> format_p(0.000311), format_p(2.2e-5, 2), format_p(1e-300), format_p(float("nan"))
     ('0.000311', '2.2e-05', '< 1e-16', 'n/a')
@@ -124,26 +94,14 @@ STAR_LEVELS = ((1e-4, "****"), (1e-3, "***"), (1e-2, "**"), (0.05, "*"))
 _THRESHOLDS = frozenset(threshold for threshold, _ in STAR_LEVELS)
 ALPHA = 0.05  # the weakest star
 KEEP_MIN_SUBJECTS = 8
-"""The fewest subjects from which an absence of change (a keep claim holds, a drop claim fails)
-is concluded when they all changed alike: no spread, typically every one exactly unchanged.
-Attention cuts often leave a subject's accuracy exactly unchanged while they change other
-subjects' a lot (zero-inflated, skewed changes), so no spread among a few subjects is no
-evidence: with n subjects all unchanged, the share of subjects a cut changes is bounded
-(one-sided 95 %, Clopper–Pearson) only by ``1 − 0.05^(1/n)``, below a third from 8 on (0.35 at
-7, 0.31 at 8); where 30 % of subjects lose the effect, all of 7 come out unchanged in 8 % of
-studies, all of 8 in 6 %."""
+"""The fewest subjects from which an absence of change (a keep holds, a drop fails) is concluded
+when they all changed alike: with n subjects all unchanged, the share of subjects a cut changes
+is bounded (one-sided 95 %) only by ``1 − 0.05^(1/n)``, below a third from 8 on
+(docs/DESIGN.md §16)."""
 SKEW_FLOOR = 5.0
 """The least skewness a claim's interval assumes of its subjects' changes, on each side
-(`skew_t_interval`'s ``skew_floor``): cuts' effects lean towards large losses (skewness −1.7 to
-−2.8 over the demo's and the erasure studies' few subjects, whose sample skewness understates a
-population's), and a few subjects rarely show it: with their own skewness alone a keep on its
-margin held in up to 8 % of studies of exponential losses and 13 % of lognormal ones, where
-it promises 5 %. Chosen by measurement (docs/trust.md): 3.5 held exponential, Gamma and
-lognormal σ 0.75 losses but let lognormal σ 0.9 (skewness −4.7) through in up to 6.6 % of
-studies, a rate that grows with the subjects; at 5 a keep on its margin holds in at most
-4.1 % of such studies at 5–20 subjects, and 5.2 % of lognormal σ 1 ones (skewness −6.2) at
-20 (docs/trust.md, which also states the floor's price: the power of a keep at half its
-margin, 13 % at 8 subjects and 52 % at 12)."""
+(`skew_t_interval`'s ``skew_floor``): cuts' losses lean left and a few subjects rarely show it;
+chosen by measurement, with its price in power (docs/DESIGN.md §18, docs/trust.md)."""
 
 
 def paired_test(n: int) -> str:
@@ -206,8 +164,7 @@ def one_baseline_row_each(
     subjects: Sequence[Any], values: Values, what: str, error: type[EmgLensError]
 ) -> None:
     """Nothing when each subject holds one baseline row, else ``error`` naming ``what``, the
-    first subject held twice and its values (of which no one would know which is its
-    baseline).
+    first subject held twice and its values.
 
     >>> one_baseline_row_each([1, 2, 2], [0.8, 0.9, 0.1], "summarize", ArgumentError)
     Traceback (most recent call last):
@@ -228,10 +185,8 @@ def one_baseline_row_each(
 
 
 def finite_or_missing(values: np.ndarray, what: str) -> np.ndarray:
-    """``values``, or an `InputShapeError` naming ``what`` and where it holds ±inf. Every
-    statistic here reads NaN as a missing value (a subject without one) and leaves it out; an
-    infinity is no value a subject can have (a change relative to a baseline of 0), so it is
-    refused rather than left out as if missing.
+    """``values``, or an `InputShapeError` naming ``what`` and where it holds ±inf: NaN is a
+    missing value (left out), but an infinity is no value a subject can have.
 
     >>> finite_or_missing(np.array([1.0, np.inf]), "tost(values)")
     Traceback (most recent call last):
@@ -346,10 +301,8 @@ def _permutation(
 
 def _signed_rank_p(nonzero: np.ndarray) -> tuple[float, float]:
     """The exact two-sided Wilcoxon signed-rank test of ``nonzero`` differences with tied
-    magnitudes (midranks): the null distribution of the sum of positive ranks over all ``2**n``
-    sign patterns, built over their doubled midranks (integers) one difference at a time, as
-    scipy's permutation test enumerates them (``2 min(P(T ≤ t), P(T ≥ t))``, at most 1) but
-    in ``n · Σ ranks`` steps, so it stays exact at any number of subjects."""
+    magnitudes: the null distribution of the positive ranks' sum over all ``2**n`` sign
+    patterns, built over doubled midranks one difference at a time (``n · Σ ranks`` steps)."""
     doubled = np.rint(2 * sps.rankdata(np.abs(nonzero))).astype(int)
     null = np.zeros(int(doubled.sum()) + 1)
     null[0] = 1.0
@@ -410,12 +363,9 @@ def rank_biserial(masked: Values, baseline: Values, test: str = "mannwhitneyu") 
     """Effect size of ``test`` in [-1, 1], **negative when the masked values are lower** (a
     drop), positive for a rise, 0 for no tendency; NaN pairs/values are left out.
 
-    - ``mannwhitneyu``: ``r = 1 - 2 U_b / (n1 n2)`` with ``U_b`` the *baseline* sample's U
-      (``n1 n2 - U`` of the masked sample, the ``U`` column), i.e. ``P(masked > baseline) -
-      P(masked < baseline)`` over all pairs, ties counting half;
-    - ``wilcoxon`` and ``permutation`` (paired): the matched-pairs rank-biserial ``(T+ - T-)
-      / (T+ + T-)``, with ``T+`` and ``T-`` the rank sums of the positive and negative
-      differences ``masked - baseline`` (zero differences dropped, ties averaged).
+    ``mannwhitneyu``: ``P(masked > baseline) - P(masked < baseline)`` over all pairs, ties
+    counting half; paired tests: the matched-pairs ``(T+ - T-) / (T+ + T-)`` over the rank sums
+    of the nonzero differences ``masked - baseline``.
 
     >>> rank_biserial([0.5, 0.6], [0.9, 0.95])  # every masked value below every baseline
     -1.0
@@ -502,19 +452,12 @@ def delta_t_intervals(
     relative: bool = True,
 ) -> tuple[Float[np.ndarray, " rows"], Float[np.ndarray, " rows"]]:
     """The interval over subjects of each row's change of the mean against one baseline
-    (column ``i`` is subject ``i``, the same subjects in both: paired), by the claims' t
-    (`skew_t_interval`): Student's and Johnson's skew-corrected t spanned, each end the more
-    cautious of the two (the subjects' own skewness, and none). With ``relative``, of
-    `delta_pct` — the ratio of means, ``100 (M − B) / B`` — by its linearisation (each
-    subject's ``L_i = (m_i − (1 + r) b_i) / B`` with ``r = M / B − 1``: the ratio's first-order
-    influence, whose mean is 0; the interval that of the mean of ``100 (r + L_i)``), never
-    below −100 % where no value is negative (an accuracy cannot lose more than all of it);
-    without, of the absolute change ``M − B``, of the paired differences. Subjects with a NaN
-    are left out; fewer than 2 subjects, or a zero baseline mean, give NaN.
-
-    Of exponential losses at 6–20 subjects Student's t alone covered 0.885–0.91, this
-    0.945–0.953, wider where the values lean (docs/trust.md, also where a few subjects cover
-    less); a percentile bootstrap over 3–8 subjects 75–90 % (docs/DESIGN.md §16).
+    (column ``i`` is subject ``i`` in both: paired), by `skew_t_interval` (Student's and
+    Johnson's skew-corrected t spanned). With ``relative``, of `delta_pct` (the ratio of means)
+    by its linearisation (each subject's ``L_i = (m_i − (1 + r) b_i) / B``, ``r = M / B − 1``),
+    never below −100 % where no value is negative; without, of the paired differences ``M − B``.
+    Subjects with a NaN are left out; fewer than 2 subjects, or a zero baseline mean, give NaN.
+    Coverage at 6–20 subjects: docs/trust.md; a bootstrap's at 3–8: docs/DESIGN.md §16.
 
     >>> lows, highs = delta_t_intervals(np.array([[0.5, 0.6, 0.55, 0.58]]),
     ...                                 np.array([0.9, 0.95, 0.92, 0.91]))
@@ -544,13 +487,10 @@ def delta_t_intervals(
 
 
 def t_interval(values: Values, level: float = 0.90, sd_floor: float = 0.0) -> tuple[float, float]:
-    """The two-sided Student-t interval of the mean of ``values`` at ``level``: ``mean ±
-    t_{(1 + level) / 2, n - 1} · sd / √n`` (NaNs left out as missing, ±inf refused; ``(nan,
-    nan)`` with fewer than 2 values), the standard deviation never below ``sd_floor`` (the
-    spread the values' own sampling error implies: values that agree more closely than that
-    agree by the discreteness of what they count, not by evidence; without a floor, values all
-    alike give a single point). At 0.90 its ends are the two one-sided 95 % bounds `tost`
-    tests against a margin.
+    """The two-sided Student-t interval of the mean of ``values`` at ``level`` (NaNs left out,
+    ±inf refused; ``(nan, nan)`` below 2 values), the sd never below ``sd_floor`` (values that
+    agree more closely than their sampling error agree by the discreteness of what they count).
+    At 0.90 its ends are the two one-sided 95 % bounds `tost` tests against a margin.
 
     >>> low, high = t_interval([-1.0, 0.0, 1.0, 2.0])
     >>> round(low, 3), round(high, 3)  # 0.5 ± 2.353 · 1.291 / 2
@@ -568,9 +508,8 @@ def t_interval(values: Values, level: float = 0.90, sd_floor: float = 0.0) -> tu
 
 
 def _hall_g_inverse(u: float, skew: float, n: int) -> float:
-    """The inverse of Hall's (1992) transformation ``g(θ) = θ + γ/(6n) + γθ²/3 + γ²θ³/27``
-    (Johnson's 1978 correction of the t statistic, made monotone by its cubic term: it is
-    ``((1 + γθ/3)³ − 1) / γ + γ/(6n)``), at ``u``."""
+    """The inverse at ``u`` of Hall's (1992) transformation ``g(θ) = θ + γ/(6n) + γθ²/3 +
+    γ²θ³/27`` (Johnson's 1978 correction of the t statistic, made monotone)."""
     if abs(skew) < 1e-12:
         return u - skew / (6 * n)
     return 3.0 / skew * (float(np.cbrt(1 + skew * (u - skew / (6 * n)))) - 1.0)
@@ -583,11 +522,9 @@ def _hall_g(theta: float, skew: float, n: int) -> float:
 def _mean_sd_skews(
     values: Values, sd_floor: float, third: float | None = None, what: str = "t_interval"
 ) -> tuple[np.ndarray, float, list[float]]:
-    """The finite ``values`` (NaN left out as missing, ±inf refused naming ``what``), their
-    standard deviation (never below ``sd_floor``) and their skewness: the third central
-    moment's unbiased estimate over that sd cubed, and with ``third`` (a third cumulant known
-    from elsewhere) also ``third`` over it; 0 where the sd is, and the sample's below 3
-    values, where none is estimable."""
+    """The finite ``values`` (±inf refused naming ``what``), their sd (at least ``sd_floor``)
+    and their skewnesses: the sample's (0 below 3 values or at sd 0) and, with ``third`` (a
+    third cumulant known from elsewhere), ``third`` over the sd cubed."""
     x = finite_or_missing(np.asarray(values, float), f"{what}(values)")
     x = x[np.isfinite(x)]
     n = len(x)
@@ -602,16 +539,13 @@ def _mean_sd_skews(
 
 def _floor_quantile(t: float, skew: float, n: int) -> float:
     """The one-sided quantile of a mean's studentised value where the values lean by ``skew``
-    (its first-order Cornish–Fisher term, ``t + skew (2t² + 1) / (6√n)``: the bound moves
-    out towards the lean, more the fewer the values and the further out the bound)."""
+    (first-order Cornish–Fisher)."""
     return t + skew * (2 * t**2 + 1) / (6 * np.sqrt(n))
 
 
 def _floor_p(z: float, skew: float, n: int) -> float:
-    """The one-sided p of a studentised distance ``z`` (``√n (mean − limit) / sd``, towards
-    the side tested) under `_floor_quantile`'s bound: the ``α`` whose quantile ``t_α`` gives
-    ``_floor_quantile(t_α) = z``; at least 0.5 where even the point estimate does not clear
-    it (Student's p where that is larger)."""
+    """The one-sided p of a studentised distance ``z`` (``√n (mean − limit) / sd``) under
+    `_floor_quantile`'s bound; at least 0.5 where the point estimate does not clear it."""
     a = skew / (6 * np.sqrt(n))
     if z <= a:
         return max(0.5, float(sps.t.sf(z, n - 1)))
@@ -629,22 +563,13 @@ def skew_t_interval(
 ) -> tuple[float, float]:
     """The two-sided interval of the mean of ``values`` at ``level`` that corrects Student's t
     for the values' skewness: Johnson's (1978) modified t, in Hall's (1992) monotone form,
-    inverted (``mean − sd · g⁻¹(±t / √n)``, with ``g`` `_hall_g` at the sample's skewness and
-    ``t`` Student's quantile). Per-subject changes of an accuracy count are skewed (a subject
-    that loses more has a noisier count), and Student's one-sided bounds then clear a margin
-    in 6–7 % of studies where they promise 5 % (docs/trust.md); this interval keeps 5–6 %.
-    Below 3 values no skewness is estimable and it is `t_interval`'s (two values' one-sided
-    bounds reach about 6 % at a margin). ``sd_floor`` as in `t_interval`. ``third``: a second
-    estimate of the values' third cumulant (a claim's per-subject changes: their measurement's,
-    from each subject's trials, `emg_lens.studies.ablation.verdicts.subject_changes`, stable
-    where a few values' sample skewness is not); the interval then spans both corrections',
-    each end the more cautious of the two (on the calibration's margin design the lower bound
-    cleared the margin in 2.5–5.5 % of studies of 3–20 subjects, against 5.4–6.2 % from the
-    sample alone and 4.1–6.4 % from the measurement alone). ``skew_floor``: a skewness of at
-    least this much assumed on each side whatever the values show (each end also reaches
-    ``mean ∓ sd · q / √n`` with ``q`` `_floor_quantile`'s): a population of skewed losses
-    shows its skew to few of its subjects, whose own bounds then clear a margin too often
-    (claims pass `SKEW_FLOOR`; docs/trust.md).
+    inverted (``mean − sd · g⁻¹(±t / √n)``, ``g`` `_hall_g`); `t_interval`'s below 3 values.
+    Per-subject changes of an accuracy count are skewed, and Student's one-sided bounds then
+    clear a margin too often (docs/trust.md). ``sd_floor`` as in `t_interval`. ``third``: a
+    second estimate of the values' third cumulant (a claim's, from each subject's trials:
+    `emg_lens.stats.units.subject_changes`); the interval then spans both
+    corrections, each end the more cautious. ``skew_floor``: a skewness of at least this much
+    assumed on each side (`_floor_quantile`; claims pass `SKEW_FLOOR`).
 
     >>> low, high = skew_t_interval([-1.0, 0.0, 1.0, 2.0])  # symmetric: Student's interval
     >>> (round(low, 3), round(high, 3)) == tuple(round(v, 3) for v in t_interval(

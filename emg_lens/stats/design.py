@@ -30,11 +30,9 @@ from emg_lens.stats.compare import (
 
 def smallest_p(n: int, test: str = "mannwhitneyu") -> float:
     """The smallest two-sided p-value ``test`` can give with ``n`` subjects: its p for perfect
-    separation (every masked value below every baseline value), computed by the same scipy
-    call `compare` makes. For Mann–Whitney U that is the smaller of the distinct values' p
-    (scipy's exact distribution: 2 / C(2n, n)) and the p of values tied within each condition
-    (ties switch scipy to its tie-corrected normal approximation, whose variance they shrink:
-    every subject's accuracy equal under each condition gives the smallest p of all).
+    separation, by the same scipy call `compare` makes (for Mann–Whitney U the smaller of the
+    distinct values' exact p and that of values tied within each condition, which scipy's
+    tie-corrected normal approximation makes smaller).
 
     >>> round(smallest_p(6), 5), smallest_p(6, "wilcoxon")  # tied; 2 / 2**6
     (0.00126, 0.03125)
@@ -99,14 +97,10 @@ def tost(
 ) -> float:
     """Schuirmann's (1987) two one-sided tests that the mean of ``values`` lies within
     ``±bound``: the larger p of the one-sided tests of ``mean <= -bound`` and ``mean >=
-    bound`` (NaNs left out as missing values; ±inf refused), the standard deviation never
-    below ``sd_floor`` (`t_interval`).
-    Each one-sided test is Johnson's skewness-corrected t in Hall's monotone form
-    (`skew_t_interval`; with ``third``, the larger p of its two skewness estimates), or
-    Student's t with ``skew_corrected=False``; with ``skew_floor``, also the test that
-    assumes that much skewness on each side (`skew_t_interval`'s): p < 0.05
-    exactly when the matching interval at 0.90 lies inside ``(-bound, bound)``. NaN with
-    fewer than 2 values; with no spread and no floor, 0 inside the bound and 1 outside.
+    bound`` (NaNs left out, ±inf refused, the sd never below ``sd_floor``), each Johnson's
+    skew-corrected t as `skew_t_interval` (``third``, ``skew_floor``), or Student's with
+    ``skew_corrected=False``: p < 0.05 exactly when the matching interval at 0.90 lies inside
+    ``(-bound, bound)``. NaN below 2 values; with no spread and no floor, 0 inside, 1 outside.
 
     >>> # Student's 90 % interval of these, [-1.019, 2.019]: inside ±3, past +2
     >>> round(tost([-1.0, 0.0, 1.0, 2.0], 3.0), 4), round(tost([-1.0, 0.0, 1.0, 2.0], 2.0), 4)

@@ -1,27 +1,11 @@
 """Scoring a model's outputs: the metrics a study may name (`METRICS`), per window and per
-subject.
-
-Two kinds. The *prediction* metrics (`PREDICTION_METRICS`: accuracy, balanced accuracy, macro
-F1) count argmax decisions, so they move only when a window's predicted class flips; training
-studies score with them (`score_predictions`). The *continuous* metrics read the logits, so an
-ablation that moves the logits without flipping a decision still shows:
-
-- ``margin``: the true class's logit minus the largest other (the window is correct iff > 0);
-- ``logprob``: the log-softmax of the true class, in nats;
-- ``kl``: ``KL(p || q) = sum_c p_c (log p_c - log q_c)`` in nats, with ``p`` the *unmasked*
-  model's class distribution on the window and ``q`` the masked one's (the circuit-discovery
-  convention, ACDC and Edge Pruning: how far the intervention moves the reference output);
-- ``flip_rate``: the share of windows whose predicted class differs from the unmasked one's.
-
-A subject's value is the mean over its test windows. An ablation study scores every metric of
-a condition from one forward pass (`score_logits`; all of a subject's conditions at once, the
-same cells bit for bit: `score_stacked`). Which metrics report Δ% and which an absolute Δ
-(`RELATIVE_METRICS`), and why: docs/DESIGN.md §5, "Scores".
-
-A regressor (a force from HD-sEMG, `emg_lens.studies.regression`) is scored by
-`REGRESSION_METRICS` instead (`score_regression`): ``mse``, the mean squared error in the
-target's units squared, and ``r2``, one minus the MSE over the targets' variance (0: the
-targets' own mean; below 0: worse than that). Their changes are absolute (Δ).
+subject. The prediction metrics (`PREDICTION_METRICS`) count argmax decisions; the continuous
+ones read the logits, so a cut that moves them without flipping a decision still shows:
+``margin`` (the true class's logit minus the largest other), ``logprob`` (the true class's
+log-softmax, nats), ``kl`` (``KL(p || q)`` from the unmasked model's distribution ``p``, the
+circuit-discovery convention) and ``flip_rate``. A subject's value is the mean over its test
+windows; a regressor is scored by `REGRESSION_METRICS` (``mse``, ``r2``, changes absolute).
+Which metrics report Δ% (`RELATIVE_METRICS`), and why: docs/DESIGN.md §5, "Scores".
 """
 
 from __future__ import annotations
@@ -193,10 +177,8 @@ def score_logits(
     each the mean over the windows) of a condition's ``logits`` against the labels ``y`` and
     the unmasked model's logits on the same windows (``reference``, for ``kl`` and
     ``flip_rate``), and per-class ``class_correct`` and ``class_total`` counts; with each
-    window's trial (``trials``), also the cell's trial counts (`score_predictions`) and, per
-    trial, its class, windows and correct windows (`emg_lens.stats.units.trial_counts`, for
-    per_class.csv's intervals over trials). Computed in float64 on the CPU from the logits as
-    given; `score_stacked` scores many conditions' logits at once.
+    window's trial (``trials``), also the trial counts (`emg_lens.stats.units.trial_counts`).
+    Computed in float64 on the CPU from the logits as given.
 
     >>> ref = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     >>> cell = score_logits(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), ref, np.array([0, 1]), 2)
@@ -215,11 +197,9 @@ def score_stacked(
     trials: Int[np.ndarray, " n"] | None = None,
 ) -> list[dict[str, Any]]:
     """`score_logits` of each condition's logits ``logits[c]`` against one ``reference``, in
-    one vectorised pass over the stack (a study scores all of a subject's conditions so):
-    each cell is the one `score_logits` gives that condition alone, bit for bit. The
-    per-window values are computed for the whole stack, and each mean over windows is taken
-    along one condition's row as `score_logits` takes it (a float sum's order decides its
-    last bits, and torch splits a long 1-d sum across threads).
+    one vectorised pass, each cell bit for bit the one `score_logits` gives that condition
+    alone (each mean is taken along one condition's row: a float sum's order decides its
+    last bits).
 
     >>> ref = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     >>> cells = score_stacked(torch.stack([ref, ref.flip(-1)]), ref, np.array([0, 1]), 2)

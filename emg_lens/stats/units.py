@@ -1,26 +1,10 @@
-"""Statistics that count the independent unit: trials, not windows.
-
-Every inference over held-out windows is made here over trials (`emg_lens.data.trials`; why,
-and how much the windows of a trial repeat each other: docs/DESIGN.md §15):
-
-- `trial_votes`: each trial's decision is the majority vote of its windows' predicted
-  classes; a trial is correct when its true class has strictly the most votes (a tie is not
-  correct, so a test of these votes against chance errs on the safe side); a trial of several
-  classes (a recording of two sleep stages) votes each class apart and still counts once;
-- `cluster_bootstrap_ci`: an interval for a share of windows (or of window pairs) that
-  resamples whole trials, so the windows of one trial come and go together;
-- `crossed_bootstrap_ci`: the same for pairs of windows drawn from two trials each (an
-  interchange's base and source), resampling both kinds of trial;
-- `trial_counts` and `class_trial_cis`: what a stored cell keeps of each trial (its class,
-  windows and correct windows), and per-class accuracy intervals over the class's trials
-  (``per_class.csv``): exact (Clopper–Pearson) over its trials, each counting its share of
-  correct windows, which keeps its 95 % at 2–10 trials where a bootstrap of so few trials
-  covers 43–84 % (docs/DESIGN.md §16);
-- `bootstrap_delta_ci(s)`: the percentile interval of a change over subjects, each
-  resample keeping a subject's pair together (the regression study's blocks);
-- `design_effect`: how much the windows of one trial repeat each other
-  (``1 + (m - 1) * ICC``, Kish), to say how many independent observations the windows are
-  worth.
+"""Statistics that count the independent unit: trials, not windows (`emg_lens.data.trials`;
+why, and how much the windows of a trial repeat each other: docs/DESIGN.md §15). Trials are
+decided by the majority vote of their windows (`trial_votes`; a tie is not correct), intervals
+resample whole trials (`cluster_bootstrap_ci`, `crossed_bootstrap_ci` for pairs of trials),
+per-class intervals are exact over the class's trials (`class_trial_cis`; a bootstrap of so
+few trials undercovers: docs/DESIGN.md §16), `design_effect` is Kish's ``1 + (m - 1) ICC``,
+and `subject_changes` gives each subject's own change with its interval over its trials.
 
 >>> pred = np.array([1, 1, 0, 0, 0, 2, 2, 1])
 >>> y = np.array([1, 1, 1, 0, 0, 2, 2, 2])
@@ -36,10 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from jaxtyping import Bool, Float, Int
+from scipy import stats as sps
 
 from emg_lens.errors import ArgumentError, check_number
-from emg_lens.stats.compare import Values, clopper_pearson, rows_and_baseline
+from emg_lens.stats.compare import ALPHA, Values, clopper_pearson, rows_and_baseline
 
 BOOTSTRAP_RESAMPLES = 2000
 TRIAL_UNITS = ("repetition", "window", "given", "recording")
@@ -104,12 +90,10 @@ def trial_votes(
     y: Int[np.ndarray, " window"],
     trials: Int[np.ndarray, " window"],
 ) -> TrialVotes:
-    """Each trial's majority vote over its windows' predicted classes (see the module
-    docstring); a trial whose windows carry several classes votes each class apart, each vote
-    weighing 1 over its trial's classes (`TrialVotes`). ``pred`` may stack several
-    conditions' predictions of the same windows (``[condition, window]``): ``correct`` is then
-    ``[condition, vote]``, each row what that condition's predictions alone give, and
-    ``label``, ``windows`` and ``weight`` are shared.
+    """Each trial's majority vote over its windows' predicted classes (a tie is not correct);
+    a trial of several classes votes each class apart (`TrialVotes`). ``pred`` may stack
+    several conditions' predictions (``[condition, window]``): ``correct`` is then
+    ``[condition, vote]``, each row what that condition alone gives.
 
     >>> trial_votes(np.array([0, 1]), np.array([0, 0]), np.array([0, 0])).correct.tolist()
     [False]
@@ -176,10 +160,8 @@ def cluster_bootstrap_ci(
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
 ) -> tuple[float, float]:
-    """A percentile interval of ``mean(hits)`` that resamples whole clusters (trials) with
-    replacement: each resample's share is its clusters' hits over their units. Seeded, so the
-    same data give the same interval. One cluster gives the interval ``(share, share)``
-    widened to nothing it can show: ``(0.0, 1.0)`` for a share of hits in ``[0, 1]``.
+    """A seeded percentile interval of ``mean(hits)`` that resamples whole clusters (trials)
+    with replacement; one cluster shows nothing: ``(0.0, 1.0)``.
 
     >>> hits = np.array([1, 1, 1, 1, 0, 0, 0, 0], float)
     >>> cluster_bootstrap_ci(hits, np.array([0, 0, 1, 1, 2, 2, 3, 3]))  # 4 trials: wide
@@ -210,12 +192,9 @@ def crossed_bootstrap_ci(
     seed: int = BOOTSTRAP_SEED,
 ) -> tuple[float, float]:
     """A percentile interval of ``mean(hits)`` over pairs that each belong to two clusters
-    (``rows``: a base trial, ``cols``: a source trial), crossed rather than nested: Owen's
-    pigeonhole bootstrap (Owen 2007, "The pigeonhole bootstrap", Ann. Appl. Stat.) draws the
-    row clusters and the column clusters independently with replacement and weighs each pair
-    by the product of its two clusters' draw counts, so pairs sharing either trial come and go
-    together (it errs on the wide side). Seeded; fewer than two clusters of either kind give
-    ``(0.0, 1.0)``.
+    (``rows``: a base trial, ``cols``: a source trial), crossed: Owen's (2007) pigeonhole
+    bootstrap, each pair weighed by the product of its two clusters' draw counts (it errs on
+    the wide side). Seeded; fewer than two clusters of either kind give ``(0.0, 1.0)``.
 
     >>> hits = np.array([1, 1, 1, 0, 0, 0], float)
     >>> lo, hi = crossed_bootstrap_ci(hits, np.arange(6), np.arange(6))
@@ -353,13 +332,9 @@ def class_trial_cis(
     level: float = 0.95,
 ) -> tuple[Float[np.ndarray, " n_classes"], Float[np.ndarray, " n_classes"], np.ndarray]:
     """``(low, high, trials)`` per class: the interval of the class's accuracy over its
-    trials, and how many trials it has. Each trial counts once, with its share of correct
-    windows ``a_t`` in [0, 1]; the interval is Clopper–Pearson's for ``Σ a_t`` successes of
-    ``T`` trials (`emg_lens.stats.compare.clopper_pearson`, whose beta quantiles take a
-    fractional count). Exact where trials are all right or all wrong, and conservative
-    otherwise: of the variables in [0, 1] with a given mean, a trial that is all right or all
-    wrong varies most, so the binomial bounds every trial's share (Hoeffding 1956). NaN for a
-    class without windows.
+    trials, and how many trials it has: Clopper–Pearson's for ``Σ a_t`` successes of ``T``
+    trials, ``a_t`` a trial's share of correct windows (exact where trials are all right or
+    all wrong, conservative otherwise: Hoeffding 1956). NaN for a class without windows.
 
     >>> low, high, n = class_trial_cis([0, 0, 1, 1], [3, 3, 3, 3], [3, 2, 0, 3], 3)
     >>> n.tolist(), low[:2].round(3).tolist(), high[:2].round(3).tolist(), bool(np.isnan(low[2]))
@@ -398,13 +373,9 @@ def bootstrap_delta_ci(
     seed: int = BOOTSTRAP_SEED,
     relative: bool = True,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of `delta_pct` over subjects: ``masked[i]`` and
-    ``baseline[i]`` are subject ``i``'s values, and each resample draws subjects with
-    replacement, keeping each subject's pair together (the values are the same subjects'
-    under two conditions). ``relative=False``: the interval of the absolute change of the
-    mean, masked − baseline, instead. Seeded: the same inputs give the same interval.
-    Subjects with a NaN value are left out; with fewer than 2 subjects the interval is
-    ``(nan, nan)``.
+    """Seeded percentile bootstrap interval of `delta_pct` over subjects, each resample keeping
+    a subject's pair ``masked[i]``, ``baseline[i]`` together (``relative=False``: of the
+    absolute change). Subjects with a NaN are left out; below 2 subjects ``(nan, nan)``.
 
     >>> low, high = bootstrap_delta_ci([0.5, 0.6, 0.55, 0.58], [0.9, 0.95, 0.92, 0.91])
     >>> bool(low < 100 * (0.5575 - 0.92) / 0.92 < high), (low, high) == bootstrap_delta_ci(
@@ -474,3 +445,70 @@ def bootstrap_delta_cis(
                 if len(row):
                     lows[i], highs[i] = np.percentile(row, [tail, 100 - tail])
     return lows, highs
+
+
+def subject_changes(
+    baseline_rows: pd.DataFrame, masked_rows: pd.DataFrame, classes: list[int]
+) -> pd.DataFrame:
+    """Each subject's own change of accuracy over ``classes`` under a condition, with its
+    interval over that subject's test trials: one row per subject (the baseline's order) with
+    ``delta_pct`` (``100 (masked − baseline) / baseline``), ``low``, ``high``, ``unit`` and
+    ``k3``, the third cumulant of the subject's Δ% as its trials measure it (NaN below 3
+    trials).
+
+    The interval is Bonferroni's over the subjects (one-sided ``ALPHA / n`` at each end), paired
+    by trial where the cells hold their trials: the ratio ``Σ (h_masked − h_baseline) / Σ
+    h_baseline`` linearised, with Student's t over the trials, never below −100 %. Cells stored
+    without trials (``unit`` ``"window"``) give a change without an interval, which stops no
+    claim; NaN bounds too below 2 trials or with no correct baseline window.
+
+    >>> def cell(subject, key, hits):
+    ...     return {"subject": subject, "key": key, "class_correct": [sum(hits)],
+    ...             "class_total": [10 * len(hits)], "trial_class": [0] * len(hits),
+    ...             "trial_windows": [10] * len(hits), "trial_hits": hits}
+    >>> base = pd.DataFrame([cell(1, "b", [9] * 10), cell(2, "b", [9] * 10)])
+    >>> cut = pd.DataFrame([cell(1, "c", [9] * 10), cell(2, "c", [5, 4, 6, 5, 5, 4, 6, 5, 5, 5])])
+    >>> table = subject_changes(base, cut, [0])
+    >>> print(table.round(1))  # subject 2: ± t(0.975, 9) · sd((m − 5) / 9) / √10 = ± 5.3
+       delta_pct   low  high   unit   k3
+    1        0.0   0.0   0.0  trial  0.0
+    2      -44.4 -49.7 -39.1  trial  0.0
+    """
+    masked_by = {r.subject: r for r in masked_rows.itertuples(index=False)}
+    n = max(len(baseline_rows), 1)
+    out = {}
+    for base in baseline_rows.itertuples(index=False):
+        cut = masked_by.get(base.subject)
+        row = {"delta_pct": np.nan, "low": np.nan, "high": np.nan, "unit": "trial", "k3": np.nan}
+        if cut is None:
+            out[base.subject] = row
+            continue
+        fields = ("trial_class", "trial_windows", "trial_hits")
+        by_trial = all(
+            isinstance(getattr(r, f, None), list | tuple | np.ndarray)
+            for r in (base, cut)
+            for f in fields
+        )
+        if by_trial:
+            held = np.isin(np.asarray(base.trial_class), classes)
+            b = np.asarray(base.trial_hits, float)[held]
+            m = np.asarray(cut.trial_hits, float)[held]
+        else:
+            row["unit"] = "window"
+            b = np.asarray([np.asarray(base.class_correct)[classes].sum()], float)
+            m = np.asarray([np.asarray(cut.class_correct)[classes].sum()], float)
+        total_b = float(b.sum())
+        if total_b > 0:
+            ratio = float((m.sum() - total_b) / total_b)
+            row["delta_pct"] = 100 * ratio
+            if by_trial and len(b) > 1:
+                influence = (m - b - ratio * b) / b.mean()
+                half = (
+                    sps.t.ppf(1 - ALPHA / n, len(b) - 1) * influence.std(ddof=1) / np.sqrt(len(b))
+                )
+                row["low"], row["high"] = max(100 * (ratio - half), -100.0), 100 * (ratio + half)
+                if len(b) > 2:  # the third cumulant of a mean of T trials: theirs over T²
+                    row["k3"] = float(sps.kstat(100 * influence, 3)) / len(b) ** 2
+        out[base.subject] = row
+    columns = ["delta_pct", "low", "high", "unit", "k3"]
+    return pd.DataFrame.from_dict(out, orient="index", columns=columns)

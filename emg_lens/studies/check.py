@@ -87,17 +87,12 @@ def check_target(
     IsoNet; default `CHECK_PRESET`) at ``layers`` and ``heads`` (default `CHECK_LAYERS`,
     `CHECK_HEADS`; the subjects of ``subjects``, else unknown).
 
-    The folder is resolved as `study run` resolves it, from the working directory
-    (`emg_lens.model_folder.models_folder`). A study's own folder that holds no models is
-    named, with the reason `study run` would stop, in what the preset stands in for (the
-    ``source`` every message quotes); a ``models`` given here that holds none is refused as
-    the run refuses it.
-
-    Every model is checked as the run would open it, its weights' header included but not its
-    weights (`emg_lens.checkpoints.check_checkpoint`): a damaged checkpoint is reported here,
-    not after the other subjects have run, and so is a model holding the user's own modules
-    in a study without ``modules`` (which that model's layout does not need: the model is
-    built with stand-ins, and no code of the study runs)."""
+    The folder is resolved as `study run` resolves it; a study's own folder without models is
+    named with the reason the run would stop (the ``source`` every message quotes), and a
+    ``models`` given here without any is refused. Every model is checked as the run would
+    open it, weights' header included (`emg_lens.checkpoints.check_checkpoint`), so a damaged
+    checkpoint, or one holding the user's modules in a study without ``modules``, is reported
+    here, before the other subjects run; no code of the study runs."""
     import torch
 
     from emg_lens.checkpoints import check_checkpoint, user_modules_of

@@ -1,23 +1,10 @@
-"""Study kinds behind one interface: the kind table, a study file read once (TOML or YAML,
-`read_study_file`), run and checked.
-
-A study file's ``kind`` (default ``"ablation"``) picks its kind:
-
-========== ============================= ======================= ===========================
-kind       spec                          runs with               result
-========== ============================= ======================= ===========================
-ablation   `StudySpec`                   `run_study`             `StudyResult`
-training   `TrainingStudySpec`           `run_training_study`    `TrainingStudyResult`
-discovery  `DiscoverySpec`               `run_discovery`         `DiscoveryStudyResult`
-regression `RegressionSpec`              `run_regression_study`  `RegressionStudyResult`
-========== ============================= ======================= ===========================
-
-Every spec is a `emg_lens.studies.spec_base.Spec`, every result a
-`emg_lens.output.StudyOutput`. `load_spec` reads a file (or a dict) once and builds
-its kind's spec; `run` and `check_study` dispatch on it. Each kind's module defines its
-`StudyKind`, which `KINDS` names as ``"module:attribute"`` and imports on first use, as an
-entry point would: the discovery kind lives a layer above this package (it screens with
-`emg_lens.inspect`), so the studies layer names it without importing it.
+"""Study kinds behind one interface: a study file read once (TOML or YAML, `read_study_file`),
+its ``kind`` (default ``"ablation"``) picking a spec, a runner and a result (`KINDS`: ablation,
+training, discovery, regression; docs/guide/studies.md). `load_spec` builds the kind's spec;
+`run` and `check_study` dispatch on it. Each kind's module defines its `StudyKind`, which
+`KINDS` names as ``"module:attribute"`` and imports on first use, as an entry point would: the
+discovery kind lives a layer above this package, so the studies layer names it without
+importing it.
 
 >>> load_spec({"kind": "discovery", "name": "c", "models": "demo"}).tau
 0.05
@@ -63,19 +50,11 @@ KINDS: Mapping[str, str] = MappingProxyType(
 @checked
 @dataclass(frozen=True)
 class StudyKind:
-    """One kind of study.
-
-    Attributes:
-        spec: its spec class (`emg_lens.studies.spec_base.Spec`), whose ``KIND`` is what a
-            study file's ``kind`` says (the kind's `name`).
-        run: ``run(spec, **options) -> result`` (a `StudyOutput`; None on a torchrun rank
-            other than 0); its name is what messages point to.
-        check: ``check(spec, **options) -> str``, what ``emg-lens study check`` prints.
-        refuses: the options of `run` and `check_study` this kind does not take -> why
-            (refused by name, never ignored): ``models``, ``allow_code``, ``wait_timeout``,
-            ``overrides``...
-        out: the folder its output goes under by default (``<out>/<name>``).
-    """
+    """One kind of study: its ``spec`` class (whose ``KIND`` is the file's ``kind``), ``run``
+    (``run(spec, **options) -> result``; None on a torchrun rank other than 0), ``check``
+    (what ``emg-lens study check`` prints), ``refuses`` (options of `run` and `check_study`
+    this kind does not take -> why: refused by name, never ignored) and ``out`` (the default
+    output folder, ``<out>/<name>``)."""
 
     spec: type[Spec]
     run: Callable[..., Any]

@@ -1,22 +1,9 @@
-"""`Spec`: the base of every study spec object, which reads a table and writes it back.
-
-Study specs are frozen dataclasses (`emg_lens.studies.ablation.spec.StudySpec` and its parts, the
-training study's, the discovery study's). What they share is written here once:
-
-- `Spec.from_dict` refuses anything but a table, a ``kind`` the class does not read and any key
-  it does not know (a typo must not be ignored), then hands the table to the class's
-  ``_parse``, which returns the fields' values after each field's own checks (their messages
-  name the key and what would be accepted), and builds the spec (a study's ``name`` and
-  ``description``, of every kind, read here);
-- `Spec.to_dict` writes every field back under its key, so that ``from_dict`` reads an equal
-  spec; three optional field metadata (`file_key`) say how: ``key``, the table's key where it
-  is not the field's name (``metric`` for ``metrics``); ``dump(value, spec)``, the table's
-  value where `plain`'s is not it; ``omit(value, spec)``, true where the key is left out
-  (`is_none`: an absent optional key);
-- `Spec.fingerprint`, what a study's store is keyed by, and `Spec.with_changes`.
-
-A field whose metadata has ``saved=False`` (``source_dir``: where the file was, not what the
-study is) is neither read from the table nor written; `from_dict` takes it as a keyword.
+"""`Spec`: the base of every study spec object (frozen dataclasses), which reads a table and
+writes it back. `Spec.from_dict` refuses anything but a table, a ``kind`` the class does not
+read and any key it does not know (a typo must not be ignored), then builds the spec from the
+class's ``_parse``; `Spec.to_dict` writes every field back so that ``from_dict`` reads an equal
+spec, as each field's `file_key` metadata says (``key``, ``dump``, ``omit``; ``saved=False``: a
+keyword only, never in the table); `Spec.fingerprint` keys a study's store.
 
 >>> from dataclasses import dataclass, field
 >>> @dataclass(frozen=True)
@@ -59,9 +46,11 @@ def file_key(
     within: str | None = None,
     saved: bool = True,
 ) -> dict[str, Any]:
-    """A field's metadata for `Spec` (see the module docstring); ``within``: the field has no
-    key of its own but is written (by that key's ``dump``) and read inside another key's
-    table (a training study's ``preset``, in ``[train]``).
+    """A field's metadata for `Spec`: ``key``, the table's key where it is not the field's name;
+    ``dump(value, spec)``, the table's value where `plain`'s is not it; ``omit(value, spec)``,
+    true where the key is left out (`is_none`); ``within``: the field is written and read inside
+    another key's table (a training study's ``preset``, in ``[train]``); ``saved=False``: not in
+    the table at all (``source_dir``), `Spec.from_dict` takes it as a keyword.
 
     >>> file_key("metric")
     {'key': 'metric', 'saved': True}
@@ -92,11 +81,10 @@ def plain(value: Any) -> Any:
 
 
 class Spec:
-    """The base of study spec dataclasses (see the module docstring). A subclass sets
-    ``WHERE`` (how messages name its table: ``"study"``, ``"layers"``...), ``HOLDS`` (what
-    the table holds, for the message when it is something else), ``KIND`` when its
-    table may say ``kind`` (and must say this one), ``UNHASHED`` (keys that are how a study
-    runs rather than what it is, left out of the fingerprint), and implements ``_parse``."""
+    """The base of study spec dataclasses. A subclass sets ``WHERE`` (how messages name its
+    table), ``HOLDS`` (what the table holds), ``KIND`` when its table may say ``kind``,
+    ``UNHASHED`` (keys that are how a study runs, not what it is: out of the fingerprint), and
+    implements ``_parse``."""
 
     WHERE: ClassVar[str] = "study"
     HOLDS: ClassVar[str] = ""  # what the table holds, for the message when it is no table
@@ -196,12 +184,9 @@ def _default_claims_test(value: str, spec: Any) -> bool:
 @checked
 @dataclass(frozen=True)
 class StatsSpec(Spec):
-    """The ``[stats]`` table: test, correction and the family a correction runs over;
-    ``claims_test``, the test of an ablation study's drop claims
-    (`emg_lens.studies.ablation.verdicts`): ``"paired"`` (the exact sign-flip test up to 12
-    subjects, Wilcoxon signed-rank above) unless the file names another of `TESTS` (the tables
-    keep ``test``). Ablation studies read all four; training studies the test and the
-    correction."""
+    """The ``[stats]`` table: test, correction and the family a correction runs over, and
+    ``claims_test``, the test of an ablation study's drop claims (``"paired"`` unless the file
+    names another of `TESTS`). Training studies read the test and the correction."""
 
     WHERE: ClassVar[str] = "stats"
 

@@ -1,24 +1,10 @@
-"""A resumable, shareable result store: one small JSON file per (subject, condition) cell
-(docs/DESIGN.md §5, "Resumable"; what a cell's provenance holds, and why: §10).
-
-Each cell is written atomically (`emg_lens._io.atomic_write`) with its provenance and its writer
-(pid, host, torch's CPU threads and, in a process that has used CUDA, its TF32 settings); one
-that is empty or torn nevertheless (an older emg_lens, a damaged disk) is named in a warning
-and recomputed. ``study.json`` holds the study's fingerprint, created exclusively
-(`emg_lens._io.create_exclusive`): of several processes opening a new folder with different
-studies exactly one wins, and the others get a `SpecError`.
-
-Processes sharing a store claim one subject at a time (``claims/s<N>.claim``: pid, host, the
-process's start time, a random token); one that finds a live claim says so once
-(`CellStore.say_waiting`), reads the cells once they appear and gives up after its timeout
-(`CellStore.check_wait`). A claim whose process is dead on this host, or whose pid now belongs
-to a later process (its start time differs, `emg_lens._io.process_start`; a claim without one
-is judged by its pid), is stale and taken over under a `fcntl.flock`, which the kernel releases
-if its holder dies, so two processes cannot both take over one claim. Orphaned temporary files
-of dead writers are removed when the store opens; opening a complete store writes nothing
-(read-only media), and a failed write is a `StorageError` naming the file
-(`emg_lens._io.storage_errors`). Under ``torchrun`` rank 0 waits for the other ranks' cells
-(`CellStore.wait_for_matching`): they need one filesystem (docs/guide/scale-out.md).
+"""A resumable, shareable result store: one small JSON file per (subject, condition) cell,
+written atomically with its provenance and its writer (docs/DESIGN.md §5, "Resumable"; what a
+cell's provenance holds, and why: §10). A torn cell is named in a warning and recomputed;
+``study.json`` is created exclusively, so of several processes opening one folder with
+different studies exactly one wins. Processes sharing a store claim one subject at a time
+(``claims/s<N>.claim``); a stale claim (its process dead, or its pid reused) is taken over
+under a `fcntl.flock`. How processes and ranks share a store: docs/guide/scale-out.md.
 
 >>> import tempfile
 >>> store = CellStore(tempfile.mkdtemp(), fingerprint="{}")
@@ -208,12 +194,9 @@ class CellStore:
         owner: Callable[[int], str] = lambda subject: "another process",
     ) -> None:
         """Block until ``present(subject, key)`` holds for every cell of ``cells`` (subject ->
-        keys), as other processes write them. Each cell is checked until it appears, then
-        never again, so a poll costs one look per subject still waited for.
-
-        After ``timeout`` seconds in which no new cell appeared, a `StudyError` names every
-        subject still missing cells, the first such cell's file, who was to compute it
-        (``owner``) and who holds its claim now.
+        keys), as other processes write them, each cell looked at until it appears. After
+        ``timeout`` seconds without a new cell, a `StudyError` names every subject still missing
+        cells, the first such cell's file, its ``owner`` and who holds its claim now.
 
         >>> import tempfile
         >>> store = CellStore(tempfile.mkdtemp(), fingerprint="{}")

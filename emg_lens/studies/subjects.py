@@ -74,11 +74,9 @@ def load_entry(
 def known_of(entry: Any) -> dict[str, Any]:
     """What the chance check knows of a subject's model beyond its scores, to name the fault
     of one that is not above chance (`emg_lens.stats.chance.TrialScore`): its
-    ``train_accuracy`` (a checkpoint records it; None for an in-memory model), whether its
-    data have a ``placement`` the placement check reads (`emg_lens.data.placement.has_placement`)
-    and the per-channel feature baseline's accuracy on the same split (``baseline_accuracy``:
-    recorded when the checkpoint was trained, None before it was; computed for an in-memory
-    model's data), and of an in-memory model's data their trial ``unit``.
+    ``train_accuracy`` (a checkpoint's), whether its data have a ``placement``, the feature
+    baseline's ``baseline_accuracy`` (recorded by a checkpoint, computed for in-memory data)
+    and, in memory, the data's trial ``unit``.
 
     >>> import numpy as np
     >>> from emg_lens.data import SubjectData

@@ -1,14 +1,8 @@
-"""Sparse features of channel tokens: a TopK sparse autoencoder on one layer's residuals.
-
-`train_features` fits a TopK sparse autoencoder (`TopKSAE`, Gao et al. 2024: each token
-rebuilt from its ``k`` largest feature activations, decoder directions of unit norm, an
-auxiliary loss that lets dead features learn the error) to one hook of one layer
-(``blocks.{layer}.hook_resid_pre`` by default) at a model's channel tokens (CLS left out unless
-named) on the training windows, and describes it on the held-out windows (`Features`,
-`describe_features`). `Features.save` writes the outputs of a run and the autoencoder as a
-checkpoint (``features.safetensors``, ``features.json``), which `load_features` reads back for
-that model only. What the description holds, and what it finds on the demo:
-docs/guide/what-an-edge-carries.md, first section."""
+"""Sparse features of channel tokens: `train_features` fits a TopK sparse autoencoder
+(`TopKSAE`, Gao et al. 2024) to one hook of one layer at a model's channel tokens on the
+training windows and describes it on the held-out windows (`Features`, `describe_features`);
+`Features.save` writes it as a checkpoint that `load_features` reads back for that model only.
+What the description holds: docs/guide/what-an-edge-carries.md, first section."""
 
 from emg_lens.inspect.features.checkpoint import FEATURES_FORMAT
 from emg_lens.inspect.features.config import HOOKS, FeatureConfig

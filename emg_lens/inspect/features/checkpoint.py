@@ -26,9 +26,8 @@ WEIGHTS, CONFIG = "features.safetensors", "features.json"
 def write_sae(out_dir: str | Path, sae: TopKSAE, fields: dict[str, Any]) -> list[Path]:
     """``features.safetensors`` (``sae``'s weights) and ``features.json`` (the format, then
     ``fields``: ``model_class``, ``config`` as a dict, ``provenance`` and optionally
-    ``data_source``) into ``out_dir``, together (`emg_lens._io.atomic_write_all`: a full disk
-    or a read-only folder is a `StorageError` naming the file, the weights serialised in memory
-    so that Python's error says why).
+    ``data_source``) into ``out_dir``, together (`emg_lens._io.atomic_write_all`: a write that
+    fails is a `StorageError` naming the file).
 
     >>> import tempfile
     >>> from emg_lens import EncoderConfig

@@ -39,12 +39,10 @@ class FeatureConfig:
     modality's tokens, the channel tokens), trained ``epochs`` times over the training
     windows' tokens with Adam (``lr``, batches of ``batch_size`` tokens, seeded by ``seed``).
 
-    ``aux_k`` features among the dead ones (none fired for ``dead_tokens`` tokens) fit the
-    reconstruction's error, weighted ``aux_coef`` (0 turns it off). ``readout`` is the logits
-    accuracy and ablations are scored on (``"avg_logits"``: IsoNet's mean-pooled head).
-    ``holdout`` is the share of trials held out, each with all its windows, when the data has
-    no training windows (``(X, y)``: each window its own trial); ``top_windows`` the windows
-    listed per feature.
+    ``aux_k`` dead features (none fired for ``dead_tokens`` tokens) fit the reconstruction's
+    error, weighted ``aux_coef`` (0: off). ``readout``: the logits scored. ``holdout``: the
+    share of trials held out where the data have no training windows; ``top_windows``: the
+    windows listed per feature.
 
     >>> FeatureConfig(layer=0, k=80)
     Traceback (most recent call last):

@@ -56,10 +56,8 @@ def train_features(
     """Fit a `TopKSAE` to ``model``'s residuals at ``config.hook_name`` on the tokens of the
     training windows of ``data`` (a `SubjectData`, or ``(X, y)``: windows ``[n, channels,
     time]`` and class indices, ``config.holdout`` of them held out) and describe it on the
-    held-out windows (`describe_features`). ``source`` is the data source the windows come from
-    (a checkpoint's ``data_source``), for the electrode placement of the figures;
-    ``train_accuracy`` (a checkpoint records it) names the fault of a model that is not above
-    chance (`emg_lens.stats.chance`).
+    held-out windows (`describe_features`). ``source`` (a checkpoint's ``data_source``) places
+    the figures' electrodes; ``train_accuracy`` names the fault of a model not above chance.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet

@@ -29,12 +29,9 @@ def _head_grid(
     titles: tuple[str, str],
     tick_step: int = 1,
 ) -> plt.Figure:
-    """One heatmap per (layer, head) of ``table``: ``value`` with rows ``row`` and columns
-    ``column`` (``axes_value``) in ``order`` (rows, columns), labelled ``labels`` (the rows'
-    and the columns' ticks, then the two axes' names; every ``tick_step``-th tick, where cells
-    are too small for each to have its own), each panel ``cell`` (width, height, and the
-    figure's extra width) in size, drawn by ``draw(ax, grid)``, under a colour bar and a title
-    (``titles``)."""
+    """One heatmap per (layer, head) of ``table`` (``axes_value``: ``value``, ``row``,
+    ``column``) in ``order``, labelled ``labels`` (row ticks, column ticks, axis names; every
+    ``tick_step``-th tick), each panel ``cell`` in size, drawn by ``draw(ax, grid)``."""
     row, column, value = axes_value
     rows, columns = order
     layers, heads = sorted(table["layer"].unique()), sorted(table["head"].unique())

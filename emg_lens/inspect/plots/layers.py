@@ -93,10 +93,8 @@ def _panel_title(key: tuple, columns: list[str]) -> str:
 @checked
 def plot_probes(table: pd.DataFrame) -> plt.Figure:
     """Probe accuracy by layer, one line per token group (dotted: the same probe on the control
-    task; grey: chance), one panel per ``cut`` condition when the table has that column (and
-    per ``model`` and ``target``, `emg_lens.inspect.probe_report.probe_subjects`' trained and
-    random-init models, subject and gesture probes), from `emg_lens.inspect.probe_tokens`
-    (several subjects' rows are averaged).
+    task; grey: chance), one panel per ``cut``, ``model`` and ``target`` the table has, from
+    `emg_lens.inspect.probe_tokens` or `probe_subjects` (subjects averaged).
 
     >>> table = pd.DataFrame({"layer": [0, 1], "group": "emg", "accuracy": [0.3, 0.9],
     ...                       "control_accuracy": [0.3, 0.4], "chance": 0.25})
@@ -141,11 +139,9 @@ def plot_interchange(table: pd.DataFrame) -> plt.Figure:
     """Interchange intervention accuracy by layer, one colour per site (``group``) and ``cut``,
     from a table of one row per subject and site (``k`` of ``n`` pairs follow the source; as
     ``emg-lens probe`` writes ``interchange.csv``). Each subject's point has its own 95 %
-    interval (``ci_low``, ``ci_high``: over its trials where its pairs carried them,
-    `emg_lens.inspect.interchange`; Clopper-Pearson over its pairs where the table has none);
-    with several subjects those are drawn thin beside the mean of the subjects' IIA, bold, with
-    its 95 % Student-t interval over subjects (`emg_lens.inspect.interchange.over_subjects`).
-    Subjects' pairs are never pooled into one interval. The title says which interval is which.
+    interval (``ci_low``, ``ci_high``); with several subjects those are drawn thin beside the
+    mean of the subjects' IIA, bold, with its t interval over subjects
+    (`emg_lens.inspect.interchange.over_subjects`), never one over pooled pairs.
 
     >>> table = pd.DataFrame({"layer": [0, 1], "group": "acc", "k": [80, 30], "n": 100})
     >>> len(plot_interchange(table).axes[0].lines) >= 1

@@ -198,11 +198,9 @@ def to_circuitsvis(
     cache: ActivationCache, layer: int, *, window: int = _NOT_GIVEN, sample: int = _NOT_GIVEN
 ) -> Any:
     """An interactive CircuitsVis view (``circuitsvis.attention.attention_heads``) of every
-    head's pattern in ``layer`` for one cached window (``window``, default 0; ``sample=`` is
-    its deprecated name), tokens named by `token_labels` (the channels' names where the layout
-    has them). Its ``local_src`` is a self-contained page fragment (the view's script inline);
-    ``str()`` of it loads the script from a CDN. Needs the optional dependency:
-    ``pip install circuitsvis`` (the clone's ``.[viz]`` extra)."""
+    head's pattern in ``layer`` for one cached window (``window``; ``sample=`` is its deprecated
+    name), tokens named by `token_labels`. Its ``local_src`` is self-contained; ``str()`` of it
+    loads the script from a CDN. Needs ``pip install circuitsvis`` (the ``.[viz]`` extra)."""
     window = _window(window, sample, "to_circuitsvis", 0)
     pattern, tokens, heads = _view_inputs(cache, layer, window)
     circuitsvis = require_circuitsvis("to_circuitsvis")

@@ -1,14 +1,8 @@
 """Ablation studies (``kind = "ablation"``, a study file's default): cut edge sets, hooks or
-modalities in trained models, one grid of conditions per subject, and test the changes.
-
-A study file says which models (a folder of ``subject_<N>/`` checkpoints), which interventions
-(an edge expression, a Python hook factory or a zeroed modality), which layers and heads, which
-metrics and which statistics; the run expands the grid per subject, computes only the cells its
-store does not hold with the same provenance (a prefix tree over per-layer masks, every mask
-verified on the hooked path), and tests every condition against the baseline. Claims the file
-declares (``[[claims]]``) are tested after the run.
-
-Its modules, one concern each, as every kind's: docs/ARCHITECTURE.md maps them.
+modalities in trained models, one grid of conditions per subject, and test the changes. The
+run computes only the cells its store does not hold with the same provenance (a prefix tree
+over per-layer masks, every mask verified on the hooked path) and tests every condition
+against the baseline, then the claims the file declares. Its modules: docs/ARCHITECTURE.md.
 """
 
 from emg_lens.studies.ablation.claims import Claim

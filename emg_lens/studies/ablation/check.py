@@ -112,11 +112,9 @@ def check_ablation(
 
 
 def claims_note(spec: Any, grid: Sequence[Any], target: Target) -> list[str]:
-    """The lines listing the study's declared claims (none when it declares none), each
-    checked against the grid's conditions and, where the models are known, their classes:
-    a claim the run could not test is a `SpecError` here, before anything runs. Then what
-    the claims need (`claims_design`): the subjects a drop
-    claim's test needs, and the spread of per-subject changes a keep claim tolerates."""
+    """The lines listing the study's declared claims, each checked against the grid's
+    conditions and, where the models are known, their classes (a claim the run could not test
+    is a `SpecError` here), then what they need (`claims_design`)."""
     import pandas as pd
 
     from emg_lens.studies.ablation.claims import class_indices, matching_keys

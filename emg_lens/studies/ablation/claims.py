@@ -211,11 +211,10 @@ def check_claims(
     class_groups: Mapping[str, Sequence[int]],
 ) -> None:
     """Refuse a claim the study cannot test, naming it: an intervention it lacks
-    (``interventions``: name -> whether it acts on layers), a layer mode it does not run, a
-    layer outside ``layers.layers`` (None: any) or an explicit layer set ``layers.explicit``
-    does not list (``study_layers``: the study's `LayerSpec`), several head sets without ``heads``, a class group it does not define.
-    Layers and class indices beyond the models' are refused once the models are known
-    (`matching_keys`, `evaluate_claims`).
+    (``interventions``: name -> whether it acts on layers), a layer mode, layer or layer set
+    the study (``study_layers``) does not run, several head sets without ``heads``, a class
+    group it does not define; layers and classes beyond the models' are refused once the
+    models are known (`matching_keys`, `evaluate_claims`).
 
     >>> claim = Claim.from_dict({"intervention": "uni", "layers": "all", "classes": "all",
     ...                          "expect": "drop"})

@@ -1,16 +1,10 @@
 """Erasure conditions of an ablation study (``erase = ...``), and the tables beside their cuts;
 docs/guide/what-an-edge-carries.md ("Erasing a concept") says what they fit, run and report.
-
-Per subject and layer set of the grid, `ErasureFits` fits a LEACE eraser
-(`emg_lens.hooks.erasure`) of the concept at ``blocks.{l}.hook_resid_pre`` of each layer ``l``,
-in order, each on what the erasers before it leave, on the subject's **training** windows
-(restricted to ``classes`` when the concept is the gesture among some classes); the study
-scores its **held-out** windows with the erasers as hooks, as it scores a cut. The placebo
-condition (``<name>_placebo``) removes, in each layer, a random subspace of the eraser's rank
-seeded by the intervention's ``seed`` and the layer, each window moved as far as the eraser
-moves it. `erasure_table` shows each erasure's change beside its placebo's, their difference
-tested paired over subjects (`StatsSpec.claims_test`); `side_effects` lists the changes of
-the classes outside the concept.
+`ErasureFits` fits, per subject and layer set, a LEACE eraser at each layer's
+``hook_resid_pre`` in order, on the subject's training windows, which the study's held-out
+windows are scored with as hooks; the placebo (``<name>_placebo``) removes a seeded random
+subspace of the same rank. `erasure_table` tests each erasure's change against its placebo's,
+paired over subjects; `side_effects` lists the changes of the classes outside the concept.
 """
 
 from __future__ import annotations
@@ -204,16 +198,12 @@ def _class_changes(spec: StudySpec, per_subject: pd.DataFrame) -> pd.DataFrame:
 
 
 def erasure_table(spec: StudySpec, per_subject: pd.DataFrame) -> pd.DataFrame:
-    """Per erasure condition and metric: the change from the baseline under the erasure and
-    under its placebo (each the mean over subjects of the subject's change: the whole model's,
-    the concept's and the side effects together), their difference tested paired over
-    subjects (``test``: the claims' test); the concept's own change apart: the mean change of
-    the accuracy of its classes (``n_concept_classes`` of them, `concept_classes`; none, so
-    empty, for a concept that is not classes) under the erasure and under the placebo; of the
-    classes outside the concept, how many there are and the largest mean drop of a class's
-    accuracy; and the erasers' `ERASER_FIELDS`, over subjects and layers: the smallest
-    ``rank`` beside ``full_rank`` and the largest share of the cross-covariance ``left``
-    (`ERASURE_COLUMNS`; empty for cells stored without them)."""
+    """Per erasure condition and metric (`ERASURE_COLUMNS`): the mean change over subjects
+    under the erasure and under its placebo, their difference tested paired over subjects
+    (``test``: the claims' test); the concept's classes' own change under both (empty for a
+    concept that is not classes, `concept_classes`); the largest mean drop of a class outside
+    the concept; and the erasers' `ERASER_FIELDS` over subjects and layers (the smallest
+    ``rank``, the largest share ``left``; empty for cells stored without them)."""
     classes = _class_changes(spec, per_subject)
     rows = []
     for name, intervention in _erasures(spec).items():

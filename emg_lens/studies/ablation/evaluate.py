@@ -1,18 +1,11 @@
 """Evaluating one subject's conditions: build each condition's per-layer masks, run them all
 as a prefix tree, verify that every mask took effect, refuse non-finite outputs, and score.
-How and why: docs/DESIGN.md §5 ("Evaluation", "Verification").
-
-Every distinct prefix of the conditions' mask sequences (``None``: a layer untouched) is
-computed once and shared; a layer's masked children run broadcast over the batch, sharing what
-no mask changes (`TransformerBlock.project`), or stacked on the batch axis, as the device
-rewards (`emg_lens.studies.ablation.stacking`). Conditions with equal effects share one
-evaluation, as do those whose last-layer masks cut no query row the readout reads (such a mask
-is dropped); `tree_plan` says what is left to run. The outputs are copied to the host as one
-stack per subject, checked there for non-finite values, and scored in one pass
-(`emg_lens.stats.metrics.score_stacked`). A few windows are run again through the hooked path
-to verify every mask, compared on the device and read back once per subject. Input ablations,
-user hook factories and erasures (`emg_lens.studies.ablation.erasure`: fitted on the subject's
-training windows) run as plain hooked forward passes.
+How and why: docs/DESIGN.md §5 ("Evaluation", "Verification"). Every distinct prefix of the
+mask sequences is computed once; a layer's children run broadcast or stacked
+(`emg_lens.studies.ablation.stacking`); conditions with equal effects share one evaluation
+(`tree_plan` says what is left to run); outputs are scored in one pass per subject
+(`emg_lens.stats.metrics.score_stacked`). Input ablations, user hooks and erasures run as
+plain hooked forward passes.
 """
 
 from __future__ import annotations
@@ -291,11 +284,9 @@ def tree_plan(
 
 
 def structural_zeros(spec: StudySpec, model, conditions: list[Condition]) -> list[str]:
-    """The keys of the edge conditions that cannot change ``model``'s scored output
-    (``spec.return_type``): their masks cut no edge on its layout, or only last-layer rows
-    that the readout does not read, so they compute the baseline's output exactly. A study
-    reports them as structural zeros and leaves them out of the correction family. Hook and
-    input conditions are never structural zeros (their code is not run to find out).
+    """The keys of the edge conditions that cannot change ``model``'s scored output: their
+    masks cut no edge, or only last-layer rows the readout does not read. A study reports them
+    as structural zeros, out of the correction family; hook and input conditions never are.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet

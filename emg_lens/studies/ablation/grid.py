@@ -1,7 +1,5 @@
-"""Expanding a `StudySpec` into conditions for one model: intervention x mode x layer x heads.
-
-Every condition has a deterministic ``key`` (a hash of what it does, not of where it sits in
-the grid), which names its result cells in the store.
+"""Expanding a `StudySpec` into conditions for one model: intervention x mode x layer x heads,
+each with a deterministic ``key`` (a hash of what it does), which names its cells in the store.
 
 >>> from emg_lens.studies import StudySpec
 >>> spec = StudySpec.from_dict({"name": "t", "models": "demo",

@@ -42,10 +42,9 @@ def plan_subject(
 ) -> Plan:
     """A subject's `Plan`, from its model's config and the file digests alone (a subject whose
     cells are all stored loads neither its model nor its data). A cell's provenance: the
-    subject's (`entry_provenance`), every metric, whether its fast path was checked against
-    the hooked one (``verify``: a run that verifies never reuses a cell that was not), and the
-    digest of the hook file its intervention runs or, for an erasure, of the training windows
-    its erasers are fitted on (an in-memory subject's; a checkpoint's data digest covers them).
+    subject's (`entry_provenance`), every metric, ``verify`` (a run that verifies never reuses
+    a cell that was not verified), and the digest of its hook file or, for an erasure, of the
+    training windows its erasers are fitted on.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet

@@ -1,32 +1,13 @@
 """Planted vs found: does a study of models trained on synthetic data recover what was planted?
 
-The synthetic data (`emg_lens.data.synthetic.emg_acc`) plants two facts about its gestures:
-
-1. **interaction gestures collapse when cross-modal edges are cut**: they are told apart only
-   by combining sEMG with ACC, so a model that cannot move information between the modalities
-   cannot recognise them (their accuracy must drop, significantly);
-2. **sEMG-only and ACC-only gestures keep their accuracy**: one modality identifies each, so
-   cutting cross-modal edges must leave them alone (the control, an equivalence test: the 90 %
-   t-interval of the subjects' change must lie within ±100 `PLANTED_MARGIN` %).
-
-Both are claims (`emg_lens.studies.ablation.claims`): the demo's study file declares them
-(``emg_lens/studies/planted_demo.toml``, `planted_claims` says them in code, and a test keeps
-the two equal), so every run of it writes their verdicts into ``claims.csv`` and
-``summary.md``, and `format_findings` prints them as planted vs found.
-
-The control is an equivalence claim, not "no significant change", which a test of difference
-cannot show (docs/guide/studies.md says why, with the demo's numbers); both are tested as the
-design is, paired (`emg_lens.studies.ablation.verdicts`).
-
-`planted_findings` tests both on a study that does not declare them (a notebook's), on its
-condition that cuts every cross-modal edge in every layer. Scored on IsoNet's mean-pooled head
-(``return_type = "avg_logits"``), which reads the channel tokens only, cross-modal edges are the
-only route to the interaction gestures (the CLS head has another: the CLS token reads both
-modalities).
-
-The planted EEG (`emg_lens.data.synthetic.eeg`) plants the same two facts about two scalp
-regions instead of two modalities: pass its truth (`PlantedEEG`) as ``truth=`` and the claims
-are worded by its regions (`claims_of`), its classes grouped by `PlantedEEG.groups`.
+The synthetic data (`emg_lens.data.synthetic.emg_acc`) plant two facts: interaction gestures
+collapse when cross-modal edges are cut (a drop claim), and sEMG-only and ACC-only gestures
+keep their accuracy (a keep claim within ±100 `PLANTED_MARGIN` %: an equivalence test, since a
+test of difference cannot show no change; docs/guide/studies.md). The demo's study file
+declares both (`planted_claims` says them in code; a test keeps the two equal), and
+`planted_findings` tests them on a study that does not, on its condition that cuts every
+cross-modal edge, scored on IsoNet's mean-pooled head (the CLS head has another route). The
+planted EEG (`PlantedEEG`, ``truth=``) plants the same facts about two scalp regions.
 
 >>> groups = kind_groups({1: "emg", 2: "acc", 3: "interaction", 4: "interaction"}, [1, 2, 3, 4])
 >>> groups
@@ -187,10 +168,9 @@ def planted_findings(
     truth: PlantedEEG | None = None,
 ) -> pd.DataFrame:
     """The planted claims (`planted_claims`) tested on a study that does not declare them, on
-    its `cut_everywhere` condition of ``intervention``, with its test and correction, as
-    `emg_lens.studies.ablation.verdicts.evaluate_claims` tests declared ones: one row per claim, its
-    verdict in ``verdict`` (``holds``: found). ``truth``: the planted EEG's `PlantedEEG`,
-    whose regions word the claims (`claims_of`; None: the planted sEMG x ACC data)."""
+    its `cut_everywhere` condition of ``intervention``, as `evaluate_claims` tests declared
+    ones: one row per claim (``holds``: found). ``truth``: a `PlantedEEG`, whose regions word
+    the claims (None: the planted sEMG x ACC data)."""
     row = cut_everywhere(result, intervention)
     layers = row["mode"] if pd.isna(row["layer"]) else f"{row['mode']} {int(row['layer'])}"
     if row["mode"] == "explicit":

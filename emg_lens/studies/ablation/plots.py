@@ -94,14 +94,10 @@ def _series_name(name: str, heads: str, series: list[tuple[str, str]]) -> str:
 
 
 def delta_heatmap(result) -> plt.Figure:
-    """Mean change (Δ%, or Δ for a metric reported as an absolute change) and stars per
-    condition. Conditions on one layer: rows intervention x mode,
-    columns layer. Explicit layer sets (``[layers] explicit``) and every layer at once (mode
-    ``all``) get panels of their own: rows intervention, columns the layer set (``"1,2"``).
-    A head subset other than all heads gets rows of its own. One colour scale for every panel,
-    symmetric about 0 (from 0 for ``kl`` and ``flip_rate``, which cannot fall); cells that are
-    not significant (``ns``) or cannot move (``≡0``, a structural zero) are hatched, so colour
-    alone never reads as an effect."""
+    """Mean change (Δ% or Δ) and stars per condition: rows intervention x mode (and head
+    subset), columns layer; explicit layer sets and mode ``all`` get panels of their own. One
+    colour scale, symmetric about 0 (from 0 for ``kl`` and ``flip_rate``); cells that are not
+    significant or cannot move (``≡0``) are hatched, so colour alone never reads as an effect."""
     s = result.summary
     panels = []
     per_layer = s[s["layer"].notna()]
@@ -230,14 +226,11 @@ def class_deltas(
     top: int = 3,
     class_names: dict[int, str] | None = None,
 ) -> plt.Figure:
-    """Change of each class's accuracy (masked − baseline, in percentage points) under the
-    chosen conditions: a bar per condition and class (the mean over subjects) and a dot per
-    subject. ``conditions``: summary keys or `condition_label` strings; default the ``top``
-    conditions with the largest change of the study's first metric. Classes are labelled by
-    ``class_names`` (class index -> text), else by ``result.class_labels`` (the checkpoints'
-    gesture numbers, with names where the dataset has them); the class groups in
-    ``result.marked_classes`` (the planted classes of the demo's data) are shaded and named in
-    the legend."""
+    """Change of each class's accuracy (percentage points) under the chosen conditions: a bar
+    per condition and class (the mean over subjects) and a dot per subject. ``conditions``:
+    summary keys or `condition_label` strings (default the ``top`` by change). Classes are
+    labelled by ``class_names``, else ``result.class_labels``; ``result.marked_classes`` are
+    shaded and named in the legend."""
     per_class = result.per_class()
     chosen = _chosen_conditions(result.summary, conditions, top)
     base = per_class[per_class["intervention"] == "baseline"].set_index(["subject", "class"])

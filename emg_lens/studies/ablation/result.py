@@ -1,19 +1,10 @@
 """`StudyResult`: the tidy per-subject table, the summary with statistics, and the figures.
-
-``per_subject`` has one row per (subject, condition, metric): ``subject, intervention, mode,
-layer, layers, heads, key, metric, value`` (plus per-class counts and the ``structural`` flag).
-``summary`` has one row per (condition, metric): ``mean, std, baseline, delta, delta_pct,
-ci_low, ci_high, r_rb, U, p, p_corr, stars``: the change of the mean (``delta``, absolute;
-``delta_pct``, in percent of the baseline, for the prediction metrics only: see
-`emg_lens.stats.metrics`) with a 95% interval over subjects on the scale the metric is
-reported in (`emg_lens.stats.compare.delta_t_intervals`: Student's t spanned with its skew
-correction, as the claims'; Δ% is the ratio of the means, the IsoNet paper's, its interval
-never below −100 %; a study's claims report the mean of each subject's Δ% instead, and say
-so), the rank-biserial effect size (negative for a drop), the test,
-and the p-value corrected over the family the spec names (the paper's: each layer mode),
-within each metric's table. ``per_class`` has one row per
-(subject, condition, class). `StudyResult.power_note` states the smallest corrected p the
-design can reach.
+``per_subject`` has one row per (subject, condition, metric), ``per_class`` per (subject,
+condition, class); ``summary`` per (condition, metric): the change of the mean (``delta``;
+``delta_pct`` for the prediction metrics: the ratio of means, the IsoNet paper's) with its 95 %
+interval over subjects (`emg_lens.stats.compare.delta_t_intervals`), the rank-biserial effect
+size, the test and the p corrected over the family the spec names. `StudyResult.power_note`
+states the smallest corrected p the design can reach.
 """
 
 from __future__ import annotations
@@ -62,12 +53,8 @@ stored before trials were counted, whose chance check then counts windows and sa
 @dataclass
 class StudyResult(StudyOutput):
     """What an ablation study produced. `figures` draws; `save` writes everything to a folder
-    (`emg_lens.output.StudyOutput`).
-
-    ``per_subject`` and ``summary`` hold a ``metric`` column and, for a study naming several
-    metrics (``spec.metrics``), one row per metric of each (subject,) condition; `of_metric`
-    is the result restricted to one, and the single-table views (`baseline`, `table3`,
-    `per_class`) show the study's first metric."""
+    (`emg_lens.output.StudyOutput`). ``per_subject`` and ``summary`` hold one row per metric;
+    `of_metric` restricts to one, and `baseline`, `table3` and `per_class` show the first."""
 
     spec: StudySpec
     per_subject: pd.DataFrame
@@ -181,11 +168,9 @@ class StudyResult(StudyOutput):
     def per_class(self) -> pd.DataFrame:
         """One row per (subject, condition, class index): ``correct``, ``total``,
         ``accuracy`` and its 95 % interval ``ci_low``, ``ci_high`` (NaN for a class without
-        test windows), beside the condition columns. The interval counts the class's
-        ``trials`` (``unit`` ``"trial"``: Clopper–Pearson over the trials, each counting its
-        share of correct windows, `emg_lens.stats.units.class_trial_cis`; the windows of one
-        trial are not independent, docs/DESIGN.md §15); a cell stored without its trials gets
-        Clopper-Pearson over the windows (``unit`` ``"window"``, ``trials`` empty)."""
+        test windows), beside the condition columns: over the class's ``trials``
+        (`emg_lens.stats.units.class_trial_cis`), or over windows (``unit`` ``"window"``) for a
+        cell stored without its trials."""
         rows, intervals = [], []
         counts = self._counts()
         has_counts = "class_correct" in counts.columns
@@ -269,11 +254,9 @@ class StudyResult(StudyOutput):
         )
 
     def chance(self) -> pd.DataFrame | None:
-        """Each subject's unmasked score beside chance, tested over the trials of the windows
-        the study scores (`emg_lens.stats.chance.chance_table`, from the baseline cells'
-        trial and class counts, and what `known` says of each model); None for cells without
-        class counts. Cells stored without trial counts are tested over windows, and the
-        table says so."""
+        """Each subject's unmasked score beside chance (`emg_lens.stats.chance.chance_table`,
+        from the baseline cells' counts), over trials, or over windows for cells stored without
+        trial counts; None for cells without class counts."""
         counts = self._counts()
         if "class_correct" not in counts.columns:
             return None

@@ -2,17 +2,10 @@
 
 Per subject, the runner plans the grid and its cells' provenance (`plan_subject`), reads the
 stored cells that still match, claims the subject against other processes sharing the store,
-and has `emg_lens.studies.ablation.evaluate` compute the rest; then it assembles the
-per-subject table and the statistics (`StudyResult`).
-
-Under ``torchrun`` (``WORLD_SIZE`` > 1; docs/guide/scale-out.md) each rank computes its share
-of the subjects (`emg_lens.train.distributed.DistributedRun.shard`) into the one store; rank 0
-then waits for the other ranks' cells (`CellStore.wait_for_matching`) and alone writes the
-tables and figures.
-
-``device`` puts the models there (checkpoints load onto it; in-memory models are moved, as
-``nn.Module.to`` does); the evaluation data, masks and caches follow the model (its
-``cfg.device``), and the scores and statistics are computed on the CPU.
+and has `emg_lens.studies.ablation.evaluate` compute the rest; then it builds the result
+(`StudyResult`). Under ``torchrun`` (docs/guide/scale-out.md) each rank computes its share of
+the subjects into the one store, and rank 0 waits for the others' cells and alone writes the
+tables and figures. The scores and statistics are computed on the CPU.
 """
 
 from __future__ import annotations
@@ -66,20 +59,17 @@ def run_study(
     With ``out_dir`` every cell is stored with its provenance as it finishes and a rerun
     recomputes only the cells whose provenance changed (`emg_lens.studies.store`); processes
     sharing ``out_dir`` wait up to ``wait_timeout`` seconds (>= 0; ``inf``: no limit) for a
-    subject another one computes; under ``torchrun`` (module docstring) ``out_dir`` is required
-    and the ranks other than 0 return None. The result's ``reused``, ``recomputed`` and
-    ``stale`` count the cells read from the store, computed here, and computed to replace a
-    stored cell of other provenance or a torn one. A study of another kind is refused.
+    subject another one computes; under ``torchrun`` ``out_dir`` is required and the ranks
+    other than 0 return None. The result's ``reused``, ``recomputed`` and ``stale`` count the
+    cells read, computed, and computed to replace a stored cell of other provenance.
 
-    ``device``: where the forward passes run (None: where each model is). ``condition_form``:
-    how a layer's conditions run (`emg_lens.studies.ablation.stacking`: ``"broadcast"``,
-    ``"stacked"``, ``"timed"`` or ``"auto"``); the cells are the same either way, and the
-    result's ``condition_forms`` records each computed subject's form, why, and its timing.
-
+    ``device``: where the forward passes run (None: where each model is; checkpoints load onto
+    it). ``condition_form``: how a layer's conditions run (`emg_lens.studies.ablation.stacking`);
+    the cells are the same either way, and ``condition_forms`` records each subject's form.
     Python files the study names (``hook``, ``modules``) run only with consent, ``allow_code``
-    (`emg_lens.user_code`: True, or their SHA-256 digests); without it a `SpecError`
-    lists them before anything runs. Checkpoints holding the user's own modules load through
-    the study's ``modules`` function; without one they are a `CheckpointError`, up front.
+    (`emg_lens.user_code`), else a `SpecError` lists them before anything runs; checkpoints
+    holding the user's own modules need the study's ``modules`` (else a `CheckpointError`, up
+    front). A study of another kind is refused.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.data import SubjectData

@@ -53,10 +53,9 @@ class Intervention(Spec):
     (input ablation of one modality, the paper's Table 2) or ``erase`` (a concept, erased by
     LEACE from the token group ``tokens`` at ``hook_resid_pre`` of each layer the condition
     names, `emg_lens.studies.ablation.erasure`: ``"gesture"``, restricted to ``classes`` if
-    given; ``"subject"`` for a model applied across subjects; a window label of the data).
-    Every erasure also runs its norm-matched random-subspace placebo, seeded by ``seed``
-    (default 0), as the condition ``<name>_placebo``; ``placebo`` marks that condition (it is
-    not a key of the file)."""
+    given; ``"subject"`` for a model applied across subjects; a window label of the data),
+    with its seeded random-subspace placebo run as ``<name>_placebo`` (``placebo`` marks that
+    condition; not a key of the file)."""
 
     HOLDS: ClassVar[str] = "name and edges/hook/zero_modality/erase"
 

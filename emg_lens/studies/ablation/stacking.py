@@ -1,20 +1,11 @@
-"""How one layer of the prefix tree runs its masked children, and the rule that chooses.
-
-``"broadcast"`` runs one block call per child, its ``[1, head, q, k]`` mask broadcast over the
-window batch; ``"stacked"`` puts the children on the batch axis with one mask per row, at most
-`STACK_ROWS` rows and `STACK_MASK_ENTRIES` mask entries per call: fewer, larger calls, which a
-GPU rewards where one window batch leaves it waiting on kernel launches. Both compute the same
-outputs (bit for bit on a CPU: every op of a block acts on each row alone, and SDPA reads a
-row's mask the same whether it is broadcast or copied). `ConditionForm` is the rule (``"auto"``,
-``"timed"`` with `MIN_TIMED` and `CPU_MEASURED`, or a form by name) and its record: what the
-user sees of it, docs/guide/scale-out.md, "Conditions on the batch axis". The timed layer warms
-each form up on its first children before it times them; an attached model (whole forwards,
-no blocks to stack) always broadcasts.
-
-A node's unmasked child runs alone, unmasked, in both forms (SDPA without a mask is another
-kernel). In the broadcast form the children of one node share what no mask changes, and the
-last layer computes only the query rows the readout reads, one child at a time in both forms
-(`LayerStep`).
+"""How one layer of the prefix tree runs its masked children, and the rule that chooses:
+``"broadcast"`` (one block call per child, its mask broadcast over the window batch) or
+``"stacked"`` (children on the batch axis, one mask per row, at most `STACK_ROWS` rows and
+`STACK_MASK_ENTRIES` mask entries per call: fewer, larger calls, which a GPU rewards). Both
+give the same outputs (bit for bit on a CPU). `ConditionForm` is the rule (``"auto"``,
+``"timed"``, or a form by name) and its record (docs/guide/scale-out.md, "Conditions on the
+batch axis"); an attached model always broadcasts. A node's unmasked child runs alone, and the
+last layer computes only the query rows the readout reads (`LayerStep`).
 """
 
 from __future__ import annotations

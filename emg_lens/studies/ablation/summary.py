@@ -33,12 +33,6 @@ from emg_lens.studies.spec_base import StatsSpec
 CONDITION_COLUMNS = ["intervention", "mode", "layer", "layers", "heads", "key"]
 
 
-SUMMARY_COLUMNS = [
-    *(*CONDITION_COLUMNS, "metric", "n", "mean", "std", "baseline", "delta", "delta_pct"),
-    *("ci_low", "ci_high", "r_rb", "U", "p"),
-]
-
-
 FAMILY_COLUMN = {"mode": "mode", "intervention": "intervention", "all": None}
 
 

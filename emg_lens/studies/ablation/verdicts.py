@@ -1,32 +1,13 @@
 """Testing the claims an ablation study declares (`emg_lens.studies.ablation.claims`), and
 the verdicts: docs/guide/studies.md says what each verdict takes, docs/DESIGN.md §16 why.
 
-A claim is tested on each subject's accuracy over its classes (from every cell's class counts)
-under its condition against the baseline's: the same subjects twice, so paired, whatever test
-the study's tables use. Δ% is the mean over subjects of each subject's ``100 (masked −
-baseline) / baseline`` (not the summary table's ratio of means: the two can differ in sign
-where subjects' baselines differ), its interval the two-sided 90 % skew-corrected t interval
-of those (`emg_lens.stats.compare.skew_t_interval`; its ends are one-sided 95 % bounds). Zero
-spread is not evidence: a subject whose accuracy did not change at all counts with the change
-one of its test trials makes, ``100 / (T b)`` (``sd_floor``, ``floor_unit`` and the observed
-``subject_sd`` in ``claims.csv``), and no change is concluded from subjects that all changed
-alike on fewer than `emg_lens.stats.compare.KEEP_MIN_SUBJECTS`.
-
-- ``expect = "drop"``: tested by ``stats.claims_test`` (default ``"paired"``: the exact
-  sign-flip test up to 12 subjects, Wilcoxon's signed-rank test above), the study's correction
-  running over its drop claims. It *holds* when ``p_corr`` < 0.05 and the accuracy fell, and
-  *fails* only when the interval lies wholly above ``-margin`` (`DEFAULT_MARGIN`); otherwise
-  one *cannot tell* (the reason adds when the design cannot reach ``p_corr`` < 0.05 at all,
-  `emg_lens.stats.design.corrected_floor`).
-- ``expect = "keep"`` (equivalence): TOST at 5 % (`emg_lens.stats.design.tost`). It *holds*
-  when the interval lies within ``±100 margin %``, *fails* when it lies wholly outside, and one
-  *cannot tell* otherwise; keep claims are not corrected for their number. Its p is TOST's; no
-  stars.
-
-`evaluate_claims` tests claims on a study's class counts (`StudyResult` writes the outcome to
-``claims.csv``, each row naming the test that decided it, ``test``, ``method``, and why,
-``reason``, and at the top of ``summary.md``); `format_claims` and `claims_markdown` say them;
-`emg_lens.studies.ablation.check.claims_design` says before the run what they need.
+A claim is tested paired, on each subject's accuracy over its classes under its condition
+against the baseline's; its Δ% is the mean of the subjects' own Δ% (not the summary table's
+ratio of means: the two can differ in sign), its interval the 90 % skew-corrected t of those
+(`emg_lens.stats.compare.skew_t_interval`). A drop is tested by ``stats.claims_test`` and the
+study's correction, a keep by TOST (`emg_lens.stats.design.tost`). `evaluate_claims` tests
+claims (``claims.csv``, each row naming its test and reason); `format_claims` and
+`claims_markdown` say them.
 """
 
 from __future__ import annotations
@@ -37,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from emg_lens.errors import SpecError, StudyError
 from emg_lens.output import markdown_table
@@ -59,6 +39,7 @@ from emg_lens.stats.compare import (
     stars,
 )
 from emg_lens.stats.design import corrected_floor, tost, tost_max_sd
+from emg_lens.stats.units import subject_changes
 from emg_lens.studies.ablation.claims import Claim, class_indices, matching_keys
 
 CI_LEVEL = 0.90  # the t-interval of per-subject Δ%: TOST's, and a drop's one-sided 95 % bound
@@ -95,9 +76,8 @@ def _group_accuracy(rows: pd.DataFrame, classes: list[int], where: str) -> pd.Se
 
 
 def _sampling_floor(rows: pd.DataFrame, classes: list[int]) -> tuple[pd.Series, str]:
-    """Per subject, the change of its Δ% one of its trials makes, ``100 / (T b)`` (``T`` test
-    trials of ``classes``, ``b`` the baseline accuracy on them): all an unchanged subject is
-    known to. Over trials where the cells hold them, else over windows (``"window"``)."""
+    """Per subject, the change of its Δ% one of its test trials makes, ``100 / (T b)``: all an
+    unchanged subject is known to; over windows (``"window"``) where cells hold no trials."""
     floors, unit = {}, "trial"
     for r in rows.itertuples(index=False):
         trial_class = getattr(r, "trial_class", None)
@@ -114,10 +94,8 @@ def _sampling_floor(rows: pd.DataFrame, classes: list[int]) -> tuple[pd.Series, 
 
 def unseen_share(n: int, alpha: float = ALPHA) -> float:
     """The largest share of subjects that could each lose more than a claim's margin and still
-    go unsampled in more than ``alpha`` of studies of ``n`` subjects: ``1 − alpha^(1/n)``. A
-    keep claim that holds over ``n`` subjects speaks for the typical subject, not for every one:
-    a subgroup this large that loses a lot is missed by more than 5 % of such studies, and no
-    test of a mean can promise otherwise (Bahadur & Savage 1956); NaN without subjects.
+    go unsampled in more than ``alpha`` of studies of ``n`` subjects: ``1 − alpha^(1/n)`` (NaN
+    without subjects; why a keep says it: docs/DESIGN.md §18).
 
     >>> [round(100 * unseen_share(n)) for n in (4, 8, 15)]
     [53, 31, 18]
@@ -125,83 +103,10 @@ def unseen_share(n: int, alpha: float = ALPHA) -> float:
     return 1 - alpha ** (1 / n) if n > 0 else float("nan")
 
 
-def subject_changes(
-    baseline_rows: pd.DataFrame, masked_rows: pd.DataFrame, classes: list[int]
-) -> pd.DataFrame:
-    """Each subject's own change of accuracy over ``classes`` under a condition, with its
-    interval over that subject's test trials: one row per subject (the baseline's order) with
-    ``delta_pct`` (``100 (masked − baseline) / baseline``), ``low``, ``high``, ``unit`` and
-    ``k3``, the third cumulant of the subject's Δ% as its trials measure it (NaN below 3
-    trials).
-
-    The interval's level is Bonferroni's over the subjects (one-sided ``ALPHA / n`` at each
-    end), so that no subject of an unchanged cut is named past a margin in more than 5 % of
-    studies. Where the cells hold their trials (``trial_class``, ``trial_windows``,
-    ``trial_hits``) it is paired by trial, as both conditions scored the same windows: the
-    ratio ``Σ (h_masked − h_baseline) / Σ h_baseline`` over the trials of ``classes``,
-    linearised, with Student's t over its trials (``unit`` ``"trial"``). Cells stored without
-    trials have only their counts (``unit`` ``"window"``; overlapping windows are no independent
-    sample): their change comes with no interval and stops no claim. NaN bounds too below 2
-    trials or with no correct baseline window. ``low`` is never below −100 %: no accuracy
-    falls by more than all of it.
-
-    >>> def cell(subject, key, hits):
-    ...     return {"subject": subject, "key": key, "class_correct": [sum(hits)],
-    ...             "class_total": [10 * len(hits)], "trial_class": [0] * len(hits),
-    ...             "trial_windows": [10] * len(hits), "trial_hits": hits}
-    >>> base = pd.DataFrame([cell(1, "b", [9] * 10), cell(2, "b", [9] * 10)])
-    >>> cut = pd.DataFrame([cell(1, "c", [9] * 10), cell(2, "c", [5, 4, 6, 5, 5, 4, 6, 5, 5, 5])])
-    >>> table = subject_changes(base, cut, [0])
-    >>> print(table.round(1))  # subject 2: ± t(0.975, 9) · sd((m − 5) / 9) / √10 = ± 5.3
-       delta_pct   low  high   unit   k3
-    1        0.0   0.0   0.0  trial  0.0
-    2      -44.4 -49.7 -39.1  trial  0.0
-    """
-    masked_by = {r.subject: r for r in masked_rows.itertuples(index=False)}
-    n = max(len(baseline_rows), 1)
-    out = {}
-    for base in baseline_rows.itertuples(index=False):
-        cut = masked_by.get(base.subject)
-        row = {"delta_pct": np.nan, "low": np.nan, "high": np.nan, "unit": "trial", "k3": np.nan}
-        if cut is None:
-            out[base.subject] = row
-            continue
-        fields = ("trial_class", "trial_windows", "trial_hits")
-        by_trial = all(
-            isinstance(getattr(r, f, None), list | tuple | np.ndarray)
-            for r in (base, cut)
-            for f in fields
-        )
-        if by_trial:
-            held = np.isin(np.asarray(base.trial_class), classes)
-            b = np.asarray(base.trial_hits, float)[held]
-            m = np.asarray(cut.trial_hits, float)[held]
-        else:
-            row["unit"] = "window"
-            b = np.asarray([np.asarray(base.class_correct)[classes].sum()], float)
-            m = np.asarray([np.asarray(cut.class_correct)[classes].sum()], float)
-        total_b = float(b.sum())
-        if total_b > 0:
-            ratio = float((m.sum() - total_b) / total_b)
-            row["delta_pct"] = 100 * ratio
-            if by_trial and len(b) > 1:
-                influence = (m - b - ratio * b) / b.mean()
-                half = (
-                    sps.t.ppf(1 - ALPHA / n, len(b) - 1) * influence.std(ddof=1) / np.sqrt(len(b))
-                )
-                row["low"], row["high"] = max(100 * (ratio - half), -100.0), 100 * (ratio + half)
-                if len(b) > 2:  # the third cumulant of a mean of T trials: theirs over T²
-                    row["k3"] = float(sps.kstat(100 * influence, 3)) / len(b) ** 2
-        out[base.subject] = row
-    columns = ["delta_pct", "low", "high", "unit", "k3"]
-    return pd.DataFrame.from_dict(out, orient="index", columns=columns)
-
-
 def _measured_third(changes: pd.DataFrame, pct: np.ndarray) -> float | None:
     """The mean of the subjects' own third cumulants of Δ% (`subject_changes`' ``k3``): the
-    skew-corrected interval's second estimate (a few subjects' sample skewness is too noisy:
-    Student's bounds cleared a margin in 7.5 % of studies of 3 subjects, the sample's Johnson t
-    in 6.2 %, both estimates' in 2.5 %). None where a subject's trials are not held."""
+    skew-corrected interval's second estimate, stable where a few subjects' sample skewness is
+    not (docs/trust.md). None where a subject's trials are not held."""
     k3 = changes["k3"].to_numpy(float)[np.isfinite(pct)]
     return float(k3.mean()) if len(k3) and np.isfinite(k3).all() else None
 
@@ -243,11 +148,9 @@ def evaluate_claims(
     """Test ``claims`` on a study's class counts: ``counts`` has one row per (subject,
     condition) with ``subject, intervention, mode, layer, layers, heads, key, class_correct,
     class_total`` (the baseline's intervention is ``"baseline"``). Drop claims are tested by
-    ``claims_test`` (the study's ``[stats] claims_test``: `PAIRED` unless it names one of
-    `TESTS`) and ``correction`` (the study's, over its drop claims); keep claims by TOST.
-    ``test``, the study's ``[stats] test``, is what its tables use: taken as before, it
-    decides no claim. One row per claim, columns `CLAIM_COLUMNS` (see the module docstring
-    for the rules).
+    ``claims_test`` (`PAIRED` unless it names one of `TESTS`) and ``correction`` (over the drop
+    claims); keep claims by TOST. ``test``, the tables' test, decides no claim. One row per
+    claim, columns `CLAIM_COLUMNS`.
 
     >>> rows = [{"subject": s, "intervention": name, "mode": mode, "layer": None,
     ...          "layers": "", "heads": "all", "key": name,
@@ -425,8 +328,7 @@ def _method(row: Any, drops: int, correction: str) -> str:
 
 def interval_verdict(expect: str, low: float, high: float, bound: float) -> str:
     """What the interval ``[low, high]`` of a claim's change (in %) decides against its
-    margin ``±bound`` %: a keep *holds* within it, *fails* wholly outside it; a drop that is
-    not significant *fails* wholly above ``-bound``; anything else *cannot tell*.
+    margin ``±bound`` % (a drop's, when it is not significant).
 
     >>> interval_verdict("keep", -2.0, 4.0, 5.0), interval_verdict("keep", -6.0, 1.0, 5.0)
     ('holds', 'cannot tell')
@@ -444,10 +346,8 @@ def interval_verdict(expect: str, low: float, high: float, bound: float) -> str:
 
 def _reach(row: Any, bound: float, own: pd.DataFrame | None) -> str:
     """What a keep that holds (or a drop that fails) could not have seen, in words: the room
-    its lower bound leaves for a subgroup losing twice and four times the margin (a mean of 0
-    over a share ``s`` losing ``L`` each is ``−s L``, so ``s ≤ −low / L`` where the others are
-    unchanged), the share a study of ``n`` leaves unsampled (`unseen_share`), and the smallest
-    loss one subject's own interval resolves (`_resolves`)."""
+    its lower bound leaves for a subgroup losing twice and four times the margin (``s ≤ −low /
+    L``), the share left unsampled (`unseen_share`), and what one subject's interval resolves."""
     room = max(-float(row.ci_low), 0.0)
     shares = [min(room / (k * bound), 1.0) for k in (2, 4)]
     return (
@@ -460,9 +360,8 @@ def _reach(row: Any, bound: float, own: pd.DataFrame | None) -> str:
 
 
 def _resolves(own: pd.DataFrame | None, bound: float) -> str:
-    """Which losses the subjects' own intervals can flag: a subject losing ``L`` has its upper
-    bound near ``−L + h`` (``h`` the interval's half-width), past ``−bound`` about half the
-    time where ``L = bound + h``; smaller losses past the margin go unflagged."""
+    """Which losses the subjects' own intervals can flag: from about ``bound + h`` on (``h`` the
+    median half-width), where a subject's upper bound ``−L + h`` passes ``−bound``."""
     widths = [] if own is None else (own["high"] - own["low"]).to_numpy(float) / 2
     widths = np.asarray(widths, float)
     if not np.isfinite(widths).any():
@@ -479,9 +378,8 @@ def _resolves(own: pd.DataFrame | None, bound: float) -> str:
 
 
 def _drop_reach(own: pd.DataFrame | None) -> str:
-    """What a drop that holds says of each subject, in words: a fall of the typical subject,
-    and whose own interval over its trials (Bonferroni over the subjects) includes 0, no fall
-    of its own shown."""
+    """What a drop that holds says of each subject, in words: a fall of the typical subject, and
+    whose own interval includes 0."""
     if own is None or own.empty:
         return ""
     known = own[np.isfinite(own["low"]) & np.isfinite(own["high"])]
@@ -517,10 +415,9 @@ def _verdict(
     unscored: Sequence[tuple[Any, float]] = (),
     own: pd.DataFrame | None = None,
 ) -> tuple[str, str]:
-    """``(verdict, why)`` of one claim (the module docstring's rules); ``past``: `_beyond`;
-    ``unscored``: the subjects with a baseline accuracy of 0 (subject, masked accuracy), of
-    which one that moved keeps a keep from holding; ``own``: `subject_changes` of the scored
-    subjects, whose intervals a drop that holds reaches (`_drop_reach`)."""
+    """``(verdict, why)`` of one claim (docs/guide/studies.md's rules); ``past``: `_beyond`;
+    ``unscored``: (subject, masked accuracy) of the subjects with a baseline accuracy of 0;
+    ``own``: `subject_changes` of the scored subjects."""
     bound = claim.bound
     interval = f"{100 * row.ci_level:g}% interval [{row.ci_low:+.1f}, {row.ci_high:+.1f}]%"
     if getattr(row, "sd_floor", 0) > getattr(row, "subject_sd", np.inf):  # the floor widened it
@@ -578,10 +475,8 @@ def _verdict(
 
 
 def _spread_note(row: Any, bound: float) -> str:
-    """Why a keep claim's interval is too wide: its subjects' SD (floored, `sd_floor`) above
-    what TOST allows at their number with the skew it assumes (`SKEW_FLOOR`,
-    `emg_lens.stats.design.tost_max_sd`), or, within it, a mean away from 0 or the subjects'
-    own skew widening the interval on the side their changes lean to."""
+    """Why a keep claim's interval is too wide: its subjects' SD (floored) above what TOST
+    allows (`emg_lens.stats.design.tost_max_sd`), or else the mean's distance from 0 or skew."""
     limit = tost_max_sd(row.n, bound, SKEW_FLOOR)
     sd = max(row.subject_sd, row.sd_floor) if np.isfinite(row.subject_sd) else row.sd_floor
     if not np.isfinite(sd) or row.n < 2:
@@ -611,9 +506,8 @@ def _change(r: Any) -> str:
 
 
 def format_claims(table: pd.DataFrame, prefix: str = "") -> str:
-    """Each evaluated claim in three lines (what was expected; what was measured and the
-    verdict; which test decided it, and why), as the console prints them; ``prefix`` starts
-    each claim's first line."""
+    """Each evaluated claim in three lines (expected; measured and verdict; test and why), as
+    the console prints them; ``prefix`` starts each claim's first line."""
     lines = []
     for r in table.itertuples(index=False):
         p_corr = "" if pd.isna(r.p_corr) else f", {format_p(r.p_corr, 2, 'p_corr')} {r.stars}"
@@ -643,37 +537,27 @@ def _shows_subjects(r: Any) -> bool:
 
 def claims_markdown(table: pd.DataFrame, test_name: str, correction: str) -> str:
     """The "Claims" section of ``summary.md``: the rules in a paragraph (``test_name``: the
-    drop claims' test in words, `emg_lens.stats.compare.TEST_NAMES`), then one row per claim
-    with the test that decided it and why. The console's words are `format_claims`'."""
+    drop claims' test in words), then one row per claim with its test and why."""
     over = "uncorrected" if correction == "none" else f"{correction} over the drop claims"
     level = f"{100 * CI_LEVEL:g}%"
     intro = (
         f"## Claims\n\nWhat the study file declared before the run, tested on each subject's "
-        f"accuracy over the claim's classes under its condition against the baseline, the same "
-        f"subjects in both. Δ% is the mean over subjects of each one's 100 (masked − baseline) "
-        f"/ baseline, with its {level} interval (Johnson's skew-corrected t, in Hall's "
-        f"monotone form, taking the changes as skewed at least {SKEW_FLOOR:g} either way "
-        f"whatever the few subjects show: per-subject changes of a count, and cuts' effects "
-        f"across subjects, lean towards large losses; its ends are one-sided 95% bounds, and "
-        f"it assumes the subjects are a sample of the population the claim speaks for), whose "
-        f"spread is never taken below `sd_floor` (claims.csv: the change one trial of an "
-        f"unchanged subject would make, where it exceeds the subjects' own spread "
-        f"`subject_sd`), so it can be wider than the subjects' values alone give. A drop is "
-        f"tested by {test_name} ({over}): it holds when p_corr < {ALPHA} and the accuracy "
-        f"fell; it fails only when the interval lies wholly above −margin (5% unless the claim "
-        f"names one: any drop is smaller than that); otherwise one cannot tell. A keep is an "
-        f"equivalence test (TOST, Schuirmann 1987: two one-sided tests at 5%): it holds when "
-        f"the interval lies within ±margin, fails when it lies wholly outside, and cannot tell "
-        f"otherwise. A keep that holds, or a drop that fails, speaks for the typical subject, "
-        f"and the row says how far: the share of subjects its lower bound leaves room to lose "
-        f"twice and four times the margin each (the others unchanged), the share that goes "
-        f"unsampled in over 5% of studies of n subjects, losing any amount (1 − 0.05^(1/n): "
-        f"53% at 4, 31% at 8, 18% at 15; `unseen_share`), and from what loss one subject's own "
-        f"interval over its trials (Bonferroni over the subjects, each listed) can flag it; "
-        f"one whose interval lies past the margin keeps such a verdict from being drawn. Each "
-        f"row's test says what decided it; docs/trust.md in emg_lens's manual (\"How far each "
-        f'number can be trusted") shows how often each verdict errs on designs whose truth is '
-        f"known.\n\n"
+        f"accuracy over the claim's classes under its condition against the baseline, paired. "
+        f"Δ% is the mean of the subjects' 100 (masked − baseline) / baseline, with its {level} "
+        f"interval (Johnson's skew-corrected t, the changes taken as skewed at least "
+        f"{SKEW_FLOOR:g} either way, as cuts' losses are; its ends are one-sided 95% bounds, for "
+        f"a population the subjects sample), its spread never below `sd_floor` (claims.csv: the "
+        f"change one trial of an unchanged subject makes). A drop is tested by {test_name} "
+        f"({over}): it holds when p_corr < {ALPHA} and the accuracy fell, fails only when the "
+        f"interval lies wholly above −margin (5% unless the claim names one), else cannot tell. "
+        f"A keep is an equivalence test (TOST, Schuirmann 1987): it holds when the interval lies "
+        f"within ±margin, fails when it lies wholly outside, else cannot tell. A keep that "
+        f"holds, or a drop that fails, speaks for the typical subject, and the row says how far: "
+        f"the share of subjects its lower bound leaves room to lose twice and four times the "
+        f"margin, the share a study of n leaves unsampled (1 − 0.05^(1/n): 53% at 4, 31% at 8; "
+        f"`unseen_share`), and what loss one subject's own interval over its trials can flag (a "
+        f"subject past the margin stops the verdict). emg_lens's manual gives the rules "
+        f'(docs/guide/studies.md, "Claims") and how often each verdict errs (docs/trust.md).\n\n'
     )
     shown = table.assign(
         measured=[f"{r.baseline:.3f} → {r.masked:.3f}, {_change(r)}" for r in table.itertuples()],

@@ -1,14 +1,9 @@
 """Cutting edges in a regressor (a force predicted from an HD-sEMG grid): the change of its
-error, tested over held-out time blocks.
-
-The held-out time block (`emg_lens.data.windows.contraction`) is the unit, not the
-overlapping window: `block_errors` scores a model's predictions per block, with an edge set cut
-in every layer or without, and `cut_table` compares each cut's block errors with the unmasked
-model's (its columns and tests: `regression_cuts`). A cut whose masks cut no edge is a
-structural zero: no p, out of the correction. `regression_cuts` does both for a model in
-memory; the regression kind (`emg_lens.studies.regression.runner`) builds the same table from
-its stored cells. The method and a measured study: docs/guide/recordings.md, "An HD-sEMG
-contraction: the force from a 64-electrode grid".
+error, tested over held-out time blocks, the unit (not the overlapping window).
+`block_errors` scores a model per block with an edge set cut or without; `cut_table` compares
+each cut's block errors with the unmasked model's (a cut that cuts no edge is a structural
+zero: no p); `regression_cuts` does both for a model in memory. The method and a measured
+study: docs/guide/recordings.md, "An HD-sEMG contraction: the force from a 64-electrode grid".
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.edges import between_regions
@@ -195,16 +190,13 @@ def regression_cuts(
     seed: int = 0,
 ) -> pd.DataFrame:
     """The effect of cutting each edge set of ``conditions`` (by name; in every layer) on
-    ``model``'s predictions of ``y`` from windows ``X``, tested over the held-out ``blocks``
-    (see the module docstring): `block_errors` of each, then `cut_table`. Columns:
-    ``condition``, ``edges``, ``mse``, ``r2`` (over all windows, `metrics.score_regression`),
-    ``delta_mse`` (mean over blocks of the block's MSE change), ``ci_low``, ``ci_high`` (its
-    95 % bootstrap interval over blocks, `stats.bootstrap_delta_cis`, seeded by ``seed``),
-    ``t_low``, ``t_high`` (its 95 % t interval, `stats.delta_t_intervals`), ``delta_r2``,
-    ``p`` (exact sign-flip test over blocks, `sign_flip_p`), ``p_corrected`` (``correction``:
-    ``holm`` or ``bonferroni``, over the conditions that cut an edge, `stats.correct`),
-    ``stars`` and ``cut_edges`` (edges cut per layer, summed over heads). The first row,
-    ``none``, is the unmasked model.
+    ``model``'s predictions of ``y`` from windows ``X``, tested over the held-out ``blocks``:
+    `block_errors` of each, then `cut_table`. Columns: ``condition``, ``edges``, ``mse``,
+    ``r2``, ``delta_mse`` (the mean over blocks of a block's MSE change) with its 95 %
+    bootstrap (``ci_low``, ``ci_high``, seeded by ``seed``) and t (``t_low``, ``t_high``)
+    intervals over blocks, ``delta_r2``, ``p`` (exact sign-flip over blocks), ``p_corrected``
+    (``correction`` over the conditions that cut an edge), ``stars`` and ``cut_edges``. The
+    first row, ``none``, is the unmasked model.
     """
     check_blocks(y, blocks, len(X))
     _check_names(conditions)  # before any pass

@@ -174,9 +174,8 @@ def run_regression_study(
     overrides: Mapping[str, Any] | None = None,
 ) -> RegressionStudyResult:
     """Run a regression study: read the recording, train the regressor (or reuse it), score
-    the baselines and every cut per held-out block, and test the cuts over blocks. With
-    ``out_dir`` every step is stored with its provenance and reused by a rerun (see
-    `emg_lens.studies.regression`), and the tables and figure are written there. ``device``:
+    the baselines and every cut per held-out block, and test the cuts over blocks; with
+    ``out_dir`` every step is stored with its provenance and reused by a rerun. ``device``:
     where the model trains and runs; ``overrides``: ``{"epochs": n}`` (``study run --epochs``)."""
     spec = load_as(spec, RegressionSpec).with_overrides(overrides)
     contraction = load_contraction(spec)

@@ -48,10 +48,9 @@ OVERRIDES = ("epochs",)  # `study run --epochs`: the [train] key a smoke run shr
 
 
 def _section(data: dict[str, Any], key: str, defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """``[key]`` over its defaults: the integers checked >= 1 (warm-up >= 0), a seed in the
-    range every seed of the library takes (`emg_lens.errors.check_seed`: the one check the
-    model and its training make when the study runs, so `study check` refuses what `study
-    run` would), the learning rate a positive number, the correction one of `CORRECTIONS`."""
+    """``[key]`` over its defaults: the integers checked >= 1 (warm-up >= 0), the seed by
+    `emg_lens.errors.check_seed` (so `study check` refuses what `study run` would), the
+    learning rate positive, the correction one of `CORRECTIONS`."""
     given = check_table(data.get(key, {}), key)
     refuse_unknown(key, given, set(defaults))
     out = {**defaults, **given}

@@ -1,19 +1,9 @@
-"""Training studies: train models per subject on several input sets and compare them.
-
-The IsoNet paper's Table 1 (architecture × {sEMG+ACC, ACC, sEMG}) and Figure 2 (a random 6 sEMG
-+ 6 ACC electrode split against 12 sEMG or 12 ACC, repeated over trials) are studies that
-*train*: every cell is one model fitted on one subject's training repetitions and scored on its
-test repetitions. A study file with ``kind = "training"`` says which data, which architectures
-(class names from `emg_lens.models`), which inputs — whole modalities, or random electrode
-subsets (for ACC an electrode is its 3 axes) redrawn per trial and subject — and which input is
-the reference every other input is tested against, per architecture.
-
-A fusion model given one modality is its single-stream variant: one MLP head or one stem, and
-the hierarchical model's fusion stage over that one token stream. That is what the paper's
-unimodal rows of Table 1 train, so no architecture refuses an input; a configuration a model
-cannot be built with is a `SpecError` before anything trains (`check_models`).
-
-Its modules, one concern each, as every kind's: docs/ARCHITECTURE.md maps them.
+"""Training studies (``kind = "training"``): train models per subject on several input sets and
+compare them, as the IsoNet paper's Table 1 (architecture × {sEMG+ACC, ACC, sEMG}) and Figure 2
+(random electrode subsets redrawn per trial) do. Every cell is one model fitted on one subject's
+training repetitions and scored on its test ones, each input tested against the reference. A
+fusion model given one modality is its single-stream variant (the paper's unimodal rows); a
+configuration a model cannot be built with is a `SpecError` before anything trains.
 """
 
 from emg_lens.studies.training.grid import (

@@ -71,10 +71,9 @@ def electrode_counts(data: SubjectData) -> dict[str, int]:
 
 @checked
 def select_channels(data: SubjectData, electrodes: Mapping[str, Sequence[int]]) -> SubjectData:
-    """The windows of the chosen electrodes only (an ACC electrode brings its 3 axes), with
-    ``modalities`` updated. Modalities keep the montage order of ``data``; electrodes within one
-    keep the order given. ``meta["electrodes"]`` records the choice; ``meta["channel_names"]``,
-    where the data names its channels, are the chosen channels' own.
+    """The windows of the chosen electrodes only (an ACC electrode brings its 3 axes), in the
+    montage order of modalities and the given order within one, with ``modalities``,
+    ``meta["electrodes"]`` and (where the data names them) ``meta["channel_names"]`` updated.
 
     >>> X = np.arange(2 * 8 * 3, dtype=np.float32).reshape(2, 8, 3)  # emg 2 + acc 2 x 3 axes
     >>> data = SubjectData(1, {"emg": 2, "acc": 6}, [1, 2], X, np.array([0, 1]), np.array([1, 3]),

@@ -140,11 +140,9 @@ class TrainingStudyResult(StudyOutput):
         return self.summary.loc[self.summary["input"] != self.spec.reference, cols]
 
     def chance(self) -> pd.DataFrame | None:
-        """Every trained model's held-out score beside chance, tested over trials
-        (`emg_lens.stats.chance.chance_table`), one table per architecture and input
-        concatenated, so each model's midpoint is to the best of its own kind (fewer
-        electrodes may score less and still be above chance); None for cells stored before
-        the check. Cells without trial counts are tested over windows, and say so."""
+        """Every trained model's held-out score beside chance, one table per architecture and
+        input concatenated (`emg_lens.stats.chance.chance_table`), so each model's midpoint is
+        to the best of its own kind; None for cells stored before the check."""
         ps = self.per_subject
         if "class_total" not in ps.columns or ps["class_total"].isna().any():
             return None

@@ -118,16 +118,14 @@ def run_training_study(
 ) -> TrainingStudyResult | None:
     """Train and score every cell of a training study.
 
-    ``overrides`` replaces ``[data]``/``[train]`` keys (`TrainingStudySpec.with_overrides`:
-    e.g. ``{"epochs": 1, "subjects": [1, 2]}`` for a smoke run). ``data`` gives the subjects'
-    windows directly (notebooks, tests) instead of loading them from ``[data]``, which they
-    should match (the store keys cells by the spec, not by the arrays). With
-    ``out_dir`` every cell is stored as it finishes and a rerun trains only the missing cells;
-    the tables and the figure are written there at the end. ``device`` is where the models
-    train (default: ``cfg.device`` of the spec's preset, the CPU). Under ``torchrun`` (module
-    docstring) ``out_dir`` is required, rank 0 gives up after ``wait_timeout`` seconds without
-    a new cell of the others (a `StudyError` naming the subjects missing), and the other ranks
-    return None.
+    ``overrides`` replaces ``[data]``/``[train]`` keys (`TrainingStudySpec.with_overrides`).
+    ``data`` gives the subjects' windows directly instead of loading them from ``[data]``,
+    which they should match (the store keys cells by the spec, not by the arrays). With
+    ``out_dir`` every cell is stored as it finishes and a rerun trains only the missing cells.
+    ``device``: where the models train (default: the preset's ``cfg.device``). Under
+    ``torchrun`` ``out_dir`` is required, rank 0 gives up after ``wait_timeout`` seconds
+    without a new cell of the others (a `StudyError` naming the subjects missing), and the
+    other ranks return None.
 
     >>> rng = np.random.default_rng(0)
     >>> def subject(n):

@@ -747,7 +747,7 @@ def test_cells_stored_without_trials_give_a_subject_no_interval_over_its_windows
     """A subject's own interval counts its trials; windows overlap and share their trial, so
     cells holding only class counts give each subject its change and no interval, and so
     stop no claim (issue 78)."""
-    from emg_lens.studies.ablation.verdicts import subject_changes
+    from emg_lens.stats.units import subject_changes
 
     counts = _trial_counts(3, 20, {2: 10}).drop(columns=["trial_class", "trial_windows"])
     counts = counts.drop(columns=["trial_hits"])
@@ -759,7 +759,7 @@ def test_cells_stored_without_trials_give_a_subject_no_interval_over_its_windows
 def test_a_subjects_own_interval_is_never_below_minus_100():
     """Issue 86: a subject's own interval over its trials reached −111 %, a change no accuracy
     can make; its lower end is −100 % at most (here Student's would be −210 %)."""
-    from emg_lens.studies.ablation.verdicts import subject_changes
+    from emg_lens.stats.units import subject_changes
 
     counts = _trial_counts(2, 3, {1: 2})  # subject 1 keeps 1 trial of 3
     own = subject_changes(counts[counts.key == "baseline"], counts[counts.key == "cross"], [0])
