@@ -14,6 +14,7 @@ from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 from tests.tiny import db2_checkpoint
 
 SUBJECTS = (1, 2, 3)
+N_SUBJECTS = 4  # of the data source, whatever subjects a test saves: the torchrun test's four
 
 # A hook factory that sleeps when asked to by an environment variable: the test's way of
 # slowing a study down enough to kill it mid-way (the library knows nothing about it).
@@ -85,10 +86,11 @@ SCRIPT = textwrap.dedent(
 
 def setup(root: Path, subjects: tuple[int, ...] = SUBJECTS) -> tuple[Path, Path, Path]:
     """Checkpoints of ``subjects``, the study file (its hook beside it) and the script, under
-    ``root``."""
+    ``root``. One data source for every test (the session's cache keeps its subjects for the
+    next test)."""
     source = data_source(
         "synthetic",
-        synthetic=SyntheticSpec(n_subjects=len(subjects), movement_seconds=1.0),
+        synthetic=SyntheticSpec(n_subjects=N_SUBJECTS, movement_seconds=1.0),
         preprocess=PreprocessSpec(segment=(0.25, 1.0), step=100),
     )
     models = root / "models"

@@ -69,9 +69,10 @@ def _finish(proc: subprocess.Popen) -> str:
     return output
 
 
-def _one_process(monkeypatch, tmp_path: Path, *args: str) -> None:
-    """The reference: the same command in this process, on one thread like the ranks."""
-    monkeypatch.setenv("EMG_LENS_CACHE", str(tmp_path / "cache"))
+def _one_process(monkeypatch, tmp_path: Path, *args: str, cache: str = "") -> None:
+    """The reference: the same command in this process, on one thread like the ranks, on the
+    test's own cache (``cache``: another)."""
+    monkeypatch.setenv("EMG_LENS_CACHE", cache or str(tmp_path / "cache"))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -93,13 +94,18 @@ def _writers(out: Path) -> dict[Path, int]:
 def test_two_ranks_killed_and_rerun_write_the_single_process_tables(tmp_path, monkeypatch):
     # The resume test's study (four interventions, one a hook that sleeps on request) on four
     # subjects: rank 0 takes 1 and 3, rank 1 takes 2 and 4.
+    # The session's cache, where test_resume.py leaves the data of subjects 1 to 3 (untrained
+    # checkpoints: no kept training to read back).
     models, spec, _ = setup(tmp_path, subjects=(1, 2, 3, 4))
     out, ref = tmp_path / "out", tmp_path / "ref"
     common = [str(spec), "--models", str(models), "--allow-code"]
-    _one_process(monkeypatch, tmp_path, *common, "--out", str(ref))
+    cache = os.environ["EMG_LENS_CACHE"]
+    _one_process(monkeypatch, tmp_path, *common, "--out", str(ref), cache=cache)
 
     # 1. Two ranks, slowed down; kill rank 1 (SIGKILL) once it has stored its first subject.
-    proc = _torchrun(tmp_path, *common, "--out", str(out), STUDY_TEST_DELAY="0.5")
+    proc = _torchrun(
+        tmp_path, *common, "--out", str(out), STUDY_TEST_DELAY="0.5", EMG_LENS_CACHE=cache
+    )
     deadline = time.monotonic() + 240
     try:
         while not (cells := list((out / "cells").glob("s2/*.json"))):
@@ -118,7 +124,7 @@ def test_two_ranks_killed_and_rerun_write_the_single_process_tables(tmp_path, mo
     assert not list((out / "cells").glob("s4/*.json")), "rank 1 finished before the kill"
 
     # 2. The rerun completes the missing cells and keeps every stored one.
-    _finish(_torchrun(tmp_path, *common, "--out", str(out)))
+    _finish(_torchrun(tmp_path, *common, "--out", str(out), EMG_LENS_CACHE=cache))
     after = _writers(out)
     assert {cell: after[cell] for cell in before} == before  # none recomputed
     assert len(after) > len(before)

@@ -509,6 +509,8 @@ ORIGINAL = "original"
 """The row's model has an original other than itself (it is not native)."""
 OWN_MASK = "own_mask"
 """The row's original takes a mask argument of its own (``Row.own_mask``)."""
+STEMS = "stems"
+"""Attention in its stems: hook points ``stems.<modality>.blocks.<l>...``."""
 
 
 def _one_layout(model: Any) -> bool:
@@ -543,6 +545,8 @@ def traits_of(model: Any) -> frozenset[str]:
             has.add(PRE_LN)
         if _one_layout(model):
             has.add(ONE_LAYOUT)
+        if any(name.startswith("stems.") for name in model.hook_dict):
+            has.add(STEMS)
     if hasattr(getattr(model, "ln_final", None), "w"):
         has.add(FINAL_NORM)
     if _unembedding(model):
@@ -558,8 +562,9 @@ _NOT_ONE_LAYOUT = {  # attached models whose attention calls see other tokens, o
 }
 DECLARED: dict[str, frozenset[str]] = {
     "isonet": _TL | {FINAL_NORM, LINEAR_READOUT, UNEMBEDDING},
-    "hierarchical": _TL | {FINAL_NORM, LINEAR_READOUT},
-    "multimodal_transformer": _TL - {TL_WEIGHTS, STACK, ONE_LAYOUT} | {FINAL_NORM, LINEAR_READOUT},
+    "hierarchical": _TL | {FINAL_NORM, LINEAR_READOUT, STEMS},
+    "multimodal_transformer": _TL - {TL_WEIGHTS, STACK, ONE_LAYOUT}
+    | {FINAL_NORM, LINEAR_READOUT, STEMS},
     "tinymyo": _TL | {FINAL_NORM, LINEAR_READOUT},
     "mlp": frozenset(),
     "torch_pre_ln": _TL | {FINAL_NORM},

@@ -516,7 +516,7 @@ so not cached, as in TL."""
 OTHER_HEADS = {"isonet": ("avg_head.hook_pooled",)}
 """A readout head's hooks that run only with its own ``return_type`` (not the default's)."""
 
-TL_BLOCKS = tuple(n for n in table.providing(SPLIT_QKV) if table.get(n).cfg.norm_position != "post")
+TL_BLOCKS = tuple(table.providing(SPLIT_QKV, table.PRE_LN))
 """The pre-LN models built of emg_lens blocks (HookedTransformer's)."""
 
 _BLOCK = re.compile(r"^(.*?)blocks\.(\d+)\.(.+)$")
@@ -590,8 +590,9 @@ def test_cache_hook_names_of_each_block_are_hookedtransformers(name):  # test_ca
 # ------------------------------------------------------------------ Main_Demo pattern hooks
 
 ATTENDING = tuple(table.providing(ATTENTION_HOOKS))
-STEMS = {n for n in ATTENDING if any(k.startswith("stems.") for k in get_model(n).hook_dict)}
-"""The models with attention in their stems, hook names ``stems.<modality>.blocks.<l>...``."""
+STEMS = set(table.providing(ATTENTION_HOOKS, table.STEMS))
+"""The models with attention in their stems, hook names ``stems.<modality>.blocks.<l>...``
+(declared: no model is built at collection)."""
 # The fusion models' stems hold their own blocks ('stems.<modality>.blocks.<l>...'), which
 # TL's HookPoint.layer (int(name.split('.')[1]), for names 'blocks.<l>...') does not read:
 # Main_Demo's hook.layer() runs on the models without stems, and on those with stems
