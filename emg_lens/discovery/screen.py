@@ -54,7 +54,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from jaxtyping import Bool, Float
 from tqdm.auto import tqdm
 
 from emg_lens.components.attend import cut_pattern
@@ -67,7 +66,7 @@ from emg_lens.discovery.last_layers import (
     exact_layers,
 )
 from emg_lens.discovery.metrics import Scorer, spearman
-from emg_lens.discovery.screen_hooks import capture, path_hooks
+from emg_lens.discovery.screen_hooks import capture, gradients, path_gradients
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import ArgumentError, check_int, checked
 from emg_lens.inputs import as_subject_data, check_deterministic, check_model
@@ -326,9 +325,9 @@ def screen(
             )
             values = wanted(logits, yb)
             if plain or relp:
-                grads = _gradients(values, patterns, linear)
+                grads = gradients(values, patterns, linear)
         if estimator == "ig" and linear:
-            grads = _path_gradients(
+            grads = path_gradients(
                 model, xb, yb, wanted, return_type, base_masks, family.everything, linear, ig_steps
             )
         for name in wanted:
@@ -369,58 +368,6 @@ def screen(
     result.base, result.estimator, result.ig_steps = base, estimator, ig_steps
     result.exact_last_layer, result.exact_penultimate = exact_last_layer, exact_penultimate
     return result
-
-
-def _gradients(
-    values: dict[str, Float[torch.Tensor, " batch"]],
-    patterns: dict[int, Float[torch.Tensor, "batch head q k"]],
-    layers: list[int],
-) -> dict[str, dict[int, Float[torch.Tensor, "batch head q k"]]]:
-    """Each metric's gradient (summed over windows: each window's own, as windows do not
-    interact) with respect to the patterns of ``layers``."""
-    grads: dict[str, dict[int, torch.Tensor]] = {}
-    for i, (name, value) in enumerate(values.items()):
-        if not layers:
-            grads[name] = {}
-            continue
-        g = torch.autograd.grad(
-            value.sum(), [patterns[layer] for layer in layers], retain_graph=i < len(values) - 1
-        )
-        grads[name] = dict(zip(layers, g))
-    return grads
-
-
-def _path_gradients(
-    model: Any,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    wanted: Scorer,
-    return_type: str,
-    base: dict[int, torch.Tensor] | None,
-    cut: dict[int, Bool[torch.Tensor, "head q k"]],
-    layers: list[int],
-    steps: int,
-) -> dict[str, dict[int, Float[torch.Tensor, "batch head q k"]]]:
-    """The metrics' gradients with respect to the patterns of ``layers``, averaged over the
-    midpoints ``alpha = (k + 1/2) / steps`` of the path to the model with ``cut``
-    (``{layer: mask}``) removed (`path_hooks`; see the module docstring)."""
-    total: dict[str, dict[int, torch.Tensor]] = {name: {} for name in wanted}
-    for k in range(steps):
-        patterns: dict[int, torch.Tensor] = {}
-        with torch.enable_grad():
-            logits = model.run_with_hooks(
-                x.detach().requires_grad_(True),
-                return_type=return_type,
-                edge_masks=base,
-                fwd_hooks=path_hooks(cut, (k + 0.5) / steps, patterns),
-            )
-            values = wanted(logits, y)
-            point = _gradients(values, patterns, layers)
-        for name in wanted:
-            for layer, g in point[name].items():
-                g = g.detach() / steps
-                total[name][layer] = total[name][layer] + g if layer in total[name] else g
-    return total
 
 
 def _row_chunks(family: CompiledFamily, batch: int, budget: int = 2**24) -> list[RowChunk]:
