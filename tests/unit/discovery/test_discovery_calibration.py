@@ -225,9 +225,9 @@ def test_group_testing_finds_the_drops_a_blind_screen_ranks_last():
     estimates are all 0 (blind) verifies no layer-0 candidate into its top 3 without group
     testing; with ``groups=1`` its top 3 is the exact top 3 of all 72 candidates, each group
     tested on 4 of the 32 windows (an eighth of a pass) and every member of a group that is
-    not cleared measured on all of them. A fixed, untrained model (seed 0): its largest drop
-    (-1.04) is 3x the 4th (-0.33); a group whose members cancel could clear a large one, see
-    `verify_candidates`."""
+    not cleared measured on all of them. A fixed, untrained model (seed 0; seeds 1-5 pass
+    too): its largest drop (-1.04) is 3x the 4th (-0.33); a group whose members cancel could
+    clear a large one, see `verify_candidates`."""
     model = tiny_isonet(0, init_range=0.6)
     X = model.example_input(32)
     y = model(X).argmax(-1)
