@@ -54,7 +54,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from jaxtyping import Bool, Float
 from tqdm.auto import tqdm
 
 from emg_lens.components.attend import cut_pattern
@@ -67,7 +66,7 @@ from emg_lens.discovery.last_layers import (
     exact_layers,
 )
 from emg_lens.discovery.metrics import Scorer, spearman
-from emg_lens.discovery.screen_hooks import capture, path_hooks
+from emg_lens.discovery.screen_hooks import capture, gradients, path_gradients
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import ArgumentError, check_int, checked
 from emg_lens.inputs import as_subject_data, check_deterministic, check_model
@@ -225,7 +224,7 @@ class Screen:
         groups: int = 0,
     ) -> Screen:
         """Measure exactly the flagged candidates, the ``top`` best (with ``groups``, those
-        adaptive group testing finds in the first ``groups`` layers) and a random sample of
+        group testing finds in the first ``groups`` layers) and a random sample of
         the rest (`verify_candidates`); ``agreement`` gets the rank correlation of estimate
         and exact effect and the bound on what the ranking missed."""
         return verify_candidates(
@@ -326,9 +325,9 @@ def screen(
             )
             values = wanted(logits, yb)
             if plain or relp:
-                grads = _gradients(values, patterns, linear)
+                grads = gradients(values, patterns, linear)
         if estimator == "ig" and linear:
-            grads = _path_gradients(
+            grads = path_gradients(
                 model, xb, yb, wanted, return_type, base_masks, family.everything, linear, ig_steps
             )
         for name in wanted:
@@ -369,58 +368,6 @@ def screen(
     result.base, result.estimator, result.ig_steps = base, estimator, ig_steps
     result.exact_last_layer, result.exact_penultimate = exact_last_layer, exact_penultimate
     return result
-
-
-def _gradients(
-    values: dict[str, Float[torch.Tensor, " batch"]],
-    patterns: dict[int, Float[torch.Tensor, "batch head q k"]],
-    layers: list[int],
-) -> dict[str, dict[int, Float[torch.Tensor, "batch head q k"]]]:
-    """Each metric's gradient (summed over windows: each window's own, as windows do not
-    interact) with respect to the patterns of ``layers``."""
-    grads: dict[str, dict[int, torch.Tensor]] = {}
-    for i, (name, value) in enumerate(values.items()):
-        if not layers:
-            grads[name] = {}
-            continue
-        g = torch.autograd.grad(
-            value.sum(), [patterns[layer] for layer in layers], retain_graph=i < len(values) - 1
-        )
-        grads[name] = dict(zip(layers, g))
-    return grads
-
-
-def _path_gradients(
-    model: Any,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    wanted: Scorer,
-    return_type: str,
-    base: dict[int, torch.Tensor] | None,
-    cut: dict[int, Bool[torch.Tensor, "head q k"]],
-    layers: list[int],
-    steps: int,
-) -> dict[str, dict[int, Float[torch.Tensor, "batch head q k"]]]:
-    """The metrics' gradients with respect to the patterns of ``layers``, averaged over the
-    midpoints ``alpha = (k + 1/2) / steps`` of the path to the model with ``cut``
-    (``{layer: mask}``) removed (`path_hooks`; see the module docstring)."""
-    total: dict[str, dict[int, torch.Tensor]] = {name: {} for name in wanted}
-    for k in range(steps):
-        patterns: dict[int, torch.Tensor] = {}
-        with torch.enable_grad():
-            logits = model.run_with_hooks(
-                x.detach().requires_grad_(True),
-                return_type=return_type,
-                edge_masks=base,
-                fwd_hooks=path_hooks(cut, (k + 0.5) / steps, patterns),
-            )
-            values = wanted(logits, y)
-            point = _gradients(values, patterns, layers)
-        for name in wanted:
-            for layer, g in point[name].items():
-                g = g.detach() / steps
-                total[name][layer] = total[name][layer] + g if layer in total[name] else g
-    return total
 
 
 def _row_chunks(family: CompiledFamily, batch: int, budget: int = 2**24) -> list[RowChunk]:
@@ -483,15 +430,16 @@ def verify_candidates(
     1. the ``flagged`` linearised candidates with the largest ``risk`` (the first-order
        estimate's error grows with the change a cut writes into its layer's attention
        output; `docs/ARCHITECTURE.md` has the measurements);
-    2. with ``groups`` (a number of layers, from the first), adaptive group testing over
-       their estimated candidates, for the cuts whose effect cascades through the most blocks
-       and that a first-order screen estimates near 0: each kind of cut of a layer (``kind``,
-       all heads) is cut jointly in one exact pass; a group whose joint drop stays under the
-       ``top``-th drop so far is ``cleared``, else split in halves (by estimate) and tested
-       again, down to pairs and singles, measured singly (``verified`` ``group``). A cleared
-       candidate can still exceed the ``top``-th drop where effects within its group cancel
-       (on the paper-size planted model, 2 of 128 head groups did at the top-10 threshold):
-       the clearing is evidence, not a bound, and the sample below still draws from them;
+    2. with ``groups`` (a number of layers, from the first), group testing over their
+       estimated candidates, for the cuts whose effect cascades through the most blocks and
+       that a first-order screen estimates near 0: each kind of cut of a layer (``kind``, all
+       heads) is cut jointly in one masked pass over every 8th window (an eighth of a pass); the
+       group is ``cleared`` where its drop less two standard errors over those windows stays
+       under the ``top``-th drop so far, else each member is measured (``verified``
+       ``group``). A cleared candidate can still exceed the ``top``-th drop where effects
+       within its group cancel (on the paper-size planted model, 2 of 128 head groups did at
+       the top-10 threshold) or where its drop falls on other windows: the clearing is
+       evidence, not a bound, and the sample below still draws from them;
     3. the ``top`` candidates by ``final`` (the exact effect where measured, else the
        estimate), until all of them are exact;
     4. a seeded random ``sample`` of the candidates still estimated, to bound what the
@@ -533,42 +481,43 @@ def verify_candidates(
                 got.accuracy - full.accuracy,
             )
         table.loc[index, "verified"] = why
-
-    def refresh() -> None:  # last-layer estimates are exact already
-        table["final"] = table["exact"].fillna(table["estimate"])
+        table["final"] = table["exact"].fillna(table["estimate"])  # the last layers': exact
         table["final_accuracy"] = table["exact_accuracy"].fillna(table["estimate_accuracy"])
 
     estimated = ~exact  # linearised, or integrated gradients
     measure(table.loc[estimated, "risk"].nlargest(flagged).index, "flagged")
-    refresh()
     cleared: list[int] = []  # unmeasured members of a group pass that stayed under the top
+    every = min(8, max(1, len(screen.data.y_test) // 4))  # every 8th window, at least 4
+    device, dtype = screen.family.device, screen.model.cfg.dtype
+    x = torch.as_tensor(np.asarray(screen.data.X_test)[::every], dtype=dtype, device=device)
+    y = torch.as_tensor(np.asarray(screen.data.y_test)[::every], device=device)
 
-    def split(index: pd.Index) -> None:  # adaptive group testing (see the docstring)
-        index = index[table.loc[index, "exact"].isna()]
-        if len(index) <= 2:
-            measure(index, "group")
-            return refresh()
-        drop = passes.score(screen.family.layer_masks(list(index))).metric - full.metric
-        agreement_counts["group_passes"] += 1
-        if drop >= table["final"].nsmallest(top).max():
-            return cleared.extend(index)
-        split(index[: len(index) // 2])
-        split(index[len(index) // 2 :])
+    def drops(index: list[int]) -> np.ndarray:  # each window's metric with index (and base) cut
+        cut = screen.family.layer_masks(index)
+        cut |= {k: cut[k] | m if k in cut else m for k, m in screen.family.base.items()}
+        with torch.inference_mode():
+            logits = screen.model(x, edge_masks=cut or None, return_type=screen.return_type)
+        return passes.scorer(logits, y)[screen.metric].double().cpu().numpy()
 
-    agreement_counts = {"group_passes": 0}
+    clean, group_passes = drops([]), 0
     # one kind of cut in one layer, across heads (cutting a whole query row instead would zero
     # it, not renormalise it: measured to cancel), the largest estimated drops first
-    rows = table[estimated & (table["layer"] < groups)].sort_values("estimate")
-    by_kind = rows.groupby(["layer", "kind"], sort=False)
+    by_kind = table[estimated & (table["layer"] < groups)].groupby(["layer", "kind"], sort=False)
     for _, group in sorted(by_kind, key=lambda g: g[1]["estimate"].sum()):
-        split(group.index)
+        index = group.index[table.loc[group.index, "exact"].isna()]
+        if len(index) > 1:
+            change, group_passes = drops(list(index)) - clean, group_passes + 1
+            low = change.mean() - 2 * change.std(ddof=1) / math.sqrt(len(change))
+            if low >= table["final"].nsmallest(top).max():  # NaN from one window: never
+                cleared.extend(index)
+                continue
+        measure(index, "group")
     while True:  # until the top by final effect are all known exactly
         chosen = table.sort_values(["final", "layer"]).head(top)
         pending = chosen.index[(chosen["method"] != "exact") & chosen["exact"].isna()]
         if pending.empty:
             break
         measure(pending, "ranked")
-        refresh()
     table.loc[chosen.index, "verified"] = "top"
     threshold = float(table.loc[chosen.index, "final"].max())
     unmeasured = table.index[estimated & table["exact"].isna()]
@@ -576,7 +525,6 @@ def verify_candidates(
     rng = np.random.default_rng(seed)
     drawn = pd.Index(rng.choice(unmeasured, size=min(sample, len(unmeasured)), replace=False))
     measure(drawn, "sample")
-    refresh()
     hits = int((table.loc[drawn, "exact"] < threshold).sum())
     # every candidate exact (a two-layer CLS model): nothing can have been missed
     upper = _clopper_pearson_upper(hits, len(drawn)) if len(unmeasured) else 0.0
@@ -585,11 +533,10 @@ def verify_candidates(
     # the screen's agreement is over the top candidates it scored (an exact candidate's
     # estimate is its exact effect: a rho of 1 that says nothing of the screen)
     scored = chosen.index[chosen["method"] != "exact"]
+    estimates = table.loc[scored, "estimate"]
     agreement = {
-        "spearman": spearman(table.loc[scored, "estimate"], table.loc[scored, "final"]),
-        "spearman_accuracy": spearman(
-            table.loc[scored, "estimate"], table.loc[scored, "final_accuracy"]
-        ),
+        "spearman": spearman(estimates, table.loc[scored, "final"]),
+        "spearman_accuracy": spearman(estimates, table.loc[scored, "final_accuracy"]),
         "n": float(top),
         "screened": float(estimated.sum()),  # candidates the screen scored, not exactly
         "screened_top": float(len(scored)),
@@ -597,7 +544,7 @@ def verify_candidates(
         "flagged": float((table["verified"] == "flagged").sum()),
         "unmeasured": float(len(unmeasured)),  # before the draw: the bound's population
         "cleared": float(len(cleared)),  # of them, in a group pass that stayed under the top
-        "group_passes": float(agreement_counts["group_passes"]),
+        "group_passes": float(group_passes),
         "sampled": float(len(drawn)),
         "sample_hits": float(hits),
         "missed_rate_upper": upper,
@@ -607,8 +554,7 @@ def verify_candidates(
     }
     if len(measured) >= 2:  # of the linearised candidates measured (none when all are exact)
         agreement["spearman_measured"] = spearman(measured["estimate"], measured["exact"])
-    verified_with = {"top": top, "flagged": flagged, "sample": sample, "seed": seed}
-    verified_with["groups"] = groups
+    verified_with = dict(top=top, flagged=flagged, sample=sample, seed=seed, groups=groups)
     return dataclasses.replace(
         screen, table=table.sort_values("rank"), agreement=agreement, verified_with=verified_with
     )

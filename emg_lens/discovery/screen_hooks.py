@@ -1,5 +1,6 @@
 """The forward hooks of `emg_lens.discovery.screen`: what one clean pass keeps (`capture`),
-RelP's rules (`relevance_hooks`) and EAP-IG's path (`path_hooks`)."""
+RelP's rules (`relevance_hooks`) and EAP-IG's path (`path_hooks`), and the gradients the
+screen reads through them (`gradients`, `path_gradients`)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from jaxtyping import Bool
+from jaxtyping import Bool, Float
 
 from emg_lens.components.attend import cut_pattern
 from emg_lens.discovery.last_layers import LastLayerCache
+from emg_lens.discovery.metrics import Scorer
 from emg_lens.hooks import layer_of, name_filter
 
 
@@ -129,3 +131,55 @@ def path_hooks(
         (name_filter("attn.hook_attn_scores"), keeper(scores, detach=False)),
         (name_filter("attn.hook_pattern"), walk),
     ]
+
+
+def gradients(
+    values: dict[str, Float[torch.Tensor, " batch"]],
+    patterns: dict[int, Float[torch.Tensor, "batch head q k"]],
+    layers: list[int],
+) -> dict[str, dict[int, Float[torch.Tensor, "batch head q k"]]]:
+    """Each metric's gradient (summed over windows: each window's own, as windows do not
+    interact) with respect to the patterns of ``layers``."""
+    grads: dict[str, dict[int, torch.Tensor]] = {}
+    for i, (name, value) in enumerate(values.items()):
+        if not layers:
+            grads[name] = {}
+            continue
+        g = torch.autograd.grad(
+            value.sum(), [patterns[layer] for layer in layers], retain_graph=i < len(values) - 1
+        )
+        grads[name] = dict(zip(layers, g))
+    return grads
+
+
+def path_gradients(
+    model: Any,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    wanted: Scorer,
+    return_type: str,
+    base: dict[int, torch.Tensor] | None,
+    cut: dict[int, Bool[torch.Tensor, "head q k"]],
+    layers: list[int],
+    steps: int,
+) -> dict[str, dict[int, Float[torch.Tensor, "batch head q k"]]]:
+    """The metrics' gradients with respect to the patterns of ``layers``, averaged over the
+    midpoints ``alpha = (k + 1/2) / steps`` of the path to the model with ``cut``
+    (``{layer: mask}``) removed (`path_hooks`; see the module docstring)."""
+    total: dict[str, dict[int, torch.Tensor]] = {name: {} for name in wanted}
+    for k in range(steps):
+        patterns: dict[int, torch.Tensor] = {}
+        with torch.enable_grad():
+            logits = model.run_with_hooks(
+                x.detach().requires_grad_(True),
+                return_type=return_type,
+                edge_masks=base,
+                fwd_hooks=path_hooks(cut, (k + 0.5) / steps, patterns),
+            )
+            values = wanted(logits, y)
+            point = gradients(values, patterns, layers)
+        for name in wanted:
+            for layer, g in point[name].items():
+                g = g.detach() / steps
+                total[name][layer] = total[name][layer] + g if layer in total[name] else g
+    return total
