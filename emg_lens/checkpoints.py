@@ -344,8 +344,9 @@ def load_checkpoint_data(path: str | Path) -> SubjectData:
 def warn_if_data_changed(metadata: dict[str, Any], subject: int, digest: str | None = None) -> None:
     """Warn where a checkpoint's subject data is not what its model was trained beside: the
     ``data_digest`` its training recorded (`source_digest` of its ``data_source``) differs
-    from the data's digest now (``digest``, computed when not given). Checkpoints trained
-    before the digest was recorded are not checked.
+    from the data's digest now (``digest``, computed when not given): its files changed, or
+    your folder numbers its subjects otherwise (a participant added: subject 1 may now be
+    another person). Checkpoints trained before the digest was recorded are not checked.
 
     >>> from emg_lens.data import data_source
     >>> source = data_source("synthetic")

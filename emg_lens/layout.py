@@ -314,10 +314,10 @@ class TokenLayout:
 def check_mask_shape(
     shape: Sequence[int], target: Sequence[int], what: str = "edge mask", *, folds: int = 1
 ) -> None:
-    """Refuse an edge mask that does not broadcast to ``target``, ``[batch, n_heads,
-    query_pos, key_pos]``. ``folds`` above 1 (an attention call folding that many problems per
-    input row into its batch) also accepts one mask per fold, ``[batch or 1, folds, n_heads or
-    1, query_pos, key_pos]``.
+    """Refuse an edge mask that does not broadcast to ``target``,
+    ``[batch, n_heads, query_pos, key_pos]``. ``folds`` above 1 (an attention call folding that
+    many problems per input row into its batch) also accepts one mask per fold,
+    ``[batch or 1, folds, n_heads or 1, query_pos, key_pos]``.
 
     >>> check_mask_shape((4, 7, 7), (3, 4, 7, 7))
     >>> check_mask_shape((1, 5, 4, 7, 7), (3, 4, 7, 7), folds=5)

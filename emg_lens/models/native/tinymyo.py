@@ -350,9 +350,9 @@ class TinyMyo(HookedEncoder):
         signals: Float[torch.Tensor, "batch channel time"],
         patch_mask: Bool[torch.Tensor, "*batch channel patch"] | None = None,
     ) -> Float[torch.Tensor, "batch pos d_model"]:
-        """Patch-embed the signals; tokens where ``patch_mask`` (``[batch, channels,
-        patches]`` or ``[channels, patches]``, a `forward` keyword too) is True become
-        ``mask_token``, as in masked pretraining.
+        """Patch-embed the signals; tokens where ``patch_mask`` is True become ``mask_token``,
+        as in masked pretraining (``patch_mask``: ``[batch, channels, patches]`` or
+        ``[channels, patches]``, a `forward` keyword too).
 
         >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
         >>> model = TinyMyo(cfg, task="reconstruction")
