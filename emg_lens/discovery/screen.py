@@ -434,9 +434,9 @@ def verify_candidates(
        estimated candidates, for the cuts whose effect cascades through the most blocks and
        that a first-order screen estimates near 0: each kind of cut of a layer (``kind``, all
        heads) is cut jointly in one masked pass over every 8th window (an eighth of a pass); the
-       group is ``cleared`` where its drop less two standard errors over those windows stays
-       under the ``top``-th drop so far, else each member is measured (``verified``
-       ``group``). A cleared candidate can still exceed the ``top``-th drop where effects
+       group is ``cleared`` where its drop less two standard errors over those windows' trials
+       (the independent unit; one trial clears nothing) stays under the ``top``-th drop so
+       far, else each member is measured (``verified`` ``group``). A cleared candidate can still exceed the ``top``-th drop where effects
        within its group cancel (on the paper-size planted model, 2 of 128 head groups did at
        the top-10 threshold) or where its drop falls on other windows: the clearing is
        evidence, not a bound, and the sample below still draws from them;
@@ -491,15 +491,17 @@ def verify_candidates(
     device, dtype = screen.family.device, screen.model.cfg.dtype
     x = torch.as_tensor(np.asarray(screen.data.X_test)[::every], dtype=dtype, device=device)
     y = torch.as_tensor(np.asarray(screen.data.y_test)[::every], device=device)
+    trials = pd.Series(np.asarray(screen.data.test_trials)[::every])  # the independent unit
 
-    def drops(index: list[int]) -> np.ndarray:  # each window's metric with index (and base) cut
+    def drops(index: list[int]) -> pd.Series:  # each trial's mean metric, index (and base) cut
         cut = screen.family.layer_masks(index)
         cut |= {k: cut[k] | m if k in cut else m for k, m in screen.family.base.items()}
         with torch.inference_mode():
             logits = screen.model(x, edge_masks=cut or None, return_type=screen.return_type)
-        return passes.scorer(logits, y)[screen.metric].double().cpu().numpy()
+        metric = passes.scorer(logits, y)[screen.metric].double().cpu().numpy()
+        return pd.Series(metric).groupby(trials).mean()
 
-    clean, group_passes = drops([]), 0
+    clean, group_passes = drops([]) if groups else None, 0
     # one kind of cut in one layer, across heads (cutting a whole query row instead would zero
     # it, not renormalise it: measured to cancel), the largest estimated drops first
     by_kind = table[estimated & (table["layer"] < groups)].groupby(["layer", "kind"], sort=False)
@@ -508,7 +510,7 @@ def verify_candidates(
         if len(index) > 1:
             change, group_passes = drops(list(index)) - clean, group_passes + 1
             low = change.mean() - 2 * change.std(ddof=1) / math.sqrt(len(change))
-            if low >= table["final"].nsmallest(top).max():  # NaN from one window: never
+            if low >= table["final"].nsmallest(top).max():  # NaN from one trial: never
                 cleared.extend(index)
                 continue
         measure(index, "group")
