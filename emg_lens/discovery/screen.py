@@ -436,10 +436,11 @@ def verify_candidates(
        heads) is cut jointly in one masked pass over every 8th window (an eighth of a pass); the
        group is ``cleared`` where its drop less two standard errors over those windows' trials
        (the independent unit; one trial clears nothing) stays under the ``top``-th drop so
-       far, else each member is measured (``verified`` ``group``). A cleared candidate can still exceed the ``top``-th drop where effects
-       within its group cancel (on the paper-size planted model, 2 of 128 head groups did at
-       the top-10 threshold) or where its drop falls on other windows: the clearing is
-       evidence, not a bound, and the sample below still draws from them;
+       far, else each member is measured (``verified`` ``group``). A cleared candidate can
+       still exceed the ``top``-th drop where effects within its group cancel (on the
+       paper-size planted model, 2 of 128 head groups did at the top-10 threshold) or where
+       its drop falls on other windows: the clearing is evidence, not a bound, and the sample
+       below still draws from them;
     3. the ``top`` candidates by ``final`` (the exact effect where measured, else the
        estimate), until all of them are exact;
     4. a seeded random ``sample`` of the candidates still estimated, to bound what the
