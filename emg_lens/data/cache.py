@@ -5,9 +5,7 @@ reads windows instead of filtering again. An entry is ``<stem>.npz`` and ``<stem
 key, written last), used only while its `cache_key` is unchanged: the source and its
 preprocessing, the subject, every file read, `CACHE_VERSION` and the code that reads and
 preprocesses. Where it lives and its size cap: docs/guide/recordings.md, "Real data"; `evict`
-removes the least recently used, trainings of ``trained/`` included. Processes may share a
-folder (a reader sees a whole entry or none), and the cache removes only what it wrote
-(`is_cache_file`).
+removes the least recently used, trainings of ``trained/`` included.
 
 >>> import tempfile
 >>> from emg_lens.data import data_source

@@ -270,11 +270,6 @@ def db2_channel_names(modalities: Mapping[str, int]) -> list[str]:
     ]
 
 
-def _column(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x)
-    return x.reshape(-1, 1) if x.ndim == 1 else x
-
-
 def write_ninapro_db2(
     recording: Recording,
     root: str | Path,
@@ -322,7 +317,8 @@ def write_ninapro_db2(
     for name, x in arrays.items():
         if name in LABEL_COLUMNS or np.asarray(x).ndim not in (1, 2):
             continue
-        out[name] = _column(np.asarray(x, dtype=np.float64))
+        column = np.asarray(x, dtype=np.float64)
+        out[name] = column.reshape(-1, 1) if column.ndim == 1 else column
     if omit_glove:
         out.pop("glove", None)
     elif "glove" not in out:

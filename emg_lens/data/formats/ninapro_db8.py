@@ -5,10 +5,7 @@ acquisitions ``S<N>_E1_A<k>.mat`` hold ``emg`` (T, 16, 2 kHz), ``glove`` (T, 18,
 EMG clock) and the NinaPro label columns (zeros where absent). `load_ninapro_db8` joins them
 into one `Recording` with the raw glove (NaN kept) in ``extras["glove"]`` and
 ``extras["acquisition"]``. `db8_windows` is the thesis's preprocessing (BioFoundation's
-``scripts/db8.py``): glove NaN samples dropped, targets the 5 degrees of actuation
-``glove @ DOA_MATRIX.T``, A1 train / A2 validation / A3 test. Its filters are designed at the
-documented 2 kHz; the script's ``fs = 1111`` would move the band to about 36-162 Hz and the
-notch to 90 Hz on 2 kHz data.
+``scripts/db8.py``), its filters designed at the documented 2 kHz (why: the guide).
 
 >>> import tempfile
 >>> from emg_lens.data import synthetic_db8

@@ -163,10 +163,6 @@ def _checked_emg(recording: Recording, spec: TinyMyoPreprocess) -> np.ndarray:
     return emg
 
 
-def _window_starts(n_samples: int, spec: TinyMyoPreprocess) -> np.ndarray:
-    return np.arange(0, n_samples - spec.window + 1, spec.step)
-
-
 def _raw_windows(recording: Recording, spec: TinyMyoPreprocess, labeled: bool) -> WindowBatch:
     """Filtered, resampled, windowed and padded (not normalised); ``info["channels"]``: the
     real channels."""
@@ -183,7 +179,7 @@ def _raw_windows(recording: Recording, spec: TinyMyoPreprocess, labeled: bool) -
         )
         emg = filter_signals({"emg": emg}, fs, paper_filters)["emg"]
         emg = resample(emg, fs, spec.sample_rate)
-        starts = _window_starts(len(emg), spec)
+        starts = np.arange(0, len(emg) - spec.window + 1, spec.step)
         x = np.zeros((len(starts), spec.n_channels, spec.window), np.float32)
         for i, start in enumerate(starts):  # [window, channel, time]; the rest: zero padding
             x[i, : emg.shape[1]] = emg[start : start + spec.window].T

@@ -1,19 +1,13 @@
 """braindecode's ``CBraMod`` (criss-cross brain model, Wang et al. 2025) as a hooked encoder.
 
-Tokens (docs/guide/bring-your-own-model.md, "A braindecode model"): every channel's 200-sample
-patches, embedded by convolutions plus a linear map of the magnitude spectrum (``hook_embed``),
-plus the conditional positional encoding, a depthwise ``Conv2d`` (``hook_pos_embed``).
-
-CBraMod's layer runs two attentions side by side, each of half the heads on half of
-``d_model``: *spatial* heads across the channels of one patch, *temporal* heads across the
-patches of one channel. Here each layer is one attention of ``nhead`` heads with a
-`emg_lens.components.HeadStructure`: heads ``0 .. nhead/2 - 1`` are spatial on the first half
-of ``d_model`` (the weights outside it are zero blocks, kept zero in training), the others
-temporal on the second half; a fixed base mask at ``hook_attn_scores``, under a user's cut.
-
-Blocks are pre-LN (whatever CBraMod's ``norm_first``); no final norm. Readout: every token
-through ``proj_out``, flattened channel-major, then one linear classifier: a direction per
-token, so no TransformerLens unembedding.
+Tokens and readout: docs/guide/bring-your-own-model.md, "A braindecode model" (the patch
+embedding at ``hook_embed``, the conditional positional encoding at ``hook_pos_embed``).
+CBraMod's two half-width attentions (spatial across one patch's channels, temporal across one
+channel's patches) are here one attention of ``nhead`` heads with a
+`emg_lens.components.HeadStructure`: heads ``0 .. nhead/2 - 1`` spatial on the first half of
+``d_model`` (the weights outside it are zero blocks, kept zero in training), the others temporal
+on the second half; a fixed base mask at ``hook_attn_scores``, under a user's cut. Blocks are
+pre-LN (whatever CBraMod's ``norm_first``); no final norm.
 """
 
 from __future__ import annotations

@@ -1,18 +1,12 @@
 """braindecode's ``EEGPT`` (Wang et al. 2024) as a hooked encoder.
 
-EEGPT attends within each time patch: a patch's sequence is its channels' tokens (one
-``Conv2d`` each, plus a learned ``chan_embed``) followed by ``embed_num`` learned summary
-tokens. emg_lens runs all patches as one sequence, patch-major (patch ``t``: its channel
-tokens, then its summary tokens, group ``"cls"``, ``time = t``), with a `HeadStructure` (one
-group per patch) as a fixed base mask at ``hook_attn_scores``; a user's edge set is cut on top
-of it, and the fast path attends within each patch in one batched call, as EEGPT does.
-
-An optional channel projection (``chan_proj_type``) first mixes the inputs into
-``n_chans_target`` (19) virtual channels: the tokens stand for those. The probe reads every
-patch's summary tokens (`SummaryProbe`), so there is no TransformerLens unembedding.
-
-Refused (`ConversionError`): ``return_encoder_output=True``, a custom ``final_layer`` or
-patch module.
+Tokens (patch-major: each patch's channel tokens, one ``Conv2d`` each plus a learned
+``chan_embed``, then its ``embed_num`` summary tokens) and readout (`SummaryProbe`, no
+unembedding): docs/guide/bring-your-own-model.md, "A braindecode model". EEGPT attends within
+each time patch: here a `HeadStructure` (one group per patch) is a fixed base mask at
+``hook_attn_scores``, a user's edge set is cut on top of it, and the fast path attends within
+each patch in one batched call, as EEGPT does. Refused (`ConversionError`):
+``return_encoder_output=True``, a custom ``final_layer`` or patch module.
 """
 
 from __future__ import annotations

@@ -1,17 +1,12 @@
 """braindecode's ``Labram`` (LaBraM, Jiang et al. 2024) as a hooked encoder.
 
-Tokens (docs/guide/bring-your-own-model.md, "A braindecode model"): a CLS token, then every
-channel's patches, each embedded by LaBraM's temporal convolutions; ``hook_pos_embed`` adds the
-position embedding of each channel's name in LaBraM's 128-name table and ``temporal_embedding``.
-
-Blocks: pre-LN, q and v biases without a k bias, ``qk_norm``, and LaBraM's layer scale folded
-into the output maps (`fold_layer_scale`: ``hook_attn_out`` / ``hook_mlp_out`` are exactly
-what each adds to the residual stream). Readout: ``ln_final`` and a TransformerLens
-unembedding of the CLS token, or with ``use_mean_pooling`` the `MeanPoolClassifier` (no
-unembedding: its norm comes after the pooling).
-
-The neural-decoder mode (``neural_tokenizer=False``) and its relative position bias are not
-converted (`ConversionError`).
+Tokens and readout: docs/guide/bring-your-own-model.md, "A braindecode model". Blocks: pre-LN,
+q and v biases without a k bias, ``qk_norm``, and LaBraM's layer scale folded into the output
+maps (`fold_layer_scale`: ``hook_attn_out`` / ``hook_mlp_out`` are exactly what each adds to
+the residual stream). With ``use_mean_pooling`` the readout is the `MeanPoolClassifier`, no
+unembedding (its norm comes after the pooling). The neural-decoder mode
+(``neural_tokenizer=False``) and its relative position bias are not converted
+(`ConversionError`).
 """
 
 from __future__ import annotations

@@ -1,12 +1,10 @@
 """braindecode's ``PBT`` (Patched Brain Transformer, Klein et al. 2025) as a hooked encoder.
 
-Tokens (docs/guide/bring-your-own-model.md, "A braindecode model"): a CLS token, then every
-channel's patches of ``d_input`` samples, each projected by one bias-free linear map, plus a
-learned position embedding per token. Blocks: pre-LN, without biases unless
-``bias_transformer``. No final norm: the classifier reads the CLS token, a TransformerLens
-unembedding at position 0. The tokenizer keeps braindecode's parameter names;
-`HookedPBT.to_braindecode` gives a state dict braindecode's ``PBT`` loads. Why PBT, not REVE
-or LUNA: docs/guide/bring-your-own-model.md, "A braindecode model".
+Tokens, readout, and why PBT is converted and REVE and LUNA are not:
+docs/guide/bring-your-own-model.md, "A braindecode model". Each patch of ``d_input`` samples is
+projected by one bias-free linear map (braindecode's parameter names kept), plus a learned
+position embedding per token; blocks are pre-LN, without biases unless ``bias_transformer``;
+no final norm.
 """
 
 from __future__ import annotations
