@@ -1,9 +1,8 @@
 """The one -inf kernel (docs/ARCHITECTURE.md, components): how a cut meets a model's own mask,
 and what a query with no key left attends to. Native attention (explicit, SDPA and
 head-structure paths), discovery's screen and the attached models' interceptor all call it.
-A query whose keys are all masked attends to nothing: a zero pattern row, a zero output row on
-a fused path, never NaN, with a zero gradient (its softmax is taken over finite scores, then
-zeroed); any other NaN propagates, and every other row is computed as before, bit for bit.
+A query whose keys are all masked attends to nothing, never NaN (docs/DESIGN.md §2, "No NaN
+from masking"); every other row is computed as before, bit for bit.
 
 >>> q = k = v = torch.eye(3)[None, None]  # [batch, head, pos, d_head]
 >>> cut = torch.tensor([[False, True, False]] * 3)  # no query reads key 1

@@ -30,12 +30,10 @@ class TransformerBlock(nn.Module):
 
     With ``EncoderConfig.norm_position="post"`` (torch's ``norm_first=False``) the norms follow
     the sums: ``resid_mid = ln1(resid_pre + attn(resid_pre))``, ``resid_post = ln2(resid_mid +
-    mlp(resid_mid))``. ``hook_attn_out`` / ``hook_mlp_out`` stay on what a sub-layer adds,
-    ``hook_resid_mid`` / ``hook_resid_post`` on the normalised stream the next sub-layer reads,
-    and the norms' ``hook_scale`` / ``hook_normalized`` on the sum they normalise. The stream is
-    then no sum of component outputs across blocks: ``decompose_resid`` and
-    ``get_full_resid_decomposition`` no longer add up to it, and direct logit attribution
-    through them is not exact (each norm rescales all that came before it).
+    mlp(resid_mid))``, the residual hooks on the normalised stream, the norms' hooks on the sum
+    they normalise. The stream is then no sum of component outputs (docs/DESIGN.md §2,
+    "Pre-LN"): ``decompose_resid`` does not add up to it, and direct logit attribution through
+    it is not exact (each norm rescales all that came before it).
 
     Optional hook points, as legacy ``HookedTransformer``'s, fire only while their ``cfg``
     flag is on (`OPTIONAL_HOOKS`; the model's ``set_use_split_qkv_input`` & co. say what each

@@ -1,14 +1,12 @@
 """Did the electrodes move? A label-free check of each held-out repetition's placement, and the
 channels put back before preprocessing.
 
-For each held-out repetition, the correlation matrix of its channels' raw signals (high-passed,
-rectified) is matched against the training repetitions' under each symmetry of the placement
-(`emg_lens.geometry.symmetry.montage_maps`) and, where the identity fits best, under two cables
-swapped (`cable_swaps`); `emg_lens.data.placement_evidence` decides whether the best map is a
-move ("moved", "no move" or "cannot tell", with a reason). Only a named move is realigned, on
-the raw channels before preprocessing, so each channel's scale travels with its electrode. What
-the user sees: docs/guide/recordings.md, "Your own recordings"; LibEMG's Myo numbers:
-docs/DESIGN.md §16.
+Each held-out repetition's channel correlations are matched against the training repetitions'
+under each symmetry of the placement (`emg_lens.geometry.symmetry.montage_maps`) and two cables
+swapped (`cable_swaps`); `emg_lens.data.placement_evidence` decides. Only a named move is
+realigned, on the raw channels before preprocessing, so each channel's scale travels with its
+electrode. The method, as users see it: docs/guide/recordings.md, "Your own recordings"; its
+measured rates: docs/DESIGN.md §16.
 
 >>> import numpy as np
 >>> from emg_lens.data import Recording

@@ -1,14 +1,11 @@
 """The evidence for a move: when the placement check names a map, and when it says it cannot
-tell (docs/DESIGN.md §16).
+tell.
 
-The best-scoring map is not evidence by itself. Each trial is differenced before it is rectified
-(a baseline wander shapes no envelope), and a move is named only when the data answer four
-questions: is the held-out repetition placed differently (a permutation test over trials, the
-gain of the best non-identity map over the identity in Fisher z, ``p < ALPHA``)? would a move
-show at all (each training repetition against the others)? does the map restore the repetition
-(within `RESTORED_Z` of the training repetitions' fit)? and is the runner-up map ruled out?
-Dead channels (flat, or correlated with no other) are named and left out of every score; too
-few live channels or pairs (`MIN_PAIRS`) is "cannot tell". The rules and their measured rates
+The best-scoring map is not evidence by itself: a move is named only when a permutation test
+over trials finds the held-out repetition placed differently (``p < ALPHA``), the training
+repetitions show that a move could show, the map restores the repetition (within `RESTORED_Z`)
+and the runner-up map is ruled out. Dead channels are left out of every score; too few live
+pairs (`MIN_PAIRS`) is "cannot tell". The rules and their measured rates
 (``benchmarks/calibration.py``): docs/DESIGN.md §16 and docs/trust.md."""
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """A researcher's own files: one file per trial, the labels in the file names.
 
-Most recordings that labs share are a folder of per-trial files whose names say the gesture and
-the repetition (LibEMG's ``R_{rep}_C_{class}_EMG.csv``, ``s3/fist/trial2.npy``). `read_files`
-reads one by a path template (`emg_lens.data.formats.file_pattern`), as LibEMG's
-``OfflineDataHandler`` does with its regex filters; one file is read by
+`read_files` reads a folder (LibEMG's ``R_{rep}_C_{class}_EMG.csv``, ``s3/fist/trial2.npy``) by
+a path template (`emg_lens.data.formats.file_pattern`), one file by
 `emg_lens.data.formats.trial_matrix.read_trial`. The fields, numbering and refusals for users:
 docs/guide/recordings.md, "Your own recordings". One `Recording` per subject: its trials in
 (repetition, gesture) order with half a second of rest between two, so no window spans two

@@ -1,17 +1,14 @@
 """`AttachedModel`: a user's attention model opened in place (by `attach`), as a
 TransformerLens `HookedRootModule`.
 
-It holds the user's module as ``model`` (its parameters, not a copy) and runs its own forward,
-adding for each attention call in call order (layer ``L``) ``blocks.{L}.attn.hook_attn_scores``
-``[batch, head, query, key]`` (scaled scores after the model's own masks, before the softmax),
-``blocks.{L}.attn.hook_pattern``, and, where a module around the call carries the residual
-stream (`find_blocks`), ``blocks.{L}.hook_resid_pre`` / ``hook_resid_post``. ``edge_masks=``
-cuts edges as on every emg_lens encoder.
-
-Folded calls (`folds_of`) and other input sizes (`layout_of`): docs/guide/bring-your-own-model.md,
-"Open it where it stands: `attach`". With nothing hooked and no mask the forward is the user's
-module called on the signals; otherwise it runs under an `Interceptor`. It provides
-`ATTENTION_HOOKS` only: no TransformerLens weights, no layer-by-layer forward.
+It holds the user's module as ``model`` (its parameters, not a copy) and runs its own forward.
+The hook points it adds at each attention call (the residual stream's where `find_blocks`
+finds a module around the call), folded calls (`folds_of`) and other input sizes
+(`layout_of`): docs/guide/bring-your-own-model.md, "Open it where it stands: `attach`";
+``hook_attn_scores`` holds the scaled scores after the model's own masks, before the softmax.
+With nothing hooked and no mask the forward is the user's module called on the signals;
+otherwise it runs under an `Interceptor`. It provides `ATTENTION_HOOKS` only: no
+TransformerLens weights, no layer-by-layer forward.
 """
 
 from __future__ import annotations
