@@ -109,11 +109,10 @@ class LayoutError(EmgLensError, ValueError):
 class SpecError(EmgLensError, ValueError):
     """A study spec or an edge-set expression is invalid. An expression that does not parse
     (`emg_lens.edges.parse`) is named with its column, a caret under the offending token and
-    what would be accepted there (``expression`` and ``column``, 1-based, hold the same facts);
-    Python files a study names that the user has not consented to run, each with its path and
-    SHA-256 and how to consent (``--allow-code``, ``allow_code=True``); a code reference that
-    points outside the study file's project (``..`` past its root, an absolute path, a link
-    that leads out of it)."""
+    what would be accepted there (``expression`` and ``column``, 1-based, hold them); Python
+    files a study names without the user's consent are listed with their SHA-256 and how to
+    consent (``--allow-code``, ``allow_code=True``); a code reference outside the study file's
+    project is refused."""
 
 
 class StorageError(EmgLensError, OSError):
@@ -134,12 +133,9 @@ class StorageError(EmgLensError, OSError):
 class StudyError(EmgLensError, RuntimeError):
     """A computation could not produce a trustworthy result: a mask that did not take effect,
     a non-finite output, a subject another process holds for too long; a training whose loss
-    or weights became NaN or inf (named with what was trained, the epoch and the step: it
-    stops there, and the model is neither scored nor saved); an ONNX export
-    (`emg_lens.export`) whose file does not compute what the model does (by how much, at which
-    batch size: no file is left under the requested name); a model's call from one thread
-    while another uses it with hooks (the message names both threads: give each thread its
-    own copy, ``copy.deepcopy``)."""
+    or weights became NaN or inf (it stops there: nothing is scored or saved); an ONNX export
+    (`emg_lens.export`) whose file does not compute what the model does (no file is left under
+    the requested name); a model called from one thread while another uses it with hooks."""
 
 
 class UnsupportedFeatureError(EmgLensError, NotImplementedError):
@@ -166,13 +162,10 @@ class MissingDependencyError(EmgLensError, ImportError):
 class ConversionError(EmgLensError, ValueError):
     """A model given to a converter (`emg_lens.models.from_torch_encoder`,
     `emg_lens.models.from_braindecode`, ``to_braindecode``) or to `emg_lens.models.attach`
-    cannot become an emg_lens model as it is: a weight whose shape does not fit (the message
-    names the tensor), layers that disagree with each other, a tokenizer or readout whose
-    output does not fit the layout; a module the converter does not support (``path`` holds
-    its path); an attention call attach cannot describe, cannot find (what was searched, and
-    what ``attention=`` to give) or cannot tell from another softmax, or a forward whose
-    attention calls change from one input to the next. The message names the module's path
-    and what would be accepted."""
+    cannot become an emg_lens model as it is: a weight, layer, tokenizer or readout that does
+    not fit; a module the converter does not support (``path`` holds its path); an attention
+    call attach cannot describe, find or tell from another softmax, or that changes from one
+    input to the next. The message names the module's path and what would be accepted."""
 
 
 MARKUP_CHARACTERS = "<>&\"'`"

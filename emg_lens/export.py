@@ -2,10 +2,9 @@
 
 `export_onnx` (and `export_checkpoint`, behind ``emg-lens export``) compiles the edge set on the
 model's layout, holds the masks as constants of a small wrapper module and has torch trace it
-(TorchScript, ``dynamo=False``: why, docs/ARCHITECTURE.md) into ONNX with a dynamic batch axis.
-The file is renamed into place only if onnxruntime, at batch sizes other than the traced one,
-matches the PyTorch masked forward to ``atol``; otherwise a `StudyError` says by how much it
-differed. What a file holds and computes: docs/guide/export.md.
+(TorchScript, ``dynamo=False``: why, docs/ARCHITECTURE.md) into ONNX with a dynamic batch axis,
+kept only where onnxruntime matches the PyTorch masked forward (`export_onnx`). What a file
+holds and computes: docs/guide/export.md.
 
 >>> import tempfile
 >>> from emg_lens.config import EncoderConfig

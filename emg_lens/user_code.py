@@ -1,12 +1,10 @@
 """The Python files a study names, and the consent it takes to run them.
 
-A study file may reference code (``hook = "hooks/file.py:name"``, a `ModuleBuilder`), so running
-someone else's study runs their code: as with Hugging Face's ``trust_remote_code``, only with
-consent (``allow_code=True``, or the SHA-256 digests ``study check`` lists) and only from inside
-the study file's project (`project_root`); the rules for users: docs/guide/studies.md, "What
-emg_lens runs, and what it only reads". `load_code` hashes the bytes again and runs exactly
-those consented to, under `running_code`. A checkpoint holding the user's own modules loads
-through a module builder, ``build_modules(info)`` (docs/guide/bring-your-own-model.md).
+Running someone else's study runs the code it names: as with Hugging Face's
+``trust_remote_code``, only with consent and only from inside the study file's project
+(`project_root`); the rules: docs/guide/studies.md, "What emg_lens runs, and what it only
+reads". `load_code` hashes the bytes again and runs exactly those consented to, under
+`running_code`.
 
 >>> import tempfile
 >>> root = Path(tempfile.mkdtemp())

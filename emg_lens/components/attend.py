@@ -91,7 +91,6 @@ def read_hook(point: nn.Module, x: torch.Tensor) -> torch.Tensor:
     )
 
 
-# ---------------------------------------------------------------------------- the merge
 def merge_masks(
     own: Mask | None, cut: Bool[torch.Tensor, "... query key"] | None, *, allows: bool = False
 ) -> Mask | None:
@@ -179,7 +178,6 @@ def cut_scores(
     return scores + as_bias(edge_mask, scores.dtype, scores.device)
 
 
-# ---------------------------------------------------------------------------- the empty row
 def empty_rows(blocked: Bool[torch.Tensor, "... query key"]) -> Bool[torch.Tensor, "... query 1"]:
     """The query rows that attend to nothing (every key blocked): the rule's one place.
 
@@ -280,7 +278,6 @@ def cut_pattern(
     return pattern_of(block_scores(scores, cut | blocked_by(scores)))
 
 
-# ---------------------------------------------------------------------------- explicit attention
 def attend(
     q: Float[torch.Tensor, "batch head query d_head"],
     k: Float[torch.Tensor, "batch head key d_head"],

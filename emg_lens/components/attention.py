@@ -117,8 +117,6 @@ class Attention(StructuredHeads):
             return self._forward_structured(x, edge_mask)
         return self._forward_fast(x, edge_mask)
 
-    # ------------------------------------------------------------------ explicit, hooked path
-
     def _forward_explicit(self, x, edge_mask):
         W_Q, W_K, W_V, W_O = self.W_Q, self.W_K, self.W_V, self.W_O
         if self.structure is not None:
@@ -219,8 +217,6 @@ class Attention(StructuredHeads):
             pattern = "batch pos d_model, head_index d_model d_head"
         return einsum(x, W, f"{pattern} -> batch pos head_index d_head") + b
 
-    # ------------------------------------------------------------------ fast, unhooked path
-
     def project(
         self, x: Float[torch.Tensor, "batch pos d_model"], rows: Sequence[int] | None = None
     ) -> Projected | None:
@@ -241,7 +237,6 @@ class Attention(StructuredHeads):
             return None
         return self._project_fast(x, None if rows is None else list(rows))
 
-    # ------------------------------------------------------------------ legacy state dicts
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         for name in LEGACY_DERIVED_BUFFERS:
             state_dict.pop(prefix + name, None)

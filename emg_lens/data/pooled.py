@@ -2,10 +2,8 @@
 
 `pool_subjects` joins subjects' `SubjectData` into one whose windows keep each its subject (a
 window label, ``meta["window_labels"]["subject"]``) and its trial (the sources' own, numbered
-apart per subject), so folds never split a trial and two subjects' trials stay two.
-`window_labels` reads a concept per window (``"gesture"``, ``"repetition"``, ``"trial"``,
-``"subject"`` or a column of ``meta["window_labels"]``); `with_window_labels` adds one;
-`unpool` takes a pooled subject apart again.
+apart per subject), so folds never split a trial and two subjects' trials stay two;
+`window_labels` reads a concept per window, `unpool` takes a pooled subject apart again.
 
 >>> X, y = np.zeros((4, 2, 5), "float32"), np.array([0, 1, 0, 1])
 >>> a = SubjectData.from_windows({"emg": 2}, (X, y), (X, y), subject=1)

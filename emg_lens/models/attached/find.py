@@ -1,9 +1,7 @@
 """What is attention in a user's model, and which module is the block around each.
 
 `probe` runs the model once with an `Interceptor` recording every attention call and the
-module calls around them; `check_calls` refuses what cannot be told apart; `find_blocks` names
-the module around each call that carries the residual stream; `find_folds` says how many
-attention problems a call folds into its batch.
+module calls around them; `check_calls`, `find_blocks` and `find_folds` read what it recorded.
 
 A model with lazy modules not yet built (``nn.LazyLinear``, as braindecode builds CBraMod's
 classifier without ``n_times``) is probed on a copy: a probe forward would build them, fixing

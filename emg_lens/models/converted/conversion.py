@@ -146,7 +146,6 @@ def activation_name(activation: Any, path: str) -> str:
     )
 
 
-# ------------------------------------------------------------------------------ faithfulness
 def on_cpu(module: nn.Module) -> nn.Module:
     """The module itself when its tensors are on the CPU, else a copy there: converted models
     are built on the CPU, and the probe compares the two in one place (a CUDA source may also

@@ -177,7 +177,6 @@ class HookedTorchEncoder(ConvertedEncoder):
         pooled = latent.mean(1) if form["pool"] == "mean" else latent[:, form["pool"]]
         return self._readout_linear(form)(pooled)
 
-    # ------------------------------------------------------------------ TransformerLens
     unembed_heads = ("logits",)
 
     def _unembedding(self) -> Any:

@@ -113,7 +113,6 @@ class IsoNet(HookedEncoder):
             return cls_logits
         return cls_logits, self.avg_head(normalized[:, 1:].mean(dim=1))
 
-    # ------------------------------------------------------------------ the protocol's readings
     readout_heads = RETURN_TYPES[:2]
 
     def readout_map(

@@ -280,7 +280,6 @@ class HookedEEGPT(BraindecodeEncoder):
         pos = F.pad(chan, (0, 0, 0, self.embed_num)).repeat(self.n_patches, 1)
         return self.hook_embed(tokens) + self.hook_pos_embed(pos[None].expand(batch, -1, -1))
 
-    # ------------------------------------------------------------------ TransformerLens
     no_unembedding = (
         "its probe reads every patch's summary tokens through two linear maps, a different "
         "direction per patch and summary token, not one column per class (see "

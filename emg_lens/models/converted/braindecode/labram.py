@@ -234,7 +234,6 @@ class HookedLabram(BraindecodeEncoder):
         pos = self.hook_pos_embed(time[None].expand(batch, -1, -1))
         return tokens + pos
 
-    # ------------------------------------------------------------------ TransformerLens
     unembed_heads = ("logits",)
 
     def _ln_final_readers(self) -> list[tuple[nn.Parameter, nn.Parameter]]:

@@ -123,7 +123,6 @@ class HookedPBT(BraindecodeEncoder):
         pos = self.hook_pos_embed(self.pos_embedding.weight[None].expand(batch, -1, -1))
         return tokens + pos
 
-    # ------------------------------------------------------------------ TransformerLens
     unembed_heads = ("logits",)
 
     def to_braindecode(self) -> dict[str, torch.Tensor]:
