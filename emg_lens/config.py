@@ -178,7 +178,6 @@ class EncoderConfig(TransformerLensConfig):
             self.n_ctx = self.n_tokens
         super().__post_init__()
 
-    # ------------------------------------------------------------------ derived sizes
     @property
     def n_channels(self) -> int:
         """Total input channels over all modalities, in ``modalities`` order."""
@@ -205,7 +204,6 @@ class EncoderConfig(TransformerLensConfig):
         """Samples of one channel that one token embeds."""
         return self.patch_samples or self.n_samples
 
-    # ------------------------------------------------------------------ validation
     def _validate(self) -> None:
         # every field's type, from its declaration (TransformerLens's fields too): an int field
         # refuses True, a float field NaN and inf; then each field's range (FIELD_RULES), then
@@ -258,7 +256,6 @@ class EncoderConfig(TransformerLensConfig):
             raise ConfigError(f"{what} must hold {wanted}, each once, got {len(names)}{twice}")
         self.channel_names = list(names)  # a copy: the config owns its list
 
-    # ------------------------------------------------------------------ presets and I/O
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> EncoderConfig:
         """Build a named preset, with any field overridden.

@@ -140,7 +140,6 @@ class TokenLayout:
             first += count
         return cls(tuple(group), tuple(channel), tuple(time), channel_names, None, time_step)  # type: ignore[arg-type]
 
-    # ------------------------------------------------------------------ queries
     @property
     def n_tokens(self) -> int:
         """The token count (of the key side, for cross-attention)."""
@@ -251,7 +250,6 @@ class TokenLayout:
             has = f"{what} has {n_tokens} token positions but the layout has {self.n_tokens}"
             raise LayoutError(f"{has}; was it made by another model or input shape?")
 
-    # ------------------------------------------------------------------ display
     def to_dict(self) -> dict[str, object]:
         """The layout as JSON-ready lists (what a checkpoint's ``config.json`` holds).
 

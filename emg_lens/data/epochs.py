@@ -3,10 +3,10 @@ arrays, labels, channel names and electrode positions a `SubjectData` is built f
 
 `emg_lens.data.preprocess.SubjectData.from_epochs` and ``.from_windows_dataset`` call these.
 Neither mne nor braindecode is imported: the objects are read through their public attributes
-(``get_data``, ``events``, ``get_montage``, ...), so any version that has them works. Each
-channel type is a modality; classes are the sorted event codes. Positions are drawn as MNE's
-``plot_topomap`` draws them (``sphere=None``): azimuthal about the vertex, scaled by MNE's
-head radius 0.095 m, so the 10 % row lies near radius 1 (Fpz of ``standard_1020`` at 1.08).
+(``get_data``, ``events``, ``get_montage``, ...), so any version that has them works. Positions
+are drawn as MNE's ``plot_topomap`` draws them (``sphere=None``): azimuthal about the vertex,
+scaled by MNE's head radius 0.095 m, so the 10 % row lies near radius 1 (Fpz of
+``standard_1020`` at 1.08).
 """
 
 from __future__ import annotations

@@ -4,11 +4,10 @@ linear model of each channel's amplitude gets on the same split?
 `feature_baseline` fits on a split's training windows (a `SubjectData`, or contraction windows)
 and scores its held-out ones, the windows the model is trained and scored on: for class labels,
 each channel's log RMS and mean absolute difference into a logistic regression (accuracy); for
-a continuous target, each channel's RMS into a ridge (R²). Features are standardised on the
-training windows. Each channel is first shifted so that its training minimum is 0: after the
-data's z-score an RMS would measure the distance from the channel's mean, not its amplitude
-(docs/ARCHITECTURE.md, ``train/``). Deterministic; a non-finite window, target or result is an
-error, never a score.
+a continuous target, each channel's RMS into a ridge (R²). Each channel is first shifted so
+that its training minimum is 0: after the data's z-score an RMS would measure the distance from
+the channel's mean, not its amplitude (docs/ARCHITECTURE.md, ``train/``). Deterministic; a
+non-finite window, target or result is an error, never a score.
 
 >>> rng = np.random.default_rng(0)
 >>> y = np.arange(40) % 2

@@ -185,7 +185,6 @@ class AttachedModel(HookedBiosignalModel):
             "folds": [[fold.count, fold.batch_major] for fold in self.folds],
         }
 
-    # ------------------------------------------------------------------ what it is
     def name_in_messages(self) -> str:
         """``AttachedModel of`` the user's class."""
         return f"AttachedModel of {type(self.model).__name__}"
@@ -237,7 +236,6 @@ class AttachedModel(HookedBiosignalModel):
         """The number of heads of each layer's attention call."""
         return tuple(call.heads for call in self.calls)
 
-    # ------------------------------------------------------------------ input sizes
     def _check_input_shape(self, shape: tuple[int, ...]) -> None:
         """The model's ``input_shape``; or, where it opens any size, one its forward runs on
         (probed the first time it is met, see the module docstring)."""

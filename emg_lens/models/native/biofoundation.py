@@ -185,12 +185,11 @@ def build_from_biofoundation(
     ``dtype``, ``sample_rate``, ...) and must not contradict the checkpoint.
 
     By default (``rope_positions="head"``) the model computes what BioFoundation's own code
-    computes, which its released checkpoints were trained with: it calls torchtune's RoPE
-    (expecting ``[b, s, n_h, h_d]``) on ``[b, n_h, s, h_d]`` tensors, so the angle follows the
-    *head* index, cancels in each head's q.k products, and the scores are those of no RoPE:
-    the model is built with ``positional_embedding_type="none"``. ``rope_positions="token"``
-    rotates at the flattened token index, as the thesis describes the model: for weights
-    trained with token RoPE, such as a `to_biofoundation` export of an emg_lens TinyMyo.
+    computes, which its released checkpoints were trained with: RoPE by the head index, whose
+    scores are those of no RoPE (docs/DESIGN.md §10), so it is built with
+    ``positional_embedding_type="none"``. ``rope_positions="token"`` rotates at the flattened
+    token index, as the thesis describes the model: for weights trained with token RoPE, such
+    as a `to_biofoundation` export of an emg_lens TinyMyo.
 
     Missing or unknown keys, and shapes that disagree, raise `CheckpointError` naming them.
     The model is returned in eval mode; `emg_lens.checkpoints.load_biofoundation` reads files.

@@ -102,9 +102,6 @@ def tubelet_layout(
     return TokenLayout(tuple(group), (-1,) * len(group), tuple(time), names)
 
 
-# ----------------------------------------------------------------------------- components
-
-
 class TubeletEmbed(ConfigInit, nn.Module):
     """Tubelet tokens of one modality: all its channels over ``patch_samples`` consecutive
     samples, flattened and linearly embedded, after an optional learned CLS token.
@@ -186,9 +183,6 @@ class ModalityStem(nn.Module):
         for layer, block in enumerate(self.blocks):
             resid = block(resid, edge_masks.get(layer))
         return resid
-
-
-# ----------------------------------------------------------------------------- transformers
 
 
 class _StemFusionEncoder(HookedEncoder):

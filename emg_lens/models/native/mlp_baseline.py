@@ -108,8 +108,8 @@ class MultimodalMLP(HookedBiosignalModel):
     ``fusion`` (``hook_pre``, ``hook_post``), the only place modalities meet; then the
     classifier (``classifier.hook_pooled``). ``return_type=None`` gives the fusion output.
 
-    Weights are He-normal (``std = sqrt(2 / fan_in)``, the ReLU network's usual scale), not
-    ``init_range``, which suits attention stacks but would starve a wide first layer.
+    Weights are He-normal (`DenseLayer`), not ``init_range``, which suits attention stacks but
+    would starve a wide first layer.
 
     >>> model = MultimodalMLP(EncoderConfig.preset("tiny", seed=0))
     >>> logits, cache = model.run_with_cache(model.example_input(3))

@@ -50,7 +50,6 @@ TASK_ALIASES = {"pretraining": "reconstruction"}
 RETURN_TYPES = ("logits", "latent")
 
 
-# ---------------------------------------------------------------------------------- modules
 class DropPath(nn.Module):
     """Stochastic depth: in training, zero a residual branch for a random subset of samples
     (rescaling the rest by ``1 / (1 - p)``); the identity in eval mode.
@@ -214,7 +213,6 @@ class ConvRegressionHead(ConfigInit, nn.Module):
         return out.transpose(1, 2)
 
 
-# ---------------------------------------------------------------------------------- model
 @checked
 class TinyMyo(HookedEncoder):
     """The TinyMyo encoder with a reconstruction, classification or regression head.
