@@ -11,9 +11,7 @@ What converts and what is refused (a `ConversionError` naming the path):
 docs/guide/bring-your-own-model.md, "A `torch.nn.TransformerEncoder` model"; the activations:
 `emg_lens.models.converted.conversion.activation_name`.
 
-`HookedTorchEncoder` (`emg_lens.models.converted.hooked_torch_encoder`), the mask reading
-(`emg_lens.models.converted.torch_masks`) and `find_linear_readout`
-(`emg_lens.models.converted.linear_readout`) are importable from here too.
+`HookedTorchEncoder`, the mask reading and `find_linear_readout` are importable from here too.
 """
 
 from __future__ import annotations

@@ -1,14 +1,11 @@
-"""braindecode's transformers as hooked emg_lens encoders, weights and all.
+"""braindecode's transformers as hooked emg_lens encoders, weights and all, saved and loaded
+without braindecode (docs/guide/bring-your-own-model.md, "A braindecode model").
 
-`from_braindecode` takes a braindecode model *instance* and returns the emg_lens model that
-computes the same function (in eval mode) with the same weights: an ordinary emg_lens model,
-registered in `emg_lens.models.MODEL_CLASSES` and saved and loaded without braindecode. One
-module per architecture, each a `HookedEncoder` subclass with a ``to_braindecode`` method
+One module per architecture, each a `HookedEncoder` subclass with a ``to_braindecode`` method
 giving a state dict braindecode's class loads: ``Labram`` -> `HookedLabram`, ``CBraMod`` ->
-`HookedCBraMod`, ``EEGPT`` -> `HookedEEGPT`, ``PBT`` -> `HookedPBT`.
-
-emg_lens never imports braindecode: a model is recognised by its class's module and name;
-what `from_braindecode` refuses (`REFUSED`: no softmax over tokens), it refuses by name.
+`HookedCBraMod`, ``EEGPT`` -> `HookedEEGPT`, ``PBT`` -> `HookedPBT`. braindecode is never
+imported: a model is recognised by its class's module and name; what `from_braindecode`
+refuses (`REFUSED`: no softmax over tokens), it refuses by name.
 """
 
 from __future__ import annotations
