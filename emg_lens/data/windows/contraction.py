@@ -2,10 +2,8 @@
 
 A contraction has no trials to hold out, and overlapping windows of a slowly changing force
 would put near copies of every test window in training: `contraction_windows` holds out every
-third contiguous block instead (a window touching a test block is used by neither side). Its
-input is the envelope (rectified, ``bin``-sample means, log, z-scored on the training windows),
-its target the target channel's mean over the window. Users: docs/guide/recordings.md, "An
-HD-sEMG contraction".
+third contiguous block instead (a window touching a test block is used by neither side). The
+envelope it reads, for users: docs/guide/recordings.md, "An HD-sEMG contraction".
 
 >>> n = 4 * 2048
 >>> rec = Recording(1, {"emg": np.ones((n, 2), np.float32)}, 2048.0, np.zeros(n, np.int64),
