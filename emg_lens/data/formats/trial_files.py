@@ -190,7 +190,8 @@ class TrialIndex:
         for subject, entries in index.by_subject.items():
 
             def what(k: tuple[int, int], subject: int = subject) -> str:
-                repetition = _repetition_text(index.repetitions[k[0] - 1])
+                session, rep = index.repetitions[k[0] - 1]
+                repetition = (f"session {session!r}, " if session else "") + f"repetition {rep!r}"
                 return f"subject {subject}, {repetition}, gesture {index.gestures[k[1] - 1]!r}"
 
             unique_files((((rep, g), t.path) for rep, g, t in entries), root, what)
@@ -313,11 +314,6 @@ def read_files(
         csv_format=csv_format,
     )
     return [index.read(s, sample_rate=sample_rate, **options) for s in index.subjects]
-
-
-def _repetition_text(key: tuple[str, str]) -> str:
-    session, repetition = key
-    return (f"session {session!r}, " if session else "") + f"repetition {repetition!r}"
 
 
 def _sample_rate(value: Any) -> float:
