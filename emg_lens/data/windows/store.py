@@ -1,9 +1,8 @@
 """The HDF5 window store: TinyMyo windows of many recordings in one file, read lazily.
 
-`write_window_store` writes the windows of many recordings to one HDF5 file, incrementally and
-atomically; `WindowStore` is the lazy `torch.utils.data.Dataset` over it. `split_repetitions`
-checks the repetition split by which a store's labelled windows (and any other window
-source's) are divided into training and test windows.
+`write_window_store` writes it, `WindowStore` reads it; `split_repetitions` checks the
+repetition split by which a store's labelled windows (and any other window source's) are
+divided into training and test windows.
 
 >>> import tempfile
 >>> from pathlib import Path
