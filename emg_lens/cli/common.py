@@ -19,9 +19,7 @@ from typing import Any
 
 from emg_lens._io import visible_controls
 from emg_lens.cli.consent import add_modules_arguments, module_builder
-from emg_lens.data.registry import (
-    DATASETS,
-)
+from emg_lens.data.registry import DATASETS
 from emg_lens.errors import ArgumentError, check_int, check_seed
 
 HELP_WIDTH = 79  # descriptions are wrapped to this many columns
@@ -91,8 +89,6 @@ def print_table(rows: list[dict], columns: list[str], floatfmt: str = ".3f") -> 
     print(text_table(rows, columns, floatfmt))
 
 
-# ----------------------------------------------------------------------------- devices
-
 DEVICE_HELP = (
     "where the models run: cpu, cuda (cuda:N for one GPU), or auto (cuda when available); "
     "under torchrun, cuda and auto mean the GPU of the process's LOCAL_RANK"
@@ -135,9 +131,6 @@ def resolve_device(name: str, flag: str = "--device") -> Any:
         index = int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count()
         device = torch.device("cuda", index)
     return device
-
-
-# ----------------------------------------------------------------------------- one checkpoint
 
 
 def add_checkpoint_arguments(
@@ -210,9 +203,6 @@ def load_checkpoint_windows(
     return subject.model, data, source
 
 
-# ----------------------------------------------------------------------------- outputs
-
-
 def save_and_show(output: Any, out: Path | str, what: str = "CSV tables, PNG and SVG figures"):
     """Save an output (a `emg_lens.output.StudyOutput`: inspect, probe, features) into
     ``out``, print its console text, what was written and where its report.html is; returns
@@ -222,9 +212,6 @@ def save_and_show(output: Any, out: Path | str, what: str = "CSV tables, PNG and
     print(f"\nwrote {len(written)} files ({what}) to {out}")
     print(f"report: {written[-1]}")
     return output
-
-
-# ----------------------------------------------------------------------------- seeds, threads
 
 
 def check_seed_flag(args: argparse.Namespace) -> None:
@@ -304,9 +291,6 @@ def torch_threads(n: int | None, flag: str = "--threads") -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-# ----------------------------------------------------------------------------- data options
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:

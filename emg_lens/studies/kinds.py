@@ -191,8 +191,6 @@ def check_study(spec: Any, *, flags: Mapping[str, str] | None = None, **options:
     return kind.check(spec, **given)
 
 
-# ----------------------------------------------------------------------------- study files
-
 T = TypeVar("T")
 
 

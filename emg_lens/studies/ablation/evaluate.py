@@ -50,9 +50,6 @@ VERIFY_WINDOWS = 4
 PROBE_ROWS = 64  # positions probed per readout call (see _readout_rows)
 
 
-# ----------------------------------------------------------------------------- plans
-
-
 @dataclass(frozen=True)
 class _ModelReads:
     """What the evaluation reads of a model, asked once per evaluation: whether it runs layer
@@ -362,9 +359,6 @@ def _run_prefix_tree(
     return {seq: joined[canonical[seq]] for seq in sequences}
 
 
-# ----------------------------------------------------------------------------- verification
-
-
 @torch.inference_mode()
 def _verify(model, X: torch.Tensor, checks: list, table: _MaskTable, return_type: str) -> None:
     """Re-run a few windows of each condition (``checks``: its name, mask sequence and logits)
@@ -394,9 +388,6 @@ def _verify(model, X: torch.Tensor, checks: list, table: _MaskTable, return_type
             raise StudyError(
                 f"condition {name!r}: the hooked and batched paths disagree (by {diff:.3g})"
             )
-
-
-# ----------------------------------------------------------------------------- evaluation
 
 
 def _scored_output(
