@@ -54,8 +54,7 @@ def show_progress(args: argparse.Namespace) -> bool:
 
 def output_folder(path: str | Path, flag: str = "--out") -> Path:
     """``path`` as an output folder, new or existing: a file there, or on the way there, is an
-    `ArgumentError` naming it (else the command fails later with a raw OS error, or after
-    minutes of work).
+    `ArgumentError` naming it (not a raw OS error, or one after minutes of work).
 
     >>> import tempfile
     >>> output_folder(tempfile.mkdtemp()).is_dir()

@@ -4,8 +4,8 @@
 masked layer is ``l`` runs only blocks ``l..L-1``; for the greedy search it keeps the cut
 accepted so far, so each trial costs the layers from its candidate's on
 (`ExactPasses.cut_greedily`). `ExactPasses.score` computes a block only at the query rows the
-cut touches (`TransformerBlock.rows_forward`) and the last block only where the readout reads:
-on the paper preset's CLS head a layer-0 cut costs 3.4-4 blocks instead of 5."""
+cut touches (`TransformerBlock.rows_forward`) and the last block only where the readout reads
+(its cost: docs/ARCHITECTURE.md, "Discovery: what to trust")."""
 
 from __future__ import annotations
 

@@ -201,8 +201,7 @@ class EdgeSet(abc.ABC):
         device: torch.device | str | None = None,
     ) -> Bool[torch.Tensor, "layer head_index query_pos key_pos"]:
         """One mask per block, ``[n_layers, head, query, key]``: what the edge set cuts in each
-        layer when it is applied to all of them (an edge set without `layers` is the same in
-        every layer).
+        layer when it is applied to all of them (the same in every layer without `layers`).
 
         >>> from emg_lens.edges import heads, layers
         >>> layout = TokenLayout.channel_tokens({"emg": 2}, cls_token=False)
@@ -233,8 +232,7 @@ class EdgeSet(abc.ABC):
             raise LayoutError(f"edge set {self} names layer(s) {bad}, but the model has {valid}")
 
     def layer_indices(self) -> set[int]:
-        """The blocks the expression names (`layers`); empty when its mask is the same in
-        every layer.
+        """The blocks the expression names (`layers`); empty when its mask is alike in every layer.
 
         >>> from emg_lens.edges import cross_modal
         >>> cross_modal().layer_indices(), (~cross_modal().on_layers(2, 0)).layer_indices()

@@ -77,9 +77,8 @@ class Part:
 @dataclass(frozen=True)
 class Montage:
     """Where each electrode of one modality lies: its ``parts`` cover electrodes
-    ``0..n_electrodes - 1``, each once; ``axes`` channels per electrode; ``source``: where
-    the placement comes from; ``convention``: what of it is this project's choice, not the
-    source's."""
+    ``0..n_electrodes - 1``, each once; ``axes`` channels per electrode; ``source``: where the
+    placement comes from; ``convention``: what of it is this project's choice."""
 
     parts: tuple[Part, ...]
     axes: int = 1
@@ -103,8 +102,7 @@ class Montage:
         return self.n_electrodes * self.axes
 
     def electrode(self, channel: int) -> int:
-        """The electrode a channel of this modality belongs to (0-based, within the
-        modality)."""
+        """The electrode (0-based, within the modality) a channel of it belongs to."""
         return check_int(channel, "channel (of this montage)", 0, self.n_channels - 1) // self.axes
 
     def locate(self, channel: int) -> tuple[int, tuple[float, float]]:
