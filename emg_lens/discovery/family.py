@@ -218,9 +218,10 @@ def layer_masks(
 
 @dataclass(frozen=True)
 class RowChunk:
-    """The (head, query) rows that several candidates of one layer touch, stacked so their masked
-    softmaxes run as one: row ``r`` is query ``queries[r]`` of head ``heads[r]``, ``cut[r]`` its
-    keys the candidate cuts, ``owner[r]`` the candidate's position in the family."""
+    """The (head, query) rows that several candidates of one layer touch, stacked so that
+    their masked softmaxes run as one: row ``r`` is query ``queries[r]`` of head ``heads[r]``,
+    ``cut[r]`` its keys the candidate cuts, ``owner[r]`` the candidate's position in the
+    family."""
 
     layer: int
     heads: Int[torch.Tensor, " row"]

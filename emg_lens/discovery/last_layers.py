@@ -51,7 +51,8 @@ def supports_exact_penultimate(model: Any, return_type: str) -> bool:
 
 @dataclass(frozen=True)
 class LastLayerCache:
-    """A block's clean activations for one batch of windows (detached); ``v``: its ``hook_v``."""
+    """A block's clean activations for one batch of windows (detached); ``v`` is its
+    attention's ``hook_v``."""
 
     resid_pre: Float[torch.Tensor, "batch pos d_model"]
     attn_out: Float[torch.Tensor, "batch pos d_model"]
@@ -98,10 +99,11 @@ def exact_layers(
 
 @dataclass(frozen=True)
 class AttentionOutput:
-    """One layer's attention output as its pattern changes, for a batch of windows: values ``v``
-    (``hook_v``), output weights ``W_O`` and ``n_tokens`` query positions. A candidate's pattern
-    change ``A' - A`` (one row per touched (head, query) of a `RowChunk`) changes the output per
-    *slot*: one (candidate, query position) pair, the rows of its heads on that query summed."""
+    """One layer's attention output as its pattern changes, for a batch of windows: its
+    values ``v`` (``hook_v``), output weights ``W_O`` and ``n_tokens`` query positions. A
+    candidate's pattern change ``A' - A`` (one row per touched (head, query) of a `RowChunk`)
+    changes the output per *slot*: one (candidate, query position) pair, the rows of its heads
+    on that query summed."""
 
     v: Float[torch.Tensor, "batch key head d_head"]
     W_O: Float[torch.Tensor, "head d_head d_model"]
@@ -115,8 +117,8 @@ class AttentionOutput:
         Int[torch.Tensor, " slot"],
         Float[torch.Tensor, "batch slot d_model"],
     ]:
-        """What ``change`` on ``rows`` adds to the attention output: each slot's query position,
-        candidate (``owner``) and the change ``[batch, slot, d_model]``."""
+        """What ``change`` on ``rows`` adds to the attention output: each slot's query
+        position, candidate (``owner``) and the change ``[batch, slot, d_model]``."""
         heads, queries, owner, n_tokens = rows.heads, rows.queries, rows.owner, self.n_tokens
         d_rows = change.new_empty(change.shape[0], len(heads), self.W_O.shape[-1])  # all written
         for head, on, dz in self._z_change_per_head(change, heads):

@@ -46,8 +46,9 @@ def planted_data(step: int = 100, subject: int = 1) -> SubjectData:
 def training_edges(
     model: IsoNet, planted: Sequence[tuple[int, int]], route: EdgeSet | None = None
 ) -> EdgeSet:
-    """Every cross-modal edge in every layer, but ``route`` (default ``emg->acc``, `PLANTED_KIND`)
-    on the planted (layer, head) pairs: what `train_planted` cuts, one edge set naming its layers.
+    """Every cross-modal edge in every layer, but ``route`` (default ``emg->acc``,
+    `PLANTED_KIND`) on the planted (layer, head) pairs: what `train_planted` cuts, as one edge
+    set naming its layers.
 
     >>> from emg_lens import EncoderConfig
     >>> str(training_edges(IsoNet(EncoderConfig.preset("tiny")), ONE_HEAD))

@@ -20,8 +20,9 @@ def plot_screen(
     screen: Screen | pd.DataFrame, value: str = "estimate", *, metric: str = "metric"
 ) -> plt.Figure:
     """A layer x head map of ``value`` (``"estimate"``, ``"estimate_accuracy"``, or after
-    `Screen.verify` ``"exact"``) per kind of candidate (query group -> key group), with each cell's
-    rank. A table of several subjects (a discovery study's ``screen``) is averaged and ranked again.
+    `Screen.verify` ``"exact"``) per kind of candidate (query group -> key group), with each
+    cell's rank. A table of several subjects (a discovery study's ``screen``) is averaged over
+    them, and ranked again.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.discovery import screen
@@ -121,8 +122,9 @@ def plot_screen_vs_exact(screen: Screen | pd.DataFrame, *, metric: str = "metric
 def plot_faithfulness(
     found: Discovery | pd.DataFrame, *, tau: float | None = None, metric: str = "metric"
 ) -> plt.Figure:
-    """Faithfulness (and, for one circuit, accuracy) as the greedy search cuts candidates, against
-    the share of edges kept: one `Discovery`, or a study's ``curve`` (a line per subject)."""
+    """Faithfulness (and, for one circuit, accuracy) as the greedy search cuts candidates,
+    against the share of edges kept: one `Discovery`, or a discovery study's ``curve`` table
+    (one line per subject)."""
     fig, ax = plt.subplots(figsize=(6.4, 4), constrained_layout=True)
     if isinstance(found, Discovery):
         curve, tau, metric = found.curve.assign(subject=0), found.tau, found.metric

@@ -551,7 +551,8 @@ def verify_candidates(
 
 
 def _clopper_pearson_upper(hits: int, n: int, confidence: float = 0.95) -> float:
-    """One-sided upper bound on a rate seen ``hits`` times in ``n`` draws (NaN without draws).
+    """One-sided upper confidence bound on a rate seen ``hits`` times in ``n`` draws
+    (NaN without draws).
 
     >>> round(_clopper_pearson_upper(0, 10), 3)  # (1 - 0.95) ** (1 / 10) from 1
     0.259

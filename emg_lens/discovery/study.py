@@ -467,8 +467,9 @@ def _flat(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def _circuit_circle(pairs: pd.DataFrame, n_subjects: int) -> plt.Figure:
-    """The circuits' group -> group edges as a circle plot: for each query and key group, the share
-    of that pair's candidates (layers x heads) the subjects' circuits keep."""
+    """The circuits' group -> group edges as a circle plot: for each query group and key
+    group, the share of the candidates (layers x heads) of that pair that the subjects'
+    circuits keep."""
     from emg_lens.geometry.draw import plot_circle
 
     share = pairs.groupby(["query_group", "key_group"], sort=False)["kept"].mean()

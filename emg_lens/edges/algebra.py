@@ -232,7 +232,8 @@ class EdgeSet(abc.ABC):
             raise LayoutError(f"edge set {self} names layer(s) {bad}, but the model has {valid}")
 
     def layer_indices(self) -> set[int]:
-        """The blocks the expression names (`layers`); empty when its mask is alike in every layer.
+        """The blocks the expression names (`layers`); empty when its mask is the same in
+        every layer.
 
         >>> from emg_lens.edges import cross_modal
         >>> cross_modal().layer_indices(), (~cross_modal().on_layers(2, 0)).layer_indices()

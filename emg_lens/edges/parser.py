@@ -242,8 +242,9 @@ class _Parser:
     def arguments(
         self, sel: _Selector, name_tok: _Token
     ) -> tuple[list[_Token], list[tuple[_Token, _Token]], int]:
-        """The optional ``(...)`` after a selector's name, not yet checked against its parameters:
-        positional tokens, keyword (name, value) tokens, and the offset where the selector ends."""
+        """The optional ``(...)`` after a selector's name, not yet checked against its
+        parameters: the positional tokens, the keyword (name, value) tokens, and the offset
+        where the selector ends."""
         positional: list[_Token] = []
         keywords: list[tuple[_Token, _Token]] = []
         if not self.at("("):

@@ -102,8 +102,9 @@ def place(name: str) -> tuple[str, str]:
 
 
 def region_channels(region: str, names: Sequence[str]) -> tuple[str, ...]:
-    """The channels of ``names`` in built-in region ``region`` (a lobe or a hemisphere), in their
-    order. A channel the table cannot place might belong to the region: a `LayoutError`.
+    """The channels of ``names`` in built-in region ``region`` (a lobe or a hemisphere), in
+    their order. Every name must be placeable: a channel the table cannot place might belong
+    to the region (`LayoutError`).
 
     >>> region_channels("left", ["Fp1", "Fpz", "Fp2", "T3"])
     ('Fp1', 'T3')

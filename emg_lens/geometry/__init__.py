@@ -3,9 +3,10 @@ the scalp), 10-20 / 10-10 EEG positions (`scalp`), the ways a placement can be p
 (`symmetry`: a ring's rotations and mirrors, a grid's flips, the scalp's left-right mirror)
 and the figures drawn on them (`draw`).
 
-The datasets' placements live with their readers (`emg_lens.data.formats`), each saying where it
-comes from; `emg_lens.data.datasets.montages_of` finds a data source's, or a layout's by its 10-20
-channel names. This package imports no torch; `draw` imports matplotlib on first use."""
+The datasets' placements live with their readers (`emg_lens.data.formats`), each saying
+where it comes from; `emg_lens.data.datasets.montages_of` finds a data source's, or a layout's
+by its 10-20 channel names. This package imports no torch; `draw` imports matplotlib, on the
+first use of its figures here."""
 
 from typing import TYPE_CHECKING
 

@@ -77,8 +77,8 @@ class Part:
 @dataclass(frozen=True)
 class Montage:
     """Where each electrode of one modality lies: its ``parts`` cover electrodes
-    ``0..n_electrodes - 1``, each once; ``axes`` channels per electrode; ``source``: where the
-    placement comes from; ``convention``: what of it is this project's choice."""
+    ``0..n_electrodes - 1``, each once; ``axes`` channels per electrode; ``source``: where
+    the placement comes from; ``convention``: what of it is this project's choice."""
 
     parts: tuple[Part, ...]
     axes: int = 1
@@ -102,7 +102,8 @@ class Montage:
         return self.n_electrodes * self.axes
 
     def electrode(self, channel: int) -> int:
-        """The electrode (0-based, within the modality) a channel of it belongs to."""
+        """The electrode a channel of this modality belongs to (0-based, within the
+        modality)."""
         return check_int(channel, "channel (of this montage)", 0, self.n_channels - 1) // self.axes
 
     def locate(self, channel: int) -> tuple[int, tuple[float, float]]:

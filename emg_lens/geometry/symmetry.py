@@ -173,8 +173,9 @@ def _unpaired(part: Part) -> str:
 
 
 def part_maps(part: Part) -> list[tuple[str, list[int]]]:
-    """A part's symmetries (the module's list): ``(name, moved)`` with ``moved[i]`` the position in
-    ``part.electrodes`` where electrode ``part.electrodes[i]``'s signal lands, the identity first.
+    """A part's symmetries (the module says which): ``(name, moved)`` with ``moved[i]`` the
+    position in ``part.electrodes`` where electrode ``part.electrodes[i]``'s signal lands;
+    the identity first.
 
     >>> from emg_lens.geometry import grid, scalp
     >>> [name for name, _ in part_maps(grid("g", 2, 3, 10.0))]

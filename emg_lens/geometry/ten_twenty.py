@@ -69,9 +69,10 @@ _TEN_FIVE = re.compile(  # the 10-05 names: a row, then Z or a number (with h fo
 
 def mirror_name(name: str) -> str | None:
     """The 10-20 / 10-05 name of the electrode mirroring ``name`` across the midline
-    (`standard_name` forms, answered upper-case): a trailing odd number (left) and the even number
-    above it (right) mirror each other, an ``h`` (10-05's half steps) kept; a trailing ``z`` is on
-    the midline, its own mirror; None for no 10-20 / 10-05 row (``E12``, ``EXG1``).
+    (`standard_name` forms, answered upper-case): a trailing odd number (left) and the even
+    number above it (right) mirror each other, an ``h`` (10-05's half steps) kept; a trailing
+    ``z`` is on the midline, its own mirror; None for a name of no 10-20 / 10-05 row (``E12``,
+    ``EXG1``).
 
     >>> [mirror_name(n) for n in ("Fp1", "C4", "TP9", "FFC2h", "Cz", "T3", "E12")]
     ['FP2', 'C3', 'TP10', 'FFC1H', 'CZ', 'T4', None]
@@ -153,7 +154,8 @@ def _position(name: str) -> tuple[float, float, float] | None:
 
 
 def has_position(name: str) -> bool:
-    """Whether a channel name (`standard_name` forms) is a 10-10 name `scalp_position` places.
+    """Whether a channel name (`standard_name` forms accepted) is one of the 10-10 system's,
+    which `scalp_position` places.
 
     >>> has_position("EEG C3-REF"), has_position("O9"), has_position("C7"), has_position("TZ")
     (True, True, False, False)

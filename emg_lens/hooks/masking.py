@@ -170,12 +170,12 @@ layer 1: 16 edges (head 0: 16, others none))
 
 @checked
 def compile_edges(edges: EdgesLike, model: Any, layers: Iterable[int] | None = None) -> Cut:
-    """The one compiled cut: ``edges`` (an `EdgeSet`, its string form, or a compiled bool mask) as
-    ``{layer: mask}`` for ``model(x, edge_masks=...)``, compiled for each of ``layers`` (all the
-    blocks of ``model`` when None) against the model's layout and heads: every entrance that turns
-    an edge set into masks comes here. Refused by name: a layer the model lacks, and a cut that
-    selects no edge in any layer (it would change nothing); a layer named where it selects nothing
-    (but edges elsewhere) is warned of once.
+    """The one compiled cut: ``edges`` (an `EdgeSet`, its string form, or a compiled bool
+    mask) as ``{layer: mask}`` for ``model(x, edge_masks=...)``, compiled for each of
+    ``layers`` (all the blocks of ``model`` when None) against the model's layout and heads:
+    every entrance that turns an edge set into masks comes here. Refused by name: a layer the
+    model lacks, and a cut that selects no edge in any layer (it would change nothing); a
+    layer named where it selects nothing (but edges elsewhere) is warned of once.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
