@@ -279,9 +279,8 @@ def screen(
     `exact_effects`), and those of the layer before it where the readout reads few tokens (a
     CLS head) when ``exact_penultimate`` is True, or by default when the model has two layers,
     which makes every estimate exact. Deeper models pay the last block's key and value
-    projections per candidate for it (+3.5 s on the paper preset's 72 layer-3 candidates and
-    64 windows, against a 1.5 s screen): ask for it. The table's ``method`` says which
-    candidates are exact."""
+    projections per candidate for it (docs/ARCHITECTURE.md has the cost): ask for it. The
+    table's ``method`` says which candidates are exact."""
     estimator, ig_steps = check_estimator(estimator, ig_steps)
     check_model(model)
     if estimator == "relp":  # its rules sit on emg_lens's blocks' hook points
@@ -434,11 +433,10 @@ def verify_candidates(
        ranking missed: ``agreement["missed_upper"]`` is a one-sided 95 % Clopper-Pearson
        upper bound on how many unmeasured candidates have a larger drop than the ``top``-th:
        the bound on their share (``missed_rate_upper``) among all that were unmeasured before
-       the draw (``unmeasured``), times their number, less the ones the draw found (applied to
-       those left after the draw alone, the rate covered 90 % of the time where the draw was a
-       large share of them). It is only as tight as the draw is large: with no miss drawn, 10
-       draws bound the rate at 26 %, 59 at 5 % (`miss_note`); the repr prints it with its
-       draws (`missed_words`).
+       the draw (``unmeasured``; why not those left after it: docs/ARCHITECTURE.md), times
+       their number, less the ones the draw found. It is only as tight as the draw is large:
+       10 draws that find no miss bound the rate at 26 %, 59 at 5 % (`miss_note`); the repr
+       prints it with its draws (`missed_words`).
 
     Adds ``exact``, ``exact_accuracy`` (for a candidate the screen computed exactly,
     ``method`` ``"exact"``, its estimate; else its masked pass, NaN where none ran),
