@@ -240,20 +240,16 @@ def cmd_pretrain(args: argparse.Namespace):
     return history
 
 
-def _data_shape(args: argparse.Namespace) -> tuple[int, int]:
-    """(channels, samples) of the windows fine-tuning reads: the store's, or the synthetic."""
+def _pretrained(args: argparse.Namespace) -> Any:
+    """What fine-tuning starts from: the TinyMyo of the ``--checkpoint`` folder or of a
+    ``--from-biofoundation`` file, fitted to the data's channels and window (the store's, or the
+    synthetic windows')."""
+    n_channels, n_samples = args.channels, args.window
     if args.windows:
         from emg_lens.data.windows.store import WindowStore
 
         store = WindowStore(args.windows)
-        return store.n_channels, store.window
-    return args.channels, args.window
-
-
-def _pretrained(args: argparse.Namespace) -> Any:
-    """What fine-tuning starts from: the TinyMyo of the ``--checkpoint`` folder or of a
-    ``--from-biofoundation`` file, fitted to the data's channels and window."""
-    n_channels, n_samples = _data_shape(args)
+        n_channels, n_samples = store.n_channels, store.window
     if args.from_biofoundation is None:
         from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
 
