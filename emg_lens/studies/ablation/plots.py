@@ -139,8 +139,7 @@ def delta_heatmap(result) -> plt.Figure:
                 color = "white" if abs(grid[i, j]) > 0.6 * lim else "black"
                 ax.text(j, i, cell, ha="center", va="center", fontsize=7, color=color)
                 if cell.endswith(UNSIGNIFICANT):
-                    hatched = dict(fill=False, hatch="//", edgecolor="0.7", linewidth=0)
-                    ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, **hatched))
+                    ax.add_patch(_hatch(i, j))
         ax.set_xticks(range(len(columns)), columns)
         ax.set_yticks(range(len(names)), names)
         ax.set_xlabel(xlabel)
@@ -156,6 +155,13 @@ def delta_heatmap(result) -> plt.Figure:
 
 UNSIGNIFICANT = ("ns", "≡0")  # the stars of cells `delta_heatmap` hatches
 GROWING = ("kl", "flip_rate")  # metrics that are 0 at the baseline and cannot fall below
+
+
+def _hatch(i: int, j: int) -> plt.Rectangle:
+    """A hatched, unfilled cell at row ``i``, column ``j`` of an ``imshow`` grid."""
+    return plt.Rectangle(
+        (j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="0.7", linewidth=0
+    )
 
 
 def _heatmap_cells(
