@@ -1,11 +1,7 @@
 """Evaluating one subject's conditions: build each condition's per-layer masks, run them all
-as a prefix tree, verify that every mask took effect, refuse non-finite outputs, and score.
-How and why: docs/DESIGN.md §5 ("Evaluation", "Verification"). Every distinct prefix of the
-mask sequences is computed once; a layer's children run broadcast or stacked
-(`emg_lens.studies.ablation.stacking`); conditions with equal effects share one evaluation
-(`tree_plan` says what is left to run); outputs are scored in one pass per subject
-(`emg_lens.stats.metrics.score_stacked`). Input ablations, user hooks and erasures run as
-plain hooked forward passes.
+as a prefix tree, verify that every mask took effect, refuse non-finite outputs, and score
+(`emg_lens.stats.metrics.score_stacked`). How and why: docs/DESIGN.md §5 ("Evaluation",
+"Verification"); `tree_plan` says what is left to run.
 """
 
 from __future__ import annotations

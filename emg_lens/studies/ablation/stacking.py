@@ -1,11 +1,9 @@
-"""How one layer of the prefix tree runs its masked children, and the rule that chooses:
-``"broadcast"`` (one block call per child, its mask broadcast over the window batch) or
-``"stacked"`` (children on the batch axis, one mask per row, at most `STACK_ROWS` rows and
-`STACK_MASK_ENTRIES` mask entries per call: fewer, larger calls, which a GPU rewards). Both
-give the same outputs (bit for bit on a CPU). `ConditionForm` is the rule (``"auto"``,
-``"timed"``, or a form by name) and its record (docs/guide/scale-out.md, "Conditions on the
-batch axis"); an attached model always broadcasts. A node's unmasked child runs alone, and the
-last layer computes only the query rows the readout reads (`LayerStep`).
+"""How one layer of the prefix tree runs its masked children: ``"broadcast"`` (one block call
+per child, its mask broadcast over the window batch) or ``"stacked"`` (children on the batch
+axis, one mask per row: fewer, larger calls, which a GPU rewards), and `ConditionForm`, the rule
+that chooses and its record (docs/guide/scale-out.md, "Conditions on the batch axis"). A node's
+unmasked child runs alone, and the last layer only at the query rows the readout reads
+(`LayerStep`).
 """
 
 from __future__ import annotations
