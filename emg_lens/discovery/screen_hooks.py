@@ -162,7 +162,7 @@ def path_gradients(
 ) -> dict[str, dict[int, Float[torch.Tensor, "batch head q k"]]]:
     """The metrics' gradients with respect to the patterns of ``layers``, averaged over the
     midpoints ``alpha = (k + 1/2) / steps`` of the path to the model with ``cut``
-    (``{layer: mask}``) removed (`path_hooks`; see the module docstring)."""
+    (``{layer: mask}``) removed (`path_hooks`; docs/guide/discovery.md)."""
     total: dict[str, dict[int, torch.Tensor]] = {name: {} for name in wanted}
     for k in range(steps):
         patterns: dict[int, torch.Tensor] = {}

@@ -198,7 +198,7 @@ class TokenEraser(_GroupEdit):
         return flat - (delta @ right.mH) @ left.mH
 
     def placebo(self, seed: int = 0) -> PlaceboEraser:
-        """The norm-matched random-subspace placebo of this eraser (module docstring),
+        """The norm-matched random-subspace placebo of this eraser (the guide's),
         seeded by ``seed`` (an int in 0..2**31-1, `emg_lens.errors.check_seed`)."""
         from transformer_lens.tools.analysis import random_basis
 

@@ -321,7 +321,7 @@ def _run_prefix_tree(
     form: ConditionForm | None,
     reads: _ModelReads,
 ) -> dict[tuple, torch.Tensor]:
-    """Outputs for every mask sequence, sharing all common prefixes (see module docstring);
+    """Outputs for every mask sequence, sharing all common prefixes (docs/DESIGN.md §5);
     each layer's masked children run in ``form``'s form (`emg_lens.studies.ablation.stacking`;
     None: the device's rule), which it records. Sequences computed as one (a dropped
     last-layer mask) share one output tensor, which `evaluate_subject` scores once."""
