@@ -71,9 +71,7 @@ def _section(data: dict[str, Any], key: str, defaults: Mapping[str, Any]) -> dic
         elif name == "seed":
             out[name] = check_seed(value, where, SpecError)
         else:
-            out[name] = check_int(
-                value, where, 0 if name == "warmup_epochs" else 1, error=SpecError
-            )
+            out[name] = check_int(value, where, int(name != "warmup_epochs"), error=SpecError)
     return out
 
 
