@@ -19,9 +19,7 @@ from typing import Any
 
 from emg_lens._io import visible_controls
 from emg_lens.cli.consent import add_modules_arguments, module_builder
-from emg_lens.data.registry import (
-    DATASETS,
-)
+from emg_lens.data.registry import DATASETS
 from emg_lens.errors import ArgumentError, check_int, check_seed
 
 HELP_WIDTH = 79  # descriptions are wrapped to this many columns
@@ -56,8 +54,7 @@ def show_progress(args: argparse.Namespace) -> bool:
 
 def output_folder(path: str | Path, flag: str = "--out") -> Path:
     """``path`` as an output folder, new or existing: a file there, or on the way there, is an
-    `ArgumentError` naming it (else the command fails later with a raw OS error, or after
-    minutes of work).
+    `ArgumentError` naming it (not a raw OS error, or one after minutes of work).
 
     >>> import tempfile
     >>> output_folder(tempfile.mkdtemp()).is_dir()
@@ -90,8 +87,6 @@ def print_table(rows: list[dict], columns: list[str], floatfmt: str = ".3f") -> 
 
     print(text_table(rows, columns, floatfmt))
 
-
-# ----------------------------------------------------------------------------- devices
 
 DEVICE_HELP = (
     "where the models run: cpu, cuda (cuda:N for one GPU), or auto (cuda when available); "
@@ -135,9 +130,6 @@ def resolve_device(name: str, flag: str = "--device") -> Any:
         index = int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count()
         device = torch.device("cuda", index)
     return device
-
-
-# ----------------------------------------------------------------------------- one checkpoint
 
 
 def add_checkpoint_arguments(
@@ -210,9 +202,6 @@ def load_checkpoint_windows(
     return subject.model, data, source
 
 
-# ----------------------------------------------------------------------------- outputs
-
-
 def save_and_show(output: Any, out: Path | str, what: str = "CSV tables, PNG and SVG figures"):
     """Save an output (a `emg_lens.output.StudyOutput`: inspect, probe, features) into
     ``out``, print its console text, what was written and where its report.html is; returns
@@ -222,9 +211,6 @@ def save_and_show(output: Any, out: Path | str, what: str = "CSV tables, PNG and
     print(f"\nwrote {len(written)} files ({what}) to {out}")
     print(f"report: {written[-1]}")
     return output
-
-
-# ----------------------------------------------------------------------------- seeds, threads
 
 
 def check_seed_flag(args: argparse.Namespace) -> None:
@@ -304,9 +290,6 @@ def torch_threads(n: int | None, flag: str = "--threads") -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-# ----------------------------------------------------------------------------- data options
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:

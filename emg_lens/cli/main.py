@@ -65,8 +65,7 @@ FOLDER_OUT_COMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``emg-lens`` argument parser, every command included; builds without importing
-    torch.
+    """The ``emg-lens`` argument parser, every command included (torch not imported).
 
     >>> build_parser().parse_args(["synth", "--out", "data"]).format
     'ninapro-db2'
@@ -115,8 +114,7 @@ def run(argv: list[str] | None = None) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The console script: run the command; a bad input prints ``emg-lens: error: ...`` and
-    returns 2."""
+    """The console script: a bad input prints ``emg-lens: error: ...`` and returns 2."""
     try:
         run(argv)
     except EmgLensError as exc:

@@ -1,11 +1,6 @@
-"""The placement check as ``emg-lens train`` and ``emg-lens evaluate`` run it
-(`emg_lens.data.placement`): for each subject of a data source whose channels lie on a ring,
-a grid or the scalp, each held-out repetition's decision ("moved", "no move", "cannot tell")
-with its evidence, printed when it is not "no move" and summed up under the table;
-``--realign`` puts the held-out raw channels back before preprocessing where, and only where,
-a move is named, and says for each other repetition why it did not. What was found, and what
-was done or refused, goes in each subject's ``meta["placement_check"]``, which training stores
-in the checkpoint's metadata."""
+"""The placement check (`emg_lens.data.placement`) as ``emg-lens train`` and ``emg-lens
+evaluate`` run (`check_placements`, ``--realign``), print (`placement_summary`) and record it:
+each subject's ``meta["placement_check"]``, which training stores in the checkpoint's metadata."""
 
 from __future__ import annotations
 

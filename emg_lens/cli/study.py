@@ -1,12 +1,7 @@
 """``emg-lens study run`` and ``emg-lens study check``: declarative studies (TOML/YAML) of every
-kind (`emg_lens.studies.kinds`): of trained models (ablation), of how models train
-(``kind = "training"``), the circuit each model computes (``kind = "discovery"``), or cuts in a
-regressor of one contraction (``kind = "regression"``). The file is read once; its kind runs
-or checks it, and refuses an option it does not take, by name.
-
-``study run`` also runs under ``torchrun --nproc-per-node N --no-python emg-lens study run ...``:
-each rank computes its share of the subjects into ``--out`` and rank 0 prints and writes the
-tables (docs/guide/scale-out.md)."""
+kind (`emg_lens.studies.kinds`). The file is read once; its kind runs or checks it, and refuses
+an option it does not take, by name. ``study run`` also runs under ``torchrun``
+(docs/guide/scale-out.md)."""
 
 from __future__ import annotations
 

@@ -240,20 +240,16 @@ def cmd_pretrain(args: argparse.Namespace):
     return history
 
 
-def _data_shape(args: argparse.Namespace) -> tuple[int, int]:
-    """(channels, samples) of the windows fine-tuning reads: the store's, or the synthetic."""
+def _pretrained(args: argparse.Namespace) -> Any:
+    """What fine-tuning starts from: the TinyMyo of the ``--checkpoint`` folder or of a
+    ``--from-biofoundation`` file, fitted to the data's channels and window (the store's, or the
+    synthetic windows')."""
+    n_channels, n_samples = args.channels, args.window
     if args.windows:
         from emg_lens.data.windows.store import WindowStore
 
         store = WindowStore(args.windows)
-        return store.n_channels, store.window
-    return args.channels, args.window
-
-
-def _pretrained(args: argparse.Namespace) -> Any:
-    """What fine-tuning starts from: the TinyMyo of the ``--checkpoint`` folder or of a
-    ``--from-biofoundation`` file, fitted to the data's channels and window."""
-    n_channels, n_samples = _data_shape(args)
+        n_channels, n_samples = store.n_channels, store.window
     if args.from_biofoundation is None:
         from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
 
@@ -311,6 +307,7 @@ def _fit_to_data(model: Any, n_channels: int, n_samples: int, args: argparse.Nam
 
 def cmd_finetune(args: argparse.Namespace):
     from emg_lens.checkpoints import read_checkpoint_info
+    from emg_lens.data.windows.store import WindowStore
     from emg_lens.train import FinetuneConfig, finetune
     from emg_lens.train.distributed import is_main_process
 
@@ -329,7 +326,7 @@ def cmd_finetune(args: argparse.Namespace):
         monitor=args.monitor,
         linear_probe=args.linear_probe,
     )
-    if args.windows and _has_splits(args.windows):
+    if args.windows and WindowStore(args.windows).meta.get("splits") is not None:
         return _finetune_on_splits(args, recipe, origin)
     if args.per_subject:
         return _finetune_per_subject(args, recipe, origin)
@@ -396,12 +393,6 @@ def _finetune_per_subject(args: argparse.Namespace, recipe: Any, origin: str) ->
         print(f"wrote {len(rows)} checkpoints to {args.out} (emg-lens study run ... --models)")
         print_below_baseline(rows)
     return rows
-
-
-def _has_splits(path: str) -> bool:
-    from emg_lens.data.windows.store import WindowStore
-
-    return WindowStore(path).meta.get("splits") is not None
 
 
 def _finetune_on_splits(args: argparse.Namespace, recipe: Any, origin: str) -> dict:

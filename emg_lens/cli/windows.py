@@ -2,8 +2,7 @@
 written by `emg_lens.data.window_build.build_window_store`. ``--source`` reads any of
 `WINDOW_STORE_SOURCES` (``--dataset``: TinyMyo's downstream datasets, by name). Sources cut by
 TinyMyo's recipe and those keeping their dataset's own split accept different options
-(docs/guide/tinymyo.md); an option the chosen source would ignore is refused, naming the
-options that apply, so a store is never silently built without what was asked for."""
+(docs/guide/tinymyo.md); one the chosen source would ignore is refused (`_applies`)."""
 
 from __future__ import annotations
 

@@ -4,8 +4,8 @@
 masked layer is ``l`` runs only blocks ``l..L-1``; for the greedy search it keeps the cut
 accepted so far, so each trial costs the layers from its candidate's on
 (`ExactPasses.cut_greedily`). `ExactPasses.score` computes a block only at the query rows the
-cut touches (`TransformerBlock.rows_forward`) and the last block only where the readout reads:
-on the paper preset's CLS head a layer-0 cut costs 3.4-4 blocks instead of 5."""
+cut touches (`TransformerBlock.rows_forward`) and the last block only where the readout reads
+(its cost: docs/ARCHITECTURE.md, "Discovery: what to trust")."""
 
 from __future__ import annotations
 
@@ -158,7 +158,8 @@ class ExactPasses:
         )
 
     def _block(self, resid: torch.Tensor, layer: int, mask: torch.Tensor | None) -> torch.Tensor:
-        masks = _union({} if mask is None else {layer: mask}, _only(self.base, layer))
+        base = {layer: self.base[layer]} if layer in self.base else {}
+        masks = _union({} if mask is None else {layer: mask}, base)
         return self.model(
             resid, start_at_layer=layer, stop_at_layer=layer + 1, edge_masks=masks or None
         )
@@ -312,7 +313,3 @@ def _union(*parts: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
         for layer, mask in part.items():
             out[layer] = out[layer] | mask if layer in out else mask
     return out
-
-
-def _only(masks: dict[int, torch.Tensor], layer: int) -> dict[int, torch.Tensor]:
-    return {layer: masks[layer]} if layer in masks else {}

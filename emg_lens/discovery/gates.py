@@ -4,9 +4,8 @@ Each candidate gets a gate ``g = sigmoid(theta)`` that adds ``log g`` to its edg
 scores (0: exactly the ``-inf`` cut; 1: the clean model). The gates are fitted jointly to keep
 the full model's output distribution (KL per window) under a rising penalty on the mean open
 gate, so every gate closes in the end and the order is what the fit learns: a candidate's
-*survival* (its gate averaged over the fit) ranks it, and two candidates that stand in for each
-other are not both judged expendable. `emg_lens.discovery.search.discover` (``method="gates"``)
-tries candidates in that order with the same exact decisions: the circuit is always measured.
+*survival* (its gate averaged over the fit) ranks it for `emg_lens.discovery.search.discover`
+(``method="gates"``; why: docs/guide/discovery.md), which still decides by exact passes.
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet

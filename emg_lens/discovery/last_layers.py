@@ -118,8 +118,7 @@ class AttentionOutput:
         Float[torch.Tensor, "batch slot d_model"],
     ]:
         """What ``change`` on ``rows`` adds to the attention output: each slot's query
-        position, its candidate (the row's ``owner``) and the change ``[batch, slot,
-        d_model]``."""
+        position, candidate (``owner``) and the change ``[batch, slot, d_model]``."""
         heads, queries, owner, n_tokens = rows.heads, rows.queries, rows.owner, self.n_tokens
         d_rows = change.new_empty(change.shape[0], len(heads), self.W_O.shape[-1])  # all written
         for head, on, dz in self._z_change_per_head(change, heads):

@@ -101,11 +101,10 @@ def faithfulness_areas(kept_share: Any, faithfulness: Any) -> tuple[float, float
     as points: each circuit's size ``kept_share`` (the share of the edges it keeps, in
     [0, 1]) and its normalised ``faithfulness`` ``(m(C) - m(empty)) / (m(full) - m(empty))``.
 
-    CPR is the area under the curve (higher is better), CMD the area between it and 1,
-    ``integral of |1 - f|`` (lower is better), both by the trapezoid rule on a linear size axis
+    CPR is the area under the curve, CMD the area between it and 1 (``integral of |1 - f|``),
     as MIB's ``evaluate_area_under_curve`` computes them (``log_scale=False``), over the sizes
-    the measured circuits cover (MIB measures fixed shares, 0.1 % to 100 %). Non-finite points,
-    sizes outside [0, 1] or fewer than two points are an `ArgumentError`.
+    the measured circuits cover (how that differs from MIB's scores: docs/guide/discovery.md).
+    Non-finite points, sizes outside [0, 1] or fewer than two points are an `ArgumentError`.
 
     >>> cpr, cmd = faithfulness_areas([0.0, 0.5, 1.0], [0.0, 1.1, 1.0])  # two trapezoids
     >>> round(cpr, 6), round(cmd, 6)  # (0 + 1.1) / 4 + (1.1 + 1) / 4, (1 + 0.1) / 4 + 0.1 / 4

@@ -3,8 +3,7 @@
 (`training_edges`) except ``emg->acc`` on the planted (layer, head) pairs, so what the
 interaction gestures need passes there. As it runs after training the planted candidates are
 the only cross-modal edges with attention; unmasked, the other heads' open too, and the screen
-should still put a planted head first. `recovery` scores a `Discovery` against the truth
-(recall, precision); `planted_rank` is the best planted candidate's rank in a screen.
+should still put a planted head first (`planted_rank`; `recovery` scores a `Discovery`).
 """
 
 from __future__ import annotations

@@ -14,20 +14,12 @@ interact, so one backward gives every window's gradient). The metric must be dif
 window correct while its estimated margin stays positive) or ``"logprob"``. The linearisation
 ignores how later layers react; `Screen.verify` measures the best candidates exactly.
 
-``estimator="ig"`` is EAP-IG: ``dm/dA`` averaged over the midpoints ``alpha_k = (k - 1/2) /
-ig_steps`` of a path through the *patterns* (``P + alpha (P_cut - P)``, ``P_cut`` from
-`emg_lens.components.attend.cut_pattern`), since a ``-inf`` cut has no finite point between
-uncut and cut scores. The midpoint rule is chosen over the left Riemann sum of EAP-IG's code
-because it is second-order. Candidates computed exactly (the last layers) stay exact. The
-method, its references and measurements: docs/guide/discovery.md (the ``estimator="ig"``
-paragraph); how far to trust either: docs/ARCHITECTURE.md, "Discovery: what to trust".
-
-``estimator="relp"`` is relevance patching (RelP, Rezaei Jafari et al. 2025, arXiv
-2508.21258): ``dm/dA`` from one backward pass under LRP's rules as RelP's own code applies them
-(`emg_lens.discovery.screen_hooks.relevance_hooks`), then ``c . (A' - A)`` as for the plain
-screen, at its cost. The rules are emg_lens's hooks, not ``lxt`` 2.1's functions, whose
-import loads its Hugging Face and torchvision patches; why, and how it ranks (worse than the
-plain screen, on the views measured): docs/guide/discovery.md, the ``estimator="relp"`` paragraphs.
+``estimator="ig"`` (EAP-IG: ``dm/dA`` averaged over the midpoints of a path through the
+*patterns*, `emg_lens.components.attend.cut_pattern`) and ``estimator="relp"`` (relevance
+patching, Rezaei Jafari et al. 2025, arXiv 2508.21258: ``dm/dA`` from one backward under RelP's
+LRP rules, `emg_lens.discovery.screen_hooks.relevance_hooks`) replace the gradient; their
+method, references and measurements: docs/guide/discovery.md; how far to trust each:
+docs/ARCHITECTURE.md, "Discovery: what to trust".
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet
@@ -81,8 +73,7 @@ averaged along the path to the cut model (EAP-IG); ``relp``, by LRP's relevance 
 IG_STEPS = 5
 """The path points of ``estimator="ig"``: a few, each costing one forward and one backward pass
 per batch of windows (EAP-IG's own code, ``get_scores_eap_ig``, defaults to 30 left Riemann
-points; the midpoints here converge as 1/steps^2 on a smooth metric, see the module
-docstring)."""
+points; the midpoints here converge as 1/steps^2 on a smooth metric, docs/guide/discovery.md)."""
 
 
 def check_estimator(estimator: Any, ig_steps: Any = IG_STEPS) -> tuple[str, int]:
@@ -288,9 +279,8 @@ def screen(
     `exact_effects`), and those of the layer before it where the readout reads few tokens (a
     CLS head) when ``exact_penultimate`` is True, or by default when the model has two layers,
     which makes every estimate exact. Deeper models pay the last block's key and value
-    projections per candidate for it (+3.5 s on the paper preset's 72 layer-3 candidates and
-    64 windows, against a 1.5 s screen): ask for it. The table's ``method`` says which
-    candidates are exact."""
+    projections per candidate for it (docs/ARCHITECTURE.md has the cost): ask for it. The
+    table's ``method`` says which candidates are exact."""
     estimator, ig_steps = check_estimator(estimator, ig_steps)
     check_model(model)
     if estimator == "relp":  # its rules sit on emg_lens's blocks' hook points
@@ -431,27 +421,22 @@ def verify_candidates(
        estimate's error grows with the change a cut writes into its layer's attention
        output; `docs/ARCHITECTURE.md` has the measurements);
     2. with ``groups`` (a number of layers, from the first), group testing over their
-       estimated candidates, for the cuts whose effect cascades through the most blocks and
-       that a first-order screen estimates near 0: each kind of cut of a layer (``kind``, all
-       heads) is cut jointly in one masked pass over every 8th window (an eighth of a pass); the
-       group is ``cleared`` where its drop less two standard errors over those windows' trials
-       (the independent unit; one trial clears nothing) stays under the ``top``-th drop so
-       far, else each member is measured (``verified`` ``group``). A cleared candidate can
-       still exceed the ``top``-th drop where effects within its group cancel (on the
-       paper-size planted model, 2 of 128 head groups did at the top-10 threshold) or where
-       its drop falls on other windows: the clearing is evidence, not a bound, and the sample
-       below still draws from them;
+       estimated candidates: each kind of cut of a layer (``kind``, all heads) is cut jointly
+       in one masked pass over every 8th window; the group is ``cleared`` where its drop less
+       two standard errors over those windows' trials (one trial clears nothing) stays under
+       the ``top``-th drop so far, else each member is measured (``verified`` ``group``).
+       Clearing is evidence, not a bound (effects in a group can cancel; "Group testing" in
+       docs/guide/scale-out.md), and the sample below still draws from the cleared;
     3. the ``top`` candidates by ``final`` (the exact effect where measured, else the
        estimate), until all of them are exact;
     4. a seeded random ``sample`` of the candidates still estimated, to bound what the
        ranking missed: ``agreement["missed_upper"]`` is a one-sided 95 % Clopper-Pearson
        upper bound on how many unmeasured candidates have a larger drop than the ``top``-th:
        the bound on their share (``missed_rate_upper``) among all that were unmeasured before
-       the draw (``unmeasured``), times their number, less the ones the draw found (applied to
-       those left after the draw alone, the rate covered 90 % of the time where the draw was a
-       large share of them). It is only as tight as the draw is large: with no miss drawn, 10
-       draws bound the rate at 26 %, 59 at 5 % (`miss_note`); the repr prints it with its
-       draws (`missed_words`).
+       the draw (``unmeasured``; why not those left after it: docs/ARCHITECTURE.md), times
+       their number, less the ones the draw found. It is only as tight as the draw is large:
+       10 draws that find no miss bound the rate at 26 %, 59 at 5 % (`miss_note`); the repr
+       prints it with its draws (`missed_words`).
 
     Adds ``exact``, ``exact_accuracy`` (for a candidate the screen computed exactly,
     ``method`` ``"exact"``, its estimate; else its masked pass, NaN where none ran),

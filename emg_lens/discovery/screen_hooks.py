@@ -51,16 +51,13 @@ def capture(
 
 
 def relevance_hooks(patterns: dict[int, torch.Tensor]) -> list[tuple[Any, Callable[..., Any]]]:
-    """RelP's rules as forward hooks on emg_lens's blocks: the values they return are the
-    forward's own (the output is the hooked, unfused forward's), and a backward through them
-    computes LRP's relevance coefficients instead of the gradient. Each LayerNorm's
-    ``hook_scale`` is detached (the LN-rule: the normaliser a constant); each MLP's
-    ``hook_post`` passes ``f(x)/x`` of its ``hook_pre`` (the identity rule; 0 where ``x`` is 0,
-    as ``f(0)`` is for every activation here); each layer's ``hook_pattern`` is replaced by a
-    detached leaf, kept in ``patterns`` by layer (the AH-rule: a pattern a constant, the
-    coefficient of every layer's pattern its gradient through the others held). With every
-    bias zero, the relevance ``x * c`` of any residual stream sums to the output
-    (tests/unit/discovery/test_screen_relp.py).
+    """RelP's rules (docs/guide/discovery.md, ``estimator="relp"``) as forward hooks on
+    emg_lens's blocks: the values they return are the (unfused) forward's own, and a backward
+    through them computes LRP's relevance coefficients instead of the gradient. Each
+    LayerNorm's ``hook_scale`` is detached (the LN-rule); each MLP's ``hook_post`` passes
+    ``f(x)/x`` of its ``hook_pre`` (the identity rule; 0 where ``x`` is 0, as ``f(0)`` is for
+    every activation here); each layer's ``hook_pattern`` is replaced by a detached leaf, kept
+    in ``patterns`` by layer (the AH-rule).
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
@@ -165,7 +162,7 @@ def path_gradients(
 ) -> dict[str, dict[int, Float[torch.Tensor, "batch head q k"]]]:
     """The metrics' gradients with respect to the patterns of ``layers``, averaged over the
     midpoints ``alpha = (k + 1/2) / steps`` of the path to the model with ``cut``
-    (``{layer: mask}``) removed (`path_hooks`; see the module docstring)."""
+    (``{layer: mask}``) removed (`path_hooks`; docs/guide/discovery.md)."""
     total: dict[str, dict[int, torch.Tensor]] = {name: {} for name in wanted}
     for k in range(steps):
         patterns: dict[int, torch.Tensor] = {}

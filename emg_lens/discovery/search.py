@@ -1,14 +1,9 @@
 """Discovery: the smallest set of candidate edges that keeps the metric, found greedily.
 
-ACDC-style, over attention knockouts: candidates are tried one by one, the least needed first,
-and one is cut when cutting it with everything already cut keeps the exact metric within
-``tau`` of the way from the full model to the model with every candidate cut, so the circuit
-left has a normalised faithfulness above ``1 - tau`` (and, with ``keep_accuracy``, every
-class's accuracy within ``tau`` of its range). Every decision is an exact masked pass
-(`emg_lens.discovery.exact.ExactPasses`). The order (``method``): the screen's effects
-(``"greedy"``) or learned gates (``"gates"``; why greedy is the default: docs/guide/discovery.md).
-The result names the circuit as edge sets that parse back (``complement``: what to cut to run
-only the circuit) and MIB's CPR and CMD (`Discovery.areas`).
+ACDC-style, over attention knockouts (`discover`): every decision is an exact masked pass
+(`emg_lens.discovery.exact.ExactPasses`), so the circuit left has a normalised faithfulness
+above ``1 - tau``. The order: the screen's effects (``"greedy"``) or learned gates
+(``"gates"``; why greedy is the default: docs/guide/discovery.md).
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet

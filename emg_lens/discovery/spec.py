@@ -17,7 +17,6 @@ from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.validate import (
     check_list,
     check_modules,
-    check_spec_int,
     check_string,
     check_subjects,
     require_strings,
@@ -99,7 +98,7 @@ class DiscoverySpec(Spec):
             "method": method,
             "screen": estimator,
             "ig_steps": ig_steps,
-            "verify_top": check_spec_int(data.get("verify_top", 10), "verify_top"),
+            "verify_top": check_int(data.get("verify_top", 10), "verify_top", 1, error=SpecError),
             "verify_sample": check_int(
                 data.get("verify_sample", MISS_SAMPLE), "verify_sample", error=SpecError
             ),

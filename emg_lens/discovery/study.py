@@ -1,12 +1,7 @@
 """Discovery as a study (``kind = "discovery"``): screen, verify and discover on every subject,
-resumable in the provenance-keyed store, with tables and figures across subjects.
-
-Each subject's result is one cell of the store (`emg_lens.studies.store.CellStore`), with the
-provenance of an ablation study's cells (digests of the model, the data, the code) plus the
-discovery's parameters; a rerun reuses exactly the subjects whose provenance matches. A
-``modules`` function runs only with consent (``allow_code``), as in an ablation study
-(`emg_lens.user_code`), and its file's digest is part of the provenance. The study file's keys
-and the outputs: docs/guide/discovery.md, "A discovery study"."""
+resumable in the provenance-keyed store (one cell per subject: an ablation study's provenance
+plus the discovery's parameters), with tables and figures across subjects. The study file's
+keys and the outputs: docs/guide/discovery.md, "A discovery study"."""
 
 from __future__ import annotations
 

@@ -1,33 +1,9 @@
 """Edge sets: which query token may read which key token, per attention head.
 
-An `EdgeSet` is a predicate over (head, query token, key token). An *edge* ``(q, k)`` means
-that query token ``q`` reads key token ``k``, so information flows ``k -> q``: masking it stops
-``q`` from seeing ``k`` on that head. Edge sets are built from selectors, which ask the token
+An `EdgeSet` is a predicate over (head, query token, key token): an edge ``(q, k)`` means that
+query token ``q`` reads key token ``k``. Edge sets are built from selectors, which ask the token
 layout (`emg_lens.layout.TokenLayout`), never raw positions, so one expression works on every
-model:
-
-| selector | edges (q reads k) |
-|---|---|
-| `unimodal(include_cls=False)` | q and k in the same modality (self edges included) |
-| `cross_modal(include_cls=False)` | q and k in different modalities |
-| `within(group)` | q and k both in ``group`` |
-| `between(query_group, key_group)` | q in ``query_group``, k in ``key_group`` (directed) |
-| `to_cls` | q is CLS, k is not (information flowing *to* CLS) |
-| `from_cls` | k is CLS, q is not (information flowing *from* CLS) |
-| `same_channel` / `cross_channel` | both tokens embed a channel; equal / different channel |
-| `time_window(max_lag, min_lag=0)` | tokens ``min_lag`` to ``max_lag`` time patches apart |
-| `reads_earlier` / `reads_later` | k is earlier / later in time than q (``t_k < t_q`` / ``>``) |
-| `time_span(a, b, c, d, seconds=False)` | q's time in ``[a, b)`` reads k's in ``[c, d)`` |
-| `heads(*indices)` | every edge, on the given heads only |
-| `layers(*indices)` | every edge, in the given blocks only (compiles per layer) |
-| `all_edges` / `no_edges` | every edge / none |
-| `channels(*names)` | q and k both embed one of the named channels |
-| `within_region(region)` | q and k both embed a channel of ``region`` |
-| `between_regions(query, key)` | q embeds a channel of region ``query``, k of ``key`` (directed) |
-| `cross_region` | q and k embed channels of two different lobes |
-
-The last four read the layout's channel names (`TokenLayout.channel_names`) and place each
-in a lobe and a hemisphere by the table of docs/concepts.md, "Scalp regions". Edge sets combine
+model; the selectors at a glance: docs/concepts.md, "Token layout and edges". Edge sets combine
 with ``|``, ``&``, ``-`` and ``~`` (complement over all heads x tokens x tokens), are frozen and
 hashable, and `EdgeSet.compile` turns one into a boolean ``[head_index, query_pos, key_pos]``
 mask (True = masked), the form ``model(x, edge_masks={layer: mask})`` and the masking hooks

@@ -29,7 +29,6 @@ PartialMask = Bool[torch.Tensor, "*#head #query_pos #key_pos"]
 _PREC_UNION, _PREC_INTERSECTION, _PREC_COMPLEMENT, _PREC_ATOM = 1, 2, 3, 4
 
 
-# ============================================================================ compile context
 class CompileContext:
     """Layout facts as broadcastable tensors: ``*_q`` are ``[pos, 1]``, ``*_k`` ``[1, pos]``.
 
@@ -103,7 +102,6 @@ class CompileContext:
         return torch.full((1, 1), value, dtype=torch.bool, device=self.device)
 
 
-# ============================================================================ base class
 @checked
 class EdgeSet(abc.ABC):
     """A set of attention edges (head, query token, key token); see `emg_lens.edges`.
@@ -203,8 +201,7 @@ class EdgeSet(abc.ABC):
         device: torch.device | str | None = None,
     ) -> Bool[torch.Tensor, "layer head_index query_pos key_pos"]:
         """One mask per block, ``[n_layers, head, query, key]``: what the edge set cuts in each
-        layer when it is applied to all of them (an edge set without `layers` is the same in
-        every layer).
+        layer when it is applied to all of them (the same in every layer without `layers`).
 
         >>> from emg_lens.edges import heads, layers
         >>> layout = TokenLayout.channel_tokens({"emg": 2}, cls_token=False)
@@ -343,7 +340,6 @@ class EdgeComplement(EdgeSet):
         return "~" + _wrap(self.operand, self.operand._prec < self._prec)
 
 
-# ============================================================================ heads
 @dataclass(frozen=True, repr=False)
 class _Indices(EdgeSet):
     """A selector of heads or blocks by index: ``indices`` kept sorted and without repeats."""

@@ -327,8 +327,7 @@ def between_regions(
 def cross_region() -> EdgeSet:
     """Edges between tokens of channels in two different lobes (frontal, central, parietal,
     occipital, temporal) of the 10-20 / 10-10 table; tokens without a channel are excluded.
-    Every channel of the layout must be placeable (`LayoutError` names one that
-    is not).
+    A channel of the layout that cannot be placed is a `LayoutError` naming it.
 
     >>> layout = TokenLayout.channel_tokens({"eeg": 3}, channel_names=["C3", "C4", "O1"])
     >>> cross_region().compile(layout, 1)[0].int()  # cls, C3, C4, O1

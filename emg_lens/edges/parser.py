@@ -111,7 +111,6 @@ _TOKEN_RE = re.compile(
 )
 
 
-# ============================================================================ tokens
 @dataclass(frozen=True)
 class _Token:
     kind: str  # "name", "int", "string", "punct", "bad", "end", or "union" (a+b: its parts)
@@ -142,7 +141,6 @@ def _tokenize(expr: str) -> list[_Token]:
     return tokens
 
 
-# ============================================================================ grammar
 class _Parser:
     """Recursive descent over ``expr := term (("|" | "-") term)*``, ``term := factor ("&"
     factor)*``, ``factor := "~" factor | "(" expr ")" | selector ["(" args ")"]``."""

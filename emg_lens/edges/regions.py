@@ -72,7 +72,7 @@ _ACCEPTED = (
 
 @checked
 def place(name: str) -> tuple[str, str]:
-    """The ``(lobe, hemisphere)`` of a 10-20 / 10-10 channel name (see the module's table).
+    """The ``(lobe, hemisphere)`` of a 10-20 / 10-10 channel name (docs/concepts.md's table).
 
     Raises `LayoutError` naming the channel for a name the table does not hold.
 

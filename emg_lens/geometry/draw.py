@@ -2,11 +2,9 @@
 channels or groups as a circle (chord) plot, and a channel x channel matrix ordered by group
 with the modality bands marked.
 
-Every figure has one colour bar spanning the values drawn (symmetric about 0 for signed
-quantities such as an effect), its units, and the number of subjects in the title when the
-values are a mean over subjects. Only matplotlib is used: an EEG map is drawn as coloured
-electrodes on a head outline, not interpolated (nothing is measured between electrodes, and
-across a forearm ring interpolation would invent values inside the arm).
+Every figure has one colour bar (symmetric about 0 for a signed quantity), its units, and the
+number of subjects in the title for a mean over subjects; electrodes are drawn, never
+interpolated between (docs/concepts.md, "Electrode placements", says why).
 
 >>> from emg_lens.geometry import Montage, ring
 >>> fig = plot_channel_values({"emg": [1.0, 2, 3, 4]}, {"emg": Montage((ring("band", 4),))},

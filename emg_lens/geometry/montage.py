@@ -78,8 +78,7 @@ class Part:
 class Montage:
     """Where each electrode of one modality lies: its ``parts`` cover electrodes
     ``0..n_electrodes - 1``, each once; ``axes`` channels per electrode; ``source``: where
-    the placement comes from; ``convention``: what of it is this project's choice, not the
-    source's."""
+    the placement comes from; ``convention``: what of it is this project's choice."""
 
     parts: tuple[Part, ...]
     axes: int = 1

@@ -1,22 +1,7 @@
 """The ways a placement can be put on again: the symmetries of a `Montage`, each a map of its
-channels (`ChannelMap`).
-
-An armband of n electrodes can be worn turned by any number of electrodes, or the other way
-round (mirrored); a square grid can be stuck on flipped or transposed; an EEG cap can be read
-with left and right swapped. Each part of a montage has its own set (`part_maps`):
-
-- ``"ring"``: the n rotations and the n mirrors (2n maps). Electrodes are numbered 1..n
-  around the ring as the part lists them; "rotation by k" puts electrode e's signal on
-  electrode e + k (mod n), "mirror k → (c − k) mod n" puts it on c − e (a residue 0 is
-  electrode n);
-- ``"grid"``: a square grid's 8 (the dihedral group of the square), a rectangular grid's 4;
-  a map that would put an electrode on an empty cell (a 13 x 5 grid's corner) is left out;
-- ``"scalp"``: the identity and the left–right mirror, when every electrode has its mirror
-  (`scalp_partners`);
-- ``"points"``: the identity only.
-
-A montage of several parts takes every combination of its parts' maps (`montage_maps`); to
-put a recording back, read channel j from channel ``moved_to[j]`` (``x[:, moved_to]``).
+channels (`ChannelMap`): a part's own (`part_maps`; which, per kind of part: docs/concepts.md,
+"Electrode placements"), and every combination of them for a montage (`montage_maps`). To put a
+recording back, read channel j from channel ``moved_to[j]`` (``x[:, moved_to]``).
 
 >>> from emg_lens.geometry import ring
 >>> [m.name for m in montage_maps(Montage((ring("band", 4),)))]  # doctest: +NORMALIZE_WHITESPACE
@@ -173,7 +158,7 @@ def _unpaired(part: Part) -> str:
 
 
 def part_maps(part: Part) -> list[tuple[str, list[int]]]:
-    """A part's symmetries (the module says which): ``(name, moved)`` with ``moved[i]`` the
+    """A part's symmetries (docs/concepts.md says which): ``(name, moved)`` with ``moved[i]`` the
     position in ``part.electrodes`` where electrode ``part.electrodes[i]``'s signal lands;
     the identity first.
 

@@ -44,8 +44,7 @@ _TEMPORAL = {"FT": "FC", "T": "C", "TP": "CP"}  # the lateral rows: their 7, 8, 
 @checked
 def standard_name(name: str, renamed: bool = True) -> str:
     """``name`` upper-cased, without an ``EEG`` prefix or a reference suffix (``-REF``...) or
-    trailing dots, the old names T3/T4/T5/T6 renamed T7/T8/P7/P8 (unless not ``renamed``), as
-    EDF files write them.
+    trailing dots, the old names T3/T4/T5/T6 renamed T7/T8/P7/P8 (unless not ``renamed``).
 
     >>> standard_name("EEG FP1-REF"), standard_name("t3"), standard_name("Cz..")
     ('FP1', 'T7', 'CZ')

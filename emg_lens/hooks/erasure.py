@@ -1,13 +1,10 @@
 """Concept erasure at a token group, as a TransformerLens hook, and the placebo beside it.
 
 A LEACE eraser (Belrose et al. 2023, arXiv 2306.03819), fitted by EleutherAI's
-``concept-erasure`` (`LeaceEraser.fit` with its defaults), and its norm-matched placebo: what
-they guarantee and how a study reads them, docs/guide/what-an-edge-carries.md, "Erasing a
-concept". The representation is a token group's vectors **side by side** (``[window, tokens *
-d_model]``), as `emg_lens.inspect.probes` reads a group, so the guarantee covers a probe of the
-whole group (one eraser per token would leave what a probe reads by combining them).
-`fit_erasers` fits one per hook point in forward order, each on the activations the erasers
-before it leave; a `TokenEraser` is the hook.
+``concept-erasure`` (`LeaceEraser.fit` with its defaults) on a token group's vectors side by
+side (``[window, tokens * d_model]``, as `emg_lens.inspect.probes` reads a group: one eraser
+per token would leave what a probe reads by combining them), and its norm-matched placebo;
+what they guarantee: docs/guide/what-an-edge-carries.md, "Erasing a concept".
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet
@@ -201,7 +198,7 @@ class TokenEraser(_GroupEdit):
         return flat - (delta @ right.mH) @ left.mH
 
     def placebo(self, seed: int = 0) -> PlaceboEraser:
-        """The norm-matched random-subspace placebo of this eraser (module docstring),
+        """The norm-matched random-subspace placebo of this eraser (the guide's),
         seeded by ``seed`` (an int in 0..2**31-1, `emg_lens.errors.check_seed`)."""
         from transformer_lens.tools.analysis import random_basis
 

@@ -175,8 +175,7 @@ def compile_edges(edges: EdgesLike, model: Any, layers: Iterable[int] | None = N
     ``layers`` (all the blocks of ``model`` when None) against the model's layout and heads:
     every entrance that turns an edge set into masks comes here. Refused by name: a layer the
     model lacks, and a cut that selects no edge in any layer (it would change nothing); a
-    layer named where the edge set selects nothing, while it selects edges elsewhere, is
-    warned of once.
+    layer named where it selects nothing (but edges elsewhere) is warned of once.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet

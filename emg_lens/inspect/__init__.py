@@ -1,17 +1,10 @@
 """Look inside, not only ablate: circuit-style inspection of emg_lens encoders. Each analysis
 returns a tidy pandas DataFrame and has a figure in `emg_lens.inspect.plots`:
 
-- `attention_flow` / `edge_mass`: attention mass between token groups, or over an edge set;
-- `qk_circuit` / `ov_circuit`: from the weights alone, which channel a head wants to read and
-  what it writes into the class logits;
-- `head_importance`: the causal effect of cutting each head's edges in one layer, beside the
-  attention mass on them; `direct_attribution`: each component's contribution to the
-  correct-class logit; `distribution_shift`: how far a mask moves the residual streams;
-- `train_features` (a TopK autoencoder of channel tokens, `Features`, `load_features`);
-  `probe_tokens` (linear probes per layer, with control tasks); `erase_concept` (a LEACE
-  eraser as a hook, `ConceptErasure`); `interchange` (interchange interventions and their
-  IIA); `token_rows` / `token_positions` (a token group as the positions TransformerLens's
-  ``tools.analysis`` takes);
+- attention mass: `attention_flow`, `edge_mass`; from the weights alone: `qk_circuit`,
+  `ov_circuit`; causal effects: `head_importance`, `direct_attribution`, `distribution_shift`;
+- what tokens carry: `train_features`, `probe_tokens`, `erase_concept`, `interchange`, and
+  `token_rows` / `token_positions` for TransformerLens's ``tools.analysis``;
 - activation patching for ``[batch, channels, time]`` inputs: `patch_heads`,
   `patch_residual`, `patch_token_group`, `run_patched`, and `tl_index_df` for
   TransformerLens's position-indexed helpers.

@@ -142,9 +142,6 @@ def ov_circuit(
     )
 
 
-# ----------------------------------------------------------------------------- helpers
-
-
 def _heads(model: Any, layer: Any, head: Any) -> list[int]:
     """The heads a table covers, after checking the model, ``layer`` and ``head``."""
     check_model(model)

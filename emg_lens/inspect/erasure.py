@@ -1,9 +1,7 @@
-"""Erasing a concept from a token group: `erase_concept` fits a LEACE eraser
-(`emg_lens.hooks.erasure`) of a concept (one value per window) at a hook point and token group
-on a model's training windows, as a TransformerLens hook; `ConceptErasure.report` scores a
-fresh probe of the concept on held-out trials before and after it and under its placebo. What
-the concepts can be, the placebo, and how to read the report:
-docs/guide/what-an-edge-carries.md, "Erasing a concept".
+"""Erasing a concept from a token group (`erase_concept`, with `emg_lens.hooks.erasure`'s
+eraser), and the report of a fresh probe before, after and under the placebo
+(`ConceptErasure.report`); how to read it: docs/guide/what-an-edge-carries.md, "Erasing a
+concept".
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet

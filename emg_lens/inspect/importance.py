@@ -1,14 +1,10 @@
 """Head importance: the causal effect of cutting one head's edges in one layer, next to the
 attention mass those edges carry.
 
-For every kind of edge (by default unimodal and cross-modal) and every (layer, head), the head's
-edges of that kind are masked in that layer alone and the metric is measured again — the
-"token-group contribution" the IsoNet paper proposes for specialising heads. The grid is a
-study spec (``heads = [[0], [1], ...]``, layer mode ``individual``) run by `run_study`, so it
-shares the runner's batching and its check that every mask took effect. The attention mass of
-the same edges (`emg_lens.inspect.flow.edge_mass`) is reported beside each effect, with their
-Spearman correlation (`mass_effect_correlation`): a head may attend a lot over edges it does
-not need, or little over edges it does."""
+The "token-group contribution" the IsoNet paper proposes for specialising heads, run as a study
+grid (``heads = [[0], [1], ...]``, layer mode ``individual``) by `run_study`, so it shares the
+runner's batching and its check that every mask took effect. The mass sits beside the effect
+because a head may attend a lot over edges it does not need, or little over edges it does."""
 
 from __future__ import annotations
 

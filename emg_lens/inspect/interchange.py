@@ -1,14 +1,13 @@
 """Interchange interventions (Geiger et al.): run a base window with one part of its computation
 taken from a paired source window, and see whether the prediction follows the source.
 
-The part is a token group's residual stream entering a layer (``group=``), or the attention
-output that flows through an edge set in that layer (``edges=``: per head, the base's share of
-``z[q] = sum_k pattern[q, k] v[k]`` through those edges replaced by the source's, exactly).
-The interchange intervention accuracy (IIA) is the share of intervened predictions equal to the
-source's label over pairs whose labels differ; its 95 % interval counts trials, not pairs
-(docs/DESIGN.md §15; docs/concepts.md, "Statistics", says which interval each kind of pair
-gets). Subjects are never pooled: `over_subjects` gives their mean IIA with a t interval over
-subjects beside each one's own (docs/guide/what-an-edge-carries.md, first section).
+The part is a token group's residual stream (``group=``) or, exactly, the share of each head's
+``z[q] = sum_k pattern[q, k] v[k]`` through an edge set (``edges=``). The interchange
+intervention accuracy (IIA) is the share of intervened predictions equal to the source's label
+over pairs whose labels differ; its 95 % interval counts trials, not pairs (docs/DESIGN.md §15;
+docs/concepts.md, "Statistics", says which interval each kind of pair gets). Subjects are never
+pooled: `over_subjects` gives their mean IIA with a t interval over subjects beside each one's
+own (docs/guide/what-an-edge-carries.md, first section).
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """Activation patching for signal inputs ``[batch, channels, time]``: run the corrupted input
 with the chosen slice of the clean run's activations written in, and measure how much of the
-clean metric it restores, ``restored = (patched - corrupted) / (clean - corrupted)``.
-`run_patched` does one run; `patch_heads`, `patch_residual` and `patch_token_group` sweep
-heads, positions or a token group over layers into tidy tables. TransformerLens's
-position-indexed helpers take the layout's positions from `tl_index_df`
-(docs/guide/notebook.md, "TransformerLens habits"); its all-position head helpers work
-unchanged.
+clean metric it restores, ``restored = (patched - corrupted) / (clean - corrupted)``. Which of
+TransformerLens's own patching helpers work unchanged, and how the position-indexed ones take
+the layout's positions (`tl_index_df`): docs/guide/notebook.md, "TransformerLens habits".
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet

@@ -1,12 +1,8 @@
 """What edges carry, for a folder of models: the tables and figures ``emg-lens probe`` writes.
 
-`probe_models` runs `probe_tokens` on every subject's model (its test windows; folds that
-keep each trial's windows together, `emg_lens.inspect.probes.fold_windows`), and, when
-asked, `interchange` of a token group at every layer between windows of the chosen classes of
-one repetition (its interval resampling the pairs' trials); with ``cut`` both run once more
-with that edge set masked in every layer, so a table shows what the probe finds with the edges
-and without them. `ProbeReport.save` writes the tables, the figures and ``report.html``
-through `emg_lens.output.save_outputs`."""
+`probe_models` (probes and interchange on each subject's model, with and without ``cut``, so a
+table shows what the probe finds with the edges and without them) and `probe_subjects`;
+`ProbeReport.save` writes the tables, the figures and ``report.html``."""
 
 from __future__ import annotations
 

@@ -1,11 +1,8 @@
-"""Linear probes on token groups: what a layer's channel tokens carry, layer by layer.
-`probe_tokens` caches one hook point per layer once and fits a cross-validated logistic
-regression (ridge scored by R² for a float target) per layer and group. Each probe is paired
-with a *control task* (Hewitt & Liang, 2019): every trial's label replaced by another trial's
-(relabelling classes would be no control at all); ``selectivity = accuracy -
-control_accuracy``, and with few trials the control is one draw of a permutation null, so read
-``accuracy`` against ``chance`` first (docs/guide/what-an-edge-carries.md, first section).
-Folds keep each trial's windows together (docs/DESIGN.md §15; the rule: `fold_windows`).
+"""Linear probes on token groups: what a layer's channel tokens carry, layer by layer
+(`probe_tokens`), each beside a *control task* (Hewitt & Liang, 2019: every trial's label
+replaced by another trial's; relabelling classes would be no control at all), in folds that
+keep each trial's windows together (`fold_windows`). How to read them, and why trials:
+docs/guide/what-an-edge-carries.md, first section.
 """
 
 from __future__ import annotations

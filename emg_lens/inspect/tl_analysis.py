@@ -6,8 +6,7 @@ per example; a token group is several, so `token_rows` lays windows out as rows,
 and token of the group (window-major), and `TokenRows.per_row` gives each row its window's
 label. Base and source rows of the same length pair up row by row. ``task_logits`` is the model
 itself, in eval mode. The recipe, with DAS, the placebo and both controls: the guide page "What
-an edge carries"; the TransformerLens names used are pinned by
-``tests/unit/inspect/test_tl_analysis.py``.
+an edge carries".
 
 >>> from transformer_lens.tools.analysis import collect_activations
 >>> from emg_lens import EncoderConfig

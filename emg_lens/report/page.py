@@ -1,12 +1,9 @@
 """``report.html``: one self-contained page per output folder, to open in a browser or print.
 
 `write_report` reads what a study, a discovery or an inspection wrote into a folder and writes
-``report.html`` beside it (what it holds: docs/guide/reports.md, "One report per run"). It is
-safe to send: nothing is fetched, every text of the folder is escaped
-(`emg_lens.report.markdown`), no HTML of the folder is embedded (the attention view is rebuilt
-from its numbers in a sandboxed frame, `emg_lens.report.view`), and only regular files inside
-the folder are read (`emg_lens.report.folder`). The folder's ``outputs.json`` orders its
-figures and tables; without one they are shown in name order."""
+``report.html`` beside it (what it holds: docs/guide/reports.md, "One report per run"; why it
+is safe to send: `emg_lens.report`). The folder's ``outputs.json`` orders its figures and
+tables; without one they are shown in name order."""
 
 from __future__ import annotations
 

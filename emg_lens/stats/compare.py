@@ -259,11 +259,10 @@ def _check_paired(masked: np.ndarray, baseline: np.ndarray, what: str) -> None:
 
 
 def sign_flip_p(differences: ArrayLike) -> Float[np.ndarray, " rows"]:
-    """The two-sided sign-flip permutation p of the mean of each row of paired
-    ``differences`` (one per subject, or per held-out block): exact over all ``2**n`` sign
-    patterns up to `EXACT_MAX_N` (never below ``2 / 2**n``), else a seeded Monte Carlo draw of
-    `PERMUTATIONS` patterns (TransformerLens's ``sign_flip_permutation_pvalue``). A row with a
-    NaN gets NaN.
+    """The two-sided sign-flip permutation p of the mean of each row of paired ``differences``
+    (one per subject, or per held-out block): exact over all ``2**n`` sign patterns up to
+    `EXACT_MAX_N` (never below ``2 / 2**n``), else a seeded Monte Carlo draw of `PERMUTATIONS`
+    patterns (TransformerLens's ``sign_flip_permutation_pvalue``); NaN for a row with a NaN.
 
     >>> sign_flip_p([[1.0, 2.0, 3.0], [1.0, -1.0, 0.5]]).round(3).tolist()
     [0.25, 1.0]

@@ -135,8 +135,7 @@ def tost_max_sd(n: int, bound: float, skew_floor: float = 0.0) -> float:
     """The largest spread (standard deviation) ``n`` values may have for `tost` to show their
     mean within ``±bound`` at 5 %: ``bound · √n / t_{0.95, n - 1}``, reached when their mean
     is 0 (less the further it is from 0), and with ``skew_floor`` (the skewness `tost` assumes
-    at least) ``t`` moved out as `skew_t_interval` moves it; 0 below 2 values, which no t-test
-    takes.
+    at least) ``t`` moved out as `skew_t_interval` moves it; 0 below 2 values (no t-test).
 
     >>> [round(tost_max_sd(n, 5.0), 2) for n in (1, 2, 3, 8)]  # a ±5 % margin
     [0.0, 1.12, 2.97, 7.46]

@@ -239,8 +239,7 @@ def design_effects(
     hits: Float[np.ndarray, "stack window"], trials: Int[np.ndarray, " window"]
 ) -> list[tuple[float, float]]:
     """`design_effect` of each row of ``hits`` (several conditions' hits on the same windows),
-    each exactly what `design_effect` gives the row alone: every sum runs along a row, as it
-    runs along the row alone.
+    each exactly what `design_effect` gives the row alone (every sum runs along the row).
 
     >>> design_effects(np.array([[1, 1, 1, 0, 0, 0], [1, 0, 1, 0, 1, 0]], float),
     ...                np.array([0, 0, 0, 1, 1, 1]))

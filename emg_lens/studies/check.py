@@ -1,10 +1,6 @@
-"""Checking a study before it runs (``emg-lens study check``), what every kind shares:
-`check_target` finds what a study is checked against (its models, each checkpoint opened as
-the run would, its weights' header but not its weights, or with no models found a preset's
-layout), `code_note` lists the Python files it names (located and hashed, never run), and
-`text_table` lays out rows as the command line prints them. Each kind's own check
-(`emg_lens.studies.ablation.check`, the training, regression and discovery kinds') builds on
-them.
+"""Checking a study before it runs (``emg-lens study check``), what every kind's own check
+builds on: what a study is checked against (`check_target`), the Python files it names, never
+run (`code_note`), and rows laid out as the command line prints them (`text_table`).
 """
 
 from __future__ import annotations

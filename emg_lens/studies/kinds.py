@@ -1,10 +1,8 @@
 """Study kinds behind one interface: a study file read once (TOML or YAML, `read_study_file`),
 its ``kind`` (default ``"ablation"``) picking a spec, a runner and a result (`KINDS`: ablation,
 training, discovery, regression; docs/guide/studies.md). `load_spec` builds the kind's spec;
-`run` and `check_study` dispatch on it. Each kind's module defines its `StudyKind`, which
-`KINDS` names as ``"module:attribute"`` and imports on first use, as an entry point would: the
-discovery kind lives a layer above this package, so the studies layer names it without
-importing it.
+`run` and `check_study` dispatch on it. `KINDS` names each kind's `StudyKind` as
+``"module:attribute"``, imported on first use: the discovery kind lives a layer above.
 
 >>> load_spec({"kind": "discovery", "name": "c", "models": "demo"}).tau
 0.05
@@ -190,8 +188,6 @@ def check_study(spec: Any, *, flags: Mapping[str, str] | None = None, **options:
     spec, kind, given = _dispatch(spec, options, flags)
     return kind.check(spec, **given)
 
-
-# ----------------------------------------------------------------------------- study files
 
 T = TypeVar("T")
 

@@ -1,7 +1,5 @@
-"""The marks every study's figures draw: `draw_box` (a box of per-subject values, the ablation
-study's boxplots and the training study's figure) and `draw_bar` (their mean as a bar, the
-ablation study's per-class changes), each in one slot of several side by side around a group,
-in the slot's colour (`legend_patches`: the legend of those colours).
+"""The marks every study's figures draw: `draw_box` (the ablation study's boxplots and the
+training study's figure) and `draw_bar` (the ablation study's per-class changes).
 """
 
 from __future__ import annotations

@@ -177,10 +177,6 @@ class Spec:
         return type(self).from_dict({**self.to_dict(), **changes}, **unsaved)
 
 
-def _default_claims_test(value: str, spec: Any) -> bool:
-    return value == PAIRED
-
-
 @checked
 @dataclass(frozen=True)
 class StatsSpec(Spec):
@@ -193,7 +189,7 @@ class StatsSpec(Spec):
     test: str = "mannwhitneyu"
     correction: str = "bonferroni"
     family: str = "mode"  # the paper corrects over all comparisons of one layer mode
-    claims_test: str = field(default=PAIRED, metadata=file_key(omit=_default_claims_test))
+    claims_test: str = field(default=PAIRED, metadata=file_key(omit=lambda v, s: v == PAIRED))
 
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from emg_lens.errors import SpecError, check_int, check_ints, check_type
+from emg_lens.errors import SpecError, check_ints, check_type
 
 
 def refuse_unknown(section: str, data: dict, allowed: set[str]) -> None:
@@ -136,20 +136,6 @@ def check_subjects(value: Any, key: str, minimum: int | None = None) -> tuple[in
         raise SpecError(f"{key} = [] selects no subject; accepted: {accepted}")
     refuse_repeats(key, list(subjects))
     return subjects
-
-
-def check_spec_int(value: Any, key: str, minimum: int = 1) -> int:
-    """``value`` when it is an integer >= ``minimum`` (default 1; 0 for a count that may be
-    none, such as ``train.warmup_epochs``; not a boolean).
-
-    >>> check_spec_int(3, "data.window")
-    3
-    >>> check_spec_int(0, "data.window")
-    Traceback (most recent call last):
-    ...
-    emg_lens.errors.SpecError: data.window must be a positive int, got 0
-    """
-    return check_int(value, key, minimum, None, SpecError)
 
 
 def check_table(value: Any, key: str) -> dict:

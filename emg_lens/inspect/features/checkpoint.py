@@ -56,9 +56,7 @@ def write_sae(out_dir: str | Path, sae: TopKSAE, fields: dict[str, Any]) -> list
 
 def read_sae(path: str | Path, model: Any) -> tuple[TopKSAE, dict[str, Any]]:
     """The autoencoder `write_sae` wrote into ``path`` and its info (``config`` read back as a
-    `FeatureConfig`). Refused with a `CheckpointError`: a folder without them, another
-    format, weights of other shapes or not finite, and a ``model`` other than the one they
-    were trained on (its digest, `emg_lens.provenance.model_digest`). See `write_sae`."""
+    `FeatureConfig`); what it refuses, `load_features` lists (a `CheckpointError`)."""
     path = Path(path)
     info = _read_info(path)
     config: FeatureConfig = info["config"]

@@ -1,7 +1,6 @@
 """The sparse autoencoder and its training: `TopKSAE` (Gao et al. 2024: each token rebuilt from
 its ``k`` largest feature activations, every decoder direction of unit norm) and `fit_sae`
-(Adam on the variance-normalised error, with an auxiliary loss that lets dead features learn
-the error)."""
+(Adam on the variance-normalised error, an auxiliary loss letting dead features learn it)."""
 
 from __future__ import annotations
 

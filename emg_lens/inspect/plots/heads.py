@@ -263,9 +263,6 @@ def plot_mass_vs_effect(table: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-# ------------------------------------------------------------------------------- attribution
-
-
 @checked
 def plot_attribution(table: pd.DataFrame) -> plt.Figure:
     """Direct attribution from `direct_attribution`, averaged over windows: bars per layer-level

@@ -1,10 +1,6 @@
-"""Checking an ablation study before it runs (``emg-lens study check``): what it would
-compute, on what, and what it can find, with no forward pass and no code of the study run.
-
-`check_ablation` checks the study against its models or a preset's layout
-(`emg_lens.studies.check.check_target`); it lists the Python files the study names (never
-run), the grid of conditions, the structural zeros, the design line the run's summary prints,
-and the claims the study declares (`claims_note`).
+"""Checking an ablation study before it runs (``emg-lens study check``, `check_ablation`):
+what it would compute, on what, and what it can find, with no forward pass and no code of the
+study run; its claims' design (`claims_note`).
 """
 
 from __future__ import annotations

@@ -1,13 +1,8 @@
 """Claims: what an ablation study expects, declared in its file before anything runs.
 
-A ``[[claims]]`` entry names an intervention of the study, the layers as its tables name
-them, the classes and what to expect; the keys and values it takes: docs/guide/studies.md,
-"Claims".
-
-`Claim` reads an entry; `check_claims` checks claims against the study that declares them,
-`matching_keys` finds a claim's condition among the study's and `class_indices` its classes
-among the models'. How the run tests a claim and what it concludes:
-`emg_lens.studies.ablation.verdicts`.
+A ``[[claims]]`` entry (`Claim`) names an intervention of the study, the layers as its tables
+name them, the classes and what to expect; the keys and values it takes: docs/guide/studies.md,
+"Claims". How the run tests a claim and what it concludes: `emg_lens.studies.ablation.verdicts`.
 
 >>> claim = Claim.from_dict({"intervention": "cross", "layers": "individual 1",
 ...                          "classes": [4, 5], "expect": "keep", "margin": 0.05})

@@ -1,10 +1,7 @@
-"""Erasure conditions of an ablation study (``erase = ...``), and the tables beside their cuts;
-docs/guide/what-an-edge-carries.md ("Erasing a concept") says what they fit, run and report.
-`ErasureFits` fits, per subject and layer set, a LEACE eraser at each layer's
-``hook_resid_pre`` in order, on the subject's training windows, which the study's held-out
-windows are scored with as hooks; the placebo (``<name>_placebo``) removes a seeded random
-subspace of the same rank. `erasure_table` tests each erasure's change against its placebo's,
-paired over subjects; `side_effects` lists the changes of the classes outside the concept.
+"""Erasure conditions of an ablation study (``erase = ...``), and the tables beside their cuts:
+the erasers (`ErasureFits`), each erasure tested against its placebo (`erasure_table`) and the
+classes outside the concept (`side_effects`); what they fit, run and report:
+docs/guide/what-an-edge-carries.md, "Erasing a concept".
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
 """Evaluating one subject's conditions: build each condition's per-layer masks, run them all
-as a prefix tree, verify that every mask took effect, refuse non-finite outputs, and score.
-How and why: docs/DESIGN.md §5 ("Evaluation", "Verification"). Every distinct prefix of the
-mask sequences is computed once; a layer's children run broadcast or stacked
-(`emg_lens.studies.ablation.stacking`); conditions with equal effects share one evaluation
-(`tree_plan` says what is left to run); outputs are scored in one pass per subject
-(`emg_lens.stats.metrics.score_stacked`). Input ablations, user hooks and erasures run as
-plain hooked forward passes.
+as a prefix tree, verify that every mask took effect, refuse non-finite outputs, and score
+(`emg_lens.stats.metrics.score_stacked`). How and why: docs/DESIGN.md §5 ("Evaluation",
+"Verification"); `tree_plan` says what is left to run.
 """
 
 from __future__ import annotations
@@ -48,9 +44,6 @@ from emg_lens.user_code import (
 
 VERIFY_WINDOWS = 4
 PROBE_ROWS = 64  # positions probed per readout call (see _readout_rows)
-
-
-# ----------------------------------------------------------------------------- plans
 
 
 @dataclass(frozen=True)
@@ -328,7 +321,7 @@ def _run_prefix_tree(
     form: ConditionForm | None,
     reads: _ModelReads,
 ) -> dict[tuple, torch.Tensor]:
-    """Outputs for every mask sequence, sharing all common prefixes (see module docstring);
+    """Outputs for every mask sequence, sharing all common prefixes (docs/DESIGN.md §5);
     each layer's masked children run in ``form``'s form (`emg_lens.studies.ablation.stacking`;
     None: the device's rule), which it records. Sequences computed as one (a dropped
     last-layer mask) share one output tensor, which `evaluate_subject` scores once."""
@@ -362,9 +355,6 @@ def _run_prefix_tree(
     return {seq: joined[canonical[seq]] for seq in sequences}
 
 
-# ----------------------------------------------------------------------------- verification
-
-
 @torch.inference_mode()
 def _verify(model, X: torch.Tensor, checks: list, table: _MaskTable, return_type: str) -> None:
     """Re-run a few windows of each condition (``checks``: its name, mask sequence and logits)
@@ -394,9 +384,6 @@ def _verify(model, X: torch.Tensor, checks: list, table: _MaskTable, return_type
             raise StudyError(
                 f"condition {name!r}: the hooked and batched paths disagree (by {diff:.3g})"
             )
-
-
-# ----------------------------------------------------------------------------- evaluation
 
 
 def _scored_output(

@@ -1,13 +1,12 @@
 """Planted vs found: does a study of models trained on synthetic data recover what was planted?
 
-The synthetic data (`emg_lens.data.synthetic.emg_acc`) plant two facts: interaction gestures
-collapse when cross-modal edges are cut (a drop claim), and sEMG-only and ACC-only gestures
-keep their accuracy (a keep claim within ±100 `PLANTED_MARGIN` %: an equivalence test, since a
-test of difference cannot show no change; docs/guide/studies.md). The demo's study file
-declares both (`planted_claims` says them in code; a test keeps the two equal), and
-`planted_findings` tests them on a study that does not, on its condition that cuts every
-cross-modal edge, scored on IsoNet's mean-pooled head (the CLS head has another route). The
-planted EEG (`PlantedEEG`, ``truth=``) plants the same facts about two scalp regions.
+The synthetic data plant two facts (docs/concepts.md, "What the synthetic data plant"):
+interaction gestures collapse when cross-modal edges are cut (a drop claim), the others keep
+their accuracy (a keep claim within ±100 `PLANTED_MARGIN` %). The demo's study file declares
+both (`planted_claims` says them in code; a test keeps the two equal), and `planted_findings`
+tests them on a study that does not, on its condition that cuts every cross-modal edge, scored
+on IsoNet's mean-pooled head (the CLS head has another route). The planted EEG (`PlantedEEG`,
+``truth=``) plants the same facts about two scalp regions.
 
 >>> groups = kind_groups({1: "emg", 2: "acc", 3: "interaction", 4: "interaction"}, [1, 2, 3, 4])
 >>> groups

@@ -1,11 +1,9 @@
 """`run_study`: expand a study grid, decide which cells need computing, compute, store, test.
 
 Per subject, the runner plans the grid and its cells' provenance (`plan_subject`), reads the
-stored cells that still match, claims the subject against other processes sharing the store,
-and has `emg_lens.studies.ablation.evaluate` compute the rest; then it builds the result
-(`StudyResult`). Under ``torchrun`` (docs/guide/scale-out.md) each rank computes its share of
-the subjects into the one store, and rank 0 waits for the others' cells and alone writes the
-tables and figures. The scores and statistics are computed on the CPU.
+stored cells that still match, claims the subject against other processes sharing the store
+(``torchrun``'s ranks: docs/guide/scale-out.md), and has `emg_lens.studies.ablation.evaluate`
+compute the rest; then it builds the result (`StudyResult`), the statistics on the CPU.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
-"""How one layer of the prefix tree runs its masked children, and the rule that chooses:
-``"broadcast"`` (one block call per child, its mask broadcast over the window batch) or
-``"stacked"`` (children on the batch axis, one mask per row, at most `STACK_ROWS` rows and
-`STACK_MASK_ENTRIES` mask entries per call: fewer, larger calls, which a GPU rewards). Both
-give the same outputs (bit for bit on a CPU). `ConditionForm` is the rule (``"auto"``,
-``"timed"``, or a form by name) and its record (docs/guide/scale-out.md, "Conditions on the
-batch axis"); an attached model always broadcasts. A node's unmasked child runs alone, and the
-last layer computes only the query rows the readout reads (`LayerStep`).
+"""How one layer of the prefix tree runs its masked children: ``"broadcast"`` (one block call
+per child, its mask broadcast over the window batch) or ``"stacked"`` (children on the batch
+axis, one mask per row: fewer, larger calls, which a GPU rewards), and `ConditionForm`, the rule
+that chooses and its record (docs/guide/scale-out.md, "Conditions on the batch axis"). A node's
+unmasked child runs alone, and the last layer only at the query rows the readout reads
+(`LayerStep`).
 """
 
 from __future__ import annotations
@@ -24,12 +22,10 @@ from emg_lens.errors import ArgumentError
 
 FORMS = ("broadcast", "stacked")
 RULES = ("auto", "timed", *FORMS)
-# Rows per stacked call at most: on an H200 a demo-sized stand-in gained 1.9-11.5x while a
-# call held <= 256 windows and nothing at 1,024 (issue 60), so a larger call buys no speed.
-STACK_ROWS = 1024
-# Mask entries per stacked call at most: SDPA makes a float bias of a bool mask on a GPU
-# (4 bytes an entry), so this bounds that copy at 256 MiB.
-STACK_MASK_ENTRIES = 2**26
+# The caps of a stacked call and of a CPU call, and the measurements that set them:
+# docs/guide/scale-out.md, "Conditions on the batch axis".
+STACK_ROWS = 1024  # rows per stacked call at most
+STACK_MASK_ENTRIES = 2**26  # mask entries per stacked call: SDPA's float bias of 256 MiB
 # Masked children a layer needs before it is timed: a broadcast call and a stacked call of two
 # to warm up, then at least one timed broadcast and two timed stacked.
 MIN_TIMED = 6
@@ -39,12 +35,7 @@ CPU_MEASURED = (
     "idle cores: stacked / broadcast 1.16-1.20)"
 )
 
-# On a CPU a block call's widest activation stays under this many bytes: the window batch is
-# run in smaller calls where it would not. Larger calls spend their time faulting in fresh
-# pages (glibc serves an allocation over 32 MiB from mmap, anew on every call) and missing
-# the cache: a paper-preset block (49 tokens, q/k/v 1,536 wide) per window took 0.71-0.76x
-# the time at 32-64 windows a call that it took at 256 (2 threads; 0.78x on one).
-CPU_CALL_BYTES = 16 * 2**20
+CPU_CALL_BYTES = 16 * 2**20  # a CPU block call's widest activation at most
 
 Block = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 Node = tuple  # a mask-sequence prefix: its last entry is the child's mask id (None: unmasked)

@@ -1,10 +1,8 @@
 """The regression kind (``kind = "regression"``): edges cut in a regressor of one contraction's
-force, tested over its held-out time blocks (`cuts`); resumable in the provenance-keyed store.
-A study file (`studies/hdsemg_force_grid.toml`) names its ``recording`` (an OT BioLab+ export,
-`read_otb`) and ``target``; the store keeps the trained model, the baselines and one cell per
-cut, and ``[stats]`` is not part of the fingerprint (the statistics are computed from the
-cells). Outputs: ``summary.csv``, ``blocks.csv``, ``baselines.csv`` and the ``cuts`` figure
-(`RegressionStudyResult`); the guide: docs/guide/recordings.md.
+force, tested over its held-out time blocks (`cuts`); resumable in the provenance-keyed store,
+which keeps the trained model, the baselines and one cell per cut (``[stats]`` is not part of
+the fingerprint: the statistics are computed from the cells). The study file and the outputs
+(`RegressionStudyResult`): docs/guide/recordings.md.
 """
 
 from emg_lens.studies.regression.cuts import CUT_COLUMNS, block_errors, cut_table, regression_cuts

@@ -16,11 +16,17 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypedDict
 
 from emg_lens.edges import parse
-from emg_lens.errors import ArgumentError, SpecError, check_choice, check_number, check_seed
+from emg_lens.errors import (
+    ArgumentError,
+    SpecError,
+    check_choice,
+    check_int,
+    check_number,
+    check_seed,
+)
 from emg_lens.studies.spec_base import Spec
 from emg_lens.studies.validate import (
     check_list,
-    check_spec_int,
     check_string,
     check_table,
     refuse_repeats,
@@ -65,7 +71,7 @@ def _section(data: dict[str, Any], key: str, defaults: Mapping[str, Any]) -> dic
         elif name == "seed":
             out[name] = check_seed(value, where, SpecError)
         else:
-            out[name] = check_spec_int(value, where, minimum=0 if name == "warmup_epochs" else 1)
+            out[name] = check_int(value, where, int(name != "warmup_epochs"), error=SpecError)
     return out
 
 

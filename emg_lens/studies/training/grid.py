@@ -31,7 +31,7 @@ from emg_lens.errors import (
 )
 from emg_lens.hooks.ablation import channel_range
 from emg_lens.studies.spec_base import Spec, file_key, is_none
-from emg_lens.studies.validate import check_spec_int, refuse_repeats
+from emg_lens.studies.validate import refuse_repeats
 
 AXES_PER_ELECTRODE = {"acc": 3}
 """Channels one electrode of a modality records (other modalities: 1). ACC channels are
@@ -159,7 +159,7 @@ class TrainingInput(Spec):
             available, axes = electrodes[modality], AXES_PER_ELECTRODE.get(modality, 1)
             what = f"{available} {modality} electrodes" + (f" of {axes} axes" if axes > 1 else "")
             check_int(count, f"{where}.channels.{modality} (of {what})", 1, available, SpecError)
-        trials = check_spec_int(data.get("trials", 1), f"{where}.trials")
+        trials = check_int(data.get("trials", 1), f"{where}.trials", 1, error=SpecError)
         return {"name": name, "channels": tuple(channels.items()), "trials": trials}
 
     @property

@@ -1,9 +1,6 @@
-"""`run_training_study`: train and score every cell of a training study, subject by subject,
-storing each cell as it finishes so that a rerun trains only the missing ones.
-
-Under ``torchrun`` the ranks share the subjects as an ablation study's do
-(`emg_lens.studies.ablation.runner`), each model trained on one process (no gradient averaging
-across ranks): a cell's result does not depend on how many processes ran the study."""
+"""`run_training_study`, subject by subject. Under ``torchrun`` the ranks share the subjects as
+an ablation study's do, each model trained on one process (no gradient averaging across ranks):
+a cell's result does not depend on how many processes ran the study."""
 
 from __future__ import annotations
 

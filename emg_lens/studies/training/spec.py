@@ -41,6 +41,7 @@ from emg_lens.errors import (
     EmgLensError,
     SpecError,
     check_choice,
+    check_int,
     check_number,
     check_seed,
 )
@@ -50,7 +51,6 @@ from emg_lens.studies.spec_base import Spec, StatsSpec, file_key, is_none
 from emg_lens.studies.training.grid import AXES_PER_ELECTRODE, TrainingCell, TrainingInput
 from emg_lens.studies.validate import (
     check_list,
-    check_spec_int,
     check_subjects,
     check_table,
     refuse_repeats,
@@ -141,8 +141,8 @@ class TrainingData(Spec):
             "dataset": dataset,
             "root": None if root is None else str(root),
             "segment": segment,
-            "window": check_spec_int(data.get("window", cls.window), "data.window"),
-            "step": check_spec_int(data.get("step", cls.step), "data.step"),
+            "window": check_int(data.get("window", cls.window), "data.window", 1, error=SpecError),
+            "step": check_int(data.get("step", cls.step), "data.step", 1, error=SpecError),
             "exercises": tuple(exercises),
             "synthetic": tuple(sorted(synthetic.items())),
         }
