@@ -30,7 +30,9 @@ the circuits each ranking builds and their ``cmd_gap``, the top-10 Jaccard index
 trial-disjoint halves of the windows, and the planted candidate's rank and whether verify
 measured it; ``verified_groups`` the same for ``verify(groups=1, flagged=8)`` (group testing
 over layer 0's candidates, `VERIFY_GROUPS`, timed as ``speedup_verified_groups``), with its
-group passes (each on an eighth of the windows) and the candidates they cleared.
+group passes (each on an eighth of the windows) and the candidates they cleared;
+``verified_groups_default`` for ``verify(groups=1)`` at its default 12 flags
+(``speedup_verified_groups_default``).
 
 ``--preset paper`` and ``--quick``:
 
@@ -721,6 +723,11 @@ def screen_vs_grids(
                 top=VERIFY_TOP, batch_size=n_windows, **VERIFY_GROUPS
             )
         ),
+        "screen_verify_groups_default": lambda: screened.update(
+            verified_groups_default=screen(model, data, base=base, **settings).verify(
+                top=VERIFY_TOP, batch_size=n_windows, groups=VERIFY_GROUPS["groups"]
+            )
+        ),
         "one_at_a_time": lambda: exact.append(
             one_at_a_time(model, X, y, family, "avg_logits", base, per_window=True)
         ),
@@ -733,7 +740,7 @@ def screen_vs_grids(
     changes = exact[-1]
     effects = changes.mean(1)
     verified = screened.pop("verified").table.sort_index()
-    grouped = screened.pop("verified_groups")
+    grouped = {k: screened.pop(k) for k in ("verified_groups", "verified_groups_default")}
     out = {
         "benchmark": "screen_vs_exact",
         "preset": "planted-paper",
@@ -751,7 +758,13 @@ def screen_vs_grids(
         "verified": _verified_view(
             model, X, y, family, base, changes, data, verified, planted=PAPER_PLANTED["planted"]
         ),
-        "verified_groups": _verified_view(
+    }
+    for name, budgets in (
+        ("verified_groups", VERIFY_GROUPS),
+        ("verified_groups_default", {"groups": VERIFY_GROUPS["groups"]}),
+    ):
+        view = grouped[name]
+        out[name] = _verified_view(
             model,
             X,
             y,
@@ -759,12 +772,10 @@ def screen_vs_grids(
             base,
             changes,
             data,
-            grouped.table.sort_index(),
+            view.table.sort_index(),
             planted=PAPER_PLANTED["planted"],
-            budgets=VERIFY_GROUPS,
-        )
-        | {k: grouped.agreement[k] for k in ("group_passes", "cleared")},
-    }
+            budgets=budgets,
+        ) | {k: view.agreement[k] for k in ("group_passes", "cleared")}
     unmasked = {"atp": screen(model, data, **settings)}
     unmasked["ig"] = screen(model, data, estimator="ig", ig_steps=ig_steps, **settings)
     unmasked["relp"] = screen(model, data, estimator="relp", **settings)
@@ -776,7 +787,11 @@ def screen_vs_grids(
     for name, t in times.items():
         out[f"{name}_s"] = spread(t)
     runs_by = (("", "screen"), ("_ig", "screen_ig"), ("_relp", "screen_relp"))
-    verify_runs = (("_verified", "screen_verify"), ("_verified_groups", "screen_verify_groups"))
+    verify_runs = (
+        ("_verified", "screen_verify"),
+        ("_verified_groups", "screen_verify_groups"),
+        ("_verified_groups_default", "screen_verify_groups_default"),
+    )
     for suffix, run in (*runs_by, *verify_runs):
         for grid in ("one_at_a_time", "runner"):
             ratios = [g / s for s, g in zip(times[run], times[grid])]
