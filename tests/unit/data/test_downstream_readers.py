@@ -98,6 +98,12 @@ BAD_INPUTS = [
         "wrong channels: expected 8",
     ),
     (
+        "epn-non-numbers",
+        lambda r: _epn(r, **{"trainingSamples/idx_2/emg/ch3": ["a"] * 60}),
+        "epn",
+        "'emg' holds non-numbers",
+    ),
+    (
         "epn-nan",
         lambda r: _epn(r, **{"trainingSamples/idx_2/emg/ch3": [float("nan")] * 60}),
         "epn",
@@ -164,12 +170,19 @@ BAD_INPUTS = [
         "wrong channel count: expected 16",
     ),
     ("db8-nan", lambda r: _db8(r, emg=_nan_emg), "db8", "NaN"),
+    (
+        "db8-no-acquisition",
+        lambda r: (_db8(r).with_name("S1_E1_A2.mat").unlink(), r)[1],
+        "db8-a2",
+        "no NinaPro DB8 file S1_E1_A2.mat",
+    ),
 ]
 
 READERS = {
     "epn": lambda root: epn612.load_epn612(root, 1),
     "uci": lambda root: uci_gestures.load_uci_gestures(root, 1),
     "db8": lambda root: ninapro_db8.load_ninapro_db8(root, 1, acquisitions=(1,)),
+    "db8-a2": lambda root: ninapro_db8.load_ninapro_db8(root, 1, acquisitions=(2,)),
 }
 
 
