@@ -317,6 +317,17 @@ def test_db8_store_holds_targets_and_the_acquisition_split(tmp_path):
     assert set(WindowStore(test).repetition.tolist()) == {3}
     with pytest.raises(ArgumentError, match="z-scored per recording"):
         build_window_store("ninapro-db8", tmp_path / "n.h5", root=tmp_path, normalize="minmax")
+    with pytest.raises(ArgumentError, match=r"ninapro-db8 windows take options .*got \['bogus'\]"):
+        build_window_store("ninapro-db8", tmp_path / "o.h5", root=tmp_path / "db8",
+                           downstream={"bogus": 1}, progress=False)  # fmt: skip
+
+
+def test_a_stretch_too_short_to_filter_is_named():
+    from emg_lens.data.windows.downstream import thesis_preprocess
+
+    spec = DownstreamPreprocess("epn612", 200.0, 2)
+    with pytest.raises(DataFormatError, match="trial 3: 20 samples, too short to filter: 28"):
+        thesis_preprocess(np.zeros((20, 2)), spec, "trial 3")
 
 
 def test_synth_formats_write_what_windows_reads(tmp_path):
