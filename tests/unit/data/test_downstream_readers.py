@@ -98,6 +98,12 @@ BAD_INPUTS = [
         "wrong channels: expected 8",
     ),
     (
+        "epn-non-numbers",
+        lambda r: _epn(r, **{"trainingSamples/idx_2/emg/ch3": ["a"] * 60}),
+        "epn",
+        "'emg' holds non-numbers",
+    ),
+    (
         "epn-nan",
         lambda r: _epn(r, **{"trainingSamples/idx_2/emg/ch3": [float("nan")] * 60}),
         "epn",
@@ -164,12 +170,19 @@ BAD_INPUTS = [
         "wrong channel count: expected 16",
     ),
     ("db8-nan", lambda r: _db8(r, emg=_nan_emg), "db8", "NaN"),
+    (
+        "db8-no-acquisition",
+        lambda r: (_db8(r).with_name("S1_E1_A2.mat").unlink(), r)[1],
+        "db8-a2",
+        "no NinaPro DB8 file S1_E1_A2.mat",
+    ),
 ]
 
 READERS = {
     "epn": lambda root: epn612.load_epn612(root, 1),
     "uci": lambda root: uci_gestures.load_uci_gestures(root, 1),
     "db8": lambda root: ninapro_db8.load_ninapro_db8(root, 1, acquisitions=(1,)),
+    "db8-a2": lambda root: ninapro_db8.load_ninapro_db8(root, 1, acquisitions=(2,)),
 }
 
 
@@ -304,6 +317,17 @@ def test_db8_store_holds_targets_and_the_acquisition_split(tmp_path):
     assert set(WindowStore(test).repetition.tolist()) == {3}
     with pytest.raises(ArgumentError, match="z-scored per recording"):
         build_window_store("ninapro-db8", tmp_path / "n.h5", root=tmp_path, normalize="minmax")
+    with pytest.raises(ArgumentError, match=r"ninapro-db8 windows take options .*got \['bogus'\]"):
+        build_window_store("ninapro-db8", tmp_path / "o.h5", root=tmp_path / "db8",
+                           downstream={"bogus": 1}, progress=False)  # fmt: skip
+
+
+def test_a_stretch_too_short_to_filter_is_named():
+    from emg_lens.data.windows.downstream import thesis_preprocess
+
+    spec = DownstreamPreprocess("epn612", 200.0, 2)
+    with pytest.raises(DataFormatError, match="trial 3: 20 samples, too short to filter: 28"):
+        thesis_preprocess(np.zeros((20, 2)), spec, "trial 3")
 
 
 def test_synth_formats_write_what_windows_reads(tmp_path):

@@ -336,3 +336,97 @@ def test_channel_targets_that_are_no_class_label_are_refused_by_name(kwargs, wha
     with pytest.raises(DataFormatError, match=r"targets_from='channels'.*one whole-number") as e:
         SubjectData.from_windows_dataset(_channel_targets(**kwargs))
     assert what in str(e.value)
+
+
+# ----------------------------------------------------------------------------- bad objects named
+
+
+class _Epochs:
+    """An object with mne.Epochs's public attributes, its events one fewer than its epochs."""
+
+    def __init__(self):
+        self.ep = epochs(n=4, montage=None)[0]
+        self.events, self.event_id = self.ep.events[:3], self.ep.event_id
+        self.ch_names, self.info = self.ep.ch_names, self.ep.info
+
+    def get_data(self, picks=None):
+        return self.ep.get_data(picks=picks)
+
+    def get_channel_types(self):
+        return self.ep.get_channel_types()
+
+
+def _nan_epochs():
+    ep = epochs(n=4, montage=None)[0]
+    ep._data[0, 0, 0] = np.nan
+    return ep
+
+
+def _float_trials():
+    import pandas as pd
+
+    ep = epochs(n=4, montage=None)[0]
+    ep.metadata = pd.DataFrame({"i_trial_in_dataset": [0.5, 1.0, 2.0, 3.0]})
+    return ep
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (_nan_epochs, DataFormatError, "epochs hold NaN or Inf values"),
+        (lambda: epochs(types="stim", montage=None)[0], DataFormatError, r"no data channel.*stim"),
+        (_Epochs, DataFormatError, "4 epochs but 3 events"),
+        (_float_trials, DataFormatError, "'i_trial_in_dataset' must be an integer per window"),
+    ],
+)
+def test_epochs_that_cannot_be_read_are_named(make, error, match):
+    with pytest.raises(error, match=match):
+        SubjectData.from_epochs(make())
+
+
+class _NoSignal:
+    def __init__(self):
+        self.description = {"subject": 1}
+
+
+class _Undescribed(_Recording):
+    def __init__(self, r, labels):
+        super().__init__(r, labels)
+        self.description = {"session": "a"}
+
+
+class _OtherChannels(_Recording):
+    def __init__(self, r, labels):
+        super().__init__(r, labels)
+        info = mne.create_info(["C3", "Cz"], 100.0, "eeg")
+        self.raw = mne.io.RawArray(self.raw.get_data(), info, verbose=False)
+
+
+def _concat(*parts):
+    return type("Concat", (), {"datasets": list(parts)})
+
+
+@pytest.mark.parametrize(
+    ("dataset", "kwargs", "error", "match"),
+    [
+        (np.zeros(3), {}, ArgumentError, "must be a braindecode BaseConcatDataset"),
+        (_concat(_Undescribed(0, [0, 1])), {}, DataFormatError, "has no 'subject' described"),
+        (_concat(_NoSignal()), {}, ArgumentError, "a _NoSignal has neither windows nor raw"),
+        (
+            _concat(_Recording(0, [0, 1]), _OtherChannels(1, [0, 1])),
+            {},
+            DataFormatError,
+            r"hold channels \['C3', 'C4'\] and \['C3', 'Cz'\]",
+        ),
+        (
+            _concat(_Recording(0, [0, 1])),
+            {"split_by": "run", "test_values": (1,)},
+            DataFormatError,
+            "description has no 'run'",
+        ),
+        (_concat(_Recording(0, [])), {}, DataFormatError, "holds no window"),
+    ],
+)
+def test_windows_datasets_that_cannot_be_read_are_named(dataset, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        SubjectData.from_windows_dataset(dataset, **kwargs)

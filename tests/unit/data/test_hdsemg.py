@@ -233,6 +233,26 @@ def test_truncated_and_corrupt_files(tmp_path, s1):
         load_hdsemg(s1)
 
 
+def test_a_corrupt_signal_block_is_named_when_read(tmp_path):
+    path = _write_h5(tmp_path / "s1.mat", _matlab_vars())
+    with h5py.File(path, "r+") as f:  # the flexors gzip-compressed, one chunk
+        x = f["emg_flexors"][:]
+        del f["emg_flexors"]
+        f.create_dataset("emg_flexors", data=x, chunks=x.shape, compression="gzip")
+        f["emg_flexors"].attrs["MATLAB_class"] = np.bytes_("double")
+        chunk = f["emg_flexors"].id.get_chunk_info(0)
+    with open(path, "r+b") as raw:  # its compressed bytes overwritten
+        raw.seek(chunk.byte_offset)
+        raw.write(b"\xff" * min(chunk.size, 64))
+    with (
+        HDsEMGFile(path) as f,
+        pytest.raises(
+            DataFormatError, match=re.escape(str(path)) + r": cannot read variable 'emg_flexors'"
+        ),
+    ):
+        f.read(0, 10)
+
+
 def test_missing_required_variable_lists_what_exists(tmp_path):
     variables = _matlab_vars()
     del variables["emg_flexors"]
@@ -302,3 +322,12 @@ def test_label_matrix_is_refused(tmp_path):
     variables["adjusted_repetition"] = np.zeros((T, 2))
     with pytest.raises(DataFormatError, match="'adjusted_repetition' must be a vector"):
         HDsEMGFile(_write_h5(tmp_path / "s1.mat", variables))
+
+
+def test_writing_a_recording_without_128_emg_channels_is_refused(tmp_path):
+    rec = Recording(1, {"emg": np.zeros((10, 4))}, 2048.0, np.zeros(10), np.zeros(10), "r")
+    with pytest.raises(
+        ArgumentError, match=r"r: an HD-sEMG file needs 'emg' of 128 .*\{'emg': 4\}"
+    ):
+        write_hdsemg(rec, tmp_path / "s1.mat")
+    assert not (tmp_path / "s1.mat").exists()

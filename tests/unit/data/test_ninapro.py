@@ -382,3 +382,29 @@ def test_bad_arguments(db2, kwargs, match):
         load_ninapro_db2(db2, 1, **kwargs)
     with pytest.raises(ArgumentError, match="subject"):
         load_ninapro_db2(db2, 0)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (
+            {"restimulus": np.zeros((N, 2))},
+            r"label 'restimulus' must be a numeric column, got float64 \(2000, 2\)",
+        ),
+        (
+            {"emg": np.zeros((N, 12, 2))},
+            r"'emg' must be a numeric \[time, channels\] matrix, got float64 \(2000, 12, 2\)",
+        ),
+    ],
+)
+def test_labels_and_signals_of_the_wrong_shape_are_named(tmp_path, change, match):
+    path = _save(tmp_path / "S1_E1_A1.mat", {**_file_vars(), **change})
+    with pytest.raises(DataFormatError, match=re.escape(str(path)) + ": " + match):
+        load_ninapro_db2(tmp_path, 1)
+
+
+def test_two_takes_of_an_exercise_are_refused_not_guessed(tmp_path):
+    for name in ("S1_E1_A2.mat", "S1_E1_A3.mat"):
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(DataFormatError, match=r"two files for subject 1, exercise E1: .*A2\.mat"):
+        find_exercise_file(tmp_path, 1, 1)

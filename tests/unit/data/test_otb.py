@@ -120,6 +120,12 @@ def test_exports_emg_lens_cannot_read_are_named(tmp_path, texts, message):
         read_otb(export(tmp_path / "bad.mat", texts))
 
 
+def test_a_description_of_numbers_is_named(tmp_path):
+    path = export(tmp_path / "n.mat", grid_texts(), Description=np.arange(64.0)[:, None])
+    with pytest.raises(DataFormatError, match=r"n\.mat: 'Description' must hold texts, got"):
+        read_otb(path)
+
+
 def test_a_mat_that_is_no_export_is_named(tmp_path):
     scipy.io.savemat(tmp_path / "emg.mat", {"emg": np.zeros((5, 2))})
     with pytest.raises(DataFormatError, match=r"not an OT BioLab\+ export: it lacks"):

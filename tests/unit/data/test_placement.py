@@ -122,6 +122,19 @@ def test_a_ring_turned_or_mirrored_is_named_and_put_back_exactly():
     assert still.decision == "no move" and "training repetitions against each other" in (
         still.reason
     )
+    four = Recording(1, {"emg": np.zeros((6, 4))}, 200.0, np.zeros(6), np.zeros(6), "four")
+    with pytest.raises(ArgumentError, match=r"four: the check of 'emg' maps 8 channels; the "
+                       r"recording's are \{'emg': 4\}"):  # fmt: skip
+        realign_recording(four, [still])
+
+
+def test_a_repetition_with_no_two_samples_of_one_trial_is_named():
+    from emg_lens.data.placement_evidence import TrialSums
+
+    steady = (np.zeros((6, 2)), np.repeat([1, 2], 3))
+    flicker = (np.zeros((6, 2)), np.tile([1, 2], 3))  # the gesture changes every sample
+    with pytest.raises(DataFormatError, match="repetition 2 of the check has no two consecutive"):
+        TrialSums.from_repetitions([steady, flicker])
 
 
 def _with_dead(recording: Recording, channels, kind: str) -> Recording:

@@ -84,6 +84,11 @@ def test_a_window_label_is_read_by_name_and_an_unknown_one_lists_the_known():
     assert window_labels(data, "gesture").tolist() == data.y_test.tolist()
     with pytest.raises(ArgumentError, match=r"'session'.*the data's meta has \['session'\]"):
         window_labels(data, "day")
+    data.meta["window_labels"]["session"]["test"] = [8] * 3  # set by hand, one per window no more
+    with pytest.raises(
+        InputShapeError, match=r"\['session'\]\['test'\]: \(3,\) for \(8,\) windows"
+    ):
+        window_labels(data, "session")
 
 
 def test_the_subject_signature_is_an_offset_on_the_accelerometers_only():

@@ -208,3 +208,44 @@ def test_the_recordings_channel_names_follow_the_preprocessed_channels():
     assert magnitudes[12:] == [f"acc{k}" for k in range(1, 13)] and len(magnitudes) == 24
     rec.meta["channel_names"] = ["a"] * 48  # not distinct: no names at all
     assert "channel_names" not in prepare_subject(rec, spec).meta
+
+
+def _bad_recording(**changes):
+    fields = {
+        "signals": {"emg": np.zeros((4, 2))},
+        "stimulus": np.zeros(4),
+        "repetition": np.zeros(4),
+    }
+    fields |= changes
+    return Recording(1, fields["signals"], fields.get("sample_rate", FS), fields["stimulus"],
+                     fields["repetition"], source="rec")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"signals": {}}, "rec: a recording needs at least one signal"),
+        ({"stimulus": np.zeros(3)}, r"differ in length: \{'emg': 4, 'stimulus': 3"),
+        ({"signals": {"emg": np.zeros(4)}}, r"'emg' must be \[time, channels\], not \(4,\)"),
+        ({"sample_rate": 0.0}, "sample_rate must be > 0, got 0.0"),
+    ],
+)
+def test_a_recording_refuses_what_it_cannot_hold(changes, match):
+    with pytest.raises(DataFormatError, match=match):
+        _bad_recording(**changes)
+
+
+def test_acc_magnitude_needs_three_axes_a_sensor():
+    with pytest.raises(DataFormatError, match="acc has 4 channels; acc_magnitude needs 3 axes"):
+        filter_signals(
+            {"acc": np.zeros((400, 4))}, FS, PreprocessSpec(lowpass=None, acc_magnitude=True)
+        )
+
+
+def test_no_test_window_to_inspect_is_named():
+    from emg_lens.data.preprocess import SubjectData
+
+    X, y = np.zeros((4, 1, 2)), np.array([0, 1, 0, 1])
+    data = SubjectData.from_windows({"emg": 1}, (X[:0], y[:0]), (X, y), subject=5)
+    with pytest.raises(ArgumentError, match="subject 5 has no test windows to inspect"):
+        data.select_windows(3)

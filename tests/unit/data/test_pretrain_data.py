@@ -232,6 +232,12 @@ def test_db5_exercise_subset_modalities_and_global_codes(db5):
         load_ninapro_db5(db5, 1, exercises=2)
 
 
+def test_a_db5_exercise_without_its_file_is_named(db5):
+    (db5 / "s1" / "S1_E2_A1.mat").unlink()
+    with pytest.raises(DataFormatError, match=r"no file S1_E2_A1\.mat; DB5 files: \['S1_E1_A1"):
+        load_ninapro_db5(db5, 1, exercises=(1, 2))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

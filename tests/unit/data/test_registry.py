@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emg_lens import ArgumentError
+from emg_lens import ArgumentError, DataFormatError
 from emg_lens.data.cache import source_files
 from emg_lens.data.datasets import (
     available_subjects,
@@ -250,3 +250,18 @@ def test_a_window_store_is_split_as_built_and_never_tested_on_its_zscore_fit(tmp
         del f.attrs["repetition_split"]
     with pytest.warns(UserWarning, match="does not record the repetitions its z-score"):
         assert windows_source(store)["test_repetitions"] == [2, 5]
+
+
+def test_a_dataset_read_from_files_needs_its_root():
+    with pytest.raises(ArgumentError, match="dataset 'hdsemg' needs --root, its files' folder"):
+        data_source("hdsemg")
+
+
+def test_window_repetitions_the_windows_do_not_hold_are_named():
+    tiny = SyntheticSpec(n_subjects=1, movement_seconds=0.2, rest_seconds=0.1, n_emg_gestures=2,
+                         n_acc_gestures=0, n_interaction_gestures=0)  # fmt: skip
+    source = synthetic_windows_source(
+        tiny, window=100, step=50, train_repetitions=(1, 2), test_repetitions=(9,)
+    )
+    with pytest.raises(DataFormatError, match=r"needs windows in repetitions \[1, 2\] .* \[9\]"):
+        load_subject(source, 1, cache_dir=None)

@@ -130,3 +130,19 @@ def test_the_demo_names_its_channels_as_db2_does_and_channels_cuts_named_electro
     mask = channels("emg9", "EMG10").compile(model.layout, model.cfg.n_heads)  # case ignored
     cut = mask[0].nonzero().tolist()  # token 0 is CLS: electrode k's sEMG is token k
     assert cut == [[9, 9], [9, 10], [10, 9], [10, 10]] and (mask == mask[0]).all()
+
+
+@pytest.mark.parametrize(
+    ("spec", "exercise", "error", "match"),
+    [
+        ("db2", "A", "ArgumentError", "exercise must be one of 'B', 'C', 'D', got 'A'"),
+        ("plain", "B", "ConfigError", r"needs a db2_spec \(DB2's 49 gestures\), got"),
+    ],
+)
+def test_a_db2_exercise_needs_a_db2_exercise_and_spec(spec, exercise, error, match):
+    import emg_lens.errors
+    from emg_lens.data.synthetic.emg_acc import db2_spec, generate_db2_exercise
+
+    spec = db2_spec(1) if spec == "db2" else SyntheticSpec(n_subjects=1)
+    with pytest.raises(getattr(emg_lens.errors, error), match=match):
+        generate_db2_exercise(spec, 1, exercise)

@@ -238,6 +238,20 @@ def test_bad_files_are_named(tmp_path):
             read_files(tmp_path / "h", "{gesture}_{repetition}.csv", sample_rate=1, channels=[bad])
 
 
+def test_files_emg_lens_does_not_read_as_a_trial_are_named(tmp_path):
+    (tmp_path / "t.txt").write_text("1,2\n3,4\n")
+    with pytest.raises(DataFormatError, match=r"t\.txt: emg_lens reads trial files \.csv, \.npy"):
+        read_trial(tmp_path / "t.txt")
+    scipy.io.savemat(tmp_path / "m.mat", {"emg": np.ones((4, 2)), "note": "hello"})
+    with pytest.raises(DataFormatError, match=r"m\.mat: 'note' is not a real matrix \(<U5"):
+        read_trial(tmp_path / "m.mat", variable="note")
+
+
+def test_a_modality_that_is_no_name_is_named(tmp_path):
+    with pytest.raises(ArgumentError, match=r"modality must be a name such as 'emg', got 'a b'"):
+        read_files(MYO, MYO_PATTERN, sample_rate=200, modality="a b")
+
+
 def test_a_missing_root_is_named(tmp_path):
     with pytest.raises(DataFormatError, match="no such folder"):
         read_files(tmp_path / "nope", "{gesture}_{repetition}.csv", sample_rate=10)
@@ -285,6 +299,8 @@ def test_the_files_dataset_names_what_it_misses(tmp_path):
         data_source("files", root=MYO, pattern=MYO_PATTERN, sample_rate=-1)
     with pytest.raises(ArgumentError, match="placement must be one of"):
         data_source("files", root=MYO, pattern=MYO_PATTERN, sample_rate=200, placement="cap")
+    with pytest.raises(ArgumentError, match=r"modality must be a name such as 'emg', got '2x'"):
+        data_source("files", root=MYO, pattern=MYO_PATTERN, sample_rate=200, modality="2x")
     with pytest.raises(ArgumentError, match="takes no pattern, sample_rate"):
         data_source("hdsemg", root=MYO, pattern=MYO_PATTERN, sample_rate=200)
 

@@ -436,3 +436,74 @@ def test_bad_store_input(tmp_path):
     with pytest.raises(ArgumentError, match="needs scaler="):
         write_window_store(path, _sources(), TinyMyoPreprocess(normalize="zscore"))
     assert not path.exists()
+
+
+def _regression_batch(outputs=5):
+    from emg_lens.data.windows.store import RegressionBatch
+
+    n = 2
+    return RegressionBatch(
+        np.zeros((n, 2, 40), np.float32), np.full(n, -1), np.ones(n, np.int64), 1, "db8",
+        targets=np.zeros((n, 40, outputs), np.float32),
+    )  # fmt: skip
+
+
+def test_a_downstream_store_refuses_a_scaler_and_targets_that_do_not_fit(tmp_path):
+    from emg_lens.data.windows.downstream import DownstreamPreprocess
+
+    spec = DownstreamPreprocess("ninapro-db8", 2000.0, 2, window=40, step=40)
+    path = tmp_path / "d.h5"
+    with pytest.raises(ArgumentError, match="a scaler applies to TinyMyoPreprocess windows only"):
+        write_window_store(path, [_regression_batch()], spec, scaler=IDENTITY, progress=False)
+    with pytest.raises(
+        ArgumentError, match=r"db8: targets must be None \(None\), got \[2, 40, 5\]"
+    ):
+        write_window_store(path, [_regression_batch()], spec, progress=False)
+    with pytest.raises(ArgumentError, match=r"targets must be \[2, 40, 3\] \(\['a', 'b', 'c'\]\)"):
+        write_window_store(
+            path, [_regression_batch()], spec, target_names=list("abc"), progress=False
+        )
+    assert not path.exists()
+
+
+def test_a_store_whose_columns_and_windows_differ_in_length_is_named(store_path):
+    with h5py.File(store_path, "r+") as f:
+        n = len(f["labels"])
+        del f["labels"]
+        f["labels"] = np.zeros(n - 1, np.int64)
+    with pytest.raises(DataFormatError, match=rf"{n} windows but columns of .*'labels': {n - 1}"):
+        WindowStore(store_path)
+
+
+def _tiny_synthetic():
+    from emg_lens.data.synthetic.emg_acc import SyntheticSpec
+
+    small = {"n_emg_gestures": 2, "n_acc_gestures": 0, "n_interaction_gestures": 0}
+    return SyntheticSpec(n_subjects=1, movement_seconds=0.3, rest_seconds=0.1, **small)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (
+            {"train_repetitions": (9,), "test_repetitions": (2,)},
+            r"synthetic: no window in training repetitions \[9\]: choose --train-repetitions",
+        ),
+        (
+            {"split": "test", "test_repetitions": (9,)},
+            r"synthetic: no test window in repetitions \[9\]; choose among \[0, 1, 2, 3, 4, 5, 6\]",
+        ),
+        (
+            {"normalize": "minmax", "preprocess": TinyMyoPreprocess(window=40000, step=20000)},
+            r"synthetic: no window: a window is 40000 samples .* the longest recording is",
+        ),
+    ],
+)
+def test_a_store_build_that_yields_no_window_names_why(tmp_path, kwargs, match):
+    from emg_lens.data.window_build import build_window_store
+
+    kwargs = {"preprocess": TinyMyoPreprocess(window=200, step=100), **kwargs}
+    with pytest.raises(DataFormatError, match=match):
+        build_window_store("synthetic", tmp_path / "w.h5", synthetic=_tiny_synthetic(),
+                           progress=False, **kwargs)  # fmt: skip
+    assert not (tmp_path / "w.h5").exists()

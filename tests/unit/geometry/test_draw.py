@@ -156,3 +156,32 @@ def test_groups_are_drawn_in_their_colours_and_bad_indices_refused():
     plt.close(fig)
     with pytest.raises(ArgumentError, match="1 to 7 groups"):
         plot_channel_groups({"cut": [0] * 4}, montage, groups=[], title="t")
+
+
+@pytest.mark.parametrize(
+    ("draw", "match"),
+    [
+        (
+            lambda: plot_channel_value_rows(
+                {"x": {"a": [1.0] * 4}}, Montage((ring("r", 2), ring("s", 2).shifted(2))),
+                title="t", units={"x": ""},
+            ),
+            "rows are drawn on a one-part montage, got 2 parts",
+        ),
+        (
+            lambda: plot_circle(np.zeros((2, 3)), ["a", "b"], title="t", units="u"),
+            r"weights must be 2 x 2 \(one row per label\), got \(2, 3\)",
+        ),
+        (
+            lambda: plot_circle(np.zeros((2, 2)), ["a", "b"], groups=["g"], title="t", units="u"),
+            r"groups needs one entry per label \(2\), got 1",
+        ),
+        (
+            lambda: plot_channel_matrix(np.zeros((2, 2)), ["a", "b"], ["g"], title="t", units="u"),
+            r"matrix must be 2 x 2 with a group per label, got \(2, 2\) and 1 groups",
+        ),
+    ],
+)  # fmt: skip
+def test_drawings_of_mismatched_shapes_are_refused(draw, match):
+    with pytest.raises(ArgumentError, match=match):
+        draw()

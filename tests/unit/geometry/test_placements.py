@@ -140,3 +140,20 @@ def test_a_montage_refuses_parts_that_do_not_cover_its_electrodes_once():
         Montage((ring("a", 4), ring("b", 4)))
     with pytest.raises(ArgumentError, match="distinct and inside"):
         grid("g", 2, 2, 10.0, cells=[(0, 0), (0, 0), (1, 1), (2, 2)])
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"electrodes": (0, 0), "xy": ((0.0, 0.0), (1.0, 0.0))}, "2 distinct electrodes need 2"),
+        ({"electrodes": (0, 1), "xy": ((0.0, 0.0),)}, "need 2 positions, got 1"),
+        ({"kind": "grid"}, "part 'p': a grid, and only a grid, has shape and cells"),
+        ({"shape": (1, 2), "cells": ((0, 0), (0, 1))}, "a grid, and only a grid, has shape"),
+    ],
+)  # fmt: skip
+def test_a_part_whose_fields_disagree_is_refused(fields, match):
+    from emg_lens.geometry import Part
+
+    part = {"kind": "ring", "electrodes": (0, 1), "xy": ((0.0, 0.0), (1.0, 0.0)), "units": "u"}
+    with pytest.raises(ArgumentError, match=match):
+        Part("p", **{**part, **fields})

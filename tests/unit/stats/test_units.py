@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.data.trials import trial_ids
+from emg_lens.data.trials import given_trials, trial_ids
 from emg_lens.errors import ArgumentError
 from emg_lens.stats.units import cluster_bootstrap_ci, design_effect, trial_votes
 
@@ -37,6 +37,28 @@ def test_windows_made_elsewhere_are_each_their_own_trial_unless_meta_says_otherw
 )
 def test_bad_inputs_are_named(call):
     with pytest.raises(ArgumentError):
+        call()
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (
+            lambda: given_trials({"trial_unit": "given"}, "test"),
+            r"meta\['given_trials'\] must hold 'test'",
+        ),
+        (
+            lambda: trial_ids(np.zeros(3), np.zeros(3), unit="given"),
+            r"need given=, an integer trial per window: 3 windows",
+        ),
+        (
+            lambda: trial_ids(np.array([0, 1]), np.ones(2), unit="given", given=np.array([4, 4])),
+            r"recorded trial 4 holds windows of classes \[0, 1\]",
+        ),
+    ],
+)
+def test_recorded_trials_that_are_missing_or_mixed_are_named(call, match):
+    with pytest.raises(ArgumentError, match=match):
         call()
 
 

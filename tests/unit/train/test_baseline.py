@@ -194,3 +194,36 @@ def test_a_subjects_known_baseline_is_an_accuracy_with_float_labels():
     data = loud_channel(0)
     floats = with_float_labels(data)
     assert known_of((None, floats))["baseline_accuracy"] == feature_baseline(data).value
+
+
+def test_targets_too_large_to_score_are_named_not_scored_nan():
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 2, 20)), rng.standard_normal(40) * 1e300
+
+    class Split:
+        X_train, y_train, X_test, y_test = X[:30], y[:30], X[30:], y[30:]
+
+    with (
+        np.errstate(all="ignore"),
+        pytest.raises(DataFormatError, match="r2 is nan: it overflowed"),
+    ):
+        feature_baseline(Split)
+
+
+def test_the_regression_floors_name_data_without_windows_or_a_finite_error():
+    import torch
+
+    from emg_lens.train.regression import mean_baseline_mae, ridge_baseline_mae
+
+    rng = np.random.default_rng(0)
+    X, Y = torch.as_tensor(rng.standard_normal((12, 2, 8))), torch.ones(12, 3, 1).double()
+    with pytest.raises(DataFormatError, match=r"^the training data holds no window"):
+        mean_baseline_mae((X[:0], Y[:0]), (X, Y))
+    with pytest.raises(DataFormatError, match="ridge_baseline_mae: the training data holds no"):
+        ridge_baseline_mae((X[:0], Y[:0]), (X, Y))
+    huge = torch.full((12, 3, 1), 1e308, dtype=torch.float64)
+    with (
+        np.errstate(all="ignore"),
+        pytest.raises(DataFormatError, match=r"a non-finite error \[inf\]"),
+    ):
+        ridge_baseline_mae((X, Y), (X, huge))

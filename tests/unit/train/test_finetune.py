@@ -263,3 +263,28 @@ def test_a_diverged_finetuning_names_its_subject_and_saves_nothing(tmp_path):
     with pytest.raises(StudyError, match=r"subject 1: finetune: training diverged"):
         finetune_subjects(ckpt, source, tmp_path / "models", recipe)
     assert not list((tmp_path / "models").rglob("model.safetensors"))
+
+
+def test_a_pretrained_model_with_a_module_of_its_own_is_refused_by_its_names():
+    source = small_tinymyo(2, 40)
+    source.extra = nn.Linear(1, 1)  # added to the model after it was built
+    with pytest.raises(CheckpointError, match=r"unexpected \['extra\.bias', 'extra\.weight'\]"):
+        classifier_from_pretrained(source, n_classes=3)
+
+
+@pytest.mark.parametrize(
+    ("steps", "lrs", "match"),
+    [
+        ((10, 2), (0.0, 0.0), r"need 0 <= lr_min <= lr_max and lr_max > 0, got 0\.0, 0\.0"),
+        ((10, 2), (1e-4, 1e-3), r"lr_min <= lr_max .*got 0\.001, 0\.0001"),
+        ((0, 0), (1e-3, 0.0), r"need total_steps >= 1 and 0 <= warmup_steps <= total_steps, got 0"),
+        ((10, 11), (1e-3, 0.0), r"warmup_steps <= total_steps, got 10 and 11"),
+    ],
+)
+def test_a_schedule_that_cannot_be_is_refused(steps, lrs, match):
+    from emg_lens.errors import ArgumentError
+
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1e-3)
+    with pytest.raises(ArgumentError, match=match):
+        warmup_cosine_scheduler(optimizer, total_steps=steps[0], warmup_steps=steps[1],
+                                lr_max=lrs[0], lr_min=lrs[1])  # fmt: skip

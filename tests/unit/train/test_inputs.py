@@ -8,8 +8,8 @@ from torch.utils.data import Dataset, TensorDataset
 
 from emg_lens.data.windows.pipeline import WindowBatch
 from emg_lens.data.windows.store import WindowStore, write_window_store
-from emg_lens.errors import DataFormatError, InputShapeError
-from emg_lens.train.inputs import labeled_subset, regression_dataset
+from emg_lens.errors import ArgumentError, DataFormatError, InputShapeError
+from emg_lens.train.inputs import labeled_subset, random_holdout, regression_dataset, window_dataset
 
 LABELS = np.array([-1, 2, 0, -1, 4, 1])
 
@@ -73,3 +73,38 @@ def test_a_regression_dataset_is_checked_at_its_first_item():
         regression_dataset(TensorDataset(torch.zeros(0, 1, 4)), (1, 4), what="val_data")
     with pytest.raises(DataFormatError, match=r"items must be \(x \[C, T\], y\) pairs"):
         regression_dataset(TensorDataset(torch.zeros(2, 1, 4)), (1, 4))
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda: window_dataset((np.zeros((2, 1, 4)),) * 3, (1, 4), what="val"),
+            ArgumentError,
+            r"val as a tuple must be \(X, y\), got 3 items",
+        ),
+        (
+            lambda: window_dataset((np.zeros((2, 1, 4)), np.array([0.5, 1.0])), (1, 4)),
+            DataFormatError,
+            r"data labels must be 2 integers \(-1 = unlabeled\), got",
+        ),
+        (
+            lambda: regression_dataset([1, 2], (1, 4), what="val_data"),
+            DataFormatError,
+            "val_data must be a Dataset or \\(X, Y\\), got",
+        ),
+        (
+            lambda: random_holdout(TensorDataset(torch.zeros(10, 1)), 1.0),
+            ArgumentError,
+            r"a held-out fraction must be in \(0, 1\) of at least 2 windows, got 1\.0 of 10",
+        ),
+        (
+            lambda: random_holdout(TensorDataset(torch.zeros(1, 1)), 0.5),
+            ArgumentError,
+            "got 0.5 of 1",
+        ),
+    ],
+)
+def test_inputs_that_are_no_windows_are_named(call, error, match):
+    with pytest.raises(error, match=match):
+        call()

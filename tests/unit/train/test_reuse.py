@@ -387,6 +387,17 @@ def _last(state: dict) -> str:
     return list(state)[-1]
 
 
+def _in_place(edit):
+    """A damage that edits the entry in place: what ``edit`` returns (a value popped, a tensor
+    filled) is no entry to write instead (`_rewrite_entry` wrote it, so these damages tested
+    an entry that is not a dict)."""
+
+    def damage(kept) -> None:
+        edit(kept)
+
+    return damage
+
+
 DAMAGES = {
     # a tensor of another shape at the end: load_state_dict would copy all before it first
     "shape": lambda kept: kept["state"].update(
@@ -395,9 +406,9 @@ DAMAGES = {
     "dtype": lambda kept: kept["state"].update(
         {_last(kept["state"]): kept["state"][_last(kept["state"])].double()}
     ),
-    "missing tensor": lambda kept: kept["state"].pop(_last(kept["state"])),
-    "nan weight": lambda kept: kept["state"][_last(kept["state"])].fill_(float("nan")),
-    "history": lambda kept: kept["result"].pop("steps"),
+    "missing tensor": _in_place(lambda kept: kept["state"].pop(_last(kept["state"]))),
+    "nan weight": _in_place(lambda kept: kept["state"][_last(kept["state"])].fill_(float("nan"))),
+    "history": _in_place(lambda kept: kept["result"].pop("steps")),
     "random state": lambda kept: kept.update(rng=kept["rng"][:10]),
     "not a dict": lambda kept: [kept],
 }
@@ -497,3 +508,27 @@ def test_a_training_that_changes_an_attribute_is_not_kept(cache, counting):
     with pytest.warns(UserWarning, match="beyond its tensors"):
         assert not _fit(again, X, y)
     assert again.seen_count == 2 * len(X)
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        (lambda kept: kept.update(key="another"), "it holds another key"),
+        (lambda kept: kept["result"].pop("steps"), r"history does not hold the fields \['loss'"),
+        (lambda kept: kept["result"].update(steps=1.5), r"history's steps = 1\.5 is not what a"),
+        (
+            lambda kept: kept["state"].pop("bias"),
+            r"weights do not fit the model \(missing \['bias'",
+        ),
+    ],
+)
+def test_an_entry_that_is_not_this_trainings_is_named_in_the_warning(tmp_path, damage, match):
+    model = torch.nn.Linear(2, 1)
+    entry = reuse_module.TrainedEntry(tmp_path, "k")
+    entry.write(model, {"loss": [0.5], "steps": 3})
+    kept = torch.load(entry.path, weights_only=True)
+    damage(kept)
+    torch.save(kept, entry.path)
+    with pytest.warns(UserWarning, match=f"unreadable kept training .*{match}"):
+        assert entry.read(model, {"loss": [0.0], "steps": 0}) is None
+    assert not entry.path.exists()

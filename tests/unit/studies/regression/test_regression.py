@@ -150,3 +150,15 @@ def test_bad_inputs_are_named(contraction, regressor):
             .__class__("ring", "ring", (0, 1), ((0.0, 1.0), (1.0, 0.0)), "radius"),
             "rows",
         )
+
+
+def test_a_recording_too_short_for_a_held_out_block_and_a_bin_that_does_not_divide_are_named():
+    from emg_lens.data.recording import Recording
+    from emg_lens.data.windows.contraction import envelope
+
+    short = Recording(1, {"emg": np.ones((1000, 2))}, 2048.0, np.zeros(1000), np.zeros(1000),
+                      "short", extras={"force": np.zeros(1000)})  # fmt: skip
+    with pytest.raises(DataFormatError, match="short: 1000 samples give no test window with"):
+        contraction_windows(short)
+    with pytest.raises(ArgumentError, match="window = 4 samples must be a multiple of bin = 3"):
+        envelope(np.zeros((1, 2, 4)), 3)
