@@ -443,7 +443,7 @@ def training_digest(data: Any) -> str:
     >>> training_digest(data) != before
     True
     """
-    from emg_lens.data.pooled import WINDOW_LABELS
+    from emg_lens.data.trials import WINDOW_LABELS
 
     arrays = _arrays_hash([data.X_train, data.y_train, data.rep_train, data.train_trials])
     labels = data.meta.get(WINDOW_LABELS) or {}

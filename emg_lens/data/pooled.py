@@ -24,10 +24,9 @@ from typing import Any
 import numpy as np
 
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.data.trials import record_trials, trial_unit
+from emg_lens.data.trials import WINDOW_LABELS, record_trials, trial_unit
 from emg_lens.errors import ArgumentError, InputShapeError, check_choice, checked
 
-WINDOW_LABELS = "window_labels"
 """The ``meta`` key of a subject's per-window labels: ``{name: {"train": [...], "test": [...]}}``,
 one value per window of each part, in window order (JSON, as the preprocessing cache stores
 ``meta``)."""

@@ -29,7 +29,14 @@ from scipy import signal as sps
 from emg_lens._hints import checked
 from emg_lens.data.recording import Recording
 from emg_lens.data.spec import POSITIVE, DictSpec, Rules
-from emg_lens.data.trials import GIVEN, given_trials, record_trials, trial_ids, trial_unit
+from emg_lens.data.trials import (
+    GIVEN,
+    WINDOW_LABELS,
+    given_trials,
+    record_trials,
+    trial_ids,
+    trial_unit,
+)
 from emg_lens.errors import (
     ArgumentError,
     ConfigError,
@@ -128,7 +135,8 @@ class SubjectData:
 
     def select_test(self, index: np.ndarray) -> SubjectData:
         """This subject with the held-out windows at ``index`` only (positions in the test
-        set, in that order, repeats allowed), each with its repetition and recorded trial.
+        set, in that order, repeats allowed), each with its repetition, recorded trial and
+        window labels (`emg_lens.data.pooled.window_labels`).
 
         >>> X, y, recorded = np.zeros((4, 1, 2)), np.array([0, 0, 1, 1]), [5, 5, 6, 6]
         >>> data = SubjectData.from_windows({"emg": 1}, (X, y), meta=record_trials([], recorded))
@@ -140,6 +148,11 @@ class SubjectData:
         recorded = given_trials(meta, "test")
         if recorded is not None:
             meta = {**meta, GIVEN: {**meta[GIVEN], "test": recorded[index].tolist()}}
+        if labels := meta.get(WINDOW_LABELS):
+            kept = {
+                n: {**c, "test": np.asarray(c["test"])[index].tolist()} for n, c in labels.items()
+            }
+            meta = {**meta, WINDOW_LABELS: kept}
         return replace(
             self,
             X_test=self.X_test[index],

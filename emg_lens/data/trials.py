@@ -34,6 +34,10 @@ GIVEN = "given_trials"
 "test": [...]}``, one integer per window of each part, in window order (JSON, as the
 preprocessing cache stores ``meta``)."""
 
+WINDOW_LABELS = "window_labels"
+"""The ``meta`` key of a subject's own window labels (`emg_lens.data.pooled.window_labels`):
+``{name: {"train": [...], "test": [...]}}``, one JSON value per window of each part."""
+
 
 def trial_unit(meta: dict[str, Any]) -> str:
     """The trial unit a subject's ``meta`` names (``"repetition"`` when it names none), or an

@@ -40,6 +40,16 @@ def test_each_window_keeps_its_subject_and_its_own_trial():
     assert window_labels(pooled, "repetition").tolist() == [2] * 4 + [5] * 4 + [2] * 4 + [5] * 4
 
 
+def test_a_selection_of_held_out_windows_keeps_each_ones_labels():
+    labelled = with_window_labels(_subject(2), "session", [9] * 8, list(range(8)))
+    pooled = pool_subjects([with_window_labels(_subject(1), "session", [1] * 8, [0] * 8), labelled])
+    part = pooled.select_test(np.array([15, 3, 8, 8]))
+    assert window_labels(part, "subject").tolist() == [2, 1, 2, 2]
+    assert window_labels(part, "session").tolist() == [7, 0, 0, 0]
+    assert window_labels(part, "session", "train").tolist() == [1] * 8 + [9] * 8
+    assert window_labels(pooled.select_windows(2), "subject").tolist() == [1, 2]
+
+
 def test_the_joint_z_score_keeps_an_offset_between_subjects():
     raw = pool_subjects([_subject(1), _subject(2, shift=3.0)], standardize=True)
     mean = raw.X_train.mean(axis=(0, 2))
