@@ -18,7 +18,7 @@ from transformer_lens import FactoredMatrix, SVDInterpreter
 
 from emg_lens import ArgumentError, EncoderConfig
 from emg_lens.checkpoints import load_checkpoint, save_checkpoint
-from emg_lens.errors import UnsupportedFeatureError
+from emg_lens.errors import ConfigError, LayoutError, UnsupportedFeatureError
 from emg_lens.models import IsoNet, MultimodalMLP, TinyMyo
 from tests.tiny import perturb_biases, tiny_isonet
 from tests.unit.models import table
@@ -433,3 +433,20 @@ def test_loaded_models_are_in_eval_mode(tmp_path):
         source.to_biofoundation(), n_heads=4, n_samples=8, rope_positions="token"
     )
     assert not any(m.training for m in loaded.modules())
+
+
+@pytest.mark.unchecked  # the annotation refuses it in the suite; a user's run meets this
+def test_a_model_given_no_config_is_refused_by_name():
+    with pytest.raises(ArgumentError, match=r"MultimodalMLP takes an EncoderConfig, got dict"):
+        MultimodalMLP({"d_model": 16})
+
+
+def test_an_isonet_without_its_cls_token_is_refused():
+    with pytest.raises(ConfigError, match=r"IsoNet needs EncoderConfig.use_cls_token=True"):
+        IsoNet(EncoderConfig.preset("tiny", use_cls_token=False))
+
+
+def test_the_bias_into_an_mlp_past_the_last_layer_is_refused():
+    model = _isonet()
+    with pytest.raises(LayoutError, match=r"mlp_input=True needs a layer below n_layers"):
+        model.accumulated_bias(model.cfg.n_layers, mlp_input=True)
