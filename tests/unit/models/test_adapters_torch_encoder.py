@@ -571,3 +571,19 @@ def test_modules_given_back_that_do_not_fit_the_config_are_refused():
         InputShapeError, match=r"embed must return \[2, 13, 16\], got .*\[2, 6, 8\]"
     ):
         other(other.example_input(2))
+
+
+class _SameTokens(nn.Module):
+    """A tokenizer without a position or bias per channel: a window of zeros gives zeros."""
+
+    def forward(self, x):
+        return x.new_zeros(x.shape[0], 12, D_MODEL)
+
+
+def test_a_tokenizer_that_does_not_tell_channels_apart_has_no_data_free_tokens():
+    model = _converted(build={"cls": False})
+    same = HookedTorchEncoder(
+        model.cfg, embed=_SameTokens(), readout=model.head, **model.init_kwargs
+    )
+    with pytest.raises(UnsupportedFeatureError, match=r"_SameTokens\) has no data-free channel"):
+        same.data_free_tokens()
