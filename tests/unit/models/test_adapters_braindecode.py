@@ -655,3 +655,28 @@ def test_what_a_converter_does_not_compute_is_refused_by_name(call, error, match
 def test_channel_names_that_are_not_strings_are_refused():
     with pytest.raises(ArgumentError, match=r"ch_names must be a list of channel names, got \[0,"):
         from_braindecode(_source("PBT"), ch_names=list(range(6)))
+
+
+def _attention_biased_in_layer_0(pbt):
+    """Layer 0's attention given zero biases: the layers disagree on bias_transformer."""
+    attention = pbt.transformer_encoder.encoder_block[0].mhsa
+    for name in ("attn", "proj"):
+        old = getattr(attention, name)
+        new = nn.Linear(old.in_features, old.out_features, dtype=old.weight.dtype)
+        with torch.no_grad():
+            new.weight.copy_(old.weight)
+            new.bias.zero_()
+        setattr(attention, name, new)
+
+
+def test_weights_the_key_table_does_not_have_are_refused_by_name():
+    with pytest.raises(
+        ConversionError,
+        match=r"from_braindecode\(PBT\): the source has no transformer_encoder\.encoder_block\.0\."
+        r"layer_norm_att\.bias, from which blocks\.0\.ln1\.b is read",
+    ):
+        from_braindecode(_edited("PBT", _attention_biased_in_layer_0, num_layers=2))
+    model = from_braindecode(_source("PBT"))
+    model.register_buffer("extra", torch.zeros(1))  # a user's own entry: braindecode has none
+    with pytest.raises(ConversionError, match=r"no row of the key table maps extra"):
+        to_braindecode(model)
