@@ -230,7 +230,9 @@ class HookedBiosignalModel(ConfigInit, TokenSurface, HookSurface, HookedRootModu
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         if not isinstance(cfg, EncoderConfig):
-            raise TypeError(f"{type(self).__name__} takes an EncoderConfig, got {describe(cfg)}")
+            raise ArgumentError(
+                f"{type(self).__name__} takes an EncoderConfig, got {describe(cfg)}"
+            )
         self.cfg = cfg
         # the std of the normal draws of the model's own parameters (TinyMyo's ``mask_token``,
         # a converted model's CLS token and position tables)

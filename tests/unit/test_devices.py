@@ -184,6 +184,15 @@ def test_device_names_resolve_and_bad_ones_say_what_is_accepted():
             resolve_device("cuda")
 
 
+def test_a_gpu_index_past_the_machines_gpus_is_refused_by_name(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(
+        ArgumentError, match="--device = 'cuda:2': this machine has 2 GPUs; accepted: 'cpu', "
+    ):
+        resolve_device("cuda:2")
+
+
 @pytest.mark.parametrize(
     "argv",
     [

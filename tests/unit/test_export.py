@@ -294,3 +294,48 @@ def test_an_edge_set_naming_a_layer_the_model_lacks_is_not_exported(tmp_path, ca
     assert main([*argv, "--edges", "cross_modal & layers(5)"]) == 2
     assert "names layer(s) [5], but the model has n_layers=2" in capsys.readouterr().err
     assert not out.exists()
+
+
+class _DictIsoNet(IsoNet):
+    """A user's subclass whose readout gives a dict: no ONNX output of its own."""
+
+    def readout(self, resid, return_type):
+        return {"logits": super().readout(resid, return_type)}
+
+
+@pytest.mark.unchecked  # metadata={"a": 1} is refused by the annotation in the suite
+@pytest.mark.parametrize(
+    ("out", "kwargs", "error", "match"),
+    [
+        (".", {}, ArgumentError, r"out must be a file path \(not a folder\)"),
+        ("a_file/m.onnx", {}, ArgumentError, "its folder cannot be created"),
+        ("m.onnx", {"metadata": {"a": 1}}, ArgumentError, r"metadata must map str to str"),
+        ("m.onnx", {"opset": 99}, StudyError, r"ONNX exporter \(opset 99\) failed on IsoNet"),
+    ],
+)
+def test_a_bad_out_metadata_or_opset_is_refused_by_name(tmp_path, out, kwargs, error, match):
+    (tmp_path / "a_file").write_text("not a folder")
+    with pytest.raises(error, match=match):
+        export_onnx(_isonet(), tmp_path / out, **kwargs)
+    assert [p.name for p in tmp_path.iterdir()] == ["a_file"]
+
+
+def test_a_readout_that_gives_no_tensors_is_refused(tmp_path):
+    model = _DictIsoNet(EncoderConfig.preset("tiny", **INIT)).eval()
+    with pytest.raises(ArgumentError, match=r"return_type='logits' gives \[.*\], not tensors"):
+        export_onnx(model, tmp_path / "m.onnx")
+
+
+class _TraceBatchIsoNet(IsoNet):
+    """Builds its logits with a Python int batch size: a trace keeps the example's (2)."""
+
+    def readout(self, resid, return_type):
+        out = super().readout(resid, return_type)
+        return out.new_zeros(int(out.shape[0]), out.shape[1]) + out.mean()
+
+
+def test_a_file_whose_output_shape_is_fixed_by_the_trace_is_refused(tmp_path):
+    model = _TraceBatchIsoNet(EncoderConfig.preset("tiny", **INIT)).eval()
+    with pytest.raises(StudyError, match=r"output logits is \[2, 4\], PyTorch's \[1, 4\]"):
+        export_onnx(model, tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []

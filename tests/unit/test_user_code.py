@@ -32,6 +32,7 @@ from emg_lens.errors import (
 )
 from emg_lens.models import IsoNet, TinyMyo
 from emg_lens.studies import load_spec, run_study
+from emg_lens.user_code import load_code, locate_code
 from tests.tiny import tiny_subject
 
 MARKER = "marker.txt"
@@ -408,3 +409,27 @@ def test_a_study_hook_that_exits_is_a_named_error(tmp_path, monkeypatch, capsys,
     assert main([*run, "--quiet", "--allow-code"]) == 2  # not exit 3, without a word
     err = capsys.readouterr().err
     assert "hooks/factory.py" in err and "SystemExit(3)" in err
+
+
+@pytest.mark.parametrize("content", [{"epoch": 3}, [torch.zeros(2)]], ids=["no-tensors", "a-list"])
+def test_a_checkpoint_without_a_state_dict_of_tensors_is_refused(tmp_path, content):
+    path = tmp_path / "empty.ckpt"
+    torch.save(content, path)
+    with pytest.raises(CheckpointError, match=r"empty\.ckpt holds no tensors"):
+        read_biofoundation_state_dict(path)
+
+
+def test_code_that_is_not_a_py_file_is_refused(tmp_path):
+    (tmp_path / "edges.txt").write_text("def make(): pass\n")
+    with pytest.raises(SpecError, match=r"hook 'edges.txt:make' must name a .py file"):
+        locate_code("edges.txt:make", tmp_path)
+
+
+def test_a_file_edited_after_its_consent_was_listed_is_not_run(tmp_path):
+    file = tmp_path / "hook.py"
+    file.write_text("def make():\n    return 1\n")
+    code = locate_code("hook.py:make", tmp_path)
+    file.write_text(f"open({str(tmp_path / MARKER)!r}, 'w')\ndef make():\n    return 2\n")
+    with pytest.raises(SpecError, match=r"hook\.py changed after it was listed for consent"):
+        load_code(code, allow_code=True)
+    assert not (tmp_path / MARKER).exists()

@@ -670,3 +670,14 @@ def test_no_nan_or_inf_when_query_rows_are_empty(tiny_isonet, case):
     )
     assert torch.isfinite(batched).all()
     torch.testing.assert_close(batched[:3], fast, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.unchecked  # the annotation refuses these in the suite; a user's run meets this
+@pytest.mark.parametrize(
+    "masks",
+    [torch.zeros(2, 3, 3), torch.zeros(3, 3, dtype=torch.bool)],
+    ids=["float", "one-condition-2d"],
+)
+def test_batched_masks_that_are_not_bool_per_condition_are_refused(masks):
+    with pytest.raises(LayoutError, match=r"mask_edges_batched needs bool masks \[condition, "):
+        mask_edges_batched(masks)

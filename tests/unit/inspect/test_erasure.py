@@ -18,7 +18,12 @@ import torch
 from emg_lens import ArgumentError, InputShapeError, LayoutError
 from emg_lens.data.pooled import pool_subjects
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.hooks.erasure import fit_erasers, fit_token_eraser, group_vectors
+from emg_lens.hooks.erasure import (
+    concept_codes,
+    fit_erasers,
+    fit_token_eraser,
+    group_vectors,
+)
 from emg_lens.inspect import probe_tokens
 from emg_lens.inspect.erasure import REPORT_COLUMNS, erase_concept
 from tests.tiny import tiny_isonet
@@ -245,3 +250,62 @@ def test_numpy_integers_are_integers_and_a_placebo_seed_out_of_range_is_named(mo
     assert fold_windows(y.numpy(), np.arange(24), np.zeros(24), np.int64(2), seed=1).n == 2
     with pytest.raises(ArgumentError, match=r"placebo's seed must be an int in 0\.\."):
         eraser.placebo(2**64)
+
+
+def _eraser():
+    acts = torch.randn(40, 3, 4, generator=torch.Generator().manual_seed(0))
+    return fit_token_eraser(acts, torch.arange(40) % 2, at=AT, positions=[1])
+
+
+def _nan_acts(model):
+    acts = torch.zeros(4, 3, 4)
+    acts[0, 1, 0] = float("nan")
+    return fit_token_eraser(acts, [0, 1, 0, 1], at=AT, positions=[1])
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda m: group_vectors(torch.ones(2, 3), [0]),
+            InputShapeError,
+            r"\[window, pos, d_model",
+        ),
+        (lambda m: concept_codes([]), InputShapeError, "labels must be one value per window"),
+        (lambda m: concept_codes([[0, 1]]), InputShapeError, "labels must be one value per window"),
+        (
+            lambda m: concept_codes(np.array([3, "a"], dtype=object)),
+            InputShapeError,
+            r"labels mix \['int', 'str'\]: a concept is all numbers or all strings",
+        ),
+        (_nan_acts, InputShapeError, rf"{AT} holds NaN or inf at positions \[1\]"),
+        (
+            lambda m: _eraser()(torch.ones(2, 3, 5)),
+            InputShapeError,
+            rf"{AT}: an eraser takes \[window, pos, d_model=4\], got",
+        ),
+        (
+            lambda m: fit_erasers(m, m.example_input(4), [0, 1] * 2, names=["nope"], positions=[1]),
+            LayoutError,
+            r"names \['nope'\] must be one or more hook points of IsoNet.*unknown: \['nope'\]",
+        ),
+        (
+            lambda m: fit_erasers(m, m.example_input(4), [0, 1] * 2, names=[], positions=[1]),
+            LayoutError,
+            r"names \[\] must be one or more hook points",
+        ),
+    ],
+    ids=[
+        "2d-acts",
+        "no-labels",
+        "2d-labels",
+        "mixed-labels",
+        "nan-acts",
+        "wrong-d_model",
+        "unknown-name",
+        "no-names",
+    ],
+)
+def test_what_an_eraser_cannot_fit_or_take_is_refused_by_name(model, call, error, match):
+    with pytest.raises(error, match=match):
+        call(model)

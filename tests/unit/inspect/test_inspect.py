@@ -684,3 +684,27 @@ def test_what_a_converted_encoder_cannot_have_is_listed_with_why():
     assert "post-LN" in ov
     (placement,) = [line for line in left if "no electrode placement of eeg" in line]
     assert "no data source" in placement and "names no channels" in placement
+
+
+def _labels_of(model, n: int) -> np.ndarray:
+    return np.arange(n) % model.cfg.n_classes
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (
+            lambda m, X: SubjectData.from_windows({"emg": 6}, (X, [0] * 4), classes=[0]),
+            ArgumentError,
+            r"n_classes=4 and test windows; it has 1 classes",
+        ),
+        (lambda m, X: (X, _labels_of(m, 3)), InputShapeError, r"integer labels y \[n\]"),
+        (lambda m, X: (X, np.zeros(4)), InputShapeError, r"got X \[4, 6, 8\], y float64 \[4\]"),
+    ],
+    ids=["subject-data-classes", "labels-not-one-per-window", "float-labels"],
+)
+def test_data_that_does_not_fit_the_model_is_refused(make, error, match):
+    model = _isonet()
+    X = _windows(model, 4).numpy()
+    with pytest.raises(error, match=match):
+        head_importance(model, make(model, X))

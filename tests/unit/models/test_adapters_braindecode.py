@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+from emg_lens import EncoderConfig
 from emg_lens.checkpoints import load_checkpoint, save_checkpoint
 from emg_lens.errors import (
     ArgumentError,
@@ -33,6 +34,7 @@ from emg_lens.models import (
 from tests.unit.models.converted_models import (
     BRAINDECODE,
     CBRAMOD_CONVS,
+    _chs,
     cbramod_model,
     eegpt_model,
     labram_model,
@@ -439,3 +441,242 @@ def test_labram_position_rows_are_rows_of_its_table():
             HookedLabram(cfg, position_rows=rows)
     rows = HookedLabram(cfg, position_rows=[39, np.int64(43)])._init_kwargs["position_rows"]
     assert rows == [39, 43] and all(type(r) is int for r in rows)  # plain ints: they go to JSON
+
+
+SMALL = {
+    "PBT": {"d_input": 4, "embed_dim": 16, "num_layers": 1, "num_heads": 4},
+    "Labram": {"patch_size": 4, "conv_out_channels": 16, "num_layers": 1, "num_heads": 4},
+    "EEGPT": {
+        **{"patch_size": 4, "patch_stride": None, "embed_num": 2, "embed_dim": 16},
+        **{"depth": 1, "num_heads": 4, "chan_proj_type": "none"},
+    },
+    "CBraMod": {
+        **{"n_layer": 1, "nhead": 4, "dim_feedforward": 24, "emb_dim": 6},
+        "channels_kernel_stride_padding_norm": CBRAMOD_CONVS,
+    },
+}
+
+
+def _source(name: str, n_times: int | None = None, *, sized: bool = True, **kwargs) -> nn.Module:
+    """A small braindecode ``name`` of 6 named channels (``sized=False``: built without
+    n_chans, chs_info and n_times), not converted."""
+    n_times = n_times or (400 if name == "CBraMod" else 8)
+    sizes = {"n_chans": 6, "n_times": n_times, "chs_info": _chs(6)} if sized else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        return getattr(bd, name)(n_outputs=2, **{**SMALL[name], **sizes, **kwargs}).eval()
+
+
+def _edited(name: str, edit, **kwargs) -> nn.Module:
+    source = _source(name, **kwargs)
+    edit(source)
+    return source
+
+
+def _relu_in_layer_1(pbt):
+    pbt.transformer_encoder.encoder_block[1].feed_forward.activation = nn.ReLU()
+
+
+def _odd_eps(cbramod):
+    cbramod.encoder.layers[0].norm2.eps = 1e-3
+
+
+def _half_without_bias(cbramod):
+    layer = cbramod.encoder.layers[0]
+    old = layer.self_attn_s
+    layer.self_attn_s = nn.MultiheadAttention(
+        old.embed_dim, old.num_heads, bias=False, batch_first=True
+    )
+
+
+def _causal(eegpt):
+    eegpt.target_encoder.blocks[0].attn.is_causal = True
+
+
+def _cbramod_built_at_3_channels() -> nn.Module:
+    source = _source("CBraMod", sized=False)
+    with torch.no_grad():
+        source(torch.randn(1, 3, 600))  # builds its classifier: 3 channels x 3 patches
+    return source
+
+
+def _eegpt_config():
+    return HookedEEGPT.config(
+        n_chans=2, n_times=8, n_outputs=2, patch_size=4, patch_stride=None, embed_num=1,
+        embed_dim=16, depth=1, num_heads=2, chan_proj_type="none",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda: from_braindecode(_source("PBT"), ch_names="C3"),
+            ArgumentError,
+            r"ch_names must be a list of channel names, got str",
+        ),
+        (
+            lambda: from_braindecode(_source("PBT"), ch_names=["C3", "C4"]),
+            ArgumentError,
+            r"ch_names must be n_chans=6 names, got 2",
+        ),
+        (
+            lambda: from_braindecode(_edited("PBT", _relu_in_layer_1, num_layers=2)),
+            ConversionError,
+            r"encoder_block\.1\.feed_forward\.activation is relu, .*encoder_block\.0\..* gelu",
+        ),
+        (
+            lambda: from_braindecode(_source("PBT", num_layers=0)),
+            ConversionError,
+            r"the model has no layer to read its activation function from",
+        ),
+        (
+            lambda: from_braindecode(_edited("CBraMod", _odd_eps)),
+            ConversionError,
+            r"CBraMod: the norms must share one eps, got 1e-05, \{'encoder.layers.0.norm2': 0.001",
+        ),
+        (
+            lambda: from_braindecode(_source("CBraMod", n_times=500)),
+            ConversionError,
+            r"CBraMod needs patch_size=200 and n_times a multiple of it, .*n_times=500",
+        ),
+        (
+            lambda: from_braindecode(_cbramod_built_at_3_channels(), ch_names=["C3", "C4"]),
+            ConversionError,
+            r"CBraMod's classifier reads 54 features, which no window of 2 channels gives",
+        ),
+        (
+            lambda: from_braindecode(_edited("CBraMod", _half_without_bias)),
+            ConversionError,
+            r"encoder\.layers\.0\.self_attn_s has bias=False, in_proj_weight \[48, 16\]",
+        ),
+        (
+            lambda: from_braindecode(_edited("EEGPT", _causal)),
+            ConversionError,
+            r"target_encoder\.blocks\.0 has act='gelu', use_rope=False, is_causal=True",
+        ),
+        (
+            lambda: from_braindecode(_source("EEGPT", chan_proj_type="linear", n_chans_target=4)),
+            ConversionError,
+            r"EEGPT.chans_id names 19 channels but its encoder sees 4",
+        ),
+        (
+            lambda: from_braindecode(_source("Labram", neural_tokenizer=False)),
+            ConversionError,
+            r"Labram with neural_tokenizer=False and window_size=\(1, 2\); supported",
+        ),
+        (
+            lambda: from_braindecode(_source("Labram", chs_info=None)),
+            ConversionError,
+            r"Labram without chs_info needs ch_names=\[\.\.\.\], 6 names of LaBraM's table",
+        ),
+        (
+            lambda: from_braindecode(_source("Labram", n_times=200)),
+            ConversionError,
+            r"Labram.embed_dim=16 must be its temporal convolutions' 16 features, and >= its 50",
+        ),
+        (
+            lambda: HookedCBraMod(EncoderConfig.preset("tiny")),
+            ArgumentError,
+            r"HookedCBraMod needs a config from HookedCBraMod.config",
+        ),
+        (
+            lambda: HookedLabram(
+                EncoderConfig.preset("tiny", use_cls_token=False), position_rows=[]
+            ),
+            ArgumentError,
+            r"HookedLabram needs a config from HookedLabram.config",
+        ),
+        (
+            lambda: HookedPBT(EncoderConfig.preset("tiny")),
+            ArgumentError,
+            r"HookedPBT needs a config with use_cls_token=True, final_norm=False",
+        ),
+        (
+            lambda: HookedEEGPT(EncoderConfig.preset("tiny"), channel_ids=[0] * 6),
+            ArgumentError,
+            r"HookedEEGPT: n_ctx=7 is not 0 patches x \(19 channels \+ 4 summary tokens\)",
+        ),
+        (
+            lambda: HookedEEGPT(
+                _eegpt_config(),
+                channel_ids=[0],
+                patch_size=4,
+                patch_stride=None,
+                embed_num=1,
+                chan_proj_type="none",
+            ),
+            ArgumentError,
+            r"channel_ids must be 2 rows, got \[0\]",
+        ),
+        (
+            lambda: HookedCBraMod.config(
+                n_chans=3, n_times=400, n_outputs=2, nhead=3, convs=[[4, 49, 25, 24, [2, 4]]]
+            ),
+            ConversionError,
+            r"CBraMod's nhead=3 must be even and divide d_model=32",
+        ),
+        (
+            lambda: HookedPBT.config(n_chans=2, n_times=9, n_outputs=2, d_input=4),
+            ConversionError,
+            r"PBT's n_times=9 must be a multiple of d_input 4",
+        ),
+    ],
+    ids=[
+        "ch_names-a-string",
+        "ch_names-not-n_chans",
+        "activations-differ",
+        "no-layers",
+        "eps-differ",
+        "cbramod-n_times-not-whole-patches",
+        "cbramod-classifier-fits-no-window",
+        "cbramod-half-without-bias",
+        "eegpt-causal",
+        "eegpt-projection-not-19",
+        "labram-no-tokenizer",
+        "labram-unnamed-channels",
+        "labram-more-patches-than-width",
+        "hooked-cbramod-other-config",
+        "hooked-labram-other-config",
+        "hooked-pbt-other-config",
+        "hooked-eegpt-other-n_ctx",
+        "hooked-eegpt-channel-ids",
+        "cbramod-config-odd-heads",
+        "pbt-config-n_times",
+    ],
+)
+def test_what_a_converter_does_not_compute_is_refused_by_name(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+@pytest.mark.unchecked  # the annotation, list[str], refuses it in the suite
+def test_channel_names_that_are_not_strings_are_refused():
+    with pytest.raises(ArgumentError, match=r"ch_names must be a list of channel names, got \[0,"):
+        from_braindecode(_source("PBT"), ch_names=list(range(6)))
+
+
+def _attention_biased_in_layer_0(pbt):
+    """Layer 0's attention given zero biases: the layers disagree on bias_transformer."""
+    attention = pbt.transformer_encoder.encoder_block[0].mhsa
+    for name in ("attn", "proj"):
+        old = getattr(attention, name)
+        new = nn.Linear(old.in_features, old.out_features, dtype=old.weight.dtype)
+        with torch.no_grad():
+            new.weight.copy_(old.weight)
+            new.bias.zero_()
+        setattr(attention, name, new)
+
+
+def test_weights_the_key_table_does_not_have_are_refused_by_name():
+    with pytest.raises(
+        ConversionError,
+        match=r"from_braindecode\(PBT\): the source has no transformer_encoder\.encoder_block\.0\."
+        r"layer_norm_att\.bias, from which blocks\.0\.ln1\.b is read",
+    ):
+        from_braindecode(_edited("PBT", _attention_biased_in_layer_0, num_layers=2))
+    model = from_braindecode(_source("PBT"))
+    model.register_buffer("extra", torch.zeros(1))  # a user's own entry: braindecode has none
+    with pytest.raises(ConversionError, match=r"no row of the key table maps extra"):
+        to_braindecode(model)

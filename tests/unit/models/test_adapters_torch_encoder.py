@@ -5,6 +5,7 @@ hooked path), for every layer option torch has, and refuses what it cannot conve
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,8 +18,11 @@ from emg_lens.errors import (
     ArgumentError,
     CheckpointError,
     ConversionError,
+    InputShapeError,
+    LayoutError,
     UnsupportedFeatureError,
 )
+from emg_lens.layout import TokenLayout
 from emg_lens.models import HookedTorchEncoder, from_torch_encoder
 from tests.unit.models.converted_models import PatchTokens, TokenReadout, torch_encoder_model
 
@@ -420,3 +424,168 @@ def test_a_linear_readout_is_found_on_an_encoder_left_in_training_mode():
     encoder = parts.pop("encoder")
     model = from_torch_encoder(encoder, n_samples=8, **parts)
     assert model.init_kwargs["linear_readout"]["pool"] == "mean" and encoder.training
+
+
+class _DropsTheLastToken(nn.TransformerEncoderLayer):
+    def forward(self, src, *args, **kwargs):
+        return super().forward(src, *args, **kwargs)[:, :-1]
+
+
+def _converted(edit=None, build=None, **kwargs):
+    """`from_torch_encoder` of `torch_encoder_model`'s parts (built with ``build``), after
+    ``edit(parts)``."""
+    parts = torch_encoder_model(0, convert=False, **(build or {}))
+    if edit is not None:
+        edit(parts)
+    encoder = parts.pop("encoder")
+    return from_torch_encoder(encoder, n_samples=8, **parts, **kwargs)
+
+
+def _set(*changes):
+    """An edit of the parts: each ``(path, value)`` sets ``path`` (a part's name, then
+    attributes and layer indices, dotted) to ``value`` (a function of the parts: its value)."""
+
+    def edit(parts):
+        for path, value in changes:
+            key, *names = path.split(".")
+            value = value(parts) if callable(value) and not isinstance(value, nn.Module) else value
+            if not names:
+                parts[key] = value
+                continue
+            owner = parts[key]
+            for name in names[:-1]:
+                owner = owner[int(name)] if name.isdigit() else getattr(owner, name)
+            setattr(owner, names[-1], value)
+
+    return edit
+
+
+def _layout_of(**fields):
+    def layout(parts):
+        return TokenLayout.from_dict({**parts["layout"].to_dict(), **fields})
+
+    return layout
+
+
+_SIGNAL = [-1] + [c for c in range(1, 7) for _ in range(2)]  # each EMG token's channel + 1
+
+
+@pytest.mark.parametrize(
+    ("edit", "build", "kwargs", "error", "match"),
+    [
+        pytest.param(
+            _set(
+                ("encoder", lambda parts: [parts["encoder"].layers[0], nn.Linear(D_MODEL, D_MODEL)])
+            ),
+            None,
+            {},
+            ConversionError,
+            r"\[1\] is a Linear; supported: torch.nn.TransformerEncoderLayer",
+            # the annotation refuses the list where beartype's sampled item is the Linear
+            marks=pytest.mark.unchecked,
+        ),
+        (
+            _set(("encoder.layers.0.norm2.eps", 1e-3)),
+            None,
+            {},
+            ConversionError,
+            r"layers\.0: its norms \(eps 1e-05, 0\.001\) and linear layers disagree on eps",
+        ),
+        (
+            _set(("encoder.layers.1.norm1.eps", 1e-3), ("encoder.layers.1.norm2.eps", 1e-3)),
+            None,
+            {},
+            ConversionError,
+            r"layers\.1 differs from layers\.0 in \{'eps': \(1e-05, 0\.001\)\}",
+        ),
+        (
+            _set(("encoder.norm.eps", 1e-3)),
+            None,
+            {},
+            ConversionError,
+            r"norm's eps=0\.001 must be its layers' 1e-05",
+        ),
+        (
+            _set(("readout", nn.Identity())),
+            None,
+            {},
+            ConversionError,
+            r"readout \(Identity\) returned torch.float32 \[1, 13, 16\] .* logits \[batch",
+        ),
+        (
+            _set(("encoder", lambda parts: [_DropsTheLastToken(D_MODEL, 4, 32, batch_first=True)])),
+            None,
+            {},
+            ConversionError,
+            r"the source returned torch.float32 \[2, 12, 16\], the converted model .*\[2, 13, 16\]",
+        ),
+        (
+            None,
+            {"readout": "linear", "final_norm": False},
+            {"linear_readout": 99},
+            ArgumentError,
+            r"linear_readout=99 is no token position of the 13 tokens",
+        ),
+        (
+            _set(("layout", _layout_of(channel=_SIGNAL))),
+            None,
+            {},
+            LayoutError,
+            r"layout group 'emg' embeds channels \[1, 2, 3, 4, 5, 6\], not the next input rows",
+        ),
+        (
+            _set(("layout", _layout_of(group=["cls"] * 13, channel=[-1] * 13, time=[-1] * 13))),
+            None,
+            {},
+            LayoutError,
+            r"the layout has no signal tokens, only \('cls',\)",
+        ),
+    ],
+    ids=[
+        "not-a-layer",
+        "norms-of-a-layer-differ",
+        "layers-differ",
+        "final-norm-eps",
+        "readout-not-logits",
+        "source-drops-a-token",
+        "readout-position-past-the-tokens",
+        "channels-not-the-input-rows",
+        "no-signal-tokens",
+    ],
+)
+def test_an_encoder_the_converter_cannot_read_is_refused_by_name(edit, build, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        _converted(edit, build, **kwargs)
+
+
+def test_modules_given_back_that_do_not_fit_the_config_are_refused():
+    """What a checkpoint is rebuilt from: a config without final_norm for a readout's folded
+    norm, or an embed that gives other tokens than the layout's."""
+    model = _converted(build={"readout": "linear", "final_norm": False})
+    modules = {"embed": model.embed, "readout": model.head}
+    no_ln_final = replace(model.cfg, final_norm=False)
+    with pytest.raises(ArgumentError, match=r"linear_readout's norm needs a config with final_"):
+        HookedTorchEncoder(no_ln_final, **modules, **model.init_kwargs)
+    other = HookedTorchEncoder(
+        model.cfg, embed=nn.Identity(), readout=modules["readout"], **model.init_kwargs
+    )
+    with pytest.raises(
+        InputShapeError, match=r"embed must return \[2, 13, 16\], got .*\[2, 6, 8\]"
+    ):
+        other(other.example_input(2))
+
+
+class _SameTokens(nn.Module):
+    """A tokenizer without a position or bias per channel: a window of zeros gives zeros."""
+
+    def forward(self, x):
+        return x.new_zeros(x.shape[0], 12, D_MODEL)
+
+
+def test_a_tokenizer_that_does_not_tell_channels_apart_has_no_data_free_tokens():
+    model = _converted(build={"cls": False})
+    same = HookedTorchEncoder(
+        model.cfg, embed=_SameTokens(), readout=model.head, **model.init_kwargs
+    )
+    with pytest.raises(UnsupportedFeatureError, match=r"_SameTokens\) has no data-free channel"):
+        same.data_free_tokens()

@@ -18,11 +18,12 @@ from emg_lens import LayoutError
 from emg_lens.errors import (
     ArgumentError,
     ConversionError,
+    InputShapeError,
     UnsupportedFeatureError,
 )
 from emg_lens.layout import TokenLayout
 from emg_lens.models import attach
-from emg_lens.models.attached.examples import PatchAttention
+from emg_lens.models.attached.examples import Block, PatchAttention, TinyAttention
 from emg_lens.models.attached.find import Fold, find_folds, probe
 from tests.unit.models import table
 from tests.unit.models.attached_models import (
@@ -563,3 +564,129 @@ def test_attach_refuses_what_is_no_module_and_a_model_attached_already():
 
 def _channels(calls, n_channels, n_samples):
     return TokenLayout.channel_tokens({"emg": n_channels}, cls_token=False)
+
+
+class _FiveDimSDPA(nn.Module):
+    """``scaled_dot_product_attention`` over ``[batch, 1, head, query, d_head]``: torch takes
+    it, attach does not read it."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.head = nn.Linear(N_SAMPLES, D), nn.Linear(D, 3)
+
+    def forward(self, x):
+        h = self.embed(x)
+        q = h.view(h.shape[0], 1, N_CHANNELS, HEADS, D // HEADS).transpose(2, 3)
+        z = F.scaled_dot_product_attention(q, q, q)
+        return self.head(z.transpose(2, 3).reshape(h.shape[0], N_CHANNELS, D).mean(1))
+
+
+class _AgainOnAsk(TinyAttention):
+    """Attends a second time when asked: a forward whose calls vary."""
+
+    def forward(self, x, again=False):
+        out = super().forward(x)
+        return out + super().forward(x) if again else out
+
+
+class _DeeperWhenLonger(nn.Module):
+    """One token per channel of any length (its mean); attends twice on windows longer than 8
+    samples."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.block, self.head = nn.Linear(1, D), Block(D, HEADS), nn.Linear(D, 3)
+
+    def forward(self, x):
+        h = self.block(self.embed(x.mean(-1, keepdim=True)))
+        return self.head((self.block(h) if x.shape[-1] > 8 else h).mean(1))
+
+
+def _sdpa_attached():
+    return attach(build("sdpa"), layout=LAYOUT, n_samples=N_SAMPLES)
+
+
+def _rebuilt(**changes):
+    model = _sdpa_attached()
+    kwargs = {**model.init_kwargs, **changes}
+    cfg = replace(model.cfg, n_layers=kwargs.pop("n_layers", model.cfg.n_layers))
+    return type(model)(cfg, model=model.model, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda: attach(_FiveDimSDPA(), layout=LAYOUT, n_samples=N_SAMPLES),
+            ConversionError,
+            r"scaled_dot_product_attention in .* has a query \[2, 1, 2, 4, 8\]; attach reads",
+        ),
+        (
+            lambda: attach(build("sdpa"), layout=LAYOUT, n_samples=7),
+            ConversionError,
+            r"_Classifier failed on an example input \[batch=2, channels=4, samples=7\]",
+        ),
+        (
+            lambda: attach(PatchAttention(), layout=lambda *a: "emg", n_samples=8, n_channels=4),
+            ArgumentError,
+            r"layout must be a TokenLayout .*or a list of one per attention call; got str",
+        ),
+        (
+            lambda: attach(build("sdpa"), layout=[LAYOUT], n_samples=N_SAMPLES),
+            LayoutError,
+            r"layout must be one per attention call \(2\), got 1",
+        ),
+        (
+            lambda: _sdpa_attached().layout_of(0, input_shape=(4,)),
+            InputShapeError,
+            r"an input window must be \(channels, samples\), got \(4,\)",
+        ),
+        (
+            lambda: _sdpa_attached().layout_of(0, input_shape=(4, 20)),
+            InputShapeError,
+            r"input_shape must be the model's \(4, 8\), got \(4, 20\); to open any size",
+        ),
+        (
+            lambda: attach(
+                _DeeperWhenLonger(), layout=_channels, n_samples=8, n_channels=4
+            ).folds_of(0, input_shape=(4, 20)),
+            ConversionError,
+            r"4 channels x 20 samples its forward makes the attention calls .* not those at",
+        ),
+        (
+            lambda: attach(_AgainOnAsk(), layout=LAYOUT, n_samples=N_SAMPLES)(
+                _x(), again=True, edge_masks={0: torch.zeros(4, 4, dtype=torch.bool)}
+            ),
+            ConversionError,
+            r"this forward's attention call 1: .*, at attach time: None; the forward must make",
+        ),
+        (
+            lambda: _rebuilt(folds=[[1]]),
+            ConversionError,
+            r"folds must list one \[count, batch_major\] per attention call \(2\), got list",
+        ),
+        (lambda: _rebuilt(n_layers=3), ConversionError, r"EncoderConfig.n_layers=3 != 2 calls"),
+    ],
+    ids=[
+        "sdpa-5d",
+        "forward-fails",
+        "layout-function-gives-no-layout",
+        "too-few-layouts",
+        "window-not-a-pair",
+        "other-size-not-opened",
+        "other-size-other-calls",
+        "forward-with-other-calls",
+        "folds-not-pairs",
+        "n_layers-not-the-calls",
+    ],
+)
+def test_an_attached_model_refuses_what_it_cannot_describe_by_name(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+@pytest.mark.unchecked  # the annotation refuses these in the suite; a user's run meets this
+@pytest.mark.parametrize("attention", [3, []])
+def test_attention_that_names_no_module_kind_or_glob_is_refused(attention):
+    with pytest.raises(ArgumentError, match=r"attention must be a module class, a module-path"):
+        attach(build("sdpa"), layout=LAYOUT, n_samples=N_SAMPLES, attention=attention)

@@ -347,6 +347,10 @@ def test_unknown_and_missing_keys_raise_listing_them():
             lambda sd: sd.update({"model_head.classifier.weight": torch.zeros(5, D + 1)}),
             "multiple",
         ),
+        (
+            lambda sd: [sd.pop(k) for k in list(sd) if k.startswith("blocks.")],
+            r"state dict has no 'blocks.\{i\}.\*' keys",
+        ),
     ],
 )
 def test_bad_checkpoints_raise(edit, match):
@@ -363,6 +367,8 @@ def test_arguments_that_contradict_the_checkpoint_raise():
         load(sd, n_channels=6)
     with pytest.raises(CheckpointError, match="d_model"):
         load(sd, d_model=64)
+    with pytest.raises(CheckpointError, match=r"reduction='mean' needs key .* d_model=\d+, got"):
+        load(sd, reduction="mean")
     with pytest.raises(ArgumentError, match=r"n_heads must be a positive divisor of .*, got 5"):
         load(sd, n_heads=5)
     for bad in (2.0, True, 0):  # an int >= 1 only: a float or a bool is no head count

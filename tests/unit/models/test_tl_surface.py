@@ -15,11 +15,13 @@ import numpy as np
 import pytest
 import torch
 from transformer_lens import FactoredMatrix, SVDInterpreter
+from transformer_lens.hook_points import HookPoint
 
 from emg_lens import ArgumentError, EncoderConfig
 from emg_lens.checkpoints import load_checkpoint, save_checkpoint
-from emg_lens.errors import UnsupportedFeatureError
+from emg_lens.errors import ConfigError, LayoutError, UnsupportedFeatureError
 from emg_lens.models import IsoNet, MultimodalMLP, TinyMyo
+from emg_lens.models.base import HookedBiosignalModel
 from tests.tiny import perturb_biases, tiny_isonet
 from tests.unit.models import table
 
@@ -433,3 +435,35 @@ def test_loaded_models_are_in_eval_mode(tmp_path):
         source.to_biofoundation(), n_heads=4, n_samples=8, rope_positions="token"
     )
     assert not any(m.training for m in loaded.modules())
+
+
+@pytest.mark.unchecked  # the annotation refuses it in the suite; a user's run meets this
+def test_a_model_given_no_config_is_refused_by_name():
+    with pytest.raises(ArgumentError, match=r"MultimodalMLP takes an EncoderConfig, got dict"):
+        MultimodalMLP({"d_model": 16})
+
+
+def test_an_isonet_without_its_cls_token_is_refused():
+    with pytest.raises(ConfigError, match=r"IsoNet needs EncoderConfig.use_cls_token=True"):
+        IsoNet(EncoderConfig.preset("tiny", use_cls_token=False))
+
+
+def test_the_bias_into_an_mlp_past_the_last_layer_is_refused():
+    model = _isonet()
+    with pytest.raises(LayoutError, match=r"mlp_input=True needs a layer below n_layers"):
+        model.accumulated_bias(model.cfg.n_layers, mlp_input=True)
+
+
+class _NoTokenStream(HookedBiosignalModel):
+    """A user's model whose only hook point is its input ``[batch, channel, time]``."""
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__(cfg)
+        self.hook_input = HookPoint()
+        self.setup()
+
+
+def test_pos_slice_on_a_model_without_a_token_axis_is_refused():
+    model = _NoTokenStream(EncoderConfig.preset("tiny"))
+    with pytest.raises(ArgumentError, match=r"_NoTokenStream has no token axis for pos_slice"):
+        model.get_caching_hooks(pos_slice=0)

@@ -464,3 +464,49 @@ def test_names_that_contradict_the_models_own_chs_info_are_refused(name):
     assert attach_braindecode(source, ch_names=own).layout_of(0).channel_names[: len(own)] == (
         tuple(own)
     )
+
+
+def _bendr_without_n_times():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        small = {"encoder_h": 16, "contextualizer_hidden": 32, "transformer_layers": 1}
+        return bd.BENDR(n_outputs=2, n_chans=3, transformer_heads=2, **small)
+
+
+def _cbramod_built_at_3_channels_600_samples():
+    source = _cbramod()  # its LazyLinear classifier built by this first call: 9 tokens
+    with torch.no_grad():
+        source(torch.randn(1, 3, 600))
+    return source
+
+
+@pytest.mark.parametrize(
+    ("make", "kwargs", "match"),
+    [
+        (
+            _bendr_without_n_times,
+            {},
+            r"BENDR was built without n_times .*: pass n_times=\.\.\. \(samples\)",
+        ),
+        (
+            lambda: _cbramod(n_chans=3),
+            {"ch_names": ["C3", "C4"]},
+            r"ch_names must name each input channel of braindecode's CBraMod \(n_chans=3\), got 2",
+        ),
+        (
+            lambda: _cbramod(n_chans=3, n_times=400),
+            {"n_times": 600},
+            r"n_times must be CBraMod's 400 \(or left out\), got 600",
+        ),
+        (
+            _cbramod_built_at_3_channels_600_samples,
+            {"ch_names": ["C3", "C4"]},
+            r"CBraMod has a classifier over 72 features, which no input of 2 channels gives",
+        ),
+    ],
+    ids=["no-size", "names-not-n_chans", "n_times-not-its-own", "classifier-fits-no-input"],
+)
+def test_a_size_the_braindecode_model_does_not_have_is_refused_by_name(make, kwargs, match):
+    with pytest.raises(ConversionError, match=match):
+        attach_braindecode(make(), **kwargs)

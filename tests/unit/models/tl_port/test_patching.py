@@ -18,9 +18,10 @@ from transformer_lens.patching import (
     get_act_patch_attn_head_all_pos_every,
     get_act_patch_direct_path,
     get_act_patch_direct_path_all_sources,
+    get_act_patch_resid_pre,
 )
 
-from emg_lens import EncoderConfig
+from emg_lens import EncoderConfig, LayoutError
 from emg_lens.models import IsoNet
 from tests.tiny import perturb_biases
 from tests.unit.models.tl_port.conftest import PATCHABLE, get_model
@@ -189,3 +190,13 @@ def test_get_act_patch_attn_head_all_pos_every():
     assert result.shape == (5, model.cfg.n_layers, model.cfg.n_heads)
     assert not torch.all(result == result[0, 0, 0])
     assert torch.isfinite(result).all()
+
+
+def test_a_helper_that_sweeps_time_samples_as_positions_is_refused():
+    model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()  # 8 samples, 7 tokens
+    x = model.example_input(2)
+    _, cache = model.run_with_cache(x)
+    with pytest.raises(
+        LayoutError, match=r"sweeps 8 positions of blocks.0.hook_resid_pre, but the model has 7 "
+    ):
+        get_act_patch_resid_pre(model, x, cache, lambda out: out.sum())
