@@ -80,6 +80,14 @@ _NEEDS = {
 }  # what each capability is, in the words of a refusal
 
 
+def check_encoder_config(model: type, cfg: Any) -> EncoderConfig:
+    """``cfg``, the config a ``model`` class is built from, or the `ArgumentError` naming the
+    class when it is no `EncoderConfig` (checked before a constructor reads it)."""
+    if not isinstance(cfg, EncoderConfig):
+        raise ArgumentError(f"{model.__name__} takes an EncoderConfig, got {describe(cfg)}")
+    return cfg
+
+
 def _capability(feature: Any) -> str:
     return check_choice(feature, CAPABILITIES, "a capability")
 
@@ -229,11 +237,7 @@ class HookedBiosignalModel(ConfigInit, TokenSurface, HookSurface, HookedRootModu
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
-        if not isinstance(cfg, EncoderConfig):
-            raise ArgumentError(
-                f"{type(self).__name__} takes an EncoderConfig, got {describe(cfg)}"
-            )
-        self.cfg = cfg
+        self.cfg = check_encoder_config(type(self), cfg)
         # the std of the normal draws of the model's own parameters (TinyMyo's ``mask_token``,
         # a converted model's CLS token and position tables)
         self.init_std = cfg.init_range

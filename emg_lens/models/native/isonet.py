@@ -18,7 +18,7 @@ from transformer_lens.hook_points import HookPoint
 from emg_lens.components import ChannelEmbed, ClassifierHead, PosEmbed
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ConfigError, checked
-from emg_lens.models.base import HookedEncoder
+from emg_lens.models.base import HookedEncoder, check_encoder_config
 
 RETURN_TYPES = ("logits", "avg_logits", "both")
 
@@ -46,6 +46,7 @@ class IsoNet(HookedEncoder):
     takes = (("positional_embedding_type", ("standard",)),)  # learned positions
 
     def __init__(self, cfg: EncoderConfig):
+        cfg = check_encoder_config(type(self), cfg)
         if not cfg.use_cls_token:
             raise ConfigError("IsoNet needs EncoderConfig.use_cls_token=True (its CLS head)")
         super().__init__(cfg)

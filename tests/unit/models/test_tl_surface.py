@@ -438,9 +438,12 @@ def test_loaded_models_are_in_eval_mode(tmp_path):
 
 
 @pytest.mark.unchecked  # the annotation refuses it in the suite; a user's run meets this
-def test_a_model_given_no_config_is_refused_by_name():
-    with pytest.raises(ArgumentError, match=r"MultimodalMLP takes an EncoderConfig, got dict"):
-        MultimodalMLP({"d_model": 16})
+@pytest.mark.parametrize("model", ["MultimodalMLP", "IsoNet", "HookedPBT", "HookedCBraMod"])
+def test_a_model_given_no_config_is_refused_by_name(model):
+    import emg_lens.models
+
+    with pytest.raises(ArgumentError, match=rf"{model} takes an EncoderConfig, got dict"):
+        getattr(emg_lens.models, model)({"d_model": 16})
 
 
 def test_an_isonet_without_its_cls_token_is_refused():

@@ -29,6 +29,7 @@ from emg_lens.errors import (
     ConversionError,
 )
 from emg_lens.models import key_table as keys
+from emg_lens.models.base import check_encoder_config
 from emg_lens.models.braindecode_common import model_size
 from emg_lens.models.converted.braindecode._common import (
     Braindecode,
@@ -166,6 +167,7 @@ class HookedCBraMod(BraindecodeEncoder):
     """
 
     def __init__(self, cfg: EncoderConfig, *, convs: Any = DEFAULT_CONVS, emb_dim: int = 200):
+        cfg = check_encoder_config(type(self), cfg)
         if cfg.use_cls_token or cfg.patch_samples != PATCH or cfg.n_heads % 2 or cfg.d_model % 2:
             raise ArgumentError("HookedCBraMod needs a config from HookedCBraMod.config(...)")
         super().__init__(cfg)

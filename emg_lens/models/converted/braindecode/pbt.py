@@ -19,6 +19,7 @@ from emg_lens.components.init import ConfigEmbedding, ConfigLinear
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, ConversionError, checked
 from emg_lens.models import key_table as keys
+from emg_lens.models.base import check_encoder_config
 from emg_lens.models.converted.braindecode._common import (
     Braindecode,
     BraindecodeEncoder,
@@ -54,6 +55,7 @@ class HookedPBT(BraindecodeEncoder):
     """
 
     def __init__(self, cfg: EncoderConfig, *, learnable_cls: bool = True):
+        cfg = check_encoder_config(type(self), cfg)
         if not cfg.use_cls_token or cfg.final_norm or cfg.patch_samples is None:
             raise ArgumentError(
                 "HookedPBT needs a config with use_cls_token=True, final_norm=False and "
