@@ -36,6 +36,12 @@ def test_one_folder_per_subject_is_found_as_before(tmp_path):
     }
 
 
+def test_a_folder_without_a_subject_number_is_named(tmp_path):
+    root = _models(tmp_path, {"subject_best": None})
+    with pytest.raises(SpecError, match=r"subject_best: no subject number in its metadata or its"):
+        find_models(root)
+
+
 @pytest.mark.parametrize(
     "folders, named",
     [
