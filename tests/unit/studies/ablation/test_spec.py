@@ -137,6 +137,12 @@ BAD_SPECS = {
     "bad metric in a list": (_with(metric=["accuracy", "auc"]), ["metric = 'auc'", "'kl'"]),
     "empty metric list": (_with(metric=[]), ["metric = []", "'flip_rate'"]),
     "repeated metric": (_with(metric=["kl", "kl"]), ["metric repeats 'kl'"]),
+    "class_groups not a table": (_with(class_groups=[1]), ["[class_groups] must be a table"]),
+    "erase not a name": (
+        _intervention(erase="not a name", tokens="acc"),
+        ["interventions[0] (x).erase = 'not a name'", "'gesture', 'subject'"],
+    ),
+    "another kind": (_with(kind="training"), ["kind = 'training'", "reads kind = 'ablation'"]),
 }
 
 
@@ -148,6 +154,11 @@ def test_bad_spec_raises_spec_error_naming_the_key(case):
     message = str(info.value)
     for needle in needles:
         assert needle in message, f"{case}: {needle!r} not in {message!r}"
+
+
+def test_a_spec_that_is_no_table_is_a_spec_error():
+    with pytest.raises(SpecError, match=r"a study spec must be a table, got \[1\]"):
+        StudySpec.from_dict([1])
 
 
 def test_modes_not_a_list_is_a_spec_error():
@@ -184,6 +195,15 @@ def test_layer_out_of_range_raises_at_expand_grid():
     explicit = StudySpec.from_dict(_with(layers={"modes": ["explicit"], "explicit": [[1, 7]]}))
     with pytest.raises(SpecError, match=r"layers \[7\] are out of range"):
         expand_grid(explicit, n_layers=5, n_heads=4)
+
+
+def test_a_grid_without_layers_or_conditions_raises_at_expand_grid():
+    spec = StudySpec.from_dict(BASE)
+    with pytest.raises(SpecError, match=r"'cross' acts on attention layers, but the model has no"):
+        expand_grid(spec, n_layers=0, n_heads=4)
+    no_layer = StudySpec.from_dict(_with(layers={"modes": ["individual"], "layers": []}))
+    with pytest.raises(SpecError, match="the study grid is empty"):
+        expand_grid(no_layer, n_layers=2, n_heads=4)
 
 
 def test_a_flat_heads_list_is_one_head_set():
