@@ -5,6 +5,7 @@ file."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import textwrap
 
 import pytest
@@ -229,6 +230,14 @@ def test_unknown_group_in_edges_raises_spec_error_at_run_time():
         run_study(spec, models={1: tiny_subject()}, progress=False)
     message = str(info.value)
     assert "'x'" in message and "eeg" in message
+
+
+def test_an_intervention_built_without_an_action_is_named_at_run_time():
+    from emg_lens.studies.ablation.spec import Intervention
+
+    bare = dataclasses.replace(StudySpec.from_dict(BASE), interventions=(Intervention("x"),))
+    with pytest.raises(SpecError, match=r"'x' names none of its actions; it needs exactly one of"):
+        run_study(bare, models={1: tiny_subject()}, progress=False)
 
 
 def test_unknown_modality_raises_spec_error_at_run_time():
