@@ -134,3 +134,12 @@ def test_evaluate_names_a_checkpoint_that_records_no_data_source(tmp_path, capsy
     assert main(["evaluate", "--models", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "subject_1: its metadata records no data_source" in err and "Traceback" not in err
+
+
+def test_a_stored_discovery_names_a_checkpoint_that_records_no_data_source(tmp_path):
+    from emg_lens.discovery.spec import DiscoverySpec
+
+    save_checkpoint(tiny_isonet(0), tmp_path / "m" / "subject_1", metadata={"subject": 1})
+    spec = DiscoverySpec.from_dict({"name": "d", "models": str(tmp_path / "m")})
+    with pytest.raises(SpecError, match=r"subject_1: the checkpoint records no data source to"):
+        run_discovery(spec, out_dir=tmp_path / "out", progress=False)

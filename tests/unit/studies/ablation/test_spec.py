@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from emg_lens.edges import EdgeSet, parse
-from emg_lens.errors import SpecError
+from emg_lens.errors import SpecError, StudyError
 from emg_lens.studies import StudySpec, expand_grid, load_spec, run_study
 from tests.tiny import tiny_subject
 
@@ -238,6 +238,16 @@ def test_an_intervention_built_without_an_action_is_named_at_run_time():
     bare = dataclasses.replace(StudySpec.from_dict(BASE), interventions=(Intervention("x"),))
     with pytest.raises(SpecError, match=r"'x' names none of its actions; it needs exactly one of"):
         run_study(bare, models={1: tiny_subject()}, progress=False)
+
+
+def test_a_hooked_model_that_cannot_be_digested_is_named_without_its_arrays(tmp_path):
+    model, data = tiny_subject()
+    model.add_hook("blocks.0.hook_resid_pre", lambda act, hook: act)
+    with pytest.raises(StudyError) as info:
+        run_study(StudySpec.from_dict(BASE), models={1: (model, data)}, out_dir=tmp_path)
+    message = str(info.value)
+    assert message.startswith("subject 1: cannot digest its in-memory (model, data): the model")
+    assert "has hooks on blocks.0.hook_resid_pre" in message and "array(" not in message
 
 
 def test_unknown_modality_raises_spec_error_at_run_time():
