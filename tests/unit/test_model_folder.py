@@ -36,6 +36,12 @@ def test_one_folder_per_subject_is_found_as_before(tmp_path):
     }
 
 
+def test_a_folder_without_a_subject_number_is_named(tmp_path):
+    root = _models(tmp_path, {"subject_best": None})
+    with pytest.raises(SpecError, match=r"subject_best: no subject number in its metadata or its"):
+        find_models(root)
+
+
 @pytest.mark.parametrize(
     "folders, named",
     [
@@ -128,3 +134,12 @@ def test_evaluate_names_a_checkpoint_that_records_no_data_source(tmp_path, capsy
     assert main(["evaluate", "--models", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "subject_1: its metadata records no data_source" in err and "Traceback" not in err
+
+
+def test_a_stored_discovery_names_a_checkpoint_that_records_no_data_source(tmp_path):
+    from emg_lens.discovery.spec import DiscoverySpec
+
+    save_checkpoint(tiny_isonet(0), tmp_path / "m" / "subject_1", metadata={"subject": 1})
+    spec = DiscoverySpec.from_dict({"name": "d", "models": str(tmp_path / "m")})
+    with pytest.raises(SpecError, match=r"subject_1: the checkpoint records no data source to"):
+        run_discovery(spec, out_dir=tmp_path / "out", progress=False)

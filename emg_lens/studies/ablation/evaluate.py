@@ -33,7 +33,7 @@ from emg_lens.models.base import LAYERWISE, provides
 from emg_lens.stats.metrics import score_logits, score_stacked
 from emg_lens.studies.ablation.erasure import ErasureFits
 from emg_lens.studies.ablation.grid import BASELINE, Condition
-from emg_lens.studies.ablation.spec import StudySpec
+from emg_lens.studies.ablation.spec import ACTIONS, StudySpec
 from emg_lens.studies.ablation.stacking import ConditionForm, run_children, windows_per_call
 from emg_lens.studies.subjects import Subject
 from emg_lens.user_code import (
@@ -527,8 +527,10 @@ def _run_hooked(
             raise SpecError(f"intervention {c.name!r} is a hook factory, {why}")
         hooks = hooks_from_factory(i.hook, code.targets[i.hook], model, list(c.layers))
         ref = i.hook
-    else:  # an edge expression's masks run in the prefix tree (`_edge_sequences`)
-        raise StudyError(f"intervention {c.name!r}: its edges run in the prefix tree")
+    else:  # edges run in the prefix tree (`_edge_sequences`): here an Intervention built
+        # directly, past `Intervention._parse`, that names no action
+        given = "exactly one of " + ", ".join(ACTIONS)
+        raise SpecError(f"intervention {c.name!r} names none of its actions; it needs {given}")
     outputs = []
     # The hooks of a factory are the study's code: a failure (or exit) in them names the file.
     with running_code(ref, "running its hooks") if ref else contextlib.nullcontext():

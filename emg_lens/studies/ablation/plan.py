@@ -69,7 +69,8 @@ def plan_subject(
     except (EmgLensError, OSError) as exc:
         # a broken checkpoint or data source raises its own, better named, error
         load_entry(entry, modules=study_code.modules)
-        raise StudyError(f"subject {subject_id}: cannot digest {entry}: {exc}") from exc
+        what = "its in-memory (model, data)" if isinstance(entry, tuple) else entry
+        raise StudyError(f"subject {subject_id}: cannot digest {what}: {exc}") from exc
     fit = subject.pop("fit", None)
     subject.update(metrics=list(METRICS), verified=verify)  # a cell holds every metric
     provenances = {}

@@ -127,7 +127,7 @@ class RegressionSpec(Spec):
         target = data.get("target", "force")
         if not check_string(target, "target (the recording's extra channel, 'force')"):
             raise SpecError(
-                "target must name the recording's extra channel ('force'), got {target!r}"
+                f"target must name the recording's extra channel ('force'), got {target!r}"
             )
         return {
             "recording": data["recording"],

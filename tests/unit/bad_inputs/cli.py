@@ -14,13 +14,16 @@ from __future__ import annotations
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
 import torch
 from transformer_lens import patching as tl_patching
 
 from emg_lens import cli
 from emg_lens.checkpoints import save_checkpoint
 from emg_lens.data.synthetic.emg_acc import synthesize_ninapro_db2
-from emg_lens.errors import ArgumentError, LayoutError
+from emg_lens.data.windows.pipeline import TinyMyoPreprocess, WindowBatch
+from emg_lens.data.windows.store import write_window_store
+from emg_lens.errors import ArgumentError, EmgLensError, LayoutError, SpecError
 from emg_lens.hooks import attn_scores_filter, mask_edges, pattern_filter
 from emg_lens.models import IsoNet, TinyMyo
 from tests.tiny import tiny_isonet, tinymyo_config
@@ -255,4 +258,67 @@ TL_ROWS = [
     ),
 ]
 
-ROWS: list[tuple] = [*DEVICE_ROWS, *SYNTH_ROWS, *FILTER_ROWS, *TL_ROWS]
+
+def _finetune_with(tmp: Path, *extra: str, splits: dict[str, list[int]] | None = None):
+    """``finetune`` from a tiny pretrained TinyMyo with ``extra`` flags; ``splits``: also
+    ``--windows`` a store of four windows (repetitions 1 and 2) holding a dataset's split."""
+    cfg = tinymyo_config(4, 100, n_layers=1)
+    checkpoint = save_checkpoint(TinyMyo(cfg, task="reconstruction"), tmp / "pretrained")
+    argv = ["finetune", "--checkpoint", str(checkpoint), "--out", str(tmp / "ft"), "--quiet"]
+    if splits is not None:
+        x = np.zeros((4, 4, 100), np.float32)
+        batch = WindowBatch(x, np.array([0, 1, 0, 1]), np.array([1, 1, 2, 2]), 1, "s", {})
+        spec = TinyMyoPreprocess(n_channels=4, window=100)
+        store = write_window_store(tmp / "w.h5", [batch], spec, splits=splits, progress=False)
+        argv += ["--windows", str(store)]
+    return cli.run([*argv, *extra, "--epochs", "1"])
+
+
+def _probe_a_subject_not_there(tmp: Path):
+    save_checkpoint(tiny_isonet(), tmp / "models" / "subject_1", metadata={"subject": 1})
+    argv = ["probe", "--models", str(tmp / "models"), "--out", str(tmp / "out")]
+    return cli.run([*argv, "--subjects", "1", "9"])
+
+
+ALLOW_BOTH = ["--allow-code", "--allow-code", "ab" * 32]
+SPLIT = {"train": [1], "test": [2]}
+CONSENT_ROWS = [
+    (
+        "--allow-code alone and with a digest",
+        lambda tmp: cli.run(["discover", *ALLOW_BOTH, "--models", "x"]),
+        EmgLensError,
+        "--allow-code: give it either alone (the files as they are now) or with each file's",
+    ),
+    (
+        "discover --models blank",
+        lambda tmp: cli.run(["discover", "--models", "   "]),
+        ArgumentError,
+        "discover needs --models DIR (or a spec file that names models)",
+    ),
+    (
+        "probe --subjects one without a model",
+        _probe_a_subject_not_there,
+        SpecError,
+        "--subjects [9] have no model in ",
+    ),
+    (
+        "finetune --subjects without --per-subject",
+        lambda tmp: _finetune_with(tmp, "--subjects", "1"),
+        ArgumentError,
+        "--subjects selects subjects for --per-subject fine-tuning only",
+    ),
+    (
+        "finetune --per-subject on a store with its own split",
+        lambda tmp: _finetune_with(tmp, "--per-subject", splits=SPLIT),
+        ArgumentError,
+        "holds a downstream dataset's own train/val/test split; --per-subject and --subjects",
+    ),
+    (
+        "finetune on a split store without val",
+        lambda tmp: _finetune_with(tmp, splits=SPLIT),
+        ArgumentError,
+        "has no 'val' windows (['test', 'train']); build it with emg-lens windows without",
+    ),
+]
+
+ROWS: list[tuple] = [*DEVICE_ROWS, *SYNTH_ROWS, *FILTER_ROWS, *TL_ROWS, *CONSENT_ROWS]

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from emg_lens import EncoderConfig
-from emg_lens.components import Attention, ConfigInit, HeadStructure, TransformerBlock
+from emg_lens.components import MLP, Attention, ConfigInit, HeadStructure, TransformerBlock
 from emg_lens.components.init import (
     ConfigConv1d,
     ConfigConv2d,
@@ -20,6 +20,7 @@ from emg_lens.components.init import (
     ConfigLinear,
     init_parameter,
 )
+from emg_lens.errors import ConfigError
 
 STD = 0.5
 
@@ -99,6 +100,16 @@ def test_a_config_layer_is_built_as_torchs_and_resets_by_the_rule(ours, theirs):
             assert param.eq(1).all()
         else:
             assert param.ne(7).all() and param.abs().max() < 6 * STD
+
+
+def test_a_head_structure_with_rotary_positions_and_an_mlp_without_a_width_are_named():
+    rotary = EncoderConfig.preset("tiny", seed=0, positional_embedding_type="rotary")
+    with pytest.raises(ConfigError, match="a head structure is not supported with rotary"):
+        Attention(rotary).set_structure([HeadStructure((0, 4))], 7)
+    cfg = EncoderConfig.preset("tiny", seed=0)
+    cfg.d_mlp = None  # a config changed after it was checked (None is filled in on creation)
+    with pytest.raises(ConfigError, match=r"EncoderConfig\.d_mlp must be an int >= 1 for an MLP"):
+        MLP(cfg)
 
 
 def test_attention_keeps_a_head_structure_zero_where_heads_do_not_read_or_write():

@@ -23,10 +23,13 @@ from emg_lens.discovery import (
     Candidate,
     ExactPasses,
     compile_family,
+    cut_edge_set,
     default_family,
     discover,
     family_from_edges,
     layer_masks,
+    plot_screen,
+    plot_screen_vs_exact,
     screen,
     window_metric,
 )
@@ -364,6 +367,54 @@ def test_tinymyo_family_and_screen():
             r"family\[0\] must be a Candidate of layers 0\.\.\d+, got .* in layer 5",
         ),
         (lambda m, d: screen(m, d).verify(top=0), ArgumentError, "top must be an int"),
+        (lambda m, d: family_from_edges(m, "cross_modal"), ArgumentError, "wrap it in a list"),
+        (
+            lambda m, d: family_from_edges(m, ["cross_modal"], layers=[5]),
+            ArgumentError,
+            r"layers \[5\] are out of range: the model has 0\.\.1",
+        ),
+        (
+            lambda m, d: family_from_edges(m, ["cross_mod"]),
+            ArgumentError,
+            "family edge set 'cross_mod': invalid edge expression",
+        ),
+        (
+            lambda m, d: family_from_edges(m, ["cross_modal & layers(0)"]),
+            ArgumentError,
+            r"names layers: give the layers with layers=",
+        ),
+        (
+            lambda m, d: screen(m, d, family=[Candidate(0, heads(0), 0, "x")] * 2),
+            ArgumentError,
+            r"family\[1\] repeats family\[0\]",
+        ),
+        (lambda m, d: screen(m, d, metric="foo"), ArgumentError, r"accepted: \['margin'"),
+        (
+            lambda m, d: cut_edge_set([Candidate(1, between("emg", "acc"), 2, "x")]),
+            ArgumentError,
+            r"candidate L1 H2 x: its edges \(between\(emg,acc\)\) do not end in heads\(2\)",
+        ),
+        (lambda m, d: screen(m, d).candidate(10**6), ArgumentError, r"rank must be in 1\.\.\d+"),
+        (
+            lambda m, d: discover(m, d, screened=screen(tiny_isonet(3), (d[0][:4], d[1][:4]))),
+            ArgumentError,
+            "screened was made for another model",
+        ),
+        (  # the last layer's emg rows: the CLS readout does not read them
+            lambda m, d: discover(m, d, family=[Candidate(1, between("emg", "acc") & heads(0))]),
+            ArgumentError,
+            r"cutting every candidate does not lower the margin",
+        ),
+        (
+            lambda m, d: plot_screen(pd.DataFrame({"layer": [0]})),
+            ArgumentError,
+            "plot_screen draws one head per cell",
+        ),
+        (
+            lambda m, d: plot_screen_vs_exact(pd.DataFrame({"layer": [0]})),
+            ArgumentError,
+            "needs a verified screen",
+        ),
     ],
 )
 def test_bad_input_gets_named_errors(model, data, call, error, match):
@@ -625,3 +676,15 @@ def test_the_screen_vs_exact_figure_gives_each_rho_its_points_and_p(model, data)
         f"over {len(measured)} candidates (p = " in title
         or f"{len(measured)} candidates (p <" in title
     )
+
+
+def test_a_model_that_overflows_is_named_by_the_screen_and_the_exact_passes(data):
+    X, y = data[0][:8], data[1][:8]
+    model = tiny_isonet(3, init_range=0.6)
+    with torch.no_grad():
+        model.blocks[0].attn.W_V.fill_(float("inf"))
+    with pytest.raises(ArgumentError, match="screening gave non-finite margin values"):
+        screen(model, (X, y))
+    passes = ExactPasses(model, X, y, metric="margin", return_type="logits")
+    with pytest.raises(ArgumentError, match="an exact masked pass gave non-finite logits"):
+        passes.score({})

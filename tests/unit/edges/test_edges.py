@@ -721,6 +721,8 @@ def test_parse_accepts_non_canonical_spellings(text, expected):
         ("between('emg,acc)", 9, "'", 'unexpected "\'"'),
         ("within('e mg')", 8, "'e mg'", "group name"),
         ("time_window('3')", 13, "'3'", "non-negative integer"),
+        ("heads(heads=0, 1)", 16, "1", "positional argument follows keyword argument"),
+        ("within_region(region='C3', region='C4')", 28, "region", "got 'region' twice"),
     ],
 )
 def test_parse_errors_point_at_the_offending_token(text, column, token, mentions):
@@ -743,6 +745,11 @@ def test_parse_error_lists_the_selectors():
         parse("cross_modal & foo")
     for name in ("unimodal", "cross_modal", "within(group)", "heads(", "time_window(", "to_cls"):
         assert name in str(info.value)
+
+
+def test_a_region_needs_a_name():
+    with pytest.raises(ArgumentError, match=r"within_region\(region\) needs at least one"):
+        within_region([])
 
 
 @pytest.mark.unchecked

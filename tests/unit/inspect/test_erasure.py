@@ -155,6 +155,19 @@ def test_bad_inputs_are_named(model):
         erase_concept(model, X, y, at=AT, tokens="pooled")
 
 
+def test_windows_labels_and_hook_points_an_eraser_cannot_use_are_named(model):
+    X, y = _planted(n=8)
+    with pytest.raises(InputShapeError, match=r"labels, trials must be one value per window"):
+        erase_concept(model, X, y[:5], at=AT, tokens="acc")
+    with pytest.raises(InputShapeError, match=r"an eraser reads \[window, position, d_model\]"):
+        erase_concept(model, X, y, at="blocks.0.attn.hook_pattern", tokens="acc")
+    test_only = SubjectData.from_windows(model.cfg.modalities, (X[:8], y[:8]), subject=3)
+    with pytest.raises(ArgumentError, match="SubjectData 3 has no training windows to fit on"):
+        erase_concept(model, test_only, at=AT, tokens="acc")
+    with pytest.raises(ArgumentError, match="trials= is for windows in an array"):
+        erase_concept(model, test_only, at=AT, tokens="acc", trials=np.arange(8))
+
+
 def test_the_report_scores_a_fresh_probe_on_held_out_trials_before_and_after(model):
     X, y = _planted()
     erasure = erase_concept(model, X, y, at=AT, tokens="acc", folds=4)

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from emg_lens import EncoderConfig
 from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
@@ -21,6 +23,7 @@ from emg_lens.errors import (
     ConfigError,
     InputShapeError,
     LayoutError,
+    StudyError,
 )
 from emg_lens.inspect.features import (
     FeatureConfig,
@@ -183,8 +186,29 @@ def test_save_and_load_round_trip_and_refusals(tiny, tmp_path):
     with pytest.raises(CheckpointError, match="format must be"):
         load_features(tmp_path / "out", model, (X, y))
     (tmp_path / "out" / "features.json").write_text(json.dumps(info))
+    shutil.copy(
+        tmp_path / "out" / "features.safetensors", tmp_path / "out" / "features.safetensors.orig"
+    )
     (tmp_path / "out" / "features.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(CheckpointError, match="not a safetensors file"):
+        load_features(tmp_path / "out", model, (X, y))
+    weights = load_file(str(tmp_path / "out" / "features.safetensors.orig"))
+    save_file({"W_enc": torch.zeros(3, 3)}, str(tmp_path / "out" / "features.safetensors"))
+    with pytest.raises(CheckpointError, match=r"weights \{'W_enc': \(3, 3\)\}, not the config's"):
+        load_features(tmp_path / "out", model, (X, y))
+    name = next(iter(weights))
+    nan = {**weights, name: torch.full_like(weights[name], float("nan"))}
+    save_file(nan, str(tmp_path / "out" / "features.safetensors"))
+    with pytest.raises(CheckpointError, match=rf"\['{name}'\] hold NaN or inf"):
+        load_features(tmp_path / "out", model, (X, y))
+    (tmp_path / "out" / "features.json").write_text("{")
+    with pytest.raises(CheckpointError, match=r"features\.json is not JSON text"):
+        load_features(tmp_path / "out", model, (X, y))
+    unknown = dict(info, config={**info["config"], "width": 3})
+    (tmp_path / "out" / "features.json").write_text(json.dumps(unknown))
+    with pytest.raises(
+        CheckpointError, match=r"config: unknown FeatureConfig field\(s\) \['width'\]"
+    ):
         load_features(tmp_path / "out", model, (X, y))
 
 
@@ -198,6 +222,10 @@ def test_bad_inputs_are_named(tiny):
         FeatureConfig(layer=0, hook="attn_out")
     with pytest.raises(ConfigError, match=r"FeatureConfig\.lr"):
         FeatureConfig(layer=0, lr=float("nan"))
+    with pytest.raises(ConfigError, match=r"FeatureConfig\.groups names no group"):
+        FeatureConfig(layer=0, groups=())
+    with pytest.raises(ConfigError, match=r"unknown FeatureConfig field\(s\) \['width'\]"):
+        FeatureConfig.from_dict({"layer": 0, "width": 3})
     with pytest.raises(LayoutError, match="the model has 2 layers"):
         train_features(model, (X, y), FeatureConfig(layer=2))
     with pytest.raises(LayoutError, match="unknown token group 'eeg'"):
@@ -288,3 +316,17 @@ def test_the_auxk_loss_is_normalised_by_the_error_variance_as_published():
     recon = torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu()) @ sae.W_dec[dead]
     published = ((recon - error) ** 2).mean() / ((error.mean(0) - error) ** 2).mean()
     torch.testing.assert_close(_aux_loss(sae, x, error, dead, config), published)
+
+
+def test_a_fit_that_diverges_or_leaves_no_trial_and_a_splice_that_overflows_are_named(tiny):
+    model, (X, y) = tiny
+    X, y, small = X[:20], y[:20], {**SMALL, "epochs": 1}
+    with pytest.raises(StudyError, match=r"loss became (inf|nan) in epoch \d: lower FeatureConfig"):
+        train_features(model, (X, y), FeatureConfig(**{**small, "lr": 1e20, "epochs": 2}))
+    with pytest.raises(ArgumentError, match=r"FeatureConfig.holdout 0.001 of 20 trials leaves 0"):
+        train_features(model, (X, y), FeatureConfig(**{**small, "holdout": 0.001}))
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        broken.blocks[1].attn.W_O.fill_(float("inf"))  # after the spliced stream
+    with pytest.raises(InputShapeError, match=r"non-finite logits with blocks\.0\.\S+ spliced"):
+        train_features(broken, (X, y), FeatureConfig(**{**small, "layer": 0}))

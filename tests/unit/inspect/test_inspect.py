@@ -237,6 +237,28 @@ def test_head_importance_takes_subject_data_and_arrays_alike():
     assert from_arrays["kind"].unique().tolist() == ["between(emg,acc)"]
 
 
+@pytest.mark.unchecked  # a string for the list of kinds, refused by emg_lens's own check
+@pytest.mark.parametrize(
+    ("kinds", "match"),
+    [
+        (
+            "cross_modal",
+            r"kinds must be a non-empty list of edge expressions, .* got 'cross_modal'",
+        ),
+        ([], r"kinds must be a non-empty list of edge expressions, .* got \[\]"),
+        (
+            ["cross_modal", "cross_modal "],
+            r"kinds repeats an edge set: \['cross_modal', 'cross_modal'\]",
+        ),
+    ],
+)
+def test_head_importance_kinds_it_cannot_use_are_named(kinds, match):
+    model = _isonet(init_range=0.5)
+    X = _windows(model, 4)
+    with pytest.raises(ArgumentError, match=match):
+        head_importance(model, (X, np.arange(4) % model.cfg.n_classes), kinds=kinds)
+
+
 @pytest.mark.unchecked
 def test_head_importance_rejects_bad_inputs():
     model = _isonet()

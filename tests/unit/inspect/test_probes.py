@@ -268,6 +268,26 @@ def test_interchange_bad_inputs_are_named(model):
         interchange(model, (X, y), (X, y), layer=0, group="pooled")
 
 
+@pytest.mark.unchecked  # a base that is no tuple, refused by emg_lens's own check
+def test_interchange_windows_and_labels_it_cannot_pair_are_named(model):
+    X, y = _windows(6)
+    with pytest.raises(ArgumentError, match=r"base must be \(X, y\) or interchange_pairs'"):
+        interchange(model, X, (X, y), layer=0, group="acc")
+    with pytest.raises(InputShapeError, match=r"source's labels y must be 6 integers"):
+        interchange(model, (X, y), (X, y.float()), layer=0, group="acc")
+    with pytest.raises(ArgumentError, match=r"base labels must be in \[0, \d+\], got 0\.\.99"):
+        interchange(model, (X, torch.where(y == y.max(), 99, y)), (X, y), layer=0, group="acc")
+    overflowing = tiny_isonet(perturb=True, init_range=0.5)
+    with torch.no_grad():
+        overflowing.blocks[1].attn.W_V.fill_(float("inf"))  # after the read-out stream
+    with pytest.raises(InputShapeError, match=r"the intervention \(.*\) gave NaN or inf"):
+        interchange(overflowing, (X, y), (X, y), layer=1, group="acc")
+    apart = _two_repetitions()
+    apart.rep_test = np.array([1, 1, 2, 2, 1, 1, 2, 2])  # class 0 in repetition 1, 1 in 2
+    with pytest.raises(ArgumentError, match=r"no windows to pair .* in the same repetition"):
+        interchange_pairs(apart, [(0, 1)])
+
+
 def _two_repetitions() -> SubjectData:
     X = np.random.default_rng(0).normal(size=(8, 6, 8)).astype(np.float32)
     data = SubjectData.from_windows({"emg": 2, "acc": 4}, (X, np.array([0, 0, 1, 1] * 2)),

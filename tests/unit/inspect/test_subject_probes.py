@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emg_lens import ArgumentError
+from emg_lens import ArgumentError, InputShapeError
 from emg_lens.checkpoints import save_checkpoint
 from emg_lens.cli import main
 from emg_lens.config import config_for_data
@@ -24,6 +24,7 @@ from emg_lens.inspect.probe_report import (
     TRAINED,
     TRANSFER,
     _subject_readings,
+    probe_models,
     probe_subjects,
 )
 from emg_lens.inspect.probes import leave_one_out
@@ -130,6 +131,11 @@ def test_leave_one_subject_out_holds_out_each_subject_whole(model):
         leave_one_out(np.ones(8), np.tile([0, 1], 4), np.arange(8))
 
 
+def test_leave_one_out_needs_a_value_per_window():
+    with pytest.raises(InputShapeError, match=r"leave-one-subject-out: 8 windows need a subject"):
+        leave_one_out(np.repeat([1, 2], 3), np.tile([0, 1], 4), np.arange(8))
+
+
 @pytest.mark.slow  # 2.5 s on one core: the command draws its figures and report
 def test_the_command_probes_a_folder_of_subjects_for_the_subject(tmp_path, capsys):
     synthetic = SyntheticSpec(
@@ -179,3 +185,13 @@ def test_the_command_probes_a_folder_of_subjects_for_the_subject(tmp_path, capsy
     assert "random init" in capsys.readouterr().out
     assert main([*argv, "--interchange", "acc"]) == 2
     assert "not with --target subject" in capsys.readouterr().err
+
+
+def test_probe_models_needs_a_subject_and_a_null_it_can_draw():
+    with pytest.raises(ArgumentError, match=r"probe_models needs at least one subject's"):
+        probe_models({})
+    model = tiny_isonet(perturb=True, init_range=0.5)
+    model.embed.reset_parameters = None  # a module that does not say how to reset
+    subjects = {1: (model, _subject(1)), 2: (model, _subject(2))}
+    with pytest.raises(ArgumentError, match=r"the random-init null of subject\(s\) 1,2's model"):
+        probe_subjects(subjects, groups=["acc"], layers=[0], folds=4)

@@ -16,9 +16,10 @@ import pytest
 
 import emg_lens.report.folder as folder_module
 from emg_lens.cli import main
+from emg_lens.errors import ArgumentError, DataFormatError
 from emg_lens.report import report_html
 from emg_lens.report.page import MAX_ROWS
-from emg_lens.report.view import view_record
+from emg_lens.report.view import view_html, view_record
 from tests.unit.storage_faults import full_disk, read_only
 
 PNG = bytes.fromhex(  # a 1x1 PNG
@@ -245,3 +246,12 @@ def test_names_that_are_no_regular_file_are_left_out_without_a_traceback(tmp_pat
     for name in ("pipe.csv", "sub"):
         assert f"<code>{name}</code>: not a regular file" in left
     assert "File name too long" in left and "Traceback" not in capsys.readouterr().err
+
+
+def test_a_record_or_file_the_view_and_table_cannot_use_is_named(tmp_path):
+    with pytest.raises(ArgumentError, match=r"attention view: .*finite numbers in"):
+        view_record(["a"], ["h"], [[[2.0]]])
+    with pytest.raises(ArgumentError, match=r"attention view: .*exactly tokens, heads and"):
+        view_html({"tokens": ["a"], "heads": ["h"]})
+    with pytest.raises(DataFormatError, match=r"cannot be read \(Is a directory\)"):
+        folder_module.csv_head(tmp_path, 5)

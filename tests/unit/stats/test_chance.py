@@ -423,3 +423,9 @@ def test_a_recording_right_on_one_of_its_two_classes_counts_half():
     assert (row.trials, row.trial_accuracy, row.chance) == (3, 0.5, 0.5)
     # the exact binomial's tail at a fractional count (its regularised incomplete beta)
     assert row.p == pytest.approx(sps.beta.cdf(0.5, 1.5, 2.5))
+
+
+def test_a_score_that_is_neither_form_is_named():
+    accepted = r"a TrialScore or \(correct, class_counts\)"
+    with pytest.raises(ArgumentError, match=rf"model: a score is {accepted}, got 0\.9"):
+        chance_table({"model": 0.9})

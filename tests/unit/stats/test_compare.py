@@ -954,3 +954,8 @@ def test_a_skew_floor_moves_each_bound_out_by_the_cornish_fisher_term_and_tost_i
     assert (np.diff(ps) <= 0).all()
     for b in np.linspace(0.5, 6, 40):
         assert (tost(x, b, skew_floor=floor) < 0.05) == (-b < low and high < b)
+
+
+def test_smallest_p_needs_a_subject():
+    with pytest.raises(SpecError, match=r"smallest_p needs n >= 1 subjects, got 0"):
+        smallest_p(0)

@@ -15,7 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emg_lens.stats.metrics import score_logits, score_stacked
+from emg_lens.errors import ArgumentError
+from emg_lens.stats.metrics import score_logits, score_regression, score_stacked
 from emg_lens.stats.units import design_effects
 
 
@@ -152,3 +153,20 @@ def test_design_effects_of_a_stack_are_each_rows_own():
     got = [deff for _, deff in design_effects(hits, trials)]
     assert got == [_design_effect(row, trials) for row in hits]
     assert got[0] == 1.0
+
+
+@pytest.mark.unchecked  # shapes the annotations refuse: what a user's run meets
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: score_stacked(torch.zeros(2, 3), torch.zeros(2, 3), np.zeros(2, int), 3),
+         r"logits must be \[condition, n, n_classes\] over the reference's .* got \(2, 3\)"),
+        (lambda: score_regression(np.zeros(3), np.zeros(2)),
+         r"pred and target must be two equal non-empty 1-d arrays, got \(3,\) and \(2,\)"),
+        (lambda: score_regression(np.zeros(0), np.zeros(0)),
+         r"two equal non-empty 1-d arrays"),
+    ],
+)  # fmt: skip
+def test_scoring_shapes_are_named(call, match):
+    with pytest.raises(ArgumentError, match=match):
+        call()

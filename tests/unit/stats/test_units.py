@@ -8,7 +8,13 @@ import pytest
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.trials import given_trials, trial_ids
 from emg_lens.errors import ArgumentError
-from emg_lens.stats.units import cluster_bootstrap_ci, design_effect, trial_votes
+from emg_lens.stats.units import (
+    class_trial_cis,
+    cluster_bootstrap_ci,
+    design_effect,
+    design_effects,
+    trial_votes,
+)
 
 
 def test_trials_are_class_and_repetition_pairs_numbered_by_first_appearance():
@@ -95,3 +101,22 @@ def test_design_effect_of_independent_windows_is_near_one_and_of_copied_windows_
     assert icc < 0.1 and deff < 1.4
     copied = np.repeat(rng.random(200) < 0.5, 5).astype(float)
     assert design_effect(copied, trials) == (1.0, 5.0)
+
+
+@pytest.mark.unchecked  # shapes the annotations refuse: what a user's run meets
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: trial_votes(np.zeros(3, int), np.zeros((3, 1), int), np.zeros(3, int)),
+         r"y and trials must be 1-D, one entry per window"),
+        (lambda: trial_votes(np.zeros(2, int), np.zeros(3, int), np.zeros(3, int)),
+         r"pred must have one class per window: shape \(2,\) vs \(3,\)"),
+        (lambda: design_effects(np.zeros(4), np.zeros(4, int)),
+         r"hits must be \[rows, window\], got shape \(4,\)"),
+        (lambda: class_trial_cis([0, 1], [3], [1, 2], 2),
+         r"trial_class, _windows and _hits must be 1-D, one per trial"),
+    ],
+)  # fmt: skip
+def test_window_and_trial_shapes_are_named(call, match):
+    with pytest.raises(ArgumentError, match=match):
+        call()

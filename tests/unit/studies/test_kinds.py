@@ -79,6 +79,12 @@ def test_an_option_a_kind_does_not_take_is_refused_by_name():
         load_spec({**ABLATION, "kind": "sweep"})
 
 
+@pytest.mark.unchecked  # a value the annotation refuses, refused by emg_lens's own check
+def test_a_value_that_is_no_study_is_refused_by_name():
+    with pytest.raises(ArgumentError, match=r"int is no study spec; accepted: \['ablation', "):
+        load_spec(5)
+
+
 def test_each_kind_checks_its_study_before_anything_runs():
     assert "1 interventions" in check_study(ABLATION, layers=2, heads=2)
     assert "candidates: 36 (layer 0: 18, layer 1: 18)" in check_study(DISCOVERY, layers=2, heads=2)

@@ -166,3 +166,9 @@ def test_state_that_cannot_be_read_is_named():
     net.steps = itertools.count()  # a counter that shows no state
     with pytest.raises(ArgumentError, match=r"^steps holds an object of type itertools\.count"):
         state_digest(net)
+    nested: list = []
+    for _ in range(40):
+        nested = [nested]
+    net.steps = nested  # deeper than any state a module holds
+    with pytest.raises(ArgumentError, match=r"^steps(\[0\])+ nests deeper than 32 levels"):
+        state_digest(net)

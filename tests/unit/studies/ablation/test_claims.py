@@ -22,7 +22,7 @@ import pytest
 
 from emg_lens import EncoderConfig
 from emg_lens.cli import main
-from emg_lens.errors import SpecError, StudyError
+from emg_lens.errors import ArgumentError, SpecError, StudyError
 from emg_lens.stats.compare import (
     KEEP_MIN_SUBJECTS,
     SKEW_FLOOR,
@@ -31,7 +31,7 @@ from emg_lens.stats.compare import (
     t_interval,
 )
 from emg_lens.stats.units import bootstrap_delta_ci
-from emg_lens.studies import load_spec, run_study
+from emg_lens.studies import load_spec, run_study, summarize
 from emg_lens.studies.ablation.claims import Claim
 from emg_lens.studies.ablation.summary import legend
 from emg_lens.studies.ablation.verdicts import (
@@ -591,6 +591,32 @@ def test_planted_findings_test_undeclared_claims_as_a_declaring_study_would():
     text = format_findings(findings)
     assert text.startswith("Planted vs found (cross · all (layers 0,1): every cross-modal")
     assert text.count("  planted: ") == 2
+    with pytest.raises(ArgumentError, match=r"intervention 'nope' is not in 'claims'; it has \["):
+        planted_findings(result, groups, intervention="nope")
+    with pytest.raises(ArgumentError, match=r"metric 'kl' is not one of this study's metrics"):
+        result.of_metric("kl")
+    masked = result.per_subject[result.per_subject["intervention"] != "baseline"]
+    twice = pd.concat([result.per_subject, masked])
+    with pytest.raises(ArgumentError, match=r"a \(condition key, subject\) pair holds more than"):
+        summarize(twice, result.spec.stats)
+
+
+@pytest.mark.unchecked  # a truth of the wrong type, refused by emg_lens's own check
+def test_planted_groups_and_claims_name_what_they_miss():
+    from emg_lens.studies.ablation.planted import claims_of, kind_groups, planted_claims
+
+    with pytest.raises(ArgumentError, match=r"truth must be a PlantedEEG .* got str"):
+        claims_of("eeg")
+    with pytest.raises(ArgumentError, match=r"classes \[2\] have no gesture kind"):
+        kind_groups({1: "emg"}, [1, 2])
+    with pytest.raises(
+        ArgumentError, match=r"planted findings need interaction and single-modality"
+    ):
+        kind_groups({1: "emg", 2: "acc"}, [1, 2])
+    with pytest.raises(
+        ArgumentError, match=r"groups must include \['unimodal'\]; got \['interaction'\]"
+    ):
+        planted_claims({"interaction": [0]})
 
 
 def test_a_study_files_free_text_cannot_put_tables_or_headings_on_its_page(tmp_path):

@@ -171,6 +171,27 @@ def test_a_concept_with_one_value_and_unknown_tokens_are_named():
         check_ablation(StudySpec.from_dict(_spec({**ERASE, "tokens": "eeg"})), preset="tiny")
 
 
+def test_data_without_training_windows_classes_past_the_data_and_missing_labels_are_named():
+    model, full = _untrained()[1]
+    test = (full.X_test[:16], full.y_test[:16])
+    data = SubjectData.from_windows(
+        {"emg": 2, "acc": 4}, test, (full.X_train[:16], full.y_train[:16]), subject=1,
+        classes=[1, 2, 3, 4],
+    )  # fmt: skip
+    with pytest.raises(SpecError, match=r"'erase_acc' \(erase = 'gesture'\): classes \[9\] exceed"):
+        run(_spec({**ERASE, "classes": [0, 9]}), models={1: (model, data)}, progress=False)
+    test_only = SubjectData.from_windows(
+        {"emg": 2, "acc": 4}, test, subject=1, classes=[1, 2, 3, 4]
+    )
+    with pytest.raises(SpecError, match="subject 1's data hold no training windows"):
+        run(_spec(ERASE), models={1: (model, test_only)}, progress=False)
+    session = np.arange(16) % 2.0
+    session[3] = np.nan  # a window whose label was not recorded
+    data.meta["window_labels"] = {"session": {"train": session, "test": np.arange(16) % 2}}
+    with pytest.raises(SpecError, match=r"\(erase = 'session'\): concept labels\[3\] = nan"):
+        run(_spec({**ERASE, "erase": "session"}), models={1: (model, data)}, progress=False)
+
+
 def test_erasure_csv_separates_the_concepts_own_change_from_the_side_effects():
     # the erased pair (classes 2, 3) keeps its accuracy, the other classes drop: the whole
     # model's change is all side effect, which concept_delta must not hide

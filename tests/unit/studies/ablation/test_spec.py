@@ -5,13 +5,14 @@ file."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import textwrap
 
 import pytest
 import yaml
 
 from emg_lens.edges import EdgeSet, parse
-from emg_lens.errors import SpecError
+from emg_lens.errors import SpecError, StudyError
 from emg_lens.studies import StudySpec, expand_grid, load_spec, run_study
 from tests.tiny import tiny_subject
 
@@ -137,6 +138,12 @@ BAD_SPECS = {
     "bad metric in a list": (_with(metric=["accuracy", "auc"]), ["metric = 'auc'", "'kl'"]),
     "empty metric list": (_with(metric=[]), ["metric = []", "'flip_rate'"]),
     "repeated metric": (_with(metric=["kl", "kl"]), ["metric repeats 'kl'"]),
+    "class_groups not a table": (_with(class_groups=[1]), ["[class_groups] must be a table"]),
+    "erase not a name": (
+        _intervention(erase="not a name", tokens="acc"),
+        ["interventions[0] (x).erase = 'not a name'", "'gesture', 'subject'"],
+    ),
+    "another kind": (_with(kind="training"), ["kind = 'training'", "reads kind = 'ablation'"]),
 }
 
 
@@ -148,6 +155,11 @@ def test_bad_spec_raises_spec_error_naming_the_key(case):
     message = str(info.value)
     for needle in needles:
         assert needle in message, f"{case}: {needle!r} not in {message!r}"
+
+
+def test_a_spec_that_is_no_table_is_a_spec_error():
+    with pytest.raises(SpecError, match=r"a study spec must be a table, got \[1\]"):
+        StudySpec.from_dict([1])
 
 
 def test_modes_not_a_list_is_a_spec_error():
@@ -186,6 +198,15 @@ def test_layer_out_of_range_raises_at_expand_grid():
         expand_grid(explicit, n_layers=5, n_heads=4)
 
 
+def test_a_grid_without_layers_or_conditions_raises_at_expand_grid():
+    spec = StudySpec.from_dict(BASE)
+    with pytest.raises(SpecError, match=r"'cross' acts on attention layers, but the model has no"):
+        expand_grid(spec, n_layers=0, n_heads=4)
+    no_layer = StudySpec.from_dict(_with(layers={"modes": ["individual"], "layers": []}))
+    with pytest.raises(SpecError, match="the study grid is empty"):
+        expand_grid(no_layer, n_layers=2, n_heads=4)
+
+
 def test_a_flat_heads_list_is_one_head_set():
     assert StudySpec.from_dict(_with(heads=[0, 1])).heads == ((0, 1),)
     assert StudySpec.from_dict(_with(heads=[[0, 1]])).heads == ((0, 1),)
@@ -209,6 +230,24 @@ def test_unknown_group_in_edges_raises_spec_error_at_run_time():
         run_study(spec, models={1: tiny_subject()}, progress=False)
     message = str(info.value)
     assert "'x'" in message and "eeg" in message
+
+
+def test_an_intervention_built_without_an_action_is_named_at_run_time():
+    from emg_lens.studies.ablation.spec import Intervention
+
+    bare = dataclasses.replace(StudySpec.from_dict(BASE), interventions=(Intervention("x"),))
+    with pytest.raises(SpecError, match=r"'x' names none of its actions; it needs exactly one of"):
+        run_study(bare, models={1: tiny_subject()}, progress=False)
+
+
+def test_a_hooked_model_that_cannot_be_digested_is_named_without_its_arrays(tmp_path):
+    model, data = tiny_subject()
+    model.add_hook("blocks.0.hook_resid_pre", lambda act, hook: act)
+    with pytest.raises(StudyError) as info:
+        run_study(StudySpec.from_dict(BASE), models={1: (model, data)}, out_dir=tmp_path)
+    message = str(info.value)
+    assert message.startswith("subject 1: cannot digest its in-memory (model, data): the model")
+    assert "has hooks on blocks.0.hook_resid_pre" in message and "array(" not in message
 
 
 def test_unknown_modality_raises_spec_error_at_run_time():

@@ -21,7 +21,7 @@ from emg_lens.geometry import grid_halves
 from emg_lens.geometry.draw import plot_channel_groups
 from emg_lens.models.native.tinymyo import TinyMyo
 from emg_lens.stats.metrics import score_regression
-from emg_lens.studies.regression.cuts import regression_cuts
+from emg_lens.studies.regression.cuts import cut_table, predict_regression, regression_cuts
 from emg_lens.train.baseline import below_baseline, feature_baseline
 from emg_lens.train.finetune import FinetuneConfig
 from emg_lens.train.regression import finetune_regression
@@ -162,3 +162,15 @@ def test_a_recording_too_short_for_a_held_out_block_and_a_bin_that_does_not_divi
         contraction_windows(short)
     with pytest.raises(ArgumentError, match="window = 4 samples must be a multiple of bin = 3"):
         envelope(np.zeros((1, 2, 4)), 3)
+
+
+def test_a_classifier_or_blocks_that_do_not_match_are_named():
+    from tests.tiny import tiny_isonet
+
+    model = tiny_isonet()
+    with pytest.raises(InputShapeError, match=r"a regressor scored here gives one value per"):
+        predict_regression(model, model.example_input(2))
+    base = {"mse": 1.0, "r2": 0.9, "block_mse": [1.0, 1.0, 1.0], "cut_edges": 0}
+    cut = {"mse": 2.0, "r2": 0.8, "block_mse": [2.0, 1.5], "cut_edges": 4}
+    with pytest.raises(InputShapeError, match=r"every cut must be scored on the base's 3 blocks"):
+        cut_table(base, {"x": cut})

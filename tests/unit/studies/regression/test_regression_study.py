@@ -6,6 +6,8 @@ one-layer TinyMyo trained ten epochs (R² 0.88); the real file runs in the READM
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,7 +17,7 @@ import emg_lens.studies.regression.runner as regression_study
 from emg_lens.cli import main
 from emg_lens.errors import ArgumentError, DataFormatError, SpecError
 from emg_lens.stats.compare import PERMUTATIONS, compare_rows, format_p, sign_flip_p
-from emg_lens.studies import load_spec, run
+from emg_lens.studies import check_study, load_spec, run
 from emg_lens.studies.regression.cuts import CUT_COLUMNS
 
 CUTS = [
@@ -176,6 +178,8 @@ def test_study_check_and_run_from_the_command_line(recording, tmp_path, capsys):
          r"stats.correction must be one of \['holm', 'bonferroni'\], got 'fdr'"),
         ({"recording": "missing.mat"}, DataFormatError, "missing.mat .*`make data`"),
         ({"target": "torque"}, DataFormatError, "no extra channel 'torque'"),
+        ({"target": ""}, SpecError,
+         r"target must name the recording's extra channel \('force'\), got ''$"),
     ],
 )  # fmt: skip
 def test_bad_studies_are_refused_by_name(recording, change, error, match):
@@ -197,6 +201,12 @@ def test_study_check_refuses_the_seeds_study_run_refuses(recording, tmp_path, ca
     assert message in capsys.readouterr().err
     assert main(["study", "run", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_study_check_names_a_cut_of_a_spec_built_without_its_file_door(recording):
+    bad = dataclasses.replace(load_spec(study(recording)), cuts={"x": "cross_chanel"})
+    with pytest.raises(SpecError, match=r"interventions 'x': invalid edge expression"):
+        check_study(bad)
 
 
 def test_overrides_other_than_epochs_are_refused(recording):

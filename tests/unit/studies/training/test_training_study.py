@@ -17,7 +17,7 @@ from scipy import stats as sps
 
 from emg_lens.cli import main
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.errors import ArgumentError, DataFormatError, SpecError
+from emg_lens.errors import ArgumentError, DataFormatError, SpecError, StudyError
 from emg_lens.studies import (
     StudySpec,
     TrainingInput,
@@ -133,6 +133,30 @@ BAD_SPECS = {
     ),
     "bad correction": (_with(stats={"correction": "sidak"}), ["stats.correction", "'holm'"]),
     "bad metric": (_with(metric="auc"), ["metric = 'auc'", "'macro_f1'"]),
+    "input name not an identifier": (
+        _inputs({"name": "a b", "modalities": ["emg"]}),
+        ["inputs[1].name must be an identifier", "'a b'"],
+    ),
+    "no modality": (
+        _inputs({"name": "x", "modalities": []}),
+        ["inputs[1] (x).modalities must be a non-empty list"],
+    ),
+    "no channel table": (
+        _inputs({"name": "x", "channels": {}}),
+        ["inputs[1] (x).channels must be a table of electrodes per modality"],
+    ),
+    "unknown exercise": (
+        _with(data__exercises=["Z"]),
+        ["data.exercises = ['Z']", "['B', 'C', 'D']"],
+    ),
+    "unknown segment name": (
+        _with(data__segment="middle"),
+        ["[data]: PreprocessSpec.segment must be one of", "got 'middle'"],
+    ),
+    "n_subjects beside listed subjects": (
+        _with(data__synthetic={"n_subjects": 3}),
+        ["data.synthetic.n_subjects is set by data.subjects"],
+    ),
 }
 
 
@@ -143,6 +167,16 @@ def test_bad_specs_raise_spec_errors_naming_the_key(case):
         TrainingStudySpec.from_dict(data)
     for fragment in fragments:
         assert fragment in str(info.value), (case, str(info.value))
+
+
+def test_inputs_the_subject_cannot_give_are_named():
+    with pytest.raises(ArgumentError, match=r"inputs\[0\]: from_dict needs electrodes="):
+        TrainingInput.from_dict({"name": "x", "modalities": ["emg"]})
+    mix = TrainingInput("mix", channels=(("emg", 2), ("acc", 1)))
+    with pytest.raises(SpecError, match=r"input 'mix' asks for 2 emg electrodes; subject 1 has 1"):
+        mix.draw({"emg": 1, "acc": 12}, subject=1, trial=0, seed=0)
+    with pytest.raises(SpecError, match=r"input 'mix': subject 1 has no \['acc'\] data"):
+        mix.draw({"emg": 12}, subject=1, trial=0, seed=0)
 
 
 def test_a_model_that_cannot_be_built_is_refused_before_training():
@@ -461,6 +495,15 @@ def test_tiny_study_end_to_end_matches_scipy_by_hand(tmp_path, cache):
     # Other training settings in the same folder are refused rather than mixed.
     with pytest.raises(SpecError, match="different study"):
         run_training_study(TINY, out_dir=tmp_path / "out", progress=False, overrides={"epochs": 2})
+
+
+def test_given_data_without_a_subject_and_ranks_without_a_store_are_refused(monkeypatch):
+    with pytest.raises(SpecError, match=r"data\.subjects \[2, 3\] are not in the given data"):
+        run_training_study(BASE, data={1: _labelled_data()}, progress=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(StudyError, match=r"under torchrun \(WORLD_SIZE=2\) without an out_dir"):
+        run_training_study(BASE, progress=False)
 
 
 def test_run_study_on_given_data_equals_loading_it(cache):
