@@ -287,8 +287,8 @@ def test_the_one_at_a_time_grid_measures_what_the_exact_passes_measure():
 def test_the_noise_floor_counts_trials_and_the_circuits_run_from_none_to_all():
     """Issue 88's verified view: a drop is above its noise floor by the standard error over
     trials, not windows (four copies of one trial's window are one trial); recall counts the
-    truth among as many first found; the faithfulness curve runs from the circuit of no
-    candidate (0) to the model (1) whatever the ranking."""
+    truth among as many first found; the halves share no trial; the faithfulness curve runs
+    from the circuit of no candidate (0) to the model (1) whatever the ranking."""
     import numpy as np
 
     bench = _load("screen_vs_exact")
@@ -304,6 +304,12 @@ def test_the_noise_floor_counts_trials_and_the_circuits_run_from_none_to_all():
     assert windows_alone.tolist() == [True, True, False]  # as if windows were independent
     assert bench.needed_above_noise(changes, trials).tolist() == [True, False, False]
     assert bench.recall(np.array([4, 1, 2, 3]), np.array([1, 4, 0])) == pytest.approx(2 / 3)
+    ids = np.repeat([5, 1, 4, 0, 2, 3], 2)
+    drawn = bench.trial_halves(ids, draws=4)
+    for a, b in drawn:  # no trial in both halves, every window in one, half the trials each
+        assert not set(ids[a]) & set(ids[b]) and sorted([*a, *b]) == list(range(12))
+        assert len(set(ids[a])) == len(set(ids[b])) == 3
+    assert len({tuple(a) for a, _ in drawn}) > 1  # the draws differ
     model, data = bench._random_subject("tiny", 12, seed=1)
     family = bench.default_family(model)
     X, y = torch.as_tensor(data.X_test), torch.as_tensor(data.y_test)
