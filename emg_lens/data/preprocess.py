@@ -78,8 +78,9 @@ class PreprocessSpec(DictSpec):
 
 SPEC_RULES: Rules = {
     "segment": (
-        f"one of {sorted(SEGMENTS)} or (start_s, stop_s)",
-        lambda s, _: not isinstance(s, str) or s in SEGMENTS,
+        f"one of {sorted(SEGMENTS)} or (start_s, stop_s), seconds into each repetition with "
+        "0 <= start_s < stop_s",
+        lambda s, _: s in SEGMENTS if isinstance(s, str) else 0 <= s[0] < s[1],
     ),
     "window": POSITIVE,
     "step": POSITIVE,

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 
 from emg_lens.discovery.family import Candidate, CompiledFamily, compile_family
-from emg_lens.errors import ArgumentError, check_int, checked
+from emg_lens.errors import ArgumentError, check_int, check_number, checked
 from emg_lens.hooks import layer_of, name_filter
 
 GATE_STEPS = 100
@@ -158,6 +158,8 @@ def fit_gates(
     output needs it more), fitted on the windows ``X`` with the model's ``return_type`` and
     ``base`` (``{layer: mask}``, cut throughout). See the module docstring."""
     steps = check_int(steps, "steps", minimum=1)
+    penalty = check_number(penalty, "penalty", "a finite number >= 0", lambda v: 0 <= v < np.inf)
+    lr = check_number(lr, "lr", "a finite number > 0", lambda v: 0 < v < np.inf)
     device = next(model.parameters()).device
     X = torch.as_tensor(X, dtype=model.cfg.dtype)
     compiled = _compiled(model, family)  # its masks, once, on the model's device

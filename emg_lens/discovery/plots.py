@@ -45,9 +45,10 @@ def plot_screen(
         title += f", mean over {table['subject'].nunique()} subjects"
         table = table.groupby(["layer", "head", "kind"], as_index=False)[value].mean()
         table["rank"] = table[value].rank(method="first").astype(int)
-    if value not in table or table["head"].isna().any():
+    if not {"layer", "head", "kind", value} <= set(table) or table["head"].isna().any():
         raise ArgumentError(
-            f"plot_screen draws one head per cell: value must be a column of the screen "
+            f"plot_screen draws one head per cell of a screen's table (layer, head, kind and "
+            f"value columns): value must be a column of the screen "
             f"({[c for c in table.columns if c.startswith(('estimate', 'exact'))]}) and every "
             f"candidate must act on one head; got {value!r}"
         )

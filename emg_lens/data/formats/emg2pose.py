@@ -120,7 +120,9 @@ class Emg2PoseSession(OpenFile):
         what = f"{self.path}: group attribute 'sample_rate'"
         wanted = "a positive number (2000 in emg2pose)"
         rate = self.attrs.get("sample_rate")
-        self.sample_rate = check_number(rate, what, wanted, lambda r: r > 0, DataFormatError)
+        self.sample_rate = check_number(
+            rate, what, wanted, lambda r: 0 < r < np.inf, DataFormatError
+        )
         channels = self.attrs.get("num_channels", EMG2POSE_CHANNELS)
         if channels != EMG2POSE_CHANNELS:
             raise DataFormatError(

@@ -4,6 +4,7 @@ token groups and readout before any work."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +25,8 @@ from emg_lens.errors import (
 HOOKS = ("resid_pre", "resid_mid", "resid_post")
 """The residual hooks of a block an autoencoder can read."""
 RANGES = {
-    "lr": ("> 0", lambda v: v > 0),
-    "aux_coef": (">= 0", lambda v: v >= 0),
+    "lr": ("> 0", lambda v: 0 < v < math.inf),
+    "aux_coef": (">= 0", lambda v: 0 <= v < math.inf),
     "holdout": ("in [0, 1)", lambda v: 0 <= v < 1),
 }
 """`FeatureConfig`'s number fields: what each accepts, in words, and the test."""

@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from emg_lens.edges import parse
-from emg_lens.errors import DataFormatError, SpecError
+from emg_lens.errors import DataFormatError, LayoutError, SpecError
 from emg_lens.hooks import compile_edges
 from emg_lens.provenance import checkpoint_digest, code_digest, file_digest, json_digest
 from emg_lens.stats.compare import EXACT_MAX_N, format_p
@@ -270,8 +270,8 @@ def check_regression(
     for name, edges in spec.cuts.items():
         try:
             masks = compile_edges(parse(edges), model)  # the one compiled cut
-        except SpecError as exc:
-            raise SpecError(f"interventions {name!r}: {exc}") from exc
+        except (SpecError, LayoutError) as exc:  # a parse, or groups the model does not have
+            raise type(exc)(f"interventions {name!r}: {exc}") from exc
         cut = int(sum(int(m.sum()) for m in masks.values())) // cfg.n_layers
         moving += cut > 0
         shown = edges if len(edges) <= 60 else edges[:57] + "..."

@@ -73,6 +73,12 @@ def test_envelope_needs_a_positive_cutoff_and_rectification(envelope):
         PreprocessSpec(envelope=10.0, rectify=False)
 
 
+@pytest.mark.parametrize("segment", [(2.0, 1.0), (0.5, 0.5), (-0.5, 1.0), "middle"])
+def test_a_segment_is_named_or_runs_forward_from_the_movement_onset(segment):
+    with pytest.raises(ConfigError, match=r"segment must be one of .* 0 <= start_s < stop_s"):
+        PreprocessSpec(segment=segment)
+
+
 def test_cutoffs_at_or_above_nyquist_are_refused():
     with pytest.raises(ConfigError, match="Nyquist"):
         filter_signals({"emg": np.zeros((100, 1))}, 800.0, PreprocessSpec())  # 500 Hz >= 400

@@ -176,6 +176,10 @@ def _nan(path):
             "'sample_rate' must be a positive number",
         ),
         (
+            lambda p: _write_compound(p, GOOD, attrs={"sample_rate": np.inf, "num_channels": 16}),
+            "'sample_rate' must be a positive number .*, got inf",
+        ),
+        (
             lambda p: _write_compound(p, GOOD, attrs={"sample_rate": 2000, "num_channels": 8}),
             "'num_channels' is 8",
         ),

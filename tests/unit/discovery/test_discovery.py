@@ -411,6 +411,11 @@ def test_tinymyo_family_and_screen():
             "plot_screen draws one head per cell",
         ),
         (
+            lambda m, d: plot_screen(pd.DataFrame({"layer": [0], "estimate": [0.1]})),
+            ArgumentError,
+            r"one head per cell of a screen's table \(layer, head, kind",
+        ),
+        (
             lambda m, d: plot_screen_vs_exact(pd.DataFrame({"layer": [0]})),
             ArgumentError,
             "needs a verified screen",

@@ -468,7 +468,7 @@ def test_gates_rank_a_needed_candidate_above_ones_the_base_already_cuts():
         assert survival[needed] > np.delete(survival, needed).max() + 0.05
 
 
-def test_fit_gates_is_seeded_and_rejects_a_family_that_changes_nothing():
+def test_fit_gates_is_seeded_and_rejects_a_family_that_changes_nothing_and_bad_rates():
     model = _isonet()
     X = model.example_input(32)
     family = default_family(model)
@@ -478,6 +478,10 @@ def test_fit_gates_is_seeded_and_rejects_a_family_that_changes_nothing():
     )
     with pytest.raises(ArgumentError, match="steps must be a positive int"):
         fit_gates(model, X, family, return_type="logits", steps=0)
+    with pytest.raises(ArgumentError, match="penalty must be a finite number >= 0, got nan"):
+        fit_gates(model, X, family, return_type="logits", penalty=float("nan"))
+    with pytest.raises(ArgumentError, match="lr must be a finite number > 0, got inf"):
+        fit_gates(model, X, family, return_type="logits", lr=float("inf"))
     everything = layer_masks(model, family)
     with pytest.raises(ArgumentError, match="nothing for the gates to keep"):
         fit_gates(model, X, family, return_type="logits", base=everything, steps=5)

@@ -222,6 +222,9 @@ def test_bad_inputs_are_named(tiny):
         FeatureConfig(layer=0, hook="attn_out")
     with pytest.raises(ConfigError, match=r"FeatureConfig\.lr"):
         FeatureConfig(layer=0, lr=float("nan"))
+    for field in ("lr", "aux_coef"):  # "a finite number": an infinity is none
+        with pytest.raises(ConfigError, match=rf"FeatureConfig\.{field} must be a finite number"):
+            FeatureConfig(layer=0, **{field: float("inf")})
     with pytest.raises(ConfigError, match=r"FeatureConfig\.groups names no group"):
         FeatureConfig(layer=0, groups=())
     with pytest.raises(ConfigError, match=r"unknown FeatureConfig field\(s\) \['width'\]"):

@@ -15,7 +15,7 @@ import scipy.io
 
 import emg_lens.studies.regression.runner as regression_study
 from emg_lens.cli import main
-from emg_lens.errors import ArgumentError, DataFormatError, SpecError
+from emg_lens.errors import ArgumentError, DataFormatError, LayoutError, SpecError
 from emg_lens.stats.compare import PERMUTATIONS, compare_rows, format_p, sign_flip_p
 from emg_lens.studies import check_study, load_spec, run
 from emg_lens.studies.regression.cuts import CUT_COLUMNS
@@ -207,6 +207,9 @@ def test_study_check_names_a_cut_of_a_spec_built_without_its_file_door(recording
     bad = dataclasses.replace(load_spec(study(recording)), cuts={"x": "cross_chanel"})
     with pytest.raises(SpecError, match=r"interventions 'x': invalid edge expression"):
         check_study(bad)
+    heads = dataclasses.replace(bad, cuts={"y": "cross_channel & heads(9)"})  # parses; no head 9
+    with pytest.raises(LayoutError, match=r"interventions 'y': "):
+        check_study(heads)
 
 
 def test_overrides_other_than_epochs_are_refused(recording):
