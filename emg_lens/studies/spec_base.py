@@ -24,6 +24,7 @@ emg_lens.errors.SpecError: unknown key(s) ['szie'] in [window]; accepted: ['hop'
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 from collections.abc import Callable, Mapping
@@ -33,6 +34,8 @@ from typing import Any, ClassVar
 from emg_lens.errors import SpecError, checked
 from emg_lens.stats.compare import CLAIMS_TESTS, CORRECTIONS, PAIRED, TESTS
 from emg_lens.studies.validate import check_string, check_study_name, refuse_unknown
+
+_READING = contextvars.ContextVar("spec_reading", default=False)  # `Spec.from_dict` builds one
 
 FAMILIES = ("mode", "intervention", "all")
 """What a correction runs over: the comparisons of one layer mode, of one intervention, or all."""
@@ -84,12 +87,16 @@ class Spec:
     """The base of study spec dataclasses. A subclass sets ``WHERE`` (how messages name its
     table), ``HOLDS`` (what the table holds), ``KIND`` when its table may say ``kind``,
     ``UNHASHED`` (keys that are how a study runs, not what it is: out of the fingerprint), and
-    implements ``_parse``."""
+    implements ``_parse``. A spec built directly (its constructor in a notebook,
+    `dataclasses.replace`) is read back from its own table, so it passes the checks a study
+    file's does and holds the values that file would (``READ_ALONE`` False: a spec whose
+    reading needs its study's context, checked when that study is read)."""
 
     WHERE: ClassVar[str] = "study"
     HOLDS: ClassVar[str] = ""  # what the table holds, for the message when it is no table
     KIND: ClassVar[str | None] = None
     UNHASHED: ClassVar[tuple[str, ...]] = ()
+    READ_ALONE: ClassVar[bool] = True
     __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]  # set by @dataclass
 
     @classmethod
@@ -135,9 +142,27 @@ class Spec:
         if cls.KIND is not None:  # every study's name, and what it is in words
             text = check_string(data.get("description"), "description (free text)") or ""
             values = {"name": data["name"], "description": text, **values}
-        spec = cls(**values, **given)
+        reading = _READING.set(True)
+        try:
+            spec = cls(**values, **given)
+        finally:
+            _READING.reset(reading)
         spec._check()
         return spec
+
+    def __post_init__(self) -> None:
+        """A spec built directly: read back from its table (see the class docstring)."""
+        if _READING.get() or not self.READ_ALONE:
+            return
+        unsaved = {name: getattr(self, name) for name in self._unsaved()}
+        try:
+            table = self.to_dict()
+        except (AttributeError, TypeError, ValueError) as exc:
+            name = type(self).__name__
+            raise SpecError(f"{name}(...) holds a value no study file could: {exc}") from exc
+        read = type(self).from_dict(table, where=type(self).__name__, **unsaved)
+        for f in dataclasses.fields(self):  # the values the file would hold (tuples, not lists)
+            object.__setattr__(self, f.name, getattr(read, f.name))
 
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:

@@ -41,7 +41,7 @@ def concept_classes(intervention: Intervention, n_classes: int) -> list[int]:
 
     >>> i = Intervention.from_dict({"name": "e", "erase": "gesture", "tokens": "acc",
     ...                             "classes": [0, 1]})
-    >>> concept_classes(i, 4), concept_classes(Intervention("s", erase="subject"), 3)
+    >>> concept_classes(i, 4), concept_classes(Intervention("s", erase="subject", tokens="acc"), 3)
     ([0, 1], [])
     """
     if intervention.erase != "gesture":
@@ -56,7 +56,7 @@ def outside_classes(intervention: Intervention, n_classes: int) -> list[int]:
 
     >>> i = Intervention.from_dict({"name": "e", "erase": "gesture", "tokens": "acc",
     ...                             "classes": [0, 1]})
-    >>> outside_classes(i, 4), outside_classes(Intervention("s", erase="subject"), 3)
+    >>> outside_classes(i, 4), outside_classes(Intervention("s", erase="subject", tokens="acc"), 3)
     ([2, 3], [0, 1, 2])
     """
     if intervention.erase != "gesture":

@@ -33,7 +33,7 @@ from emg_lens.models.base import LAYERWISE, provides
 from emg_lens.stats.metrics import score_logits, score_stacked
 from emg_lens.studies.ablation.erasure import ErasureFits
 from emg_lens.studies.ablation.grid import BASELINE, Condition
-from emg_lens.studies.ablation.spec import ACTIONS, StudySpec
+from emg_lens.studies.ablation.spec import StudySpec
 from emg_lens.studies.ablation.stacking import ConditionForm, run_children, windows_per_call
 from emg_lens.studies.subjects import Subject
 from emg_lens.user_code import (
@@ -521,16 +521,12 @@ def _run_hooked(
             i.zero_modality, modalities, f"intervention {c.name!r}: zero_modality", SpecError
         )
         hooks = [("hook_input", zero_modality(i.zero_modality, model))]
-    elif i.hook is not None:
+    else:  # a hook factory (edges run in the prefix tree, `_edge_sequences`)
         if c.heads is not None:
             why = f"which acts on every head; head subsets ({list(c.heads)}) need an edge set"
             raise SpecError(f"intervention {c.name!r} is a hook factory, {why}")
         hooks = hooks_from_factory(i.hook, code.targets[i.hook], model, list(c.layers))
         ref = i.hook
-    else:  # edges run in the prefix tree (`_edge_sequences`): here an Intervention built
-        # directly, past `Intervention._parse`, that names no action
-        given = "exactly one of " + ", ".join(ACTIONS)
-        raise SpecError(f"intervention {c.name!r} names none of its actions; it needs {given}")
     outputs = []
     # The hooks of a factory are the study's code: a failure (or exit) in them names the file.
     with running_code(ref, "running its hooks") if ref else contextlib.nullcontext():

@@ -117,6 +117,7 @@ class TrainingInput(Spec):
 
     WHERE: ClassVar[str] = "inputs[0]"
     HOLDS: ClassVar[str] = "name and modalities or channels"
+    READ_ALONE: ClassVar[bool] = False  # read with the dataset's electrodes, by its study
 
     name: str
     modalities: tuple[str, ...] | None = field(default=None, metadata=file_key(omit=is_none))

@@ -10,7 +10,15 @@ import pytest
 
 from emg_lens.errors import ArgumentError, SpecError
 from emg_lens.output import StudyOutput
-from emg_lens.studies import KINDS, check_study, load_spec, run
+from emg_lens.studies import (
+    KINDS,
+    Intervention,
+    StudySpec,
+    TrainingInput,
+    check_study,
+    load_spec,
+    run,
+)
 from emg_lens.studies.kinds import kind_of, study_kind
 from emg_lens.studies.spec_base import Spec
 
@@ -124,3 +132,32 @@ def test_a_study_name_is_one_folder_name_for_check_and_run(table, name, tmp_path
             cli.run(["study", command, "study.yaml"])
         assert repr(name) in str(info.value) and "without '/'" in str(info.value)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b", "study.yaml", "work"]
+
+
+@pytest.mark.parametrize(
+    ("table", "change", "message"),
+    [
+        (ABLATION, {"return_type": "not an output"}, r"return_type = 'not an output'; accepted"),
+        (TRAINING, {"reference": "nope"}, r"reference = 'nope' is not among the inputs"),
+        (
+            TRAINING,
+            {"inputs": (TrainingInput("e", modalities=("eeg",)),)},  # read with the electrodes
+            r"inputs\[0\] \(e\).modalities must be one of \['emg', 'acc'\], got 'eeg'",
+        ),
+        (DISCOVERY, {"tau": -1.0}, r"tau must be a number in \(0, 1\)"),
+        (REGRESSION, {"cuts": {"x": "cross_chanel"}}, r"interventions\[0\].edges: invalid edge"),
+    ],
+)
+def test_a_spec_built_directly_passes_its_files_checks(table, change, message):
+    spec = study_kind(table.get("kind", "ablation")).spec.from_dict(table)
+    with pytest.raises(SpecError, match=message):
+        dataclasses.replace(spec, **change)  # a notebook's way past the file
+
+
+def test_a_spec_built_directly_holds_what_its_file_would():
+    built = StudySpec("a", "demo", (Intervention("u", edges="unimodal"),), metrics=("margin",))
+    read = StudySpec.from_dict({**ABLATION, "metric": "margin"})
+    assert built == read and built.fingerprint() == read.fingerprint()
+    assert dataclasses.replace(read, return_type="avg_logits").to_dict()["return_type"] == (
+        "avg_logits"
+    )

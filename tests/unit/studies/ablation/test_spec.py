@@ -5,7 +5,6 @@ file."""
 from __future__ import annotations
 
 import copy
-import dataclasses
 import textwrap
 
 import pytest
@@ -232,12 +231,11 @@ def test_unknown_group_in_edges_raises_spec_error_at_run_time():
     assert "'x'" in message and "eeg" in message
 
 
-def test_an_intervention_built_without_an_action_is_named_at_run_time():
+def test_an_intervention_built_without_an_action_is_refused_where_it_is_built():
     from emg_lens.studies.ablation.spec import Intervention
 
-    bare = dataclasses.replace(StudySpec.from_dict(BASE), interventions=(Intervention("x"),))
-    with pytest.raises(SpecError, match=r"'x' names none of its actions; it needs exactly one of"):
-        run_study(bare, models={1: tiny_subject()}, progress=False)
+    with pytest.raises(SpecError, match=r"Intervention \(x\) needs exactly one of edges, hook"):
+        Intervention("x")
 
 
 def test_a_hooked_model_that_cannot_be_digested_is_named_without_its_arrays(tmp_path):

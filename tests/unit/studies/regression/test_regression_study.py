@@ -203,11 +203,11 @@ def test_study_check_refuses_the_seeds_study_run_refuses(recording, tmp_path, ca
     assert message in capsys.readouterr().err
 
 
-def test_study_check_names_a_cut_of_a_spec_built_without_its_file_door(recording):
-    bad = dataclasses.replace(load_spec(study(recording)), cuts={"x": "cross_chanel"})
-    with pytest.raises(SpecError, match=r"interventions 'x': invalid edge expression"):
-        check_study(bad)
-    heads = dataclasses.replace(bad, cuts={"y": "cross_channel & heads(9)"})  # parses; no head 9
+def test_a_spec_built_directly_is_read_as_its_file_and_check_names_its_cut(recording):
+    spec = load_spec(study(recording))
+    with pytest.raises(SpecError, match=r"interventions\[0\].edges: invalid edge expression"):
+        dataclasses.replace(spec, cuts={"x": "cross_chanel"})
+    heads = dataclasses.replace(spec, cuts={"y": "cross_channel & heads(9)"})  # parses; no head 9
     with pytest.raises(LayoutError, match=r"interventions 'y': "):
         check_study(heads)
 
