@@ -285,6 +285,17 @@ class CompiledFamily(Sequence[Candidate]):
                 masks[layer] = stacked[mine].any(0)
         return masks
 
+    def cut_by_base(self) -> Bool[torch.Tensor, " candidate"]:
+        """Which candidates cut no edge that the base does not cut already: cutting one changes
+        nothing, an exact zero without a pass (a structural zero, as a study calls it)."""
+        return torch.tensor(
+            [
+                not (mask & ~self.base[c.layer]).any() if c.layer in self.base else not mask.any()
+                for c, mask in zip(self.candidates, self.masks, strict=True)
+            ],
+            dtype=torch.bool,
+        )
+
     def fits(self, model: Any) -> bool:
         """Whether this family was compiled on ``model``'s layout and heads, on its device."""
         return (

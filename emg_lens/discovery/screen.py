@@ -279,8 +279,9 @@ def screen(
     `exact_effects`), and those of the layer before it where the readout reads few tokens (a
     CLS head) when ``exact_penultimate`` is True, or by default when the model has two layers,
     which makes every estimate exact. Deeper models pay the last block's key and value
-    projections per candidate for it (docs/ARCHITECTURE.md has the cost): ask for it. The
-    table's ``method`` says which candidates are exact."""
+    projections per candidate for it (docs/ARCHITECTURE.md has the cost): ask for it. A
+    candidate whose edges the base cuts already is exact too: cutting it changes nothing
+    (`CompiledFamily.cut_by_base`). The table's ``method`` says which candidates are exact."""
     estimator, ig_steps = check_estimator(estimator, ig_steps)
     check_model(model)
     if estimator == "relp":  # its rules sit on emg_lens's blocks' hook points
@@ -349,9 +350,14 @@ def screen(
                     per_candidate = per_candidate.to(per_row.device)
                     per_candidate.index_add_(0, chunk.owner, per_row.T)
                     delta[name][:, start:stop] += per_candidate.cpu()
+    known = family.cut_by_base()  # the base cuts them already: exactly zero
+    for name in wanted:
+        delta[name][known] = 0.0
     result = _screen_result(model, subject, family, metric, return_type, clean, delta)
     estimated = "linear" if estimator == "plain" else estimator
-    result.table["method"] = pd.Series(["exact" if c.layer in exact else estimated for c in family])
+    result.table["method"] = pd.Series(
+        ["exact" if c.layer in exact or known[i] else estimated for i, c in enumerate(family)]
+    )
     result.table["risk"] = pd.Series(
         (risk / n).numpy() if risk_known else np.full(len(family), np.nan)
     )

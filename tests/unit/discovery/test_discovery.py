@@ -599,7 +599,8 @@ def test_the_cli_runs_a_discovery_study_from_flags_and_from_a_study_file(tmp_pat
 
 def test_a_base_mask_is_cut_in_every_pass(model, data):
     """With ``base`` (the model as it runs, e.g. as trained with masks), the clean pass is the
-    masked model, a candidate inside the base changes nothing, and verify's exact effects are
+    masked model, a candidate inside the base changes nothing (exactly, without a pass), and
+    verify's exact effects are
     measured on top of the base, through the study runner too."""
     X, y = data
     base = parse(
@@ -613,6 +614,9 @@ def test_a_base_mask_is_cut_in_every_pass(model, data):
     cross = s.table[s.table["kind"].isin(["emg->acc", "acc->emg"])]
     inside = cross[(cross["layer"] == 0) | (cross["head"] != 2) | (cross["kind"] == "acc->emg")]
     assert (inside["estimate"] == 0).all() and len(inside) == 15  # all cross-modal but one
+    # known exactly (a structural zero), so verify spends no pass on them, nor draws them
+    assert (inside["method"] == "exact").all() and (inside["verified"] == "").all()
+    assert (inside["exact"] == 0).all()
     for rank in (1, 2):
         c = s.candidate(rank)
         cut = {**masks}

@@ -136,21 +136,30 @@ def test_a_cut_the_readout_cannot_see_is_exactly_zero():
 
 def test_the_risk_grows_with_the_change_a_cut_writes():
     """Risk is the mean squared change of the attention output: a candidate inside the base
-    has none; scaling the values (W_V) by 2 scales every risk by 4."""
+    has none (and is known exactly: verify neither measures nor draws it); scaling the values
+    (W_V) by 2 scales every risk by 4."""
     model = _isonet()
     X = model.example_input(16)
     y = model(X).argmax(-1)
     base = parse("cross_modal & layers(0)")
-    before = screen(model, (X, y), base=base).table.sort_index()
-    linear = before[before["method"] == "linear"]
-    inside = linear["kind"].isin(["emg->acc", "acc->emg"])
-    assert (linear.loc[inside, "risk"] == 0).all() and (linear.loc[~inside, "risk"] > 0).all()
+    linear_first = {"base": base, "exact_penultimate": False}  # two layers: layer 0 estimated
+    screened = screen(model, (X, y), **linear_first)
+    before = screened.table.sort_index()
+    first = before[before["layer"] == 0]
+    inside = first["kind"].isin(["emg->acc", "acc->emg"])
+    assert inside.sum() == 8 and (first.loc[inside, "method"] == "exact").all()
+    assert (first.loc[~inside, "method"] == "linear").all()
+    assert (first.loc[inside, ["estimate", "estimate_accuracy"]] == 0).all().all()
+    assert (first.loc[inside, "risk"] == 0).all() and (first.loc[~inside, "risk"] > 0).all()
+    verified = screened.verify(top=2, sample=100).table.sort_index()
+    assert (verified.loc[first.index[inside], "verified"] == "").all()  # no pass, no draw
+    assert (verified.loc[first.index[~inside], "verified"] != "").all()  # each measured
     with torch.no_grad():
         model.blocks[0].attn.W_V.mul_(2)
         model.blocks[0].attn.b_V.mul_(2)
-    after = screen(model, (X, y), base=base).table.sort_index()
-    ratio = after.loc[linear.index[~inside], "risk"] / linear.loc[~inside, "risk"]
-    assert np.allclose(ratio, 4.0, rtol=1e-4)
+    after = screen(model, (X, y), **linear_first).table.sort_index()
+    ratio = after.loc[first.index[~inside], "risk"] / first.loc[~inside, "risk"]
+    assert len(ratio) == 28 and np.allclose(ratio, 4.0, rtol=1e-4)
 
 
 @pytest.mark.parametrize("heads_per_slot", [1, 2])
