@@ -32,7 +32,8 @@ measured it; ``verified_groups`` the same for ``verify(groups=1, flagged=8)`` (g
 over layer 0's candidates, `VERIFY_GROUPS`, timed as ``speedup_verified_groups``), with its
 group passes (each on an eighth of the windows) and the candidates they cleared;
 ``verified_groups_default`` for ``verify(groups=1)`` at its default 12 flags
-(``speedup_verified_groups_default``); ``stability`` (`stability_view`,
+(``speedup_verified_groups_default``); ``verified_two_layers`` for ``verify(groups=2,
+flagged=8)`` (`VERIFY_TWO_LAYERS`, ``speedup_verified_two_layers``); ``stability`` (`stability_view`,
 ``--stability-repetitions``, 16: 0 skips it): screen + verify against the exact grid on 128
 held-out trials of the planted subject, one window each (`held_out_trials`), with the top-10
 Jaccard index across random trial-disjoint halves (`trial_halves`: the trials a ranking is
@@ -127,6 +128,11 @@ candidates flagged by risk, not 12 (layer 0's group tests measure the risky laye
 flags would: on the planted-paper preset, in scratch against its per-window grid, 8 flags cost
 0.086-0.094 of the one-at-a-time grid over four sample seeds, 12 flags 0.095-0.098, 0 flags
 0.091-0.098, each with the exact top 10 found)."""
+VERIFY_TWO_LAYERS = {"groups": 2, "flagged": 8}
+"""``verified_two_layers``: `VERIFY_GROUPS` with layer 1 group-tested too, the planted head's
+layer: its ``emg->acc`` group holds one candidate the base does not cut, the planted one,
+whose linear estimate has the wrong sign; with the others known exactly (structural zeros),
+it is measured alone."""
 
 
 def _random_subject(preset: str, n_windows: int, seed: int = 0):
@@ -637,9 +643,10 @@ def stability_view(model, family, base, n_repetitions: int, draws: int = 3) -> d
     """Screen + verify (`VERIFY_GROUPS`) on the `held_out_trials`, against the exact grid on
     the same windows (one run each, untimed against each other: its share of the grid is the
     timed rounds'): the recall of the exact top 10 and top k (k above the noise floor, as
-    `_verified_view`), where the planted candidate ranks, and the top-10 Jaccard index across
-    ``draws`` random trial-disjoint halves (`trial_halves`), beside the exact grid's own on
-    the same halves and over 40 draws."""
+    `_verified_view`), the candidates of that top k it missed, where the planted candidate
+    ranks, and the top-10 Jaccard index across ``draws`` random trial-disjoint halves
+    (`trial_halves`), beside the exact grid's own on the same halves and over 40 draws; the
+    same but the halves with `VERIFY_TWO_LAYERS` (``two_layers``)."""
     from emg_lens.discovery import jaccard
 
     data = held_out_trials(n_repetitions)
@@ -651,16 +658,33 @@ def stability_view(model, family, base, n_repetitions: int, draws: int = 3) -> d
     truth = np.argsort(effects, kind="stable")
     needed = int(needed_above_noise(changes, np.asarray(data.test_trials)).sum())
     n = len(y)
-    started = time.perf_counter()
-    verified = screen(
-        model, data, base=base, family=family, batch_size=n, return_type="avg_logits"
-    ).verify(top=VERIFY_TOP, batch_size=n, **VERIFY_GROUPS)
-    verify_s = time.perf_counter() - started
-    found = np.argsort(verified.table.sort_index()["final"].to_numpy(), kind="stable")
     planted = PAPER_PLANTED["planted"]
     at = next(
         i for i, c in enumerate(family) if (c.layer, c.head) in planted and c.kind == PLANTED_KIND
     )
+
+    def verified(budgets: dict) -> dict:  # what screen + verify found with ``budgets``
+        started = time.perf_counter()
+        table = (
+            screen(model, data, base=base, family=family, batch_size=n, return_type="avg_logits")
+            .verify(top=VERIFY_TOP, batch_size=n, **budgets)
+            .table.sort_index()
+        )
+        share = (time.perf_counter() - started) / grid_s
+        found = np.argsort(table["final"].to_numpy(), kind="stable")
+        return {
+            "top10_recall": recall(found, truth[:VERIFY_TOP]),
+            "topk_recall": recall(found, truth[:needed]) if needed else None,
+            "measured": int(table["exact"].notna().sum()),
+            "share_of_grid": share,
+            "planted_rank_verified": int(np.flatnonzero(found == at)[0]) + 1,
+            "missed": [  # the exact top k's candidates left out of the verified top k
+                {"exact_rank": int(np.flatnonzero(truth == i)[0]) + 1, "candidate": family[i].label}
+                | {k: float(table.loc[i, k]) for k in ("estimate", "final")}
+                | {"exact": float(effects[i]), "verified": table.loc[i, "verified"]}
+                for i in sorted(set(truth[:needed]) - set(found[:needed]))
+            ],
+        }
 
     def exact_top(windows) -> set:
         return set(np.argsort(changes[:, windows].mean(1), kind="stable")[:VERIFY_TOP])
@@ -684,13 +708,10 @@ def stability_view(model, family, base, n_repetitions: int, draws: int = 3) -> d
         "windows": n,
         "accuracy": _accuracy(model, X, y, base),
         "above_noise": needed,
-        "top10_recall": recall(found, truth[:VERIFY_TOP]),
-        "topk_recall": recall(found, truth[:needed]) if needed else None,
-        "measured": int(verified.table["exact"].notna().sum()),
-        "share_of_grid": verify_s / grid_s,
+        **verified(VERIFY_GROUPS),
         "grid_s": grid_s,
         "planted_rank_exact": int(np.flatnonzero(truth == at)[0]) + 1,
-        "planted_rank_verified": int(np.flatnonzero(found == at)[0]) + 1,
+        "two_layers": verified(VERIFY_TWO_LAYERS),
         "halves_top10_jaccard": verified_j,
         "halves_top10_jaccard_exact": exact_j,
         "halves_top10_jaccard_exact_40": spread(many, 2),
@@ -847,6 +868,11 @@ def screen_vs_grids(
                 top=VERIFY_TOP, batch_size=n_windows, **VERIFY_GROUPS
             )
         ),
+        "screen_verify_two_layers": lambda: screened.update(
+            verified_two_layers=screen(model, data, base=base, **settings).verify(
+                top=VERIFY_TOP, batch_size=n_windows, **VERIFY_TWO_LAYERS
+            )
+        ),
         "screen_verify_groups_default": lambda: screened.update(
             verified_groups_default=screen(model, data, base=base, **settings).verify(
                 top=VERIFY_TOP, batch_size=n_windows, groups=VERIFY_GROUPS["groups"]
@@ -864,7 +890,12 @@ def screen_vs_grids(
     changes = exact[-1]
     effects = changes.mean(1)
     verified = screened.pop("verified").table.sort_index()
-    grouped = {k: screened.pop(k) for k in ("verified_groups", "verified_groups_default")}
+    budgets = {
+        "verified_groups": VERIFY_GROUPS,
+        "verified_groups_default": {"groups": VERIFY_GROUPS["groups"]},
+        "verified_two_layers": VERIFY_TWO_LAYERS,
+    }
+    grouped = {k: screened.pop(k) for k in budgets}
     out = {
         "benchmark": "screen_vs_exact",
         "preset": "planted-paper",
@@ -883,11 +914,7 @@ def screen_vs_grids(
             model, X, y, family, base, changes, data, verified, planted=PAPER_PLANTED["planted"]
         ),
     }
-    for name, budgets in (
-        ("verified_groups", VERIFY_GROUPS),
-        ("verified_groups_default", {"groups": VERIFY_GROUPS["groups"]}),
-    ):
-        view = grouped[name]
+    for name, view in grouped.items():
         out[name] = _verified_view(
             model,
             X,
@@ -898,7 +925,7 @@ def screen_vs_grids(
             data,
             view.table.sort_index(),
             planted=PAPER_PLANTED["planted"],
-            budgets=budgets,
+            budgets=budgets[name],
         ) | {k: view.agreement[k] for k in ("group_passes", "cleared")}
     unmasked = {"atp": screen(model, data, **settings)}
     unmasked["ig"] = screen(model, data, estimator="ig", ig_steps=ig_steps, **settings)
@@ -917,6 +944,7 @@ def screen_vs_grids(
         ("_verified", "screen_verify"),
         ("_verified_groups", "screen_verify_groups"),
         ("_verified_groups_default", "screen_verify_groups_default"),
+        ("_verified_two_layers", "screen_verify_two_layers"),
     )
     for suffix, run in (*runs_by, *verify_runs):
         for grid in ("one_at_a_time", "runner"):
