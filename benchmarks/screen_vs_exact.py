@@ -33,11 +33,11 @@ over layer 0's candidates, `VERIFY_GROUPS`, timed as ``speedup_verified_groups``
 group passes (each on an eighth of the windows) and the candidates they cleared;
 ``verified_groups_default`` for ``verify(groups=1)`` at its default 12 flags
 (``speedup_verified_groups_default``); ``verified_two_layers`` for ``verify(groups=2,
-flagged=8)`` (`VERIFY_TWO_LAYERS`, ``speedup_verified_two_layers``); ``stability`` (`stability_view`,
-``--stability-repetitions``, 16: 0 skips it): screen + verify against the exact grid on 128
-held-out trials of the planted subject, one window each (`held_out_trials`), with the top-10
-Jaccard index across random trial-disjoint halves (`trial_halves`: the trials a ranking is
-stable over, not more windows of the same trials).
+flagged=8)`` (`VERIFY_TWO_LAYERS`, ``speedup_verified_two_layers``); ``stability``
+(`stability_view`, ``--stability-repetitions``, 16: 0 skips it): screen + verify against the
+exact grid on 128 held-out trials of the planted subject, one window each
+(`held_out_trials`), with the top-10 Jaccard index across random trial-disjoint halves
+(`trial_halves`: the trials a ranking is stable over, not more windows of the same trials).
 
 ``--preset paper`` and ``--quick``:
 
