@@ -261,6 +261,9 @@ class CompiledFamily(Sequence[Candidate]):
     sizes: tuple[int, ...] = field(repr=False)
     everything: dict[int, torch.Tensor] = field(repr=False)
     base: dict[int, torch.Tensor] = field(repr=False)
+    # which candidates cut no edge the base does not cut already: cutting one changes nothing,
+    # an exact zero without a pass (a structural zero, as a study calls it)
+    cut_by_base: Bool[torch.Tensor, " candidate"] = field(repr=False)
     base_edges: EdgeSet | None
     layout: TokenLayout = field(repr=False)
     n_heads: int
@@ -285,17 +288,6 @@ class CompiledFamily(Sequence[Candidate]):
                 masks[layer] = stacked[mine].any(0)
         return masks
 
-    def cut_by_base(self) -> Bool[torch.Tensor, " candidate"]:
-        """Which candidates cut no edge that the base does not cut already: cutting one changes
-        nothing, an exact zero without a pass (a structural zero, as a study calls it)."""
-        return torch.tensor(
-            [
-                not (mask & ~self.base[c.layer]).any() if c.layer in self.base else not mask.any()
-                for c, mask in zip(self.candidates, self.masks, strict=True)
-            ],
-            dtype=torch.bool,
-        )
-
     def fits(self, model: Any) -> bool:
         """Whether this family was compiled on ``model``'s layout and heads, on its device."""
         return (
@@ -318,7 +310,13 @@ def compile_family(
     if str(family.base_edges) == str(base):
         return family
     base_masks = base_layer_masks(model, base, family.device) or {}
-    return dataclasses.replace(family, base=base_masks, base_edges=base)
+    inside = [
+        not (mask & ~base_masks[c.layer]).any() if c.layer in base_masks else not mask.any()
+        for c, mask in zip(family.candidates, family.masks, strict=True)
+    ]
+    return dataclasses.replace(
+        family, base=base_masks, base_edges=base, cut_by_base=torch.tensor(inside)
+    )
 
 
 def _compile(model: Any, family: Sequence[Candidate] | None) -> CompiledFamily:
@@ -342,6 +340,7 @@ def _compile(model: Any, family: Sequence[Candidate] | None) -> CompiledFamily:
         sizes=tuple(sizes[i] for i in order),
         everything={layer: stacked.any(0) for layer, (_, stacked) in by_layer.items()},
         base={},
+        cut_by_base=torch.tensor([sizes[i] == 0 for i in order], dtype=torch.bool),
         base_edges=None,
         layout=model.layout,
         n_heads=model.cfg.n_heads,

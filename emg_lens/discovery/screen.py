@@ -350,7 +350,7 @@ def screen(
                     per_candidate = per_candidate.to(per_row.device)
                     per_candidate.index_add_(0, chunk.owner, per_row.T)
                     delta[name][:, start:stop] += per_candidate.cpu()
-    known = family.cut_by_base()  # the base cuts them already: exactly zero
+    known = family.cut_by_base  # the base cuts them already: exactly zero
     for name in wanted:
         delta[name][known] = 0.0
     result = _screen_result(model, subject, family, metric, return_type, clean, delta)
