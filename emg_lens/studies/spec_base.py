@@ -155,12 +155,7 @@ class Spec:
         if _READING.get() or not self.READ_ALONE:
             return
         unsaved = {name: getattr(self, name) for name in self._unsaved()}
-        try:
-            table = self.to_dict()
-        except (AttributeError, TypeError, ValueError) as exc:
-            name = type(self).__name__
-            raise SpecError(f"{name}(...) holds a value no study file could: {exc}") from exc
-        read = type(self).from_dict(table, where=type(self).__name__, **unsaved)
+        read = type(self).from_dict(self.to_dict(), where=type(self).__name__, **unsaved)
         for f in dataclasses.fields(self):  # the values the file would hold (tuples, not lists)
             object.__setattr__(self, f.name, getattr(read, f.name))
 
@@ -177,12 +172,17 @@ class Spec:
         """A plain dict that `from_dict` reads back to an equal spec."""
         out: dict[str, Any] = {} if self.KIND is None else {"kind": self.KIND}
         for f in self._saved_fields():
-            value = getattr(self, f.name)
-            omit = f.metadata.get("omit")
-            if omit is not None and omit(value, self):
-                continue
-            dump = f.metadata.get("dump")
-            out[f.metadata.get("key", f.name)] = plain(value) if dump is None else dump(value, self)
+            value, meta = getattr(self, f.name), f.metadata
+            try:  # a field set directly, past the type checks (a notebook's), may not write
+                if "omit" in meta and meta["omit"](value, self):
+                    continue
+                dump = meta.get("dump", lambda v, spec: plain(v))
+                out[meta.get("key", f.name)] = dump(value, self)
+            except SpecError:  # a nested spec's, which names its own field
+                raise
+            except (AttributeError, TypeError, ValueError) as exc:
+                what = f"{type(self).__name__}.{f.name} = {value!r}"
+                raise SpecError(f"{what} is no value a study file holds ({exc})") from exc
         return out
 
     def fingerprint(self) -> str:

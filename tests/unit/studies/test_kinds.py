@@ -161,3 +161,10 @@ def test_a_spec_built_directly_holds_what_its_file_would():
     assert dataclasses.replace(read, return_type="avg_logits").to_dict()["return_type"] == (
         "avg_logits"
     )
+
+
+def test_a_field_set_past_the_type_checks_is_named_where_it_is_written():
+    spec = StudySpec.from_dict(ABLATION)
+    object.__setattr__(spec, "heads", 5)  # a notebook's, with the runtime type checks off
+    with pytest.raises(SpecError, match=r"StudySpec.heads = 5 is no value a study file holds"):
+        spec.to_dict()  # what reading it back starts from
