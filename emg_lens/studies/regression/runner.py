@@ -161,6 +161,18 @@ def baselines(spec: RegressionSpec, contraction: Contraction) -> list[dict[str, 
     ]
 
 
+def _cut_masks(spec: RegressionSpec, model: TinyMyo) -> dict[str, dict[int, Any]]:
+    """Each cut compiled on ``model``'s layout; a cut that cannot be (a parse, or groups the
+    model does not have) is named."""
+    out = {}
+    for name, edges in spec.cuts.items():
+        try:
+            out[name] = compile_edges(parse(edges), model)  # the one compiled cut
+        except (SpecError, LayoutError) as exc:
+            raise type(exc)(f"interventions {name!r}: {exc}") from exc
+    return out
+
+
 def _cell_key(name: str, edges: str) -> str:
     return f"cut-{json_digest([name, edges])[:16]}"
 
@@ -179,6 +191,7 @@ def run_regression_study(
     where the model trains and runs; ``overrides``: ``{"epochs": n}`` (``study run --epochs``)."""
     spec = load_as(spec, RegressionSpec).with_overrides(overrides)
     contraction = load_contraction(spec)
+    _cut_masks(spec, build_model(spec, contraction))  # before the training: the layout's
     store = CellStore(out_dir, spec.fingerprint()) if out_dir is not None else None
     code = code_digest()
     model, model_id, reused_model = _model(spec, contraction, store, code, device, progress)
@@ -267,11 +280,8 @@ def check_regression(
     ]
     cfg, moving = model.cfg, 0
     width = max(len(name) for name in spec.cuts)
-    for name, edges in spec.cuts.items():
-        try:
-            masks = compile_edges(parse(edges), model)  # the one compiled cut
-        except (SpecError, LayoutError) as exc:  # a parse, or groups the model does not have
-            raise type(exc)(f"interventions {name!r}: {exc}") from exc
+    for name, masks in _cut_masks(spec, model).items():
+        edges = spec.cuts[name]
         cut = int(sum(int(m.sum()) for m in masks.values())) // cfg.n_layers
         moving += cut > 0
         shown = edges if len(edges) <= 60 else edges[:57] + "..."

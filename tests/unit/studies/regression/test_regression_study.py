@@ -203,13 +203,20 @@ def test_study_check_refuses_the_seeds_study_run_refuses(recording, tmp_path, ca
     assert message in capsys.readouterr().err
 
 
-def test_a_spec_built_directly_is_read_as_its_file_and_check_names_its_cut(recording):
+def test_a_spec_built_directly_is_read_as_its_file_and_its_cut_named(
+    recording, tmp_path, monkeypatch
+):
     spec = load_spec(study(recording))
     with pytest.raises(SpecError, match=r"interventions\[0\].edges: invalid edge expression"):
         dataclasses.replace(spec, cuts={"x": "cross_chanel"})
     heads = dataclasses.replace(spec, cuts={"y": "cross_channel & heads(9)"})  # parses; no head 9
     with pytest.raises(LayoutError, match=r"interventions 'y': "):
         check_study(heads)
+    trained = []
+    monkeypatch.setattr(regression_study, "_train", lambda *a: trained.append(a))
+    with pytest.raises(LayoutError, match=r"interventions 'y': "):  # run: before the training
+        run(heads, out_dir=tmp_path, progress=False)
+    assert not trained
 
 
 def test_overrides_other_than_epochs_are_refused(recording):
