@@ -27,7 +27,6 @@ import yaml
 
 from emg_lens.errors import ArgumentError, SpecError, checked
 from emg_lens.studies.spec_base import Spec
-from emg_lens.studies.validate import check_study_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -75,7 +74,7 @@ class StudyKind:
         ...                                           "models": "demo"}))
         PosixPath('runs/discovery/c')
         """
-        return Path(out) if out else Path(self.out) / check_study_name(spec.name)
+        return Path(out) if out else Path(self.out) / spec.name  # checked by its spec
 
     def load(self, data: Any, source_dir: str | Path = ".") -> Any:
         """Its spec from a table read from a file in ``source_dir``."""

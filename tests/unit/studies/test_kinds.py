@@ -132,6 +132,8 @@ def test_a_study_name_is_one_folder_name_for_check_and_run(table, name, tmp_path
             cli.run(["study", command, "study.yaml"])
         assert repr(name) in str(info.value) and "without '/'" in str(info.value)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b", "study.yaml", "work"]
+    with pytest.raises(SpecError, match=r"study key 'name' = .* is no folder name"):
+        dataclasses.replace(load_spec(table), name=name)  # a notebook's: the same door
 
 
 @pytest.mark.parametrize(
