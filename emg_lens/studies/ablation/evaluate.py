@@ -522,11 +522,12 @@ def _run_hooked(
         )
         hooks = [("hook_input", zero_modality(i.zero_modality, model))]
     else:  # a hook factory (edges run in the prefix tree, `_edge_sequences`)
+        ref = i.hook
+        assert ref is not None  # an Intervention names one action: its door (`_parse`)
         if c.heads is not None:
             why = f"which acts on every head; head subsets ({list(c.heads)}) need an edge set"
             raise SpecError(f"intervention {c.name!r} is a hook factory, {why}")
-        hooks = hooks_from_factory(i.hook, code.targets[i.hook], model, list(c.layers))
-        ref = i.hook
+        hooks = hooks_from_factory(ref, code.targets[ref], model, list(c.layers))
     outputs = []
     # The hooks of a factory are the study's code: a failure (or exit) in them names the file.
     with running_code(ref, "running its hooks") if ref else contextlib.nullcontext():

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from emg_lens.edges import parse
 from emg_lens.errors import DataFormatError, LayoutError, SpecError
 from emg_lens.hooks import compile_edges
+from emg_lens.hooks.masking import Cut
 from emg_lens.provenance import checkpoint_digest, code_digest, file_digest, json_digest
 from emg_lens.stats.compare import EXACT_MAX_N, format_p
 from emg_lens.stats.design import corrected_floor
@@ -161,7 +162,7 @@ def baselines(spec: RegressionSpec, contraction: Contraction) -> list[dict[str, 
     ]
 
 
-def _cut_masks(spec: RegressionSpec, model: TinyMyo) -> dict[str, dict[int, Any]]:
+def _cut_masks(spec: RegressionSpec, model: TinyMyo) -> dict[str, Cut]:
     """Each cut compiled on ``model``'s layout; a cut that cannot be (a parse, or groups the
     model does not have) is named."""
     out = {}
