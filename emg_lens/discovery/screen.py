@@ -195,6 +195,8 @@ class Screen:
             f"Screen({len(self.table)} candidates, {self.metric} on {self.return_type}, "
             f"{self.estimator} estimates, {self.n_windows} windows"
         )
+        if inside := int(self.family.cut_by_base.sum()):  # exact: no estimate, no pass
+            text += f", {inside} cut by the base already (exactly 0)"
         if not self.agreement:
             return text + ", not verified)"
         return (

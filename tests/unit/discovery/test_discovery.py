@@ -616,7 +616,7 @@ def test_a_base_mask_is_cut_in_every_pass(model, data):
     assert (inside["estimate"] == 0).all() and len(inside) == 15  # all cross-modal but one
     # known exactly (a structural zero), so verify spends no pass on them, nor draws them
     assert (inside["method"] == "exact").all() and (inside["verified"] == "").all()
-    assert (inside["exact"] == 0).all()
+    assert (inside["exact"] == 0).all() and "15 cut by the base already (exactly 0)" in repr(s)
     for rank in (1, 2):
         c = s.candidate(rank)
         cut = {**masks}
