@@ -174,7 +174,12 @@ def fit_gates(
             empty.append(F.kl_div(cut, ref[-1], log_target=True, reduction="sum"))
         ref_logp = torch.cat(ref)
         scale = float(sum(empty)) / len(X)  # KL of cutting every candidate, per window
-    if not np.isfinite(scale) or scale <= 0:
+    if not np.isfinite(scale):
+        why = "its outputs overflow, with nothing cut or every candidate cut"
+        raise ArgumentError(
+            f"the model gave non-finite log-probabilities: {why}; check its weights"
+        )
+    if scale <= 0:
         why = f"does not change the model's output distribution (KL {scale:.3g})"
         raise ArgumentError(
             f"cutting every candidate {why}: there is nothing for the gates to keep"

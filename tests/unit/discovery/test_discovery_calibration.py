@@ -494,6 +494,10 @@ def test_fit_gates_is_seeded_and_rejects_a_family_that_changes_nothing_and_bad_r
     everything = layer_masks(model, family)
     with pytest.raises(ArgumentError, match="nothing for the gates to keep"):
         fit_gates(model, X, family, return_type="logits", base=everything, steps=5)
+    with torch.no_grad():  # an overflow is named as one, not as a family that changes nothing
+        model.blocks[0].attn.W_V.fill_(float("inf"))
+    with pytest.raises(ArgumentError, match="non-finite log-probabilities: its outputs overflow"):
+        fit_gates(model, X, family, return_type="logits", steps=5)
 
 
 def test_discover_with_gates_keeps_the_metric_and_says_how_it_ordered():
