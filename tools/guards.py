@@ -18,6 +18,15 @@ a tuple; imports and its subclasses' bases are not counted)::
 
     python tools/guards.py              # emg_lens/, modules by guard lines, then the classes
     python tools/guards.py PKG --json   # the same as JSON
+
+``raise_tails`` counts the guard lines that continue a ``raise`` past its first line (a message
+wrapped at the line length): what writing every raise on one line would save. ``--coverage
+FILE`` (the JSON report of a test run under coverage.py, ``coverage json``) adds how many raise
+sites the run executed, and names the others: a guard no test reaches is a door untested or a
+check nothing can reach (pytest-cov is no dependency of the project: ``pip install pytest-cov``)::
+
+    pytest -n 2 --cov=emg_lens --cov-report=json:cov.json
+    python tools/guards.py --coverage cov.json
 """
 
 from __future__ import annotations
@@ -208,20 +217,55 @@ def scan(package: Path) -> dict:
     modules = {}
     for module, tree in trees.items():
         lines = code_lines(sources[module], tree)
-        raises = sum(isinstance(n, ast.Raise) for n in ast.walk(tree))
+        raises = [n for n in ast.walk(tree) if isinstance(n, ast.Raise)]
+        tails = set().union(*(_lines(n) - {n.lineno} for n in raises)) & lines
         guard = len(guard_lines(tree, set(helpers)) & lines)
-        modules[module] = {"code": len(lines), "guard": guard, "raises": raises}
-    code, guard = (sum(m[k] for m in modules.values()) for k in ("code", "guard"))
+        modules[module] = {"code": len(lines), "guard": guard, "raises": len(raises)}
+        modules[module]["raise_tails"] = len(tails)
+    code, guard, tails = (
+        sum(m[k] for m in modules.values()) for k in ("code", "guard", "raise_tails")
+    )
     share = round(guard / code, 4) if code else 0.0
     raises = sum(m["raises"] for m in modules.values())
     classes = exception_classes(trees)
     class_uses(trees, classes)
     return {
         "modules": modules,
-        "total": {"code": code, "guard": guard, "share": share, "raises": raises},
+        "total": {
+            "code": code,
+            "guard": guard,
+            "share": share,
+            "raises": raises,
+            "raise_tails": tails,
+        },
         "helpers": helpers,
         "classes": classes,
     }
+
+
+def raise_coverage(package: Path, report_file: Path) -> dict:
+    """Which of ``package``'s raise sites a test run executed, from coverage.py's JSON report
+    (``{"files": {path: {"executed_lines": [...]}}}``, paths ending in the package's name and
+    the module's path): ``executed`` (a count) and ``not_executed`` (``module:line``), modules
+    the report lacks counted as not executed."""
+    files = json.loads(report_file.read_text())["files"]
+    executed_lines = {
+        key.replace("\\", "/"): set(entry["executed_lines"]) for key, entry in files.items()
+    }
+    executed, missed = 0, []
+    for path in sorted(package.rglob("*.py")):
+        module = str(path.relative_to(package))
+        tail = f"{package.name}/{module}"
+        ran = next(
+            (v for k, v in executed_lines.items() if k == tail or k.endswith("/" + tail)), set()
+        )
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise):
+                if node.lineno in ran:
+                    executed += 1
+                else:
+                    missed.append(f"{module}:{node.lineno}")
+    return {"executed": executed, "not_executed": sorted(missed)}
 
 
 def report(counts: dict, top: int | None) -> str:
@@ -234,8 +278,15 @@ def report(counts: dict, top: int | None) -> str:
     t = counts["total"]
     out.append(
         f"total: {t['guard']} guard lines of {t['code']} code lines "
-        f"({100 * t['share']:.1f} %), {t['raises']} raise sites"
+        f"({100 * t['share']:.1f} %), {t['raises']} raise sites; {t['raise_tails']} of the "
+        "guard lines continue a raise past its first line"
     )
+    if covered := counts.get("coverage"):
+        missed = covered["not_executed"]
+        out.append(
+            f"raise sites the test run executed: {covered['executed']} of {t['raises']}; "
+            f"not: {', '.join(missed) or 'none'}"
+        )
     out.append(f"check helpers ({len(counts['helpers'])}): {', '.join(counts['helpers'])}")
     out.append(f"{len(counts['classes'])} exception classes (raises, excepts, others, bases):")
     for name, c in sorted(counts["classes"].items()):
@@ -253,8 +304,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("package", nargs="?", type=Path, default=default)
     parser.add_argument("--json", action="store_true", help="the counts as JSON")
     parser.add_argument("--top", type=int, help="only the N modules with most guard lines")
+    parser.add_argument("--coverage", type=Path, help="coverage.py's JSON report of a test run")
     args = parser.parse_args(argv)
     counts = scan(args.package)
+    if args.coverage:
+        counts["coverage"] = raise_coverage(args.package, args.coverage)
     print(json.dumps(counts, indent=1) if args.json else report(counts, args.top))
     return 0
 

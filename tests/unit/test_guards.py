@@ -104,12 +104,13 @@ def test_counts_of_a_tiny_package(tmp_path):
     )
     assert run.returncode == 0, run.stderr
     got = json.loads(run.stdout)
-    assert got["modules"] == {
-        "__init__.py": {"code": 0, "guard": 0, "raises": 0},
-        "errors.py": {"code": 16, "guard": 3, "raises": 1},
-        "use.py": {"code": 27, "guard": 18, "raises": 5},
+    assert got["modules"] == {  # raise_tails: BadError("x must be >= 0")'s two wrapped lines
+        "__init__.py": {"code": 0, "guard": 0, "raises": 0, "raise_tails": 0},
+        "errors.py": {"code": 16, "guard": 3, "raises": 1, "raise_tails": 0},
+        "use.py": {"code": 27, "guard": 18, "raises": 5, "raise_tails": 2},
     }
-    assert got["total"] == {"code": 43, "guard": 21, "share": round(21 / 43, 4), "raises": 6}
+    share = round(21 / 43, 4)
+    assert got["total"] == {"code": 43, "guard": 21, "share": share, "raises": 6, "raise_tails": 2}
     assert got["helpers"] == ["_check_positive", "check_int"]
     assert got["classes"] == {
         "BaseError": {
@@ -137,8 +138,31 @@ def test_counts_of_a_tiny_package(tmp_path):
     text = subprocess.run(
         [sys.executable, str(TOOL), str(pkg)], capture_output=True, text=True, check=True
     ).stdout
-    assert "total: 21 guard lines of 43 code lines (48.8 %), 6 raise sites" in text
+    assert "total: 21 guard lines of 43 code lines (48.8 %), 6 raise sites; 2 of" in text
     assert "3 exception classes" in text
+
+
+def test_coverage_names_the_raise_sites_a_test_run_did_not_execute(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "errors.py").write_text(ERRORS)
+    (pkg / "use.py").write_text(USE)
+    raises = [n.lineno for n in ast.walk(ast.parse(USE)) if isinstance(n, ast.Raise)]
+    report = tmp_path / "cov.json"  # coverage.py's JSON keys: paths as the run saw them
+    executed = {"executed_lines": [raises[0], raises[2]], "missing_lines": []}
+    report.write_text(json.dumps({"files": {"/elsewhere/pkg/use.py": executed}}))
+    run = subprocess.run(
+        [sys.executable, str(TOOL), str(pkg), "--coverage", str(report)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    missed = [f"use.py:{line}" for line in sorted(set(raises) - {raises[0], raises[2]})]
+    errors_raise = ERRORS.splitlines().index("        raise BadError(what)") + 1
+    assert (  # errors.py is not in the report: its raise was not executed
+        f"executed: 2 of 6; not: errors.py:{errors_raise}, {', '.join(sorted(missed))}"
+        in run.stdout
+    )
 
 
 def test_emg_lens_defines_at_most_15_exception_classes():
