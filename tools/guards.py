@@ -25,8 +25,8 @@ FILE`` (the JSON report of a test run under coverage.py, ``coverage json``) adds
 sites the run executed, and names the others: a guard no test reaches is a door untested or a
 check nothing can reach (pytest-cov is no dependency of the project: ``pip install pytest-cov``)::
 
-    pytest -n 2 --cov=emg_lens --cov-report=json:cov.json
-    python tools/guards.py --coverage cov.json
+    pytest -n 2 --cov=emg_lens --cov-report=json:.coverage.json
+    python tools/guards.py --coverage .coverage.json
 """
 
 from __future__ import annotations
