@@ -193,8 +193,9 @@ T = TypeVar("T")
 
 def read_study_file(path: str | Path, build: Callable[[Any, Path], T]) -> T:
     """Parse the TOML or YAML file at ``path`` and return ``build(contents, its folder)``; a
-    missing or unreadable file, another suffix, text that is not UTF-8 (a byte-order mark is
-    allowed), a syntax error or a `SpecError` of ``build`` is a `SpecError` naming the file.
+    missing or unreadable file, a folder (its study files named), another suffix, text that is
+    not UTF-8 (a byte-order mark is allowed), a syntax error or a `SpecError` of ``build`` is a
+    `SpecError` naming the file.
 
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / "study.toml"
@@ -207,6 +208,10 @@ def read_study_file(path: str | Path, build: Callable[[Any, Path], T]) -> T:
     emg_lens.errors.SpecError: study file missing.toml does not exist
     """
     path = Path(path)
+    if path.is_dir():  # a folder of studies, given for one of them
+        studies = (".toml", ".yaml", ".yml")
+        found = sorted(p.name for p in path.iterdir() if p.suffix in studies) or "none"
+        raise SpecError(f"study file {path} is a folder; pass one of its study files: {found}")
     if not path.is_file():
         raise SpecError(f"study file {path} does not exist")
     try:

@@ -492,7 +492,19 @@ def _discovery_with(tmp: Path, line: str):
     return load_spec(path)
 
 
+def _folder_of_studies(tmp: Path) -> Path:
+    (tmp / "a.toml").write_text(ABLATION)
+    (tmp / "notes.txt").write_text("")
+    return tmp
+
+
 STUDY_FILES = [
+    (  # it exists: "does not exist" would send the user looking for it
+        "study check of a folder",
+        lambda tmp: cli.run(["study", "check", str(_folder_of_studies(tmp))]),
+        SpecError,
+        "is a folder; pass one of its study files: ['a.toml']",
+    ),
     (
         "ablation study not UTF-8",
         lambda tmp: load_spec(_latin1_file(tmp, "a.toml", ABLATION)),
