@@ -141,6 +141,17 @@ def make_folder(path: str | Path) -> Path:
     return path
 
 
+def no_file(path: Path) -> str:
+    """Why ``path``, which must be a file, is none, for a message about it: a folder given for
+    a file exists, and "does not exist" would send the user looking for it.
+
+    >>> import tempfile
+    >>> no_file(Path(tempfile.mkdtemp())), no_file(Path("missing.toml"))
+    ('is a folder, not a file', 'does not exist')
+    """
+    return "is a folder, not a file" if path.is_dir() else "does not exist"
+
+
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 """The control characters (Unicode's Cc: C0, DEL, C1) but newline and tab."""
 

@@ -37,7 +37,14 @@ from safetensors.torch import load as safetensors_tensors
 from safetensors.torch import save as safetensors_bytes
 
 from emg_lens._hints import checked
-from emg_lens._io import atomic_write_all, file_digest, files_digest, json_digest, make_folder
+from emg_lens._io import (
+    atomic_write_all,
+    file_digest,
+    files_digest,
+    json_digest,
+    make_folder,
+    no_file,
+)
 from emg_lens.config import ADDED_FIELD_DEFAULTS, HOOK_FLAGS, EncoderConfig, check_device
 from emg_lens.errors import (
     ArgumentError,
@@ -532,7 +539,7 @@ def read_biofoundation_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"BioFoundation checkpoint {path} does not exist")
+        raise CheckpointError(f"BioFoundation checkpoint {path} {no_file(path)}")
     if path.suffix == ".safetensors":
         state: Any = _read_weights(path, "cpu")[0]
     elif path.suffix in PICKLED_SUFFIXES:

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from emg_lens._io import no_file
 from emg_lens.errors import ArgumentError, SpecError, checked
 from emg_lens.studies.spec_base import Spec
 
@@ -208,12 +209,11 @@ def read_study_file(path: str | Path, build: Callable[[Any, Path], T]) -> T:
     emg_lens.errors.SpecError: study file missing.toml does not exist
     """
     path = Path(path)
-    if path.is_dir():  # a folder of studies, given for one of them
-        studies = (".toml", ".yaml", ".yml")
-        found = sorted(p.name for p in path.iterdir() if p.suffix in studies) or "none"
-        raise SpecError(f"study file {path} is a folder; pass one of its study files: {found}")
     if not path.is_file():
-        raise SpecError(f"study file {path} does not exist")
+        studies = path.iterdir() if path.is_dir() else ()  # a folder, given for one of them
+        found = sorted(p.name for p in studies if p.suffix in (".toml", ".yaml", ".yml"))
+        given = f"; its study files: {found}" if found else ""
+        raise SpecError(f"study file {path} {no_file(path)}{given}")
     try:
         raw = path.read_bytes()
     except OSError as exc:

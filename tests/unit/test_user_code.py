@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import textwrap
 from pathlib import Path
 
@@ -262,6 +263,11 @@ def test_other_checkpoint_files_are_refused(tmp_path):
     path.write_bytes(b"\0" * 8)
     with pytest.raises(CheckpointError, match=r"weights\.bin.*\.ckpt"):
         read_biofoundation_state_dict(path)
+    with pytest.raises(CheckpointError, match=r"checkpoint .*missing\.ckpt does not exist"):
+        read_biofoundation_state_dict(tmp_path / "missing.ckpt")
+    # a training's checkpoint folder exists: said so, not "does not exist"
+    with pytest.raises(CheckpointError, match=re.escape(f"checkpoint {tmp_path} is a folder")):
+        read_biofoundation_state_dict(tmp_path)
 
 
 def test_the_repository_recipes_run_with_consent():

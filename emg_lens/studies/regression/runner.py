@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from emg_lens._io import no_file
 from emg_lens.edges import parse
 from emg_lens.errors import DataFormatError, LayoutError, SpecError
 from emg_lens.hooks import compile_edges
@@ -58,7 +59,7 @@ def load_contraction(spec: RegressionSpec) -> Contraction:
     path = Path(spec.recording)
     if not path.is_file():
         raise DataFormatError(
-            f"recording {spec.recording} (study {spec.name!r}) does not exist, read from "
+            f"recording {spec.recording} (study {spec.name!r}) {no_file(path)}, read from "
             f"{Path.cwd()}: the study's `recording` is an OT BioLab+ .mat export, from the "
             "working directory (`make data` fetches openhdemg's test file to "
             ".data/openhdemg/otb_testfile.mat)"

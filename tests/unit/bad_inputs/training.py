@@ -503,7 +503,7 @@ STUDY_FILES = [
         "study check of a folder",
         lambda tmp: cli.run(["study", "check", str(_folder_of_studies(tmp))]),
         SpecError,
-        "is a folder; pass one of its study files: ['a.toml']",
+        "is a folder, not a file; its study files: ['a.toml']",
     ),
     (
         "ablation study not UTF-8",
