@@ -209,8 +209,9 @@ def class_uses(trees: dict[str, ast.Module], classes: dict[str, dict]) -> None:
                 classes[name]["others"] += 1
 
 
-def scan(package: Path) -> dict:
-    """The counts of every module of ``package`` (see the module docstring)."""
+def scan(package: Path, report_file: Path | None = None) -> dict:
+    """The counts of every module of ``package`` (see the module docstring); with
+    ``report_file``, `raise_coverage` of the same parsed modules under ``"coverage"``."""
     sources = {str(p.relative_to(package)): p.read_text() for p in sorted(package.rglob("*.py"))}
     trees = {module: ast.parse(source) for module, source in sources.items()}
     helpers = find_helpers(trees)
@@ -229,6 +230,7 @@ def scan(package: Path) -> dict:
     raises = sum(m["raises"] for m in modules.values())
     classes = exception_classes(trees)
     class_uses(trees, classes)
+    covered = {"coverage": raise_coverage(trees, package.name, report_file)} if report_file else {}
     return {
         "modules": modules,
         "total": {
@@ -240,26 +242,24 @@ def scan(package: Path) -> dict:
         },
         "helpers": helpers,
         "classes": classes,
+        **covered,
     }
 
 
-def raise_coverage(package: Path, report_file: Path) -> dict:
-    """Which of ``package``'s raise sites a test run executed, from coverage.py's JSON report
-    (``{"files": {path: {"executed_lines": [...]}}}``, paths ending in the package's name and
-    the module's path): ``executed`` (a count) and ``not_executed`` (``module:line``), modules
-    the report lacks counted as not executed."""
+def raise_coverage(trees: dict[str, ast.Module], name: str, report_file: Path) -> dict:
+    """Which raise sites of the package ``name`` (its parsed modules, ``trees``) a test run
+    executed, from coverage.py's JSON report (``{"files": {path: {"executed_lines": [...]}}}``,
+    paths ending in ``name`` and the module's path): ``executed`` (a count) and
+    ``not_executed`` (``module:line``), modules the report lacks counted as not executed."""
     files = json.loads(report_file.read_text())["files"]
-    executed_lines = {
-        key.replace("\\", "/"): set(entry["executed_lines"]) for key, entry in files.items()
-    }
+    ran_by_path = {k.replace("\\", "/"): set(v["executed_lines"]) for k, v in files.items()}
     executed, missed = 0, []
-    for path in sorted(package.rglob("*.py")):
-        module = str(path.relative_to(package))
-        tail = f"{package.name}/{module}"
+    for module, tree in trees.items():
+        tail = f"{name}/{module}"
         ran = next(
-            (v for k, v in executed_lines.items() if k == tail or k.endswith("/" + tail)), set()
+            (v for k, v in ran_by_path.items() if k == tail or k.endswith("/" + tail)), set()
         )
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(tree):
             if isinstance(node, ast.Raise):
                 if node.lineno in ran:
                     executed += 1
@@ -306,9 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, help="only the N modules with most guard lines")
     parser.add_argument("--coverage", type=Path, help="coverage.py's JSON report of a test run")
     args = parser.parse_args(argv)
-    counts = scan(args.package)
-    if args.coverage:
-        counts["coverage"] = raise_coverage(args.package, args.coverage)
+    counts = scan(args.package, args.coverage)
     print(json.dumps(counts, indent=1) if args.json else report(counts, args.top))
     return 0
 
